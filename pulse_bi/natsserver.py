@@ -1,0 +1,88 @@
+"""Start a local ``nats-server`` with JetStream (used by ``pulse-bi dev`` and the tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class NatsServerNotFound(RuntimeError):
+    """No nats-server binary could be found."""
+
+
+def find_nats_server(explicit: str | None = None) -> str:
+    """Path of the nats-server binary: ``explicit``, else NATS_SERVER_BIN, else PATH."""
+    candidate = explicit or os.environ.get("NATS_SERVER_BIN") or "nats-server"
+    found = shutil.which(candidate)
+    if found is None:
+        raise NatsServerNotFound(
+            f"nats-server not found ({candidate!r}). Install it (Debian/Ubuntu: "
+            "'apt-get install nats-server', macOS: 'brew install nats-server') or set "
+            "NATS_SERVER_BIN to its path."
+        )
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalNatsServer:
+    """A nats-server child process with JetStream and its own store directory."""
+
+    store_dir: Path
+    port: int = 0
+    binary: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> LocalNatsServer:
+        """Start the server and wait until it accepts connections."""
+        if not self.port:
+            self.port = free_port()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        binary = find_nats_server(self.binary)
+        self.process = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with code {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"nats-server did not listen on port {self.port} in {timeout}s")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and store (keeps the stream)."""
+        self.stop()
+        self.start()
