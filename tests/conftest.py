@@ -1,15 +1,22 @@
-"""Fixtures shared by all tests: a real nats-server with JetStream on a free port."""
+"""Fixtures shared by all tests: a real nats-server with JetStream on a free port, an
+in-process materializer on a tmp DuckDB file, and helpers to publish events."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
+from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.natsserver import LocalNatsServer
+from pulse_bi.streams import ensure_stream
 
 
 @pytest.fixture
@@ -30,3 +37,75 @@ async def nc(nats_server: LocalNatsServer) -> AsyncIterator[NATS]:
         yield client
     finally:
         await client.drain()
+
+
+@pytest.fixture
+def materializer_settings(nats_server: LocalNatsServer, tmp_path: Path) -> MaterializerSettings:
+    """Settings of an in-process materializer on the test server and a tmp DuckDB file."""
+    return MaterializerSettings(
+        nats_url=nats_server.url,
+        data_path=tmp_path,
+        duckdb_path=tmp_path / "pulse_bi.duckdb",
+        http_port=0,
+        heartbeat_interval=0.5,
+        batch_max_wait_ms=5,
+    )
+
+
+@pytest.fixture
+async def materializer(materializer_settings: MaterializerSettings) -> AsyncIterator[Any]:
+    """A running in-process materializer (``await m.wait_for_sequence(n)`` to sync)."""
+    from materializer.app import Materializer
+
+    async with Materializer(materializer_settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def js(nc: NATS) -> JetStreamContext:
+    """JetStream on the test server, with the PULSE_EVENTS stream created."""
+    context = nc.jetstream()
+    await ensure_stream(context)
+    return context
+
+
+def cloud_event(event_type: str, data: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    """A CloudEvents 1.0 envelope of the Pulse ERP contract (tests build events with it)."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": envelope.pop("id", None) or uuid.uuid4().hex,
+        "source": "/tests",
+        "type": event_type,
+        "time": "2026-11-25T10:04:05Z",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    event.update(envelope)
+    return event
+
+
+#: Subject suffix of each event type (PRODUCT.md's event contract).
+SUBJECTS = {
+    "order.created": "orders.created",
+    "order.cancelled": "orders.cancelled",
+    "invoice.issued": "invoices.issued",
+    "payment.received": "payments.received",
+    "stock.moved": "stock.moved",
+    "product.updated": "products.updated",
+    "customer.updated": "customers.updated",
+}
+
+
+async def publish_events(js: JetStreamContext, *events: dict[str, Any] | bytes) -> int:
+    """Publish events (dicts as CloudEvents JSON, bytes as they are); return the last sequence."""
+    sequence = 0
+    for event in events:
+        if isinstance(event, bytes):
+            ack = await js.publish("pulse.events.bad.input", event)
+        else:
+            subject = "pulse.events." + SUBJECTS.get(event["type"], "unknown.type")
+            ack = await js.publish(
+                subject, json.dumps(event).encode(), headers={"Nats-Msg-Id": event["id"]}
+            )
+        sequence = ack.seq
+    return sequence

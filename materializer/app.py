@@ -1,0 +1,256 @@
+"""The materializer process: resources opened in order, closed in reverse.
+
+``Materializer`` is an async context manager so the CLI, the tests and the benchmarks
+run the same thing: open the DuckDB store, connect to NATS, make sure the stream exists,
+start ingest, the query service, the heartbeat and the HTTP server; on exit stop
+receiving, commit what was received, and close everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import nats
+from materializer.store import BatchResult, Store
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from materializer.consumer import Ingestor
+from materializer.http import HttpServer
+from materializer.metrics import MaterializerMetrics
+from materializer.service import QueryService
+from materializer.settings import Settings
+from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, ChangeNotice, notice_encoder
+from pulse_bi.streams import ensure_stream
+
+log = logging.getLogger("pulse_bi.materializer")
+
+
+class Materializer:
+    """A running materializer (use ``async with Materializer(settings) as m``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = MaterializerMetrics()
+        self.store: Store | None = None
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.ingestor: Ingestor | None = None
+        self.service: QueryService | None = None
+        self.http: HttpServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._notice_version = 0
+        self._stream_last_sequence = 0
+        self._state: dict[str, Any] = {}
+        self._sequence_changed = asyncio.Condition()
+
+    async def __aenter__(self) -> Materializer:
+        try:
+            await self._open()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _open(self) -> None:
+        s = self.settings
+        s.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = await asyncio.to_thread(
+            Store.open,
+            s.duckdb_path,
+            memory_limit=s.duckdb_memory_limit or None,
+            threads=s.duckdb_threads or None,
+        )
+        self._state = dict(self.store.stats())
+        self._notice_version = int(self._state.get("last_sequence") or 0)
+        self.nc = await nats.connect(
+            s.nats_url.split(","),
+            name="pulse-bi-materializer",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._nats_error,
+            disconnected_cb=self._nats_disconnected,
+            reconnected_cb=self._nats_reconnected,
+        )
+        self.js = self.nc.jetstream()
+        await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
+        self.ingestor = Ingestor(self.js, self.store, s, self.metrics, self._announce)
+        self.service = QueryService(self.nc, self.store, self.metrics, self.stats, s.query_workers)
+        await self.service.start()
+        await self.ingestor.start()
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        if s.http_port:
+            self.http = HttpServer(self, s.http_host, s.http_port)
+            await self.http.start()
+        log.info(
+            "materializer ready: %s, NATS %s, last sequence %d",
+            s.duckdb_path,
+            s.nats_url,
+            self._notice_version,
+        )
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def last_sequence(self) -> int:
+        """Last committed stream sequence."""
+        return self._notice_version
+
+    def stats(self) -> dict[str, Any]:
+        """Pipeline figures: what /stats, the pipeline query and the heartbeat report."""
+        last = self._notice_version
+        return {
+            "version": last,
+            "last_sequence": last,
+            "stream_last_sequence": max(self._stream_last_sequence, last),
+            "lag": max(0, self._stream_last_sequence - last),
+            "events_applied": int(self._state.get("events_applied") or 0),
+            "events_rejected": int(self._state.get("events_rejected") or 0),
+            "events_duplicate": int(self._state.get("events_duplicate") or 0),
+            "batches": int(self._state.get("batches") or 0),
+            "last_event_time": _iso(self._state.get("last_event_time")),
+            "last_batch_at": _iso(self._state.get("last_batch_at")),
+            "nats_connected": bool(self.nc and self.nc.is_connected),
+        }
+
+    def healthy(self) -> tuple[bool, str]:
+        """Whether the materializer is doing its job, and if not why."""
+        if self.nc is None or not self.nc.is_connected:
+            return False, "not connected to NATS"
+        if self.ingestor is None or not self.ingestor.started.is_set():
+            return False, "ingest not started"
+        if self.ingestor.failed:
+            return False, f"ingest stopped: {self.ingestor.failed}"
+        return True, "ok"
+
+    async def wait_for_sequence(self, sequence: int, timeout: float = 30.0) -> None:
+        """Wait until the batch holding ``sequence`` is committed (tests, tools)."""
+        async with asyncio.timeout(timeout), self._sequence_changed:
+            await self._sequence_changed.wait_for(lambda: self._notice_version >= sequence)
+
+    # -- notices ---------------------------------------------------------------------
+
+    async def _announce(self, result: BatchResult) -> None:
+        previous = self._notice_version
+        self._notice_version = max(previous, result.last_sequence)
+        st = self._state
+        st["events_applied"] = int(st.get("events_applied") or 0) + result.applied
+        st["events_rejected"] = int(st.get("events_rejected") or 0) + result.rejected
+        st["events_duplicate"] = int(st.get("events_duplicate") or 0) + result.duplicates
+        st["batches"] = int(st.get("batches") or 0) + 1
+        st["last_batch_at"] = datetime.now(UTC)
+        if result.last_event_time is not None:
+            st["last_event_time"] = result.last_event_time
+        self._update_lag()
+        async with self._sequence_changed:
+            self._sequence_changed.notify_all()
+        notice = ChangeNotice(
+            version=self._notice_version,
+            aggregates=sorted(result.aggregates | {"pipeline"}),
+            changes=result.changes,
+            last_event_time=_iso(result.last_event_time),
+            previous_version=previous,
+        )
+        await self._publish(notice)
+
+    async def _publish(self, notice: ChangeNotice) -> None:
+        if self.nc is None or self.nc.is_closed:
+            return
+        # Core NATS, not JetStream: a missed notice is caught by the next heartbeat.
+        await self.nc.publish(CHANGES_SUBJECT, notice_encoder.encode(notice))
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._refresh_stream_position()
+                await self._publish(
+                    ChangeNotice(
+                        version=self._notice_version,
+                        kind="heartbeat",
+                        last_event_time=_iso(self._state.get("last_event_time")),
+                    )
+                )
+            except Exception as exc:  # NATS away: keep beating once it returns
+                log.debug("heartbeat skipped: %s", exc)
+
+    async def _refresh_stream_position(self) -> None:
+        if self.js is None or self.nc is None or not self.nc.is_connected:
+            return
+        info = await self.js.stream_info(STREAM_NAME)
+        self._stream_last_sequence = int(info.state.last_seq)
+        self._update_lag()
+
+    def _update_lag(self) -> None:
+        self._stream_last_sequence = max(self._stream_last_sequence, self._notice_version)
+        self.metrics.stream_last_sequence.set(self._stream_last_sequence)
+        self.metrics.lag.set(self._stream_last_sequence - self._notice_version)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set or ingest fails (then raise why)."""
+        assert self.ingestor is not None
+        stopper = asyncio.create_task(stop.wait())
+        ingest = asyncio.create_task(self.ingestor.wait())
+        done, _ = await asyncio.wait({stopper, ingest}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if ingest in done:
+            ingest.result()
+        else:
+            ingest.cancel()
+
+    async def close(self) -> None:
+        """Stop receiving, commit the last batch, close in reverse order."""
+        started = time.perf_counter()
+        if self.ingestor is not None:
+            await self.ingestor.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.http is not None:
+            await self.http.stop()
+        if self.service is not None:
+            await self.service.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+        log.info("materializer stopped in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    async def _nats_error(self, exc: Exception) -> None:
+        log.warning("NATS: %s", exc)
+
+    async def _nats_disconnected(self) -> None:
+        log.warning("disconnected from NATS; reconnecting")
+
+    async def _nats_reconnected(self) -> None:
+        log.info("reconnected to NATS")
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)

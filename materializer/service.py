@@ -1,0 +1,168 @@
+"""Named read queries over NATS request/reply (a nats.micro service in a queue group).
+
+The materializer is the only process that opens the DuckDB file, so it answers the
+gateway's reads itself. Every replica joins the same queue group; NATS spreads the
+requests. Queries run on DuckDB cursors in worker threads, concurrently with ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+from materializer.queries import BadQuery
+from materializer.store import Store
+from nats.aio.client import Client as NATS
+from nats.micro import Request, ServiceConfig, add_service
+from nats.micro.service import EndpointConfig, Service
+from prometheus_client import generate_latest
+
+from materializer.metrics import MaterializerMetrics
+from pulse_bi import __version__
+from pulse_bi.contract import (
+    QUERY_NAMES,
+    QUERY_QUEUE_GROUP,
+    QUERY_SERVICE_NAME,
+    QueryError,
+    QueryReply,
+    query_subject,
+)
+
+log = logging.getLogger("pulse_bi.materializer.service")
+
+_encode = msgspec.json.Encoder().encode
+_decode_params = msgspec.json.Decoder(dict[str, Any]).decode
+
+#: Subjects of the operational endpoints (same answers as the HTTP server's).
+HEALTH_SUBJECT = "pulse.bi.materializer.health"
+STATS_SUBJECT = "pulse.bi.materializer.stats"
+METRICS_SUBJECT = "pulse.bi.materializer.metrics"
+
+
+class QueryService:
+    """Answers named queries and the health/stats/metrics endpoints over NATS."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        store: Store,
+        metrics: MaterializerMetrics,
+        stats: Callable[[], dict[str, Any]],
+        workers: int,
+    ) -> None:
+        self._nc = nc
+        self._store = store
+        self._metrics = metrics
+        self._stats = stats
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="duckdb-query")
+        self._service: Service | None = None
+
+    async def start(self) -> None:
+        """Register the service and its endpoints."""
+        self._service = await add_service(
+            self._nc,
+            ServiceConfig(
+                name=QUERY_SERVICE_NAME,
+                version=__version__,
+                description="Pulse BI named read queries over the DuckDB aggregates",
+                queue_group=QUERY_QUEUE_GROUP,
+            ),
+        )
+        for name in QUERY_NAMES:
+            await self._service.add_endpoint(
+                EndpointConfig(
+                    name=name,
+                    subject=query_subject(name),
+                    handler=self._query_handler(name),
+                    queue_group=QUERY_QUEUE_GROUP,
+                )
+            )
+        for name, subject, handler in (
+            ("health", HEALTH_SUBJECT, self._health),
+            ("stats", STATS_SUBJECT, self._stats_endpoint),
+            ("metrics", METRICS_SUBJECT, self._metrics_endpoint),
+        ):
+            # Operational endpoints answer per replica, not through the queue group:
+            # each materializer has its own state to report.
+            await self._service.add_endpoint(
+                EndpointConfig(name=name, subject=f"{subject}.{self._service.id}", handler=handler)
+            )
+            await self._service.add_endpoint(
+                EndpointConfig(
+                    name=f"{name}-any",
+                    subject=subject,
+                    handler=handler,
+                    queue_group=QUERY_QUEUE_GROUP,
+                )
+            )
+
+    def _query_handler(self, name: str) -> Callable[[Request], Any]:
+        async def handle(request: Request) -> None:
+            await request.respond(await self.answer(name, request.data))
+
+        return handle
+
+    async def answer(self, name: str, payload: bytes) -> bytes:
+        """The encoded ``QueryReply`` of one named query request."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            params = _decode_params(payload) if payload.strip() else {}
+            reply = await self._run(name, params)
+        except (BadQuery, msgspec.DecodeError) as exc:
+            outcome = "bad_request"
+            reply = _error("bad_request", str(exc), self._store_version())
+        except Exception as exc:
+            outcome = "internal"
+            log.exception("named query %s failed", name)
+            reply = _error("internal", f"{type(exc).__name__}: {exc}", self._store_version())
+        self._metrics.queries.labels(name, outcome).inc()
+        self._metrics.query_seconds.labels(name).observe(time.perf_counter() - started)
+        return reply
+
+    async def _run(self, name: str, params: dict[str, Any]) -> bytes:
+        if name == "pipeline":  # live figures (lag needs the stream), not a table
+            stats = self._stats()
+            return _encode(QueryReply(version=stats["version"], data=stats))
+        loop = asyncio.get_running_loop()
+        limit = self._nc.max_payload - 1024
+        while True:
+            version = self._store_version()
+            result = await loop.run_in_executor(self._pool, self._store.query, name, params)
+            encoded = _encode(
+                QueryReply(version=version, data=result.data, next_offset=result.next_offset)
+            )
+            if len(encoded) <= limit:
+                return encoded
+            # Too large for one NATS message: ask for a smaller page.
+            page = int(params.get("limit") or 1000)
+            if page <= 1 or not isinstance(result.data, list):
+                raise BadQuery(f"result of {name} is larger than the NATS max payload")
+            params = {**params, "limit": max(1, page // 2)}
+
+    def _store_version(self) -> int:
+        return int(self._stats().get("last_sequence") or 0)
+
+    async def _health(self, request: Request) -> None:
+        await request.respond(_encode({"status": "ok", **self._stats()}))
+
+    async def _stats_endpoint(self, request: Request) -> None:
+        await request.respond(_encode(self._stats()))
+
+    async def _metrics_endpoint(self, request: Request) -> None:
+        await request.respond(generate_latest(self._metrics.registry))
+
+    async def stop(self) -> None:
+        """Deregister the endpoints and wait for running queries."""
+        if self._service is not None:
+            await self._service.stop()
+        self._pool.shutdown(wait=True)
+
+
+def _error(code: str, message: str, version: int) -> bytes:
+    return _encode(QueryReply(version=version, error=QueryError(code=code, message=message)))  # type: ignore[arg-type]

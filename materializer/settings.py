@@ -1,0 +1,129 @@
+"""The materializer's settings: read once from the environment, validated, frozen."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value the materializer cannot start with."""
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the materializer can be told, with its environment variable."""
+
+    #: NATS_URL: NATS server(s), comma-separated.
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: DATA_PATH: directory for the DuckDB file (created when missing).
+    data_path: Path = Path("data")
+    #: DUCKDB_PATH: the DuckDB file; default ``$DATA_PATH/pulse_bi.duckdb``.
+    duckdb_path: Path = field(default=Path("data/pulse_bi.duckdb"))
+    #: DUCKDB_MEMORY_LIMIT: DuckDB's memory limit, e.g. ``256MB`` (empty: DuckDB's default).
+    duckdb_memory_limit: str = "256MB"
+    #: DUCKDB_THREADS: DuckDB worker threads (0: one per core).
+    duckdb_threads: int = 0
+    #: MATERIALIZER_HTTP_HOST: address of the /health, /stats, /metrics server.
+    http_host: str = "127.0.0.1"
+    #: MATERIALIZER_HTTP_PORT: port of that server (0: no HTTP server).
+    http_port: int = 8005
+    #: BATCH_MAX_EVENTS: most events applied in one transaction.
+    batch_max_events: int = 20_000
+    #: BATCH_MAX_WAIT_MS: longest an event waits for its batch to fill before it is applied.
+    batch_max_wait_ms: int = 20
+    #: HEARTBEAT_INTERVAL: seconds between version heartbeats on the change subject.
+    heartbeat_interval: float = 2.0
+    #: QUERY_WORKERS: threads answering named queries concurrently with ingest.
+    query_workers: int = 4
+    #: STREAM_DUPLICATE_WINDOW: seconds JetStream drops re-published event ids (when it
+    #: creates the stream).
+    stream_duplicate_window: float = 120.0
+    #: LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        data_path = Path(env.get("DATA_PATH") or "data")
+        duckdb_path = Path(env["DUCKDB_PATH"]) if env.get("DUCKDB_PATH") else None
+        values: dict[str, Any] = {
+            "nats_url": env.get("NATS_URL") or cls.nats_url,
+            "data_path": data_path,
+            "duckdb_path": duckdb_path or data_path / "pulse_bi.duckdb",
+            "duckdb_memory_limit": env.get("DUCKDB_MEMORY_LIMIT", cls.duckdb_memory_limit),
+            "duckdb_threads": _int(env, "DUCKDB_THREADS", cls.duckdb_threads, minimum=0),
+            "http_host": env.get("MATERIALIZER_HTTP_HOST") or cls.http_host,
+            "http_port": _int(env, "MATERIALIZER_HTTP_PORT", cls.http_port, 0, 65535),
+            "batch_max_events": _int(env, "BATCH_MAX_EVENTS", cls.batch_max_events, 1),
+            "batch_max_wait_ms": _int(env, "BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 0),
+            "heartbeat_interval": _float(env, "HEARTBEAT_INTERVAL", cls.heartbeat_interval),
+            "query_workers": _int(env, "QUERY_WORKERS", cls.query_workers, 1, 64),
+            "stream_duplicate_window": _float(
+                env, "STREAM_DUPLICATE_WINDOW", cls.stream_duplicate_window
+            ),
+            "log_level": (env.get("LOG_LEVEL") or cls.log_level).upper(),
+        }
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        if not self.nats_url.strip():
+            raise SettingsError("NATS_URL is empty; set it to e.g. nats://127.0.0.1:4222")
+        for url in self.nats_url.split(","):
+            if "://" not in url:
+                raise SettingsError(f"NATS_URL {url!r} has no scheme; write it as nats://host:port")
+        if self.duckdb_memory_limit and not _SIZE.match(self.duckdb_memory_limit.strip()):
+            raise SettingsError(
+                f"DUCKDB_MEMORY_LIMIT {self.duckdb_memory_limit!r} is not a size; "
+                "write it like 256MB or 1GB"
+            )
+        if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(
+                f"LOG_LEVEL {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR"
+            )
+        if self.heartbeat_interval <= 0:
+            raise SettingsError("HEARTBEAT_INTERVAL must be a positive number of seconds")
+        if self.duckdb_path.exists() and self.duckdb_path.is_dir():
+            raise SettingsError(f"DUCKDB_PATH {str(self.duckdb_path)!r} is a directory")
+
+    @classmethod
+    def documented_names(cls) -> list[str]:
+        """Field names, for the test that keeps docs/OPERATIONS.md complete."""
+        return [f.name for f in fields(cls)]
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise SettingsError(f"{name}={value} must be {bounds}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw} must be greater than 0")
+    return value

@@ -1,0 +1,159 @@
+"""``pulse-bi``: one command group for every process and tool.
+
+Domain errors become CLI errors here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+from pulse_bi import __version__
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_async(main: Any) -> None:
+    """Run a coroutine on uvloop where available."""
+    try:
+        import uvloop
+
+        uvloop.run(main)
+    except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
+        asyncio.run(main)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pulse-bi")
+def main() -> None:
+    """Pulse BI: live analytics for Pulse ERP on NATS JetStream and DuckDB."""
+
+
+@main.command()
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Probe a running materializer's /health (MATERIALIZER_HTTP_PORT) and exit 0 "
+    "when healthy, 1 otherwise.",
+)
+def materializer(check: bool) -> None:
+    """Consume the event stream into DuckDB and answer named queries over NATS.
+
+    Settings come from the environment (docs/OPERATIONS.md): NATS_URL, DATA_PATH,
+    DUCKDB_PATH, MATERIALIZER_HTTP_PORT, BATCH_MAX_EVENTS, …
+    """
+    from materializer.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(f"bad setting: {exc}") from None
+    if check:
+        host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+        sys.exit(_probe(f"http://{host}:{settings.http_port}/health"))
+    _configure_logging(settings.log_level)
+    run_async(_run_materializer(settings))
+
+
+async def _run_materializer(settings: Any) -> None:
+    from materializer.app import Materializer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Materializer(settings) as running:
+            await running.run_until(stop)
+    except Exception as exc:
+        logging.getLogger("pulse_bi.materializer").error("%s", exc)
+        raise SystemExit(1) from exc
+
+
+def _probe(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            body = json.load(response)
+            click.echo(json.dumps(body))
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        click.echo(f"unhealthy: {exc}", err=True)
+        return 1
+
+
+@main.group()
+def migrate() -> None:
+    """Show or apply the DuckDB schema migrations."""
+
+
+@migrate.command("status")
+def migrate_status() -> None:
+    """Print the schema version of DUCKDB_PATH and the pending migrations."""
+    from materializer.db import migration_status
+
+    from materializer.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(f"bad setting: {exc}") from None
+    status = migration_status(settings.duckdb_path)
+    click.echo(f"database: {settings.duckdb_path}")
+    click.echo(f"version:  {status.current} (latest {status.latest})")
+    if status.pending:
+        click.echo("pending:")
+        for name in status.pending:
+            click.echo(f"  {name}")
+    else:
+        click.echo("pending:  none")
+
+
+@migrate.command("upgrade")
+def migrate_upgrade() -> None:
+    """Apply pending migrations to DUCKDB_PATH (the materializer also does at start)."""
+    from materializer.db import upgrade
+
+    from materializer.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(f"bad setting: {exc}") from None
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    status = upgrade(settings.duckdb_path)
+    click.echo(f"{settings.duckdb_path}: version {status.current}, up to date")
+
+
+def _add_optional_commands() -> None:
+    """Attach the commands that live next to the code they run."""
+    from pulse_bi.dev import dev_command
+
+    main.add_command(dev_command, "dev")
+    try:
+        from pulse_bi.simulator.cli import simulate_command
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    else:
+        main.add_command(simulate_command, "simulate")
+    try:
+        from gateway.cli import gateway_command
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    else:
+        main.add_command(gateway_command, "gateway")
+
+
+_add_optional_commands()

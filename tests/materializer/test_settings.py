@@ -1,0 +1,62 @@
+"""Settings are read once from the environment and bad values stop start-up clearly."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from materializer.settings import Settings, SettingsError
+
+DOCS = Path(__file__).parents[2] / "docs" / "OPERATIONS.md"
+
+
+def test_defaults_put_duckdb_under_data_path() -> None:
+    settings = Settings.from_env({"DATA_PATH": "/srv/pulse"})
+    assert settings.duckdb_path == Path("/srv/pulse/pulse_bi.duckdb")
+
+
+def test_duckdb_path_overrides_data_path() -> None:
+    settings = Settings.from_env({"DATA_PATH": "/srv/pulse", "DUCKDB_PATH": "/x/y.duckdb"})
+    assert settings.duckdb_path == Path("/x/y.duckdb")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BATCH_MAX_EVENTS": "lots"}, "BATCH_MAX_EVENTS='lots' is not a whole number"),
+        ({"BATCH_MAX_EVENTS": "0"}, "BATCH_MAX_EVENTS=0 must be >= 1"),
+        ({"MATERIALIZER_HTTP_PORT": "70000"}, "must be between 0 and 65535"),
+        ({"NATS_URL": "localhost:4222"}, "has no scheme"),
+        ({"DUCKDB_MEMORY_LIMIT": "lots"}, "is not a size"),
+        ({"HEARTBEAT_INTERVAL": "-1"}, "must be greater than 0"),
+        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL 'CHATTY' is not one of"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_bad_setting_stops_the_process_at_start_up_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pulse_bi", "materializer"],
+        env={"BATCH_MAX_EVENTS": "lots", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "BATCH_MAX_EVENTS='lots' is not a whole number" in result.stderr
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text()
+    env_names = re.findall(r"#: ([A-Z_]+):", inspect.getsource(Settings))
+    assert len(env_names) == len(Settings.documented_names())
+    missing = [name for name in env_names if f"`{name}`" not in text]
+    assert not missing, f"docs/OPERATIONS.md does not document {missing}"
