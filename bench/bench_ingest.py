@@ -1,0 +1,226 @@
+"""Materializer benchmarks: ingest rate vs raw consume rate, notice latency, memory, reads.
+
+Run: ``.venv/bin/python -m bench.bench_ingest [--events 500000] [--rss-events 5000000]``.
+Every figure is measured in the same run against a baseline of the same run, since the
+machines are shared and noisy: the ingest rate is reported next to the raw consume rate
+of the same stream (same consumer, no processing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import psutil
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from materializer.app import Materializer
+from materializer.settings import Settings
+from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, notice_decoder, query_subject
+from pulse_bi.natsserver import LocalNatsServer, free_port
+from pulse_bi.simulator import generate, publish
+from pulse_bi.streams import ensure_stream
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    return (
+        f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+async def prefill(url: str, count: int, seed: int = 7) -> int:
+    """Publish ``count`` simulated events; return the stream's last sequence."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    scenario = generate(seed, count)
+    await publish(nc, scenario.messages)
+    info = await js.stream_info(STREAM_NAME)
+    await nc.drain()
+    return int(info.state.last_seq)
+
+
+async def raw_consume_rate(url: str, last: int) -> float:
+    """Events/s of the materializer's consumer reading the stream and doing nothing else."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    done = asyncio.Event()
+    seen = 0
+
+    async def receive(msg: Any) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= last:
+            done.set()
+
+    started = time.perf_counter()
+    sub = await js.subscribe(
+        "pulse.events.>",
+        stream=STREAM_NAME,
+        cb=receive,
+        ordered_consumer=True,
+        idle_heartbeat=5.0,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
+        pending_msgs_limit=100_000,
+    )
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await sub.unsubscribe()
+    await nc.drain()
+    return last / elapsed
+
+
+async def ingest_rate(settings: Settings, last: int) -> tuple[float, float]:
+    """Events/s from an empty DuckDB file to the whole stream committed; and RSS MB."""
+    started = time.perf_counter()
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=3600)
+        elapsed = time.perf_counter() - started
+        rss = psutil.Process().memory_info().rss / 2**20
+    return last / elapsed, rss
+
+
+async def notice_latency(settings: Settings, rate: int, seconds: float) -> list[float]:
+    """Publish → change notice latencies (ms) at ``rate`` events/s."""
+    latencies: list[float] = []
+    async with Materializer(settings) as running:
+        nc = await nats.connect(settings.nats_url)
+        js = nc.jetstream()
+        published: dict[int, float] = {}
+
+        async def on_notice(msg: Any) -> None:
+            notice = notice_decoder.decode(msg.data)
+            if notice.kind != "change":
+                return
+            now = time.perf_counter()
+            for seq in [s for s in published if s <= notice.version]:
+                latencies.append((now - published.pop(seq)) * 1000)
+
+        await nc.subscribe(CHANGES_SUBJECT, cb=on_notice)
+        scenario = generate(11, int(rate * seconds))
+        interval = 1 / rate
+        start = time.perf_counter()
+        for i, message in enumerate(scenario.messages):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            ack = await js.publish(message.subject, message.data)
+            published[ack.seq] = sent
+        await running.wait_for_sequence(ack.seq, timeout=60)
+        await asyncio.sleep(0.2)
+        await nc.drain()
+    return latencies
+
+
+async def query_round_trips(settings: Settings, count: int) -> list[float]:
+    """Round trips (ms) of the ``sales_by_hour`` named query over 24 h."""
+    times: list[float] = []
+    async with Materializer(settings):
+        nc = await nats.connect(settings.nats_url)
+        params = json.dumps(
+            {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
+        ).encode()
+        for _ in range(count):
+            started = time.perf_counter()
+            await nc.request(query_subject("sales_by_hour"), params, timeout=5)
+            times.append((time.perf_counter() - started) * 1000)
+        await nc.drain()
+    return times
+
+
+def rss_after(url: str, duckdb_path: Path, events: int) -> float:
+    """RSS (MB) of a materializer process after it has applied ``events`` events."""
+    env = {
+        **os.environ,
+        "NATS_URL": url,
+        "DUCKDB_PATH": str(duckdb_path),
+        "MATERIALIZER_HTTP_PORT": str(free_port()),
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "pulse_bi", "materializer"], env=env)
+    import urllib.request
+
+    try:
+        while True:
+            time.sleep(1)
+            try:
+                url_stats = f"http://127.0.0.1:{env['MATERIALIZER_HTTP_PORT']}/stats"
+                with urllib.request.urlopen(url_stats, timeout=2) as response:
+                    if json.load(response)["last_sequence"] >= events:
+                        break
+            except OSError:
+                continue
+        return psutil.Process(process.pid).memory_info().rss / 2**20
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        server = LocalNatsServer(store_dir=root / "nats").start()
+        try:
+            last = await prefill(server.url, args.events)
+            raw = statistics.median([await raw_consume_rate(server.url, last) for _ in range(3)])
+            base = Settings(
+                nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0
+            )
+            ingest, rss = await ingest_rate(base, last)
+            print(f"machine: {machine()}")
+            print(f"stream: {last} events")
+            print(f"raw consume: {raw:,.0f} events/s")
+            print(f"ingest to committed aggregates: {ingest:,.0f} events/s "
+                  f"({ingest / raw:.2f} x raw), RSS {rss:.0f} MB")
+            reads = await query_round_trips(
+                Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0),
+                args.queries,
+            )
+            print(f"named query sales_by_hour round trip: p50 {percentile(reads, 50):.2f} ms, "
+                  f"p99 {percentile(reads, 99):.2f} ms ({len(reads)} requests)")
+            lat = await notice_latency(
+                Settings(nats_url=server.url, duckdb_path=root / "latency.duckdb",
+                         http_port=0),
+                rate=1000,
+                seconds=args.latency_seconds,
+            )
+            print(f"publish -> change notice at 1,000 events/s: p50 {percentile(lat, 50):.1f} ms,"
+                  f" p99 {percentile(lat, 99):.1f} ms ({len(lat)} events)")
+        finally:
+            server.stop()
+        if args.rss_events:
+            server = LocalNatsServer(store_dir=root / "nats-rss").start()
+            try:
+                last = await prefill(server.url, args.rss_events, seed=3)
+                rss_mb = rss_after(server.url, root / "rss.duckdb", last)
+                print(f"materializer RSS after {last:,} events: {rss_mb:.0f} MB")
+            finally:
+                server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--rss-events", type=int, default=0, help="e.g. 5000000")
+    asyncio.run(main(parser.parse_args()))
