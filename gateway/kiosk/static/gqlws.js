@@ -41,8 +41,8 @@ export class LiveClient {
     this.url = options.url;
     this.connectionParams = options.connectionParams || (() => ({}));
     this.onState = options.onState || (() => {});
-    this.pingInterval = options.pingInterval ?? 10000;
-    this.pongTimeout = options.pongTimeout ?? 5000;
+    this.pingInterval = options.pingInterval ?? 5000;
+    this.pongTimeout = options.pongTimeout ?? 4000;
     this.ackTimeout = options.ackTimeout ?? 5000;
     this.retryMin = options.retryMin ?? 250;
     this.retryMax = options.retryMax ?? 5000;
@@ -56,6 +56,8 @@ export class LiveClient {
     this.stopped = true;
     this.connectedOnce = false;
     this.onOnline = () => this.reconnectNow();
+    // The browser knows before any ping does that the network is gone.
+    this.onOffline = () => this.dropSocket(4499, "browser offline");
   }
 
   /** Open the connection (again after `stop()`). */
@@ -63,6 +65,7 @@ export class LiveClient {
     if (!this.stopped) return;
     this.stopped = false;
     window.addEventListener("online", this.onOnline);
+    window.addEventListener("offline", this.onOffline);
     this.setState(this.connectedOnce ? State.STALE : State.CONNECTING, {});
     this.connect();
   }
@@ -71,6 +74,7 @@ export class LiveClient {
   stop() {
     this.stopped = true;
     window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("offline", this.onOffline);
     this.clearTimers();
     this.abandonSocket(1000, "stopped");
   }
