@@ -37,7 +37,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 JWT_SECRET = "kiosk-test-secret-that-is-long-enough-for-hs256"
 SCREENSHOT = os.environ.get("KIOSK_SCREENSHOT")  # e.g. docs/kiosk.png: keep a picture
 
-browser_test = [pytest.mark.browser, pytest.mark.slow]
+# The gateway as its own uvicorn process, configured from the environment.
+GATEWAY_MAIN = """
+import os, uvicorn
+from gateway.app import create_app
+from gateway.settings import Settings
+settings = Settings.from_env(os.environ)
+uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+"""
 
 
 # -- the running system ------------------------------------------------------------
@@ -76,9 +83,7 @@ class Stack:
     def start_gateway(self) -> None:
         """Start the gateway on its port and wait until it answers HTTP."""
         env = {"GATEWAY_PORT": str(self.gateway_port), "GATEWAY_HOST": "127.0.0.1"}
-        self._spawn(
-            "gateway", [sys.executable, "-m", "pulse_bi", "gateway"], self.gateway_env | env
-        )
+        self._spawn("gateway", [sys.executable, "-c", GATEWAY_MAIN], self.gateway_env | env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             self.check_alive("gateway")
@@ -540,3 +545,44 @@ async def test_token_comes_from_the_url_or_a_prompt_when_jwt_is_configured(
     from_url = await open_kiosk(browser, stack, f"?token={token}")
     await from_url.wait_for_selector("body[data-connection=live]")
     await wait_text(from_url, "#revenue-net", "0.00")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_simulated_traffic_shows_the_figures_the_simulator_expects(
+    stack: Stack, browser: Browser, tmp_path: Path
+) -> None:
+    expected_path = tmp_path / "expected.json"
+    simulate = [sys.executable, "-m", "pulse_bi", "simulate", "--nats-url", stack.nats.url]
+    options = ["--count", "20000", "--seed", "7", "--window-hours", "23", "--quiet"]
+    subprocess.run([*simulate, *options, "--expected", str(expected_path)], check=True)
+    expected = json.loads(expected_path.read_text())
+    async with Publisher(stack.nats.url) as pub:
+        info = await pub.js.stream_info("PULSE_EVENTS")
+    stack.start_gateway()
+    await wait_applied(stack, info.state.last_seq)
+
+    page = await open_kiosk(browser, stack, "?currency=EUR")
+    await page.wait_for_selector("body[data-connection=live]")
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = [h for h in expected["sales_by_hour"] if datetime.fromisoformat(h["hour"]) >= midnight]
+    net_today = sum(float(h["net_revenue"]) for h in today)
+    await page.wait_for_function(
+        "want => Math.abs(document.getElementById('revenue-net').dataset.value - want) < 0.005",
+        arg=net_today,
+    )
+    orders_today = sum(h["orders"] for h in today)
+    assert await page.get_attribute("#revenue-orders", "data-value") == str(orders_today)
+    bars = await page.eval_on_selector_all(
+        "#orders-chart rect.bar",
+        "bars => bars.map(b => [b.dataset.hour, Number(b.dataset.orders)])",
+    )
+    by_hour = {datetime.fromisoformat(h["hour"]): h["orders"] for h in expected["sales_by_hour"]}
+    assert [n for _, n in bars] == [by_hour.get(datetime.fromisoformat(t), 0) for t, _ in bars]
+    assert sum(n for _, n in bars) == sum(by_hour.values())  # the whole run is in the window
+    low = len(expected["low_stock"])
+    assert await page.get_attribute("#stock-count", "data-value") == str(low)
+    ar_total = float(expected["ar_aging"]["total"])
+    assert abs(float(await page.get_attribute("#ar-total", "data-value") or 0) - ar_total) < 0.005
+    await page.wait_for_timeout(1300)  # let the change highlight fade before the picture
+    await page.screenshot(path=SCREENSHOT or str(tmp_path / "kiosk.png"))

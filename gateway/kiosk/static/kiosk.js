@@ -186,6 +186,16 @@ class Kiosk {
       else delete panel.dataset.stale;
     }
     if (data) render(data);
+    this.showHealth();
+  }
+
+  /** Connected but some panels get errors (e.g. the materializer is down): say so. */
+  showHealth() {
+    const failing = document.querySelectorAll("[data-panel]:not([hidden])[data-stale]").length;
+    document.body.toggleAttribute("data-degraded", failing > 0);
+    if (this.client.state === State.LIVE) {
+      byId("status-text").textContent = failing > 0 ? "Live · data unavailable" : "Live";
+    }
   }
 
   // -- rendering -------------------------------------------------------------
@@ -326,8 +336,8 @@ class Kiosk {
     const text = byId("status-text");
     if (state === State.LIVE) {
       this.staleSince = null;
-      text.textContent = "Live";
       byId("auth").hidden = true;
+      this.showHealth();
     } else if (state === State.STALE) {
       this.staleSince ??= new Date();
       this.showStale();
