@@ -63,7 +63,7 @@ class World:
         self.rng = random.Random(seed)
         self.out_of_order = out_of_order
         # A per-seed tag keeps order, invoice and payment ids of different seeds apart.
-        self.tag = f"{self.rng.getrandbits(16):04X}"
+        self.tag = f"{self.rng.getrandbits(32):08X}"
         self.counter = itertools.count(1)
         n_products = max(12, min(300, scale // 200))
         n_customers = max(8, min(1000, scale // 100))

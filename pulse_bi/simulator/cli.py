@@ -1,0 +1,274 @@
+"""``pulse-bi simulate``: publish seeded ERP traffic to JetStream.
+
+Domain errors (no NATS, refused messages) become CLI errors here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from pulse_bi.simulator.generator import (
+    generate,
+    iter_messages,
+    live_clock,
+    utc_now,
+)
+from pulse_bi.simulator.runner import SimulationError, run_simulation
+
+DEFAULT_COUNT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateOptions:
+    """Everything one ``simulate`` run needs, read once from options and environment."""
+
+    nats_url: str
+    count: int | None
+    rate: float | None
+    duration: float | None
+    seed: int
+    out_of_order: float
+    duplicates: float
+    bad: float
+    window: timedelta
+    end: datetime | None
+    expected_path: Path | None
+    as_of: date | None
+    duplicate_window: float
+    quiet: bool
+
+
+def _parse_end(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint="--end") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("needs a timezone, e.g. 2026-11-25T12:00:00Z", param_hint="--end")
+    return moment.astimezone(UTC)
+
+
+_FRACTION = click.FloatRange(0.0, 1.0)
+
+
+@click.command("simulate")
+@click.option(
+    "--nats-url",
+    envvar=["PULSE_SIM_NATS_URL", "NATS_URL"],
+    default="nats://127.0.0.1:4222",
+    show_default=True,
+    help="NATS server to publish to (env PULSE_SIM_NATS_URL or NATS_URL).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=0),
+    envvar="PULSE_SIM_COUNT",
+    help=f"Publish this many messages, then stop (default {DEFAULT_COUNT:,} without --rate).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.0, min_open=True),
+    envvar="PULSE_SIM_RATE",
+    help="Messages per second, with event times following the clock. Without --count it "
+    "runs until Ctrl-C or --duration.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.0, min_open=True),
+    envvar="PULSE_SIM_DURATION",
+    help="Stop after this many seconds.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    envvar="PULSE_SIM_SEED",
+    help="Random seed; the same seed (and --end) gives the same events and ids. "
+    "Default: a fresh seed, printed at the end.",
+)
+@click.option(
+    "--out-of-order",
+    type=_FRACTION,
+    default=0.02,
+    show_default=True,
+    envvar="PULSE_SIM_OUT_OF_ORDER",
+    help="Share of cancellations and payments published before their order or invoice.",
+)
+@click.option(
+    "--duplicates",
+    type=_FRACTION,
+    default=0.01,
+    show_default=True,
+    envvar="PULSE_SIM_DUPLICATES",
+    help="Share of messages re-sending a recent event with the same id: half with the same "
+    "Nats-Msg-Id (JetStream drops them), half without it (the consumer must ignore them).",
+)
+@click.option(
+    "--bad",
+    type=_FRACTION,
+    default=0.001,
+    show_default=True,
+    envvar="PULSE_SIM_BAD",
+    help="Share of messages with bad input, every kind in turn (invalid JSON, not a "
+    "CloudEvent, unknown type, missing or mistyped field, >2 decimals, time without "
+    "timezone, order id created twice).",
+)
+@click.option(
+    "--window-hours",
+    type=click.FloatRange(min=0.0),
+    default=48.0,
+    show_default=True,
+    envvar="PULSE_SIM_WINDOW_HOURS",
+    help="Without --rate: event times spread over this many hours before --end.",
+)
+@click.option(
+    "--end",
+    envvar="PULSE_SIM_END",
+    help="ISO-8601 time (with offset) the event window ends at. Default: now.",
+)
+@click.option(
+    "--expected",
+    "expected_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    envvar="PULSE_SIM_EXPECTED",
+    help="Write the aggregates the published messages must produce to this JSON file.",
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    envvar="PULSE_SIM_AS_OF",
+    help="AR aging date of the expected aggregates. Default: the UTC date of the window end.",
+)
+@click.option(
+    "--duplicate-window",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=120.0,
+    show_default=True,
+    envvar="PULSE_SIM_DUPLICATE_WINDOW",
+    help="Duplicate window (seconds) of the PULSE_EVENTS stream when this run creates it.",
+)
+@click.option(
+    "--quiet",
+    is_flag=True,
+    envvar="PULSE_SIM_QUIET",
+    help="Print nothing but errors.",
+)
+def simulate_command(
+    nats_url: str,
+    count: int | None,
+    rate: float | None,
+    duration: float | None,
+    seed: int | None,
+    out_of_order: float,
+    duplicates: float,
+    bad: float,
+    window_hours: float,
+    end: str | None,
+    expected_path: Path | None,
+    as_of: datetime | None,
+    duplicate_window: float,
+    quiet: bool,
+) -> None:
+    """Publish seeded Pulse ERP events (orders, invoices, payments, stock, catalog)."""
+    if duplicates + bad > 1:
+        raise click.UsageError("--duplicates plus --bad must not exceed 1")
+    options = SimulateOptions(
+        nats_url=nats_url,
+        count=count if count is not None or rate is not None else DEFAULT_COUNT,
+        rate=rate,
+        duration=duration,
+        seed=seed if seed is not None else secrets.randbelow(2**31),
+        out_of_order=out_of_order,
+        duplicates=duplicates,
+        bad=bad,
+        window=timedelta(hours=window_hours),
+        end=_parse_end(end),
+        expected_path=expected_path,
+        as_of=as_of.date() if as_of else None,
+        duplicate_window=duplicate_window,
+        quiet=quiet,
+    )
+    console = Console(stderr=True, quiet=quiet)
+    try:
+        summary = _run(options, console)
+    except SimulationError as error:
+        raise click.ClickException(str(error)) from None
+    if not quiet:
+        click.echo(summary)
+
+
+def _run(options: SimulateOptions, console: Console) -> str:
+    """Build the message source for the options and run the simulation on uvloop."""
+    source: Any
+    end = options.end or utc_now()
+    if options.rate is None:
+        with console.status("generating events…"):
+            scenario = generate(
+                options.seed,
+                options.count or 0,
+                out_of_order=options.out_of_order,
+                duplicates=options.duplicates,
+                bad=options.bad,
+                start=end - options.window,
+                end=end,
+            )
+        source = scenario.messages
+    else:
+        # A live run bootstraps its catalog first: keep that to a few seconds of traffic.
+        scale = options.count or min(50_000, max(2_000, int(options.rate * 60)))
+        source = iter_messages(
+            options.seed,
+            clock=live_clock(end, options.rate),
+            scale=scale,
+            out_of_order=options.out_of_order,
+            duplicates=options.duplicates,
+            bad=options.bad,
+        )
+        if options.count is not None:
+            source = itertools.islice(source, options.count)
+    as_of = options.as_of or end.date()
+    coroutine = run_simulation(
+        options.nats_url,
+        source,
+        rate=options.rate,
+        duration=options.duration,
+        duplicate_window=options.duplicate_window,
+        record=options.expected_path is not None,
+        console=console,
+        show_progress=not options.quiet and console.is_terminal,
+        total=options.count,
+    )
+    result = _run_loop(coroutine)
+    if options.expected_path is not None:
+        from pulse_bi.simulator.expected import expected_aggregates
+
+        expected = expected_aggregates(result.messages, as_of=as_of)
+        expected["scenario"] = {
+            "seed": options.seed,
+            "out_of_order": options.out_of_order,
+            "duplicates": options.duplicates,
+            "bad": options.bad,
+            "as_of": as_of.isoformat(),
+        }
+        options.expected_path.write_text(json.dumps(expected, indent=1) + "\n")
+    return result.summary(options.seed)
+
+
+def _run_loop(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
