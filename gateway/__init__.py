@@ -1,0 +1,1 @@
+"""Pulse BI gateway: typed GraphQL queries and live subscriptions over the materializer."""

@@ -1,0 +1,124 @@
+"""The gateway application: `create_app(settings)` returns a Starlette app with a lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from gateway import rest
+from gateway.execution import Executor
+from gateway.graphql_http import ResponseCache, graphql_http_endpoint
+from gateway.live import Hub
+from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.security import Authenticator
+from gateway.settings import Settings
+from gateway.upstream import Upstream
+from gateway.versions import Versions
+from gateway.websocket import Connection, graphql_ws_endpoint
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    """Everything one gateway process holds, reached from handlers via `app.state.gateway`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.versions = Versions()
+        self.upstream = Upstream(settings, self.versions, self.metrics)
+        self.executor = Executor(settings)
+        self.hub = Hub(settings, self.executor, self.upstream, self.versions, self.metrics)
+        self.auth = Authenticator(settings)
+        self.responses = ResponseCache(settings.response_cache_entries)
+        self.connections: set[Connection] = set()
+        self.started = time.monotonic()
+        self._keepalive: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the NATS connection (or keep trying), start the hub and the keep-alive timer."""
+        await self.hub.start()
+        await self.upstream.start()
+        self._keepalive = asyncio.create_task(self._keepalive_loop(), name="ws-keepalive")
+
+    async def close(self) -> None:
+        """Close in reverse order of opening."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+        for connection in list(self.connections):
+            connection.close(1001, "server shutting down")
+        await self.hub.close()
+        await self.upstream.close()
+
+    async def _keepalive_loop(self) -> None:
+        # One timer for all sockets instead of one task per socket.
+        interval = self.settings.ws_keepalive
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.keepalive(now, interval)
+
+
+def kiosk_routes() -> list[BaseRoute]:
+    """The kiosk page's routes, when the kiosk package is installed."""
+    if importlib.util.find_spec("gateway.kiosk") is None:
+        return []
+    kiosk = importlib.import_module("gateway.kiosk")
+    routes = getattr(kiosk, "routes", None)
+    return list(routes()) if callable(routes) else []
+
+
+def create_app(settings: Settings) -> Starlette:
+    """A gateway app; NATS and the hub open in its lifespan."""
+    gateway = Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql_http_endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_ws_endpoint),
+        *rest.routes(),
+    ]
+    kiosk = kiosk_routes()
+    if kiosk:
+        routes.append(Mount("/kiosk", routes=kiosk))
+    middleware = [Middleware(MetricsMiddleware, metrics=lambda: gateway.metrics)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "accept"],
+                max_age=600,
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+def state(app: Any) -> Gateway:
+    """The Gateway behind an app made by create_app."""
+    gateway: Gateway = app.state.gateway
+    return gateway

@@ -1,0 +1,92 @@
+"""`pulse-bi gateway …`: serve the gateway, export its schema."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.settings import Settings, SettingsError
+
+
+@click.group("gateway", invoke_without_command=True)
+@click.pass_context
+def gateway_command(ctx: click.Context) -> None:
+    """The GraphQL gateway (default: serve)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@gateway_command.command()
+@click.option("--host", envvar="GATEWAY_HOST", help="Interface to bind (GATEWAY_HOST).")
+@click.option(
+    "--port", envvar="GATEWAY_PORT", type=int, help="HTTP port, default 8004 (GATEWAY_PORT)."
+)
+@click.option("--nats-url", envvar="NATS_URL", default=None, help="NATS server URL (NATS_URL).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Probe a running gateway's /health and exit 0 when healthy, 1 otherwise.",
+)
+def serve(host: str | None, port: int | None, nats_url: str | None, check: bool) -> None:
+    """Serve GraphQL, subscriptions and REST on uvicorn (one process; run more to scale out)."""
+    try:
+        settings = Settings.from_env(os.environ)
+        given = {"host": host, "port": port, "nats_url": nats_url}
+        changes = {k: v for k, v in given.items() if v is not None}
+        settings = settings.replace(**changes)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if check:
+        _check(settings)
+        return
+    import logging
+
+    import uvicorn
+
+    from gateway.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+    )
+
+
+def _check(settings: Settings) -> None:
+    import httpx
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    try:
+        response = httpx.get(f"http://{host}:{settings.port}/health", timeout=3)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"gateway not reachable: {exc}") from None
+    if response.status_code != 200:
+        reason = response.json().get("reason", response.text)
+        raise click.ClickException(f"gateway unhealthy: {reason}")
+    click.echo("gateway healthy")
+
+
+@gateway_command.command("export-schema")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the SDL to this file instead of stdout (e.g. schema.graphql).",
+)
+def export_schema_command(output: Path | None) -> None:
+    """Print the GraphQL schema (SDL), as checked in at schema.graphql."""
+    from gateway.schema import export_schema
+
+    text = export_schema()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")

@@ -1,0 +1,102 @@
+"""The gateway's errors, and the one place that turns any error into an HTTP or GraphQL answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+
+log = logging.getLogger("gateway")
+
+
+class GatewayError(Exception):
+    """Base of the errors the gateway raises on purpose; carries its HTTP status and code."""
+
+    status: int = 500
+    code: str = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(GatewayError):
+    """The HTTP request itself is malformed (not JSON, wrong parameter types, too large)."""
+
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class BadUserInput(GatewayError):
+    """An argument value the materializer or the gateway rejects (e.g. `from` after `to`)."""
+
+    status = 400
+    code = "BAD_USER_INPUT"
+
+
+class Unauthorized(GatewayError):
+    """No valid credentials: HTTP 401, WebSocket close 4401."""
+
+    status = 401
+    code = "UNAUTHENTICATED"
+    ws_close = 4401
+
+
+class InvalidToken(Unauthorized):
+    """A token that is malformed, badly signed or expired: HTTP 401, WebSocket close 4403."""
+
+    ws_close = 4403
+
+
+class Forbidden(GatewayError):
+    """Credentials present but refused (bad signature, expired, wrong origin): 403 / 4403."""
+
+    status = 403
+    code = "FORBIDDEN"
+    ws_close = 4403
+
+
+class UpstreamUnavailable(GatewayError):
+    """The materializer (or NATS) cannot be reached right now; the gateway retries by itself."""
+
+    status = 503
+    code = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamError(GatewayError):
+    """The materializer answered with an error of its own."""
+
+    status = 502
+    code = "UPSTREAM_ERROR"
+
+
+def format_graphql_error(error: GraphQLError) -> dict[str, Any]:
+    """A GraphQL error as JSON, with `extensions.code`; unexpected exceptions are masked."""
+    formatted: dict[str, Any] = error.formatted  # type: ignore[assignment]
+    original = error.original_error
+    if original is None:
+        return formatted
+    if isinstance(original, GatewayError):
+        extensions = dict(formatted.get("extensions") or {})
+        extensions["code"] = original.code
+        formatted = {**formatted, "message": original.message, "extensions": extensions}
+    elif not isinstance(original, GraphQLError):
+        # A bug, not a user error: log the traceback, give the client no internals.
+        log.error("resolver failed", exc_info=original)
+        formatted = {
+            **formatted,
+            "message": "Internal server error",
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+    return formatted
+
+
+def request_error(message: str, code: str) -> dict[str, Any]:
+    """A GraphQL-shaped error for a request that never reached execution."""
+    return {"message": message, "extensions": {"code": code}}
+
+
+def gateway_error_body(error: GatewayError) -> dict[str, Any]:
+    """The JSON body of an HTTP error answer."""
+    return {"errors": [request_error(error.message, error.code)]}

@@ -1,0 +1,244 @@
+"""The live-query hub: one execution and one encoded payload per distinct subscription.
+
+Subscribers with the same document, variables and auth scope form a group. A change
+notice marks the groups whose data it may touch; the refresh loop runs each marked group
+once, encodes the `payload` once, and — only when it differs from the last one sent —
+pushes the same text to every subscriber (each frame is the subscriber's id spliced in
+front of the shared payload). Bursts of notices are coalesced: groups marked while a
+refresh runs are refreshed once more afterwards, not once per notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+from graphql import DocumentNode
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from gateway.execution import Executor, encoder, result_payload
+from gateway.metrics import Metrics
+from gateway.schema import Context
+from gateway.settings import Settings
+from gateway.upstream import Upstream
+from gateway.versions import Versions, relevant
+from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_decoder
+
+log = logging.getLogger("gateway.live")
+
+_id_encoder = msgspec.json.Encoder()
+
+
+class Sink(Protocol):
+    """Where a subscriber's frames go (a WebSocket connection's send queue)."""
+
+    def push(self, text: str) -> None:
+        """Queue one text frame; never blocks."""
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One subscription of one connection."""
+
+    sink: Sink
+    id: str
+    #: Frame text before the payload, e.g. `{"id":"1","type":"next","payload":`.
+    prefix: str
+    group: LiveGroup | None = None
+
+    def send(self, payload: str) -> None:
+        """Push one result frame."""
+        self.sink.push(self.prefix + payload + "}")
+
+
+def frame_prefix(sub_id: str, message_type: str) -> str:
+    """The constant start of every result frame of one subscription."""
+    return (
+        '{"id":' + _id_encoder.encode(sub_id).decode() + ',"type":"' + message_type + '","payload":'
+    )
+
+
+@dataclass(eq=False)
+class LiveGroup:
+    """Subscribers sharing one live query."""
+
+    key: tuple[Any, ...]
+    document: DocumentNode
+    operation_name: str | None
+    variables: Mapping[str, Any] | None
+    field_name: str
+    args: Mapping[str, Any]
+    context: Context
+    subscribers: set[Subscriber] = field(default_factory=set)
+    payload: str | None = None
+    dirty: bool = False
+    #: The last result carried errors (e.g. the materializer was down): retry on heartbeat.
+    failed: bool = False
+
+
+class Hub:
+    """Groups live subscriptions and refreshes them when change notices touch their data."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Executor,
+        upstream: Upstream,
+        versions: Versions,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.upstream = upstream
+        self.versions = versions
+        self.metrics = metrics
+        self.groups: dict[tuple[Any, ...], LiveGroup] = {}
+        self.subscriber_count = 0
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._semaphore = asyncio.Semaphore(settings.live_concurrency)
+
+    async def start(self) -> None:
+        """Start the refresh loop; subscribe to notices once NATS is connected."""
+        self._runner = asyncio.create_task(self._run(), name="live-hub")
+        self.upstream.on_connect(self._subscribe_notices)
+
+    async def _subscribe_notices(self, nc: NATS) -> None:
+        await nc.subscribe(CHANGES_SUBJECT, cb=self._on_message)
+
+    async def close(self) -> None:
+        """Stop the refresh loop and forget every group."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self.groups.clear()
+
+    # -- subscribing ----------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        subscriber: Subscriber,
+        key: tuple[Any, ...],
+        document: DocumentNode,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        field: str,
+        args: Mapping[str, Any],
+        context: Context,
+    ) -> None:
+        """Add a subscriber; it gets the current result at once, then each new one."""
+        group = self.groups.get(key)
+        if group is None:
+            group = LiveGroup(key, document, operation_name, variables, field, args, context)
+            self.groups[key] = group
+            self.metrics.live_groups.set(len(self.groups))
+            group.dirty = True
+            self._wake.set()
+        group.subscribers.add(subscriber)
+        subscriber.group = group
+        self.subscriber_count += 1
+        self.metrics.subscriptions.inc()
+        if group.payload is not None:
+            subscriber.send(group.payload)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Remove a subscriber; the group goes when its last subscriber does."""
+        group = subscriber.group
+        if group is None:
+            return
+        subscriber.group = None
+        group.subscribers.discard(subscriber)
+        self.subscriber_count -= 1
+        self.metrics.subscriptions.dec()
+        if not group.subscribers and self.groups.get(group.key) is group:
+            del self.groups[group.key]
+            self.metrics.live_groups.set(len(self.groups))
+
+    # -- notices --------------------------------------------------------------------------
+
+    async def _on_message(self, msg: Msg) -> None:
+        try:
+            notice = notice_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("ignoring an unreadable change notice: %r", msg.data[:200])
+            return
+        self.on_notice(notice)
+
+    def on_notice(self, notice: ChangeNotice) -> None:
+        """Advance the data versions and mark the live queries the notice may change."""
+        self.metrics.notices.labels(notice.kind).inc()
+        names = self.versions.observe(notice)
+        marked = False
+        for group in self.groups.values():
+            if group.dirty:
+                continue
+            if (
+                names is None
+                or group.failed
+                or (names and relevant(group.field_name, group.args, notice, names))
+            ):
+                group.dirty = True
+                marked = True
+        if marked:
+            self._wake.set()
+
+    def refresh_all(self) -> None:
+        """Re-run every live query (e.g. after reconnecting to NATS)."""
+        for group in self.groups.values():
+            group.dirty = True
+        self._wake.set()
+
+    # -- refreshing -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        coalesce = self.settings.live_coalesce_ms / 1000.0
+        while True:
+            await self._wake.wait()
+            if coalesce:
+                await asyncio.sleep(coalesce)
+            self._wake.clear()
+            dirty = [g for g in self.groups.values() if g.dirty]
+            for group in dirty:
+                group.dirty = False
+            if len(dirty) == 1:
+                await self._refresh(dirty[0])
+            elif dirty:
+                await asyncio.gather(*(self._bounded(g) for g in dirty))
+
+    async def _bounded(self, group: LiveGroup) -> None:
+        async with self._semaphore:
+            await self._refresh(group)
+
+    async def _refresh(self, group: LiveGroup) -> None:
+        """Execute once, encode once, send to all — unless nothing changed."""
+        if not group.subscribers:
+            return
+        self.metrics.live_refreshes.inc()
+        try:
+            result = await self.executor.execute(
+                group.document, group.context, group.variables, group.operation_name
+            )
+            payload = encoder.encode(result_payload(result)).decode()
+        except Exception:
+            log.exception("live query failed")
+            group.failed = True
+            return
+        group.failed = bool(result.errors)
+        if payload == group.payload:
+            return
+        group.payload = payload
+        subscribers = list(group.subscribers)
+        for subscriber in subscribers:
+            subscriber.send(payload)
+        self.metrics.live_messages.inc(len(subscribers))
+
+    def stats(self) -> dict[str, int]:
+        """Groups and subscribers, for /stats."""
+        return {"groups": len(self.groups), "subscriptions": self.subscriber_count}

@@ -1,0 +1,188 @@
+"""Seed-compatible REST: /health, /stats, /metrics and the three /query/… endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.errors import BadRequest, GatewayError, gateway_error_body
+from gateway.execution import encoder
+from gateway.scalars import UTC
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+#: Row fields that hold money: sent as JSON numbers, exact, like the GraphQL Money scalar.
+_MONEY = frozenset(
+    [
+        "gross_revenue",
+        "cancelled_revenue",
+        "net_revenue",
+        "average_order_value",
+        "revenue",
+        "amount",
+        "paid",
+        "balance",
+    ]
+)
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(encoder.encode(body), status, media_type="application/json")
+
+
+def _numbers(rows: Any) -> Any:
+    if not isinstance(rows, list):
+        return rows
+    return [
+        {k: Decimal(v) if k in _MONEY and isinstance(v, str) else v for k, v in row.items()}
+        for row in rows
+    ]
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+async def _named(request: Request, name: str, params: dict[str, Any]) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    started = time.perf_counter()
+    try:
+        await gateway.auth.from_header(request.headers.get("authorization"))
+        result = await gateway.upstream.query(name, params)
+    except GatewayError as exc:
+        body = gateway_error_body(exc)
+        body["execution_time_ms"] = _ms(started)
+        return _json(body, exc.status)
+    rows = _numbers(result.data)
+    return _json(
+        {
+            "query": name,
+            "params": {k: v for k, v in params.items() if v is not None},
+            "data": rows,
+            "count": len(rows) if isinstance(rows, list) else 1,
+            "version": result.version,
+            "execution_time_ms": _ms(started),
+        }
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+async def sales_hourly(request: Request) -> Response:
+    """Sales per hour over the last `hours` hours (default 24), the current hour included."""
+    try:
+        hours = _int_param(request, "hours", 24, 1, 24 * 366)
+    except BadRequest as exc:
+        return _json(gateway_error_body(exc), 400)
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    start = end - dt.timedelta(hours=hours)
+    params = {"from": start.isoformat(), "to": end.isoformat()}
+    if request.query_params.get("channel"):
+        params["channel"] = request.query_params["channel"]
+    return await _named(request, "sales_by_hour", params)
+
+
+async def inventory_low_stock(request: Request) -> Response:
+    """Items at or below their reorder point."""
+    return await _named(request, "low_stock", {"warehouse": request.query_params.get("warehouse")})
+
+
+async def ar_overdue(request: Request) -> Response:
+    """Open invoices at least one day overdue (as of today unless `as_of`)."""
+    try:
+        min_days = _int_param(request, "min_days_overdue", 1, 0, 100_000)
+    except BadRequest as exc:
+        return _json(gateway_error_body(exc), 400)
+    params = {
+        "as_of": request.query_params.get("as_of"),
+        "min_days_overdue": min_days,
+        "customer_id": request.query_params.get("customer_id"),
+    }
+    return await _named(request, "overdue_invoices", params)
+
+
+async def health(request: Request) -> Response:
+    """200 when NATS is connected and the materializer answers; 503 with the reason otherwise."""
+    gateway: Gateway = request.app.state.gateway
+    started = time.perf_counter()
+    upstream = gateway.upstream
+    checks: dict[str, Any] = {"nats": upstream.connected, "materializer": False}
+    try:
+        reply = await upstream.request(
+            "pipeline", {}, timeout=min(1.0, upstream.settings.query_timeout)
+        )
+    except GatewayError as exc:
+        body = {
+            "status": "unhealthy",
+            "reason": exc.message,
+            "checks": checks,
+            "execution_time_ms": _ms(started),
+        }
+        return _json(body, 503)
+    checks["materializer"] = True
+    body = {
+        "status": "ok",
+        "checks": checks,
+        "version": reply.version,
+        "execution_time_ms": _ms(started),
+    }
+    return _json(body)
+
+
+async def stats(request: Request) -> Response:
+    """Counters of this gateway process."""
+    gateway: Gateway = request.app.state.gateway
+    started = time.perf_counter()
+    body = {
+        "uptime_s": round(time.monotonic() - gateway.started, 3),
+        "nats_connected": gateway.upstream.connected,
+        "data_version": gateway.versions.seen,
+        "change_notices": gateway.versions.notices,
+        "missed_notices_detected": gateway.versions.gaps,
+        "websocket_connections": len(gateway.connections),
+        "live": gateway.hub.stats(),
+        "query_cache": gateway.upstream.cache_stats(),
+        "response_cache": {
+            "entries": len(gateway.responses.entries),
+            "hits": gateway.responses.hits,
+        },
+        "execution_time_ms": 0.0,
+    }
+    body["execution_time_ms"] = _ms(started)
+    return _json(body)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def routes() -> list[BaseRoute]:
+    """The REST routes."""
+    return [
+        Route("/health", health),
+        Route("/stats", stats),
+        Route("/metrics", metrics),
+        Route("/query/sales/hourly", sales_hourly),
+        Route("/query/inventory/low-stock", inventory_low_stock),
+        Route("/query/ar/overdue", ar_overdue),
+    ]

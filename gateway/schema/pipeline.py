@@ -1,0 +1,94 @@
+"""Pipeline: how far the materializer is, and the events it rejected."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from gateway.scalars import BigInt
+from gateway.schema.base import Context, Info, fetch, live, maybe_timestamp, timestamp
+
+
+@strawberry.type(description="An event the materializer stored as rejected, with its reason.")
+class RejectedEvent:
+    sequence: BigInt
+    subject: str
+    event_id: str | None
+    event_type: str | None
+    reason: str
+    received_at: dt.datetime
+    raw: str
+
+
+@strawberry.type(description="Progress of the materializer through the event stream.")
+class Pipeline:
+    version: BigInt
+    last_sequence: BigInt
+    stream_last_sequence: BigInt
+    lag: BigInt
+    events_applied: BigInt
+    events_rejected: BigInt
+    batches: BigInt
+    last_event_time: dt.datetime | None
+    last_batch_at: dt.datetime | None
+
+
+async def pipeline(context: Context) -> Pipeline:
+    """The materializer's progress."""
+    data = await fetch(context, "pipeline", {})
+    return Pipeline(
+        version=data.get("version", data["last_sequence"]),
+        last_sequence=data["last_sequence"],
+        stream_last_sequence=data["stream_last_sequence"],
+        lag=data["lag"],
+        events_applied=data["events_applied"],
+        events_rejected=data["events_rejected"],
+        batches=data["batches"],
+        last_event_time=maybe_timestamp(data.get("last_event_time")),
+        last_batch_at=maybe_timestamp(data.get("last_batch_at")),
+    )
+
+
+async def rejected_events(context: Context, limit: int | None) -> list[RejectedEvent]:
+    """Latest rejected events, newest first."""
+    rows = await fetch(context, "rejected_events", {"limit": 50 if limit is None else limit})
+    return [
+        RejectedEvent(
+            sequence=row["sequence"],
+            subject=row["subject"],
+            event_id=row.get("event_id"),
+            event_type=row.get("event_type"),
+            reason=row["reason"],
+            received_at=timestamp(row["received_at"]),
+            raw=row["raw"],
+        )
+        for row in rows
+    ]
+
+
+@strawberry.type
+class PipelineQuery:
+    @strawberry.field(description="Last applied sequence, counters, last event time and lag.")
+    async def pipeline(self, info: Info) -> Pipeline:
+        return await pipeline(info.context)
+
+    @strawberry.field(description="Events stored as rejected, newest first, with reasons.")
+    async def rejected_events(self, info: Info, limit: int | None = 50) -> list[RejectedEvent]:
+        return await rejected_events(info.context, limit)
+
+
+@strawberry.type
+class PipelineSubscription:
+    @strawberry.subscription(description="Live `pipeline`.")
+    async def pipeline(self, info: Info) -> AsyncGenerator[Pipeline, None]:
+        async for _ in live(info.context, "pipeline"):
+            yield await pipeline(info.context)
+
+    @strawberry.subscription(description="Live `rejectedEvents`.")
+    async def rejected_events(
+        self, info: Info, limit: int | None = 50
+    ) -> AsyncGenerator[list[RejectedEvent], None]:
+        async for _ in live(info.context, "rejected_events"):
+            yield await rejected_events(info.context, limit)

@@ -1,0 +1,225 @@
+"""Named-query client: NATS request/reply to the materializer, with paging and a versioned cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from gateway.errors import BadUserInput, UpstreamError, UpstreamUnavailable
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.versions import QUERY_DEPENDENCIES, Versions
+from pulse_bi.contract import QueryReply, query_subject, reply_decoder
+
+log = logging.getLogger("gateway.upstream")
+
+#: Pages fetched for one list before giving up (5000 rows a page: 500k rows).
+MAX_PAGES = 100
+PAGE_SIZE = 5000
+
+_params_encoder = msgspec.json.Encoder(order="sorted")
+
+
+class Result(msgspec.Struct, frozen=True):
+    """One named query's data and the materializer version it was read at."""
+
+    data: Any
+    version: int
+
+
+class Upstream:
+    """The gateway's only way to the data: the materializer's named queries over NATS."""
+
+    def __init__(self, settings: Settings, versions: Versions, metrics: Metrics) -> None:
+        self.settings = settings
+        self.versions = versions
+        self.metrics = metrics
+        self.nc: NATS | None = None
+        self._cache: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[Result]] = {}
+        self._on_connect: list[Callable[[NATS], Awaitable[None]]] = []
+        self._connector: asyncio.Task[None] | None = None
+        self.last_error: str | None = "not connected to NATS yet"
+        self.requests = 0
+        self.cache_hits = 0
+
+    # -- connection -------------------------------------------------------------------
+
+    def on_connect(self, callback: Callable[[NATS], Awaitable[None]]) -> None:
+        """Run `callback(nc)` once the first connection is up (e.g. to subscribe)."""
+        self._on_connect.append(callback)
+
+    async def start(self) -> None:
+        """Connect now if NATS is up; otherwise keep trying in the background."""
+        if not await self._try_connect():
+            self._connector = asyncio.create_task(self._connect_loop(), name="nats-connect")
+
+    async def _connect_loop(self) -> None:
+        while not await self._try_connect():
+            await asyncio.sleep(1.0)
+
+    async def _try_connect(self) -> bool:
+        try:
+            nc = await nats.connect(
+                servers=[s.strip() for s in self.settings.nats_url.split(",")],
+                name="pulse-bi-gateway",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect,
+                reconnected_cb=self._on_reconnect,
+            )
+        except Exception as exc:  # nats-py raises several unrelated types on first connect
+            self.last_error = f"cannot connect to NATS at {self.settings.nats_url}: {exc}"
+            return False
+        self.nc = nc
+        self.last_error = None
+        for callback in self._on_connect:
+            await callback(nc)
+        log.info("connected to NATS at %s", nc.connected_url)
+        return True
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("NATS error: %s", exc)
+
+    async def _on_disconnect(self) -> None:
+        if self.nc is None or self.nc.is_closed:
+            return
+        self.last_error = "disconnected from NATS, reconnecting"
+        log.warning(self.last_error)
+
+    async def _on_reconnect(self) -> None:
+        self.last_error = None
+        log.info("reconnected to NATS")
+
+    @property
+    def connected(self) -> bool:
+        """Whether the NATS connection is up right now."""
+        return self.nc is not None and self.nc.is_connected
+
+    async def close(self) -> None:
+        """Stop connecting and close the connection."""
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def query(self, name: str, params: dict[str, Any]) -> Result:
+        """The result of one named query, from the cache when the data has not changed since."""
+        params = {k: v for k, v in params.items() if v is not None}
+        version_key = self.versions.key(QUERY_DEPENDENCIES.get(name, ()))
+        if version_key is None:
+            return await self._fetch(name, params)
+        key = (name, _params_encoder.encode(params), version_key)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            self.cache_hits += 1
+            self.metrics.cache_hits.labels("query").inc()
+            return cached
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            # Many dashboards asking at once share one round trip.
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._fetch(name, params)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(result)
+        self.metrics.cache_misses.labels("query").inc()
+        if self.settings.cache_entries:
+            self._cache[key] = result
+            if len(self._cache) > self.settings.cache_entries:
+                self._cache.popitem(last=False)
+        return result
+
+    async def _fetch(self, name: str, params: dict[str, Any]) -> Result:
+        """Ask the materializer, following `next_offset` until the list is complete."""
+        reply = await self.request(name, params)
+        if reply.next_offset is None:
+            return Result(reply.data, reply.version)
+        rows = list(reply.data or [])
+        for _ in range(MAX_PAGES):
+            if reply.next_offset is None:
+                return Result(rows, reply.version)
+            page = {**params, "offset": reply.next_offset, "limit": PAGE_SIZE}
+            reply = await self.request(name, page)
+            rows.extend(reply.data or [])
+        raise UpstreamError(f"{name}: more than {MAX_PAGES} pages, narrow the query")
+
+    async def request(
+        self, name: str, params: dict[str, Any], timeout: float | None = None
+    ) -> QueryReply:
+        """One request/reply round trip, errors translated to the gateway's own."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            self.metrics.upstream_errors.labels("nats_disconnected").inc()
+            raise UpstreamUnavailable(
+                f"not connected to NATS at {self.settings.nats_url}: {self.last_error or 'down'}"
+            )
+        self.requests += 1
+        started = time.perf_counter()
+        try:
+            msg = await nc.request(
+                query_subject(name),
+                _params_encoder.encode(params),
+                timeout=timeout or self.settings.query_timeout,
+            )
+        except NoRespondersError:
+            self.metrics.upstream_errors.labels("no_responders").inc()
+            raise UpstreamUnavailable(
+                "the materializer is not running (nobody answers named queries on NATS)"
+            ) from None
+        except (TimeoutError, NatsTimeoutError):
+            self.metrics.upstream_errors.labels("timeout").inc()
+            raise UpstreamUnavailable(
+                f"the materializer did not answer {name} within "
+                f"{timeout or self.settings.query_timeout:g} s"
+            ) from None
+        except Exception as exc:  # connection closed or draining mid-request
+            self.metrics.upstream_errors.labels("nats").inc()
+            raise UpstreamUnavailable(f"NATS request failed: {exc}") from None
+        finally:
+            self.metrics.upstream_seconds.observe(time.perf_counter() - started)
+        try:
+            reply = reply_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            self.metrics.upstream_errors.labels("bad_reply").inc()
+            raise UpstreamError(f"the materializer sent an unreadable reply: {exc}") from None
+        if reply.error is not None:
+            code, message = reply.error.code, reply.error.message
+            self.metrics.upstream_errors.labels(code).inc()
+            if code == "bad_request":
+                raise BadUserInput(message)
+            if code == "unavailable":
+                raise UpstreamUnavailable(f"the materializer is unavailable: {message}")
+            raise UpstreamError(f"the materializer failed ({code}): {message}")
+        return reply
+
+    def cache_stats(self) -> dict[str, int]:
+        """Entries, hits and upstream requests, for /stats."""
+        return {"entries": len(self._cache), "hits": self.cache_hits, "requests": self.requests}

@@ -1,0 +1,172 @@
+"""What changed and when: per-aggregate generations from the materializer's change notices.
+
+The result caches are keyed by the generations of the aggregates a query reads, so a
+dashboard refresh between two changes never reaches DuckDB, and a change to stock does
+not evict sales results. Generations are the gateway's own counters (not stream
+sequences), so a materializer rebuilt from scratch cannot make a stale entry look fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pulse_bi.contract import ChangeNotice
+
+#: Aggregates plus the two catalog flags of a notice, as the gateway tracks them.
+TRACKED = ("sales", "stock", "receivables", "pipeline", "products", "customers")
+
+#: Which tracked aggregates each named query reads.
+QUERY_DEPENDENCIES: Mapping[str, tuple[str, ...]] = {
+    "sales_by_hour": ("sales",),
+    "sales_summary": ("sales",),
+    "top_products": ("sales", "products"),
+    "stock_levels": ("stock", "products"),
+    "low_stock": ("stock", "products"),
+    "stock_movements": ("stock",),
+    "ar_aging": ("receivables", "customers"),
+    "overdue_invoices": ("receivables", "customers"),
+    "rejected_events": ("pipeline",),
+    "pipeline": ("pipeline",),
+}
+
+#: GraphQL root field -> named query it reads.
+FIELD_QUERIES: Mapping[str, str] = {
+    "salesByHour": "sales_by_hour",
+    "salesSummary": "sales_summary",
+    "topProducts": "top_products",
+    "stockLevels": "stock_levels",
+    "lowStock": "low_stock",
+    "stockMovements": "stock_movements",
+    "arAging": "ar_aging",
+    "overdueInvoices": "overdue_invoices",
+    "rejectedEvents": "rejected_events",
+    "pipeline": "pipeline",
+}
+
+
+def touched(notice: ChangeNotice) -> set[str]:
+    """The tracked aggregates one change notice touched."""
+    names = {a for a in notice.aggregates if a in TRACKED}
+    if notice.changes.products:
+        names.add("products")
+    if notice.changes.customers:
+        names.add("customers")
+    if notice.changes.receivables:
+        names.add("receivables")
+    return names
+
+
+class Versions:
+    """Per-aggregate generations, advanced by change notices and version heartbeats."""
+
+    def __init__(self) -> None:
+        #: Last materializer version seen; None until the first notice or heartbeat.
+        self.seen: int | None = None
+        self.notices = 0
+        self.gaps = 0
+        self._counter = 0
+        self._generation = dict.fromkeys(TRACKED, 0)
+        self._changed = asyncio.Event()
+
+    @property
+    def known(self) -> bool:
+        """True once a notice or heartbeat arrived; before that nothing may be cached."""
+        return self.seen is not None
+
+    def key(self, aggregates: Iterable[str]) -> tuple[int, ...] | None:
+        """Cache key part for data read from these aggregates; None means do not cache."""
+        if self.seen is None:
+            return None
+        return tuple(self._generation[a] for a in aggregates)
+
+    def observe(self, notice: ChangeNotice) -> set[str] | None:
+        """Apply one notice; return the aggregates it changed, or None for "all may have"."""
+        self.notices += 1
+        previous, self.seen = self.seen, notice.version
+        if previous is None:
+            # First sign of life: whatever was cached before is of unknown age.
+            self.bump(TRACKED)
+            return None
+        if notice.kind == "heartbeat":
+            if notice.version == previous:
+                return set()
+            # A version we got no change notice for: a notice was lost, refresh all.
+            self.gaps += 1
+            self.bump(TRACKED)
+            return None
+        if notice.previous_version is not None and notice.previous_version != previous:
+            self.gaps += 1
+            self.bump(TRACKED)
+            return None
+        names = touched(notice)
+        self.bump(names)
+        return names
+
+    def bump(self, aggregates: Iterable[str]) -> None:
+        """Give these aggregates a new generation and wake whoever waits for a change."""
+        for name in aggregates:
+            self._counter += 1
+            self._generation[name] = self._counter
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_change(self, aggregates: tuple[str, ...], since: tuple[int, ...] | None) -> None:
+        """Return once the generations of these aggregates differ from `since`."""
+        while self.key(aggregates) == since or self.key(aggregates) is None:
+            await self._changed.wait()
+
+
+def _hours(notice: ChangeNotice) -> list[dt.datetime]:
+    hours = []
+    for text in notice.changes.sales_hours:
+        try:
+            hours.append(dt.datetime.fromisoformat(text))
+        except ValueError:
+            continue
+    return hours
+
+
+def relevant(field: str, args: Mapping[str, Any], notice: ChangeNotice, names: set[str]) -> bool:
+    """Whether a change notice may change the result of one root field with these arguments.
+
+    Errs on the side of True: a needless refresh costs one query, a missed one is a bug.
+    """
+    query = FIELD_QUERIES.get(field)
+    if query is None:
+        return False
+    deps = QUERY_DEPENDENCIES[query]
+    if not names.intersection(deps):
+        return False
+    changes = notice.changes
+    if query in ("sales_by_hour", "sales_summary", "top_products"):
+        if "products" in names and query == "top_products":
+            return True
+        channel = args.get("channel")
+        if channel is not None and changes.channels and channel not in changes.channels:
+            return False
+        hours = _hours(notice)
+        if not hours:
+            return True
+        start, end = args.get("from"), args.get("to")
+        return any(
+            (start is None or h >= _floor(start)) and (end is None or h < end) for h in hours
+        )
+    if query in ("stock_levels", "low_stock", "stock_movements"):
+        if "products" in names and query != "stock_movements":
+            return True
+        warehouse, sku = args.get("warehouse"), args.get("sku")
+        if warehouse is not None and changes.warehouses and warehouse not in changes.warehouses:
+            return False
+        return not (sku is not None and changes.skus and sku not in changes.skus)
+    if query == "overdue_invoices":
+        customer = args.get("customerId")
+        if customer is not None and changes.customers and not changes.receivables:
+            return customer in changes.customers
+    return True
+
+
+def _floor(value: dt.datetime) -> dt.datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
