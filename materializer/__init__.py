@@ -1,0 +1,1 @@
+"""Materializer: applies the PULSE_EVENTS stream to DuckDB and answers named queries."""

@@ -1,0 +1,118 @@
+"""What one batch carries through the aggregates while its transaction is open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+TIME = pa.timestamp("us", tz="UTC")
+MONEY = pa.decimal128(18, 2)
+
+
+class Accepted:
+    """A valid, not-yet-seen event of the batch with the message it came from."""
+
+    __slots__ = ("data", "event_id", "raw", "received_at", "sequence", "subject", "time")
+
+    def __init__(
+        self,
+        sequence: int,
+        event_id: str,
+        time: datetime,
+        data: Any,
+        subject: str,
+        raw: bytes,
+        received_at: datetime,
+    ) -> None:
+        self.sequence = sequence
+        self.event_id = event_id
+        self.time = time
+        self.data = data
+        self.subject = subject
+        self.raw = raw
+        self.received_at = received_at
+
+
+class Batch:
+    """Per-batch state shared by the aggregates: events by type, keys, rejects, changes.
+
+    ``found`` maps seen-key strings (``'o:' + order_id`` …) that already exist in
+    ``seen_keys`` to the stream sequence that created them; aggregates ask for keys in
+    ``probe`` and the store resolves them all with one join before ``apply``.
+    """
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection) -> None:
+        self.cur = cur
+        self.events: dict[str, list[Accepted]] = {}
+        self.rejects: list[tuple[int, str, str | None, str | None, str, bytes, datetime]] = []
+        self.found: dict[str, int] = {}
+        self.new_keys: list[str] = []
+        self.new_key_sequences: list[int] = []
+        self.aggregates: set[str] = {"pipeline"}
+        self.sales_hours: set[str] = set()
+        self.channels: set[str] = set()
+        self.skus: set[str] = set()
+        self.warehouses: set[str] = set()
+        self.customers: set[str] = set()
+        self.receivables = False
+        self.products = False
+
+    def of_type(self, event_type: str) -> list[Accepted]:
+        """Accepted events of one type in stream order."""
+        return self.events.get(event_type, [])
+
+    def reject(self, event: Accepted, event_type: str, reason: str) -> None:
+        """Store an event as rejected for a reason found while applying it."""
+        self.rejects.append(
+            (
+                event.sequence,
+                event.subject,
+                event.event_id,
+                event_type,
+                reason,
+                event.raw,
+                event.received_at,
+            )
+        )
+
+    def add_key(self, key: str, sequence: int) -> None:
+        """Record a key (event, order, invoice…) created by this batch."""
+        self.new_keys.append(key)
+        self.new_key_sequences.append(sequence)
+
+    def insert(self, table: str, columns: dict[str, pa.Array], select: str = "*") -> None:
+        """Insert an Arrow table into ``table`` by column name, in one statement."""
+        frame = pa.table(columns)
+        self.cur.register("batch_rows", frame)
+        try:
+            self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM batch_rows")
+        finally:
+            self.cur.unregister("batch_rows")
+
+    def register(self, name: str, columns: dict[str, pa.Array]) -> None:
+        """Expose an Arrow table to SQL as ``name`` until ``unregister``."""
+        self.cur.register(name, pa.table(columns))
+
+    def unregister(self, *names: str) -> None:
+        """Drop views registered with ``register``."""
+        for name in names:
+            self.cur.unregister(name)
+
+
+def iso(value: datetime) -> str:
+    """ISO-8601 UTC with offset, e.g. ``2026-11-25T10:00:00+00:00``."""
+    return value.isoformat()
+
+
+def strings(values: Iterable[Any]) -> pa.Array:
+    """A utf8 Arrow array."""
+    return pa.array(list(values), pa.string())
+
+
+def ints(values: Iterable[int]) -> pa.Array:
+    """An int64 Arrow array."""
+    return pa.array(list(values), pa.int64())

@@ -1,0 +1,98 @@
+"""Catalog: products and customers, the latest update of each by stream order.
+
+Consumes ``product.updated`` and ``customer.updated``. Tables (DDL in
+``migrations/m0001_initial.py``): ``product_events``, ``products`` (name, category,
+reorder point, unit cost), ``customer_events``, ``customers``. Other aggregates join
+these at query time, so a rename or a new reorder point shows everywhere at once.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from materializer.aggregates.batch import MONEY, TIME, Batch, ints, strings
+from materializer.queries import QueryFunction
+
+NAME = "catalog"
+EVENT_TYPES = ("product.updated", "customer.updated")
+TABLES = ("product_events", "products", "customer_events", "customers")
+
+
+def probe(batch: Batch) -> list[str]:
+    """The catalog needs no lookups of earlier keys."""
+    return []
+
+
+def apply(batch: Batch) -> None:
+    """Store product and customer updates; the highest sequence per key wins."""
+    products = batch.of_type("product.updated")
+    if products:
+        _apply_products(batch, products)
+    customers = batch.of_type("customer.updated")
+    if customers:
+        _apply_customers(batch, customers)
+
+
+def _apply_products(batch: Batch, events: list) -> None:  # type: ignore[type-arg]
+    skus = [e.data.sku for e in events]
+    batch.register(
+        "batch_products",
+        {
+            "sequence": ints(e.sequence for e in events),
+            "event_id": strings(e.event_id for e in events),
+            "time": pa.array([e.time for e in events], TIME),
+            "sku": strings(skus),
+            "name": strings(e.data.name for e in events),
+            "category": strings(e.data.category for e in events),
+            "reorder_point": ints(e.data.reorder_point for e in events),
+            "unit_cost": pa.array([e.data.unit_cost for e in events], MONEY),
+        },
+    )
+    try:
+        batch.cur.execute("INSERT INTO product_events BY NAME SELECT * FROM batch_products")
+        # One row per sku (the latest in stream order) before the upsert.
+        batch.cur.execute(
+            "INSERT INTO products SELECT sku, arg_max(name, sequence), "
+            "arg_max(category, sequence), arg_max(reorder_point, sequence), "
+            "arg_max(unit_cost, sequence), max(sequence), arg_max(time, sequence) "
+            "FROM batch_products GROUP BY sku ON CONFLICT DO UPDATE SET "
+            "name = excluded.name, category = excluded.category, "
+            "reorder_point = excluded.reorder_point, unit_cost = excluded.unit_cost, "
+            "sequence = excluded.sequence, updated_at = excluded.updated_at"
+        )
+    finally:
+        batch.unregister("batch_products")
+    batch.products = True
+    batch.skus.update(skus)
+    # Names and reorder points show in top products and stock levels.
+    batch.aggregates.update(("sales", "stock"))
+
+
+def _apply_customers(batch: Batch, events: list) -> None:  # type: ignore[type-arg]
+    ids = [e.data.customer_id for e in events]
+    batch.register(
+        "batch_customers",
+        {
+            "sequence": ints(e.sequence for e in events),
+            "event_id": strings(e.event_id for e in events),
+            "time": pa.array([e.time for e in events], TIME),
+            "customer_id": strings(ids),
+            "name": strings(e.data.name for e in events),
+        },
+    )
+    try:
+        batch.cur.execute("INSERT INTO customer_events BY NAME SELECT * FROM batch_customers")
+        batch.cur.execute(
+            "INSERT INTO customers SELECT customer_id, arg_max(name, sequence), "
+            "max(sequence), arg_max(time, sequence) FROM batch_customers GROUP BY customer_id "
+            "ON CONFLICT DO UPDATE SET name = excluded.name, sequence = excluded.sequence, "
+            "updated_at = excluded.updated_at"
+        )
+    finally:
+        batch.unregister("batch_customers")
+    batch.customers.update(ids)
+    # Customer names show in AR aging and overdue invoices.
+    batch.aggregates.add("receivables")
+
+
+QUERIES: dict[str, QueryFunction] = {}

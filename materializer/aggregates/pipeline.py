@@ -1,0 +1,150 @@
+"""Pipeline: the applied stream position, counters and rejected events.
+
+Tables (DDL in ``migrations/m0001_initial.py``): ``pipeline_state`` (one row, written
+in the same transaction as each batch's data: exactly once on restart) and
+``rejected_events`` (raw bytes, subject, sequence and reason of every bad event).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.queries import Params, QueryContext, QueryFunction, QueryResult, iso_time, paged
+
+NAME = "pipeline"
+EVENT_TYPES: tuple[str, ...] = ()
+TABLES = ("pipeline_state", "rejected_events", "seen_keys")
+
+
+def probe(batch: Batch) -> list[str]:
+    """Event ids are probed by the store itself."""
+    return []
+
+
+def apply(batch: Batch) -> None:
+    """Nothing per event; ``record`` writes the state once the batch is applied."""
+
+
+def record(
+    batch: Batch,
+    *,
+    last_sequence: int,
+    applied: int,
+    duplicates: int,
+    last_event_time: datetime | None,
+) -> None:
+    """Store rejects and new keys and advance the pipeline state, in the batch's transaction."""
+    cur = batch.cur
+    if batch.rejects:
+        columns = list(zip(*batch.rejects, strict=True))
+        batch.insert(
+            "rejected_events",
+            {
+                "sequence": ints(columns[0]),
+                "subject": strings(columns[1]),
+                "event_id": strings(columns[2]),
+                "event_type": strings(columns[3]),
+                "reason": strings(columns[4]),
+                "raw": pa.array(columns[5], pa.binary()),
+                "received_at": pa.array(columns[6], TIME),
+            },
+        )
+    if batch.new_keys:
+        batch.insert(
+            "seen_keys",
+            {"key": strings(batch.new_keys), "sequence": ints(batch.new_key_sequences)},
+            select="md5_number(key) AS k, sequence",
+        )
+    cur.execute(
+        "UPDATE pipeline_state SET last_sequence = ?, events_applied = events_applied + ?,"
+        " events_rejected = events_rejected + ?, events_duplicate = events_duplicate + ?,"
+        " batches = batches + 1,"
+        " last_event_time = greatest(last_event_time, ?::TIMESTAMPTZ), last_batch_at = ?"
+        " WHERE id = 1",
+        [
+            last_sequence,
+            applied,
+            len(batch.rejects),
+            duplicates,
+            last_event_time,
+            datetime.now(UTC),
+        ],
+    )
+
+
+def state(cur: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    """The pipeline state row as a dict of Python values."""
+    row = cur.execute(
+        "SELECT last_sequence, events_applied, events_rejected, events_duplicate, batches,"
+        " last_event_time, last_batch_at FROM pipeline_state WHERE id = 1"
+    ).fetchone()
+    assert row is not None
+    keys = (
+        "last_sequence",
+        "events_applied",
+        "events_rejected",
+        "events_duplicate",
+        "batches",
+        "last_event_time",
+        "last_batch_at",
+    )
+    return dict(zip(keys, row, strict=True))
+
+
+# Named queries ----------------------------------------------------------------------
+
+
+def pipeline(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
+    """Applied position, counters and lag behind the stream."""
+    params.done()
+    current = state(cur)
+    last = int(current["last_sequence"])  # type: ignore[call-overload]
+    stream_last = max(context.stream_last_sequence, last)
+    return QueryResult(
+        {
+            "last_sequence": last,
+            "stream_last_sequence": stream_last,
+            "lag": stream_last - last,
+            "events_applied": current["events_applied"],
+            "events_rejected": current["events_rejected"],
+            "batches": current["batches"],
+            "last_event_time": iso_time(current["last_event_time"]),  # type: ignore[arg-type]
+            "last_batch_at": iso_time(current["last_batch_at"]),  # type: ignore[arg-type]
+            "version": last,
+        }
+    )
+
+
+def rejected_events(
+    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
+) -> QueryResult:
+    """Rejected events, newest first, raw bytes shown as (lossy) text."""
+    offset, limit = params.page(default_limit=50)
+    params.done()
+    return paged(
+        cur,
+        "SELECT sequence, subject, event_id, event_type, reason, received_at, raw "
+        "FROM rejected_events ORDER BY sequence DESC",
+        [],
+        offset,
+        limit,
+        lambda row: {
+            "sequence": int(row[0]),
+            "subject": row[1],
+            "event_id": row[2],
+            "event_type": row[3],
+            "reason": row[4],
+            "received_at": iso_time(row[5]),
+            "raw": bytes(row[6]).decode("utf-8", errors="replace"),
+        },
+    )
+
+
+QUERIES: dict[str, QueryFunction] = {
+    "pipeline": pipeline,
+    "rejected_events": rejected_events,
+}

@@ -1,0 +1,279 @@
+"""Receivables: invoices and payments → open items, AR aging and overdue invoices.
+
+Consumes ``invoice.issued`` and ``payment.received``. Tables (DDL in
+``migrations/m0001_initial.py``): ``invoice_events``, ``payment_events``, ``invoices``
+(one open item per invoice with the amount paid so far) and ``pending_payments``
+(payments whose invoice has not arrived yet; they count when it does).
+
+Aging depends on the as-of date, so buckets are computed at query time from the open
+items (balance = amount - paid > 0): days overdue = as_of - due_date; current (≤ 0),
+1-30, 31-60, 61-90, over 90.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
+from materializer.queries import (
+    Params,
+    QueryContext,
+    QueryFunction,
+    QueryResult,
+    money,
+    paged,
+)
+
+NAME = "receivables"
+EVENT_TYPES = ("invoice.issued", "payment.received")
+TABLES = ("invoice_events", "payment_events", "invoices", "pending_payments")
+
+
+def probe(batch: Batch) -> list[str]:
+    """Keys to look up: invoices issued before this batch."""
+    keys = ["i:" + e.data.invoice_id for e in batch.of_type("invoice.issued")]
+    keys.extend("i:" + e.data.invoice_id for e in batch.of_type("payment.received"))
+    return keys
+
+
+def _accept_invoices(batch: Batch) -> dict[str, Accepted]:
+    """Invoices that may be stored, by invoice id; rejects re-issues under another id."""
+    issued: dict[str, Accepted] = {}
+    conflicts: list[tuple[Accepted, int]] = []
+    for event in batch.of_type("invoice.issued"):
+        invoice_id = event.data.invoice_id
+        earlier = batch.found.get("i:" + invoice_id)
+        if earlier is not None:
+            conflicts.append((event, earlier))
+        elif invoice_id in issued:
+            first = issued[invoice_id].event_id
+            batch.reject(
+                event,
+                "invoice.issued",
+                f"invoice_id '{invoice_id}' already issued by event '{first}'",
+            )
+        else:
+            issued[invoice_id] = event
+    if conflicts:  # rare: look up who issued those invoices first
+        rows = batch.cur.execute(
+            "SELECT sequence, event_id FROM invoice_events WHERE sequence IN "
+            "(SELECT unnest(?::BIGINT[]))",
+            [[sequence for _, sequence in conflicts]],
+        ).fetchall()
+        by_sequence = dict(rows)
+        for event, sequence in conflicts:
+            batch.reject(
+                event,
+                "invoice.issued",
+                f"invoice_id '{event.data.invoice_id}' already issued by event "
+                f"'{by_sequence.get(sequence, '?')}'",
+            )
+    return issued
+
+
+def apply(batch: Batch) -> None:
+    """Store invoices and payments and bring the open items up to date."""
+    issued = _accept_invoices(batch)
+    payments = batch.of_type("payment.received")
+    if not issued and not payments:
+        return
+    batch.aggregates.add(NAME)
+    batch.receivables = True
+    cur = batch.cur
+    paid_now: dict[str, Decimal] = defaultdict(Decimal)  # invoices of this batch
+    paid_before: dict[int, Decimal] = defaultdict(Decimal)  # by invoice sequence
+    pending: list[Accepted] = []
+    for event in payments:
+        invoice_id = event.data.invoice_id
+        if invoice_id in issued:
+            paid_now[invoice_id] += event.data.amount
+            continue
+        sequence = batch.found.get("i:" + invoice_id)
+        if sequence is None:
+            pending.append(event)
+        else:
+            paid_before[sequence] += event.data.amount
+    if payments:
+        batch.insert(
+            "payment_events",
+            {
+                "sequence": ints(e.sequence for e in payments),
+                "event_id": strings(e.event_id for e in payments),
+                "time": pa.array([e.time for e in payments], TIME),
+                "payment_id": strings(e.data.payment_id for e in payments),
+                "invoice_id": strings(e.data.invoice_id for e in payments),
+                "amount": pa.array([e.data.amount for e in payments], MONEY),
+            },
+        )
+    if issued:
+        _insert_invoices(batch, list(issued.values()), paid_now)
+    if pending:
+        batch.insert(
+            "pending_payments",
+            {
+                "invoice_id": strings(e.data.invoice_id for e in pending),
+                "sequence": ints(e.sequence for e in pending),
+                "amount": pa.array([e.data.amount for e in pending], MONEY),
+            },
+        )
+    if paid_before:
+        batch.register(
+            "batch_paid",
+            {
+                "sequence": ints(paid_before),
+                "amount": pa.array(list(paid_before.values()), pa.decimal128(38, 2)),
+            },
+        )
+        try:
+            rows = cur.execute(
+                "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
+                "WHERE invoices.sequence = p.sequence RETURNING invoices.customer_id"
+            ).fetchall()
+        finally:
+            batch.unregister("batch_paid")
+        batch.customers.update(customer for (customer,) in rows)
+
+
+def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str, Decimal]) -> None:
+    """Raw rows and open items of new invoices, with payments that waited for them."""
+    for event in invoices:
+        batch.add_key("i:" + event.data.invoice_id, event.sequence)
+    customers = [e.data.customer_id for e in invoices]
+    batch.register(
+        "batch_invoices",
+        {
+            "sequence": ints(e.sequence for e in invoices),
+            "event_id": strings(e.event_id for e in invoices),
+            "time": pa.array([e.time for e in invoices], TIME),
+            "invoice_id": strings(e.data.invoice_id for e in invoices),
+            "customer_id": strings(customers),
+            "order_id": strings(e.data.order_id for e in invoices),
+            "amount": pa.array([e.data.amount for e in invoices], MONEY),
+            "issued_on": pa.array([e.data.issued_on for e in invoices], pa.date32()),
+            "due_date": pa.array([e.data.due_date for e in invoices], pa.date32()),
+            "paid_now": pa.array(
+                [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
+            ),
+        },
+    )
+    cur = batch.cur
+    try:
+        cur.execute(
+            "INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM batch_invoices"
+        )
+        cur.execute(
+            "INSERT INTO invoices BY NAME SELECT b.invoice_id, b.sequence, b.customer_id,"
+            " b.order_id, b.amount, b.issued_on, b.due_date,"
+            " b.paid_now + coalesce(p.amount, 0) AS paid"
+            " FROM batch_invoices b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
+            " FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
+            " GROUP BY invoice_id) p USING (invoice_id)"
+        )
+        cur.execute(
+            "DELETE FROM pending_payments "
+            "WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
+        )
+    finally:
+        batch.unregister("batch_invoices")
+    batch.customers.update(customers)
+
+
+# Named queries ----------------------------------------------------------------------
+
+_OPEN_ITEMS = (
+    "SELECT i.invoice_id, i.customer_id, c.name AS customer_name, i.order_id, i.amount,"
+    " i.paid, i.amount - i.paid AS balance, i.issued_on, i.due_date,"
+    " (?::DATE - i.due_date) AS days_overdue"
+    " FROM invoices i LEFT JOIN customers c USING (customer_id)"
+    " WHERE i.paid < i.amount"
+)
+_BUCKETS = (
+    "sum(balance) FILTER (WHERE days_overdue <= 0),"
+    " sum(balance) FILTER (WHERE days_overdue BETWEEN 1 AND 30),"
+    " sum(balance) FILTER (WHERE days_overdue BETWEEN 31 AND 60),"
+    " sum(balance) FILTER (WHERE days_overdue BETWEEN 61 AND 90),"
+    " sum(balance) FILTER (WHERE days_overdue > 90),"
+    " sum(balance), count(*)"
+)
+_BUCKET_KEYS = ("current", "days_1_30", "days_31_60", "days_61_90", "over_90", "total")
+
+
+def _buckets(row: tuple[Any, ...]) -> dict[str, Any]:
+    shaped: dict[str, Any] = {
+        key: money(value) for key, value in zip(_BUCKET_KEYS, row[:6], strict=True)
+    }
+    shaped["open_invoices"] = int(row[6] or 0)
+    return shaped
+
+
+def ar_aging(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
+    """Open balances by aging bucket, overall and per customer."""
+    as_of = params.as_date("as_of", context.today_utc())
+    customer_limit = params.as_int("customer_limit", 100, minimum=1, maximum=5000)
+    params.done()
+    total = cur.execute(f"SELECT {_BUCKETS} FROM ({_OPEN_ITEMS})", [as_of]).fetchone()
+    assert total is not None
+    rows = cur.execute(
+        f"SELECT customer_id, any_value(customer_name), {_BUCKETS} FROM ({_OPEN_ITEMS}) "
+        "GROUP BY customer_id ORDER BY sum(balance) DESC, customer_id LIMIT ?",
+        [as_of, customer_limit],
+    ).fetchall()
+    by_customer = [
+        {"customer_id": row[0], "customer_name": row[1], **_buckets(row[2:])} for row in rows
+    ]
+    return QueryResult({"as_of": as_of.isoformat(), **_buckets(total), "by_customer": by_customer})
+
+
+def _bucket(days: int) -> str:
+    if days <= 0:
+        return "current"
+    if days <= 30:
+        return "1-30"
+    if days <= 60:
+        return "31-60"
+    if days <= 90:
+        return "61-90"
+    return "over-90"
+
+
+def overdue_invoices(
+    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
+) -> QueryResult:
+    """Open invoices at least ``min_days_overdue`` days past due, most overdue first."""
+    as_of = params.as_date("as_of", context.today_utc())
+    min_days = params.as_int("min_days_overdue", 1, minimum=-100_000, maximum=100_000)
+    customer_id = params.as_str("customer_id")
+    offset, limit = params.page()
+    params.done()
+    return paged(
+        cur,
+        f"SELECT * FROM ({_OPEN_ITEMS}) WHERE days_overdue >= ? "
+        "AND (?::VARCHAR IS NULL OR customer_id = ?) ORDER BY days_overdue DESC, invoice_id",
+        [as_of, min_days, customer_id, customer_id],
+        offset,
+        limit,
+        lambda row: {
+            "invoice_id": row[0],
+            "customer_id": row[1],
+            "customer_name": row[2],
+            "order_id": row[3],
+            "amount": money(row[4]),
+            "paid": money(row[5]),
+            "balance": money(row[6]),
+            "issued_on": row[7].isoformat(),
+            "due_date": row[8].isoformat(),
+            "days_overdue": int(row[9]),
+            "bucket": _bucket(int(row[9])),
+        },
+    )
+
+
+QUERIES: dict[str, QueryFunction] = {
+    "ar_aging": ar_aging,
+    "overdue_invoices": overdue_invoices,
+}

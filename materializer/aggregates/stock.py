@@ -1,0 +1,153 @@
+"""Stock: movements → on-hand snapshot per (sku, warehouse).
+
+Consumes ``stock.moved``. Tables (DDL in ``migrations/m0001_initial.py``):
+``stock_events`` (raw movements) and ``stock_snapshot`` (on_hand = Σ quantity_delta,
+last_movement_at). Low stock (PRODUCT.md): the latest ``product.updated`` reorder
+point of the sku is > 0 and on_hand ≤ it; it is computed at query time so a new
+reorder point applies at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.queries import Params, QueryContext, QueryFunction, QueryResult, iso_time, paged
+
+NAME = "stock"
+EVENT_TYPES = ("stock.moved",)
+TABLES = ("stock_events", "stock_snapshot")
+
+
+def probe(batch: Batch) -> list[str]:
+    """Stock needs no lookups of earlier keys."""
+    return []
+
+
+def apply(batch: Batch) -> None:
+    """Store movements and add them to the snapshot."""
+    moves = batch.of_type("stock.moved")
+    if not moves:
+        return
+    batch.aggregates.add(NAME)
+    skus = [e.data.sku for e in moves]
+    warehouses = [e.data.warehouse for e in moves]
+    batch.register(
+        "batch_moves",
+        {
+            "sequence": ints(e.sequence for e in moves),
+            "event_id": strings(e.event_id for e in moves),
+            "time": pa.array([e.time for e in moves], TIME),
+            "sku": strings(skus),
+            "warehouse": strings(warehouses),
+            "quantity_delta": ints(e.data.quantity_delta for e in moves),
+            "reason": strings(e.data.reason for e in moves),
+        },
+    )
+    try:
+        batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
+        # Grouped by the key first: an upsert must never see the same key twice.
+        batch.cur.execute(
+            "INSERT INTO stock_snapshot SELECT sku, warehouse, sum(quantity_delta), max(time) "
+            "FROM batch_moves GROUP BY ALL ON CONFLICT DO UPDATE SET "
+            "on_hand = stock_snapshot.on_hand + excluded.on_hand, "
+            "last_movement_at = greatest(stock_snapshot.last_movement_at, "
+            "excluded.last_movement_at)"
+        )
+    finally:
+        batch.unregister("batch_moves")
+    batch.skus.update(skus)
+    batch.warehouses.update(warehouses)
+
+
+# Named queries ----------------------------------------------------------------------
+
+_LEVELS = (
+    "SELECT s.sku, s.warehouse, s.on_hand, coalesce(p.reorder_point, 0) AS reorder_point,"
+    " coalesce(p.reorder_point, 0) > 0 AND s.on_hand <= p.reorder_point AS low_stock,"
+    " p.name, p.category, s.last_movement_at"
+    " FROM stock_snapshot s LEFT JOIN products p USING (sku)"
+    " WHERE (?::VARCHAR IS NULL OR s.warehouse = ?)"
+)
+
+
+def _level(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "sku": row[0],
+        "warehouse": row[1],
+        "on_hand": int(row[2]),
+        "reorder_point": int(row[3]),
+        "low_stock": bool(row[4]),
+        "name": row[5],
+        "category": row[6],
+        "last_movement_at": iso_time(row[7]),
+    }
+
+
+def stock_levels(
+    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
+) -> QueryResult:
+    """On hand per sku and warehouse, optionally filtered, by sku then warehouse."""
+    warehouse, sku = params.as_str("warehouse"), params.as_str("sku")
+    offset, limit = params.page()
+    params.done()
+    return paged(
+        cur,
+        f"{_LEVELS} AND (?::VARCHAR IS NULL OR s.sku = ?) ORDER BY s.sku, s.warehouse",
+        [warehouse, warehouse, sku, sku],
+        offset,
+        limit,
+        _level,
+    )
+
+
+def low_stock(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
+    """Rows at or below their reorder point, most urgent first."""
+    warehouse = params.as_str("warehouse")
+    offset, limit = params.page()
+    params.done()
+    return paged(
+        cur,
+        f"{_LEVELS} AND p.reorder_point > 0 AND s.on_hand <= p.reorder_point "
+        "ORDER BY s.on_hand - p.reorder_point, s.sku, s.warehouse",
+        [warehouse, warehouse],
+        offset,
+        limit,
+        _level,
+    )
+
+
+def stock_movements(
+    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
+) -> QueryResult:
+    """Latest movements, newest (highest stream sequence) first."""
+    warehouse, sku = params.as_str("warehouse"), params.as_str("sku")
+    offset, limit = params.page(default_limit=50)
+    params.done()
+    return paged(
+        cur,
+        "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
+        "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "
+        "ORDER BY sequence DESC",
+        [warehouse, warehouse, sku, sku],
+        offset,
+        limit,
+        lambda row: {
+            "sequence": int(row[0]),
+            "time": iso_time(row[1]),
+            "sku": row[2],
+            "warehouse": row[3],
+            "quantity_delta": int(row[4]),
+            "reason": row[5],
+        },
+    )
+
+
+QUERIES: dict[str, QueryFunction] = {
+    "stock_levels": stock_levels,
+    "low_stock": low_stock,
+    "stock_movements": stock_movements,
+}
