@@ -1,0 +1,271 @@
+"""Live queries over real WebSockets (uvicorn on a free port), both protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from gateway.app import state
+from gateway.settings import Settings
+from tests.gateway.conftest import Canned, Server, until
+
+LOW_STOCK = "subscription { lowStock { sku onHand } }"
+PIPELINE = "subscription { pipeline { lastSequence } }"
+
+
+async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    """The next message that is not a keep-alive."""
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if message["type"] not in ("ka", "ping", "pong"):
+            return message
+
+
+async def connect(server: Server, protocol: str, payload: Any = None) -> ClientConnection:
+    ws = await websockets.connect(server.ws_url, subprotocols=[protocol])  # type: ignore[list-item]
+    init: dict[str, Any] = {"type": "connection_init"}
+    if payload is not None:
+        init["payload"] = payload
+    await ws.send(json.dumps(init))
+    assert (await receive(ws))["type"] == "connection_ack"
+    return ws
+
+
+def start_message(protocol: str, sub_id: str, query: str, variables: Any = None) -> str:
+    kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    payload = {"query": query, "variables": variables}
+    return json.dumps({"id": sub_id, "type": kind, "payload": payload})
+
+
+@pytest.fixture
+def server(settings: Settings, canned: Canned, server_factory: Any) -> Server:
+    """A real uvicorn gateway next to the canned query service."""
+    return server_factory(settings)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "result_type"), [("graphql-transport-ws", "next"), ("graphql-ws", "data")]
+)
+async def test_live_query_sends_current_result_then_changes_only_when_touched(
+    server: Server, canned: Canned, protocol: str, result_type: str
+) -> None:
+    ws = await connect(server, protocol)
+    await ws.send(start_message(protocol, "a", LOW_STOCK))
+    first = await receive(ws)
+    assert first == {
+        "id": "a",
+        "type": result_type,
+        "payload": {"data": {"lowStock": [{"sku": "SKU-1", "onHand": 2}]}},
+    }
+    # A sales change does not touch stock: nothing is sent.
+    await canned.notify(["sales", "pipeline"], sales_hours=["2026-11-25T10:00:00+00:00"])
+    with pytest.raises(TimeoutError):
+        await receive(ws, timeout=0.5)
+    # A stock change that leaves the result as it was: still nothing.
+    await canned.notify(["stock", "pipeline"], skus=["SKU-1"], warehouses=["WH-1"])
+    with pytest.raises(TimeoutError):
+        await receive(ws, timeout=0.5)
+    # A stock change that changes the result: the new result arrives.
+    canned.data["low_stock"] = [{**canned.data["low_stock"][0], "on_hand": 1}]
+    await canned.notify(["stock", "pipeline"], skus=["SKU-1"], warehouses=["WH-1"])
+    update = await receive(ws)
+    assert update["payload"]["data"]["lowStock"] == [{"sku": "SKU-1", "onHand": 1}]
+    await ws.close()
+
+
+async def test_subscribers_of_the_same_query_share_one_execution(
+    server: Server, canned: Canned
+) -> None:
+    sockets = [await connect(server, "graphql-transport-ws") for _ in range(5)]
+    for i, ws in enumerate(sockets):
+        await ws.send(start_message("graphql-transport-ws", f"s{i}", PIPELINE))
+        assert (await receive(ws))["id"] == f"s{i}"
+    gateway = state(server.server.config.app)  # type: ignore[union-attr]
+    assert gateway.hub.stats() == {"groups": 1, "subscriptions": 5}
+    before = sum(1 for n, _ in canned.requests if n == "pipeline")
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 13}
+    await canned.notify(["pipeline"])
+    for i, ws in enumerate(sockets):
+        message = await receive(ws)
+        assert message["id"] == f"s{i}"
+        assert message["payload"]["data"]["pipeline"]["lastSequence"] == 13
+    assert sum(1 for n, _ in canned.requests if n == "pipeline") - before == 1
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_burst_of_notices_is_coalesced(server: Server, canned: Canned) -> None:
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
+    await receive(ws)
+    before = sum(1 for n, _ in canned.requests if n == "pipeline")
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 50}
+    for _ in range(50):
+        await canned.notify(["pipeline"])
+    message = await receive(ws)
+    assert message["payload"]["data"]["pipeline"]["lastSequence"] == 50
+    await asyncio.sleep(0.3)
+    assert sum(1 for n, _ in canned.requests if n == "pipeline") - before < 10
+    await ws.close()
+
+
+async def test_missed_notice_is_caught_by_the_heartbeat(server: Server, canned: Canned) -> None:
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
+    await receive(ws)
+    await canned.heartbeat()
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 77}
+    canned.version += 3  # the change notices of these versions never arrived
+    await canned.heartbeat()
+    message = await receive(ws)
+    assert message["payload"]["data"]["pipeline"]["lastSequence"] == 77
+    await ws.close()
+
+
+async def test_query_over_websocket_sends_result_and_complete(server: Server) -> None:
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "q", "{ pipeline { lag } }"))
+    assert (await receive(ws))["payload"] == {"data": {"pipeline": {"lag": 0}}}
+    assert await receive(ws) == {"id": "q", "type": "complete"}
+    await ws.close()
+
+
+async def test_invalid_subscription_gets_an_error_message(server: Server) -> None:
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "x", "subscription { nope }"))
+    message = await receive(ws)
+    assert message["type"] == "error" and message["id"] == "x"
+    assert "nope" in message["payload"][0]["message"]
+    await ws.send(
+        start_message(
+            "graphql-transport-ws",
+            "y",
+            "subscription { salesByHour(from: 1) { hour } pipeline { lag } }",
+        )
+    )
+    message = await receive(ws)
+    assert message["type"] == "error"
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("messages", "code"),
+    [
+        (['{"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }"}}'], 4401),
+        (["not json"], 4400),
+        (['{"type": "connection_init"}', '{"type": "connection_init"}'], 4429),
+        (['{"type": "what"}'], 4400),
+    ],
+)
+async def test_protocol_violations_close_with_the_spec_codes(
+    server: Server, messages: list[str], code: int
+) -> None:
+    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    for message in messages:
+        await ws.send(message)
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == code
+
+
+async def test_duplicate_subscription_id_closes_4409(server: Server) -> None:
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "d", PIPELINE))
+    await receive(ws)
+    await ws.send(start_message("graphql-transport-ws", "d", PIPELINE))
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 4409
+
+
+async def test_missing_subprotocol_closes_4406(server: Server) -> None:
+    ws = await websockets.connect(server.ws_url)
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 4406
+
+
+async def test_no_connection_init_closes_4408(
+    settings: Settings, canned: Canned, server_factory: Any
+) -> None:
+    server = server_factory(settings.replace(ws_init_timeout=0.2))
+    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 4408
+
+
+async def test_server_pings_and_drops_a_socket_that_never_pongs(
+    settings: Settings, canned: Canned, server_factory: Any
+) -> None:
+    server = server_factory(settings.replace(ws_keepalive=0.1))
+    ws = await connect(server, "graphql-transport-ws")
+    assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"type": "ping"}
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 4408
+
+
+async def test_a_client_that_pongs_stays_connected(
+    settings: Settings, canned: Canned, server_factory: Any
+) -> None:
+    server = server_factory(settings.replace(ws_keepalive=0.1))
+    ws = await connect(server, "graphql-transport-ws")
+    for _ in range(6):
+        assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"type": "ping"}
+        await ws.send('{"type": "pong"}')
+    await ws.send('{"type": "ping"}')
+    while json.loads(await asyncio.wait_for(ws.recv(), 2))["type"] != "pong":
+        await ws.send('{"type": "pong"}')
+    await ws.close()
+
+
+async def test_cross_origin_socket_is_refused_4403(server: Server) -> None:
+    ws = await websockets.connect(
+        server.ws_url,
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        origin="http://evil.example",  # type: ignore[arg-type]
+    )
+    with pytest.raises(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)
+    assert ws.close_code == 4403
+
+
+async def test_subscribing_and_unsubscribing_2000_times_leaves_the_hub_empty(
+    server: Server,
+) -> None:
+    gateway = state(server.server.config.app)  # type: ignore[union-attr]
+    ws = await connect(server, "graphql-transport-ws")
+    for i in range(2000):
+        query = PIPELINE if i % 2 else f"subscription Q{i % 7} {{ lowStock {{ sku }} }}"
+        await ws.send(start_message("graphql-transport-ws", f"s{i}", query))
+        if i % 3 == 0:
+            await ws.send(json.dumps({"id": f"s{i}", "type": "complete"}))
+    await until(lambda: gateway.hub.subscriber_count > 0)
+    for i in range(2000):
+        if i % 3:
+            await ws.send(json.dumps({"id": f"s{i}", "type": "complete"}))
+    await until(lambda: gateway.hub.stats() == {"groups": 0, "subscriptions": 0}, timeout=20)
+    # Sockets that go away without unsubscribing release everything too.
+    sockets = [await connect(server, "graphql-ws") for _ in range(20)]
+    for i, other in enumerate(sockets):
+        await other.send(start_message("graphql-ws", "1", PIPELINE))
+        await other.send(
+            start_message(
+                "graphql-ws", "2", f'subscription {{ stockLevels(sku: "{i}") {{ sku }} }}'
+            )
+        )
+    await until(lambda: gateway.hub.subscriber_count == 40)
+    for other in sockets:
+        await other.close()
+    await ws.close()
+    await until(lambda: gateway.hub.stats() == {"groups": 0, "subscriptions": 0})
+    await until(lambda: not gateway.connections)
