@@ -47,7 +47,7 @@ def connect(
     path: str | Path, *, memory_limit: str | None = None, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
     """Open (or create) the DuckDB file read-write with the session settings we rely on."""
-    config: dict[str, str | int | bool] = {}
+    config: dict[str, str | bool | int | float | list[str]] = {}
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     if threads is not None:

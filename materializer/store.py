@@ -149,8 +149,8 @@ class Store:
             if gc_was_enabled:
                 gc.enable()
         duplicates += self._resolve_keys(batch, ids)
-        for event_id, sequence in ids.items():
-            batch.add_key("e:" + event_id, sequence)
+        for event_id, event_sequence in ids.items():
+            batch.add_key("e:" + event_id, event_sequence)
         accepted = sum(len(group) for group in by_type.values())
         early_rejects = len(batch.rejects)
         for module in AGGREGATES:

@@ -85,22 +85,11 @@ class Batch:
         self.new_key_sequences.append(sequence)
 
     def insert(self, table: str, columns: dict[str, pa.Array], select: str = "*") -> None:
-        """Insert an Arrow table into ``table`` by column name, in one statement."""
-        frame = pa.table(columns)
-        self.cur.register("batch_rows", frame)
-        try:
-            self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM batch_rows")
-        finally:
-            self.cur.unregister("batch_rows")
-
-    def register(self, name: str, columns: dict[str, pa.Array]) -> None:
-        """Expose an Arrow table to SQL as ``name`` until ``unregister``."""
-        self.cur.register(name, pa.table(columns))
-
-    def unregister(self, *names: str) -> None:
-        """Drop views registered with ``register``."""
-        for name in names:
-            self.cur.unregister(name)
+        """Insert columns into ``table`` by column name, in one statement."""
+        # DuckDB reads the local Arrow table by its name (a replacement scan): cheaper
+        # than registering a view, which writes to the catalog.
+        frame = pa.table(columns)  # noqa: F841 - read by DuckDB below
+        self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM frame")
 
 
 def iso(value: datetime) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Batch, ints, strings
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
 from materializer.queries import QueryFunction
 
 NAME = "catalog"
@@ -33,10 +33,9 @@ def apply(batch: Batch) -> None:
         _apply_customers(batch, customers)
 
 
-def _apply_products(batch: Batch, events: list) -> None:  # type: ignore[type-arg]
+def _apply_products(batch: Batch, events: list[Accepted]) -> None:
     skus = [e.data.sku for e in events]
-    batch.register(
-        "batch_products",
+    batch_products = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "sequence": ints(e.sequence for e in events),
             "event_id": strings(e.event_id for e in events),
@@ -46,50 +45,43 @@ def _apply_products(batch: Batch, events: list) -> None:  # type: ignore[type-ar
             "category": strings(e.data.category for e in events),
             "reorder_point": ints(e.data.reorder_point for e in events),
             "unit_cost": pa.array([e.data.unit_cost for e in events], MONEY),
-        },
+        }
     )
-    try:
-        batch.cur.execute("INSERT INTO product_events BY NAME SELECT * FROM batch_products")
-        # One row per sku (the latest in stream order) before the upsert.
-        batch.cur.execute(
-            "INSERT INTO products SELECT sku, arg_max(name, sequence), "
-            "arg_max(category, sequence), arg_max(reorder_point, sequence), "
-            "arg_max(unit_cost, sequence), max(sequence), arg_max(time, sequence) "
-            "FROM batch_products GROUP BY sku ON CONFLICT DO UPDATE SET "
-            "name = excluded.name, category = excluded.category, "
-            "reorder_point = excluded.reorder_point, unit_cost = excluded.unit_cost, "
-            "sequence = excluded.sequence, updated_at = excluded.updated_at"
-        )
-    finally:
-        batch.unregister("batch_products")
+    batch.cur.execute("INSERT INTO product_events BY NAME SELECT * FROM batch_products")
+    # One row per sku (the latest in stream order) before the upsert.
+    batch.cur.execute(
+        "INSERT INTO products SELECT sku, arg_max(name, sequence), "
+        "arg_max(category, sequence), arg_max(reorder_point, sequence), "
+        "arg_max(unit_cost, sequence), max(sequence), arg_max(time, sequence) "
+        "FROM batch_products GROUP BY sku ON CONFLICT DO UPDATE SET "
+        "name = excluded.name, category = excluded.category, "
+        "reorder_point = excluded.reorder_point, unit_cost = excluded.unit_cost, "
+        "sequence = excluded.sequence, updated_at = excluded.updated_at"
+    )
     batch.products = True
     batch.skus.update(skus)
     # Names and reorder points show in top products and stock levels.
     batch.aggregates.update(("sales", "stock"))
 
 
-def _apply_customers(batch: Batch, events: list) -> None:  # type: ignore[type-arg]
+def _apply_customers(batch: Batch, events: list[Accepted]) -> None:
     ids = [e.data.customer_id for e in events]
-    batch.register(
-        "batch_customers",
+    batch_customers = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "sequence": ints(e.sequence for e in events),
             "event_id": strings(e.event_id for e in events),
             "time": pa.array([e.time for e in events], TIME),
             "customer_id": strings(ids),
             "name": strings(e.data.name for e in events),
-        },
+        }
     )
-    try:
-        batch.cur.execute("INSERT INTO customer_events BY NAME SELECT * FROM batch_customers")
-        batch.cur.execute(
-            "INSERT INTO customers SELECT customer_id, arg_max(name, sequence), "
-            "max(sequence), arg_max(time, sequence) FROM batch_customers GROUP BY customer_id "
-            "ON CONFLICT DO UPDATE SET name = excluded.name, sequence = excluded.sequence, "
-            "updated_at = excluded.updated_at"
-        )
-    finally:
-        batch.unregister("batch_customers")
+    batch.cur.execute("INSERT INTO customer_events BY NAME SELECT * FROM batch_customers")
+    batch.cur.execute(
+        "INSERT INTO customers SELECT customer_id, arg_max(name, sequence), "
+        "max(sequence), arg_max(time, sequence) FROM batch_customers GROUP BY customer_id "
+        "ON CONFLICT DO UPDATE SET name = excluded.name, sequence = excluded.sequence, "
+        "updated_at = excluded.updated_at"
+    )
     batch.customers.update(ids)
     # Customer names show in AR aging and overdue invoices.
     batch.aggregates.add("receivables")

@@ -35,8 +35,11 @@ TABLES = ("invoice_events", "payment_events", "invoices", "pending_payments")
 
 
 def probe(batch: Batch) -> list[str]:
-    """Keys to look up: invoices issued before this batch."""
-    keys = ["i:" + e.data.invoice_id for e in batch.of_type("invoice.issued")]
+    """Keys to look up: ``i:`` an invoice exists, ``q:`` payments wait for it."""
+    keys = []
+    for event in batch.of_type("invoice.issued"):
+        keys.append("i:" + event.data.invoice_id)
+        keys.append("q:" + event.data.invoice_id)  # payments waiting for it
     keys.extend("i:" + e.data.invoice_id for e in batch.of_type("payment.received"))
     return keys
 
@@ -113,6 +116,8 @@ def apply(batch: Batch) -> None:
     if issued:
         _insert_invoices(batch, list(issued.values()), paid_now)
     if pending:
+        for event in pending:
+            batch.add_key("q:" + event.data.invoice_id, event.sequence)
         batch.insert(
             "pending_payments",
             {
@@ -122,20 +127,18 @@ def apply(batch: Batch) -> None:
             },
         )
     if paid_before:
-        batch.register(
-            "batch_paid",
+        batch_paid = pa.table(  # noqa: F841 - read by DuckDB below
             {
                 "sequence": ints(paid_before),
                 "amount": pa.array(list(paid_before.values()), pa.decimal128(38, 2)),
-            },
+            }
         )
-        try:
-            rows = cur.execute(
-                "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
-                "WHERE invoices.sequence = p.sequence RETURNING invoices.customer_id"
-            ).fetchall()
-        finally:
-            batch.unregister("batch_paid")
+        rows = cur.execute(
+            "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
+            "WHERE invoices.sequence >= ? AND invoices.sequence = p.sequence "
+            "RETURNING invoices.customer_id",
+            [min(paid_before)],
+        ).fetchall()
         batch.customers.update(customer for (customer,) in rows)
 
 
@@ -144,8 +147,7 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     for event in invoices:
         batch.add_key("i:" + event.data.invoice_id, event.sequence)
     customers = [e.data.customer_id for e in invoices]
-    batch.register(
-        "batch_invoices",
+    batch_invoices = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "sequence": ints(e.sequence for e in invoices),
             "event_id": strings(e.event_id for e in invoices),
@@ -159,13 +161,18 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
             "paid_now": pa.array(
                 [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
             ),
-        },
+        }
     )
     cur = batch.cur
-    try:
+    cur.execute(
+        "INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM batch_invoices"
+    )
+    if not any(("q:" + e.data.invoice_id) in batch.found for e in invoices):
         cur.execute(
-            "INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM batch_invoices"
+            "INSERT INTO invoices BY NAME SELECT * EXCLUDE (event_id, time, paid_now),"
+            " paid_now AS paid FROM batch_invoices"
         )
+    else:  # rare: payments that arrived before their invoice count now
         cur.execute(
             "INSERT INTO invoices BY NAME SELECT b.invoice_id, b.sequence, b.customer_id,"
             " b.order_id, b.amount, b.issued_on, b.due_date,"
@@ -178,8 +185,6 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
             "DELETE FROM pending_payments "
             "WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
         )
-    finally:
-        batch.unregister("batch_invoices")
     batch.customers.update(customers)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Batch, ints, iso, strings
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, iso, strings
 from materializer.queries import (
     Params,
     QueryContext,
@@ -42,18 +42,24 @@ TABLES = (
 
 
 def probe(batch: Batch) -> list[str]:
-    """Keys to look up before applying: existing orders and existing cancellations."""
-    keys = ["o:" + e.data.order_id for e in batch.of_type("order.created")]
+    """Keys to look up before applying.
+
+    ``o:`` an order exists, ``c:`` it is cancelled, ``p:`` a cancellation waits for it.
+    """
+    keys = []
+    for event in batch.of_type("order.created"):
+        keys.append("o:" + event.data.order_id)
+        keys.append("p:" + event.data.order_id)
     for event in batch.of_type("order.cancelled"):
         keys.append("o:" + event.data.order_id)
         keys.append("c:" + event.data.order_id)
     return keys
 
 
-def _accept_orders(batch: Batch) -> dict[str, Any]:
+def _accept_orders(batch: Batch) -> dict[str, Accepted]:
     """Orders of the batch that may be stored, by order id; rejects re-creations."""
-    created: dict[str, Any] = {}
-    conflicts: list[tuple[Any, int]] = []
+    created: dict[str, Accepted] = {}
+    conflicts: list[tuple[Accepted, int]] = []
     for event in batch.of_type("order.created"):
         order_id = event.data.order_id
         earlier = batch.found.get("o:" + order_id)
@@ -83,6 +89,42 @@ def _accept_orders(batch: Batch) -> dict[str, Any]:
     return created
 
 
+def _cancellation_targets(
+    batch: Batch, created: dict[str, Accepted]
+) -> tuple[dict[str, int], list[str], list[Accepted]]:
+    """Orders cancelled by this batch (order id → order sequence), each cancellation's
+    effect, and the cancellations that must wait for their order.
+
+    Stream order within the batch does not change the outcome: a cancellation waits
+    for its order either way, and only the first one of an order counts.
+    """
+    found = batch.found
+    targets: dict[str, int] = {}
+    effects: list[str] = []
+    waiting: list[Accepted] = []
+    for event in batch.of_type("order.cancelled"):
+        order_id = event.data.order_id
+        if order_id in targets or ("c:" + order_id) in found:
+            effects.append("repeat")
+            continue
+        order = created.get(order_id)
+        sequence = order.sequence if order is not None else found.get("o:" + order_id)
+        if sequence is None:
+            effects.append("pending")
+            waiting.append(event)
+            continue
+        effects.append("applied")
+        targets[order_id] = sequence
+        batch.add_key("c:" + order_id, event.sequence)
+    # Cancellations that arrived in earlier batches, before these orders.
+    for order_id, order in created.items():
+        cancel_sequence = found.get("p:" + order_id)
+        if cancel_sequence is not None and order_id not in targets:
+            targets[order_id] = order.sequence
+            batch.add_key("c:" + order_id, cancel_sequence)
+    return targets, effects, waiting
+
+
 def apply(batch: Batch) -> None:
     """Store the batch's orders and cancellations and update the sales aggregates."""
     created = _accept_orders(batch)
@@ -90,47 +132,10 @@ def apply(batch: Batch) -> None:
     if not created and not cancels:
         return
     batch.aggregates.add(NAME)
-    cur = batch.cur
     orders = list(created.values())
+    targets, effects, waiting = _cancellation_targets(batch, created)
     if orders:
         _insert_orders(batch, orders)
-    # Which orders get cancelled now, by order sequence; stream order within the batch
-    # does not change the outcome: a cancellation waits for its order either way.
-    targets: dict[str, int] = {}
-    effects: list[str] = []
-    pending_ids: list[str] = []
-    pending_sequences: list[int] = []
-    for event in cancels:
-        order_id = event.data.order_id
-        if order_id in targets or ("c:" + order_id) in batch.found:
-            effects.append("repeat")
-            continue
-        order = created.get(order_id)
-        sequence = order.sequence if order is not None else batch.found.get("o:" + order_id)
-        if sequence is None:
-            effects.append("pending")
-            pending_ids.append(order_id)
-            pending_sequences.append(event.sequence)
-            continue
-        effects.append("applied")
-        targets[order_id] = sequence
-        batch.add_key("c:" + order_id, event.sequence)
-    if orders:
-        # Cancellations that arrived before these orders.
-        waiting = cur.execute(
-            "SELECT order_id, min(sequence) FROM pending_cancellations "
-            "WHERE order_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY order_id",
-            [list(created)],
-        ).fetchall()
-        for order_id, cancel_sequence in waiting:
-            if order_id not in targets:
-                targets[order_id] = created[order_id].sequence
-                batch.add_key("c:" + order_id, cancel_sequence)
-        if waiting:
-            cur.execute(
-                "DELETE FROM pending_cancellations WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
-                [[order_id for order_id, _ in waiting]],
-            )
     if cancels:
         batch.insert(
             "order_cancellations",
@@ -143,26 +148,37 @@ def apply(batch: Batch) -> None:
                 "effect": strings(effects),
             },
         )
-    if pending_ids:
+    if waiting:
         batch.insert(
             "pending_cancellations",
-            {"order_id": strings(pending_ids), "sequence": ints(pending_sequences)},
+            {
+                "order_id": strings(e.data.order_id for e in waiting),
+                "sequence": ints(e.sequence for e in waiting),
+            },
         )
-    if targets:
-        _cancel(batch, list(targets.values()))
+        for event in waiting:
+            batch.add_key("p:" + event.data.order_id, event.sequence)
+    released = [order_id for order_id in created if ("p:" + order_id) in batch.found]
+    if released:  # rare: orders whose cancellation was waiting for them
+        batch.cur.execute(
+            "DELETE FROM pending_cancellations WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
+            [released],
+        )
+    _upsert(batch, orders, sorted(targets.values()))
 
 
-def _insert_orders(batch: Batch, orders: list[Any]) -> None:
-    """Raw rows and gross figures of newly created orders."""
-    cur = batch.cur
+def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
+    """Raw rows of newly created orders and their lines."""
     line_sequences: list[int] = []
     line_numbers: list[int] = []
     line_orders: list[str] = []
     skus: list[str] = []
     quantities: list[int] = []
     prices: list[Any] = []
+    units: list[int] = []
     for event in orders:
         data = event.data
+        count = 0
         for number, line in enumerate(data.lines):
             line_sequences.append(event.sequence)
             line_numbers.append(number)
@@ -170,9 +186,10 @@ def _insert_orders(batch: Batch, orders: list[Any]) -> None:
             skus.append(line.sku)
             quantities.append(line.quantity)
             prices.append(line.unit_price)
+            count += line.quantity
+        units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
-    batch.register(
-        "batch_orders",
+    batch_orders = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "sequence": ints(e.sequence for e in orders),
             "event_id": strings(e.event_id for e in orders),
@@ -181,10 +198,10 @@ def _insert_orders(batch: Batch, orders: list[Any]) -> None:
             "customer_id": strings(e.data.customer_id for e in orders),
             "channel": strings(e.data.channel for e in orders),
             "total_amount": pa.array([e.data.total_amount for e in orders], MONEY),
-        },
+            "units": ints(units),
+        }
     )
-    batch.register(
-        "batch_lines",
+    batch_lines = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "order_sequence": ints(line_sequences),
             "line_no": pa.array(line_numbers, pa.int32()),
@@ -192,87 +209,103 @@ def _insert_orders(batch: Batch, orders: list[Any]) -> None:
             "sku": strings(skus),
             "quantity": ints(quantities),
             "unit_price": pa.array(prices, MONEY),
-        },
+        }
     )
-    try:
-        cur.execute(
-            "INSERT INTO order_events BY NAME "
-            "SELECT o.*, date_trunc('hour', o.time) AS hour, coalesce(u.units, 0) AS units "
-            "FROM batch_orders o LEFT JOIN (SELECT order_sequence, sum(quantity) AS units "
-            "FROM batch_lines GROUP BY ALL) u ON u.order_sequence = o.sequence"
-        )
-        cur.execute(
-            "INSERT INTO order_lines BY NAME SELECT l.*, date_trunc('hour', o.time) AS hour "
-            "FROM batch_lines l JOIN batch_orders o ON o.sequence = l.order_sequence"
-        )
-        _upsert_sales(
-            batch,
-            "SELECT date_trunc('hour', time) AS hour, channel, count(*) AS orders, "
-            "sum(total_amount) AS gross_revenue, sum(units) AS units, 0, 0, 0 "
-            "FROM order_events WHERE sequence >= ? GROUP BY ALL",
-            [orders[0].sequence],
-        )
-        _upsert_products(
-            batch,
-            "SELECT hour, sku, sum(quantity), sum(quantity * unit_price), 0, 0 "
-            "FROM order_lines WHERE order_sequence >= ? GROUP BY ALL",
-            [orders[0].sequence],
-        )
-    finally:
-        batch.unregister("batch_orders", "batch_lines")
+    cur = batch.cur
+    cur.execute(
+        "INSERT INTO order_events BY NAME SELECT *, date_trunc('hour', time) AS hour "
+        "FROM batch_orders"
+    )
+    cur.execute(
+        "INSERT INTO order_lines BY NAME SELECT l.*, date_trunc('hour', o.time) AS hour "
+        "FROM batch_lines l JOIN batch_orders o ON o.sequence = l.order_sequence"
+    )
     batch.customers.update(e.data.customer_id for e in orders)
+    batch.skus.update(skus)
 
 
-def _cancel(batch: Batch, sequences: list[int]) -> None:
-    """Count cancelled orders in their original hour and channel (and their lines)."""
-    first = min(sequences)
-    # The range predicate lets DuckDB skip row groups; the list picks the orders.
-    _upsert_sales(
-        batch,
-        "SELECT hour, channel, 0, 0, 0, count(*), sum(total_amount), sum(units) "
-        "FROM order_events WHERE sequence >= ? AND sequence IN (SELECT unnest(?::BIGINT[])) "
-        "GROUP BY ALL",
-        [first, sequences],
-    )
-    _upsert_products(
-        batch,
-        "SELECT hour, sku, 0, 0, sum(quantity), sum(quantity * unit_price) "
-        "FROM order_lines WHERE order_sequence >= ? "
-        "AND order_sequence IN (SELECT unnest(?::BIGINT[])) GROUP BY ALL",
-        [first, sequences],
-    )
-
-
-def _upsert_sales(batch: Batch, select: str, args: list[Any]) -> None:
-    # The SELECT groups by (hour, channel): an upsert must never see a key twice.
-    rows = batch.cur.execute(
-        f"INSERT INTO sales_by_hour {select} ON CONFLICT DO UPDATE SET "
-        "orders = sales_by_hour.orders + excluded.orders, "
-        "gross_revenue = sales_by_hour.gross_revenue + excluded.gross_revenue, "
-        "units = sales_by_hour.units + excluded.units, "
-        "cancelled_orders = sales_by_hour.cancelled_orders + excluded.cancelled_orders, "
-        "cancelled_revenue = sales_by_hour.cancelled_revenue + excluded.cancelled_revenue, "
-        "cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units "
-        "RETURNING hour, channel",
-        args,
+def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
+    """Add new orders (gross) and cancellations (in the original order's hour and
+    channel) to the hourly tables, one grouped upsert per table.
+    """
+    cur = batch.cur
+    first = orders[0].sequence if orders else None
+    if targets:
+        # Cancelled orders are in order_events by now (this batch's too). The range
+        # predicate lets DuckDB skip row groups; the list picks the orders.
+        cancelled_orders = pa.table({"sequence": ints(targets)})  # noqa: F841 - read by DuckDB
+        low = targets[0]
+        first = low if first is None else min(first, low)
+    sales = []
+    products = []
+    if orders:
+        sales.append(
+            "SELECT hour, channel, 1 AS orders, total_amount AS gross, units,"
+            " 0 AS c_orders, 0 AS c_revenue, 0 AS c_units"
+            " FROM order_events WHERE sequence >= ? AND sequence >= $new"
+        )
+        products.append(
+            "SELECT hour, sku, quantity AS units, quantity * unit_price AS revenue,"
+            " 0 AS c_units, 0 AS c_revenue FROM order_lines"
+            " WHERE order_sequence >= ? AND order_sequence >= $new"
+        )
+    if targets:
+        sales.append(
+            "SELECT hour, channel, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
+            " total_amount AS c_revenue, units AS c_units FROM order_events"
+            " WHERE sequence >= ? AND sequence IN (SELECT sequence FROM cancelled_orders)"
+        )
+        products.append(
+            "SELECT hour, sku, 0 AS units, 0 AS revenue, quantity AS c_units,"
+            " quantity * unit_price AS c_revenue FROM order_lines"
+            " WHERE order_sequence >= ?"
+            " AND order_sequence IN (SELECT sequence FROM cancelled_orders)"
+        )
+    new = orders[0].sequence if orders else 0
+    union_sales = " UNION ALL ".join(sales).replace("$new", str(new))
+    union_products = " UNION ALL ".join(products).replace("$new", str(new))
+    args = [first] * len(sales)
+    # Grouped by the key first: an upsert must never see the same key twice.
+    touched = cur.execute(
+        "SELECT DISTINCT hour, channel FROM order_events WHERE sequence >= ? AND ("
+        + (f"sequence >= {new}" if orders else "false")
+        + (" OR sequence IN (SELECT sequence FROM cancelled_orders)" if targets else "")
+        + ")",
+        [first],
     ).fetchall()
-    for hour, channel in rows:
+    for hour, channel in touched:
         batch.sales_hours.add(iso(hour))
         batch.channels.add(channel)
-
-
-def _upsert_products(batch: Batch, select: str, args: list[Any]) -> None:
-    rows = batch.cur.execute(
-        f"INSERT INTO product_sales_by_hour {select} ON CONFLICT DO UPDATE SET "
-        "units = product_sales_by_hour.units + excluded.units, "
-        "revenue = product_sales_by_hour.revenue + excluded.revenue, "
-        "cancelled_units = product_sales_by_hour.cancelled_units + excluded.cancelled_units, "
-        "cancelled_revenue = product_sales_by_hour.cancelled_revenue "
-        "+ excluded.cancelled_revenue "
-        "RETURNING sku",
+    cur.execute(
+        "INSERT INTO sales_by_hour SELECT hour, channel, sum(orders), sum(gross), sum(units),"
+        f" sum(c_orders), sum(c_revenue), sum(c_units) FROM ({union_sales}) GROUP BY ALL"
+        " ON CONFLICT DO UPDATE SET"
+        " orders = sales_by_hour.orders + excluded.orders,"
+        " gross_revenue = sales_by_hour.gross_revenue + excluded.gross_revenue,"
+        " units = sales_by_hour.units + excluded.units,"
+        " cancelled_orders = sales_by_hour.cancelled_orders + excluded.cancelled_orders,"
+        " cancelled_revenue = sales_by_hour.cancelled_revenue + excluded.cancelled_revenue,"
+        " cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units",
         args,
-    ).fetchall()
-    batch.skus.update(sku for (sku,) in rows)
+    )
+    if targets:
+        rows = cur.execute(
+            "SELECT DISTINCT sku FROM order_lines WHERE order_sequence >= ?"
+            " AND order_sequence IN (SELECT sequence FROM cancelled_orders)",
+            [targets[0]],
+        ).fetchall()
+        batch.skus.update(sku for (sku,) in rows)
+    cur.execute(
+        "INSERT INTO product_sales_by_hour SELECT hour, sku, sum(units), sum(revenue),"
+        f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL"
+        " ON CONFLICT DO UPDATE SET"
+        " units = product_sales_by_hour.units + excluded.units,"
+        " revenue = product_sales_by_hour.revenue + excluded.revenue,"
+        " cancelled_units = product_sales_by_hour.cancelled_units + excluded.cancelled_units,"
+        " cancelled_revenue = product_sales_by_hour.cancelled_revenue"
+        " + excluded.cancelled_revenue",
+        args,
+    )
 
 
 # Named queries ----------------------------------------------------------------------

@@ -35,8 +35,7 @@ def apply(batch: Batch) -> None:
     batch.aggregates.add(NAME)
     skus = [e.data.sku for e in moves]
     warehouses = [e.data.warehouse for e in moves]
-    batch.register(
-        "batch_moves",
+    batch_moves = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "sequence": ints(e.sequence for e in moves),
             "event_id": strings(e.event_id for e in moves),
@@ -45,20 +44,17 @@ def apply(batch: Batch) -> None:
             "warehouse": strings(warehouses),
             "quantity_delta": ints(e.data.quantity_delta for e in moves),
             "reason": strings(e.data.reason for e in moves),
-        },
+        }
     )
-    try:
-        batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
-        # Grouped by the key first: an upsert must never see the same key twice.
-        batch.cur.execute(
-            "INSERT INTO stock_snapshot SELECT sku, warehouse, sum(quantity_delta), max(time) "
-            "FROM batch_moves GROUP BY ALL ON CONFLICT DO UPDATE SET "
-            "on_hand = stock_snapshot.on_hand + excluded.on_hand, "
-            "last_movement_at = greatest(stock_snapshot.last_movement_at, "
-            "excluded.last_movement_at)"
-        )
-    finally:
-        batch.unregister("batch_moves")
+    batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
+    # Grouped by the key first: an upsert must never see the same key twice.
+    batch.cur.execute(
+        "INSERT INTO stock_snapshot SELECT sku, warehouse, sum(quantity_delta), max(time) "
+        "FROM batch_moves GROUP BY ALL ON CONFLICT DO UPDATE SET "
+        "on_hand = stock_snapshot.on_hand + excluded.on_hand, "
+        "last_movement_at = greatest(stock_snapshot.last_movement_at, "
+        "excluded.last_movement_at)"
+    )
     batch.skus.update(skus)
     batch.warehouses.update(warehouses)
 
