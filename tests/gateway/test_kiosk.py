@@ -513,7 +513,9 @@ async def test_everything_fits_the_screen_in_large_type(
             .map(e => e.id || e.dataset.panel || e.className)"""
     )
     assert clipped == []
-    big = float(await page.eval_on_selector("#revenue-net", "e => getComputedStyle(e).fontSize"))
+    big = await page.eval_on_selector(
+        "#revenue-net", "e => parseFloat(getComputedStyle(e).fontSize)"
+    )
     # Readable across a room: key figures at least 5 % of the screen height.
     assert big >= 0.05 * height
     background = await page.evaluate("getComputedStyle(document.body).backgroundColor")

@@ -97,6 +97,9 @@ class Kiosk {
     const chart = byId("orders-chart");
     new ResizeObserver(() => this.drawChart()).observe(chart);
     new ResizeObserver(() => this.fitStockRows()).observe(byId("stock-list"));
+    new ResizeObserver(() => document.querySelectorAll(".big, .amount").forEach(fitWidth)).observe(
+      byId("panels"),
+    );
     byId("auth-form").addEventListener("submit", (event) => this.submitToken(event));
   }
 
@@ -208,6 +211,7 @@ class Kiosk {
       if (!first) flash(node);
     }
     if (value !== undefined) node.dataset.value = String(value);
+    if (node.classList.contains("big") || node.classList.contains("amount")) fitWidth(node);
   }
 
   renderSummary(s) {
@@ -374,6 +378,17 @@ class Kiosk {
     byId("auth").hidden = true;
     this.client.stop();
     this.client.start();
+  }
+}
+
+/** Shrink a figure's type until it fits its box: large sums must not be cut off. */
+function fitWidth(node) {
+  node.style.fontSize = "";
+  if (!node.clientWidth) return;
+  const overflow = node.scrollWidth / node.clientWidth;
+  if (overflow > 1) {
+    const size = parseFloat(getComputedStyle(node).fontSize);
+    node.style.fontSize = `${Math.floor((size / overflow) * 0.98)}px`;
   }
 }
 
