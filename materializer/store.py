@@ -151,12 +151,12 @@ class Store:
         duplicates += self._resolve_keys(batch, ids)
         for event_id, event_sequence in ids.items():
             batch.add_key("e:" + event_id, event_sequence)
-        accepted = sum(len(group) for group in by_type.values())
+        accepted_count = sum(len(group) for group in by_type.values())
         early_rejects = len(batch.rejects)
         for module in AGGREGATES:
             module.apply(batch)
         # An aggregate may still reject an accepted event (an order id created again).
-        applied = accepted - (len(batch.rejects) - early_rejects)
+        applied = accepted_count - (len(batch.rejects) - early_rejects)
         last_event_time = max((e.time for group in by_type.values() for e in group), default=None)
         pipeline.record(
             batch,

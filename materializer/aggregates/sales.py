@@ -228,6 +228,8 @@ def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
     channel) to the hourly tables, one grouped upsert per table.
     """
+    if not orders and not targets:
+        return
     cur = batch.cur
     first = orders[0].sequence if orders else None
     if targets:
