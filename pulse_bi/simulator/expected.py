@@ -229,11 +229,11 @@ class Ledger:
         units: defaultdict[str, int] = defaultdict(int)
         revenue: defaultdict[str, Decimal] = defaultdict(Decimal)
         for order in self.orders.values():
-            if order.cancelled:
-                continue
+            # A product sold only in cancelled orders still ranks, with zero units.
+            kept = 0 if order.cancelled else 1
             for sku, quantity, price in order.lines:
-                units[sku] += quantity
-                revenue[sku] += quantity * price
+                units[sku] += kept * quantity
+                revenue[sku] += kept * quantity * price
         ranked = sorted(units, key=lambda sku: (-revenue[sku], sku))[:limit]
         return [
             {
