@@ -1,0 +1,139 @@
+"""Bad input never stops the pipeline and is never dropped: stored, counted, explained."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eventkit import Stream
+
+from materializer.store import RawMessage, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh store in a temporary DuckDB file."""
+    opened = Store.open(tmp_path / "pulse.duckdb")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def bad_inputs(stream: Stream) -> list[tuple[RawMessage, str | None, str | None, str]]:
+    """Every bad-input case of PRODUCT.md: message, event id, event type, reason."""
+    line = [("SKU-1", 1, "1.00")]
+    return [
+        (stream.raw(b'{"specversion": "1.0", "id": '), None, None, "invalid JSON: "),
+        (
+            stream.raw(b'{"specversion": "1.0", "type": "order.created"}'),
+            None,
+            "order.created",
+            "not a CloudEvent: missing 'id'",
+        ),
+        (
+            stream.event("foo.bar", {}, id="u1"),
+            "u1",
+            "foo.bar",
+            "unknown event type 'foo.bar'",
+        ),
+        (
+            stream.event("order.cancelled", {"reason": "x"}, id="m1"),
+            "m1",
+            "order.cancelled",
+            "data: missing 'order_id'",
+        ),
+        (
+            stream.raw(
+                b'{"specversion":"1.0","id":"t1","source":"/s","type":"stock.moved",'
+                b'"time":"2026-11-25T10:00:00Z","data":{"sku":"A","warehouse":"W",'
+                b'"quantity_delta":"5","reason":"receipt"}}',
+                "pulse.events.stock.moved",
+            ),
+            "t1",
+            "stock.moved",
+            "data.quantity_delta: expected int, got str",
+        ),
+        (
+            stream.order("O-9", total="1.005", lines=line, id="d1"),
+            "d1",
+            "order.created",
+            "data.total_amount: more than 2 decimals",
+        ),
+        (
+            stream.order("O-8", lines=line, id="z1", time="2026-11-25T10:00:00"),
+            "z1",
+            "order.created",
+            "time has no timezone",
+        ),
+    ]
+
+
+def test_every_bad_input_is_stored_with_raw_bytes_subject_sequence_and_reason(
+    store: Store,
+) -> None:
+    stream = Stream()
+    cases = bad_inputs(stream)
+    good = stream.order("O-1", id="good")
+    result = store.apply_batch([message for message, *_ in cases] + [good])
+    assert (result.applied, result.rejected, result.duplicates) == (1, len(cases), 0)
+    rows = {row["sequence"]: row for row in store.query("rejected_events", {}).data}
+    assert len(rows) == len(cases)
+    for message, event_id, event_type, reason in cases:
+        row = rows[message.sequence]
+        assert row["subject"] == message.subject
+        assert row["raw"] == message.data.decode("utf-8")
+        assert (row["event_id"], row["event_type"]) == (event_id, event_type)
+        assert row["reason"].startswith(reason), (row["reason"], reason)
+        assert row["received_at"] == "2026-11-25T12:00:00+00:00"
+    # The good event of the same batch went through.
+    assert store.query("stock_levels", {}).data == []
+    assert store.stats()["events_rejected"] == len(cases)
+    assert store.stats()["events_applied"] == 1
+
+
+def test_order_id_created_twice_is_a_rejected_event(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.order("O-1", id="e1")])
+    second = stream.order("O-1", id="e2")
+    store.apply_batch([second])
+    row = store.query("rejected_events", {}).data[0]
+    assert row == {
+        "sequence": second.sequence,
+        "subject": "pulse.events.orders.created",
+        "event_id": "e2",
+        "event_type": "order.created",
+        "reason": "order_id 'O-1' already created by event 'e1'",
+        "received_at": "2026-11-25T12:00:00+00:00",
+        "raw": second.data.decode(),
+    }
+    assert store.stats()["events_rejected"] == 1
+
+
+def test_non_utf8_payload_is_kept_byte_for_byte(store: Store) -> None:
+    stream = Stream()
+    payload = b"\xff\xfe not json"
+    store.apply_batch([stream.raw(payload)])
+    raw = store.conn.execute("SELECT raw FROM rejected_events").fetchone()
+    assert raw is not None and bytes(raw[0]) == payload
+    shown = store.query("rejected_events", {}).data[0]["raw"]
+    assert shown.endswith(" not json")
+
+
+def test_redelivered_rejected_event_is_a_duplicate_not_a_second_rejection(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.event("foo.bar", {}, id="x1")])
+    again = store.apply_batch([stream.event("foo.bar", {}, id="x1")])
+    assert (again.rejected, again.duplicates) == (0, 1)
+    assert len(store.query("rejected_events", {}).data) == 1
+
+
+def test_rejected_events_are_newest_first_and_paged(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.raw(b"nope") for _ in range(5)])
+    page = store.query("rejected_events", {"limit": 2})
+    assert [row["sequence"] for row in page.data] == [5, 4]
+    assert page.next_offset == 2
+    rest = store.query("rejected_events", {"limit": 2, "offset": 4})
+    assert ([row["sequence"] for row in rest.data], rest.next_offset) == ([1], None)
