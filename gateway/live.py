@@ -111,6 +111,7 @@ class Hub:
 
     async def _subscribe_notices(self, nc: NATS) -> None:
         await nc.subscribe(CHANGES_SUBJECT, cb=self._on_message)
+        await nc.flush()
 
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""

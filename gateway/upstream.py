@@ -61,15 +61,12 @@ class Upstream:
         self._on_connect.append(callback)
 
     async def start(self) -> None:
-        """Connect now if NATS is up; otherwise keep trying in the background."""
-        if not await self._try_connect():
-            self._connector = asyncio.create_task(self._connect_loop(), name="nats-connect")
+        """Connect in the background (nats-py retries forever); wait briefly for it."""
+        self._connector = asyncio.create_task(self._connect(), name="nats-connect")
+        # Usually NATS is up: be ready before the first request instead of failing it.
+        await asyncio.wait({self._connector}, timeout=self.settings.query_timeout)
 
-    async def _connect_loop(self) -> None:
-        while not await self._try_connect():
-            await asyncio.sleep(1.0)
-
-    async def _try_connect(self) -> bool:
+    async def _connect(self) -> None:
         try:
             nc = await nats.connect(
                 servers=[s.strip() for s in self.settings.nats_url.split(",")],
@@ -82,18 +79,21 @@ class Upstream:
                 disconnected_cb=self._on_disconnect,
                 reconnected_cb=self._on_reconnect,
             )
-        except Exception as exc:  # nats-py raises several unrelated types on first connect
+        except Exception as exc:  # only for bad URLs and the like: down servers are retried
             self.last_error = f"cannot connect to NATS at {self.settings.nats_url}: {exc}"
-            return False
-        self.nc = nc
-        self.last_error = None
+            log.error(self.last_error)
+            return
         for callback in self._on_connect:
             await callback(nc)
+        # Only now count as connected: notices subscribed before the first query.
+        self.nc = nc
+        self.last_error = None
         log.info("connected to NATS at %s", nc.connected_url)
-        return True
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("NATS error: %s", exc)
+        if not self.connected:
+            self.last_error = f"cannot reach NATS at {self.settings.nats_url}: {exc!r}"
+        log.debug("NATS error: %r", exc)
 
     async def _on_disconnect(self) -> None:
         if self.nc is None or self.nc.is_closed:

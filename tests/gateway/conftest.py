@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from nats.aio.client import Client as NATS
@@ -24,7 +25,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from gateway.app import create_app
+from gateway.app import create_app, state
 from gateway.settings import Settings
 from pulse_bi.contract import (
     CHANGES_SUBJECT,
@@ -302,3 +303,15 @@ async def until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of a gateway whose lifespan is running."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        await until(lambda: state(app).upstream.connected)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from gateway.app import create_app, state
-from gateway.settings import Settings
+from gateway.app import state
 from tests.gateway.conftest import Canned, until
 
 GR = "application/graphql-response+json"
-
-
-@pytest.fixture
-async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process client of a gateway whose lifespan is running."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        await until(lambda: state(app).upstream.connected)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield http
 
 
 async def gql(
