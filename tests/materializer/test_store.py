@@ -1,0 +1,175 @@
+"""The store as the consumer uses it: exactly once, duplicates, restarts, concurrent reads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+from eventkit import DAY, Stream
+
+from materializer.store import RawMessage, Store
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """Where the DuckDB file lives."""
+    return tmp_path / "pulse.duckdb"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[Store]:
+    """A fresh store."""
+    opened = Store.open(path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def orders(store: Store) -> int:
+    return int(store.query("sales_summary", DAY).data["orders"])
+
+
+def test_empty_store_starts_at_sequence_zero(store: Store) -> None:
+    assert store.last_sequence() == 0
+    stats = store.stats()
+    assert stats["last_sequence"] == 0
+    assert (stats["events_applied"], stats["events_rejected"], stats["batches"]) == (0, 0, 0)
+    assert stats["last_event_time"] is None
+
+
+def test_batch_result_counts_and_sequences(store: Store) -> None:
+    stream = Stream(start=41)
+    result = store.apply_batch(
+        [
+            stream.order("O-1", time="2026-11-25T09:00:00Z"),
+            stream.raw(b"junk"),
+            stream.move("A", "W", 1, time="2026-11-25T11:00:00Z"),
+        ]
+    )
+    assert (result.first_sequence, result.last_sequence) == (41, 43)
+    assert (result.applied, result.rejected, result.duplicates) == (2, 1, 0)
+    assert result.last_event_time == datetime(2026, 11, 25, 11, tzinfo=UTC)
+    assert store.last_sequence() == 43
+    stats = store.stats()
+    assert (stats["events_applied"], stats["events_rejected"], stats["batches"]) == (2, 1, 1)
+    assert stats["last_event_time"] == datetime(2026, 11, 25, 11, tzinfo=UTC)
+    assert stats["last_batch_at"] is not None
+
+
+def test_reapplying_a_batch_of_old_sequences_is_a_no_op(store: Store) -> None:
+    stream = Stream()
+    batch = [stream.order("O-1"), stream.order("O-2")]
+    store.apply_batch(batch)
+    before = store.stats()
+    again = store.apply_batch(batch)
+    assert (again.applied, again.rejected, again.duplicates) == (0, 0, 0)
+    assert store.stats() == before
+    assert orders(store) == 2
+
+
+def test_partly_old_batch_applies_only_the_new_messages(store: Store) -> None:
+    stream = Stream()
+    first = [stream.order("O-1"), stream.order("O-2")]
+    store.apply_batch(first)
+    overlap = [first[1], stream.order("O-3")]
+    result = store.apply_batch(overlap)
+    assert (result.first_sequence, result.applied) == (3, 1)
+    assert orders(store) == 3
+
+
+def test_reopening_the_file_resumes_last_sequence_and_data(path: Path) -> None:
+    stream = Stream()
+    store = Store.open(path)
+    store.apply_batch([stream.order("O-1"), stream.cancel("O-2")])
+    store.close()
+    reopened = Store.open(path)
+    try:
+        assert reopened.last_sequence() == 2
+        assert reopened.stats()["events_applied"] == 2
+        # The waiting cancellation survived the restart.
+        reopened.apply_batch([stream.order("O-2")])
+        summary = reopened.query("sales_summary", DAY).data
+        assert (summary["orders"], summary["cancelled_orders"]) == (2, 1)
+    finally:
+        reopened.close()
+
+
+def test_same_event_id_twice_in_one_batch_is_applied_once(store: Store) -> None:
+    stream = Stream()
+    result = store.apply_batch([stream.order("O-1", id="e1"), stream.order("O-1", id="e1")])
+    assert (result.applied, result.rejected, result.duplicates) == (1, 0, 1)
+    assert orders(store) == 1
+
+
+def test_same_event_id_in_a_later_batch_is_a_no_op(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.order("O-1", id="e1"), stream.move("A", "W", 5, id="m1")])
+    result = store.apply_batch(
+        [
+            stream.move("A", "W", 5, id="m1"),
+            stream.order("O-1", id="e1"),
+            stream.move("A", "W", 1, id="m2"),
+        ]
+    )
+    assert (result.applied, result.rejected, result.duplicates) == (1, 0, 3 - 1)
+    assert store.query("stock_levels", {}).data[0]["on_hand"] == 6
+    assert orders(store) == 1
+    assert store.stats()["events_duplicate"] == 2
+    # The sequence still advances past the duplicates.
+    assert store.last_sequence() == 5
+
+
+def test_batch_of_only_duplicates_still_advances_the_sequence(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.order("O-1", id="e1")])
+    result = store.apply_batch([stream.order("O-1", id="e1")])
+    assert result.aggregates == {"pipeline"}
+    assert store.last_sequence() == 2
+
+
+def test_failed_batch_leaves_nothing_behind(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.order("O-1")])
+    before = store.stats()
+    # A rejected message without a receive time violates NOT NULL when the rejects are
+    # written, after the orders of the batch: the whole batch must roll back.
+    bad = RawMessage(3, "pulse.events.orders.created", b"junk", None)  # type: ignore[arg-type]
+    with pytest.raises(duckdb.ConstraintException):
+        store.apply_batch([stream.order("O-2"), bad])
+    assert store.stats() == before
+    assert store.last_sequence() == 1
+    assert orders(store) == 1
+
+
+def test_queries_run_concurrently_with_apply_batch(store: Store) -> None:
+    stream = Stream()
+    batches = [[stream.order(f"O-{b}-{i}") for i in range(200)] for b in range(10)]
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                seen.append(orders(store))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for batch in batches:
+            store.apply_batch(batch)
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []
+    # Readers only ever see whole batches.
+    assert all(count % 200 == 0 for count in seen)
+    assert seen == sorted(seen)
+    assert orders(store) == 2000
