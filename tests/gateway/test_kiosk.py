@@ -278,6 +278,20 @@ async def wait_text(page: Page, selector: str, expected: str) -> None:
     )
 
 
+async def assert_fits(page: Page, width: int, height: int) -> None:
+    """Nothing scrolls, nothing is cut off, every panel is inside the screen."""
+    size = "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    assert await page.evaluate(size) == [width, height]
+    clipped = await page.evaluate(
+        """[...document.querySelectorAll('.panel:not([hidden]), .big, .amount')]
+            .filter(e => e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1
+                         || e.getBoundingClientRect().bottom > innerHeight
+                         || e.getBoundingClientRect().right > innerWidth)
+            .map(e => e.id || e.dataset.panel || e.className)"""
+    )
+    assert clipped == []
+
+
 async def visible_panels(page: Page) -> list[str]:
     """Names of the panels on screen, in screen order."""
     return await page.evaluate(
@@ -503,16 +517,7 @@ async def test_everything_fits_the_screen_in_large_type(
     await wait_text(page, "#ar-total", "400.00")
     await wait_text(page, "#stock-count", "2")
     assert await visible_panels(page) == ["revenue", "aov", "fresh", "orders", "stock", "ar"]
-    page_size = await page.evaluate(
-        "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
-    )
-    assert page_size == [width, height]  # no scroll bars
-    clipped = await page.evaluate(
-        """[...document.querySelectorAll('.panel, .big, .amount')]
-            .filter(e => e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)
-            .map(e => e.id || e.dataset.panel || e.className)"""
-    )
-    assert clipped == []
+    await assert_fits(page, width, height)
     big = await page.eval_on_selector(
         "#revenue-net", "e => parseFloat(getComputedStyle(e).fontSize)"
     )
@@ -586,5 +591,9 @@ async def test_simulated_traffic_shows_the_figures_the_simulator_expects(
     assert await page.get_attribute("#stock-count", "data-value") == str(low)
     ar_total = float(expected["ar_aging"]["total"])
     assert abs(float(await page.get_attribute("#ar-total", "data-value") or 0) - ar_total) < 0.005
+    await assert_fits(page, 1920, 1080)
+    more = await text(page, "#stock-list li.more")
+    shown = await page.locator("#stock-list li[data-sku]").count()
+    assert more == f"+ {low - shown} more"
     await page.wait_for_timeout(1300)  # let the change highlight fade before the picture
     await page.screenshot(path=SCREENSHOT or str(tmp_path / "kiosk.png"))
