@@ -131,9 +131,7 @@ async def query_round_trips(settings: Settings, count: int) -> list[float]:
     times: list[float] = []
     async with Materializer(settings):
         nc = await nats.connect(settings.nats_url)
-        params = json.dumps(
-            {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
-        ).encode()
+        params = json.dumps({"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}).encode()
         for _ in range(count):
             started = time.perf_counter()
             await nc.request(query_subject("sales_by_hour"), params, timeout=5)
@@ -182,29 +180,32 @@ async def main(args: argparse.Namespace) -> None:
         try:
             last = await prefill(server.url, args.events)
             raw = statistics.median([await raw_consume_rate(server.url, last) for _ in range(3)])
-            base = Settings(
-                nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0
-            )
+            base = Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0)
             ingest, rss = await ingest_rate(base, last)
             print(f"machine: {machine()}")
             print(f"stream: {last} events")
             print(f"raw consume: {raw:,.0f} events/s")
-            print(f"ingest to committed aggregates: {ingest:,.0f} events/s "
-                  f"({ingest / raw:.2f} x raw), RSS {rss:.0f} MB")
+            print(
+                f"ingest to committed aggregates: {ingest:,.0f} events/s "
+                f"({ingest / raw:.2f} x raw), RSS {rss:.0f} MB"
+            )
             reads = await query_round_trips(
                 Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0),
                 args.queries,
             )
-            print(f"named query sales_by_hour round trip: p50 {percentile(reads, 50):.2f} ms, "
-                  f"p99 {percentile(reads, 99):.2f} ms ({len(reads)} requests)")
+            print(
+                f"named query sales_by_hour round trip: p50 {percentile(reads, 50):.2f} ms, "
+                f"p99 {percentile(reads, 99):.2f} ms ({len(reads)} requests)"
+            )
             lat = await notice_latency(
-                Settings(nats_url=server.url, duckdb_path=root / "latency.duckdb",
-                         http_port=0),
+                Settings(nats_url=server.url, duckdb_path=root / "latency.duckdb", http_port=0),
                 rate=1000,
                 seconds=args.latency_seconds,
             )
-            print(f"publish -> change notice at 1,000 events/s: p50 {percentile(lat, 50):.1f} ms,"
-                  f" p99 {percentile(lat, 99):.1f} ms ({len(lat)} events)")
+            print(
+                f"publish -> change notice at 1,000 events/s: p50 {percentile(lat, 50):.1f} ms,"
+                f" p99 {percentile(lat, 99):.1f} ms ({len(lat)} events)"
+            )
         finally:
             server.stop()
         if args.rss_events:

@@ -23,13 +23,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from materializer.store import BatchResult, RawMessage, Store
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
+from materializer.store import BatchResult, RawMessage, Store
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 
 log = logging.getLogger("pulse_bi.materializer.consumer")
@@ -95,7 +95,6 @@ class Ingestor:
             ordered_consumer=True,
             idle_heartbeat=5.0,
             config=config,
-            pending_msgs_limit=4 * self._settings.batch_max_events + 10_000,
         )
         log.info("consuming %s from sequence %d", STREAM_NAME, start)
         self._task = asyncio.create_task(self._apply_loop(), name="materializer-ingest")
