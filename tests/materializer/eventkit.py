@@ -81,7 +81,9 @@ class Stream:
 
     def cancel(self, order_id: str, **kwargs: Any) -> RawMessage:
         """``order.cancelled``."""
-        return self.event("order.cancelled", {"order_id": order_id, "reason": "changed mind"}, **kwargs)
+        return self.event(
+            "order.cancelled", {"order_id": order_id, "reason": "changed mind"}, **kwargs
+        )
 
     def invoice(
         self,

@@ -190,4 +190,6 @@ def test_invoice_dates_and_optional_order_id() -> None:
     assert result.data.order_id is None
     assert str(result.data.due_date) == "2026-12-01"
     bad = envelope({**data, "due_date": "December"}, type="invoice.issued")
-    assert reason(bad, "pulse.events.invoices.issued") == "data.due_date: invalid RFC3339 encoded date"
+    assert (
+        reason(bad, "pulse.events.invoices.issued") == "data.due_date: invalid RFC3339 encoded date"
+    )

@@ -83,9 +83,7 @@ def test_payment_before_its_invoice_counts_when_the_invoice_arrives(
     assert overdue(store)[0]["paid"] == "55.00"
 
 
-def test_payment_and_invoice_in_one_batch_apply_in_any_order(
-    store: Store, stream: Stream
-) -> None:
+def test_payment_and_invoice_in_one_batch_apply_in_any_order(store: Store, stream: Stream) -> None:
     store.apply_batch(
         [
             stream.payment("P-1", "I-1", "40.00"),
