@@ -66,7 +66,7 @@ class Stream:
         customer: str = "C-1",
         **kwargs: Any,
     ) -> RawMessage:
-        """``order.created``; the total defaults to Σ quantity × unit price."""
+        """``order.created``; the total defaults to the sum of quantity * unit price."""
         if total is None:
             cents = sum(quantity * round(float(price) * 100) for _, quantity, price in lines)
             total = f"{cents / 100:.2f}"
