@@ -36,7 +36,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.versions = Versions()
+        self.versions = Versions(settings.version_ttl)
         self.upstream = Upstream(settings, self.versions, self.metrics)
         self.executor = Executor(settings)
         self.hub = Hub(settings, self.executor, self.upstream, self.versions, self.metrics)

@@ -69,6 +69,8 @@ class Settings:
     cache_entries: int = 2048
     #: Entries in the HTTP response cache (encoded GraphQL responses by data version).
     response_cache_entries: int = 2048
+    #: Seconds without a change notice or heartbeat after which cached results are not used.
+    version_ttl: float = 6.0
     #: Browser origins allowed by CORS and the WebSocket origin check; "*" allows any.
     cors_origins: tuple[str, ...] = ()
     #: HS256 secret; when set, every request needs a valid bearer token.
@@ -149,6 +151,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "query_timeout": lambda n, r: _float(n, r, 0.01),
     "cache_entries": _int,
     "response_cache_entries": _int,
+    "version_ttl": lambda n, r: _float(n, r, 0.01),
     "cors_origins": _list,
     "jwt_secret": _optional,
     "jwt_jwks_url": _optional,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -62,9 +63,12 @@ def touched(notice: ChangeNotice) -> set[str]:
 class Versions:
     """Per-aggregate generations, advanced by change notices and version heartbeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float = 6.0) -> None:
+        #: Seconds without a notice or heartbeat after which nothing counts as cached.
+        self.ttl = ttl
         #: Last materializer version seen; None until the first notice or heartbeat.
         self.seen: int | None = None
+        self.last_heard = 0.0
         self.notices = 0
         self.gaps = 0
         self._counter = 0
@@ -73,21 +77,27 @@ class Versions:
 
     @property
     def known(self) -> bool:
-        """True once a notice or heartbeat arrived; before that nothing may be cached."""
-        return self.seen is not None
+        """True while notices or heartbeats arrive; otherwise nothing may be served cached.
+
+        Heartbeats are the materializer's sign of life: when they stop (materializer or
+        NATS down) cached results could hide the outage or changes, so they stop counting.
+        """
+        return self.seen is not None and time.monotonic() - self.last_heard < self.ttl
 
     def key(self, aggregates: Iterable[str]) -> tuple[int, ...] | None:
         """Cache key part for data read from these aggregates; None means do not cache."""
-        if self.seen is None:
+        if not self.known:
             return None
         return tuple(self._generation[a] for a in aggregates)
 
     def observe(self, notice: ChangeNotice) -> set[str] | None:
         """Apply one notice; return the aggregates it changed, or None for "all may have"."""
         self.notices += 1
+        stale = not self.known
+        self.last_heard = time.monotonic()
         previous, self.seen = self.seen, notice.version
-        if previous is None:
-            # First sign of life: whatever was cached before is of unknown age.
+        if previous is None or stale:
+            # First sign of life (or after silence): cached results are of unknown age.
             self.bump(TRACKED)
             return None
         if notice.kind == "heartbeat":

@@ -1,0 +1,260 @@
+"""End to end: real nats-server, the real materializer, the gateway on real uvicorn.
+
+Events go into JetStream as the ERP services publish them; the answers come back over
+HTTP and over both WebSocket protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from nats.js import JetStreamContext
+
+from gateway.settings import Settings
+from tests.conftest import cloud_event, publish_events
+from tests.gateway.conftest import Server, until
+
+pytestmark = pytest.mark.slow
+
+NOW = dt.datetime.now(dt.UTC).replace(minute=5, second=0, microsecond=0)
+HOUR = NOW.replace(minute=0)
+FROM, TO = HOUR.isoformat(), (HOUR + dt.timedelta(hours=1)).isoformat()
+
+
+def order(
+    total: str, quantity: int, channel: str = "web", order_id: str | None = None
+) -> dict[str, Any]:
+    return cloud_event(
+        "order.created",
+        {
+            "order_id": order_id or uuid.uuid4().hex,
+            "customer_id": "C-1",
+            "channel": channel,
+            "total_amount": total,
+            "lines": [{"sku": "SKU-1", "quantity": quantity, "unit_price": total}],
+        },
+        time=NOW.isoformat(),
+    )
+
+
+@pytest.fixture
+def server(materializer: Any, settings: Settings, server_factory: Any) -> Server:
+    return server_factory(settings)
+
+
+async def receive(ws: Any, timeout: float = 10.0) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if message["type"] not in ("ka", "ping", "pong"):
+            return message
+
+
+async def test_published_orders_show_in_sales_by_hour_over_http(
+    server: Server, materializer: Any, js: JetStreamContext
+) -> None:
+    sequence = await publish_events(js, order("100.10", 2), order("50.05", 1, channel="store"))
+    await materializer.wait_for_sequence(sequence)
+    query = (
+        "query($from: DateTime, $to: DateTime) { salesByHour(from: $from, to: $to) "
+        "{ hour orders grossRevenue netRevenue units averageOrderValue } "
+        'web: salesSummary(from: $from, to: $to, channel: "web") { orders netRevenue } }'
+    )
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post(
+            "/graphql",
+            json={
+                "query": query,
+                "variables": {
+                    "from": FROM,
+                    "to": int((HOUR + dt.timedelta(hours=1)).timestamp() * 1000),
+                },
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert '"grossRevenue":150.15' in response.text
+        data = response.json()["data"]
+        [row] = data["salesByHour"]
+        aov = row.pop("averageOrderValue")
+        assert row == {
+            "hour": HOUR.isoformat(),
+            "orders": 2,
+            "grossRevenue": 150.15,
+            "netRevenue": 150.15,
+            "units": 3,
+        }
+        assert aov in (75.07, 75.08)  # 150.15 / 2, rounded to the cent by the materializer
+        assert data["web"] == {"orders": 1, "netRevenue": 100.1}
+
+        rest = (await http.get("/query/sales/hourly", params={"hours": 24})).json()
+        assert rest["data"][-1]["orders"] == 2
+        assert rest["execution_time_ms"] >= 0
+        assert (await http.get("/health")).json()["status"] == "ok"
+        assert (await http.get("/query/inventory/low-stock")).json()["data"] == []
+        assert (await http.get("/query/ar/overdue")).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("protocol", "start", "result"),
+    [("graphql-transport-ws", "subscribe", "next"), ("graphql-ws", "start", "data")],
+)
+async def test_subscriber_receives_the_updated_result_after_events(
+    server: Server, materializer: Any, js: JetStreamContext, protocol: str, start: str, result: str
+) -> None:
+    sequence = await publish_events(js, order("10.00", 1))
+    await materializer.wait_for_sequence(sequence)
+    ws = await websockets.connect(server.ws_url, subprotocols=[protocol])  # type: ignore[list-item]
+    await ws.send('{"type": "connection_init"}')
+    assert (await receive(ws))["type"] == "connection_ack"
+    subscription = (
+        f'subscription {{ salesSummary(from: "{FROM}", to: "{TO}") {{ orders grossRevenue }} }}'
+    )
+    await ws.send(json.dumps({"id": "s", "type": start, "payload": {"query": subscription}}))
+    first = await receive(ws)
+    assert first["type"] == result
+    assert first["payload"]["data"]["salesSummary"] == {"orders": 1, "grossRevenue": 10}
+
+    await publish_events(js, order("5.25", 3))
+    update = await receive(ws)
+    assert update["payload"]["data"]["salesSummary"] == {"orders": 2, "grossRevenue": 15.25}
+
+    # Stock movements do not touch sales: no new result for this subscription.
+    stock = cloud_event(
+        "stock.moved",
+        {"sku": "SKU-9", "warehouse": "WH-1", "quantity_delta": 5, "reason": "receipt"},
+    )
+    sequence = await publish_events(js, stock)
+    await materializer.wait_for_sequence(sequence)
+    with pytest.raises(TimeoutError):
+        await receive(ws, timeout=0.7)
+    await ws.close()
+
+
+async def test_materializer_down_gives_error_and_503_then_recovers(
+    nats_server: Any,
+    materializer_settings: Any,
+    settings: Settings,
+    server_factory: Any,
+    js: JetStreamContext,
+) -> None:
+    from materializer.app import Materializer
+
+    # Heartbeats come every 0.5 s here: after 1.5 s of silence the cache is not trusted.
+    server = server_factory(settings.replace(version_ttl=1.5))
+    query = {"query": "{ pipeline { lastSequence eventsApplied } }"}
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        async with Materializer(materializer_settings) as running:
+            sequence = await publish_events(js, order("1.00", 1))
+            await running.wait_for_sequence(sequence)
+            assert (await http.get("/health")).status_code == 200
+            ok = (await http.post("/graphql", json=query)).json()
+            assert ok["data"]["pipeline"]["lastSequence"] == sequence
+        down = await http.get("/health")
+        assert down.status_code == 503
+        assert "materializer" in down.json()["reason"]
+        failed: dict[str, Any] = {}
+
+        async def query_fails() -> bool:
+            failed.update((await http.post("/graphql", json=query)).json())
+            return "errors" in failed
+
+        await until(query_fails, timeout=5)
+        assert failed["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert "materializer" in failed["errors"][0]["message"]
+        assert failed["data"] is None
+
+        sequence = await publish_events(js, order("2.00", 1))
+        async with Materializer(materializer_settings) as running:
+            await running.wait_for_sequence(sequence)
+            assert (await http.get("/health")).status_code == 200
+            back = (await http.post("/graphql", json=query)).json()
+            assert back["data"]["pipeline"] == {"lastSequence": sequence, "eventsApplied": 2}
+
+
+SECRET = "e2e-secret-long-enough-for-hs256-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        ({"query": "{ pipeline { lag "}, {}, 400, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "{ pipeline { nope } }"}, {}, 400, "GRAPHQL_VALIDATION_FAILED"),
+        (
+            {"query": "{ arAging { byCustomer { customerId } } }"},
+            {},
+            200,
+            None,
+        ),
+        (
+            {"query": "{ " + " ".join(f"a{i}: pipeline {{ lag }}" for i in range(31)) + " }"},
+            {},
+            400,
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            {
+                "query": "{ __schema { types { fields { type { "
+                + "ofType { " * 6
+                + "name "
+                + "} " * 11
+            },
+            {},
+            400,
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            {
+                "query": "query($n: Int) { stockMovements(limit: $n) { sku } }",
+                "variables": {"n": "x"},
+            },
+            {},
+            400,
+            "BAD_USER_INPUT",
+        ),
+        ({"query": "{ pipeline { lag } }"}, {"authorization": None}, 401, "UNAUTHENTICATED"),
+        (
+            {"query": "{ pipeline { lag } }"},
+            {"authorization": "Bearer x.y.z"},
+            401,
+            "UNAUTHENTICATED",
+        ),
+        ({"query": "{ pipeline { lag } }"}, {"authorization": "expired"}, 401, "UNAUTHENTICATED"),
+    ],
+)
+async def test_bad_requests_get_the_right_status_and_error_over_real_http(
+    materializer: Any,
+    settings: Settings,
+    server_factory: Any,
+    body: dict[str, Any],
+    headers: dict[str, Any],
+    status: int,
+    code: str | None,
+) -> None:
+    import time
+
+    import jwt
+
+    server = server_factory(settings.replace(jwt_secret=SECRET))
+    valid = jwt.encode({"exp": int(time.time()) + 60}, SECRET, "HS256")
+    expired = jwt.encode({"exp": int(time.time()) - 60}, SECRET, "HS256")
+    authorization = headers.get("authorization", f"Bearer {valid}")
+    if authorization == "expired":
+        authorization = f"Bearer {expired}"
+    sent = {"accept": "application/graphql-response+json"}
+    if authorization is not None:
+        sent["authorization"] = authorization
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post("/graphql", json=body, headers=sent)
+    assert response.status_code == status, response.text
+    if code is None:
+        assert "errors" not in response.json()
+        return
+    errors = response.json()["errors"]
+    assert errors[0]["extensions"]["code"] == code
+    assert errors[0]["message"]
