@@ -128,6 +128,17 @@ def test_compose_command_is_a_pulse_bi_command_with_those_options(service: str, 
     command = _command(path)
     for option in (w for w in words if w.startswith("-")):
         assert option in _options(command), f"pulse-bi {' '.join(path)} has no {option}"
+    envvars = {name for param in command.params for name in _envvars(param)}
+    for name in spec.get("environment", {}):
+        if name.startswith("PULSE_SIM_"):
+            assert name in envvars, f"pulse-bi {' '.join(path)} does not read {name}"
+
+
+def _envvars(param: click.Parameter) -> list[str]:
+    envvar = getattr(param, "envvar", None)
+    if envvar is None:
+        return []
+    return [envvar] if isinstance(envvar, str) else list(envvar)
 
 
 def test_materializer_health_check_is_the_cli_probe() -> None:

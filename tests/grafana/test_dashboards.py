@@ -164,11 +164,16 @@ def test_root_selector_and_columns_read_selected_fields_of_a_matching_type(
 
 
 def _field_names(panel: dict[str, Any]) -> set[str]:
+    """Columns of the panel's queries plus the fields its transformations add."""
     names = {c["text"] for t in panel["targets"] for c in t["columns"]}
     for transformation in panel.get("transformations", []):
-        alias = transformation.get("options", {}).get("alias")
-        if alias:
-            names.add(alias)
+        options = transformation.get("options", {})
+        if options.get("alias"):
+            names.add(options["alias"])
+        if transformation["id"] == "groupBy":
+            # Grafana names an aggregate "<field> (<calculation>)".
+            for name, spec in options["fields"].items():
+                names.update(f"{name} ({calc})" for calc in spec.get("aggregations", []))
     return names
 
 
