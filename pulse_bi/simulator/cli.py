@@ -135,7 +135,8 @@ _FRACTION = click.FloatRange(0.0, 1.0)
 @click.option(
     "--end",
     envvar="PULSE_SIM_END",
-    help="ISO-8601 time (with offset) the event window ends at. Default: now.",
+    help="ISO-8601 time (with offset) the event window ends at; with --rate, the time of "
+    "the first event. Default: now.",
 )
 @click.option(
     "--expected",

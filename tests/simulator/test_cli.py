@@ -117,7 +117,7 @@ def test_rate_with_duration_stops_on_time(nats_server: LocalNatsServer) -> None:
     result = CliRunner().invoke(simulate_command, args, env={"NATS_URL": nats_server.url})
     assert result.exit_code == 0, result.output
     messages, _ = stream_state(nats_server.url)
-    assert 70 <= messages <= 110
+    assert 30 <= messages <= 105  # about 1 s at 100/s, never more
 
 
 def test_unreachable_server_is_a_clean_cli_error() -> None:
