@@ -8,11 +8,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from eventkit import DAY, Stream
 
 from materializer.queries import MAX_PAGE, BadQuery
 from materializer.store import Store
 from pulse_bi.contract import QUERY_NAMES
+from tests.materializer.eventkit import DAY, Stream
 
 PARAMS: dict[str, dict[str, Any]] = {
     "sales_by_hour": DAY,

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventkit import Stream
 
 from materializer.queries import QueryContext
 from materializer.store import Store
+from tests.materializer.eventkit import Stream
 
 AS_OF = "2026-11-25"
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from eventkit import Stream
 
 from materializer.store import RawMessage, Store
+from tests.materializer.eventkit import Stream
 
 
 @pytest.fixture

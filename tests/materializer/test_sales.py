@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventkit import DAY, Stream
 
 from materializer.store import Store
+from tests.materializer.eventkit import DAY, Stream
 
 
 @pytest.fixture

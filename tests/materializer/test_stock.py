@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from eventkit import Stream
 
 from materializer.store import Store
+from tests.materializer.eventkit import Stream
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from eventkit import DAY, Stream
 
 from materializer.store import RawMessage, Store
+from tests.materializer.eventkit import DAY, Stream
 
 
 @pytest.fixture
