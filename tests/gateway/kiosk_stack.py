@@ -101,10 +101,21 @@ async def open_kiosk(
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Anything the Content-Security-Policy blocks (another origin, inline code) counts too.
+    await page.add_init_script(
+        """document.addEventListener('securitypolicyviolation',
+            e => (window.cspViolations ??= []).push(e.violatedDirective + ' ' + e.blockedURI))"""
+    )
     await page.goto(f"{stack.url}/kiosk{query}")
     page.set_default_timeout(15_000)
     page.errors = errors  # type: ignore[attr-defined]
     return page
+
+
+async def page_problems(page: Page) -> list[str]:
+    """Script errors and Content-Security-Policy violations the page has had."""
+    violations = await page.evaluate("window.cspViolations ?? []")
+    return [*page.errors, *violations]  # type: ignore[attr-defined]
 
 
 # -- events --------------------------------------------------------------------------
