@@ -198,7 +198,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"p99 {percentile(reads, 99):.2f} ms ({len(reads)} requests)"
             )
             lat = await notice_latency(
-                Settings(nats_url=server.url, duckdb_path=root / "latency.duckdb", http_port=0),
+                Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0),
                 rate=1000,
                 seconds=args.latency_seconds,
             )

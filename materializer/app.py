@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import Any
 
 import nats
-from materializer.store import BatchResult, Store
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -26,6 +25,7 @@ from materializer.http import HttpServer
 from materializer.metrics import MaterializerMetrics
 from materializer.service import QueryService
 from materializer.settings import Settings
+from materializer.store import BatchResult, Store
 from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, ChangeNotice, notice_encoder
 from pulse_bi.streams import ensure_stream
 

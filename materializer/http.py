@@ -56,7 +56,8 @@ class HttpServer:
             access_log=False,
         )
         self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # The materializer handles SIGTERM/SIGINT itself (commit, then exit).
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._address = f"{host}:{port}"
         self._task: asyncio.Task[None] | None = None
 

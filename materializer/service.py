@@ -15,14 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from materializer.queries import BadQuery
-from materializer.store import Store
 from nats.aio.client import Client as NATS
 from nats.micro import Request, ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 from prometheus_client import generate_latest
 
 from materializer.metrics import MaterializerMetrics
+from materializer.queries import BadQuery
+from materializer.store import Store
 from pulse_bi import __version__
 from pulse_bi.contract import (
     QUERY_NAMES,

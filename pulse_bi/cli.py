@@ -103,7 +103,6 @@ def migrate() -> None:
 def migrate_status() -> None:
     """Print the schema version of DUCKDB_PATH and the pending migrations."""
     from materializer.db import migration_status
-
     from materializer.settings import Settings, SettingsError
 
     try:
@@ -125,7 +124,6 @@ def migrate_status() -> None:
 def migrate_upgrade() -> None:
     """Apply pending migrations to DUCKDB_PATH (the materializer also does at start)."""
     from materializer.db import upgrade
-
     from materializer.settings import Settings, SettingsError
 
     try:

@@ -118,7 +118,7 @@ def dev_command(data_path: Path, port: int, nats_port: int, rate: float, seed_ev
         failed = [c for c in children if c.poll() not in (None, 0)]
         if failed:
             raise click.ClickException(
-                f"a process exited with code {failed[0].returncode}: {failed[0].args}"
+                f"a process exited with code {failed[0].returncode}: {failed[0].args!r}"
             )
     except KeyboardInterrupt:
         console.print("stopping…")
