@@ -193,14 +193,12 @@ class Store:
         keys = ["e:" + event_id for event_id in ids]
         for module in AGGREGATES:
             keys.extend(module.probe(batch))
-        batch.cur.register("probe_keys", pa.table({"key": strings(keys)}))
-        try:
-            rows = batch.cur.execute(
-                "SELECT p.key, s.sequence FROM (SELECT DISTINCT key, md5_number(key) AS k"
-                " FROM probe_keys) p JOIN seen_keys s ON s.k = p.k"
-            ).fetchall()
-        finally:
-            batch.cur.unregister("probe_keys")
+        probe_keys = pa.table({"key": strings(keys)})  # noqa: F841 - read by DuckDB below
+        # One hash join: the batch's keys are the small build side, seen_keys is scanned.
+        rows = batch.cur.execute(
+            "SELECT p.key, s.sequence FROM (SELECT key, md5_number(key) AS k"
+            " FROM probe_keys) p JOIN seen_keys s ON s.k = p.k"
+        ).fetchall()
         batch.found = dict(rows)
         seen = {key[2:] for key in batch.found if key.startswith("e:")}
         if not seen:

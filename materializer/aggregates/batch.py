@@ -7,34 +7,23 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import msgspec
 import pyarrow as pa
 
 TIME = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(18, 2)
 
 
-class Accepted:
+class Accepted(msgspec.Struct, gc=False):
     """A valid, not-yet-seen event of the batch with the message it came from."""
 
-    __slots__ = ("data", "event_id", "raw", "received_at", "sequence", "subject", "time")
-
-    def __init__(
-        self,
-        sequence: int,
-        event_id: str,
-        time: datetime,
-        data: Any,
-        subject: str,
-        raw: bytes,
-        received_at: datetime,
-    ) -> None:
-        self.sequence = sequence
-        self.event_id = event_id
-        self.time = time
-        self.data = data
-        self.subject = subject
-        self.raw = raw
-        self.received_at = received_at
+    sequence: int
+    event_id: str
+    time: datetime
+    data: Any
+    subject: str
+    raw: bytes
+    received_at: datetime
 
 
 class Batch:
