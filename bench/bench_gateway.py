@@ -1,0 +1,329 @@
+"""Gateway benchmarks: query latency and throughput, change-to-subscriber latency, fan-out.
+
+Run: ``.venv/bin/python -m bench.bench_gateway [--only http,live,fanout]``. Each part starts
+its own nats-server, materializer and gateway processes (one uvicorn worker) and reports
+figures measured in the same run, next to a baseline of the same run where one exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import psutil
+import websockets
+
+from bench.gateway_stack import (
+    Stack,
+    bare_server,
+    http_load,
+    percentile,
+    post_request,
+    running_stack,
+)
+from pulse_bi.contract import STREAM_NAME
+from pulse_bi.simulator import generate, publish
+from pulse_bi.streams import ensure_stream
+
+SALES_FIELDS = "hour orders grossRevenue netRevenue units averageOrderValue"
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    return (
+        f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+def hour_start(moment: dt.datetime | None = None) -> dt.datetime:
+    """Start of the UTC hour."""
+    return (moment or dt.datetime.now(dt.UTC)).replace(minute=0, second=0, microsecond=0)
+
+
+async def prefill(stack: Stack, count: int) -> int:
+    """Publish simulated events over the last 48 h and wait until the gateway shows them."""
+    assert stack.nats is not None
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    await publish(nc, generate(7, count).messages)
+    last = int((await js.stream_info(STREAM_NAME)).state.last_seq)
+    await nc.drain()
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            body = {"query": "{ pipeline { lastSequence } }"}
+            reply = (await http.post("/graphql", json=body)).json()
+            if (reply.get("data") or {}).get("pipeline", {}).get("lastSequence") == last:
+                break
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(2.5)  # one heartbeat: the gateway trusts its caches from now on
+    return last
+
+
+def order_event(now: dt.datetime) -> tuple[str, bytes]:
+    """An order.created CloudEvent of the current hour: its id and JSON."""
+    event_id = uuid.uuid4().hex
+    event = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/bench",
+        "type": "order.created",
+        "time": now.isoformat(),
+        "datacontenttype": "application/json",
+        "data": {
+            "order_id": event_id,
+            "customer_id": "C-BENCH",
+            "channel": "web",
+            "total_amount": "12.34",
+            "lines": [{"sku": "SKU-BENCH", "quantity": 1, "unit_price": "12.34"}],
+        },
+    }
+    return event_id, json.dumps(event).encode()
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+async def bench_http(seconds: float, events: int) -> dict[str, Any]:
+    """salesByHour over 24 h: one client and 32 clients, next to a bare Starlette endpoint."""
+    results: dict[str, Any] = {}
+    with running_stack() as stack:
+        await prefill(stack, events)
+        end = hour_start() + dt.timedelta(hours=1)
+        query = (
+            f'{{ salesByHour(from: "{(end - dt.timedelta(hours=24)).isoformat()}", '
+            f'to: "{end.isoformat()}") {{ {SALES_FIELDS} }} }}'
+        )
+        body = json.dumps({"query": query, "variables": None}).encode()
+        reply = httpx.post(
+            stack.gateway_url + "/graphql",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        rows = len(reply.json()["data"]["salesByHour"])
+        results["rows"] = rows
+        results["response_bytes"] = len(reply.content)
+        results["gateway"] = await _load_pair(stack.gateway_port, body, seconds)
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            bare_server(reply.content, "application/json", Path(tmp)) as port,
+        ):
+            results["bare_starlette"] = await _load_pair(port, body, seconds)
+    return results
+
+
+async def _load_pair(port: int, body: bytes, seconds: float) -> dict[str, Any]:
+    request = post_request(port, body)
+    await http_load(port, request, 4, 1.0)  # warm up
+    one, errors_one = await http_load(port, request, 1, seconds)
+    many, errors_many = await http_load(port, request, 32, seconds)
+    return {
+        "one_client": {
+            "p50_ms": round(percentile(one, 50) * 1000, 3),
+            "p99_ms": round(percentile(one, 99) * 1000, 3),
+            "req_s": round(len(one) / seconds),
+            "errors": errors_one,
+        },
+        "32_clients": {
+            "req_s": round(len(many) / seconds),
+            "p50_ms": round(percentile(many, 50) * 1000, 3),
+            "p99_ms": round(percentile(many, 99) * 1000, 3),
+            "errors": errors_many,
+        },
+    }
+
+
+# -- subscriptions ------------------------------------------------------------------------
+
+
+async def subscribe(url: str, query: str) -> Any:
+    """A graphql-transport-ws connection with one subscription, after its first result."""
+    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"], max_queue=None)  # type: ignore[list-item]
+    await ws.send('{"type":"connection_init"}')
+    await ws.recv()
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+    return ws
+
+
+def orders_of(message: str | bytes) -> int | None:
+    """`orders` of a salesSummary result frame, None for other frames."""
+    parsed = json.loads(message)
+    if parsed.get("type") != "next":
+        return None
+    return int(parsed["payload"]["data"]["salesSummary"]["orders"])
+
+
+async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, Any]:
+    """Event published -> subscriber has a result that includes it, at `rate` events/s."""
+    with running_stack() as stack:
+        await prefill(stack, 2000)
+        assert stack.nats is not None
+        start = hour_start()
+        url = f"ws://127.0.0.1:{stack.gateway_port}/graphql"
+        # Four distinct live queries (windows ending 1-4 h ahead) shared by the subscribers.
+        queries = [
+            f'subscription {{ salesSummary(from: "{start.isoformat()}", '
+            f'to: "{(start + dt.timedelta(hours=h)).isoformat()}") {{ orders netRevenue }} }}'
+            for h in (1, 2, 3, 4)
+        ]
+        sockets = [await subscribe(url, queries[i % 4]) for i in range(subscribers)]
+        baselines = [orders_of(await ws.recv()) or 0 for ws in sockets]
+        total = int(rate * seconds)
+        published: list[float] = [0.0] * total
+        latencies: list[float] = []
+        frames = 0
+
+        async def watch(ws: Any, baseline: int) -> None:
+            nonlocal frames
+            seen = 0
+            while seen < total:
+                orders = orders_of(await ws.recv())
+                now = time.perf_counter()
+                if orders is None:
+                    continue
+                frames += 1
+                for index in range(seen, orders - baseline):
+                    latencies.append(now - published[index])
+                seen = max(seen, orders - baseline)
+
+        watchers = [
+            asyncio.create_task(watch(ws, b)) for ws, b in zip(sockets, baselines, strict=True)
+        ]
+        nc = await nats.connect(stack.nats.url)
+        began = time.perf_counter()
+        for index in range(total):
+            delay = began + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            event_id, data = order_event(dt.datetime.now(dt.UTC))
+            published[index] = time.perf_counter()
+            await nc.publish("pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id})
+        await nc.flush()
+        achieved = total / (time.perf_counter() - began)
+        done, pending = await asyncio.wait(watchers, timeout=30)
+        for task in pending:
+            task.cancel()
+        await nc.drain()
+        for ws in sockets:
+            await ws.close()
+    return {
+        "events": total,
+        "rate_achieved": round(achieved),
+        "subscribers": subscribers,
+        "live_queries": len(queries),
+        "frames_received": frames,
+        "complete_subscribers": len(done),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+    }
+
+
+async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
+    """`subscribers` sockets on one gateway, one change: time until every one has it; RSS."""
+    with running_stack({"GATEWAY_WS_KEEPALIVE": "60"}) as stack:
+        await prefill(stack, 2000)
+        assert stack.nats is not None
+        gateway = psutil.Process(stack.pid("gateway"))
+        rss_idle = gateway.memory_info().rss
+        start = hour_start()
+        query = (
+            f'subscription {{ salesSummary(from: "{start.isoformat()}", '
+            f'to: "{(start + dt.timedelta(hours=1)).isoformat()}") {{ orders netRevenue }} }}'
+        )
+        url = f"ws://127.0.0.1:{stack.gateway_port}/graphql"
+        sockets: list[Any] = []
+        connect_started = time.perf_counter()
+        for batch in range(0, subscribers, 250):
+            count = min(250, subscribers - batch)
+            sockets += await asyncio.gather(*(subscribe(url, query) for _ in range(count)))
+        baselines = await asyncio.gather(*(ws.recv() for ws in sockets))
+        connect_s = time.perf_counter() - connect_started
+        rss_loaded = gateway.memory_info().rss
+        target = (orders_of(baselines[0]) or 0) + 1
+        nc = await nats.connect(stack.nats.url)
+        reach: list[float] = []
+        for _ in range(rounds):
+            received: list[float] = []
+
+            async def watch(ws: Any, wanted: int, into: list[float] = received) -> None:
+                while (orders_of(await ws.recv()) or 0) < wanted:
+                    pass
+                into.append(time.perf_counter())
+
+            watchers = [asyncio.create_task(watch(ws, target)) for ws in sockets]
+            await asyncio.sleep(0.2)
+            event_id, data = order_event(dt.datetime.now(dt.UTC))
+            sent = time.perf_counter()
+            await nc.publish("pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id})
+            await nc.flush()
+            await asyncio.wait(watchers, timeout=30)
+            reach.append(max(received) - sent if len(received) == subscribers else float("inf"))
+            target += 1
+        await nc.drain()
+        rss_after = gateway.memory_info().rss
+        for batch in range(0, len(sockets), 500):
+            await asyncio.gather(*(ws.close() for ws in sockets[batch : batch + 500]))
+    return {
+        "subscribers": subscribers,
+        "connect_and_first_result_s": round(connect_s, 1),
+        "all_reached_s": [round(r, 3) for r in reach],
+        "median_all_reached_s": round(statistics.median(reach), 3),
+        "gateway_rss_mb": {
+            "idle": round(rss_idle / 2**20),
+            "with_subscribers": round(rss_loaded / 2**20),
+            "after_changes": round(rss_after / 2**20),
+        },
+    }
+
+
+def main() -> None:
+    """Run the chosen parts and print their figures as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="http,live,fanout", help="parts to run")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each HTTP load run")
+    parser.add_argument("--events", type=int, default=20_000, help="simulated events to prefill")
+    parser.add_argument("--rate", type=int, default=1000, help="events/s for the live part")
+    parser.add_argument("--live-seconds", type=float, default=10.0)
+    parser.add_argument("--live-subscribers", type=int, default=100)
+    parser.add_argument("--subscribers", type=int, default=10_000, help="sockets for fan-out")
+    parser.add_argument("--rounds", type=int, default=3, help="changes in the fan-out part")
+    args = parser.parse_args()
+    run: Any = asyncio.run
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        pass
+    parts = set(args.only.split(","))
+    report: dict[str, Any] = {"machine": machine()}
+    if "http" in parts:
+        report["http"] = run(bench_http(args.seconds, args.events))
+        print(json.dumps(report["http"]), flush=True)
+    if "live" in parts:
+        report["live"] = asyncio.run(
+            bench_live(args.rate, args.live_seconds, args.live_subscribers)
+        )
+        print(json.dumps(report["live"]), flush=True)
+    if "fanout" in parts:
+        report["fanout"] = run(bench_fanout(args.subscribers, args.rounds))
+        print(json.dumps(report["fanout"]), flush=True)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The system under test for the gateway benchmarks, and the load tools they share.
+
+nats-server, the materializer and the gateway each run as their own process (the gateway
+on one uvicorn worker), as in production; the load comes from this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from pulse_bi.natsserver import LocalNatsServer, free_port
+
+GATEWAY_MAIN = """
+import os, uvicorn
+from gateway.app import create_app
+from gateway.settings import Settings
+settings = Settings.from_env(os.environ)
+uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+            log_level="warning", loop="uvloop", http="httptools", ws="websockets")
+"""
+
+BARE_MAIN = """
+import os, sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+body = open(sys.argv[1], "rb").read()
+media = sys.argv[2]
+async def endpoint(request):
+    await request.body()
+    return Response(body, media_type=media)
+app = Starlette(routes=[Route("/graphql", endpoint, methods=["GET", "POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning",
+            loop="uvloop", http="httptools")
+"""
+
+
+@dataclass
+class Stack:
+    """nats-server + materializer + gateway processes on free ports in a temp directory."""
+
+    tmp: Path
+    nats: LocalNatsServer | None = None
+    gateway_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self, gateway_env: dict[str, str] | None = None) -> Stack:
+        """Start everything and wait until the gateway's /health is 200."""
+        self.nats = LocalNatsServer(store_dir=self.tmp / "js").start()
+        env = {**os.environ, "NATS_URL": self.nats.url}
+        self.spawn(
+            "materializer",
+            [sys.executable, "-m", "pulse_bi", "materializer"],
+            {
+                **env,
+                "DUCKDB_PATH": str(self.tmp / "bench.duckdb"),
+                "DATA_PATH": str(self.tmp),
+                "MATERIALIZER_HTTP_PORT": str(free_port()),
+                "BATCH_MAX_WAIT_MS": "5",
+            },
+        )
+        self.spawn(
+            "gateway",
+            [sys.executable, "-c", GATEWAY_MAIN],
+            {
+                **env,
+                "GATEWAY_HOST": "127.0.0.1",
+                "GATEWAY_PORT": str(self.gateway_port),
+                "GATEWAY_WS_SEND_QUEUE": "1024",
+                **(gateway_env or {}),
+            },
+        )
+        wait_healthy(self.gateway_url + "/health", 60)
+        return self
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        """Start one child process, its output in the temp directory."""
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (lives as long as the child)
+        self.processes[name] = subprocess.Popen(args, env=env, stdout=log, stderr=log)
+
+    def pid(self, name: str) -> int:
+        """Process id of one child."""
+        return self.processes[name].pid
+
+    def stop(self) -> None:
+        """Stop the children, then nats-server."""
+        for process in reversed(self.processes.values()):
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.nats is not None:
+            self.nats.stop()
+
+
+@contextlib.contextmanager
+def running_stack(gateway_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A started Stack, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="pulse-bi-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            yield stack.start(gateway_env)
+        finally:
+            stack.stop()
+
+
+def wait_healthy(url: str, timeout: float) -> None:
+    """Poll a /health URL until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy within {timeout}s")
+
+
+@contextlib.contextmanager
+def bare_server(body: bytes, media_type: str, tmp: Path) -> Iterator[int]:
+    """A bare Starlette app on uvicorn answering every POST with `body`."""
+    port = free_port()
+    path = tmp / "bare-body"
+    path.write_bytes(body)
+    process = subprocess.Popen(
+        [sys.executable, "-c", BARE_MAIN, str(path), media_type, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(f"http://127.0.0.1:{port}/graphql", timeout=1)
+                break
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def post_request(port: int, body: bytes) -> bytes:
+    """A keep-alive HTTP/1.1 POST /graphql request, as raw bytes."""
+    return (
+        f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nAccept: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def http_load(
+    port: int, request: bytes, clients: int, seconds: float
+) -> tuple[list[float], int]:
+    """Keep-alive clients sending `request` back to back; per-request latencies (s) and errors.
+
+    A raw asyncio client, so the load generator costs far less CPU than the server.
+    """
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100) of values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
