@@ -371,3 +371,29 @@ async def test_simulated_traffic_shows_the_figures_the_simulator_expects(
     assert more == f"+ {low - shown} more"
     await page.wait_for_timeout(1300)  # let the change highlight fade before the picture
     await page.screenshot(path=SCREENSHOT or str(tmp_path / "kiosk.png"))
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_chart_window_moves_on_by_itself_when_the_hour_turns(
+    stack: Stack, browser: Browser
+) -> None:
+    async with Publisher(stack.nats.url) as pub:
+        await publish_world(pub)
+    stack.start_gateway()
+    await wait_applied(stack, pub.sequence)
+
+    page = await open_kiosk(browser, stack, "?panels=orders")
+    await page.wait_for_selector("#orders-chart rect.bar.current[data-orders='3']")
+    # An hour later, with no new data, this hour's orders move one bar to the left.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await page.clock.set_system_time(later)
+    await page.wait_for_selector("#orders-chart rect.current[data-orders='0']", state="attached")
+    bars = await page.eval_on_selector_all(
+        "#orders-chart rect.bar", "bars => bars.map(b => Number(b.dataset.orders))"
+    )
+    assert bars[-2:] == [3, 0]
+    current = await page.get_attribute("#orders-chart rect.bar.current", "data-hour")
+    assert current == later.replace(minute=0, second=0, microsecond=0).isoformat().replace(
+        "+00:00", ".000Z"
+    )
