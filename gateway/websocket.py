@@ -69,7 +69,7 @@ class Connection:
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
-            self.close(4400 if not self.legacy else 1008, "client too slow: send queue full")
+            self.close(1008, "client too slow: send queue full")
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Queue one protocol message."""

@@ -169,3 +169,61 @@ async def test_websocket_init_with_token_is_acknowledged(ws_server: Any, payload
     await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "connection_ack"}
     await ws.close()
+
+
+@pytest.fixture
+def jwks() -> Any:
+    """A real JWKS document served over HTTP, and a function signing tokens with its key."""
+    import http.server
+    import threading
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def sign(**claims: Any) -> str:
+        payload = {"exp": int(time.time()) + 60, **claims}
+        return jwt.encode(payload, key, "RS256", headers={"kid": "k1"})
+
+    yield f"http://127.0.0.1:{httpd.server_port}/jwks.json", sign
+    httpd.shutdown()
+
+
+async def test_jwks_signed_tokens_are_accepted_and_forged_ones_refused(
+    settings: Settings, canned: Canned, jwks: Any
+) -> None:
+    url, sign = jwks
+    app = create_app(settings.replace(jwt_jwks_url=url, jwt_audience="pulse-bi"))
+    async with app.router.lifespan_context(app):
+        await until(lambda: state(app).upstream.connected)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            good = await http.post(
+                "/graphql", json=QUERY, headers={"authorization": f"Bearer {sign(aud='pulse-bi')}"}
+            )
+            assert good.status_code == 200, good.text
+            wrong_audience = await http.post(
+                "/graphql", json=QUERY, headers={"authorization": f"Bearer {sign(aud='other')}"}
+            )
+            assert wrong_audience.status_code == 401
+            hs256 = await http.post(
+                "/graphql", json=QUERY, headers={"authorization": f"Bearer {token()}"}
+            )
+            assert hs256.status_code == 401
