@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -95,3 +96,13 @@ def test_home_dashboard_is_a_provisioned_one(grafana_service: dict[str, Any]) ->
     directory, _, name = home.rpartition("/")
     assert _mount_targets(grafana_service)[directory] == "../grafana/dashboards"
     assert (DASHBOARD_DIR / name).is_file()
+
+
+def test_every_variable_the_provisioning_files_expand_is_set_in_the_grafana_container(
+    grafana_service: dict[str, Any],
+) -> None:
+    used = set()
+    for path in PROVISIONING_DIR.rglob("*.yml"):
+        used |= set(re.findall(r"\$\{?(\w+)\}?", path.read_text()))
+    assert used, "the datasource URL comes from the environment"
+    assert used <= set(grafana_service["environment"]), used - set(grafana_service["environment"])
