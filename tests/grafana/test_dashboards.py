@@ -219,3 +219,10 @@ def test_dashboards_doc_names_every_dashboard_with_its_urls() -> None:
     for uid in EXPECTED_UIDS:
         assert f"/d/{uid}" in doc
         assert re.search(rf"/d/{uid}[^\s)`]*\?[^\s)`]*kiosk", doc), f"no kiosk URL for {uid}"
+
+
+@pytest.mark.parametrize("uid", sorted(EXPECTED_UIDS))
+def test_dashboard_fits_a_1080p_screen_in_kiosk_mode_without_scrolling(uid: str) -> None:
+    # Grafana's grid rows are 30 px plus an 8 px margin; kiosk mode keeps ~16 px padding.
+    bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in iter_panels(DASHBOARDS[uid]))
+    assert bottom * 38 + 16 <= 1080, f"{bottom} grid rows need scrolling on a TV"
