@@ -19,6 +19,7 @@ def _yaml(path: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def datasource() -> dict[str, Any]:
+    """The one provisioned datasource."""
     document = _yaml("datasources/pulse-bi.yml")
     assert document["apiVersion"] == 1
     (only,) = document["datasources"]
@@ -27,6 +28,7 @@ def datasource() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def grafana_service() -> dict[str, Any]:
+    """The grafana service of the compose file that runs it."""
     compose = yaml.safe_load((ROOT / "compose" / "docker-compose.bi.yml").read_text())
     return compose["services"]["grafana"]
 
