@@ -119,7 +119,10 @@ async def publish(
                 break
             if stats.in_flight >= max_in_flight:
                 room.clear()
-                await room.wait()
+                try:
+                    await asyncio.wait_for(room.wait(), ack_timeout)
+                except TimeoutError as error:
+                    raise PublishError(_no_acks(stats, ack_timeout)) from error
             await nc.publish(message.subject, message.data, reply=inbox, headers=message.headers)
             stats.published += 1
             if interval:
@@ -133,10 +136,7 @@ async def publish(
             try:
                 await asyncio.wait_for(done.wait(), ack_timeout)
             except TimeoutError as error:
-                raise PublishError(
-                    f"{stats.in_flight} of {stats.published} messages not acknowledged "
-                    f"after {ack_timeout:g} s"
-                ) from error
+                raise PublishError(_no_acks(stats, ack_timeout)) from error
     finally:
         stats.finished = time.perf_counter()
         await subscription.unsubscribe()
@@ -145,3 +145,7 @@ async def publish(
             f"JetStream refused {stats.errors} of {stats.published} messages: {stats.first_error}"
         )
     return stats
+
+
+def _no_acks(stats: PublishStats, waited: float) -> str:
+    return f"{stats.in_flight} of {stats.published} messages not acknowledged after {waited:g} s"

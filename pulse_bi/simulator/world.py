@@ -57,7 +57,7 @@ class _Queued:
 
 
 class World:
-    """The simulated business: catalog, stock, open invoices and pending follow-ups."""
+    """The simulated business: catalog, customers, stock and pending follow-ups."""
 
     def __init__(self, seed: int, *, scale: int, out_of_order: float) -> None:
         self.rng = random.Random(seed)
@@ -201,8 +201,7 @@ class World:
         wanted = rng.choices((1, 2, 3, 4, 5), weights=(35, 30, 20, 10, 5))[0]
         picked = rng.choices(self.products, cum_weights=self.product_weights, k=wanted)
         lines: list[tuple[str, int, Decimal]] = []
-        for product in dict.fromkeys(p.sku for p in picked):
-            item = next(p for p in picked if p.sku == product)
+        for item in {p.sku: p for p in picked}.values():  # one line per product
             quantity = rng.choices((1, 2, 3, 4, 6, 10, 24), weights=(40, 25, 12, 8, 6, 5, 4))[0]
             price = item.price
             if rng.random() < 0.2:  # promotions and negotiated prices
@@ -308,6 +307,8 @@ class World:
         product = self.rng.choice(self.products)
         warehouse = self.rng.choice(WAREHOUSES)
         delta = self.rng.choice((-5, -3, -2, -1, 1, 2))
+        if self.stock.get((product.sku, warehouse), 0) + delta < 0:
+            delta = -delta  # a stock count finds more, never less than nothing
         self._move(product.sku, warehouse, delta, "adjustment", now)
 
     def _return(self, now: datetime) -> None:

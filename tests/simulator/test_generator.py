@@ -273,6 +273,7 @@ def test_scenario_shows_the_variety_dashboards_need(scenario: Any) -> None:
     }
     assert result["ar_aging"]["current"] != "0.00"
     assert result["low_stock"]
+    assert all(r["on_hand"] >= 0 for r in result["stock_levels"])
     assert len({r["warehouse"] for r in result["stock_levels"]}) >= 3
     reasons = Counter(
         json.loads(m.data)["data"].get("reason")

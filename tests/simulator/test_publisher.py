@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy, StorageType
 
 from pulse_bi.contract import STREAM_NAME
@@ -129,3 +130,17 @@ def test_messages_without_a_msg_id_are_sent_without_the_header() -> None:
     first = next(iter_messages(1, clock=live_clock(END, 1)))
     assert first.headers == {"Nats-Msg-Id": first.msg_id}
     assert first.msg_id is not None and first.msg_id.encode() in first.data
+
+
+async def test_missing_acks_raise_after_the_timeout(nc: NATS) -> None:
+    # A plain subscriber takes the subject instead of a stream: nobody acknowledges.
+    async def ignore(msg: Msg) -> None:
+        pass
+
+    silent = await nc.subscribe("pulse.events.>", cb=ignore)
+    scenario = generate(28, 30, end=END)
+    with pytest.raises(PublishError, match="30 of 30 messages not acknowledged"):
+        await publish(nc, scenario.messages, ack_timeout=0.3)
+    with pytest.raises(PublishError, match="not acknowledged"):
+        await publish(nc, scenario.messages, ack_timeout=0.3, max_in_flight=5)
+    await silent.unsubscribe()
