@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig, StreamInfo
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 
@@ -39,4 +39,9 @@ async def ensure_stream(
     try:
         return await js.stream_info(STREAM_NAME)
     except NotFoundError:
+        pass
+    try:
         return await js.add_stream(stream_config(duplicate_window=duplicate_window))
+    except APIError:
+        # Another process created it in the meantime, perhaps with other settings.
+        return await js.stream_info(STREAM_NAME)

@@ -144,3 +144,14 @@ async def test_missing_acks_raise_after_the_timeout(nc: NATS) -> None:
     with pytest.raises(PublishError, match="not acknowledged"):
         await publish(nc, scenario.messages, ack_timeout=0.3, max_in_flight=5)
     await silent.unsubscribe()
+
+
+async def test_ensure_stream_racing_itself_with_other_settings_creates_one_stream(
+    nc: NATS,
+) -> None:
+    js = nc.jetstream()
+    first, second = await asyncio.gather(
+        ensure_stream(js, duplicate_window=30), ensure_stream(js, duplicate_window=60)
+    )
+    assert first.config.duplicate_window == second.config.duplicate_window
+    assert (await js.streams_info())[0].config.name == STREAM_NAME
