@@ -339,8 +339,9 @@ def to_frame(answer: Any, target: Mapping[str, Any]) -> Frame:
         raise FrameError(f"root_selector {target['root_selector']!r} is not in the answer")
     columns = target["columns"]
     frame = Frame(names=[column["text"] or column["selector"] for column in columns])
-    # An object is one row, an array one row per item, null no rows (as gjson does).
-    items = [] if root is None else root if isinstance(root, list) else [root]
+    # An object is one row, an array one row per item, anything else no rows (as
+    # Infinity's framer does with gjson).
+    items = root if isinstance(root, list) else [root] if isinstance(root, dict) else []
     for index, item in enumerate(items):
         row = {}
         for column, name in zip(columns, frame.names, strict=True):
