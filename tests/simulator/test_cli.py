@@ -139,3 +139,14 @@ def test_end_without_timezone_is_refused() -> None:
     result = CliRunner().invoke(simulate_command, ["--end", "2026-11-25T12:00:00"])
     assert result.exit_code == 2
     assert "timezone" in result.output
+
+
+def test_docs_list_every_option_and_environment_variable() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "SIMULATOR.md").read_text()
+    for param in simulate_command.params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        assert f"`{param.opts[0]}" in docs, param.opts[0]
+        envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+        for name in envvars:
+            assert f"`{name}`" in docs, name
