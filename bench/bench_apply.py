@@ -14,6 +14,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +35,11 @@ def generate(count: int, *, seed: int = 7, start_sequence: int = 1) -> Iterator[
     encode = msgspec.json.encode
     clock = datetime(2026, 11, 25, tzinfo=UTC)
     step = timedelta(milliseconds=20)
-    orders: list[str] = []
+    # Recent ids only: cancellations and payments refer to recent orders and invoices,
+    # and the generator must not grow with the run (RSS is part of the result).
+    orders: deque[str] = deque(maxlen=5000)
+    invoices: deque[str] = deque(maxlen=5000)
     data: dict[str, object]
-    invoices: list[str] = []
     skus = [f"SKU-{n:05d}" for n in range(2000)]
     customers = [f"C-{n:06d}" for n in range(20000)]
     for offset in range(count):
@@ -63,7 +66,7 @@ def generate(count: int, *, seed: int = 7, start_sequence: int = 1) -> Iterator[
                 },
             )
         elif roll < 0.43 and orders:
-            kind, data = "orders.cancelled", {"order_id": rng.choice(orders[-5000:]), "reason": "x"}
+            kind, data = "orders.cancelled", {"order_id": rng.choice(orders), "reason": "x"}
         elif roll < 0.73:
             kind, data = (
                 "stock.moved",
@@ -93,7 +96,7 @@ def generate(count: int, *, seed: int = 7, start_sequence: int = 1) -> Iterator[
                 "payments.received",
                 {
                     "payment_id": f"P-{sequence}",
-                    "invoice_id": rng.choice(invoices[-5000:]),
+                    "invoice_id": rng.choice(invoices),
                     "amount": f"{rng.randint(100, 100000) / 100:.2f}",
                 },
             )
@@ -156,9 +159,13 @@ def main() -> None:
             elapsed += time.perf_counter() - started
             applied += len(batch)
             if result.last_sequence % (args.batch * 20) < args.batch:
+                duckdb_bytes = store.conn.execute(
+                    "SELECT sum(memory_usage_bytes) FROM duckdb_memory()"
+                ).fetchone()
                 print(
                     f"{applied:>10,} events  {applied / elapsed:>10,.0f} events/s  "
-                    f"RSS {process.memory_info().rss / 2**20:.0f} MB",
+                    f"RSS {process.memory_info().rss / 2**20:.0f} MB  "
+                    f"DuckDB {(duckdb_bytes[0] if duckdb_bytes else 0) / 2**20:.0f} MB",
                     flush=True,
                 )
         stats = store.stats()

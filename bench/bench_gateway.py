@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import nats
 import psutil
-import websockets
 
 from bench.gateway_stack import (
+    RawWebSocket,
     Stack,
     bare_server,
     http_load,
@@ -149,12 +149,12 @@ async def _load_pair(port: int, body: bytes, seconds: float) -> dict[str, Any]:
 # -- subscriptions ------------------------------------------------------------------------
 
 
-async def subscribe(url: str, query: str) -> Any:
-    """A graphql-transport-ws connection with one subscription, after its first result."""
-    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"], max_queue=None)  # type: ignore[list-item]
-    await ws.send('{"type":"connection_init"}')
+async def subscribe(port: int, query: str) -> RawWebSocket:
+    """A graphql-transport-ws connection with one subscription (first result not yet read)."""
+    ws = await RawWebSocket.connect(port)
+    ws.send('{"type":"connection_init"}')
     await ws.recv()
-    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+    ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
     return ws
 
 
@@ -172,14 +172,13 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
         await prefill(stack, 2000)
         assert stack.nats is not None
         start = hour_start()
-        url = f"ws://127.0.0.1:{stack.gateway_port}/graphql"
         # Four distinct live queries (windows ending 1-4 h ahead) shared by the subscribers.
         queries = [
             f'subscription {{ salesSummary(from: "{start.isoformat()}", '
             f'to: "{(start + dt.timedelta(hours=h)).isoformat()}") {{ orders netRevenue }} }}'
             for h in (1, 2, 3, 4)
         ]
-        sockets = [await subscribe(url, queries[i % 4]) for i in range(subscribers)]
+        sockets = [await subscribe(stack.gateway_port, queries[i % 4]) for i in range(subscribers)]
         baselines = [orders_of(await ws.recv()) or 0 for ws in sockets]
         total = int(rate * seconds)
         published: list[float] = [0.0] * total
@@ -218,7 +217,7 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
             task.cancel()
         await nc.drain()
         for ws in sockets:
-            await ws.close()
+            ws.close()
     return {
         "events": total,
         "rate_achieved": round(achieved),
@@ -244,18 +243,20 @@ async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
             f'subscription {{ salesSummary(from: "{start.isoformat()}", '
             f'to: "{(start + dt.timedelta(hours=1)).isoformat()}") {{ orders netRevenue }} }}'
         )
-        url = f"ws://127.0.0.1:{stack.gateway_port}/graphql"
         sockets: list[Any] = []
         connect_started = time.perf_counter()
         for batch in range(0, subscribers, 250):
             count = min(250, subscribers - batch)
-            sockets += await asyncio.gather(*(subscribe(url, query) for _ in range(count)))
+            sockets += await asyncio.gather(
+                *(subscribe(stack.gateway_port, query) for _ in range(count))
+            )
         baselines = await asyncio.gather(*(ws.recv() for ws in sockets))
         connect_s = time.perf_counter() - connect_started
         rss_loaded = gateway.memory_info().rss
         target = (orders_of(baselines[0]) or 0) + 1
         nc = await nats.connect(stack.nats.url)
         reach: list[float] = []
+        gateway_cpu: list[float] = []
         for _ in range(rounds):
             received: list[float] = []
 
@@ -270,18 +271,22 @@ async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
             sent = time.perf_counter()
             await nc.publish("pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id})
             await nc.flush()
+            cpu = gateway.cpu_times()
             await asyncio.wait(watchers, timeout=30)
+            after = gateway.cpu_times()
+            gateway_cpu.append(after.user + after.system - cpu.user - cpu.system)
             reach.append(max(received) - sent if len(received) == subscribers else float("inf"))
             target += 1
         await nc.drain()
         rss_after = gateway.memory_info().rss
-        for batch in range(0, len(sockets), 500):
-            await asyncio.gather(*(ws.close() for ws in sockets[batch : batch + 500]))
+        for ws in sockets:
+            ws.close()
     return {
         "subscribers": subscribers,
         "connect_and_first_result_s": round(connect_s, 1),
         "all_reached_s": [round(r, 3) for r in reach],
         "median_all_reached_s": round(statistics.median(reach), 3),
+        "gateway_cpu_s_per_change": [round(c, 3) for c in gateway_cpu],
         "gateway_rss_mb": {
             "idle": round(rss_idle / 2**20),
             "with_subscribers": round(rss_loaded / 2**20),

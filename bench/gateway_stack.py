@@ -27,7 +27,8 @@ from gateway.app import create_app
 from gateway.settings import Settings
 settings = Settings.from_env(os.environ)
 uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-            log_level="warning", loop="uvloop", http="httptools", ws="websockets")
+            log_level="warning", loop="uvloop", http="httptools",
+            ws=os.environ.get("BENCH_UVICORN_WS", "websockets-sansio"))
 """
 
 BARE_MAIN = """
@@ -206,3 +207,63 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+class RawWebSocket:
+    """A minimal graphql-transport-ws client on raw asyncio streams.
+
+    The `websockets` package costs more CPU per frame than the server under test; with
+    10,000 sockets in one load process that would measure the client, not the gateway.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawWebSocket:
+        """Open the socket and do the HTTP upgrade for graphql-transport-ws."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            (
+                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(head.decode(errors="replace"))
+        return cls(reader, writer)
+
+    def send(self, text: str) -> None:
+        """Send one masked text frame (an all-zero mask: the bytes go as they are)."""
+        data = text.encode()
+        length = len(data)
+        if length < 126:
+            header = bytes([0x81, 0x80 | length])
+        else:
+            header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+        self.writer.write(header + b"\0\0\0\0" + data)
+
+    async def recv(self) -> bytes:
+        """The payload of the next text frame (answering pings on the way)."""
+        while True:
+            first, second = await self.reader.readexactly(2)
+            length = second & 0x7F
+            if length == 126:
+                length = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif length == 127:
+                length = int.from_bytes(await self.reader.readexactly(8), "big")
+            payload = await self.reader.readexactly(length)
+            opcode = first & 0x0F
+            if opcode == 0x9:
+                self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+                continue
+            if opcode == 0x8:
+                raise ConnectionError("closed by the server")
+            return payload
+
+    def close(self) -> None:
+        """Drop the connection."""
+        self.writer.close()
