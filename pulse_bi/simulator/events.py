@@ -60,9 +60,13 @@ class SimMessage:
         return self.kind == "duplicate" and self.detail == DUPLICATE_SAME_MSG_ID
 
 
+# One string per subject, shared by every message (a large scenario holds millions).
+_SUBJECTS = {t: EVENT_SUBJECT_PREFIX + suffix for t, (suffix, _) in EVENT_TYPES.items()}
+
+
 def subject_for(event_type: str) -> str:
     """The NATS subject an event type is published on."""
-    return EVENT_SUBJECT_PREFIX + EVENT_TYPES[event_type][0]
+    return _SUBJECTS[event_type]
 
 
 def format_time(moment: datetime) -> str:
