@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import nats
@@ -92,11 +92,19 @@ class Stack:
 
 
 async def open_kiosk(
-    browser: Browser, stack: Stack, query: str = "", width: int = 1920, height: int = 1080
+    browser: Browser,
+    stack: Stack,
+    query: str = "",
+    width: int = 1920,
+    height: int = 1080,
+    color_scheme: Literal["dark", "light"] = "light",
 ) -> Page:
     """A fresh page on the kiosk URL, in UTC and en-US so figures read the same anywhere."""
     context = await browser.new_context(
-        viewport={"width": width, "height": height}, timezone_id="UTC", locale="en-US"
+        viewport={"width": width, "height": height},
+        timezone_id="UTC",
+        locale="en-US",
+        color_scheme=color_scheme,
     )
     page = await context.new_page()
     errors: list[str] = []

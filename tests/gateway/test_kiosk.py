@@ -273,6 +273,15 @@ async def test_query_parameters_choose_the_warehouse_and_the_panels(
     assert "WH-2" in await text(page, "#scope")
     assert await page.get_attribute("html", "data-theme") == "light"
 
+    # theme=auto follows the screen's colour scheme; without `theme` the kiosk is dark.
+    for scheme, query, expected in (
+        ("dark", "?theme=auto", "dark"),
+        ("light", "?theme=auto", "light"),
+        ("light", "", "dark"),
+    ):
+        other = await open_kiosk(browser, stack, query, color_scheme=scheme)
+        assert await other.get_attribute("html", "data-theme") == expected, (scheme, query)
+
 
 @pytest.mark.browser
 @pytest.mark.slow
