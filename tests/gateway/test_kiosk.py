@@ -85,7 +85,7 @@ async def test_page_points_assets_and_graphql_at_the_mount() -> None:
         assert '<base href="/kiosk/">' in page.text
         assert 'data-graphql-path="/graphql"' in page.text
         assert "default-src 'self'" in page.headers["content-security-policy"]
-        for asset in ("kiosk.js", "gqlws.js", "chart.js", "format.js", "kiosk.css"):
+        for asset in ("kiosk.js", "config.js", "gqlws.js", "chart.js", "format.js", "kiosk.css"):
             served = await client.get(f"/kiosk/static/{asset}")
             assert served.status_code == 200, asset
             assert served.headers["cache-control"] == "no-cache"
@@ -272,6 +272,13 @@ async def test_query_parameters_choose_the_warehouse_and_the_panels(
     assert await visible_panels(page) == ["stock", "revenue"]
     assert "WH-2" in await text(page, "#scope")
     assert await page.get_attribute("html", "data-theme") == "light"
+
+    # Mistyped parameters fall back to the defaults instead of blanking the screen.
+    typo = await open_kiosk(browser, stack, "?panels=bogus&locale=x_1&currency=NOPE&theme=pink")
+    await wait_text(typo, "#revenue-net", "150.50")
+    assert len(await visible_panels(typo)) == 6
+    assert await typo.get_attribute("html", "data-theme") == "dark"
+    assert await page_problems(typo) == []
 
     # theme=auto follows the screen's colour scheme; without `theme` the kiosk is dark.
     for scheme, query, expected in (

@@ -2,7 +2,13 @@
 
 /** Formatters bound to one locale and optional ISO currency code. */
 export function makeFormatters(locale, currency) {
-  const loc = locale || undefined;
+  let loc;
+  try {
+    // A mistyped locale in the URL falls back to the browser's own.
+    loc = locale ? Intl.NumberFormat.supportedLocalesOf(locale)[0] : undefined;
+  } catch {
+    loc = undefined;
+  }
   let money;
   try {
     money = currency

@@ -2,70 +2,12 @@
 // live query over one WebSocket; nothing is polled. The URL configures the screen.
 
 import { drawHourlyBars } from "./chart.js";
-import { ago, dayBounds, hourStart, isoWithOffset, localDate, makeFormatters } from "./format.js";
+import { HOUR, QUERIES, readConfig, windows } from "./config.js";
+import { ago, makeFormatters } from "./format.js";
 import { LiveClient, State } from "./gqlws.js";
 
-const PANELS = ["revenue", "aov", "fresh", "orders", "stock", "ar"];
 const TOKEN_KEY = "pulse-bi-kiosk-token";
-const HOUR = 3600 * 1000;
 const LAG_WARNING = 1000;
-
-const QUERIES = {
-  summary: `subscription KioskSalesToday($from: DateTime, $to: DateTime, $channel: String) {
-  salesSummary(from: $from, to: $to, channel: $channel) {
-    orders cancelledOrders netRevenue averageOrderValue
-  }
-}`,
-  hourly: `subscription KioskOrdersPerHour($from: DateTime, $to: DateTime, $channel: String) {
-  salesByHour(from: $from, to: $to, channel: $channel) { hour orders netRevenue }
-}`,
-  lowStock: `subscription KioskLowStock($warehouse: String) {
-  lowStock(warehouse: $warehouse) { sku name warehouse onHand reorderPoint }
-}`,
-  aging: `subscription KioskReceivables($asOf: Date) {
-  arAging(asOf: $asOf) {
-    totalOutstanding openInvoices
-    buckets { current days1To30 days31To60 days61To90 over90 total }
-  }
-}`,
-  pipeline: `subscription KioskPipeline {
-  pipeline { lastSequence lag lastEventTime lastBatchAt }
-}`,
-};
-
-/** The screen's configuration, from its URL. */
-export function readConfig(search) {
-  const params = new URLSearchParams(search);
-  const list = (params.get("panels") || "")
-    .split(",")
-    .map((p) => p.trim().toLowerCase())
-    .filter((p) => PANELS.includes(p));
-  return {
-    warehouse: params.get("warehouse") || null,
-    channel: params.get("channel") || null,
-    panels: list.length ? [...new Set(list)] : PANELS,
-    theme: ["dark", "light", "auto"].includes(params.get("theme")) ? params.get("theme") : "dark",
-    token: params.get("token") || null,
-    currency: (params.get("currency") || "").toUpperCase() || null,
-    locale: params.get("locale") || null,
-    title: params.get("title") || null,
-  };
-}
-
-/** The query variables for the time windows that contain `now`. */
-export function windows(now, channel) {
-  const day = dayBounds(now);
-  const hour = hourStart(now);
-  return {
-    summary: { from: isoWithOffset(day.start), to: isoWithOffset(day.end), channel },
-    hourly: {
-      from: new Date(hour.getTime() - 23 * HOUR).toISOString(),
-      to: new Date(hour.getTime() + HOUR).toISOString(),
-      channel,
-    },
-    aging: { asOf: localDate(now) },
-  };
-}
 
 const byId = (id) => document.getElementById(id);
 
