@@ -36,6 +36,7 @@ export class LiveClient {
    * @param {number} [options.ackTimeout] ms to wait for connection_ack
    * @param {number} [options.retryMin] first reconnect delay, ms
    * @param {number} [options.retryMax] largest reconnect delay, ms
+   * @param {number} [options.refusedRetry] delay before trying again after a refusal, ms
    */
   constructor(options) {
     this.url = options.url;
@@ -46,6 +47,7 @@ export class LiveClient {
     this.ackTimeout = options.ackTimeout ?? 5000;
     this.retryMin = options.retryMin ?? 250;
     this.retryMax = options.retryMax ?? 5000;
+    this.refusedRetry = options.refusedRetry ?? 30000;
     this.subs = new Map(); // id -> {query, variables, sink, retries, timer}
     this.nextId = 1;
     this.ws = null;
@@ -192,12 +194,13 @@ export class LiveClient {
     this.acked = false;
     this.clearTimers();
     if (this.stopped) return;
-    if (AUTH_CODES.has(code)) {
-      this.setState(State.UNAUTHORIZED, { code, reason });
-      return;
-    }
-    if (FATAL_CODES.has(code)) {
-      this.setState(State.FAILED, { code, reason });
+    if (AUTH_CODES.has(code) || FATAL_CODES.has(code)) {
+      const state = AUTH_CODES.has(code) ? State.UNAUTHORIZED : State.FAILED;
+      this.setState(state, { code, reason });
+      // A wall screen never gives up: try again now and then, quietly, in case the
+      // refusal was passing (a key server away, a gateway mid-upgrade).
+      clearTimeout(this.timers.retry);
+      this.timers.retry = setTimeout(() => this.connect(), this.refusedRetry);
       return;
     }
     this.scheduleReconnect({ code, reason });
