@@ -130,7 +130,8 @@ class Kiosk {
       if (message) panel.dataset.stale = "";
       else delete panel.dataset.stale;
     }
-    if (data) render(data);
+    // A failed field comes back null: keep the last numbers rather than draw nothing.
+    if (data && Object.values(data).every((value) => value != null)) render(data);
     this.showHealth();
   }
 
