@@ -413,3 +413,22 @@ async def test_chart_window_moves_on_by_itself_when_the_hour_turns(
     assert current == later.replace(minute=0, second=0, microsecond=0).isoformat().replace(
         "+00:00", ".000Z"
     )
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_missing_materializer_is_shown_and_the_data_comes_when_it_starts(
+    stack: Stack, browser: Browser
+) -> None:
+    stack.stop("materializer")
+    stack.start_gateway()
+    page = await open_kiosk(browser, stack)
+    await page.wait_for_selector("body[data-connection=live][data-degraded]")
+    assert await text(page, "#status-text") == "Live · data unavailable"
+    assert await page.is_visible("[data-panel=revenue] .error")
+
+    stack.start_materializer()
+    await page.wait_for_selector("body[data-connection=live]:not([data-degraded])")
+    await wait_text(page, "#revenue-net", "0.00")
+    assert await text(page, "#status-text") == "Live"
+    assert await page.is_hidden("[data-panel=revenue] .error")
