@@ -61,6 +61,8 @@ class Store:
         self.conn = conn
         self._last_sequence = int(pipeline.state(conn)["last_sequence"])  # type: ignore[call-overload]
         self._readers = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
         #: Last sequence of the stream as seen by the consumer; shown as lag in ``pipeline``.
         self.stream_last_sequence = 0
 
@@ -224,7 +226,9 @@ class Store:
         # One cursor per thread: a DuckDB cursor is not safe to share between threads.
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._readers, "cursor", None)
         if cursor is None:
-            cursor = self.conn.cursor()
+            with self._cursors_lock:
+                cursor = self.conn.cursor()
+                self._cursors.append(cursor)
             self._readers.cursor = cursor
         return cursor
 
@@ -237,5 +241,9 @@ class Store:
         return run(self._reader(), name, params, context)
 
     def close(self) -> None:
-        """Close the database (readers' cursors go with it)."""
+        """Close the readers' cursors, then the database."""
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
         self.conn.close()
