@@ -26,6 +26,8 @@ from pulse_bi.simulator.generator import (
 from pulse_bi.simulator.runner import SimulationError, run_simulation
 
 DEFAULT_COUNT = 10_000
+#: Without --rate, ask for an ack on every 16th message only (see publisher.py).
+FAST_ACK_EVERY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class SimulateOptions:
     expected_path: Path | None
     as_of: date | None
     duplicate_window: float
+    ack_every: int
     quiet: bool
 
 
@@ -160,6 +163,14 @@ _FRACTION = click.FloatRange(0.0, 1.0)
     help="Duplicate window (seconds) of the PULSE_EVENTS stream when this run creates it.",
 )
 @click.option(
+    "--ack-every",
+    type=click.IntRange(min=1),
+    envvar="PULSE_SIM_ACK_EVERY",
+    help=f"Ask JetStream to acknowledge every N-th message only (default {FAST_ACK_EVERY} "
+    "without --rate, else 1); stored and dropped counts then come from the stream's "
+    "sequence, exact only while nothing else publishes to it.",
+)
+@click.option(
     "--quiet",
     is_flag=True,
     envvar="PULSE_SIM_QUIET",
@@ -179,6 +190,7 @@ def simulate_command(
     expected_path: Path | None,
     as_of: datetime | None,
     duplicate_window: float,
+    ack_every: int | None,
     quiet: bool,
 ) -> None:
     """Publish seeded Pulse ERP events (orders, invoices, payments, stock, catalog)."""
@@ -198,6 +210,7 @@ def simulate_command(
         expected_path=expected_path,
         as_of=as_of.date() if as_of else None,
         duplicate_window=duplicate_window,
+        ack_every=ack_every or (1 if rate is not None else FAST_ACK_EVERY),
         quiet=quiet,
     )
     console = Console(stderr=True, quiet=quiet)
@@ -243,6 +256,7 @@ def _run(options: SimulateOptions, console: Console) -> str:
         options.nats_url,
         source,
         rate=options.rate,
+        ack_every=options.ack_every,
         duration=options.duration,
         duplicate_window=options.duplicate_window,
         record=options.expected_path is not None,

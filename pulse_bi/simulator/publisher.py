@@ -1,9 +1,14 @@
 """Publish simulated messages to JetStream quickly, at a steady rate or as fast as it goes.
 
-Messages go out as core NATS publishes with a reply inbox, so JetStream acknowledges
-every one of them while many are in flight (one ``js.publish`` per message would wait
-a round trip each). The acks are counted, not parsed: stored, dropped as duplicate
-(same Nats-Msg-Id inside the duplicate window) or failed.
+Messages go out as core NATS publishes with a reply subject, so JetStream acknowledges
+them while many are in flight (one ``js.publish`` per message would wait a round trip
+each). Acks are counted, not parsed: stored, dropped as a duplicate (same Nats-Msg-Id
+inside the duplicate window) or refused.
+
+With ``ack_every=n`` only every n-th message (and the last) asks for an ack, which
+roughly halves the client's work per message. JetStream stores a connection's messages
+in order, so an ack confirms every message before it too; what was stored and what
+was dropped is then read from the stream's sequence before and after the run.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.errors import Error as JetStreamError
 
+from pulse_bi.contract import STREAM_NAME
 from pulse_bi.simulator.events import SimMessage
 
-#: Publishes awaiting their ack before the publisher waits for some to come back.
+#: Messages sent and not yet confirmed before the publisher waits for acks.
 DEFAULT_MAX_IN_FLIGHT = 20_000
-#: How long to wait for the last acks after everything is sent.
+#: How long to wait for acks before giving up.
 ACK_TIMEOUT = 30.0
 
 
@@ -33,9 +40,11 @@ class PublishStats:
     """Running totals of one publish run (updated while it runs, for progress displays)."""
 
     published: int = 0
-    #: Acks of messages JetStream stored.
+    #: Messages JetStream has confirmed it handled (stored, dropped or refused).
+    acked: int = 0
+    #: Messages JetStream stored.
     stored: int = 0
-    #: Acks of messages JetStream dropped as duplicates of a stored Nats-Msg-Id.
+    #: Messages JetStream dropped as duplicates of a stored Nats-Msg-Id.
     duplicates: int = 0
     #: Negative acks (no stream, stream full, …); the first error text is kept.
     errors: int = 0
@@ -44,13 +53,8 @@ class PublishStats:
     finished: float | None = None
 
     @property
-    def acked(self) -> int:
-        """Messages JetStream answered, either way."""
-        return self.stored + self.duplicates + self.errors
-
-    @property
     def in_flight(self) -> int:
-        """Messages sent and not yet acknowledged."""
+        """Messages sent and not yet confirmed."""
         return self.published - self.acked
 
     @property
@@ -60,7 +64,7 @@ class PublishStats:
 
     @property
     def rate(self) -> float:
-        """Acknowledged messages per second over the run."""
+        """Confirmed messages per second over the run."""
         return self.acked / self.elapsed if self.elapsed > 0 else 0.0
 
 
@@ -69,24 +73,32 @@ async def publish(
     messages: Iterable[SimMessage],
     *,
     rate: float | None = None,
+    ack_every: int = 1,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     stats: PublishStats | None = None,
     stop: asyncio.Event | None = None,
     ack_timeout: float = ACK_TIMEOUT,
 ) -> PublishStats:
-    """Publish ``messages`` in order and wait until JetStream acknowledged them all.
+    """Publish ``messages`` in order and wait until JetStream confirmed them all.
 
-    ``rate`` caps messages per second (None: as fast as acks allow). Setting ``stop``
-    ends the run after the message in hand; pass ``stats`` to watch progress.
-    Raises PublishError when JetStream refused any message or acks did not arrive.
+    ``rate`` caps messages per second (None: as fast as acks allow). ``ack_every`` > 1
+    asks for fewer acks (faster) and then counts stored and dropped messages from the
+    stream's sequence, which is exact only while nobody else publishes to the stream.
+    Setting ``stop`` ends the run with the message in hand; pass ``stats`` to watch
+    progress. Raises PublishError when JetStream refused a message or acks did not come.
     """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
+    if ack_every < 1:
+        raise ValueError("ack_every must be at least 1")
     stats = stats if stats is not None else PublishStats()
     stats.started = time.perf_counter()
+    sampled = ack_every > 1
+    last_sequence = await _stream_last_sequence(nc) if sampled else 0
     room = asyncio.Event()
     done = asyncio.Event()
     low_water = max_in_flight // 2
+    inbox = nc.new_inbox() + "."
     sending = True
 
     async def on_ack(msg: Msg) -> None:
@@ -97,39 +109,48 @@ async def publish(
             if stats.first_error is None:
                 status = msg.headers.get("Status") if msg.headers else None
                 stats.first_error = data.decode(errors="replace") or f"status {status}"
+        elif sampled:
+            pass  # counted from the stream at the end
         elif b'"duplicate"' in data and b"true" in data:  # spacing varies by server version
             stats.duplicates += 1
         else:
             stats.stored += 1
-        pending = stats.in_flight
+        # The reply subject ends with the message's position: it and all before are done.
+        stats.acked = max(stats.acked, int(msg.subject[len(inbox) :]))
+        pending = stats.published - stats.acked
         if pending <= low_water:
             room.set()
         if pending == 0 and not sending:
             done.set()
 
-    inbox = nc.new_inbox()
-    # The server answers every publish on this one subject; allow a full window of acks.
+    # Allow a full window of acks to queue up on the client.
     subscription = await nc.subscribe(
-        inbox, cb=on_ack, pending_msgs_limit=max_in_flight * 2 + 1000, pending_bytes_limit=-1
+        inbox + "*", cb=on_ack, pending_msgs_limit=max_in_flight + 1000, pending_bytes_limit=-1
     )
     try:
         interval = 1.0 / rate if rate else 0.0
-        for message in messages:
-            if stop is not None and stop.is_set():
-                break
-            if stats.in_flight >= max_in_flight:
+        source = iter(messages)
+        message = next(source, None)
+        while message is not None:
+            # Look one ahead: the last message must ask for an ack to confirm the run.
+            following = None if stop is not None and stop.is_set() else next(source, None)
+            if stats.published - stats.acked >= max_in_flight:
                 room.clear()
                 try:
                     await asyncio.wait_for(room.wait(), ack_timeout)
                 except TimeoutError as error:
                     raise PublishError(_no_acks(stats, ack_timeout)) from error
-            await nc.publish(message.subject, message.data, reply=inbox, headers=message.headers)
-            stats.published += 1
+            position = stats.published + 1
+            wants_ack = following is None or position % ack_every == 0
+            reply = inbox + str(position) if wants_ack else ""
+            await nc.publish(message.subject, message.data, reply=reply, headers=message.headers)
+            stats.published = position
             if interval:
                 # Pace against the start time, so sleeps that overshoot do not add up.
-                ahead = stats.started + stats.published * interval - time.perf_counter()
+                ahead = stats.started + position * interval - time.perf_counter()
                 if ahead > 0.002:
                     await asyncio.sleep(ahead)
+            message = following
         sending = False
         await nc.flush()
         if stats.in_flight > 0:
@@ -137,6 +158,9 @@ async def publish(
                 await asyncio.wait_for(done.wait(), ack_timeout)
             except TimeoutError as error:
                 raise PublishError(_no_acks(stats, ack_timeout)) from error
+        if sampled and not stats.errors:
+            stats.stored = await _stream_last_sequence(nc) - last_sequence
+            stats.duplicates = stats.published - stats.stored
     finally:
         stats.finished = time.perf_counter()
         await subscription.unsubscribe()
@@ -145,6 +169,14 @@ async def publish(
             f"JetStream refused {stats.errors} of {stats.published} messages: {stats.first_error}"
         )
     return stats
+
+
+async def _stream_last_sequence(nc: NATS) -> int:
+    try:
+        info = await nc.jetstream().stream_info(STREAM_NAME)
+    except JetStreamError as error:
+        raise PublishError(f"cannot read stream {STREAM_NAME}: {error}") from error
+    return int(info.state.last_seq)
 
 
 def _no_acks(stats: PublishStats, waited: float) -> str:

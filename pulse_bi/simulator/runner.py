@@ -69,24 +69,18 @@ async def _show_progress(
         BarColumn() if total else TextColumn(""),
         MofNCompleteColumn() if total else TextColumn("{task.completed:,.0f} sent"),
         TextColumn("{task.fields[rate]:>9,.0f} events/s"),
-        TextColumn("{task.fields[stored]:,} stored, {task.fields[dropped]:,} dropped duplicates"),
+        TextColumn("{task.fields[acked]:,} acknowledged"),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("publish", total=total, rate=0.0, stored=0, dropped=0)
+        task = progress.add_task("publish", total=total, rate=0.0, acked=0)
         last_acked, last_time = 0, stats.elapsed
         while True:
             now = stats.elapsed
             # The rate over the last refresh shows slowdowns the run average hides.
             rate = (stats.acked - last_acked) / (now - last_time) if now > last_time else 0.0
             last_acked, last_time = stats.acked, now
-            progress.update(
-                task,
-                completed=stats.published,
-                rate=rate,
-                stored=stats.stored,
-                dropped=stats.duplicates,
-            )
+            progress.update(task, completed=stats.published, rate=rate, acked=stats.acked)
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
@@ -98,6 +92,7 @@ async def run_simulation(
     source: Iterable[SimMessage],
     *,
     rate: float | None = None,
+    ack_every: int = 1,
     duration: float | None = None,
     duplicate_window: float = 120.0,
     record: bool = False,
@@ -140,7 +135,7 @@ async def run_simulation(
         if show_progress and console is not None:
             display = asyncio.create_task(_show_progress(stats, console, total, finished))
         messages = _recorded(source, result.messages) if record else source
-        await publish(nc, messages, rate=rate, stats=stats, stop=stop)
+        await publish(nc, messages, rate=rate, ack_every=ack_every, stats=stats, stop=stop)
         info = await js.stream_info(STREAM_NAME)
         result.stream_messages = info.state.messages
         result.stream_last_sequence = info.state.last_seq

@@ -155,3 +155,31 @@ async def test_ensure_stream_racing_itself_with_other_settings_creates_one_strea
     )
     assert first.config.duplicate_window == second.config.duplicate_window
     assert (await js.streams_info())[0].config.name == STREAM_NAME
+
+
+async def test_sampled_acks_still_count_stored_and_dropped_messages_exactly(nc: NATS) -> None:
+    scenario = generate(29, 5001, duplicates=0.06, bad=0.03, end=END)
+    expected = scenario.expected()["counts"]
+    await ensure_stream(nc.jetstream())
+    stats = await publish(nc, scenario.messages, ack_every=16)
+    assert (stats.published, stats.acked) == (5001, 5001)  # the odd last one asked too
+    assert stats.stored == expected["in_stream"] == await stream_messages(nc)
+    assert stats.duplicates == 5001 - expected["in_stream"] > 0
+
+
+async def test_stopping_a_sampled_run_still_confirms_every_sent_message(nc: NATS) -> None:
+    await ensure_stream(nc.jetstream())
+    endless = iter_messages(30, clock=live_clock(END, 300), scale=2000)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.3, stop.set)
+    stats = await publish(nc, endless, rate=300, ack_every=7, stop=stop)
+    assert stats.acked == stats.published > 0
+    assert stats.stored + stats.duplicates == stats.published
+    assert await stream_messages(nc) == stats.stored
+
+
+async def test_sampled_acks_need_the_stream_to_exist(nc: NATS) -> None:
+    with pytest.raises(PublishError, match="cannot read stream"):
+        await publish(nc, generate(31, 5, end=END).messages, ack_every=4)
+    with pytest.raises(ValueError):
+        await publish(nc, [], ack_every=0)
