@@ -147,6 +147,10 @@ async def test_page_renders_the_current_values(stack: Stack, browser: Browser) -
     # The chart's newest bar is this hour: three orders were created in it.
     await page.wait_for_selector("#orders-chart rect.bar.current[data-orders='3']")
     assert await page.locator("#orders-chart rect.bar").count() == 24
+    ticks = await page.eval_on_selector_all(
+        "#orders-chart text.axis[text-anchor=end]", "ticks => ticks.map(t => t.textContent)"
+    )
+    assert ticks == ["0", "5"]  # a rounded scale above the 3 orders, in whole orders
     await wait_text(page, "#fresh-lag", "0")
     assert await text(page, "#fresh-age") in ("just now", *(f"{s} s ago" for s in range(2, 60)))
     assert await page_problems(page) == []

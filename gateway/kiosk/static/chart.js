@@ -43,7 +43,9 @@ export function drawHourlyBars(svg, buckets, fmt) {
   const gap = Math.min(slot * 0.2, font * 0.4);
   const y = (v) => top + plotH - (v / max) * plotH;
 
-  for (const tick of [0, max / 2, max]) {
+  // Orders are whole numbers: no gridline at 2.5.
+  const ticks = Number.isInteger(max / 2) ? [0, max / 2, max] : [0, max];
+  for (const tick of ticks) {
     svg.append(
       el("line", { class: "grid", x1: left, x2: width - right, y1: y(tick), y2: y(tick) }),
       el(
