@@ -47,7 +47,7 @@ async def prefill(url: str, count: int, seed: int = 7) -> int:
     js = nc.jetstream()
     await ensure_stream(js)
     scenario = generate(seed, count)
-    await publish(nc, scenario.messages)
+    await publish(nc, scenario.messages, ack_every=16)
     info = await js.stream_info(STREAM_NAME)
     await nc.drain()
     return int(info.state.last_seq)
