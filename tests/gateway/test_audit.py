@@ -24,7 +24,7 @@ async def test_graphql_http_audit_passes_every_must_and_should(
     if node is None:
         pytest.skip("node is not installed: the graphql-http audit needs Node.js 20+")
     if not (AUDIT / "node_modules" / "graphql-http").exists():
-        pytest.fail("run `npm ci --prefix tests/gateway/audit` first (.ci/run does)")
+        pytest.fail("run `npm ci --prefix tests/gateway/audit` first (make test does)")
     server = server_factory(settings)
     process = await asyncio.create_subprocess_exec(
         node,
