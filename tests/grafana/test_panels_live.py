@@ -250,8 +250,10 @@ async def test_receivables_panels_agree_with_the_scenario_as_of_the_range_end(li
         assert money(row["Balance"]) == money(row["Amount"]) - money(row["Paid"]) > 0
 
 
+# Not strict: a fix elsewhere must not fail the suite; an XPASS in the summary says the
+# marker can go.
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="known gateway bug: it follows the materializer's next_offset pages for "
     "top-N queries, so topProducts(limit: 10) and stockMovements(limit: 50) return every "
     "row (the panels cut them with a Grafana 'limit' transformation); remove this marker "
