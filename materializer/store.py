@@ -126,9 +126,7 @@ class Store:
                         event_id,  # type: ignore[arg-type]
                         decoded.time,
                         decoded.data,
-                        message.subject,
-                        message.data,
-                        message.received_at,
+                        message,
                     )
                     group = by_type.get(decoded.type)
                     if group is None:
@@ -151,8 +149,6 @@ class Store:
             if gc_was_enabled:
                 gc.enable()
         duplicates += self._resolve_keys(batch, ids)
-        for event_id, event_sequence in ids.items():
-            batch.add_key("e:" + event_id, event_sequence)
         accepted_count = sum(len(group) for group in by_type.values())
         early_rejects = len(batch.rejects)
         for module in AGGREGATES:
@@ -190,9 +186,10 @@ class Store:
     def _resolve_keys(batch: Batch, ids: dict[str, int]) -> int:
         """Look up every probed key in ``seen_keys`` with one join; drop seen event ids.
 
-        Returns how many events of the batch turned out to be duplicates.
+        Records the event keys of the batch; returns how many events were duplicates.
         """
-        keys = ["e:" + event_id for event_id in ids]
+        event_keys = ["e:" + event_id for event_id in ids]
+        keys = list(event_keys)
         for module in AGGREGATES:
             keys.extend(module.probe(batch))
         probe_keys = pa.table({"key": strings(keys)})  # noqa: F841 - read by DuckDB below
@@ -204,10 +201,14 @@ class Store:
         batch.found = dict(rows)
         seen = {key[2:] for key in batch.found if key.startswith("e:")}
         if not seen:
+            batch.new_keys.extend(event_keys)
+            batch.new_key_sequences.extend(ids.values())
             return 0
         # Rare: re-delivered events. Remove them everywhere before anything is applied.
         for event_id in seen:
             del ids[event_id]
+        batch.new_keys.extend("e:" + event_id for event_id in ids)
+        batch.new_key_sequences.extend(ids.values())
         removed = 0
         for event_type, group in batch.events.items():
             kept = [e for e in group if e.event_id not in seen]

@@ -21,9 +21,7 @@ class Accepted(msgspec.Struct, gc=False):
     event_id: str
     time: datetime
     data: Any
-    subject: str
-    raw: bytes
-    received_at: datetime
+    message: Any  # the RawMessage, for rejections found while applying
 
 
 class Batch:
@@ -59,12 +57,12 @@ class Batch:
         self.rejects.append(
             (
                 event.sequence,
-                event.subject,
+                event.message.subject,
                 event.event_id,
                 event_type,
                 reason,
-                event.raw,
-                event.received_at,
+                event.message.data,
+                event.message.received_at,
             )
         )
 
