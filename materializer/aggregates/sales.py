@@ -226,32 +226,31 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
 
 def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
-    channel) to the hourly tables, one grouped upsert per table.
+    channel) to the hourly tables: one grouped upsert per table.
+
+    Both read ``order_events``/``order_lines``, which hold this batch's orders by now;
+    ``sequence >= ?`` lets DuckDB skip older row groups.
     """
     if not orders and not targets:
         return
     cur = batch.cur
-    first = orders[0].sequence if orders else None
-    if targets:
-        # Cancelled orders are in order_events by now (this batch's too). The range
-        # predicate lets DuckDB skip row groups; the list picks the orders.
-        cancelled_orders = pa.table({"sequence": ints(targets)})  # noqa: F841 - read by DuckDB
-        low = targets[0]
-        first = low if first is None else min(first, low)
-    sales = []
-    products = []
-    if orders:
+    cancelled_orders = pa.table({"sequence": ints(targets)})  # noqa: F841 - read by DuckDB
+    new = orders[0].sequence if orders else None  # this batch's orders start here
+    low = targets[0] if targets else None  # oldest cancelled order
+    sales: list[str] = []
+    products: list[str] = []
+    args: list[int] = []
+    if new is not None:
         sales.append(
             "SELECT hour, channel, 1 AS orders, total_amount AS gross, units,"
-            " 0 AS c_orders, 0 AS c_revenue, 0 AS c_units"
-            " FROM order_events WHERE sequence >= ? AND sequence >= $new"
+            " 0 AS c_orders, 0 AS c_revenue, 0 AS c_units FROM order_events WHERE sequence >= ?"
         )
         products.append(
             "SELECT hour, sku, quantity AS units, quantity * unit_price AS revenue,"
-            " 0 AS c_units, 0 AS c_revenue FROM order_lines"
-            " WHERE order_sequence >= ? AND order_sequence >= $new"
+            " 0 AS c_units, 0 AS c_revenue FROM order_lines WHERE order_sequence >= ?"
         )
-    if targets:
+        args.append(new)
+    if low is not None:
         sales.append(
             "SELECT hour, channel, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
             " total_amount AS c_revenue, units AS c_units FROM order_events"
@@ -259,25 +258,25 @@ def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
         )
         products.append(
             "SELECT hour, sku, 0 AS units, 0 AS revenue, quantity AS c_units,"
-            " quantity * unit_price AS c_revenue FROM order_lines"
-            " WHERE order_sequence >= ?"
+            " quantity * unit_price AS c_revenue FROM order_lines WHERE order_sequence >= ?"
             " AND order_sequence IN (SELECT sequence FROM cancelled_orders)"
         )
-    new = orders[0].sequence if orders else 0
-    union_sales = " UNION ALL ".join(sales).replace("$new", str(new))
-    union_products = " UNION ALL ".join(products).replace("$new", str(new))
-    args = [first] * len(sales)
-    # Grouped by the key first: an upsert must never see the same key twice.
-    touched = cur.execute(
-        "SELECT DISTINCT hour, channel FROM order_events WHERE sequence >= ? AND ("
-        + (f"sequence >= {new}" if orders else "false")
-        + (" OR sequence IN (SELECT sequence FROM cancelled_orders)" if targets else "")
-        + ")",
-        [first],
-    ).fetchall()
-    for hour, channel in touched:
+        args.append(low)
+    union_sales, union_products = " UNION ALL ".join(sales), " UNION ALL ".join(products)
+    # What the change notice must name: hours and channels, skus.
+    for hour, channel in cur.execute(
+        f"SELECT DISTINCT hour, channel FROM ({union_sales})", args
+    ).fetchall():
         batch.sales_hours.add(iso(hour))
         batch.channels.add(channel)
+    if low is not None:
+        rows = cur.execute(
+            "SELECT DISTINCT sku FROM order_lines WHERE order_sequence >= ?"
+            " AND order_sequence IN (SELECT sequence FROM cancelled_orders)",
+            [low],
+        ).fetchall()
+        batch.skus.update(sku for (sku,) in rows)
+    # Grouped by the key first: an upsert must never see the same key twice.
     cur.execute(
         "INSERT INTO sales_by_hour SELECT hour, channel, sum(orders), sum(gross), sum(units),"
         f" sum(c_orders), sum(c_revenue), sum(c_units) FROM ({union_sales}) GROUP BY ALL"
@@ -290,13 +289,6 @@ def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
         " cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units",
         args,
     )
-    if targets:
-        rows = cur.execute(
-            "SELECT DISTINCT sku FROM order_lines WHERE order_sequence >= ?"
-            " AND order_sequence IN (SELECT sequence FROM cancelled_orders)",
-            [targets[0]],
-        ).fetchall()
-        batch.skus.update(sku for (sku,) in rows)
     cur.execute(
         "INSERT INTO product_sales_by_hour SELECT hour, sku, sum(units), sum(revenue),"
         f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL"
