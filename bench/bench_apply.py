@@ -176,7 +176,8 @@ def main() -> None:
         store.close()
         print(
             f"apply_batch: {applied:,} events in {elapsed:.2f} s = {applied / elapsed:,.0f} "
-            f"events/s (batch {args.batch:,}), {applied / cpu:,.0f} events per CPU-second; applied {stats['events_applied']:,}, "
+            f"events/s (batch {args.batch:,}), {applied / cpu:,.0f} events per CPU-second; "
+            f"applied {stats['events_applied']:,}, "
             f"rejected {stats['events_rejected']:,}; RSS "
             f"{process.memory_info().rss / 2**20:.0f} MB"
         )
