@@ -55,6 +55,11 @@ def connect(
     conn = duckdb.connect(str(path), config=config)
     # Hour buckets are UTC: date_trunc on TIMESTAMPTZ follows the session time zone.
     conn.execute("SET TimeZone = 'UTC'")
+    # Each checkpoint rewrites the partly filled last row group of every growing table;
+    # at the default 16 MB of WAL that happens every few batches and costs more than the
+    # batches' own inserts. 256 MB measured 15 % more events per CPU-second at the same
+    # peak RSS; the price is a longer WAL replay after a crash (seconds).
+    conn.execute("SET checkpoint_threshold = '256MB'")
     return conn
 
 
