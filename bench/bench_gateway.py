@@ -24,13 +24,16 @@ import nats
 import psutil
 
 from bench.gateway_stack import (
+    Board,
     RawWebSocket,
     Stack,
+    Watcher,
     bare_server,
     http_load,
     percentile,
     post_request,
     running_stack,
+    watch,
 )
 from pulse_bi.contract import STREAM_NAME
 from pulse_bi.simulator import generate, publish
@@ -233,7 +236,7 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
 
 async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
     """`subscribers` sockets on one gateway, one change: time until every one has it; RSS."""
-    with running_stack({"GATEWAY_WS_KEEPALIVE": "60"}) as stack:
+    with running_stack({"GATEWAY_WS_KEEPALIVE": "600"}) as stack:
         await prefill(stack, 2000)
         assert stack.nats is not None
         gateway = psutil.Process(stack.pid("gateway"))
@@ -243,44 +246,40 @@ async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
             f'subscription {{ salesSummary(from: "{start.isoformat()}", '
             f'to: "{(start + dt.timedelta(hours=1)).isoformat()}") {{ orders netRevenue }} }}'
         )
-        sockets: list[Any] = []
+        board = Board()
+        watchers: list[Watcher] = []
         connect_started = time.perf_counter()
         for batch in range(0, subscribers, 250):
             count = min(250, subscribers - batch)
-            sockets += await asyncio.gather(
-                *(subscribe(stack.gateway_port, query) for _ in range(count))
+            watchers += await asyncio.gather(
+                *(watch(stack.gateway_port, query, board) for _ in range(count))
             )
-        baselines = await asyncio.gather(*(ws.recv() for ws in sockets))
         connect_s = time.perf_counter() - connect_started
         rss_loaded = gateway.memory_info().rss
-        target = (orders_of(baselines[0]) or 0) + 1
+        orders = orders_of(watchers[0].first.result()) or 0
         nc = await nats.connect(stack.nats.url)
         reach: list[float] = []
         gateway_cpu: list[float] = []
         for _ in range(rounds):
-            received: list[float] = []
-
-            async def watch(ws: Any, wanted: int, into: list[float] = received) -> None:
-                while (orders_of(await ws.recv()) or 0) < wanted:
-                    pass
-                into.append(time.perf_counter())
-
-            watchers = [asyncio.create_task(watch(ws, target)) for ws in sockets]
-            await asyncio.sleep(0.2)
+            orders += 1
+            board.expect(f'"orders":{orders},'.encode(), subscribers)
+            await asyncio.sleep(0.5)
+            cpu = gateway.cpu_times()
             event_id, data = order_event(dt.datetime.now(dt.UTC))
             sent = time.perf_counter()
             await nc.publish("pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id})
             await nc.flush()
-            cpu = gateway.cpu_times()
-            await asyncio.wait(watchers, timeout=30)
+            try:
+                await asyncio.wait_for(board.done.wait(), 30)
+                reach.append(board.last - sent)
+            except TimeoutError:
+                reach.append(float("inf"))
             after = gateway.cpu_times()
             gateway_cpu.append(after.user + after.system - cpu.user - cpu.system)
-            reach.append(max(received) - sent if len(received) == subscribers else float("inf"))
-            target += 1
         await nc.drain()
         rss_after = gateway.memory_info().rss
-        for ws in sockets:
-            ws.close()
+        for watcher in watchers:
+            watcher.close()
     return {
         "subscribers": subscribers,
         "connect_and_first_result_s": round(connect_s, 1),

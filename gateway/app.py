@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import importlib.util
 import logging
@@ -71,6 +72,18 @@ class Gateway:
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.keepalive(now, interval)
+
+
+def tune_gc() -> None:
+    """Process-wide GC settings for a long-running gateway (called by the CLI, not by tests).
+
+    Thousands of long-lived sockets make a full collection take about a second, and it
+    stalls every live update meanwhile. Start-up objects are frozen out of collection and
+    young generations are collected far less often, so full collections become rare.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def kiosk_routes() -> list[BaseRoute]:

@@ -46,9 +46,10 @@ def serve(host: str | None, port: int | None, nats_url: str | None, check: bool)
 
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import create_app, tune_gc
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    tune_gc()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
