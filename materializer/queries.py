@@ -161,6 +161,23 @@ def paged(
     return QueryResult([shape(row) for row in rows[:limit]], offset + limit if more else None)
 
 
+def top(
+    cur: duckdb.DuckDBPyConnection,
+    sql: str,
+    args: list[Any],
+    offset: int,
+    limit: int,
+    shape: Callable[[tuple[Any, ...]], dict[str, Any]],
+) -> QueryResult:
+    """The first ``limit`` rows of a top-N list (top products, latest movements…).
+
+    Here ``limit`` is the N the caller asked for, not a page size: no ``next_offset``,
+    so a client that follows pages still gets N rows.
+    """
+    rows = cur.execute(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+    return QueryResult([shape(row) for row in rows])
+
+
 def registry() -> dict[str, QueryFunction]:
     """Every named query by name, from the aggregate modules."""
     from materializer.aggregates import AGGREGATES  # the aggregates import this module

@@ -13,7 +13,14 @@ import duckdb
 import pyarrow as pa
 
 from materializer.aggregates.batch import TIME, Batch, ints, strings
-from materializer.queries import Params, QueryContext, QueryFunction, QueryResult, iso_time, paged
+from materializer.queries import (
+    Params,
+    QueryContext,
+    QueryFunction,
+    QueryResult,
+    iso_time,
+    top,
+)
 
 NAME = "pipeline"
 EVENT_TYPES: tuple[str, ...] = ()
@@ -125,7 +132,7 @@ def rejected_events(
     """Rejected events, newest first, raw bytes shown as (lossy) text."""
     offset, limit = params.page(default_limit=50)
     params.done()
-    return paged(
+    return top(
         cur,
         "SELECT sequence, subject, event_id, event_type, reason, received_at, raw "
         "FROM rejected_events ORDER BY sequence DESC",

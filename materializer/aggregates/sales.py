@@ -27,6 +27,7 @@ from materializer.queries import (
     money,
     paged,
     ratio,
+    top,
 )
 
 NAME = "sales"
@@ -366,7 +367,7 @@ def top_products(
     start, end = params.as_time("from"), params.as_time("to")
     offset, limit = params.page(default_limit=10)
     params.done()
-    return paged(
+    return top(
         cur,
         "SELECT s.sku, p.name, p.category, s.units, s.revenue FROM ("
         " SELECT sku, sum(units) - sum(cancelled_units) AS units,"

@@ -15,7 +15,15 @@ import duckdb
 import pyarrow as pa
 
 from materializer.aggregates.batch import TIME, Batch, ints, strings
-from materializer.queries import Params, QueryContext, QueryFunction, QueryResult, iso_time, paged
+from materializer.queries import (
+    Params,
+    QueryContext,
+    QueryFunction,
+    QueryResult,
+    iso_time,
+    paged,
+    top,
+)
 
 NAME = "stock"
 EVENT_TYPES = ("stock.moved",)
@@ -123,7 +131,7 @@ def stock_movements(
     warehouse, sku = params.as_str("warehouse"), params.as_str("sku")
     offset, limit = params.page(default_limit=50)
     params.done()
-    return paged(
+    return top(
         cur,
         "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
         "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "

@@ -129,11 +129,11 @@ def test_redelivered_rejected_event_is_a_duplicate_not_a_second_rejection(store:
     assert len(store.query("rejected_events", {}).data) == 1
 
 
-def test_rejected_events_are_newest_first_and_paged(store: Store) -> None:
+def test_rejected_events_are_the_latest_n_newest_first(store: Store) -> None:
     stream = Stream()
     store.apply_batch([stream.raw(b"nope") for _ in range(5)])
-    page = store.query("rejected_events", {"limit": 2})
-    assert [row["sequence"] for row in page.data] == [5, 4]
-    assert page.next_offset == 2
-    rest = store.query("rejected_events", {"limit": 2, "offset": 4})
-    assert ([row["sequence"] for row in rest.data], rest.next_offset) == ([1], None)
+    latest = store.query("rejected_events", {"limit": 2})
+    assert ([row["sequence"] for row in latest.data], latest.next_offset) == ([5, 4], None)
+    older = store.query("rejected_events", {"limit": 2, "offset": 4})
+    assert [row["sequence"] for row in older.data] == [1]
+    assert len(store.query("rejected_events", {}).data) == 5

@@ -214,9 +214,12 @@ def test_top_products_rank_by_net_revenue_then_sku(store: Store, stream: Stream)
         {"sku": "SKU-C", "name": None, "category": None, "units": 1, "revenue": "10.00"},
         {"sku": "SKU-A", "name": None, "category": None, "units": 1, "revenue": "5.00"},
     ]
+    # limit is the N of a top-N list, not a page size: no next page to follow.
     first = store.query("top_products", {**DAY, "limit": 1})
     assert [row["sku"] for row in first.data] == ["SKU-B"]
-    assert first.next_offset == 1
+    assert first.next_offset is None
+    second = store.query("top_products", {**DAY, "limit": 1, "offset": 1})
+    assert [row["sku"] for row in second.data] == ["SKU-C"]
 
 
 def test_batch_reports_touched_hours_channels_skus_and_customers(
