@@ -292,7 +292,7 @@ class Watcher(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the upgrade request."""
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        self.transport.write(
+        transport.write(  # type: ignore[attr-defined]
             (
                 f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
