@@ -1,9 +1,11 @@
 """The event contract: CloudEvents envelopes and typed data, decoded and validated.
 
-Decoding is the hot path of ingest, so it is two msgspec decodes per message (the
-envelope with ``data`` left raw, then the typed data of that event type) plus a few
-checks msgspec cannot express (money scale, time zone). Anything wrong becomes a
-``Rejection`` carrying a short, stable reason; nothing here raises.
+Decoding is the hot path of ingest, so a valid message costs one msgspec decode (a
+tagged union of typed envelopes, keyed by ``type``) plus a few checks msgspec cannot
+express (money scale, time zone, subject). Anything that fails goes through a slower
+two-step decode (the envelope with ``data`` left raw, then the typed data) that says
+precisely what is wrong: a ``Rejection`` with a short, stable reason. Nothing here
+raises.
 """
 
 from __future__ import annotations

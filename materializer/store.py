@@ -4,8 +4,12 @@ Per batch: decode and validate every message (``materializer.events``), drop eve
 seen earlier in the batch, resolve every key the aggregates need (seen event ids,
 existing orders, invoices, cancellations) with ONE join against ``seen_keys``, let each
 aggregate apply its events with set-based SQL, then record rejects, new keys and the
-pipeline state, and commit. Python work per event is two msgspec decodes and a few
-appends; everything else is a handful of statements per batch.
+pipeline state, and commit. Python work per event is one msgspec decode and a few
+appends; everything else is about twenty statements per batch, none per event.
+
+Seen keys are md5 hashes (UHUGEINT) in a table without an index: a primary key's ART
+index costs ~60 bytes per key in memory (it ran out of a 200 MB budget at 3.2M keys),
+while one hash join per batch against the unindexed table keeps memory flat.
 """
 
 from __future__ import annotations
