@@ -101,23 +101,16 @@ def order_event(now: dt.datetime) -> tuple[str, bytes]:
 
 
 async def bench_http(seconds: float, events: int) -> dict[str, Any]:
-    """salesByHour over 24 h: one client and 32 clients, next to a bare Starlette endpoint."""
+    """salesByHour over 24 h: one client and 32 clients, next to a bare Starlette endpoint.
+
+    Then again with both caches off, so every request runs the named query in DuckDB
+    (what a dashboard sees while events arrive faster than it refreshes).
+    """
     results: dict[str, Any] = {}
     with running_stack() as stack:
         await prefill(stack, events)
-        end = hour_start() + dt.timedelta(hours=1)
-        query = (
-            f'{{ salesByHour(from: "{(end - dt.timedelta(hours=24)).isoformat()}", '
-            f'to: "{end.isoformat()}") {{ {SALES_FIELDS} }} }}'
-        )
-        body = json.dumps({"query": query, "variables": None}).encode()
-        reply = httpx.post(
-            stack.gateway_url + "/graphql",
-            content=body,
-            headers={"content-type": "application/json"},
-        )
-        rows = len(reply.json()["data"]["salesByHour"])
-        results["rows"] = rows
+        body, reply = _sales_request(stack)
+        results["rows"] = len(reply.json()["data"]["salesByHour"])
         results["response_bytes"] = len(reply.content)
         results["gateway"] = await _load_pair(stack.gateway_port, body, seconds)
         with (
@@ -125,7 +118,26 @@ async def bench_http(seconds: float, events: int) -> dict[str, Any]:
             bare_server(reply.content, "application/json", Path(tmp)) as port,
         ):
             results["bare_starlette"] = await _load_pair(port, body, seconds)
+    uncached = {"GATEWAY_CACHE_ENTRIES": "0", "GATEWAY_RESPONSE_CACHE_ENTRIES": "0"}
+    with running_stack(uncached) as stack:
+        await prefill(stack, events)
+        body, _ = _sales_request(stack)
+        results["gateway_uncached"] = await _load_pair(stack.gateway_port, body, seconds)
     return results
+
+
+def _sales_request(stack: Stack) -> tuple[bytes, httpx.Response]:
+    """The body Grafana would POST for 24 hourly rows, and the gateway's answer to it."""
+    end = hour_start() + dt.timedelta(hours=1)
+    query = (
+        f'{{ salesByHour(from: "{(end - dt.timedelta(hours=24)).isoformat()}", '
+        f'to: "{end.isoformat()}") {{ {SALES_FIELDS} }} }}'
+    )
+    body = json.dumps({"query": query, "variables": None}).encode()
+    reply = httpx.post(
+        stack.gateway_url + "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    return body, reply
 
 
 async def _load_pair(port: int, body: bytes, seconds: float) -> dict[str, Any]:
