@@ -17,6 +17,7 @@ import pytest
 import websockets
 from nats.js import JetStreamContext
 
+from gateway.app import state
 from gateway.settings import Settings
 from tests.conftest import cloud_event, publish_events
 from tests.gateway.conftest import Server, until
@@ -258,3 +259,50 @@ async def test_bad_requests_get_the_right_status_and_error_over_real_http(
     errors = response.json()["errors"]
     assert errors[0]["extensions"]["code"] == code
     assert errors[0]["message"]
+
+
+PIPELINE = "subscription { pipeline { lastSequence } }"
+
+
+async def connect_ws(server: Server, protocol: str) -> Any:
+    ws = await websockets.connect(server.ws_url, subprotocols=[protocol])  # type: ignore[list-item]
+    await ws.send('{"type": "connection_init"}')
+    assert (await receive(ws))["type"] == "connection_ack"
+    return ws
+
+
+def start_message(protocol: str, sub_id: str, query: str) -> str:
+    kind = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    return json.dumps({"id": sub_id, "type": kind, "payload": {"query": query}})
+
+
+async def test_subscribing_and_unsubscribing_2000_times_leaves_the_hub_empty(
+    server: Server,
+) -> None:
+    gateway = state(server.server.config.app)  # type: ignore[union-attr]
+    ws = await connect_ws(server, "graphql-transport-ws")
+    for i in range(2000):
+        query = PIPELINE if i % 2 else f"subscription Q{i % 7} {{ lowStock {{ sku }} }}"
+        await ws.send(start_message("graphql-transport-ws", f"s{i}", query))
+        if i % 3 == 0:
+            await ws.send(json.dumps({"id": f"s{i}", "type": "complete"}))
+    await until(lambda: gateway.hub.subscriber_count > 0)
+    for i in range(2000):
+        if i % 3:
+            await ws.send(json.dumps({"id": f"s{i}", "type": "complete"}))
+    await until(lambda: gateway.hub.stats() == {"groups": 0, "subscriptions": 0}, timeout=20)
+    # Sockets that go away without unsubscribing release everything too.
+    sockets = [await connect_ws(server, "graphql-ws") for _ in range(20)]
+    for i, other in enumerate(sockets):
+        await other.send(start_message("graphql-ws", "1", PIPELINE))
+        await other.send(
+            start_message(
+                "graphql-ws", "2", f'subscription {{ stockLevels(sku: "{i}") {{ sku }} }}'
+            )
+        )
+    await until(lambda: gateway.hub.subscriber_count == 40)
+    for other in sockets:
+        await other.close()
+    await ws.close()
+    await until(lambda: gateway.hub.stats() == {"groups": 0, "subscriptions": 0})
+    await until(lambda: not gateway.connections)
