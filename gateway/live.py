@@ -208,10 +208,14 @@ class Hub:
             dirty = [g for g in self.groups.values() if g.dirty]
             for group in dirty:
                 group.dirty = False
-            if len(dirty) == 1:
-                await self._refresh(dirty[0])
-            elif dirty:
-                await asyncio.gather(*(self._bounded(g) for g in dirty))
+            try:
+                if len(dirty) == 1:
+                    await self._refresh(dirty[0])
+                elif dirty:
+                    await asyncio.gather(*(self._bounded(g) for g in dirty))
+            except Exception:
+                # Never let one bad refresh end live updates for everyone.
+                log.exception("live refresh failed")
 
     async def _bounded(self, group: LiveGroup) -> None:
         async with self._semaphore:
