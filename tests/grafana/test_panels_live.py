@@ -218,7 +218,7 @@ async def test_inventory_panels_agree_with_the_scenario(live: Live) -> None:
     assert sum(levels.column("On hand")) == sum(r["on_hand"] for r in expected["stock_levels"])
     moves = _frame(frames, "inventory-stock-001/Recent stock movements/A")
     times = moves.column("Time")
-    assert len(moves.rows) >= 50 and times == sorted(times, reverse=True)
+    assert len(moves.rows) == 50 and times == sorted(times, reverse=True)
     assert set(moves.column("Reason")) <= {"receipt", "shipment", "adjustment", "return"}
 
 
@@ -250,15 +250,6 @@ async def test_receivables_panels_agree_with_the_scenario_as_of_the_range_end(li
         assert money(row["Balance"]) == money(row["Amount"]) - money(row["Paid"]) > 0
 
 
-# Not strict: a fix elsewhere must not fail the suite; an XPASS in the summary says the
-# marker can go.
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gateway bug: it follows the materializer's next_offset pages for "
-    "top-N queries, so topProducts(limit: 10) and stockMovements(limit: 50) return every "
-    "row (the panels cut them with a Grafana 'limit' transformation); remove this marker "
-    "once fixed",
-)
 async def test_top_n_panels_get_no_more_rows_than_they_ask_for(live: Live) -> None:
     frames = await all_frames(live)
     for name, limit in (
