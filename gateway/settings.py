@@ -97,6 +97,8 @@ class Settings:
     ws_keepalive: float = 12.0
     #: Seconds a WebSocket client has to send `connection_init`.
     ws_init_timeout: float = 5.0
+    #: Live subscriptions one WebSocket may hold at once.
+    ws_max_subscriptions: int = 100
     #: Outgoing messages buffered per WebSocket before a too-slow client is dropped.
     ws_send_queue: int = 256
     #: Milliseconds to gather a burst of change notices before refreshing live queries.
@@ -166,6 +168,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ws_keepalive": lambda n, r: _float(n, r, 0.05),
     "ws_init_timeout": lambda n, r: _float(n, r, 0.05),
     "ws_send_queue": lambda n, r: _int(n, r, 1),
+    "ws_max_subscriptions": lambda n, r: _int(n, r, 1),
     "live_coalesce_ms": _float,
     "live_concurrency": lambda n, r: _int(n, r, 1),
     "log_level": _str,

@@ -103,7 +103,11 @@ class Connection:
                 return
 
     def keepalive(self, now: float, interval: float) -> None:
-        """Called by the keep-alive timer: ping, and drop sockets silent for too long."""
+        """Called by the keep-alive timer: ping, drop silent sockets and expired tokens."""
+        expires = self.claims.get("exp")
+        if isinstance(expires, int | float) and expires < time.time():
+            self.close(4403, "Forbidden: the token has expired")
+            return
         if self.legacy:
             if self.acknowledged:
                 self.send_json({"type": "ka"})
@@ -202,6 +206,10 @@ class Connection:
             raise _Close(4400, "Invalid message received: subscribe needs an id and a payload")
         if sub_id in self.subscriptions:
             raise _Close(4409, f"Subscriber for {sub_id} already exists")
+        limit = self.gateway.settings.ws_max_subscriptions
+        if len(self.subscriptions) >= limit:
+            self._errors(sub_id, [_bad(f"too many subscriptions on this socket (at most {limit})")])
+            return
         query, variables = payload.get("query"), payload.get("variables")
         operation_name = payload.get("operationName")
         if (

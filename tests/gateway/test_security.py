@@ -227,3 +227,20 @@ async def test_jwks_signed_tokens_are_accepted_and_forged_ones_refused(
                 "/graphql", json=QUERY, headers={"authorization": f"Bearer {token()}"}
             )
             assert hs256.status_code == 401
+
+
+async def test_socket_is_closed_when_its_token_expires(
+    settings: Settings, canned: Canned, server_factory: Any
+) -> None:
+    server = server_factory(settings.replace(jwt_secret=SECRET, ws_keepalive=0.1))
+    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    short = jwt.encode({"exp": time.time() + 1.0}, SECRET, "HS256")
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"token": short}}))
+    started = time.monotonic()
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            if json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ping":
+                await ws.send('{"type": "pong"}')
+    assert ws.close_code == 4403
+    assert "expired" in (ws.close_reason or "")
+    assert time.monotonic() - started >= 0.5

@@ -237,3 +237,21 @@ async def test_cross_origin_socket_is_refused_4403(server: Server) -> None:
     with pytest.raises(websockets.ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 5)
     assert ws.close_code == 4403
+
+
+async def test_subscriptions_beyond_the_per_socket_limit_get_an_error(
+    settings: Settings, canned: Canned, server_factory: Any
+) -> None:
+    server = server_factory(settings.replace(ws_max_subscriptions=2))
+    ws = await connect(server, "graphql-transport-ws")
+    for sub_id in ("a", "b"):
+        await ws.send(start_message("graphql-transport-ws", sub_id, PIPELINE))
+        assert (await receive(ws))["type"] == "next"
+    await ws.send(start_message("graphql-transport-ws", "c", PIPELINE))
+    message = await receive(ws)
+    assert message["type"] == "error" and message["id"] == "c"
+    assert "at most 2" in message["payload"][0]["message"]
+    await ws.send(json.dumps({"id": "a", "type": "complete"}))
+    await ws.send(start_message("graphql-transport-ws", "c", PIPELINE))
+    assert (await receive(ws))["type"] == "next"
+    await ws.close()
