@@ -277,8 +277,10 @@ def start_message(protocol: str, sub_id: str, query: str) -> str:
 
 
 async def test_subscribing_and_unsubscribing_2000_times_leaves_the_hub_empty(
-    server: Server,
+    materializer: Any, settings: Settings, server_factory: Any
 ) -> None:
+    # Room for every subscription on one socket, and for results the test does not read.
+    server = server_factory(settings.replace(ws_max_subscriptions=2000, ws_send_queue=10_000))
     gateway = state(server.server.config.app)  # type: ignore[union-attr]
     ws = await connect_ws(server, "graphql-transport-ws")
     for i in range(2000):
