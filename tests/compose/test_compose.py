@@ -148,10 +148,20 @@ def test_python_services_reach_nats_at_the_base_files_service_by_default() -> No
 
 def test_materializer_keeps_duckdb_in_the_data_path_volume() -> None:
     materializer = SERVICES["materializer"]
-    data_path = materializer["environment"]["DATA_PATH"]
-    assert f"pulse-data:{data_path}" in materializer["volumes"]
-    assert materializer["environment"]["DUCKDB_PATH"].startswith(data_path + "/")
+    environment = materializer["environment"]
+    assert environment["DATA_PATH"] == "/data"
+    assert environment["DUCKDB_PATH"] == "", "empty: the file follows DATA_PATH"
     assert materializer["stop_grace_period"], "draining needs time to commit the batch"
+
+
+def test_data_volume_is_mounted_where_the_image_gives_it_to_the_service_user() -> None:
+    # A volume mounted at a path the image lacks is created owned by root, which the
+    # unprivileged materializer cannot write: so the mount point never follows DATA_PATH.
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    assert "chown pulse:pulse /data" in dockerfile
+    assert 'VOLUME ["/data"]' in dockerfile
+    moved = interpolate(raw(FILES[1]), {**ENV, "DATA_PATH": "/data/pulse-bi"})
+    assert moved["services"]["materializer"]["volumes"] == ["pulse-data:/data"]
 
 
 def test_gateway_listens_on_its_published_port_and_grafana_reaches_it_there() -> None:
