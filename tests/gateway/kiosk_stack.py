@@ -145,12 +145,10 @@ class Publisher:
     async def __aexit__(self, *exc: object) -> None:
         await self.nc.drain()
 
-    async def publish(self, event_type: str, data: dict[str, Any]) -> float:
-        """Publish one event; return the wall-clock time it was sent (epoch ms)."""
+    async def publish(self, event_type: str, data: dict[str, Any]) -> None:
+        """Publish one event, timed now."""
         event = cloud_event(event_type, data, time=datetime.now(UTC).isoformat())
-        sent = time.time() * 1000
         self.sequence = await publish_events(self.js, event)
-        return sent
 
 
 def order(order_id: str, total: str) -> dict[str, Any]:
@@ -197,6 +195,14 @@ async def publish_world(pub: Publisher) -> None:
         await pub.publish("invoice.issued", {**invoice, **dates})
     payment = {"payment_id": "P-1", "invoice_id": "INV-1", "amount": "100.00"}
     await pub.publish("payment.received", payment)
+
+
+async def start_with_world(stack: Stack) -> None:
+    """Publish the known day of business, start the gateway and wait until it is applied."""
+    async with Publisher(stack.nats.url) as pub:
+        await publish_world(pub)
+    stack.start_gateway()
+    await wait_applied(stack, pub.sequence)
 
 
 async def wait_applied(stack: Stack, sequence: int, token: str | None = None) -> None:
