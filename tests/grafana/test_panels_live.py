@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+import yaml
 from nats.aio.client import Client as NATS
 
 from gateway.app import create_app
@@ -30,6 +31,7 @@ from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.simulator import Scenario, generate, publish
 from pulse_bi.streams import ensure_stream
 from tests.grafana.infinity import (
+    PROVISIONING_DIR,
     Frame,
     PanelTarget,
     TimeRange,
@@ -124,11 +126,28 @@ def money(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(CENT)
 
 
-async def test_datasource_health_check_passes_against_the_gateway(live: Live) -> None:
+def provisioned_datasource(gateway_url: str) -> dict[str, Any]:
+    """The provisioned datasource as Grafana reads it with PULSE_BI_GATEWAY_URL set."""
+    text = (PROVISIONING_DIR / "datasources" / "pulse-bi.yml").read_text()
+    document = yaml.safe_load(text.replace("${PULSE_BI_GATEWAY_URL}", gateway_url))
+    (datasource,) = document["datasources"]
+    return datasource
+
+
+async def test_provisioned_health_check_and_panel_urls_reach_the_gateway(live: Live) -> None:
+    datasource = provisioned_datasource(live.url)
+    json_data = datasource["jsonData"]
     # Infinity's custom health check: GET the URL, healthy only on 200.
     async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(live.url + "/health")
+        response = await client.get(json_data["customHealthCheckUrl"])
     assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    # Infinity refuses a query whose URL starts with none of the allowed hosts.
+    window = TimeRange(NOW, NOW)
+    for target in iter_targets(load_dashboards()):
+        url = build_request(target, datasource["url"], window).url
+        assert url == live.url + "/graphql", target.name
+        assert any(url.startswith(host) for host in json_data["allowedHosts"]), target.name
 
 
 async def test_every_panel_gets_rows_of_the_declared_types(live: Live) -> None:
