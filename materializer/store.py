@@ -7,9 +7,9 @@ aggregate apply its events with set-based SQL, then record rejects, new keys and
 pipeline state, and commit. Python work per event is one msgspec decode and a few
 appends; everything else is about twenty statements per batch, none per event.
 
-Seen keys are md5 hashes (UHUGEINT) in a table without an index: a primary key's ART
+Seen event ids and keys are md5 hashes in tables without an index: a primary key's ART
 index costs ~60 bytes per key in memory (it ran out of a 200 MB budget at 3.2M keys),
-while one hash join per batch against the unindexed table keeps memory flat.
+while one hash join per batch against an unindexed table keeps memory flat.
 """
 
 from __future__ import annotations
@@ -32,6 +32,34 @@ from materializer.queries import BadQuery, QueryContext, QueryResult, run
 from pulse_bi.contract import Changes
 
 __all__ = ["BadQuery", "BatchResult", "QueryResult", "RawMessage", "Store"]
+
+#: Raw tables that hold the id of every event ever stored (valid or rejected).
+_EVENT_ID_TABLES = (
+    "order_events",
+    "order_cancellations",
+    "invoice_events",
+    "payment_events",
+    "stock_events",
+    "product_events",
+    "customer_events",
+    "rejected_events",
+)
+
+
+def _confirm_seen(cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:
+    """The candidate event ids that really were stored before.
+
+    ``seen_events`` holds 64-bit hashes, so a hit may be a collision; the raw tables
+    decide. Only re-delivered events (rare) and collisions (rarer) get here.
+    """
+    if not candidates:
+        return set()
+    union = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in _EVENT_ID_TABLES)
+    rows = cur.execute(
+        f"SELECT DISTINCT event_id FROM ({union}) WHERE event_id IN (SELECT unnest(?::VARCHAR[]))",
+        [candidates],
+    ).fetchall()
+    return {event_id for (event_id,) in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +181,7 @@ class Store:
             if gc_was_enabled:
                 gc.enable()
         duplicates += self._resolve_keys(batch, ids)
+        batch.event_ids = list(ids)
         accepted_count = sum(len(group) for group in by_type.values())
         early_rejects = len(batch.rejects)
         for module in AGGREGATES:
@@ -188,31 +217,32 @@ class Store:
 
     @staticmethod
     def _resolve_keys(batch: Batch, ids: dict[str, int]) -> int:
-        """Look up every probed key in ``seen_keys`` with one join; drop seen event ids.
+        """Look up the batch's keys in ``seen_keys`` and its event ids in ``seen_events``
+        (one hash join each: the batch is the small build side); drop seen events.
 
-        Records the event keys of the batch; returns how many events were duplicates.
+        Returns how many events turned out to be duplicates.
         """
-        event_keys = ["e:" + event_id for event_id in ids]
-        keys = list(event_keys)
+        keys: list[str] = []
         for module in AGGREGATES:
             keys.extend(module.probe(batch))
-        probe_keys = pa.table({"key": strings(keys)})  # noqa: F841 - read by DuckDB below
-        # One hash join: the batch's keys are the small build side, seen_keys is scanned.
-        rows = batch.cur.execute(
-            "SELECT p.key, s.sequence FROM (SELECT key, md5_number(key) AS k"
-            " FROM probe_keys) p JOIN seen_keys s ON s.k = p.k"
+        cur = batch.cur
+        if keys:
+            probe_keys = pa.table({"key": strings(keys)})  # noqa: F841 - read by DuckDB below
+            rows = cur.execute(
+                "SELECT p.key, s.sequence FROM (SELECT key, md5_number(key) AS k"
+                " FROM probe_keys) p JOIN seen_keys s ON s.k = p.k"
+            ).fetchall()
+            batch.found = dict(rows)
+        probe_events = pa.table({"id": strings(ids)})  # noqa: F841 - read by DuckDB below
+        candidates = cur.execute(
+            "SELECT id FROM probe_events SEMI JOIN seen_events s ON s.h = md5_number_lower(id)"
         ).fetchall()
-        batch.found = dict(rows)
-        seen = {key[2:] for key in batch.found if key.startswith("e:")}
+        seen = _confirm_seen(cur, [event_id for (event_id,) in candidates])
         if not seen:
-            batch.new_keys.extend(event_keys)
-            batch.new_key_sequences.extend(ids.values())
             return 0
         # Rare: re-delivered events. Remove them everywhere before anything is applied.
         for event_id in seen:
             del ids[event_id]
-        batch.new_keys.extend("e:" + event_id for event_id in ids)
-        batch.new_key_sequences.extend(ids.values())
         removed = 0
         for event_type, group in batch.events.items():
             kept = [e for e in group if e.event_id not in seen]

@@ -38,6 +38,8 @@ class Batch:
         self.rejects: list[tuple[int, str, str | None, str | None, str, bytes, datetime]] = []
         self.found: dict[str, int] = {}
         self.new_keys: list[str] = []
+        #: Ids of the batch's events that are new (valid or rejected): seen from now on.
+        self.event_ids: list[str] = []
         self.new_key_sequences: list[int] = []
         self.aggregates: set[str] = {"pipeline"}
         self.sales_hours: set[str] = set()

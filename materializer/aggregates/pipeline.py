@@ -24,7 +24,7 @@ from materializer.queries import (
 
 NAME = "pipeline"
 EVENT_TYPES: tuple[str, ...] = ()
-TABLES = ("pipeline_state", "rejected_events", "seen_keys")
+TABLES = ("pipeline_state", "rejected_events", "seen_events", "seen_keys")
 
 
 def probe(batch: Batch) -> list[str]:
@@ -59,6 +59,10 @@ def record(
                 "raw": pa.array(columns[5], pa.binary()),
                 "received_at": pa.array(columns[6], TIME),
             },
+        )
+    if batch.event_ids:
+        batch.insert(
+            "seen_events", {"id": strings(batch.event_ids)}, select="md5_number_lower(id) AS h"
         )
     if batch.new_keys:
         batch.insert(

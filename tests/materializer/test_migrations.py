@@ -8,6 +8,7 @@ import duckdb
 
 from materializer import db
 from materializer.store import Store
+from tests.materializer.eventkit import Stream
 
 
 def test_missing_file_is_at_version_zero_with_everything_pending(tmp_path: Path) -> None:
@@ -78,3 +79,37 @@ def test_status_of_an_open_connection(tmp_path: Path) -> None:
         assert db.status(conn) == upgraded
     finally:
         conn.close()
+
+
+def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: Path) -> None:
+    from materializer.migrations import m0001_initial
+
+    path = tmp_path / "v1.duckdb"
+    conn = db.connect(path)
+    try:
+        conn.execute(m0001_initial.SQL)
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'initial')")
+        # What version 1 stored for one applied stock movement.
+        conn.execute(
+            "INSERT INTO stock_events VALUES (1, 'old-event', now(), 'A', 'W', 5, 'receipt')"
+        )
+        conn.execute("INSERT INTO seen_keys VALUES (md5_number('e:old-event'), 1)")
+        conn.execute("INSERT INTO seen_keys VALUES (md5_number('o:O-1'), 1)")
+        conn.execute("UPDATE pipeline_state SET last_sequence = 1")
+    finally:
+        conn.close()
+    assert db.migration_status(path).current == 1
+    store = Store.open(path)
+    try:
+        assert db.status(store.conn).pending == []
+        left = store.conn.execute("SELECT count(*) FROM seen_keys").fetchone()
+        assert left == (1,)  # the order key stays, the event key moved
+        stream = Stream(start=2)
+        result = store.apply_batch([stream.move("A", "W", 5, id="old-event")])
+        assert (result.applied, result.duplicates) == (0, 1)
+    finally:
+        store.close()

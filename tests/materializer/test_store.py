@@ -173,3 +173,13 @@ def test_queries_run_concurrently_with_apply_batch(store: Store) -> None:
     assert all(count % 200 == 0 for count in seen)
     assert seen == sorted(seen)
     assert orders(store) == 2000
+
+
+def test_event_id_hash_collision_is_not_taken_for_a_duplicate(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.order("O-1", id="e1")])
+    # Pretend another id hashes like a stored one: its 64-bit hash is already there.
+    store.conn.execute("INSERT INTO seen_events SELECT md5_number_lower('e2')")
+    result = store.apply_batch([stream.order("O-2", id="e2")])
+    assert (result.applied, result.duplicates) == (1, 0)
+    assert orders(store) == 2
