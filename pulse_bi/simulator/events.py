@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -58,6 +59,21 @@ class SimMessage:
     def dropped_by_stream(self) -> bool:
         """True when JetStream's duplicate window discards this message."""
         return self.kind == "duplicate" and self.detail == DUPLICATE_SAME_MSG_ID
+
+
+def stored_by_stream(messages: Iterable[SimMessage]) -> Iterator[SimMessage]:
+    """The messages JetStream stores, in order, when a run fits in its duplicate window.
+
+    A message whose Nats-Msg-Id was already stored is dropped; one without the header
+    is always stored.
+    """
+    stored_ids: set[str] = set()
+    for message in messages:
+        if message.msg_id is not None:
+            if message.msg_id in stored_ids:
+                continue
+            stored_ids.add(message.msg_id)
+        yield message
 
 
 # One string per subject, shared by every message (a large scenario holds millions).

@@ -9,13 +9,13 @@ Results have the shapes of docs/API.md's named queries.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from pulse_bi.simulator.events import SimMessage
+from pulse_bi.simulator.events import SimMessage, stored_by_stream
 from pulse_bi.simulator.rules import ContractError, Event, validate
 
 CENT = Decimal("0.01")
@@ -339,14 +339,15 @@ def expected_aggregates(messages: Iterable[SimMessage], *, as_of: date) -> dict[
     a message whose Nats-Msg-Id was already stored never reaches the stream.
     """
     ledger = Ledger()
-    stored_msg_ids: set[str] = set()
     published = in_stream = 0
-    for message in messages:
-        published += 1
-        if message.msg_id is not None:
-            if message.msg_id in stored_msg_ids:
-                continue  # JetStream drops it inside its duplicate window
-            stored_msg_ids.add(message.msg_id)
+
+    def counted() -> Iterator[SimMessage]:
+        nonlocal published
+        for message in messages:
+            published += 1
+            yield message
+
+    for message in stored_by_stream(counted()):
         in_stream += 1
         ledger.apply(message.subject, message.data)
     channels = sorted({channel for _, channel in ledger.hours})

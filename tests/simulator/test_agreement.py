@@ -12,6 +12,7 @@ from typing import Any
 
 from materializer.store import RawMessage, Store
 from pulse_bi.simulator import generate
+from pulse_bi.simulator.events import stored_by_stream
 
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 AS_OF = date(2026, 11, 25)
@@ -35,15 +36,11 @@ def query_all(store: Store, name: str, params: dict[str, Any]) -> Any:
 def test_expected_aggregates_equal_the_materializers_named_queries(tmp_path: Path) -> None:
     scenario = generate(31, 12_000, out_of_order=0.1, duplicates=0.05, bad=0.02, end=END)
     expected = scenario.expected(AS_OF)
-    # What JetStream stores: messages whose Nats-Msg-Id it has not seen, numbered in order.
-    stored: list[RawMessage] = []
-    seen: set[str] = set()
-    for message in scenario.messages:
-        if message.msg_id is not None:
-            if message.msg_id in seen:
-                continue
-            seen.add(message.msg_id)
-        stored.append(RawMessage(len(stored) + 1, message.subject, message.data, END))
+    # What JetStream stores, numbered in order as its stream sequence.
+    stored = [
+        RawMessage(sequence, message.subject, message.data, END)
+        for sequence, message in enumerate(stored_by_stream(scenario.messages), start=1)
+    ]
     assert len(stored) == expected["counts"]["in_stream"]
 
     store = Store.open(tmp_path / "agreement.duckdb")
