@@ -78,6 +78,10 @@ class LiveGroup:
     subscribers: set[Subscriber] = field(default_factory=set)
     payload: str | None = None
     dirty: bool = False
+    #: Refreshes started and the newest one whose result was applied: an older
+    #: execution finishing late must not overwrite a newer result.
+    issued: int = 0
+    applied: int = 0
     #: The last result carried errors (e.g. the materializer was down): retry on heartbeat.
     failed: bool = False
 
@@ -103,6 +107,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(settings.live_concurrency)
+        self._initial: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start the refresh loop; subscribe to notices once NATS is connected."""
@@ -115,10 +120,11 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        for task in [*self._initial, self._runner]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.groups.clear()
 
     # -- subscribing ----------------------------------------------------------------------
@@ -140,8 +146,10 @@ class Hub:
             group = LiveGroup(key, document, operation_name, variables, field, args, context)
             self.groups[key] = group
             self.metrics.live_groups.set(len(self.groups))
-            group.dirty = True
-            self._wake.set()
+            # The first result now, not after the current refresh cycle.
+            task = asyncio.create_task(self._refresh(group))
+            self._initial.add(task)
+            task.add_done_callback(self._initial.discard)
         group.subscribers.add(subscriber)
         subscriber.group = group
         self.subscriber_count += 1
@@ -226,6 +234,8 @@ class Hub:
         if not group.subscribers:
             return
         self.metrics.live_refreshes.inc()
+        group.issued += 1
+        ticket = group.issued
         try:
             result = await self.executor.execute(
                 group.document, group.context, group.variables, group.operation_name
@@ -235,6 +245,9 @@ class Hub:
             log.exception("live query failed")
             group.failed = True
             return
+        if ticket < group.applied:
+            return
+        group.applied = ticket
         group.failed = bool(result.errors)
         if payload == group.payload:
             return

@@ -121,6 +121,7 @@ async def test_strawberry_subscribe_yields_current_then_changed_results(
             versions.observe(notice_decoder.decode(msg.data))
 
         await nc.subscribe(CHANGES_SUBJECT, cb=handle)
+        await nc.flush()  # subscribed at the server before the first heartbeat
 
     upstream.on_connect(on_notice)
     await upstream.start()
