@@ -86,15 +86,21 @@ def serialize_datetime(value: Any) -> str:
 
 
 def parse_date(value: Any) -> dt.date:
-    """A date from `YYYY-MM-DD`."""
+    """A date from `YYYY-MM-DD`; a date-time or epoch milliseconds give their UTC date."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
-    if not isinstance(value, str):
-        raise GraphQLError(f"Date must be a YYYY-MM-DD string, got {value!r}")
-    try:
-        return dt.date.fromisoformat(value.strip())
-    except ValueError:
-        raise GraphQLError(f"Date must be YYYY-MM-DD, got {value!r}") from None
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, str | int | float | dt.datetime) and not isinstance(value, bool):
+        try:
+            # Dashboards pass their time range as it is: take its UTC date.
+            return parse_datetime(value).date()
+        except GraphQLError:
+            pass
+    raise GraphQLError(f"Date must be YYYY-MM-DD (or a date-time), got {value!r}")
 
 
 def serialize_date(value: Any) -> str:
@@ -129,7 +135,10 @@ SCALAR_MAP: dict[object, Any] = {
     ),
     dt.date: strawberry.scalar(
         name="Date",
-        description="A calendar date, YYYY-MM-DD.",
+        description=(
+            "A calendar date, YYYY-MM-DD. Input also accepts an ISO-8601 date-time with an "
+            "offset or epoch milliseconds, meaning their UTC date."
+        ),
         serialize=serialize_date,
         parse_value=parse_date,
     ),

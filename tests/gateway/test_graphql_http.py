@@ -250,3 +250,24 @@ async def test_unacceptable_accept_header_is_406(client: httpx.AsyncClient) -> N
     )
     assert response.status_code == 406
     assert json.loads(response.text)["errors"]
+
+
+@pytest.mark.parametrize(
+    "literal", ['"2026-11-25"', '"2026-11-25T23:30:00-00:30"', "1795650000000", '"1795650000000"']
+)
+async def test_date_arguments_accept_dates_date_times_and_epoch_milliseconds(
+    client: httpx.AsyncClient, canned: Canned, literal: str
+) -> None:
+    response = await gql(client, f"{{ arAging(asOf: {literal}) {{ asOf }} }}")
+    assert response.status_code == 200, response.text
+    name, params = canned.requests[-1]
+    assert (name, params["as_of"]) == (
+        "ar_aging",
+        "2026-11-26" if "-00:30" in literal else "2026-11-25",
+    )
+
+
+async def test_bad_date_is_a_clear_error(client: httpx.AsyncClient) -> None:
+    response = await gql(client, '{ arAging(asOf: "next tuesday") { asOf } }', accept=GR)
+    assert response.status_code == 400
+    assert "Date must be YYYY-MM-DD" in response.json()["errors"][0]["message"]
