@@ -129,3 +129,9 @@ async def test_rest_needs_a_token_when_auth_is_on_except_health(
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
             response = await http.get(path)
     assert response.status_code == (200 if path == "/health" else 401)
+
+
+async def test_kiosk_page_is_mounted_under_kiosk(client: httpx.AsyncClient) -> None:
+    response = await client.get("/kiosk", follow_redirects=True)
+    assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
