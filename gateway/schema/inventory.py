@@ -83,6 +83,8 @@ async def stock_movements(
 
 @strawberry.type
 class InventoryQuery:
+    """Inventory fields of Query."""
+
     @strawberry.field(description="Stock on hand per SKU and warehouse, by sku then warehouse.")
     async def stock_levels(
         self, info: Info, warehouse: str | None = None, sku: str | None = None
@@ -106,6 +108,8 @@ class InventoryQuery:
 
 @strawberry.type
 class InventorySubscription:
+    """Live inventory fields of Subscription."""
+
     @strawberry.subscription(description="Live `stockLevels`.")
     async def stock_levels(
         self, info: Info, warehouse: str | None = None, sku: str | None = None

@@ -70,6 +70,8 @@ async def rejected_events(context: Context, limit: int | None) -> list[RejectedE
 
 @strawberry.type
 class PipelineQuery:
+    """Pipeline fields of Query."""
+
     @strawberry.field(description="Last applied sequence, counters, last event time and lag.")
     async def pipeline(self, info: Info) -> Pipeline:
         return await pipeline(info.context)
@@ -81,6 +83,8 @@ class PipelineQuery:
 
 @strawberry.type
 class PipelineSubscription:
+    """Live pipeline fields of Subscription."""
+
     @strawberry.subscription(description="Live `pipeline`.")
     async def pipeline(self, info: Info) -> AsyncGenerator[Pipeline, None]:
         async for _ in live(info.context, "pipeline"):

@@ -140,6 +140,8 @@ async def overdue_invoices(
 
 @strawberry.type
 class ReceivablesQuery:
+    """Receivables fields of Query."""
+
     @strawberry.field(description="AR aging as of a date (default today, UTC).")
     async def ar_aging(self, info: Info, as_of: dt.date | None = None) -> ArAging:
         return await ar_aging(info.context, as_of)
@@ -157,6 +159,8 @@ class ReceivablesQuery:
 
 @strawberry.type
 class ReceivablesSubscription:
+    """Live receivables fields of Subscription."""
+
     @strawberry.subscription(description="Live `arAging`.")
     async def ar_aging(
         self, info: Info, as_of: dt.date | None = None

@@ -122,6 +122,8 @@ async def top_products(
 
 @strawberry.type
 class SalesQuery:
+    """Sales fields of Query."""
+
     @strawberry.field(description="Sales per UTC hour in [from, to); default the last 24 h.")
     async def sales_by_hour(
         self, info: Info, from_: FromArg = None, to: ToArg = None, channel: str | None = None
@@ -143,6 +145,8 @@ class SalesQuery:
 
 @strawberry.type
 class SalesSubscription:
+    """Live sales fields of Subscription."""
+
     @strawberry.subscription(description="Live `salesByHour`.")
     async def sales_by_hour(
         self, info: Info, from_: FromArg = None, to: ToArg = None, channel: str | None = None
