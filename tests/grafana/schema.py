@@ -1,13 +1,11 @@
 """The gateway's GraphQL schema as the dashboards see it, for static checks of panels.
 
-The exported ``schema.graphql`` at the repository root is the source when it exists;
-before that, the SDL is assembled from the "GraphQL" section of docs/API.md (the
-contract the gateway implements).
+The source is ``schema.graphql`` at the repository root, which the gateway's tests keep
+equal to the schema it serves.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -38,21 +36,10 @@ COMPATIBLE = {
 TIME_SCALARS = {"DateTime", "Date"}
 
 
-def _sdl_from_api_doc() -> str:
-    text = (ROOT / "docs" / "API.md").read_text()
-    section = text[text.index("## GraphQL") :]
-    blocks = re.findall(r"```graphql\n(.*?)```", section, re.DOTALL)
-    queries, types = blocks[0], blocks[1]
-    scalars = "\n".join(f"scalar {name}" for name in ("DateTime", "Date", "Money", "BigInt"))
-    return f"{scalars}\ntype Query {{\n{queries}}}\n{types}"
-
-
 @cache
 def gateway_schema() -> GraphQLSchema:
-    """The schema: schema.graphql when exported, else docs/API.md's GraphQL section."""
-    exported = ROOT / "schema.graphql"
-    sdl = exported.read_text() if exported.exists() else _sdl_from_api_doc()
-    return build_schema(sdl)
+    """The schema the gateway serves, from the exported ``schema.graphql``."""
+    return build_schema((ROOT / "schema.graphql").read_text())
 
 
 @dataclass(frozen=True)
