@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +34,15 @@ from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_decoder
 log = logging.getLogger("gateway.live")
 
 _id_encoder = msgspec.json.Encoder()
+
+#: Root fields with arguments that default to the current time, and those arguments.
+_CLOCK_FIELDS: dict[str, tuple[str, ...]] = {
+    "salesByHour": ("from", "to"),
+    "salesSummary": ("from", "to"),
+    "topProducts": ("from", "to"),
+    "arAging": ("asOf",),
+    "overdueInvoices": ("asOf",),
+}
 
 
 class Sink(Protocol):
@@ -108,10 +118,12 @@ class Hub:
         self._runner: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(settings.live_concurrency)
         self._initial: set[asyncio.Task[None]] = set()
+        self._clock: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the refresh loop; subscribe to notices once NATS is connected."""
         self._runner = asyncio.create_task(self._run(), name="live-hub")
+        self._clock = asyncio.create_task(self._hourly(), name="live-hub-clock")
         self.upstream.on_connect(self._subscribe_notices)
 
     async def _subscribe_notices(self, nc: NATS) -> None:
@@ -120,7 +132,7 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""
-        for task in [*self._initial, self._runner]:
+        for task in [*self._initial, self._runner, self._clock]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -195,6 +207,25 @@ class Hub:
             ):
                 group.dirty = True
                 marked = True
+        if marked:
+            self._wake.set()
+
+    async def _hourly(self) -> None:
+        # Not polling: default windows ("last 24 h", "today") are defined by the clock,
+        # so the hour turning is itself a change of what those live queries show.
+        while True:
+            now = time.time()
+            await asyncio.sleep(3600 - now % 3600 + 0.5)
+            self.on_hour()
+
+    def on_hour(self) -> None:
+        """Refresh live queries whose time window or date defaults to now."""
+        marked = False
+        for group in self.groups.values():
+            if group.field_name in _CLOCK_FIELDS and any(
+                group.args.get(name) is None for name in _CLOCK_FIELDS[group.field_name]
+            ):
+                group.dirty = marked = True
         if marked:
             self._wake.set()
 

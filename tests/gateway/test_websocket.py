@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.app import state
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned, Server
+from tests.gateway.conftest import Canned, Server, until
 
 LOW_STOCK = "subscription { lowStock { sku onHand } }"
 PIPELINE = "subscription { pipeline { lastSequence } }"
@@ -254,4 +254,31 @@ async def test_subscriptions_beyond_the_per_socket_limit_get_an_error(
     await ws.send(json.dumps({"id": "a", "type": "complete"}))
     await ws.send(start_message("graphql-transport-ws", "c", PIPELINE))
     assert (await receive(ws))["type"] == "next"
+    await ws.close()
+
+
+async def test_turning_hour_refreshes_live_queries_with_default_windows(
+    server: Server, canned: Canned
+) -> None:
+    gateway = state(server.server.config.app)  # type: ignore[union-attr]
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(
+        start_message("graphql-transport-ws", "d", "subscription { salesByHour { hour } }")
+    )
+    await ws.send(
+        start_message(
+            "graphql-transport-ws",
+            "f",
+            'subscription { salesByHour(from: "2026-11-25T00:00:00Z", to: "2026-11-26T00:00:00Z") '
+            "{ hour } }",
+        )
+    )
+    assert {(await receive(ws))["id"], (await receive(ws))["id"]} == {"d", "f"}
+    before = len(canned.requests)
+    gateway.hub.on_hour()
+    await until(lambda: len(canned.requests) > before)
+    await asyncio.sleep(0.2)
+    # Only the query whose window follows the clock ran again.
+    assert len(canned.requests) == before + 1
+    assert canned.requests[-1][1]["from"] != "2026-11-25T00:00:00+00:00"
     await ws.close()
