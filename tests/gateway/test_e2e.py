@@ -308,3 +308,75 @@ async def test_subscribing_and_unsubscribing_2000_times_leaves_the_hub_empty(
     await ws.close()
     await until(lambda: gateway.hub.stats() == {"groups": 0, "subscriptions": 0})
     await until(lambda: not gateway.connections)
+
+
+async def test_stock_and_receivables_flow_through_graphql_and_rest(
+    server: Server, materializer: Any, js: JetStreamContext
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    events = [
+        cloud_event(
+            "product.updated",
+            {
+                "sku": "SKU-7",
+                "name": "Gizmo",
+                "category": "tools",
+                "reorder_point": 10,
+                "unit_cost": "2.50",
+            },
+        ),
+        cloud_event(
+            "stock.moved",
+            {"sku": "SKU-7", "warehouse": "WH-A", "quantity_delta": 3, "reason": "receipt"},
+        ),
+        cloud_event(
+            "invoice.issued",
+            {
+                "invoice_id": "INV-9",
+                "customer_id": "C-9",
+                "amount": "100.10",
+                "issued_on": (today - dt.timedelta(days=50)).isoformat(),
+                "due_date": (today - dt.timedelta(days=40)).isoformat(),
+            },
+        ),
+        cloud_event(
+            "payment.received", {"payment_id": "P-1", "invoice_id": "INV-9", "amount": "0.05"}
+        ),
+    ]
+    sequence = await publish_events(js, *events)
+    await materializer.wait_for_sequence(sequence)
+    query = """{
+      lowStock { sku warehouse onHand reorderPoint lowStock name }
+      arAging { totalOutstanding openInvoices buckets { days31To60 total } }
+      overdueInvoices { invoiceId balance paid daysOverdue bucket }
+    }"""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post("/graphql", json={"query": query, "variables": None})
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert data["lowStock"] == [
+            {
+                "sku": "SKU-7",
+                "warehouse": "WH-A",
+                "onHand": 3,
+                "reorderPoint": 10,
+                "lowStock": True,
+                "name": "Gizmo",
+            }
+        ]
+        assert '"totalOutstanding":100.05' in response.text
+        assert data["arAging"]["buckets"]["days31To60"] == 100.05
+        assert data["overdueInvoices"] == [
+            {
+                "invoiceId": "INV-9",
+                "balance": 100.05,
+                "paid": 0.05,
+                "daysOverdue": 40,
+                "bucket": "31-60",
+            }
+        ]
+        low = (await http.get("/query/inventory/low-stock")).json()
+        assert [row["sku"] for row in low["data"]] == ["SKU-7"]
+        overdue = (await http.get("/query/ar/overdue")).json()
+        assert overdue["data"][0]["balance"] == 100.05
+        assert overdue["execution_time_ms"] >= 0
