@@ -38,6 +38,16 @@ class UnsupportedMediaType(BadRequest):
     status = 415
 
 
+class PayloadTooLarge(BadRequest):
+    """A body far larger than any document and its variables may be."""
+
+    status = 413
+
+
+#: Largest POST body: the document limit leaves room for variables, but not for abuse.
+MAX_BODY_BYTES = 1 << 20
+
+
 class Params(msgspec.Struct):
     """The parameters of one GraphQL request."""
 
@@ -144,7 +154,13 @@ async def read_params(request: Request) -> Params:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
             raise UnsupportedMediaType("POST bodies must be sent as Content-Type: application/json")
+        limit = max(MAX_BODY_BYTES, 4 * request.app.state.gateway.settings.max_document_bytes)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         body = await request.body()
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         if not body.strip():
             raise BadRequest('the request body is empty; send {"query": ...}')
         try:

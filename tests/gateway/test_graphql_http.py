@@ -214,6 +214,7 @@ async def test_request_errors_are_400_without_data_for_graphql_response_json(
         (b'{"query": 1}', "application/json", 400, "'query' must be a string"),
         (b'{"query": "{ __typename }", "variables": "x"}', "application/json", 400, "variables"),
         (b'{"query": "{ __typename }"}', "text/plain", 415, "application/json"),
+        (b'{"query": "' + b" " * (2 << 20) + b'"}', "application/json", 413, "larger than"),
     ],
 )
 async def test_malformed_http_requests_get_clear_4xx(
