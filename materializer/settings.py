@@ -27,10 +27,11 @@ class Settings:
     data_path: Path = Path("data")
     #: DUCKDB_PATH: the DuckDB file; default ``$DATA_PATH/pulse_bi.duckdb``.
     duckdb_path: Path = field(default=Path("data/pulse_bi.duckdb"))
-    #: DUCKDB_MEMORY_LIMIT: DuckDB's memory limit, e.g. ``256MB`` (empty: DuckDB's default).
-    duckdb_memory_limit: str = "256MB"
-    #: DUCKDB_THREADS: DuckDB worker threads (0: one per core).
-    duckdb_threads: int = 0
+    #: DUCKDB_MEMORY_LIMIT: DuckDB's memory limit, e.g. ``128MB`` (empty: DuckDB's default).
+    duckdb_memory_limit: str = "128MB"
+    #: DUCKDB_THREADS: DuckDB worker threads (0: one per core). One is as fast for the
+    #: batch statements and leaves a core to NATS and the event loop.
+    duckdb_threads: int = 1
     #: MATERIALIZER_HTTP_HOST: address of the /health, /stats, /metrics server.
     http_host: str = "127.0.0.1"
     #: MATERIALIZER_HTTP_PORT: port of that server (0: no HTTP server).
