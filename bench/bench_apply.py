@@ -1,6 +1,11 @@
 """Micro-benchmark of ``Store.apply_batch`` without NATS: events/s on a generated mix.
 
     python bench/bench_apply.py --events 200000 --batch 10000
+    python bench/bench_apply.py --events 300000 --batch 20000 --latency 500 --latency-batch 20
+
+With ``--latency N`` the run then applies N more batches of ``--latency-batch`` events
+to the file it filled (the live case: small batches on a large history) and prints the
+p50/p99/max of one ``apply_batch`` call.
 
 Messages are generated up front (a realistic mix of every event type, a few percent
 of cancellations and payments, some bad input), so the figure is the store alone:
@@ -142,6 +147,10 @@ def main() -> None:
     parser.add_argument("--path", type=Path, default=None, help="DuckDB file (default: temp)")
     parser.add_argument("--memory-limit", default="256MB", help="DuckDB memory_limit")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
+    parser.add_argument(
+        "--latency", type=int, default=0, help="small batches to time after the bulk run"
+    )
+    parser.add_argument("--latency-batch", type=int, default=20, help="events per small batch")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.duckdb"
@@ -152,11 +161,17 @@ def main() -> None:
         # CPU seconds of this process (all threads): on a shared machine wall time
         # measures the neighbours too, CPU time mostly does not.
         cpu = 0.0
-        messages = generate(args.events, start_sequence=store.last_sequence() + 1)
+        messages = generate(
+            args.events + args.latency * args.latency_batch,
+            start_sequence=store.last_sequence() + 1,
+        )
+        remaining = args.events
         while True:
-            batch = [message for _, message in zip(range(args.batch), messages, strict=False)]
+            size = min(args.batch, remaining)
+            batch = [message for _, message in zip(range(size), messages, strict=False)]
             if not batch:
                 break
+            remaining -= len(batch)
             started, cpu_started = time.perf_counter(), time.process_time()
             result = store.apply_batch(batch)
             elapsed += time.perf_counter() - started
@@ -172,6 +187,12 @@ def main() -> None:
                     f"DuckDB {(duckdb_bytes[0] if duckdb_bytes else 0) / 2**20:.0f} MB",
                     flush=True,
                 )
+        latencies = []
+        for _ in range(args.latency):
+            batch = [m for _, m in zip(range(args.latency_batch), messages, strict=False)]
+            started = time.perf_counter()
+            store.apply_batch(batch)
+            latencies.append(time.perf_counter() - started)
         stats = store.stats()
         store.close()
         print(
@@ -181,6 +202,15 @@ def main() -> None:
             f"rejected {stats['events_rejected']:,}; RSS "
             f"{process.memory_info().rss / 2**20:.0f} MB"
         )
+        if latencies:
+            latencies.sort()
+            p50 = latencies[len(latencies) // 2]
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            print(
+                f"latency: {len(latencies)} batches of {args.latency_batch} events after "
+                f"{args.events:,}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+                f"max {latencies[-1] * 1000:.1f} ms"
+            )
 
 
 if __name__ == "__main__":
