@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from hashlib import md5
 from typing import Any
 
 import duckdb
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 TIME = pa.timestamp("us", tz="UTC")
@@ -40,7 +43,13 @@ class Batch:
         self.new_keys: list[str] = []
         #: Ids of the batch's events that are new (valid or rejected): seen from now on.
         self.event_ids: list[str] = []
+        #: Their ``md5_number_lower`` (what ``seen_events`` stores), in the same order.
+        self.event_hashes: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
+        #: ``md5_halves`` of ``new_keys`` once ``pipeline.record`` stored them.
+        self.key_hashes: npt.NDArray[np.uint64] | None = None
         self.new_key_sequences: list[int] = []
+        #: Arrow tables an aggregate builds for one step and reads again in another.
+        self.frames: dict[str, pa.Table] = {}
         self.aggregates: set[str] = {"pipeline"}
         self.sales_hours: set[str] = set()
         self.channels: set[str] = set()
@@ -94,3 +103,12 @@ def strings(values: Iterable[Any]) -> pa.Array:
 def ints(values: Iterable[int]) -> pa.Array:
     """An int64 Arrow array."""
     return pa.array(list(values), pa.int64())
+
+
+def md5_halves(values: Iterable[str]) -> npt.NDArray[np.uint64]:
+    """md5 of each utf-8 string as an (n, 2) uint64 array, as DuckDB computes it:
+    column 0 holds the low and column 1 the high 64 bits of ``md5_number``; column 1
+    is also ``md5_number_lower``.
+    """
+    digests = b"".join([md5(value.encode()).digest() for value in values])
+    return np.frombuffer(digests, dtype="<u8").reshape(-1, 2)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
 from materializer.queries import (
     Params,
     QueryContext,
@@ -60,15 +60,19 @@ def record(
                 "received_at": pa.array(columns[6], TIME),
             },
         )
-    if batch.event_ids:
-        batch.insert(
-            "seen_events", {"id": strings(batch.event_ids)}, select="md5_number_lower(id) AS h"
-        )
+    if len(batch.event_hashes):
+        batch.insert("seen_events", {"h": pa.array(batch.event_hashes, pa.uint64())})
     if batch.new_keys:
+        halves = md5_halves(batch.new_keys)
+        batch.key_hashes = halves
         batch.insert(
             "seen_keys",
-            {"key": strings(batch.new_keys), "sequence": ints(batch.new_key_sequences)},
-            select="md5_number(key) AS k, sequence",
+            {
+                "lo": pa.array(halves[:, 0], pa.uint64()),
+                "hi": pa.array(halves[:, 1], pa.uint64()),
+                "sequence": ints(batch.new_key_sequences),
+            },
+            select="(hi::UHUGEINT << 64) | lo::UHUGEINT AS k, sequence",
         )
     cur.execute(
         "UPDATE pipeline_state SET last_sequence = ?, events_applied = events_applied + ?,"

@@ -175,11 +175,103 @@ def test_queries_run_concurrently_with_apply_batch(store: Store) -> None:
     assert orders(store) == 2000
 
 
-def test_event_id_hash_collision_is_not_taken_for_a_duplicate(store: Store) -> None:
+def test_event_id_hash_collision_is_not_taken_for_a_duplicate(path: Path) -> None:
     stream = Stream()
+    store = Store.open(path)
     store.apply_batch([stream.order("O-1", id="e1")])
-    # Pretend another id hashes like a stored one: its 64-bit hash is already there.
+    # Pretend another id hashes like a stored one: its 64-bit hash is already there
+    # (written behind the store's back, so it only shows after a restart).
     store.conn.execute("INSERT INTO seen_events SELECT md5_number_lower('e2')")
-    result = store.apply_batch([stream.order("O-2", id="e2")])
+    store.close()
+    store = Store.open(path)
+    try:
+        result = store.apply_batch([stream.order("O-2", id="e2")])
+        assert (result.applied, result.duplicates) == (1, 0)
+        assert orders(store) == 2
+    finally:
+        store.close()
+
+
+def test_seen_ids_and_keys_survive_a_restart(path: Path) -> None:
+    stream = Stream()
+    store = Store.open(path)
+    store.apply_batch([stream.order("O-1", id="e1"), stream.invoice("I-1", "10.00", id="e2")])
+    store.close()
+    store = Store.open(path)
+    try:
+        result = store.apply_batch(
+            [
+                # Published again (new stream sequences, same ids): no-ops.
+                stream.order("O-1", id="e1"),
+                stream.invoice("I-1", "10.00", id="e2"),
+                stream.order("O-1", id="e3"),  # created again: rejected
+                stream.cancel("O-1"),  # counts in O-1's hour
+                stream.payment("P-1", "I-1", "4.00"),
+            ]
+        )
+        assert (result.applied, result.rejected, result.duplicates) == (2, 1, 2)
+        summary = store.query("sales_summary", DAY).data
+        assert (summary["orders"], summary["cancelled_orders"]) == (1, 1)
+        aging = store.query("ar_aging", {"as_of": "2026-11-25"}).data
+        assert aging["total"] == "6.00"
+    finally:
+        store.close()
+
+
+def test_a_failed_batch_leaves_nothing_seen(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from materializer.aggregates import pipeline
+
+    stream = Stream()
+    message = stream.order("O-1", id="e1")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "record", fail)
+    with pytest.raises(RuntimeError):
+        store.apply_batch([message])
+    monkeypatch.undo()
+    result = store.apply_batch([message])
     assert (result.applied, result.duplicates) == (1, 0)
-    assert orders(store) == 2
+    assert orders(store) == 1
+
+
+def test_sorted_hashes_find_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from materializer.store import _SortedHashes
+
+    monkeypatch.setattr(_SortedHashes, "MERGE_AT", 64)
+    rng = np.random.default_rng(7)
+    first = rng.integers(0, 2**64, 500, dtype=np.uint64)
+    index = _SortedHashes(first[:100], first[:100] ^ np.uint64(1), np.arange(100, dtype=np.int64))
+    for start in range(100, 500, 30):  # some batches merge, some stay in the delta
+        stop = min(start + 30, 500)
+        index.add(first[start:stop], first[start:stop] ^ np.uint64(1), np.arange(start, stop))
+    assert len(index) == 500
+    found, values = index.find(first, first ^ np.uint64(1))
+    assert found.all()
+    assert (values == np.arange(500)).all()
+    # Same first word, another second word: not found.
+    found, _ = index.find(first, first ^ np.uint64(2))
+    assert not found.any()
+    # A 64-bit collision of first words still finds both keys.
+    index.add(first[:1], first[:1] ^ np.uint64(3), np.array([999]))
+    found, values = index.find(first[:1].repeat(2), first[:1] ^ np.array([1, 3], np.uint64))
+    assert found.all()
+    assert values.tolist() == [0, 999]
+    absent = rng.integers(0, 2**64, 50, dtype=np.uint64)
+    assert not index.find(absent, absent)[0].any()
+
+
+def test_md5_halves_match_duckdb(store: Store) -> None:
+    from materializer.aggregates.batch import md5_halves
+
+    values = ["o:O-1", "e1", "ünïcode-€", ""]
+    halves = md5_halves(values)
+    rows = store.conn.execute(
+        "SELECT md5_number(v), md5_number_lower(v) FROM unnest(?::VARCHAR[]) t(v)", [values]
+    ).fetchall()
+    for (full, lower), (low_word, high_word) in zip(rows, halves.tolist(), strict=True):
+        assert full == (high_word << 64) | low_word
+        assert lower == high_word
