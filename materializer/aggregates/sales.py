@@ -165,14 +165,19 @@ def apply(batch: Batch) -> None:
             "DELETE FROM pending_cancellations WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
             [released],
         )
-    _upsert(batch, orders, sorted(targets.values()))
+    _upsert(batch, bool(orders), sorted(targets.values()))
 
 
 def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
-    """Raw rows of newly created orders and their lines."""
+    """Raw rows of newly created orders and their lines.
+
+    Keeps their Arrow tables in ``batch.frames`` for ``_upsert``: the hourly deltas of
+    new orders come from the batch itself instead of reading back the rows just inserted.
+    """
     line_sequences: list[int] = []
     line_numbers: list[int] = []
     line_orders: list[str] = []
+    line_times: list[Any] = []
     skus: list[str] = []
     quantities: list[int] = []
     prices: list[Any] = []
@@ -184,13 +189,14 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             line_sequences.append(event.sequence)
             line_numbers.append(number)
             line_orders.append(data.order_id)
+            line_times.append(event.time)
             skus.append(line.sku)
             quantities.append(line.quantity)
             prices.append(line.unit_price)
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
-    batch_orders = pa.table(  # noqa: F841 - read by DuckDB below
+    batch.frames["batch_orders"] = pa.table(
         {
             "sequence": ints(e.sequence for e in orders),
             "event_id": strings(e.event_id for e in orders),
@@ -202,7 +208,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             "units": ints(units),
         }
     )
-    batch_lines = pa.table(  # noqa: F841 - read by DuckDB below
+    batch.frames["batch_lines"] = pa.table(
         {
             "order_sequence": ints(line_sequences),
             "line_no": pa.array(line_numbers, pa.int32()),
@@ -210,75 +216,68 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             "sku": strings(skus),
             "quantity": ints(quantities),
             "unit_price": pa.array(prices, MONEY),
+            "time": pa.array(line_times, TIME),
         }
     )
+    batch_orders = batch.frames["batch_orders"]  # noqa: F841 - read by DuckDB below
+    batch_lines = batch.frames["batch_lines"]  # noqa: F841 - read by DuckDB below
     cur = batch.cur
     cur.execute(
         "INSERT INTO order_events BY NAME SELECT *, date_trunc('hour', time) AS hour "
         "FROM batch_orders"
     )
     cur.execute(
-        "INSERT INTO order_lines BY NAME SELECT l.*, date_trunc('hour', o.time) AS hour "
-        "FROM batch_lines l JOIN batch_orders o ON o.sequence = l.order_sequence"
+        "INSERT INTO order_lines BY NAME SELECT * EXCLUDE (time),"
+        " date_trunc('hour', time) AS hour FROM batch_lines"
     )
     batch.customers.update(e.data.customer_id for e in orders)
     batch.skus.update(skus)
 
 
-def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
+def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
-    channel) to the hourly tables: one grouped upsert per table.
+    channel) to the hourly tables: one grouped upsert per table, whose RETURNING names
+    the hours, channels and skus for the change notice.
 
-    Both read ``order_events``/``order_lines``, which hold this batch's orders by now;
-    ``sequence >= ?`` lets DuckDB skip older row groups.
+    New orders come from the batch's Arrow tables. Cancelled orders (of this batch or
+    any earlier one) are joined by sequence with ``order_events``/``order_lines``: the
+    build side is a handful of sequences, which DuckDB pushes into the scan as an IN
+    filter, so only the row groups holding those orders are read (both tables are in
+    sequence order). A range ``sequence >= oldest`` read most of the table when one
+    old order was cancelled.
     """
-    if not orders and not targets:
+    if not new_orders and not targets:
         return
     cur = batch.cur
+    batch_orders = batch.frames.get("batch_orders")  # noqa: F841 - read by DuckDB below
+    batch_lines = batch.frames.get("batch_lines")  # noqa: F841 - read by DuckDB below
     cancelled_orders = pa.table({"sequence": ints(targets)})  # noqa: F841 - read by DuckDB
-    new = orders[0].sequence if orders else None  # this batch's orders start here
-    low = targets[0] if targets else None  # oldest cancelled order
     sales: list[str] = []
     products: list[str] = []
-    args: list[int] = []
-    if new is not None:
+    if new_orders:
         sales.append(
-            "SELECT hour, channel, 1 AS orders, total_amount AS gross, units,"
-            " 0 AS c_orders, 0 AS c_revenue, 0 AS c_units FROM order_events WHERE sequence >= ?"
+            "SELECT date_trunc('hour', time) AS hour, channel, 1 AS orders,"
+            " total_amount AS gross, units, 0 AS c_orders, 0 AS c_revenue, 0 AS c_units"
+            " FROM batch_orders"
         )
         products.append(
-            "SELECT hour, sku, quantity AS units, quantity * unit_price AS revenue,"
-            " 0 AS c_units, 0 AS c_revenue FROM order_lines WHERE order_sequence >= ?"
+            "SELECT date_trunc('hour', time) AS hour, sku, quantity AS units,"
+            " quantity * unit_price AS revenue, 0 AS c_units, 0 AS c_revenue FROM batch_lines"
         )
-        args.append(new)
-    if low is not None:
+    if targets:
         sales.append(
-            "SELECT hour, channel, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
-            " total_amount AS c_revenue, units AS c_units FROM order_events"
-            " WHERE sequence >= ? AND sequence IN (SELECT sequence FROM cancelled_orders)"
+            "SELECT o.hour, o.channel, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
+            " o.total_amount AS c_revenue, o.units AS c_units"
+            " FROM cancelled_orders c JOIN order_events o ON o.sequence = c.sequence"
         )
         products.append(
-            "SELECT hour, sku, 0 AS units, 0 AS revenue, quantity AS c_units,"
-            " quantity * unit_price AS c_revenue FROM order_lines WHERE order_sequence >= ?"
-            " AND order_sequence IN (SELECT sequence FROM cancelled_orders)"
+            "SELECT l.hour, l.sku, 0 AS units, 0 AS revenue, l.quantity AS c_units,"
+            " l.quantity * l.unit_price AS c_revenue"
+            " FROM cancelled_orders c JOIN order_lines l ON l.order_sequence = c.sequence"
         )
-        args.append(low)
     union_sales, union_products = " UNION ALL ".join(sales), " UNION ALL ".join(products)
-    # What the change notice must name: hours and channels, skus.
-    for hour, channel in cur.execute(
-        f"SELECT DISTINCT hour, channel FROM ({union_sales})", args
-    ).fetchall():
-        batch.sales_hours.add(iso(hour))
-        batch.channels.add(channel)
-    if low is not None:
-        rows = cur.execute(
-            "SELECT DISTINCT sku FROM order_lines WHERE order_sequence >= ?"
-            " AND order_sequence IN (SELECT sequence FROM cancelled_orders)",
-            [low],
-        ).fetchall()
-        batch.skus.update(sku for (sku,) in rows)
     # Grouped by the key first: an upsert must never see the same key twice.
-    cur.execute(
+    touched = cur.execute(
         "INSERT INTO sales_by_hour SELECT hour, channel, sum(orders), sum(gross), sum(units),"
         f" sum(c_orders), sum(c_revenue), sum(c_units) FROM ({union_sales}) GROUP BY ALL"
         " ON CONFLICT DO UPDATE SET"
@@ -287,10 +286,13 @@ def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
         " units = sales_by_hour.units + excluded.units,"
         " cancelled_orders = sales_by_hour.cancelled_orders + excluded.cancelled_orders,"
         " cancelled_revenue = sales_by_hour.cancelled_revenue + excluded.cancelled_revenue,"
-        " cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units",
-        args,
-    )
-    cur.execute(
+        " cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units"
+        " RETURNING hour, channel"
+    ).fetchall()
+    for hour, channel in touched:
+        batch.sales_hours.add(iso(hour))
+        batch.channels.add(channel)
+    touched_skus = cur.execute(
         "INSERT INTO product_sales_by_hour SELECT hour, sku, sum(units), sum(revenue),"
         f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL"
         " ON CONFLICT DO UPDATE SET"
@@ -298,9 +300,10 @@ def _upsert(batch: Batch, orders: list[Accepted], targets: list[int]) -> None:
         " revenue = product_sales_by_hour.revenue + excluded.revenue,"
         " cancelled_units = product_sales_by_hour.cancelled_units + excluded.cancelled_units,"
         " cancelled_revenue = product_sales_by_hour.cancelled_revenue"
-        " + excluded.cancelled_revenue",
-        args,
-    )
+        " + excluded.cancelled_revenue"
+        " RETURNING sku"
+    ).fetchall()
+    batch.skus.update(sku for (sku,) in touched_skus)
 
 
 # Named queries ----------------------------------------------------------------------
