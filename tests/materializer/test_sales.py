@@ -241,3 +241,21 @@ def test_batch_reports_touched_hours_channels_skus_and_customers(
     assert result.changes.skus == ["SKU-1", "SKU-9"]
     assert result.changes.customers == ["C-7"]
     assert result.changes.receivables is False
+
+
+def test_batch_without_cancellations_names_utc_hours_of_any_offset(
+    store: Store, stream: Stream
+) -> None:
+    # Hours of new orders are computed in Python when no cancellation needs RETURNING.
+    result = store.apply_batch(
+        [
+            stream.order("O-1", channel="phone", time="2026-11-25T12:59:59.999999+02:00"),
+            stream.order("O-2", channel="web", time="2026-11-25T00:30:00-01:00"),
+        ]
+    )
+    assert result.changes.sales_hours == [
+        "2026-11-25T01:00:00+00:00",
+        "2026-11-25T10:00:00+00:00",
+    ]
+    assert result.changes.channels == ["phone", "web"]
+    assert [row["hour"] for row in hours(store)] == result.changes.sales_hours
