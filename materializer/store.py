@@ -139,18 +139,19 @@ class _SortedHashes:
             return
         order = np.argsort(primary, kind="stable")
         new = self._columns(primary, check, values, order)
-        self._delta = self._merge(self._delta, new)
+        self._merge(self._delta, new)
         if len(self._delta[0]) >= self.MERGE_AT:
-            self._base = self._merge(self._base, self._delta)
-            self._delta = [None if c is None else c[:0] for c in self._delta]
+            self._merge(self._base, self._delta)
+            self._delta = [None if c is None else c[:0].copy() for c in self._delta]
 
     @staticmethod
-    def _merge(into: list[Any], new: list[Any]) -> list[Any]:
+    def _merge(into: list[Any], new: list[Any]) -> None:
+        # One column at a time, each old column freed as soon as its copy exists: the
+        # peak is the index plus one column, not twice the index.
         positions = np.searchsorted(into[0], new[0])
-        return [
-            None if column is None else np.insert(column, positions, added)
-            for column, added in zip(into, new, strict=True)
-        ]
+        for i, added in enumerate(new):
+            if added is not None:
+                into[i] = np.insert(into[i], positions, added)
 
 
 class SeenIndex:
@@ -247,6 +248,9 @@ class Store:
         cur.execute("BEGIN")
         try:
             result, batch = self._apply(cur, fresh)
+            event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
+            key_sequences = np.asarray(batch.new_key_sequences, np.int64)
+            del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -254,14 +258,9 @@ class Store:
         self._last_sequence = result.last_sequence
         # Only what committed is seen from now on.
         seen = self._seen
-        seen.events.add(batch.event_hashes)
-        if batch.key_hashes is not None:
-            key_hashes = batch.key_hashes
-            seen.keys.add(
-                key_hashes[:, 0].copy(),
-                key_hashes[:, 1].copy(),
-                np.asarray(batch.new_key_sequences, np.int64),
-            )
+        seen.events.add(event_hashes)
+        if key_hashes is not None:
+            seen.keys.add(key_hashes[:, 0].copy(), key_hashes[:, 1].copy(), key_sequences)
         return result
 
     def _apply(
