@@ -76,7 +76,7 @@ class _SortedHashes:
     when it grows past ``MERGE_AT``, so adding a batch costs O(delta), not O(history).
     """
 
-    MERGE_AT = 1 << 18
+    MERGE_AT = 1 << 16
 
     def __init__(self, primary: U64, check: U64 | None = None, values: I64 | None = None):
         self._has_check = check is not None

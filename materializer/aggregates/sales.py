@@ -13,11 +13,11 @@ order id created again under another event id is rejected.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, iso, strings
 from materializer.queries import (
@@ -284,11 +284,10 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     returning_products = " RETURNING sku" if targets else ""
     orders = batch.frames.get("batch_orders") if new_orders else None
     if orders is not None:
-        for time, channel in zip(
-            orders.column("time").to_pylist(), orders.column("channel").to_pylist(), strict=True
-        ):
-            batch.sales_hours.add(_hour(time))
-            batch.channels.add(channel)
+        # floor_temporal on UTC timestamps is date_trunc('hour', time) in the UTC session.
+        for hour in pc.unique(pc.floor_temporal(orders.column("time"), unit="hour")).to_pylist():
+            batch.sales_hours.add(iso(hour))
+        batch.channels.update(pc.unique(orders.column("channel")).to_pylist())
     # Grouped by the key first: an upsert must never see the same key twice.
     cur.execute(
         "INSERT INTO sales_by_hour SELECT hour, channel, sum(orders), sum(gross), sum(units),"
@@ -318,11 +317,6 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     )
     if targets:
         batch.skus.update(sku for (sku,) in cur.fetchall())
-
-
-def _hour(time: datetime) -> str:
-    """``iso`` of the UTC hour of ``time``, as DuckDB's ``date_trunc('hour', time)``."""
-    return iso(time.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
 
 
 # Named queries ----------------------------------------------------------------------
