@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from materializer.queries import QueryContext
 from materializer.store import Store
 from tests.materializer.eventkit import Stream
 
 AS_OF = "2026-11-25"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A fresh store in a temporary DuckDB file."""
-    opened = Store.open(tmp_path / "pulse.duckdb")
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def stream() -> Stream:
-    """A stream of messages starting at sequence 1."""
-    return Stream()
 
 
 def aging(store: Store, **params: Any) -> dict[str, Any]:

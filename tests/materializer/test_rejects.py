@@ -2,23 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import Stream
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A fresh store in a temporary DuckDB file."""
-    opened = Store.open(tmp_path / "pulse.duckdb")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def bad_inputs(stream: Stream) -> list[tuple[RawMessage, str | None, str | None, str]]:
