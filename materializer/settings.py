@@ -38,8 +38,9 @@ class Settings:
     http_port: int = 8005
     #: BATCH_MAX_EVENTS: most events applied in one transaction.
     batch_max_events: int = 20_000
-    #: BATCH_MAX_WAIT_MS: longest an event waits for its batch to fill before it is applied.
-    batch_max_wait_ms: int = 20
+    #: BATCH_MAX_WAIT_MS: how long a batch may wait to fill once the writer is free (0: apply
+    #: at once; batches still form from what arrives while the previous one commits).
+    batch_max_wait_ms: int = 0
     #: HEARTBEAT_INTERVAL: seconds between version heartbeats on the change subject.
     heartbeat_interval: float = 2.0
     #: QUERY_WORKERS: threads answering named queries concurrently with ingest.
