@@ -8,9 +8,15 @@ control, gap detection with automatic reset) started at ``last_sequence + 1`` de
 about three times the messages per second of a pull ``fetch`` here, and after a crash at
 any point the restart resumes exactly after the last committed batch: exactly once.
 
-Back-pressure: the subscription callback blocks while the buffer holds two full batches,
-so nats-py stops answering JetStream flow control and the server stops sending; memory
-stays bounded however long the stream is.
+Back-pressure: nats-py answers JetStream flow control as soon as a message reaches a
+subscription callback, so the server never pauses a fast callback, and when the
+client's pending queue overflows it drops messages *after* the ordered consumer has
+counted them as delivered: they would be lost without a gap ever being noticed. So the
+callback never blocks; when the buffer holds three batches the ingestor unsubscribes
+(the server forgets the ephemeral consumer) and subscribes again from the sequence after
+the last one received once the writer has caught up. A sequence gap (a message that
+never arrived) triggers the same resubscription; a gap that is still there afterwards
+is real (messages deleted from the stream) and is accepted.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -64,9 +71,15 @@ class Ingestor:
         self._on_batch = on_batch
         self._buffer: list[RawMessage] = []
         self._has_messages = asyncio.Event()
-        self._has_room = asyncio.Event()
-        self._has_room.set()
         self._stopping = False
+        # Flow control: paused while the buffer is full or a gap is being re-read.
+        self._paused = False
+        self._flow_lock = asyncio.Lock()
+        self._accepted_gap = 0
+        self._flow_tasks: set[asyncio.Task[None]] = set()
+        #: Times delivery was paused because the writer fell behind, and gaps re-read.
+        self.pauses = 0
+        self.gaps = 0
         self._subscription: JetStreamContext.PushSubscription | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: DuckDB writes are serialised anyway, and the store expects one
@@ -80,7 +93,11 @@ class Ingestor:
 
     async def start(self) -> None:
         """Subscribe from the sequence after the last committed one and start applying."""
-        start = self.last_sequence + 1
+        await self._subscribe(self.last_sequence + 1)
+        self._task = asyncio.create_task(self._apply_loop(), name="materializer-ingest")
+        self.started.set()
+
+    async def _subscribe(self, start: int) -> None:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=start,
@@ -93,17 +110,61 @@ class Ingestor:
             stream=STREAM_NAME,
             cb=self._receive,
             ordered_consumer=True,
-            idle_heartbeat=5.0,
+            idle_heartbeat=2.0,
             config=config,
         )
-        log.info("consuming %s from sequence %d", STREAM_NAME, start)
-        self._task = asyncio.create_task(self._apply_loop(), name="materializer-ingest")
-        self.started.set()
+        log.debug("consuming %s from sequence %d", STREAM_NAME, start)
+
+    async def _unsubscribe(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _pause(self) -> None:
+        async with self._flow_lock:
+            if self._paused:  # not resumed meanwhile
+                await self._unsubscribe()
+
+    def _in_background(self, flow: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(flow)
+        self._flow_tasks.add(task)
+        task.add_done_callback(self._flow_tasks.discard)
+
+    async def _resume(self) -> None:
+        """Subscribe again right after the last message received."""
+        async with self._flow_lock:
+            if self._stopping or not self._paused:
+                return
+            await self._unsubscribe()
+            while not self._stopping:
+                # Unpaused before subscribing: the first messages may arrive before
+                # subscribe() returns, and must not be taken for stragglers.
+                self._paused = False
+                try:
+                    await self._subscribe(self._last_received + 1)
+                except Exception as exc:  # NATS away or restarting: keep trying
+                    self._paused = True
+                    log.warning("cannot subscribe to %s yet: %s", STREAM_NAME, exc)
+                    await asyncio.sleep(0.5)
+                else:
+                    return
 
     async def _receive(self, msg: Msg) -> None:
+        if self._paused:
+            return  # in flight before the pause; read again on resume
         sequence, timestamp_ns = _position(msg.reply)
         if sequence <= self._last_received:
             return  # delivered again after an ordered-consumer reset
+        if sequence != self._last_received + 1 and sequence != self._accepted_gap:
+            # Something between was not delivered (dropped on the way): read again
+            # from the first missing one. If the gap is still there, it is real.
+            log.info("sequence gap %d..%d: reading again", self._last_received + 1, sequence)
+            self._accepted_gap = sequence
+            self.gaps += 1
+            self._paused = True
+            self._in_background(self._resume())
+            return
         self._last_received = sequence
         self._buffer.append(
             RawMessage(
@@ -115,9 +176,10 @@ class Ingestor:
         )
         if len(self._buffer) >= self._settings.batch_max_events:
             self._has_messages.set()
-            if len(self._buffer) >= 2 * self._settings.batch_max_events:
-                self._has_room.clear()
-                await self._has_room.wait()
+            if len(self._buffer) >= 3 * self._settings.batch_max_events:
+                self.pauses += 1
+                self._paused = True
+                self._in_background(self._pause())
         elif len(self._buffer) == 1:
             self._has_messages.set()
 
@@ -140,8 +202,8 @@ class Ingestor:
                 await asyncio.sleep(wait)  # let a burst fill the batch
             batch = self._buffer[: self._settings.batch_max_events]
             del self._buffer[: len(batch)]
-            if len(self._buffer) < 2 * self._settings.batch_max_events:
-                self._has_room.set()
+            if self._paused and len(self._buffer) < self._settings.batch_max_events:
+                await self._resume()
             if not self._buffer:
                 self._has_messages.clear()
             if not batch:
@@ -186,10 +248,8 @@ class Ingestor:
     async def stop(self) -> None:
         """Stop receiving, apply and commit what was received, then return."""
         self._stopping = True
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
-        self._has_room.set()
+        async with self._flow_lock:
+            await self._unsubscribe()
         self._has_messages.set()
         if self._task is not None and not self._task.done():
             await self._task

@@ -234,3 +234,22 @@ async def test_the_same_event_published_twice_counts_once(
     assert rows[0]["orders"] == 2
     assert rows[0]["gross_revenue"] == "11.00"
     assert pipeline["events_rejected"] == 0
+
+
+async def test_a_writer_slower_than_the_stream_pauses_delivery_and_loses_nothing(
+    materializer_settings: Settings, js: JetStreamContext, nc: NATS
+) -> None:
+    orders = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(3000)]
+    last = await publish_events(js, *orders)
+    # Tiny batches: the buffer fills faster than the writer empties it.
+    settings = dataclasses.replace(materializer_settings, batch_max_events=25)
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=60)
+        rows = await ask(
+            nc, "sales_by_hour", **{"from": "2026-11-25T10:00:00Z", "to": "2026-11-25T11:00:00Z"}
+        )
+        assert running.ingestor is not None
+        pauses = running.ingestor.pauses
+
+    assert pauses > 0
+    assert rows[0]["orders"] == 3000
