@@ -35,7 +35,7 @@ from bench.gateway_stack import (
     running_stack,
     watch,
 )
-from pulse_bi.contract import STREAM_NAME
+from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, notice_decoder
 from pulse_bi.simulator import generate, publish
 from pulse_bi.streams import ensure_stream
 
@@ -217,6 +217,17 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
             asyncio.create_task(watch(ws, b)) for ws, b in zip(sockets, baselines, strict=True)
         ]
         nc = await nats.connect(stack.nats.url)
+        js = nc.jetstream()
+        # Change notices as the gateway sees them: split latency into materializer + gateway.
+        notices: list[tuple[int, float]] = []
+
+        async def on_notice(msg: Any) -> None:
+            notice = notice_decoder.decode(msg.data)
+            if notice.kind == "change":
+                notices.append((notice.version, time.perf_counter()))
+
+        await nc.subscribe(CHANGES_SUBJECT, cb=on_notice)
+        sequences: list[int] = [0] * total
         began = time.perf_counter()
         for index in range(total):
             delay = began + index / rate - time.perf_counter()
@@ -224,8 +235,10 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
                 await asyncio.sleep(delay)
             event_id, data = order_event(dt.datetime.now(dt.UTC))
             published[index] = time.perf_counter()
-            await nc.publish("pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id})
-        await nc.flush()
+            ack = await js.publish(
+                "pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id}
+            )
+            sequences[index] = ack.seq
         achieved = total / (time.perf_counter() - began)
         done, pending = await asyncio.wait(watchers, timeout=30)
         for task in pending:
@@ -233,9 +246,12 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
         await nc.drain()
         for ws in sockets:
             ws.close()
+    notice_latency = _notice_latencies(notices, sequences, published)
     return {
         "events": total,
         "rate_achieved": round(achieved),
+        "publish_to_notice_p50_ms": round(percentile(notice_latency, 50) * 1000, 1),
+        "publish_to_notice_p99_ms": round(percentile(notice_latency, 99) * 1000, 1),
         "subscribers": subscribers,
         "live_queries": len(queries),
         "frames_received": frames,
@@ -244,6 +260,20 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "max_ms": round(max(latencies) * 1000, 1),
     }
+
+
+def _notice_latencies(
+    notices: list[tuple[int, float]], sequences: list[int], published: list[float]
+) -> list[float]:
+    """Per event: publish until the first change notice whose version includes it."""
+    latencies = []
+    position = 0
+    for sequence, sent in sorted(zip(sequences, published, strict=True)):
+        while position < len(notices) and notices[position][0] < sequence:
+            position += 1
+        if position < len(notices):
+            latencies.append(notices[position][1] - sent)
+    return latencies
 
 
 async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
