@@ -119,11 +119,13 @@ class Hub:
         self._semaphore = asyncio.Semaphore(settings.live_concurrency)
         self._initial: set[asyncio.Task[None]] = set()
         self._clock: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the refresh loop; subscribe to notices once NATS is connected."""
         self._runner = asyncio.create_task(self._run(), name="live-hub")
         self._clock = asyncio.create_task(self._hourly(), name="live-hub-clock")
+        self._watchdog = asyncio.create_task(self._watch_heartbeats(), name="live-hub-watchdog")
         self.upstream.on_connect(self._subscribe_notices)
 
     async def _subscribe_notices(self, nc: NATS) -> None:
@@ -132,7 +134,7 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""
-        for task in [*self._initial, self._runner, self._clock]:
+        for task in [*self._initial, self._runner, self._clock, self._watchdog]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -217,6 +219,21 @@ class Hub:
             now = time.time()
             await asyncio.sleep(3600 - now % 3600 + 0.5)
             self.on_hour()
+
+    async def _watch_heartbeats(self) -> None:
+        # Not polling for data: when the materializer's heartbeats stop, re-run every live
+        # query once, so subscribers see the outage as an error instead of numbers that
+        # silently stopped changing. Failed groups refresh on the next heartbeat.
+        period = max(self.versions.ttl / 2, 0.1)
+        silent = False
+        while True:
+            await asyncio.sleep(period)
+            if self.versions.known:
+                silent = False
+            elif self.versions.seen is not None and not silent:
+                silent = True
+                log.warning("no heartbeat from the materializer for %.1f s", self.versions.ttl)
+                self.refresh_all()
 
     def on_hour(self) -> None:
         """Refresh live queries whose time window or date defaults to now."""

@@ -178,6 +178,44 @@ async def test_materializer_down_gives_error_and_503_then_recovers(
             assert back["data"]["pipeline"] == {"lastSequence": sequence, "eventsApplied": 2}
 
 
+async def test_live_subscribers_see_the_materializer_outage_and_the_recovery(
+    materializer_settings: Any,
+    settings: Settings,
+    server_factory: Any,
+    js: JetStreamContext,
+) -> None:
+    from materializer.app import Materializer
+
+    server = server_factory(settings.replace(version_ttl=1.5))
+    subscription = "subscription { pipeline { eventsApplied } }"
+    async with Materializer(materializer_settings) as running:
+        sequence = await publish_events(js, order("1.00", 1))
+        await running.wait_for_sequence(sequence)
+        ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+        await ws.send('{"type": "connection_init"}')
+        assert (await receive(ws))["type"] == "connection_ack"
+        await ws.send(
+            json.dumps({"id": "p", "type": "subscribe", "payload": {"query": subscription}})
+        )
+        first = await receive(ws)
+        assert first["payload"]["data"]["pipeline"] == {"eventsApplied": 1}
+
+    # No heartbeat any more: the subscriber is told, without asking again.
+    outage = await receive(ws, timeout=15)
+    assert outage["type"] == "next"
+    assert outage["payload"]["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+
+    sequence = await publish_events(js, order("2.00", 1))
+    async with Materializer(materializer_settings) as running:
+        await running.wait_for_sequence(sequence)
+        while True:
+            back = await receive(ws, timeout=15)
+            if "errors" not in back["payload"]:
+                break
+        assert back["payload"]["data"]["pipeline"] == {"eventsApplied": 2}
+    await ws.close()
+
+
 SECRET = "e2e-secret-long-enough-for-hs256-0123456789"
 
 
