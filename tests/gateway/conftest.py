@@ -213,6 +213,16 @@ class Canned:
         await self.nc.publish(CHANGES_SUBJECT, notice_encoder.encode(notice))
         await self.nc.flush()
 
+    async def heartbeat_until_known(self, versions: Any) -> None:
+        """Beat until the gateway has heard one (it may subscribe after the first)."""
+
+        async def heard() -> bool:
+            await self.heartbeat()
+            await asyncio.sleep(0.02)
+            return bool(versions.known)
+
+        await until(heard, interval=0.05)
+
 
 @pytest.fixture
 async def canned(nc: NATS) -> AsyncIterator[Canned]:

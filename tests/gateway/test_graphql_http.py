@@ -146,8 +146,7 @@ async def test_repeated_query_between_changes_does_not_reach_the_materializer(
     client: httpx.AsyncClient, canned: Canned
 ) -> None:
     gateway = state(client.app)  # type: ignore[attr-defined]
-    await canned.heartbeat()
-    await until(lambda: gateway.versions.known)
+    await canned.heartbeat_until_known(gateway.versions)
     query = "{ lowStock { sku onHand } }"
     for _ in range(5):
         assert (await gql(client, query)).status_code == 200
@@ -168,8 +167,7 @@ async def test_missed_notice_detected_by_heartbeat_refreshes_the_cache(
     client: httpx.AsyncClient, canned: Canned
 ) -> None:
     gateway = state(client.app)  # type: ignore[attr-defined]
-    await canned.heartbeat()
-    await until(lambda: gateway.versions.known)
+    await canned.heartbeat_until_known(gateway.versions)
     await gql(client, "{ pipeline { lastSequence } }")
     canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 99}
     canned.version += 5  # changes happened, their notices were lost

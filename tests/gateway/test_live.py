@@ -15,7 +15,7 @@ from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions, relevant
 from pulse_bi.contract import ChangeNotice, Changes
-from tests.gateway.conftest import Canned, until
+from tests.gateway.conftest import Canned
 
 H10 = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
 
@@ -126,8 +126,7 @@ async def test_strawberry_subscribe_yields_current_then_changed_results(
     upstream.on_connect(on_notice)
     await upstream.start()
     try:
-        await canned.heartbeat()
-        await until(lambda: versions.known)
+        await canned.heartbeat_until_known(versions)
         stream = await schema.subscribe(
             "subscription { pipeline { lastSequence } }",
             context_value=Context(upstream, versions),
