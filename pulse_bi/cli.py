@@ -135,23 +135,15 @@ def migrate_upgrade() -> None:
     click.echo(f"{settings.duckdb_path}: version {status.current}, up to date")
 
 
-def _add_optional_commands() -> None:
+def _add_commands() -> None:
     """Attach the commands that live next to the code they run."""
+    from gateway.cli import gateway_command
     from pulse_bi.dev import dev_command
+    from pulse_bi.simulator.cli import simulate_command
 
     main.add_command(dev_command, "dev")
-    try:
-        from pulse_bi.simulator.cli import simulate_command
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        main.add_command(simulate_command, "simulate")
-    try:
-        from gateway.cli import gateway_command
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        main.add_command(gateway_command, "gateway")
+    main.add_command(simulate_command, "simulate")
+    main.add_command(gateway_command, "gateway")
 
 
-_add_optional_commands()
+_add_commands()
