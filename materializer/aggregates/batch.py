@@ -82,6 +82,39 @@ class Batch:
         self.new_keys.append(key)
         self.new_key_sequences.append(sequence)
 
+    def accept_first(
+        self, event_type: str, field: str, prefix: str, table: str, verb: str
+    ) -> dict[str, Accepted]:
+        """Events of ``event_type`` whose id ``field`` is new, by id; the others rejected.
+
+        An id counts as taken when ``seen_keys`` has ``prefix + id`` (created in an earlier
+        batch, looked up in ``table``) or an earlier event of this batch has it.
+        """
+        accepted: dict[str, Accepted] = {}
+        conflicts: list[tuple[Accepted, int]] = []
+        for event in self.of_type(event_type):
+            key = getattr(event.data, field)
+            earlier = self.found.get(prefix + key)
+            if earlier is not None:
+                conflicts.append((event, earlier))
+            elif key in accepted:
+                first = accepted[key].event_id
+                self.reject(event, event_type, f"{field} '{key}' already {verb} by event '{first}'")
+            else:
+                accepted[key] = event
+        if conflicts:  # rare: look up which events took those ids first
+            rows = self.cur.execute(
+                f"SELECT sequence, event_id FROM {table} WHERE sequence IN "
+                "(SELECT unnest(?::BIGINT[]))",
+                [[sequence for _, sequence in conflicts]],
+            ).fetchall()
+            by_sequence = dict(rows)
+            for event, sequence in conflicts:
+                key = getattr(event.data, field)
+                first = by_sequence.get(sequence, "?")
+                self.reject(event, event_type, f"{field} '{key}' already {verb} by event '{first}'")
+        return accepted
+
     def insert(self, table: str, columns: dict[str, pa.Array], select: str = "*") -> None:
         """Insert columns into ``table`` by column name, in one statement."""
         # DuckDB reads the local Arrow table by its name (a replacement scan): cheaper

@@ -44,44 +44,9 @@ def probe(batch: Batch) -> list[str]:
     return keys
 
 
-def _accept_invoices(batch: Batch) -> dict[str, Accepted]:
-    """Invoices that may be stored, by invoice id; rejects re-issues under another id."""
-    issued: dict[str, Accepted] = {}
-    conflicts: list[tuple[Accepted, int]] = []
-    for event in batch.of_type("invoice.issued"):
-        invoice_id = event.data.invoice_id
-        earlier = batch.found.get("i:" + invoice_id)
-        if earlier is not None:
-            conflicts.append((event, earlier))
-        elif invoice_id in issued:
-            first = issued[invoice_id].event_id
-            batch.reject(
-                event,
-                "invoice.issued",
-                f"invoice_id '{invoice_id}' already issued by event '{first}'",
-            )
-        else:
-            issued[invoice_id] = event
-    if conflicts:  # rare: look up who issued those invoices first
-        rows = batch.cur.execute(
-            "SELECT sequence, event_id FROM invoice_events WHERE sequence IN "
-            "(SELECT unnest(?::BIGINT[]))",
-            [[sequence for _, sequence in conflicts]],
-        ).fetchall()
-        by_sequence = dict(rows)
-        for event, sequence in conflicts:
-            batch.reject(
-                event,
-                "invoice.issued",
-                f"invoice_id '{event.data.invoice_id}' already issued by event "
-                f"'{by_sequence.get(sequence, '?')}'",
-            )
-    return issued
-
-
 def apply(batch: Batch) -> None:
     """Store invoices and payments and bring the open items up to date."""
-    issued = _accept_invoices(batch)
+    issued = batch.accept_first("invoice.issued", "invoice_id", "i:", "invoice_events", "issued")
     payments = batch.of_type("payment.received")
     if not issued and not payments:
         return

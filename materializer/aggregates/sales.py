@@ -58,39 +58,6 @@ def probe(batch: Batch) -> list[str]:
     return keys
 
 
-def _accept_orders(batch: Batch) -> dict[str, Accepted]:
-    """Orders of the batch that may be stored, by order id; rejects re-creations."""
-    created: dict[str, Accepted] = {}
-    conflicts: list[tuple[Accepted, int]] = []
-    for event in batch.of_type("order.created"):
-        order_id = event.data.order_id
-        earlier = batch.found.get("o:" + order_id)
-        if earlier is not None:
-            conflicts.append((event, earlier))
-        elif order_id in created:
-            first = created[order_id].event_id
-            batch.reject(
-                event, "order.created", f"order_id '{order_id}' already created by event '{first}'"
-            )
-        else:
-            created[order_id] = event
-    if conflicts:  # rare: look up who created those orders first
-        rows = batch.cur.execute(
-            "SELECT sequence, event_id FROM order_events WHERE sequence IN "
-            "(SELECT unnest(?::BIGINT[]))",
-            [[sequence for _, sequence in conflicts]],
-        ).fetchall()
-        by_sequence = dict(rows)
-        for event, sequence in conflicts:
-            first = by_sequence.get(sequence, "?")
-            batch.reject(
-                event,
-                "order.created",
-                f"order_id '{event.data.order_id}' already created by event '{first}'",
-            )
-    return created
-
-
 def _cancellation_targets(
     batch: Batch, created: dict[str, Accepted]
 ) -> tuple[dict[str, int], list[str], list[Accepted]]:
@@ -129,7 +96,7 @@ def _cancellation_targets(
 
 def apply(batch: Batch) -> None:
     """Store the batch's orders and cancellations and update the sales aggregates."""
-    created = _accept_orders(batch)
+    created = batch.accept_first("order.created", "order_id", "o:", "order_events", "created")
     cancels = batch.of_type("order.cancelled")
     if not created and not cancels:
         return
