@@ -111,7 +111,7 @@ class Materializer:
         return self._notice_version
 
     def stats(self) -> dict[str, Any]:
-        """Pipeline figures: what /stats, the pipeline query and the heartbeat report."""
+        """Pipeline figures for /stats and /health (the ``pipeline`` query reads DuckDB)."""
         last = self._notice_version
         return {
             "version": last,
@@ -198,6 +198,8 @@ class Materializer:
 
     def _update_lag(self) -> None:
         self._stream_last_sequence = max(self._stream_last_sequence, self._notice_version)
+        if self.store is not None:  # the pipeline query reports lag from it
+            self.store.stream_last_sequence = self._stream_last_sequence
         self.metrics.stream_last_sequence.set(self._stream_last_sequence)
         self.metrics.lag.set(self._stream_last_sequence - self._notice_version)
 

@@ -126,9 +126,6 @@ class QueryService:
         return reply
 
     async def _run(self, name: str, params: dict[str, Any]) -> bytes:
-        if name == "pipeline":  # live figures (lag needs the stream), not a table
-            stats = self._stats()
-            return _encode(QueryReply(version=stats["version"], data=stats))
         loop = asyncio.get_running_loop()
         limit = self._nc.max_payload - 1024
         while True:
