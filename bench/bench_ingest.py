@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +151,6 @@ def rss_after(url: str, duckdb_path: Path, events: int) -> float:
         "LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen([sys.executable, "-m", "pulse_bi", "materializer"], env=env)
-    import urllib.request
-
     try:
         while True:
             time.sleep(1)
