@@ -86,6 +86,7 @@ class Ingestor:
         # writer thread. DuckDB releases the GIL, so the event loop keeps receiving.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self.last_sequence = store.last_sequence()
+        self._last_checkpoint = time.monotonic()
         self._last_received = self.last_sequence
         self.started = asyncio.Event()
         #: Why ingest stopped, when it stopped on an error.
@@ -213,12 +214,23 @@ class Ingestor:
             started = time.perf_counter()
             result = await loop.run_in_executor(self._writer, self._store.apply_batch, batch)
             self._record(result, time.perf_counter() - started, len(batch))
+            await self._checkpoint_when_due()
             try:
                 await self._on_batch(result)
             except Exception:  # a failed notice must not stop ingest
                 log.exception("could not announce batch ending at %d", result.last_sequence)
             if self._stopping and not self._buffer:
                 return
+
+    async def _checkpoint_when_due(self) -> None:
+        """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md)."""
+        interval = self._settings.checkpoint_interval
+        if not interval or time.monotonic() - self._last_checkpoint < interval:
+            return
+        started = time.perf_counter()
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._store.checkpoint)
+        self._last_checkpoint = time.monotonic()
+        self._metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def _record(self, result: BatchResult, seconds: float, size: int) -> None:
         self.last_sequence = max(self.last_sequence, result.last_sequence)

@@ -35,6 +35,12 @@ class MaterializerMetrics:
             buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000),
             registry=r,
         )
+        self.checkpoint_seconds = Histogram(
+            "pulse_materializer_checkpoint_seconds",
+            "Time of one scheduled CHECKPOINT of the DuckDB file",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.last_sequence = Gauge(
             "pulse_materializer_last_sequence", "Last applied stream sequence", registry=r
         )

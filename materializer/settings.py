@@ -41,6 +41,10 @@ class Settings:
     #: BATCH_MAX_WAIT_MS: how long a batch may wait to fill once the writer is free (0: apply
     #: at once; batches still form from what arrives while the previous one commits).
     batch_max_wait_ms: int = 0
+    #: CHECKPOINT_INTERVAL: seconds between checkpoints of the DuckDB file while events
+    #: arrive (0: only when the WAL reaches 256 MB). A checkpoint writes the WAL into the
+    #: file, so a restart replays at most this much and the file shows its real size.
+    checkpoint_interval: float = 300.0
     #: HEARTBEAT_INTERVAL: seconds between version heartbeats on the change subject.
     heartbeat_interval: float = 2.0
     #: QUERY_WORKERS: threads answering named queries concurrently with ingest.
@@ -67,6 +71,7 @@ class Settings:
             "http_port": _int(env, "MATERIALIZER_HTTP_PORT", cls.http_port, 0, 65535),
             "batch_max_events": _int(env, "BATCH_MAX_EVENTS", cls.batch_max_events, 1),
             "batch_max_wait_ms": _int(env, "BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 0),
+            "checkpoint_interval": _float(env, "CHECKPOINT_INTERVAL", cls.checkpoint_interval),
             "heartbeat_interval": _float(env, "HEARTBEAT_INTERVAL", cls.heartbeat_interval),
             "query_workers": _int(env, "QUERY_WORKERS", cls.query_workers, 1, 64),
             "stream_duplicate_window": _float(
@@ -91,6 +96,8 @@ class Settings:
             raise SettingsError(
                 f"LOG_LEVEL {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR"
             )
+        if self.checkpoint_interval < 0:
+            raise SettingsError("CHECKPOINT_INTERVAL must be 0 or a positive number of seconds")
         if self.heartbeat_interval <= 0:
             raise SettingsError("HEARTBEAT_INTERVAL must be a positive number of seconds")
         if self.duckdb_path.exists() and self.duckdb_path.is_dir():

@@ -18,12 +18,11 @@ scanned all of them per batch, ~47 ms at 5M events and growing with history.
 from __future__ import annotations
 
 import gc
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -36,6 +35,8 @@ from materializer.queries import BadQuery, QueryContext, QueryResult, run
 from pulse_bi.contract import Changes
 
 __all__ = ["BadQuery", "BatchResult", "QueryResult", "RawMessage", "Store"]
+
+_T = TypeVar("_T")
 
 #: Raw tables that hold the id of every event ever stored (valid or rejected).
 _EVENT_ID_TABLES = (
@@ -214,10 +215,7 @@ class Store:
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self.conn = conn
         self._seen = SeenIndex(conn)
-        self._last_sequence = int(pipeline.state(conn)["last_sequence"])  # type: ignore[call-overload]
-        self._readers = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._cursors_lock = threading.Lock()
+        self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
         #: Last sequence of the stream as seen by the consumer; shown as lag in ``pipeline``.
         self.stream_last_sequence = 0
 
@@ -385,30 +383,33 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Pipeline state: last_sequence, counters, last event time, last batch time."""
-        return pipeline.state(self._reader())
+        return self.read(pipeline.state)
 
-    def _reader(self) -> duckdb.DuckDBPyConnection:
-        # One cursor per thread: a DuckDB cursor is not safe to share between threads.
-        cursor: duckdb.DuckDBPyConnection | None = getattr(self._readers, "cursor", None)
-        if cursor is None:
-            with self._cursors_lock:
-                cursor = self.conn.cursor()
-                self._cursors.append(cursor)
-            self._readers.cursor = cursor
-        return cursor
+    def read(self, reader: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """Run ``reader`` on a cursor of its own and close it: every read goes through here.
+
+        A result left open on a long-lived cursor (a ``fetchone()`` on a streaming
+        result) keeps its read transaction open: DuckDB then keeps the old version of
+        every later commit, spills them to the ``.tmp`` folder and cannot checkpoint, so
+        batches slow down by the minute. Closing the cursor ends the transaction.
+        ``reader`` must return materialized values (``fetchall``, not a live result).
+        A cursor costs a few microseconds (docs/OPERATIONS.md, "Checkpoints").
+        """
+        with self.conn.cursor() as cursor:
+            return reader(cursor)
 
     def query(
         self, name: str, params: Mapping[str, Any], *, context: QueryContext | None = None
     ) -> QueryResult:
-        """Answer a named query on this thread's own cursor; raises ``BadQuery``."""
+        """Answer a named query on a cursor of its own; raises ``BadQuery``."""
         if context is None:
             context = QueryContext(stream_last_sequence=self.stream_last_sequence)
-        return run(self._reader(), name, params, context)
+        return self.read(lambda cursor: run(cursor, name, params, context))
+
+    def checkpoint(self) -> None:
+        """Write the WAL into the database file (on the writer thread, between batches)."""
+        self.conn.execute("CHECKPOINT")
 
     def close(self) -> None:
-        """Close the readers' cursors, then the database."""
-        with self._cursors_lock:
-            for cursor in self._cursors:
-                cursor.close()
-            self._cursors.clear()
+        """Close the database (DuckDB checkpoints it on close)."""
         self.conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,30 @@ def test_pipeline_reports_position_counters_and_lag(store: Store) -> None:
     store.stream_last_sequence = 20
     lagging = store.query("pipeline", {}).data
     assert (lagging["stream_last_sequence"], lagging["lag"]) == (20, 12)
+
+
+@pytest.mark.parametrize("name", [*QUERY_NAMES, "stats()"])
+def test_no_read_leaves_a_transaction_open(store: Store, name: str) -> None:
+    """A read left open keeps old versions alive and blocks checkpoints (docs/OPERATIONS.md).
+
+    The read runs on a worker thread, as the query service runs it; a batch then commits
+    and CHECKPOINT must succeed.
+    """
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        if name == "stats()":
+            worker.submit(store.stats).result()
+        else:
+            worker.submit(store.query, name, PARAMS.get(name, {})).result()
+        stream = Stream(start=store.last_sequence() + 1)
+        store.apply_batch([stream.move("SKU-1", "W1", 1), stream.order("O-2")])
+        store.checkpoint()  # raises "Cannot CHECKPOINT: … other write transactions active"
+        # The worker thread stays alive for the next read, as the query pool's threads do.
+        worker.submit(store.stats).result()
+        store.apply_batch([stream.move("SKU-1", "W1", 1)])
+        store.checkpoint()
+
+
+def test_reads_are_in_utc_whatever_the_process_time_zone(store: Store) -> None:
+    """Hour buckets are UTC on every cursor (a cursor does not inherit a session SET)."""
+    rows = store.read(lambda cur: cur.execute("SELECT current_setting('TimeZone')").fetchall())
+    assert rows == [("UTC",)]
