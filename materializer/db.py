@@ -1,15 +1,46 @@
-"""The DuckDB file: opening a connection and bringing its schema up to date."""
+"""The DuckDB file: opening a connection and bringing its schema up to date.
+
+Opening checks the file before DuckDB reads it and turns DuckDB's errors about the file
+into one line that says what is wrong and what to do (``DatabaseFileError``): a SQLite
+or other non-DuckDB file, a truncated or corrupt one, a lock held by another process
+(named by its PID), a schema newer than the code (docs/OPERATIONS.md, "Start-up checks").
+"""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from materializer import migrations as _migrations_package
+
+log = logging.getLogger("pulse_bi.materializer.db")
+
+#: First bytes of a SQLite 3 file; DuckDB would try to load its sqlite extension for it.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: DuckDB files carry "DUCK" at byte 8, and three 4 KiB header blocks before the data.
+_DUCKDB_MAGIC = b"DUCK"
+_DUCKDB_HEADER_BYTES = 3 * 4096
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+_CORRUPT_WORDS = ("could not read enough bytes", "corrupt", "checksum", "not a valid duckdb")
+
+
+class DatabaseFileError(Exception):
+    """The DuckDB file cannot be used as it is; the message says why and what to do."""
+
+
+class SchemaTooNew(DatabaseFileError):
+    """The file was written by a newer pulse-bi (a schema version this code does not know)."""
+
+
+class DatabaseLocked(DatabaseFileError):
+    """Another process has the file open (DuckDB allows one writer process)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +60,19 @@ class MigrationStatus:
     latest: int
     pending: list[str] = field(default_factory=list)
 
+    @property
+    def too_new(self) -> bool:
+        """The file holds a migration newer than any this code ships."""
+        return self.current > self.latest
+
+    def too_new_message(self, path: str | Path) -> str:
+        """The refusal for a file written by a newer pulse-bi, naming both versions."""
+        return (
+            f"{path} is at schema version {self.current}, newer than this pulse-bi knows "
+            f"(latest {self.latest}): run the pulse-bi that wrote it, or move the file away "
+            'to rebuild it from the stream (docs/OPERATIONS.md, "Rebuilding")'
+        )
+
 
 def available_migrations() -> list[Migration]:
     """All migrations shipped with the code, oldest first."""
@@ -43,16 +87,106 @@ def available_migrations() -> list[Migration]:
     return found
 
 
+def check_file(path: str | Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB reads it."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(16)
+    except FileNotFoundError:
+        return  # DuckDB creates it
+    except OSError as exc:
+        raise DatabaseFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not head:
+        return  # an empty file: DuckDB initialises it
+    if head.startswith(_SQLITE_MAGIC):
+        raise DatabaseFileError(
+            f"{path} is a SQLite database, not a DuckDB file: point DUCKDB_PATH at the "
+            "materializer's DuckDB file (or a new path to build one)"
+        )
+    if len(head) < 12 or head[8:12] != _DUCKDB_MAGIC:
+        raise DatabaseFileError(
+            f"{path} is not a DuckDB database file (no DuckDB header): point DUCKDB_PATH "
+            "at the materializer's DuckDB file, or move this one away to rebuild"
+        )
+
+
+def _holder(pid: str, program: str) -> str:
+    """``1234 (python -m pulse_bi materializer)``: the PID and, when visible, its command."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    except OSError:
+        command = ""
+    return f"{pid} ({command or program})"
+
+
+def file_error(path: str | Path, exc: duckdb.Error) -> DatabaseFileError | None:
+    """The one-line ``DatabaseFileError`` for DuckDB's error about the file, if it is one."""
+    text = " ".join(str(exc).split())
+    held = _LOCK_HOLDER.search(text)
+    if held is not None:
+        return DatabaseLocked(
+            f"{path} is in use by process {_holder(held['pid'], held['program'])}: DuckDB "
+            "allows one process per file; stop that process first"
+        )
+    lowered = text.lower()
+    if any(words in lowered for words in _CORRUPT_WORDS):
+        detail = text.removeprefix("IO Error: ")
+        return DatabaseFileError(
+            f"{path} is truncated or corrupt ({detail}): restore it from a backup or move it "
+            'away to rebuild it from the stream (docs/OPERATIONS.md, "Rebuilding")'
+        )
+    return None
+
+
+def _check_size(conn: duckdb.DuckDBPyConnection, path: str | Path) -> None:
+    """A file shorter than its own block count says was truncated (copy cut short)."""
+    row = conn.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    if row is None or not row[1]:
+        return
+    expected = _DUCKDB_HEADER_BYTES + int(row[0]) * int(row[1])
+    actual = os.path.getsize(path)
+    if actual < expected:
+        raise DatabaseFileError(
+            f"{path} is truncated ({actual} bytes, its header says {expected}): restore it "
+            'from a backup or move it away to rebuild it (docs/OPERATIONS.md, "Rebuilding")'
+        )
+
+
 def connect(
-    path: str | Path, *, memory_limit: str | None = None, threads: int | None = None
+    path: str | Path,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    read_only: bool = False,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (or create) the DuckDB file read-write with the session settings we rely on."""
-    config: dict[str, str | bool | int | float | list[str]] = {}
+    """Open (or create) the DuckDB file with the session settings we rely on.
+
+    Raises ``DatabaseFileError`` for a file that is not a usable DuckDB database.
+    """
+    check_file(path)
+    # Nothing is downloaded at run time: a file that needs an extension (a SQLite file
+    # would load ``sqlite_scanner``) fails with a message instead of reaching the network.
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     if threads is not None:
         config["threads"] = threads
-    conn = duckdb.connect(str(path), config=config)
+    try:
+        conn = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.Error as exc:
+        error = file_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+    try:
+        _check_size(conn, path)
+    except BaseException:
+        conn.close()
+        raise
     # Hour buckets are UTC: date_trunc on TIMESTAMPTZ follows the time zone of the
     # session. GLOBAL, so that every cursor (``Store.read``) starts in UTC too: a cursor
     # does not inherit the SET of the connection it came from.
@@ -61,8 +195,22 @@ def connect(
     # at the default 16 MB of WAL that happens every few batches and costs more than the
     # batches' own inserts. 256 MB measured 15 % more events per CPU-second at the same
     # peak RSS; the price is a longer WAL replay after a crash (seconds).
-    conn.execute("SET checkpoint_threshold = '256MB'")
+    if not read_only:
+        conn.execute("SET checkpoint_threshold = '256MB'")
     return conn
+
+
+def rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; never hide the error that made us roll back.
+
+    When a COMMIT fails (disk full while writing the WAL), DuckDB has already ended the
+    transaction and ROLLBACK raises "no transaction is active": the caller re-raises the
+    real cause, so the failed ROLLBACK is only logged.
+    """
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error as exc:
+        log.debug("rollback after a failed batch: %s", exc)
 
 
 def _ensure_bookkeeping(conn: duckdb.DuckDBPyConnection) -> None:
@@ -80,20 +228,31 @@ def status(conn: duckdb.DuckDBPyConnection) -> MigrationStatus:
     exists = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     ).fetchone()
-    current = 0
-    if exists is not None and exists[0]:
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-        current = int(row[0]) if row is not None else 0
-    pending = [f"{m.version:04d}_{m.name}" for m in known if m.version > current]
+    applied = _applied(conn) if exists is not None and exists[0] else set()
+    current = max(applied, default=0)
+    # Pending is every known migration not applied, not only those above the newest
+    # applied one: migrations written in parallel apply in any order.
+    pending = [f"{m.version:04d}_{m.name}" for m in known if m.version not in applied]
     return MigrationStatus(current, latest, pending)
 
 
-def apply_migrations(conn: duckdb.DuckDBPyConnection) -> MigrationStatus:
-    """Apply every pending migration, each in its own transaction."""
+def _applied(conn: duckdb.DuckDBPyConnection) -> set[int]:
+    return {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def apply_migrations(conn: duckdb.DuckDBPyConnection, path: str | Path = "") -> MigrationStatus:
+    """Apply every pending migration, each in its own transaction.
+
+    Raises ``SchemaTooNew`` for a file written by a newer pulse-bi: running older code
+    on it could misread or corrupt what the newer schema means.
+    """
     _ensure_bookkeeping(conn)
-    current = status(conn).current
+    before = status(conn)
+    if before.too_new:
+        raise SchemaTooNew(before.too_new_message(path or "the DuckDB file"))
+    applied = _applied(conn)
     for migration in available_migrations():
-        if migration.version <= current:
+        if migration.version in applied:
             continue
         conn.execute("BEGIN")
         try:
@@ -104,7 +263,7 @@ def apply_migrations(conn: duckdb.DuckDBPyConnection) -> MigrationStatus:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
     return status(conn)
 
@@ -115,9 +274,15 @@ def migration_status(path: str | Path) -> MigrationStatus:
         known = available_migrations()
         latest = known[-1].version if known else 0
         return MigrationStatus(0, latest, [f"{m.version:04d}_{m.name}" for m in known])
-    conn = connect(path)
+    # Read-only: looking must not change the file (no WAL replay written, no checkpoint).
+    conn = connect(path, read_only=True)
     try:
         return status(conn)
+    except duckdb.Error as exc:
+        error = file_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         conn.close()
 
@@ -126,6 +291,6 @@ def upgrade(path: str | Path) -> MigrationStatus:
     """Create or upgrade the database file at ``path`` to the latest schema."""
     conn = connect(path)
     try:
-        return apply_migrations(conn)
+        return apply_migrations(conn, path)
     finally:
         conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from materializer import db
 from materializer.store import Store
@@ -31,9 +32,44 @@ def test_upgrade_brings_a_file_to_the_latest_version(tmp_path: Path) -> None:
     assert db.upgrade(path) == status
 
 
-def test_migrations_are_numbered_consecutively_from_one() -> None:
+def test_migrations_are_numbered_uniquely_from_one() -> None:
+    # Unique, not necessarily consecutive: migrations written in parallel branches take
+    # distinct numbers, and each file records the set it applied (db.apply_migrations).
     versions = [m.version for m in db.available_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions[0] == 1
+    assert versions == sorted(set(versions))
+
+
+def test_a_migration_missing_below_the_newest_applied_one_is_still_applied(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "pulse.duckdb"
+    db.upgrade(path)
+    newest = db.available_migrations()[-1]
+    conn = duckdb.connect(str(path))
+    try:  # as if the file was written by code that did not have migration 2 yet
+        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+        conn.execute("DROP TABLE seen_events")
+    finally:
+        conn.close()
+    assert db.migration_status(path).pending == ["0002_seen_events"]
+    status = db.upgrade(path)
+    assert status.pending == [] and status.current == newest.version
+
+
+def test_a_file_newer_than_the_code_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "pulse.duckdb"
+    latest = db.upgrade(path).latest
+    conn = duckdb.connect(str(path))
+    try:
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'future')", [latest + 5])
+    finally:
+        conn.close()
+    with pytest.raises(db.SchemaTooNew) as refused:
+        Store.open(path)
+    message = str(refused.value)
+    assert f"schema version {latest + 5}" in message and f"(latest {latest})" in message
+    assert db.migration_status(path).too_new
 
 
 def test_store_open_applies_pending_migrations_and_records_them(tmp_path: Path) -> None:
