@@ -39,8 +39,13 @@ class QueryResult:
 class QueryContext:
     """Facts a query may need that are not in the database."""
 
-    stream_last_sequence: int = 0
+    #: The stream's last sequence; None when not known (a store without a consumer).
+    stream_last_sequence: int | None = None
     today: date | None = None
+    #: The materializer's health (``ok``, ``degraded``, ``unavailable``) and its reason,
+    #: shown by the ``pipeline`` query.
+    status: str = "ok"
+    reason: str = "ok"
 
     def today_utc(self) -> date:
         """The as-of date default: today in UTC."""

@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from materializer import db, events
+from materializer import continuity, db, events
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
 from materializer.queries import BadQuery, QueryContext, QueryResult, run
@@ -207,6 +207,8 @@ class BatchResult:
     aggregates: set[str]  # subset of contract.AGGREGATES touched ("pipeline" always)
     changes: Changes = field(default_factory=Changes)
     last_event_time: datetime | None = None
+    #: Sequences gone from the stream before this batch, recorded with it (continuity).
+    gaps: list[continuity.Gap] = field(default_factory=list)
 
 
 class Store:
@@ -216,8 +218,9 @@ class Store:
         self.conn = conn
         self._seen = SeenIndex(conn)
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
-        #: Last sequence of the stream as seen by the consumer; shown as lag in ``pipeline``.
-        self.stream_last_sequence = 0
+        #: Last sequence of the stream as seen by the consumer (None: not known yet);
+        #: shown as lag in ``pipeline``.
+        self.stream_last_sequence: int | None = None
 
     @classmethod
     def open(
@@ -226,7 +229,7 @@ class Store:
         """Open or create the DuckDB file read-write and apply pending migrations."""
         conn = db.connect(path, memory_limit=memory_limit, threads=threads)
         try:
-            db.apply_migrations(conn)
+            db.apply_migrations(conn, path)
         except BaseException:
             conn.close()
             raise
@@ -245,13 +248,15 @@ class Store:
         cur = self.conn
         cur.execute("BEGIN")
         try:
+            gaps = continuity.record_gaps(cur, last, [m.sequence for m in fresh])
             result, batch = self._apply(cur, fresh)
+            result.gaps = gaps
             event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
             del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            db.rollback(cur)  # a failed ROLLBACK must not hide why the batch failed
             raise
         self._last_sequence = result.last_sequence
         # Only what committed is seen from now on.

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
+from materializer import continuity
 from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
 from materializer.queries import (
     Params,
@@ -24,7 +25,14 @@ from materializer.queries import (
 
 NAME = "pipeline"
 EVENT_TYPES: tuple[str, ...] = ()
-TABLES = ("pipeline_state", "rejected_events", "seen_events", "seen_keys")
+TABLES = (
+    "pipeline_state",
+    "rejected_events",
+    "seen_events",
+    "seen_keys",
+    "stream_gaps",
+    "stream_identity",
+)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -114,16 +122,25 @@ def state(cur: duckdb.DuckDBPyConnection) -> dict[str, object]:
 
 
 def pipeline(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
-    """Applied position, counters and lag behind the stream."""
+    """Applied position, counters, lag behind the stream, lost data and health."""
     params.done()
     current = state(cur)
     last = int(current["last_sequence"])  # type: ignore[call-overload]
-    stream_last = max(context.stream_last_sequence, last)
+    # Not clamped to the applied sequence: a stream that ends before it is not the
+    # stream the file was built from, and must show (docs/OPERATIONS.md).
+    known = context.stream_last_sequence
+    stream_last = last if known is None else known
+    gap_count, missing = continuity.gap_totals(cur)
     return QueryResult(
         {
+            "status": context.status,
+            "reason": context.reason,
             "last_sequence": last,
             "stream_last_sequence": stream_last,
-            "lag": stream_last - last,
+            "lag": max(0, stream_last - last),
+            "gap_count": gap_count,
+            "events_missing": missing,
+            "gaps": continuity.recent_gaps(cur),
             "events_applied": current["events_applied"],
             "events_rejected": current["events_rejected"],
             "batches": current["batches"],
