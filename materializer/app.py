@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from datetime import UTC, datetime
 from types import TracebackType
@@ -20,13 +21,15 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from materializer import continuity
 from materializer.consumer import Ingestor
 from materializer.http import HttpServer
 from materializer.metrics import MaterializerMetrics
+from materializer.queries import QueryContext
 from materializer.service import QueryService
 from materializer.settings import Settings
 from materializer.store import BatchResult, Store
-from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, ChangeNotice, notice_encoder
+from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_encoder
 from pulse_bi.streams import ensure_stream
 
 log = logging.getLogger("pulse_bi.materializer")
@@ -49,6 +52,11 @@ class Materializer:
         self._stream_last_sequence = 0
         self._state: dict[str, Any] = {}
         self._sequence_changed = asyncio.Condition()
+        self.guard: continuity.StreamGuard | None = None
+        #: What start-up is doing (logged when a signal stops it half-way).
+        self.starting_step = "not started"
+        #: Gaps recorded in the file and the events they hold (``degraded`` while any).
+        self._gaps = (0, 0)
 
     async def __aenter__(self) -> Materializer:
         try:
@@ -69,14 +77,12 @@ class Materializer:
     async def _open(self) -> None:
         s = self.settings
         s.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        self.store = await asyncio.to_thread(
-            Store.open,
-            s.duckdb_path,
-            memory_limit=s.duckdb_memory_limit or None,
-            threads=s.duckdb_threads or None,
-        )
+        self.starting_step = f"opening {s.duckdb_path}"
+        self.store = await asyncio.to_thread(self._open_store)
         self._state = dict(self.store.stats())
+        self._gaps = self.store.read(continuity.gap_totals)
         self._notice_version = int(self._state.get("last_sequence") or 0)
+        self.starting_step = f"connecting to NATS at {s.nats_url}"
         self.nc = await nats.connect(
             s.nats_url.split(","),
             name="pulse-bi-materializer",
@@ -87,21 +93,93 @@ class Materializer:
             reconnected_cb=self._nats_reconnected,
         )
         self.js = self.nc.jetstream()
-        await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
-        self.ingestor = Ingestor(self.js, self.store, s, self.metrics, self._announce)
-        self.service = QueryService(self.nc, self.store, self.metrics, self.stats, s.query_workers)
+        self.starting_step = "checking the stream"
+        info = await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
+        self.guard = await self._guard_stream(info)
+        self.ingestor = Ingestor(
+            self.js,
+            self.store,
+            s,
+            self.metrics,
+            self._announce,
+            self.guard,
+            self._reopen_store,
+        )
+        self.service = QueryService(
+            self.nc,
+            self.store,
+            self.metrics,
+            self.stats,
+            s.query_workers,
+            health=self.health,
+            context=self.query_context,
+        )
         await self.service.start()
         await self.ingestor.start()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if s.http_port:
             self.http = HttpServer(self, s.http_host, s.http_port)
             await self.http.start()
+        self.starting_step = "running"
         log.info(
             "materializer ready: %s, NATS %s, last sequence %d",
             s.duckdb_path,
             s.nats_url,
             self._notice_version,
         )
+
+    def _open_store(self) -> Store:
+        s = self.settings
+        return Store.open(
+            s.duckdb_path,
+            memory_limit=s.duckdb_memory_limit or None,
+            threads=s.duckdb_threads or None,
+        )
+
+    async def _reopen_store(self) -> Store:
+        """A fresh DuckDB instance on the same file, after DuckDB invalidated the last one."""
+        old = self.store
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(old.close)
+        store = await asyncio.to_thread(self._open_store)
+        store.stream_last_sequence = old.stream_last_sequence if old is not None else None
+        self.store = store
+        if self.service is not None:
+            self.service.use_store(store)
+        log.warning(
+            "DuckDB file %s open again at sequence %d",
+            self.settings.duckdb_path,
+            store.last_sequence(),
+        )
+        return store
+
+    async def _guard_stream(self, info: Any) -> continuity.StreamGuard:
+        """Compare the stream with the one the file was built from (kept at first use)."""
+        assert self.store is not None and self.js is not None
+        store = self.store
+        applied = store.last_sequence()
+        kept = store.read(continuity.load_identity)
+        current = continuity.identity_of(info)
+        # Kept at first use; an empty file has consumed nothing and takes the stream as is.
+        adopt = kept is None or (applied == 0 and kept.created != current.created)
+        path = self.settings.duckdb_path
+        if adopt and continuity.replaced_reason(None, info, applied, path) is None:
+            if kept is None and applied:
+                log.info(
+                    "file applied %d events before it kept the stream's identity: "
+                    "stream %s (created %s) taken as its own",
+                    applied,
+                    current.stream,
+                    current.created,
+                )
+            await asyncio.to_thread(continuity.save_identity, store.conn, current)
+            kept = current
+        guard = continuity.StreamGuard(self.js, kept, self.settings.duckdb_path)
+        guard.judge(info, applied)
+        self._stream_last_sequence = guard.stream_last_sequence
+        self._update_lag()
+        return guard
 
     # -- state ---------------------------------------------------------------------
 
@@ -116,8 +194,10 @@ class Materializer:
         return {
             "version": last,
             "last_sequence": last,
-            "stream_last_sequence": max(self._stream_last_sequence, last),
+            "stream_last_sequence": self._stream_last_sequence,
             "lag": max(0, self._stream_last_sequence - last),
+            "gap_count": self._gaps[0],
+            "events_missing": self._gaps[1],
             "events_applied": int(self._state.get("events_applied") or 0),
             "events_rejected": int(self._state.get("events_rejected") or 0),
             "events_duplicate": int(self._state.get("events_duplicate") or 0),
@@ -127,15 +207,61 @@ class Materializer:
             "nats_connected": bool(self.nc and self.nc.is_connected),
         }
 
-    def healthy(self) -> tuple[bool, str]:
-        """Whether the materializer is doing its job, and if not why."""
+    def health(self) -> tuple[str, str]:
+        """``ok``, ``degraded`` (serving, but something needs attention) or
+        ``unavailable`` (not doing its job), with the reason (docs/OPERATIONS.md, "Health")."""
+        down: list[str] = []
         if self.nc is None or not self.nc.is_connected:
-            return False, "not connected to NATS"
-        if self.ingestor is None or not self.ingestor.started.is_set():
-            return False, "ingest not started"
-        if self.ingestor.failed:
-            return False, f"ingest stopped: {self.ingestor.failed}"
-        return True, "ok"
+            down.append("not connected to NATS")
+        if self.guard is not None and self.guard.replaced:
+            down.append(self.guard.replaced)
+        elif self.ingestor is None or not self.ingestor.started.is_set():
+            down.append("ingest not started")
+        elif self.ingestor.failed:
+            down.append(f"ingest stopped: {self.ingestor.failed}")
+        elif self.ingestor.fault:
+            down.append(f"ingest retrying: {self.ingestor.fault}")
+        if self.guard is not None and self.guard.problem and not down:
+            down.append(self.guard.problem)
+        if down:
+            return "unavailable", "; ".join(down)
+        warnings: list[str] = []
+        if self._gaps[0]:
+            warnings.append(continuity.gaps_reason(*self._gaps))
+        low = self._low_disk()
+        if low:
+            warnings.append(low)
+        if warnings:
+            return "degraded", "; ".join(warnings)
+        return "ok", "ok"
+
+    def healthy(self) -> tuple[bool, str]:
+        """Whether the materializer is doing its job (``degraded`` is), and the reason."""
+        status, reason = self.health()
+        return status != "unavailable", reason
+
+    def _low_disk(self) -> str | None:
+        minimum = self.settings.disk_free_min_bytes
+        path = self.settings.duckdb_path.parent
+        try:
+            free = shutil.disk_usage(path).free
+        except OSError:
+            return None
+        self.metrics.disk_free_bytes.set(free)
+        if not minimum or free >= minimum:
+            return None
+        return (
+            f"low disk space: {free / 1e6:.0f} MB free at {path}, below DISK_FREE_MIN "
+            f"{self.settings.disk_free_min} (checkpoints need headroom, docs/OPERATIONS.md "
+            '"Disk space")'
+        )
+
+    def query_context(self) -> QueryContext:
+        """Facts the named queries need that are not in DuckDB (stream position, health)."""
+        status, reason = self.health()
+        return QueryContext(
+            stream_last_sequence=self._stream_last_sequence, status=status, reason=reason
+        )
 
     async def wait_for_sequence(self, sequence: int, timeout: float = 30.0) -> None:
         """Wait until the batch holding ``sequence`` is committed (tests, tools)."""
@@ -152,6 +278,11 @@ class Materializer:
         st["events_rejected"] = int(st.get("events_rejected") or 0) + result.rejected
         st["events_duplicate"] = int(st.get("events_duplicate") or 0) + result.duplicates
         st["batches"] = int(st.get("batches") or 0) + 1
+        if result.gaps:
+            count, missing = self._gaps
+            self._gaps = (count + len(result.gaps), missing + sum(g.events for g in result.gaps))
+        # A committed batch was confirmed to come from this stream: it reaches that far.
+        self._stream_last_sequence = max(self._stream_last_sequence, result.last_sequence)
         st["last_batch_at"] = datetime.now(UTC)
         if result.last_event_time is not None:
             st["last_event_time"] = result.last_event_time
@@ -190,18 +321,20 @@ class Materializer:
                 log.debug("heartbeat skipped: %s", exc)
 
     async def _refresh_stream_position(self) -> None:
-        if self.js is None or self.nc is None or not self.nc.is_connected:
+        """Ask the stream where it ends, and whether it is still the file's."""
+        if self.guard is None or self.nc is None or not self.nc.is_connected:
             return
-        info = await self.js.stream_info(STREAM_NAME)
-        self._stream_last_sequence = int(info.state.last_seq)
-        self._update_lag()
+        if await self.guard.check(self._notice_version) is not None:
+            # Exact, not clamped: a stream ending before the applied sequence was replaced.
+            self._stream_last_sequence = self.guard.stream_last_sequence
+            self._update_lag()
+        self._low_disk()  # keeps the free-space gauge current
 
     def _update_lag(self) -> None:
-        self._stream_last_sequence = max(self._stream_last_sequence, self._notice_version)
         if self.store is not None:  # the pipeline query reports lag from it
             self.store.stream_last_sequence = self._stream_last_sequence
         self.metrics.stream_last_sequence.set(self._stream_last_sequence)
-        self.metrics.lag.set(self._stream_last_sequence - self._notice_version)
+        self.metrics.lag.set(max(0, self._stream_last_sequence - self._notice_version))
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -16,7 +16,14 @@ callback never blocks; when the buffer holds three batches the ingestor unsubscr
 (the server forgets the ephemeral consumer) and subscribes again from the sequence after
 the last one received once the writer has caught up. A sequence gap (a message that
 never arrived) triggers the same resubscription; a gap that is still there afterwards
-is real (messages deleted from the stream) and is accepted.
+is real (messages deleted from the stream): it is accepted, and the store records it
+with the next batch (``materializer.continuity``).
+
+Before each batch is applied, ``StreamGuard`` confirms the stream is still the one the
+file was built from; a replaced stream stops ingest for good. A batch that fails on a
+fault (disk full, I/O error, or a bug) is rolled back and retried with exponential
+backoff, the store reopened first when DuckDB invalidated it, until it commits: the
+process stays up and reports the cause (docs/OPERATIONS.md, "Faults").
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from materializer import faults
+from materializer.continuity import StreamGuard
 from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
 from materializer.store import BatchResult, RawMessage, Store
@@ -42,6 +51,10 @@ from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 log = logging.getLogger("pulse_bi.materializer.consumer")
 
 BatchListener = Callable[[BatchResult], Awaitable[None]]
+StoreOpener = Callable[[], Awaitable[Store]]
+
+#: First wait before retrying after a fault; it doubles up to ``FAULT_RETRY_MAX``.
+FIRST_RETRY_SECONDS = 0.5
 
 
 def _position(reply: str) -> tuple[int, int]:
@@ -63,9 +76,15 @@ class Ingestor:
         settings: Settings,
         metrics: MaterializerMetrics,
         on_batch: BatchListener,
+        guard: StreamGuard,
+        reopen: StoreOpener,
     ) -> None:
         self._js = js
         self._store = store
+        self._guard = guard
+        self._reopen = reopen
+        self._store_broken = False
+        self._stopped = asyncio.Event()
         self._settings = settings
         self._metrics = metrics
         self._on_batch = on_batch
@@ -91,10 +110,16 @@ class Ingestor:
         self.started = asyncio.Event()
         #: Why ingest stopped, when it stopped on an error.
         self.failed: str | None = None
+        #: The fault the current batch is being retried for (None once it committed).
+        self.fault: str | None = None
 
     async def start(self) -> None:
-        """Subscribe from the sequence after the last committed one and start applying."""
-        await self._subscribe(self.last_sequence + 1)
+        """Subscribe from the sequence after the last committed one and start applying.
+
+        Nothing is subscribed when the stream was replaced: the file must be rebuilt.
+        """
+        if self._guard.replaced is None:
+            await self._subscribe(self.last_sequence + 1)
         self._task = asyncio.create_task(self._apply_loop(), name="materializer-ingest")
         self.started.set()
 
@@ -135,7 +160,7 @@ class Ingestor:
     async def _resume(self) -> None:
         """Subscribe again right after the last message received."""
         async with self._flow_lock:
-            if self._stopping or not self._paused:
+            if self._stopping or not self._paused or self._guard.replaced is not None:
                 return
             await self._unsubscribe()
             while not self._stopping:
@@ -152,7 +177,7 @@ class Ingestor:
                     return
 
     async def _receive(self, msg: Msg) -> None:
-        if self._paused:
+        if self._paused or self._guard.replaced is not None:
             return  # in flight before the pause; read again on resume
         sequence, timestamp_ns = _position(msg.reply)
         if sequence <= self._last_received:
@@ -211,8 +236,14 @@ class Ingestor:
                 if self._stopping:
                     return
                 continue
+            if not await self._stream_confirmed():
+                if self._guard.replaced is not None:
+                    await self._halt()
+                return  # stopping: what was not applied is read again after a restart
             started = time.perf_counter()
-            result = await loop.run_in_executor(self._writer, self._store.apply_batch, batch)
+            result = await self._apply_until_committed(loop, batch)
+            if result is None:
+                return  # stopping during a fault: the batch was not committed
             self._record(result, time.perf_counter() - started, len(batch))
             await self._checkpoint_when_due()
             try:
@@ -222,19 +253,135 @@ class Ingestor:
             if self._stopping and not self._buffer:
                 return
 
+    async def _stream_confirmed(self) -> bool:
+        """Wait until JetStream confirms the stream is the file's; False when it was
+        replaced (``guard.replaced``) or when stopping."""
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            verdict = await self._guard.check(self.last_sequence)
+            if verdict is not None:
+                return verdict
+            log.warning("%s; asking again in %.1f s", self._guard.problem, delay)
+            if not await self._wait(delay):
+                return False
+            delay = min(delay * 2, self._settings.fault_retry_max)
+
+    async def _halt(self) -> None:
+        """The stream was replaced: receive and apply nothing more, until stopped."""
+        self._paused = True
+        async with self._flow_lock:
+            await self._unsubscribe()
+        self._buffer.clear()
+        self._has_messages.clear()
+        self._last_received = self.last_sequence
+        await self._stopped.wait()
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep, cut short by ``stop()``; False when stopping."""
+        if self._stopping:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        return not self._stopping
+
+    async def _apply_until_committed(
+        self, loop: asyncio.AbstractEventLoop, batch: list[RawMessage]
+    ) -> BatchResult | None:
+        """Apply ``batch``, retrying with backoff on faults; None when stopped first."""
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                if self._store_broken:
+                    await self._open_again()
+                result = await loop.run_in_executor(self._writer, self._store.apply_batch, batch)
+            except Exception as exc:
+                where = f"applying sequences {batch[0].sequence}-{batch[-1].sequence}"
+                await self._on_fault(loop, exc, where, delay)
+                if not await self._wait(delay):
+                    return None
+                delay = min(delay * 2, self._settings.fault_retry_max)
+                continue
+            if self.fault is not None:
+                log.warning(
+                    "fault cleared: %s committed",
+                    f"sequences {batch[0].sequence}-{batch[-1].sequence}",
+                )
+                self.fault = None
+            return result
+
+    async def _on_fault(
+        self, loop: asyncio.AbstractEventLoop, exc: Exception, where: str, delay: float
+    ) -> None:
+        """Record a fault: health shows its cause, and a store DuckDB invalidated is
+        opened again before the next attempt."""
+        infrastructure = faults.is_infrastructure(exc)
+        cause = faults.describe(exc)
+        self.fault = cause if infrastructure else f"internal error {where}: {cause}"
+        self._metrics.faults.labels("infrastructure" if infrastructure else "internal").inc()
+        if infrastructure:
+            log.error("%s failed: %s; retrying in %.1f s", where, cause, delay)
+        else:  # a bug, not the machine: keep the traceback
+            log.exception("%s failed; retrying in %.1f s", where, delay)
+        if not self._store_broken:
+            self._store_broken = not await loop.run_in_executor(self._writer, self._usable)
+
+    def _usable(self) -> bool:
+        """Whether the store still answers (DuckDB invalidates a database after a fatal error)."""
+        try:
+            self._store.read(lambda cursor: cursor.execute("SELECT 1").fetchall())
+        except Exception:
+            return False
+        return True
+
+    async def _open_again(self) -> None:
+        """Close the invalidated store and open the file again (a fresh DuckDB instance)."""
+        log.warning("DuckDB invalidated the database after a fault: opening it again")
+        self._store = await self._reopen()
+        self._store_broken = False
+
     async def _checkpoint_when_due(self) -> None:
-        """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md)."""
+        """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md).
+
+        The batch before it is committed already; a failed checkpoint (disk full) is a
+        fault like a failed batch, and DuckDB usually invalidates the database after
+        it: it is opened again (the WAL holds every commit) with backoff until it can be.
+        """
         interval = self._settings.checkpoint_interval
         if not interval or time.monotonic() - self._last_checkpoint < interval:
             return
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._store.checkpoint)
+        loop = asyncio.get_running_loop()
         self._last_checkpoint = time.monotonic()
+        try:
+            await loop.run_in_executor(self._writer, self._store.checkpoint)
+        except Exception as exc:
+            delay = FIRST_RETRY_SECONDS
+            await self._on_fault(loop, exc, "checkpoint", delay)
+            while self._store_broken and await self._wait(delay):
+                delay = min(delay * 2, self._settings.fault_retry_max)
+                try:
+                    await self._open_again()
+                except Exception as again:
+                    await self._on_fault(loop, again, "opening the DuckDB file", delay)
+            if not self._store_broken:
+                self.fault = None
+            return
         self._metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def _record(self, result: BatchResult, seconds: float, size: int) -> None:
         self.last_sequence = max(self.last_sequence, result.last_sequence)
         m = self._metrics
+        for gap in result.gaps:
+            log.warning(
+                "sequences %d-%d were gone from stream %s: %d events lost (recorded in "
+                "stream_gaps, shown by pipeline.gaps)",
+                gap.first,
+                gap.last,
+                STREAM_NAME,
+                gap.events,
+            )
+            m.gaps.inc()
+            m.events_missing.inc(gap.events)
         m.events_applied.inc(result.applied)
         m.events_rejected.inc(result.rejected)
         m.events_duplicate.inc(result.duplicates)
@@ -260,6 +407,7 @@ class Ingestor:
     async def stop(self) -> None:
         """Stop receiving, apply and commit what was received, then return."""
         self._stopping = True
+        self._stopped.set()
         async with self._flow_lock:
             await self._unsubscribe()
         self._has_messages.set()

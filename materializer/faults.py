@@ -16,6 +16,7 @@ Two kinds of failure reach the writer, and they are handled in opposite ways
 from __future__ import annotations
 
 import errno
+import re
 
 import duckdb
 
@@ -57,10 +58,17 @@ def is_infrastructure(exc: BaseException) -> bool:
     return any(words in message for words in _INFRASTRUCTURE_WORDS)
 
 
+#: DuckDB's words for a full disk: 'Could not write file "<path>": No space left on device'.
+_DUCKDB_NO_SPACE = re.compile(r'file "(?P<path>[^"]+)": No space left on device', re.IGNORECASE)
+
+
 def describe(exc: BaseException) -> str:
     """The real cause in one line, e.g. ``no space left on device at /data/pulse.duckdb``."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         where = f" at {exc.filename}" if exc.filename else ""
         return f"no space left on device{where}"
     text = " ".join(str(exc).split())
+    full = _DUCKDB_NO_SPACE.search(text)
+    if full is not None:
+        return f"no space left on device at {full['path']}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

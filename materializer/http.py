@@ -21,10 +21,12 @@ def create_app(materializer: Materializer) -> Starlette:
     """The operational HTTP app of one materializer."""
 
     async def health(request: Request) -> Response:
-        ok, reason = materializer.healthy()
-        body = {"status": "ok" if ok else "unavailable", "reason": reason}
+        # degraded is 200: the process serves reads and applies events, and restarting it
+        # would not bring lost events back or free disk space (docs/OPERATIONS.md "Health").
+        status, reason = materializer.health()
+        body: dict[str, object] = {"status": status, "reason": reason}
         body.update(materializer.stats())
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     async def stats(request: Request) -> Response:
         return JSONResponse(materializer.stats())

@@ -54,6 +54,27 @@ class MaterializerMetrics:
             "Events in the stream not applied yet",
             registry=r,
         )
+        self.gaps = Counter(
+            "pulse_materializer_stream_gaps",
+            "Sequence gaps found in the stream (events deleted before they were applied)",
+            registry=r,
+        )
+        self.events_missing = Counter(
+            "pulse_materializer_events_missing",
+            "Stream sequences lost in gaps (never applied)",
+            registry=r,
+        )
+        self.faults = Counter(
+            "pulse_materializer_faults",
+            "Failed attempts to apply a batch or checkpoint, retried with backoff",
+            ["kind"],  # infrastructure (disk, I/O, memory) or internal (a bug)
+            registry=r,
+        )
+        self.disk_free_bytes = Gauge(
+            "pulse_materializer_disk_free_bytes",
+            "Free space on the volume of the DuckDB file (at the last /health or heartbeat)",
+            registry=r,
+        )
         self.queries = Counter(
             "pulse_materializer_queries", "Named queries answered", ["query", "outcome"], registry=r
         )

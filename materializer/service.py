@@ -8,6 +8,7 @@ requests. Queries run on DuckDB cursors in worker threads, concurrently with ing
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from nats.micro.service import EndpointConfig, Service
 from prometheus_client import generate_latest
 
 from materializer.metrics import MaterializerMetrics
-from materializer.queries import BadQuery
+from materializer.queries import BadQuery, QueryContext
 from materializer.store import Store
 from pulse_bi import __version__
 from pulse_bi.contract import (
@@ -54,11 +55,16 @@ class QueryService:
         metrics: MaterializerMetrics,
         stats: Callable[[], dict[str, Any]],
         workers: int,
+        *,
+        health: Callable[[], tuple[str, str]] | None = None,
+        context: Callable[[], QueryContext] | None = None,
     ) -> None:
         self._nc = nc
         self._store = store
         self._metrics = metrics
         self._stats = stats
+        self._health_of = health or (lambda: ("ok", "ok"))
+        self._context = context
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="duckdb-query")
         self._service: Service | None = None
 
@@ -130,7 +136,9 @@ class QueryService:
         limit = self._nc.max_payload - 1024
         while True:
             version = self._store_version()
-            result = await loop.run_in_executor(self._pool, self._store.query, name, params)
+            context = self._context() if self._context is not None else None
+            query = functools.partial(self._store.query, name, params, context=context)
+            result = await loop.run_in_executor(self._pool, query)
             encoded = _encode(
                 QueryReply(version=version, data=result.data, next_offset=result.next_offset)
             )
@@ -145,8 +153,13 @@ class QueryService:
     def _store_version(self) -> int:
         return int(self._stats().get("last_sequence") or 0)
 
+    def use_store(self, store: Store) -> None:
+        """Answer from ``store`` from now on (the file was opened again after a fault)."""
+        self._store = store
+
     async def _health(self, request: Request) -> None:
-        await request.respond(_encode({"status": "ok", **self._stats()}))
+        status, reason = self._health_of()
+        await request.respond(_encode({**self._stats(), "status": status, "reason": reason}))
 
     async def _stats_endpoint(self, request: Request) -> None:
         await request.respond(_encode(self._stats()))

@@ -52,6 +52,12 @@ class Settings:
     #: STREAM_DUPLICATE_WINDOW: seconds JetStream drops re-published event ids (when it
     #: creates the stream).
     stream_duplicate_window: float = 120.0
+    #: FAULT_RETRY_MAX: longest wait, in seconds, between retries of a batch that failed
+    #: on a fault (disk full, I/O error); waits start at 0.5 s and double up to it.
+    fault_retry_max: float = 30.0
+    #: DISK_FREE_MIN: free space on the DuckDB file's volume below which /health reports
+    #: ``degraded``, e.g. ``1GB`` (0: no warning). See docs/OPERATIONS.md, "Disk space".
+    disk_free_min: str = "1GB"
     #: LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
 
@@ -77,6 +83,8 @@ class Settings:
             "stream_duplicate_window": _float(
                 env, "STREAM_DUPLICATE_WINDOW", cls.stream_duplicate_window
             ),
+            "fault_retry_max": _float(env, "FAULT_RETRY_MAX", cls.fault_retry_max),
+            "disk_free_min": env.get("DISK_FREE_MIN", cls.disk_free_min).strip() or "0",
             "log_level": (env.get("LOG_LEVEL") or cls.log_level).upper(),
         }
         return cls(**values)
@@ -92,6 +100,11 @@ class Settings:
                 f"DUCKDB_MEMORY_LIMIT {self.duckdb_memory_limit!r} is not a size; "
                 "write it like 256MB or 1GB"
             )
+        if self.disk_free_min != "0" and not _SIZE.match(self.disk_free_min):
+            raise SettingsError(
+                f"DISK_FREE_MIN {self.disk_free_min!r} is not a size; write it like 512MB or "
+                "2GB (0: no warning)"
+            )
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(
                 f"LOG_LEVEL {self.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR"
@@ -103,10 +116,30 @@ class Settings:
         if self.duckdb_path.exists() and self.duckdb_path.is_dir():
             raise SettingsError(f"DUCKDB_PATH {str(self.duckdb_path)!r} is a directory")
 
+    @property
+    def disk_free_min_bytes(self) -> int:
+        """``disk_free_min`` in bytes (0: no warning)."""
+        return size_in_bytes(self.disk_free_min)
+
     @classmethod
     def documented_names(cls) -> list[str]:
         """Field names, for the test that keeps docs/OPERATIONS.md complete."""
         return [f.name for f in fields(cls)]
+
+
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS.update({"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4})
+
+
+def size_in_bytes(text: str) -> int:
+    """``512MB``, ``1.5GiB``… in bytes (as DuckDB reads sizes: KB = 1000, KiB = 1024)."""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$", text)
+    if match is None:
+        raise SettingsError(f"{text!r} is not a size")
+    unit = match[2].lower() or "b"
+    if unit not in _UNITS:
+        raise SettingsError(f"{text!r} is not a size")
+    return int(float(match[1]) * _UNITS[unit])
 
 
 def _int(

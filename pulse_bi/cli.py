@@ -6,6 +6,7 @@ Domain errors become CLI errors here and only here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -70,16 +71,37 @@ def materializer(check: bool) -> None:
 
 async def _run_materializer(settings: Any) -> None:
     from materializer.app import Materializer
+    from materializer.db import DatabaseFileError
 
+    log = logging.getLogger("pulse_bi.materializer")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running = Materializer(settings)
     try:
-        async with Materializer(settings) as running:
+        # Starting may wait (NATS unreachable: nats-py retries forever); a signal ends
+        # that wait too. Cancelling the start closes what was opened.
+        starting = asyncio.create_task(running.__aenter__())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("stopped while starting (%s)", running.starting_step)
+            return
+        stopper.cancel()
+        starting.result()
+        try:
             await running.run_until(stop)
+        finally:
+            await running.close()
+    except DatabaseFileError as exc:  # the file cannot be used as it is: fix, not retry
+        log.error("%s", exc)
+        raise SystemExit(2) from exc
     except Exception as exc:
-        logging.getLogger("pulse_bi.materializer").error("%s", exc)
+        log.error("%s", exc)
         raise SystemExit(1) from exc
 
 
@@ -101,7 +123,11 @@ def migrate() -> None:
 
 @migrate.command("status")
 def migrate_status() -> None:
-    """Print the schema version of DUCKDB_PATH and the pending migrations."""
+    """Print the schema version of DUCKDB_PATH and the pending migrations.
+
+    Exit 2 with one line on a file that is not a usable DuckDB database (SQLite, random
+    bytes, truncated, corrupt), that another process holds, or that is newer than this code.
+    """
     from materializer.db import migration_status
     from materializer.settings import Settings, SettingsError
 
@@ -109,7 +135,7 @@ def migrate_status() -> None:
         settings = Settings.from_env()
     except SettingsError as exc:
         raise click.UsageError(f"bad setting: {exc}") from None
-    status = migration_status(settings.duckdb_path)
+    status = _file_step(lambda: migration_status(settings.duckdb_path))
     click.echo(f"database: {settings.duckdb_path}")
     click.echo(f"version:  {status.current} (latest {status.latest})")
     if status.pending:
@@ -118,6 +144,27 @@ def migrate_status() -> None:
             click.echo(f"  {name}")
     else:
         click.echo("pending:  none")
+    if status.too_new:
+        _fail(status.too_new_message(settings.duckdb_path))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _file_step(step: Any) -> Any:
+    """Run ``step``; a DuckDB file it cannot use is one line on stderr and exit 2."""
+    import duckdb
+
+    from materializer.db import DatabaseFileError
+
+    try:
+        return step()
+    except DatabaseFileError as exc:
+        _fail(str(exc))
+    except duckdb.Error as exc:
+        _fail(f"cannot read the DuckDB file: {' '.join(str(exc).split())}")
 
 
 @migrate.command("upgrade")
@@ -131,7 +178,7 @@ def migrate_upgrade() -> None:
     except SettingsError as exc:
         raise click.UsageError(f"bad setting: {exc}") from None
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    status = upgrade(settings.duckdb_path)
+    status = _file_step(lambda: upgrade(settings.duckdb_path))
     click.echo(f"{settings.duckdb_path}: version {status.current}, up to date")
 
 
