@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import pkgutil
 import re
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ log = logging.getLogger("pulse_bi.materializer.db")
 
 #: First bytes of a SQLite 3 file; DuckDB would try to load its sqlite extension for it.
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: DuckDB files carry "DUCK" at byte 8, and three 4 KiB header blocks before the data.
+#: DuckDB files carry "DUCK" at byte 8.
 _DUCKDB_MAGIC = b"DUCK"
-_DUCKDB_HEADER_BYTES = 3 * 4096
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 _CORRUPT_WORDS = ("could not read enough bytes", "corrupt", "checksum", "not a valid duckdb")
 
@@ -139,20 +137,6 @@ def file_error(path: str | Path, exc: duckdb.Error) -> DatabaseFileError | None:
     return None
 
 
-def _check_size(conn: duckdb.DuckDBPyConnection, path: str | Path) -> None:
-    """A file shorter than its own block count says was truncated (copy cut short)."""
-    row = conn.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
-    if row is None or not row[1]:
-        return
-    expected = _DUCKDB_HEADER_BYTES + int(row[0]) * int(row[1])
-    actual = os.path.getsize(path)
-    if actual < expected:
-        raise DatabaseFileError(
-            f"{path} is truncated ({actual} bytes, its header says {expected}): restore it "
-            'from a backup or move it away to rebuild it (docs/OPERATIONS.md, "Rebuilding")'
-        )
-
-
 def connect(
     path: str | Path,
     *,
@@ -182,11 +166,6 @@ def connect(
         if error is None:
             raise
         raise error from exc
-    try:
-        _check_size(conn, path)
-    except BaseException:
-        conn.close()
-        raise
     # Hour buckets are UTC: date_trunc on TIMESTAMPTZ follows the time zone of the
     # session. GLOBAL, so that every cursor (``Store.read``) starts in UTC too: a cursor
     # does not inherit the SET of the connection it came from.

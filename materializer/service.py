@@ -21,6 +21,7 @@ from nats.micro import Request, ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 from prometheus_client import generate_latest
 
+from materializer import faults
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import BadQuery, QueryContext
 from materializer.store import Store
@@ -124,9 +125,14 @@ class QueryService:
             outcome = "bad_request"
             reply = _error("bad_request", str(exc), self._store_version())
         except Exception as exc:
-            outcome = "internal"
-            log.exception("named query %s failed", name)
-            reply = _error("internal", f"{type(exc).__name__}: {exc}", self._store_version())
+            if faults.is_infrastructure(exc):  # e.g. the file invalidated by a full disk
+                outcome = "unavailable"
+                log.warning("named query %s failed: %s", name, faults.describe(exc))
+                reply = _error("unavailable", faults.describe(exc), self._store_version())
+            else:
+                outcome = "internal"
+                log.exception("named query %s failed", name)
+                reply = _error("internal", f"{type(exc).__name__}: {exc}", self._store_version())
         self._metrics.queries.labels(name, outcome).inc()
         self._metrics.query_seconds.labels(name).observe(time.perf_counter() - started)
         return reply

@@ -62,7 +62,9 @@ def test_a_file_newer_than_the_code_is_refused_naming_both_versions(tmp_path: Pa
     latest = db.upgrade(path).latest
     conn = duckdb.connect(str(path))
     try:
-        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'future')", [latest + 5])
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?, 'future')", [latest + 5]
+        )
     finally:
         conn.close()
     with pytest.raises(db.SchemaTooNew) as refused:
