@@ -156,7 +156,7 @@ async def test_a_recreated_stream_is_never_applied_to_the_old_file(
         new_last = await publish_events(js, *orders(100, 40))
         await until(lambda: running.health()[0] == "unavailable")
         await asyncio.sleep(1)  # heartbeats and the consumer had time to do harm
-        status, reason = running.health()
+        _, reason = running.health()
         pipeline = await ask(nc, "pipeline")
         rows = await ask(nc, "sales_by_hour", **HOUR)
         async with asyncio.timeout(10):  # stops promptly while halted
