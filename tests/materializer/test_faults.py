@@ -140,7 +140,7 @@ def test_a_failed_rollback_does_not_hide_the_real_cause(tmp_path: Path) -> None:
 def test_the_cause_of_a_full_disk_is_named_with_its_path() -> None:
     message = (
         "TransactionContext Error: Failed to commit: "
-        'Could not write file "/data/pulse.duckdb.wal": No space left on device"
+        'Could not write file "/data/pulse.duckdb.wal": No space left on device'
     )
     assert faults.describe(duckdb.TransactionException(message)) == (
         "no space left on device at /data/pulse.duckdb.wal"
