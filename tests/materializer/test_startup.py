@@ -127,7 +127,10 @@ def test_connections_never_install_or_load_extensions(tmp_path: Path) -> None:
 def test_a_sqlite_file_does_not_make_duckdb_reach_for_an_extension(tmp_path: Path) -> None:
     """Even past our header check, DuckDB with our settings only says it is not there."""
     path = sqlite_file(tmp_path / "pulse.duckdb")
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
     with pytest.raises(duckdb.Error) as raised:
         duckdb.connect(str(path), config=config)
     assert "http" not in str(raised.value).lower()
