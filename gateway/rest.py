@@ -144,6 +144,13 @@ async def health(request: Request) -> Response:
         "version": reply.version,
         "execution_time_ms": _ms(started),
     }
+    # The materializer answers but reports a problem (lost events, a fault, a replaced
+    # stream): the gateway still serves what it has, so 200 with the materializer's reason.
+    upstream_status = reply.data.get("status") if isinstance(reply.data, dict) else None
+    if upstream_status in ("degraded", "unavailable"):
+        body["status"] = "degraded"
+        body["reason"] = f"materializer {upstream_status}: {reply.data.get('reason')}"
+        checks["materializer_status"] = upstream_status
     return _json(body)
 
 

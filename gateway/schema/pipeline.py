@@ -22,6 +22,17 @@ class RejectedEvent:
     raw: str
 
 
+@strawberry.type(
+    description="Stream sequences that were deleted from the stream before the materializer "
+    "applied them: their events are missing from every aggregate."
+)
+class StreamGap:
+    from_sequence: BigInt
+    to_sequence: BigInt
+    events: BigInt
+    detected_at: dt.datetime
+
+
 @strawberry.type(description="Progress of the materializer through the event stream.")
 class Pipeline:
     version: BigInt
@@ -33,6 +44,13 @@ class Pipeline:
     batches: BigInt
     last_event_time: dt.datetime | None
     last_batch_at: dt.datetime | None
+    status: str = strawberry.field(
+        description="The answering materializer's health: ok, degraded or unavailable."
+    )
+    reason: str = strawberry.field(description="Why the status is what it is ('ok' when ok).")
+    gap_count: BigInt = strawberry.field(description="Gaps recorded since the file was built.")
+    events_missing: BigInt = strawberry.field(description="Events lost in all recorded gaps.")
+    gaps: list[StreamGap] = strawberry.field(description="The latest 100 gaps, newest first.")
 
 
 async def pipeline(context: Context) -> Pipeline:
@@ -48,6 +66,20 @@ async def pipeline(context: Context) -> Pipeline:
         batches=data["batches"],
         last_event_time=maybe_timestamp(data.get("last_event_time")),
         last_batch_at=maybe_timestamp(data.get("last_batch_at")),
+        # A materializer older than these fields does not report them.
+        status=data.get("status", "unknown"),
+        reason=data.get("reason", "the materializer does not report its health"),
+        gap_count=data.get("gap_count", 0),
+        events_missing=data.get("events_missing", 0),
+        gaps=[
+            StreamGap(
+                from_sequence=gap["from"],
+                to_sequence=gap["to"],
+                events=gap["events"],
+                detected_at=timestamp(gap["detected_at"]),
+            )
+            for gap in data.get("gaps", [])
+        ],
     )
 
 

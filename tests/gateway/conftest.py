@@ -139,6 +139,11 @@ ROWS: dict[str, Any] = {
         "last_event_time": "2026-11-25T10:04:05+00:00",
         "last_batch_at": "2026-11-25T10:04:06+00:00",
         "version": 12,
+        "status": "degraded",
+        "reason": "3 events missing from the stream in 1 gap (see pipeline.gaps)",
+        "gap_count": 1,
+        "events_missing": 3,
+        "gaps": [{"from": 4, "to": 6, "events": 3, "detected_at": "2026-11-25T10:04:06+00:00"}],
     },
 }
 ROWS["low_stock"] = ROWS["stock_levels"]

@@ -106,7 +106,8 @@ async def test_every_domain_answers_with_contract_types(client: httpx.AsyncClien
             invoiceId balance issuedOn dueDate daysOverdue bucket }
           rejectedEvents { sequence }
           pipeline { version lastSequence streamLastSequence lag eventsApplied eventsRejected
-            batches lastEventTime lastBatchAt }
+            batches lastEventTime lastBatchAt status reason gapCount eventsMissing
+            gaps { fromSequence toSequence events detectedAt } }
         }""",
     )
     assert response.status_code == 200, response.text
@@ -118,6 +119,11 @@ async def test_every_domain_answers_with_contract_types(client: httpx.AsyncClien
     assert data["arAging"]["byCustomer"][0]["customerName"] == "Acme"
     assert data["overdueInvoices"][0]["dueDate"] == "2026-10-31"
     assert data["pipeline"]["eventsRejected"] == 1
+    assert data["pipeline"]["status"] == "degraded"
+    assert (data["pipeline"]["gapCount"], data["pipeline"]["eventsMissing"]) == (1, 3)
+    assert data["pipeline"]["gaps"] == [
+        {"fromSequence": 4, "toSequence": 6, "events": 3, "detectedAt": "2026-11-25T10:04:06+00:00"}
+    ]
 
 
 async def test_paged_named_query_results_are_joined(
