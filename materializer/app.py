@@ -44,6 +44,7 @@ class Materializer:
         self.store: Store | None = None
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
+        self._control: NATS | None = None
         self.ingestor: Ingestor | None = None
         self.service: QueryService | None = None
         self.http: HttpServer | None = None
@@ -93,6 +94,15 @@ class Materializer:
             reconnected_cb=self._nats_reconnected,
         )
         self.js = self.nc.jetstream()
+        # Stream checks go over a connection of their own: on the consumer's connection
+        # their replies queue behind every message the server pushed ahead (seconds
+        # during a bulk ingest on a busy machine).
+        self._control = await nats.connect(
+            s.nats_url.split(","),
+            name="pulse-bi-materializer-control",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
         self.starting_step = "checking the stream"
         info = await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
         self.guard = await self._guard_stream(info)
@@ -175,7 +185,8 @@ class Materializer:
                 )
             await asyncio.to_thread(continuity.save_identity, store.conn, current)
             kept = current
-        guard = continuity.StreamGuard(self.js, kept, self.settings.duckdb_path)
+        assert self._control is not None
+        guard = continuity.StreamGuard(self._control.jetstream(), kept, self.settings.duckdb_path)
         guard.judge(info, applied)
         self._stream_last_sequence = guard.stream_last_sequence
         self._update_lag()
@@ -322,7 +333,7 @@ class Materializer:
 
     async def _refresh_stream_position(self) -> None:
         """Ask the stream where it ends, and whether it is still the file's."""
-        if self.guard is None or self.nc is None or not self.nc.is_connected:
+        if self.guard is None or self._control is None or not self._control.is_connected:
             return
         if await self.guard.check(self._notice_version) is not None:
             # Exact, not clamped: a stream ending before the applied sequence was replaced.
@@ -365,9 +376,10 @@ class Materializer:
             await self.http.stop()
         if self.service is not None:
             await self.service.stop()
-        if self.nc is not None and not self.nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+        for connection in (self.nc, self._control):
+            if connection is not None and not connection.is_closed:
+                with contextlib.suppress(Exception):
+                    await connection.drain()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
