@@ -418,3 +418,35 @@ async def test_stock_and_receivables_flow_through_graphql_and_rest(
         overdue = (await http.get("/query/ar/overdue")).json()
         assert overdue["data"][0]["balance"] == 100.05
         assert overdue["execution_time_ms"] >= 0
+
+
+async def test_events_deleted_from_the_stream_show_in_graphql_and_health(
+    materializer_settings: Any,
+    settings: Settings,
+    server_factory: Any,
+    js: JetStreamContext,
+) -> None:
+    from materializer.app import Materializer
+
+    last = await publish_events(js, *(order("1.00", 1) for _ in range(6)))
+    await js.delete_msg("PULSE_EVENTS", 2)
+    await js.delete_msg("PULSE_EVENTS", 3)
+    server = server_factory(settings)
+    query = {
+        "query": "{ pipeline { status reason eventsMissing gapCount"
+        " gaps { fromSequence toSequence events detectedAt } } }"
+    }
+    async with (
+        Materializer(materializer_settings) as running,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        await running.wait_for_sequence(last)
+        pipeline = (await http.post("/graphql", json=query)).json()["data"]["pipeline"]
+        health = await http.get("/health")
+
+    assert pipeline["status"] == "degraded" and "2 events missing" in pipeline["reason"]
+    assert (pipeline["eventsMissing"], pipeline["gapCount"]) == (2, 1)
+    [gap] = pipeline["gaps"]
+    assert (gap["fromSequence"], gap["toSequence"], gap["events"]) == (2, 3, 2)
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    assert "2 events missing" in health.json()["reason"]
