@@ -148,3 +148,33 @@ def test_the_cause_of_a_full_disk_is_named_with_its_path() -> None:
     assert faults.is_infrastructure(duckdb.TransactionException(message))
     enospc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/x")
     assert faults.describe(enospc) == "no space left on device at /data/x"
+
+
+async def test_an_internal_error_is_retried_not_fatal_and_a_stop_during_it_is_prompt(
+    materializer_settings: Settings, js: JetStreamContext, nc: NATS
+) -> None:
+    """Not the machine's fault (a table gone): retried with backoff, logged, resumed."""
+    settings = dataclasses.replace(materializer_settings, fault_retry_max=0.5)
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(await publish_events(js, *orders(0, 10)))
+        assert running.store is not None
+        running.store.conn.execute("ALTER TABLE sales_by_hour RENAME TO sales_by_hour_away")
+        await publish_events(js, *orders(10, 5))
+        await until(lambda: running.health()[0] == "unavailable")
+        reason = running.health()[1]
+        assert reason.startswith("ingest retrying: internal error applying sequences 11-")
+        assert "sales_by_hour" in reason
+        async with asyncio.timeout(10):
+            await running.close()  # stops while retrying, commits nothing half-way
+    conn = duckdb.connect(str(settings.duckdb_path))
+    try:
+        assert conn.execute("SELECT last_sequence FROM pipeline_state").fetchone() == (10,)
+        conn.execute("ALTER TABLE sales_by_hour_away RENAME TO sales_by_hour")
+    finally:
+        conn.close()
+
+    async with Materializer(settings) as again:
+        await again.wait_for_sequence(15)
+        rows = await ask(nc, "sales_by_hour", **HOUR)
+        assert again.health() == ("ok", "ok")
+    assert (rows[0]["orders"], rows[0]["gross_revenue"]) == (15, "15.00")
