@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import threading
@@ -26,18 +27,13 @@ from pulse_bi.natsserver import LocalNatsServer
 def on_disk(path: Path) -> int:
     """Bytes the DuckDB file, its WAL and its spill folder take (allocated blocks)."""
     total = 0
-    for candidate in (path, path.with_name(path.name + ".wal")):
-        try:
-            total += candidate.stat().st_blocks * 512
-        except FileNotFoundError:
-            pass
     spill = path.with_name(path.name + ".tmp")
-    if spill.is_dir():
-        for item in spill.iterdir():
-            try:
-                total += item.stat().st_blocks * 512
-            except FileNotFoundError:
-                pass
+    files = [path, path.with_name(path.name + ".wal")]
+    with contextlib.suppress(FileNotFoundError):
+        files.extend(spill.iterdir())
+    for candidate in files:
+        with contextlib.suppress(FileNotFoundError):  # a WAL or spill file just removed
+            total += candidate.stat().st_blocks * 512
     return total
 
 
