@@ -35,6 +35,10 @@ def test_duckdb_path_overrides_data_path() -> None:
         ({"DUCKDB_MEMORY_LIMIT": "lots"}, "is not a size"),
         ({"HEARTBEAT_INTERVAL": "-1"}, "must be greater than 0"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL 'CHATTY' is not one of"),
+        ({"DISK_FREE_MIN": "plenty"}, "DISK_FREE_MIN 'plenty' is not a size"),
+        ({"DISK_FREE_MIN": "-1GB"}, "DISK_FREE_MIN '-1GB' is not a size"),
+        ({"FAULT_RETRY_MAX": "0"}, "FAULT_RETRY_MAX=0 must be greater than 0"),
+        ({"FAULT_RETRY_MAX": "soon"}, "FAULT_RETRY_MAX='soon' is not a number"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:
@@ -60,3 +64,11 @@ def test_every_setting_is_documented() -> None:
     assert len(env_names) == len(Settings.documented_names())
     missing = [name for name in env_names if f"`{name}`" not in text]
     assert not missing, f"docs/OPERATIONS.md does not document {missing}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1GB", 10**9), ("512MB", 512 * 10**6), ("1.5GiB", 3 * 2**29), ("0", 0), ("", 0)],
+)
+def test_disk_free_min_is_read_as_bytes(raw: str, expected: int) -> None:
+    assert Settings.from_env({"DISK_FREE_MIN": raw}).disk_free_min_bytes == expected
