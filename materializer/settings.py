@@ -77,7 +77,9 @@ class Settings:
             "http_port": _int(env, "MATERIALIZER_HTTP_PORT", cls.http_port, 0, 65535),
             "batch_max_events": _int(env, "BATCH_MAX_EVENTS", cls.batch_max_events, 1),
             "batch_max_wait_ms": _int(env, "BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 0),
-            "checkpoint_interval": _float(env, "CHECKPOINT_INTERVAL", cls.checkpoint_interval),
+            "checkpoint_interval": _float(
+                env, "CHECKPOINT_INTERVAL", cls.checkpoint_interval, zero_allowed=True
+            ),
             "heartbeat_interval": _float(env, "HEARTBEAT_INTERVAL", cls.heartbeat_interval),
             "query_workers": _int(env, "QUERY_WORKERS", cls.query_workers, 1, 64),
             "stream_duplicate_window": _float(
@@ -158,7 +160,9 @@ def _int(
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, *, zero_allowed: bool = False
+) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -166,6 +170,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw} must be greater than 0")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise SettingsError(f"{name}={raw} is not a finite number")
+    if value < 0 or (value == 0 and not zero_allowed):
+        floor = "0 or more" if zero_allowed else "greater than 0"
+        raise SettingsError(f"{name}={raw} must be {floor}")
     return value

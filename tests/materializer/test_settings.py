@@ -39,11 +39,19 @@ def test_duckdb_path_overrides_data_path() -> None:
         ({"DISK_FREE_MIN": "-1GB"}, "DISK_FREE_MIN '-1GB' is not a size"),
         ({"FAULT_RETRY_MAX": "0"}, "FAULT_RETRY_MAX=0 must be greater than 0"),
         ({"FAULT_RETRY_MAX": "soon"}, "FAULT_RETRY_MAX='soon' is not a number"),
+        ({"FAULT_RETRY_MAX": "nan"}, "FAULT_RETRY_MAX=nan is not a finite number"),
+        ({"HEARTBEAT_INTERVAL": "inf"}, "HEARTBEAT_INTERVAL=inf is not a finite number"),
+        ({"CHECKPOINT_INTERVAL": "-5"}, "CHECKPOINT_INTERVAL=-5 must be 0 or more"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_fix(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_checkpoint_interval_zero_means_only_by_wal_size() -> None:
+    assert Settings.from_env({"CHECKPOINT_INTERVAL": "0"}).checkpoint_interval == 0
+    assert Settings.from_env({}).checkpoint_interval == 300
 
 
 def test_bad_setting_stops_the_process_at_start_up_with_a_message() -> None:
