@@ -45,6 +45,7 @@ from graphql import (
 from graphql.pyutils import Undefined
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 
+from gateway.errors import BadUserInput
 from gateway.scalars import parse_datetime
 
 #: The largest `limit` any list argument takes (the materializer's largest page).
@@ -54,7 +55,28 @@ UNBOUNDED_LIST_SIZE = 1000
 #: Hours `salesByHour` counts when its window is not given (its default, the last 24 h).
 DEFAULT_WINDOW_HOURS = 24
 
+#: Longest text argument (ids, names, channels) sent to the materializer.
+MAX_TEXT_ARGUMENT = 256
+
 INTROSPECTION_ROOTS = frozenset(["__schema", "__type"])
+
+
+def check_limit(value: int | None, default: int) -> int:
+    """A list argument `limit`: its default when not given, else 1 to MAX_LIMIT."""
+    if value is None:
+        return default
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadUserInput(f"limit must be between 1 and {MAX_LIMIT}, got {value}")
+    return value
+
+
+def check_text_params(params: Mapping[str, Any]) -> None:
+    """Refuse text parameters too long to be an id or a name before they go upstream."""
+    for key, value in params.items():
+        if isinstance(value, str) and len(value) > MAX_TEXT_ARGUMENT:
+            raise BadUserInput(
+                f"'{key}' is {len(value)} characters long, more than {MAX_TEXT_ARGUMENT}"
+            )
 
 
 def list_field_sizes(schema: GraphQLSchema) -> dict[tuple[str, str], int]:

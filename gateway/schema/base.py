@@ -11,6 +11,7 @@ import strawberry
 from strawberry.types import Info as StrawberryInfo
 
 from gateway.budget import Budget
+from gateway.limits import check_text_params
 from gateway.scalars import UTC, Money, to_money
 from gateway.upstream import Upstream
 from gateway.versions import QUERY_DEPENDENCIES, Versions
@@ -42,6 +43,7 @@ ToArg = Annotated[
 
 async def fetch(context: Context, name: str, params: dict[str, Any]) -> Any:
     """The data of one named query (charged to the response budget before it is used)."""
+    check_text_params(params)
     result = await context.upstream.query(name, params)
     if context.budget is not None:
         context.budget.charge(result.data)
