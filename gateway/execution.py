@@ -33,7 +33,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import format_graphql_error
-from gateway.limits import Measure, Measurer, list_field_sizes
+from gateway.limits import FLOOR, Measure, Measurer, list_field_sizes
 from gateway.schema import Context, schema
 from gateway.settings import Settings
 from gateway.versions import FIELD_QUERIES, QUERY_DEPENDENCIES
@@ -190,7 +190,7 @@ class Executor:
     ) -> list[GraphQLError]:
         """Refuse now what costs too much even with the smallest sizes variables can give."""
         errors: list[GraphQLError] = []
-        measurer = Measurer(self.schema, document, self._sizes, {})
+        measurer = Measurer(self.schema, document, self._sizes, FLOOR)
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode):
                 if not measures[id(definition)].uses_variables:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from graphql import (
@@ -142,6 +143,7 @@ class Measurer:
         sizes: Mapping[tuple[str, str], int],
         variables: Mapping[str, Any] | None = None,
     ) -> None:
+        # None: variables unknown (largest sizes); FLOOR: smallest sizes; else their values.
         self.schema = schema
         self.sizes = sizes
         self.variables = variables
@@ -218,8 +220,10 @@ class Measurer:
             return fixed
         if "limit" in definition.args:
             value = self._argument(node, definition, "limit")
+            if value is _UNKNOWN:
+                return MAX_LIMIT
             if not isinstance(value, int) or isinstance(value, bool):
-                return MAX_LIMIT if value is _UNKNOWN else 1
+                return 1  # the smallest a variable may give, or a value the request refuses
             return max(1, min(value, MAX_LIMIT))
         if name == "salesByHour":
             return self._window_hours(node, definition)
@@ -228,6 +232,10 @@ class Measurer:
     def _window_hours(self, node: FieldNode, definition: GraphQLField) -> int:
         start = self._argument(node, definition, "from")
         end = self._argument(node, definition, "to")
+        if _UNKNOWN in (start, end):
+            return UNBOUNDED_LIST_SIZE
+        if _SMALLEST in (start, end):
+            return 1
         if start is None and end is None:
             return DEFAULT_WINDOW_HOURS
         try:
@@ -242,29 +250,40 @@ class Measurer:
 
     def _argument(self, node: FieldNode, definition: GraphQLField, name: str) -> Any:
         """An argument's value: literal, variable (when known) or the schema default."""
-        for argument in node.arguments or ():
-            if argument.name.value == name:
-                return self._value(argument.value, definition.args[name].type)
         default = definition.args[name].default_value
-        return None if default is Undefined else default
-
-    def _value(self, value: ValueNode, type_: Any) -> Any:
-        if isinstance(value, VariableNode):
+        default = None if default is Undefined else default
+        for argument in node.arguments or ():
+            if argument.name.value != name:
+                continue
+            if not isinstance(argument.value, VariableNode):
+                return self._literal(argument.value, definition.args[name].type)
             self.uses_variables = True
             if self.variables is None:
                 return _UNKNOWN
-            return self.variables.get(value.name.value)
+            if self.variables is FLOOR:
+                return _SMALLEST
+            value = self.variables.get(argument.value.name.value)
+            # An absent or null variable leaves the argument to its default (see resolvers).
+            return default if value is None else value
+        return default
+
+    def _literal(self, value: ValueNode, type_: Any) -> Any:
         try:
             return value_from_ast(value, _nullable(type_))
         except (GraphQLError, TypeError, ValueError):
             return None
 
 
-class _Unknown:
-    """A variable's value at preparation time."""
+class _Marker:
+    """A stand-in for variable values that are not known yet."""
 
 
-_UNKNOWN: Any = _Unknown()
+#: A variable's value at preparation time: the largest it may be.
+_UNKNOWN: Any = _Marker()
+#: A variable's value when measuring the least an operation can cost.
+_SMALLEST: Any = _Marker()
+#: Pass as `variables` to measure with the smallest sizes variables could give.
+FLOOR: Mapping[str, Any] = MappingProxyType({})
 
 
 def _field_definition(schema: GraphQLSchema, parent: Any, name: str) -> GraphQLField | None:
