@@ -26,6 +26,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLInputObjectType,
@@ -82,10 +83,10 @@ def check_text_params(params: Mapping[str, Any]) -> None:
 
 def list_field_sizes(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
     """The largest list each introspection field can return for this (fixed) schema."""
-    named = [t for n, t in schema.type_map.items()]
+    named = list(schema.type_map.values())
     with_fields = [t for t in named if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)]
     fields = [f for t in with_fields for f in t.fields.values()]
-    enums = [t for t in named if hasattr(t, "values") and isinstance(t.values, dict)]
+    enums = [t for t in named if isinstance(t, GraphQLEnumType)]
     inputs = [t for t in named if isinstance(t, GraphQLInputObjectType)]
     abstract = [t for t in named if isinstance(t, GraphQLInterfaceType | GraphQLUnionType)]
     directives = list(schema.directives)
@@ -100,7 +101,7 @@ def list_field_sizes(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
         ("__Type", "fields"): most([len(t.fields) for t in with_fields]),
         ("__Type", "interfaces"): most([len(getattr(t, "interfaces", ())) for t in with_fields]),
         ("__Type", "possibleTypes"): most([len(schema.get_possible_types(t)) for t in abstract]),
-        ("__Type", "enumValues"): most([len(t.values) for t in enums]),  # type: ignore[attr-defined]
+        ("__Type", "enumValues"): most([len(t.values) for t in enums]),
         ("__Type", "inputFields"): most([len(t.fields) for t in inputs]),
         ("__Field", "args"): args,
         ("__Directive", "args"): args,
