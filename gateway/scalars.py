@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, NewType
 
 import strawberry
@@ -23,6 +22,9 @@ _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: Epoch inputs are milliseconds; below this (1973-01-01T00:00:00Z in ms) a value can only
 #: be seconds (1973 in seconds is 94,694,400; in ms it is 11 digits) and is refused.
 MIN_EPOCH_MS = 94_694_400_000
+#: The last epoch millisecond of year 9999.
+_MAX_EPOCH_MS = 253_402_300_799_999
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: Money in Python: an exact Decimal with two places.
 Money = NewType("Money", Decimal)
@@ -81,7 +83,7 @@ def parse_datetime(value: Any) -> dt.datetime:
         raise GraphQLError(f"DateTime cannot represent a {len(value)}-character string")
     if _NUMBER.fullmatch(text):
         # Grafana's ${__from} arrives as a numeric string; a number is epoch milliseconds.
-        return _from_epoch_ms(float(text))
+        return _from_epoch_ms(Decimal(text))
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -100,22 +102,20 @@ def _to_utc(parsed: dt.datetime, value: Any) -> dt.datetime:
         raise GraphQLError(f"DateTime is out of range in UTC: {value!r}") from None
 
 
-def _from_epoch_ms(number: float) -> dt.datetime:
-    try:
-        ms = float(number)
-    except OverflowError:  # an int beyond any float
-        raise GraphQLError("DateTime epoch milliseconds out of range") from None
-    if not math.isfinite(ms):
+def _from_epoch_ms(number: float | Decimal) -> dt.datetime:
+    # Exact decimal arithmetic: a float loses microseconds past the year 2255.
+    amount = Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
+    if not amount.is_finite():
         raise GraphQLError(f"DateTime cannot represent {number!r}")
-    if ms < MIN_EPOCH_MS:
+    if amount < MIN_EPOCH_MS:
         raise GraphQLError(
-            f"DateTime epoch values are milliseconds; {ms:.0f} would be before 1973 "
+            f"DateTime epoch values are milliseconds; {amount:.0f} would be before 1973 "
             "(seconds? multiply by 1000, or send ISO-8601)"
         )
-    try:
-        return dt.datetime.fromtimestamp(ms / 1000.0, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise GraphQLError(f"DateTime epoch milliseconds out of range: {ms!r}") from None
+    if amount > _MAX_EPOCH_MS:
+        raise GraphQLError(f"DateTime epoch milliseconds out of range (after 9999): {number!r}")
+    microseconds = int((amount * 1000).to_integral_value(ROUND_HALF_EVEN))
+    return _EPOCH + dt.timedelta(microseconds=microseconds)
 
 
 def serialize_datetime(value: Any) -> str:

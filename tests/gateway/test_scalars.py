@@ -69,9 +69,10 @@ def test_datetime_parser_returns_utc_or_a_graphql_error(value: Any) -> None:
 @given(aware, offsets)
 def test_iso_and_epoch_milliseconds_round_trip(moment: dt.datetime, offset: dt.tzinfo) -> None:
     assert parse_datetime(moment.astimezone(offset).isoformat()) == moment
-    ms = int(moment.timestamp() * 1000)
-    assert abs(parse_datetime(ms) - moment) <= dt.timedelta(milliseconds=1)
-    assert abs(parse_datetime(str(ms)) - moment) <= dt.timedelta(milliseconds=1)
+    ms = (moment - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(milliseconds=1)
+    assert parse_datetime(ms) == moment
+    assert parse_datetime(str(ms)) == moment
+    assert parse_datetime(float(ms)) == moment  # exact: every such ms is a float exactly
     assert parse_datetime(serialize_datetime(moment)) == moment
 
 
