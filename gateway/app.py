@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from gateway import rest
+from gateway.bounded import Answerer
 from gateway.execution import Executor
 from gateway.graphql_http import ResponseCache, graphql_http_endpoint
 from gateway.live import Hub
@@ -40,6 +41,7 @@ class Gateway:
         self.versions = Versions(settings.version_ttl)
         self.upstream = Upstream(settings, self.versions, self.metrics)
         self.executor = Executor(settings)
+        self.answerer = Answerer(self.executor)
         self.hub = Hub(settings, self.executor, self.upstream, self.versions, self.metrics)
         self.auth = Authenticator(settings)
         self.responses = ResponseCache(settings.response_cache_entries)
@@ -63,6 +65,7 @@ class Gateway:
             connection.close(1001, "server shutting down")
         await self.hub.close()
         await self.upstream.close()
+        self.answerer.close()
 
     async def _keepalive_loop(self) -> None:
         # One timer for all sockets instead of one task per socket.

@@ -57,6 +57,20 @@ class Forbidden(GatewayError):
     ws_close = 4403
 
 
+class ResponseTooLarge(GatewayError):
+    """An answer (or the rows fetched for it) larger than GATEWAY_MAX_RESPONSE_BYTES."""
+
+    status = 400
+    code = "RESPONSE_TOO_LARGE"
+
+
+class DeadlineExceeded(GatewayError):
+    """A request that took longer than GATEWAY_REQUEST_TIMEOUT."""
+
+    status = 504
+    code = "DEADLINE_EXCEEDED"
+
+
 class UpstreamUnavailable(GatewayError):
     """The materializer (or NATS) cannot be reached right now; the gateway retries by itself."""
 

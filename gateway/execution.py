@@ -33,6 +33,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import format_graphql_error
+from gateway.limits import FLOOR, Measure, Measurer, list_field_sizes
 from gateway.schema import Context, schema
 from gateway.settings import Settings
 from gateway.versions import FIELD_QUERIES, QUERY_DEPENDENCIES
@@ -41,6 +42,9 @@ from gateway.versions import FIELD_QUERIES, QUERY_DEPENDENCIES
 encoder = msgspec.json.Encoder(decimal_format="number")
 
 _DOCUMENT_CACHE_SIZE = 512
+
+#: `extensions.code` of an operation refused for its cost.
+COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
 
 
 @dataclass
@@ -52,6 +56,10 @@ class Operation:
     root_fields: list[FieldNode]
     #: Tracked aggregates the operation's root fields read (for cache keys).
     dependencies: tuple[str, ...]
+    #: Depth and cost; the cost is an upper bound when list sizes come from variables.
+    measure: Measure
+    #: The whole document (its fragments), to measure again with a request's variables.
+    document: DocumentNode
     #: For subscriptions: the same selection as a query document, executed per change.
     as_query: DocumentNode | None = None
 
@@ -63,6 +71,8 @@ class Prepared:
     document: DocumentNode | None
     errors: list[dict[str, Any]] = field(default_factory=list)
     operations: dict[str | None, Operation] = field(default_factory=dict)
+    #: Kind of each operation as parsed, known even when validation failed (GET → 405).
+    kinds: dict[str | None, OperationType] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> Operation | dict[str, Any]:
         """The operation to run, or a request error when it cannot be chosen."""
@@ -75,9 +85,20 @@ class Prepared:
             return _error(f"Unknown operation named '{name}'.")
         return found
 
+    def kind(self, name: str | None) -> OperationType | None:
+        """The kind of the operation a request names, if the document parsed."""
+        if name is None:
+            return next(iter(self.kinds.values())) if len(self.kinds) == 1 else None
+        return self.kinds.get(name)
+
 
 def _error(message: str, code: str = "GRAPHQL_VALIDATION_FAILED") -> dict[str, Any]:
     return {"message": message, "extensions": {"code": code}}
+
+
+def _formatted(error: GraphQLError, code: str) -> dict[str, Any]:
+    extensions = {"code": code, **(error.extensions or {})}
+    return {**error.formatted, "extensions": extensions}
 
 
 class Executor:
@@ -91,6 +112,9 @@ class Executor:
         if not settings.introspection:
             rules.append(NoSchemaIntrospectionCustomRule)
         self._rules = rules
+        # With introspection off, "Did you mean …?" would reveal the names it hides.
+        self._hide_suggestions = not settings.introspection
+        self._sizes = list_field_sizes(self.schema)
         self._documents: OrderedDict[str, Prepared] = OrderedDict()
 
     def prepare(self, text: str) -> Prepared:
@@ -117,16 +141,23 @@ class Executor:
             return Prepared(
                 None, [{**exc.formatted, "extensions": {"code": "GRAPHQL_PARSE_FAILED"}}]
             )
-        errors = check_limits(document, self.settings)
+        kinds = {
+            (d.name.value if d.name else None): d.operation
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+        }
+        errors, measures = check_limits(document, self.settings, self._sizes)
         if not errors:
-            errors = validate(self.schema, document, self._rules)
+            errors = self._variable_cost_floor(document, measures)
+        if not errors:
+            errors = validate(
+                self.schema, document, self._rules, hide_suggestions=self._hide_suggestions
+            )
         if errors:
             return Prepared(
                 None,
-                [
-                    {**e.formatted, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}
-                    for e in errors
-                ],
+                [_formatted(e, "GRAPHQL_VALIDATION_FAILED") for e in errors],
+                kinds=kinds,
             )
         fragments = _fragments(document)
         operations: dict[str | None, Operation] = {}
@@ -141,20 +172,61 @@ class Executor:
                     for d in QUERY_DEPENDENCIES.get(FIELD_QUERIES.get(f.name.value, ""), ())
                 }
             )
-            operation = Operation(definition, definition.operation, roots, tuple(deps))
+            operation = Operation(
+                definition,
+                definition.operation,
+                roots,
+                tuple(deps),
+                measures[id(definition)],
+                document,
+            )
             if definition.operation is OperationType.SUBSCRIPTION:
                 operation.as_query = _as_query(document, definition)
             operations[definition.name.value if definition.name else None] = operation
-        return Prepared(document, [], operations)
+        return Prepared(document, [], operations, kinds)
+
+    def _variable_cost_floor(
+        self, document: DocumentNode, measures: Mapping[int, Measure]
+    ) -> list[GraphQLError]:
+        """Refuse now what costs too much even with the smallest sizes variables can give."""
+        errors: list[GraphQLError] = []
+        measurer = Measurer(self.schema, document, self._sizes, FLOOR)
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode):
+                if not measures[id(definition)].uses_variables:
+                    continue
+                cost = measurer.operation(definition).cost
+                if cost > self.settings.max_cost:
+                    name = definition.name.value if definition.name else "anonymous"
+                    errors.append(cost_error(name, cost, self.settings.max_cost, definition))
+        return errors
 
     def coerce(self, operation: Operation, variables: Mapping[str, Any] | None) -> Any:
-        """Coerced variables, or a list of formatted request errors."""
+        """Coerced variables, or a list of formatted request errors (bad values, cost)."""
         coerced = get_variable_values(
-            self.schema, operation.node.variable_definitions or (), dict(variables or {})
+            self.schema,
+            operation.node.variable_definitions or (),
+            dict(variables or {}),
+            hide_suggestions=self._hide_suggestions,
         )
         if isinstance(coerced, list):
-            return [{**e.formatted, "extensions": {"code": "BAD_USER_INPUT"}} for e in coerced]
+            return [_formatted(e, "BAD_USER_INPUT") for e in coerced]
+        if operation.measure.uses_variables and operation.measure.cost > self.settings.max_cost:
+            cost = self.cost(operation, coerced)
+            if cost > self.settings.max_cost:
+                name = operation.node.name.value if operation.node.name else "anonymous"
+                error = cost_error(name, cost, self.settings.max_cost, operation.node)
+                return [_formatted(error, COST_LIMIT_EXCEEDED)]
         return coerced
+
+    def cost(self, operation: Operation, coerced_variables: Any) -> int:
+        """The operation's cost with these (coerced) variables."""
+        if not operation.measure.uses_variables:
+            return operation.measure.cost
+        # graphql-core 3.3 wraps the values with their sources.
+        values = getattr(coerced_variables, "coerced", coerced_variables)
+        measurer = Measurer(self.schema, operation.document, self._sizes, values)
+        return measurer.operation(operation.node).cost
 
     def root_arguments(self, operation: Operation, coerced_variables: Any) -> dict[str, Any]:
         """Coerced arguments of a subscription's single root field."""
@@ -191,28 +263,58 @@ def result_payload(result: ExecutionResult) -> dict[str, Any]:
     return payload
 
 
-def check_limits(document: DocumentNode, settings: Settings) -> list[GraphQLError]:
-    """Depth and alias limits, checked before validation so hostile documents stop early."""
+def check_limits(
+    document: DocumentNode, settings: Settings, sizes: Mapping[tuple[str, str], int]
+) -> tuple[list[GraphQLError], dict[int, Measure]]:
+    """Alias, depth and cost limits, checked before validation so hostile documents stop early.
+
+    Returns the errors and each operation's measure (by the id of its node).
+    """
     errors: list[GraphQLError] = []
-    fragments = _fragments(document)
     aliases = sum(1 for _ in _aliases(document))
     if aliases > settings.max_aliases:
         errors.append(
             GraphQLError(f"Document uses {aliases} aliases, more than {settings.max_aliases}.")
         )
+    measurer = Measurer(schema._schema, document, sizes)
+    measures: dict[int, Measure] = {}
     for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            depth = _depth(definition.selection_set, fragments, set())
-            if depth > settings.max_depth:
-                name = definition.name.value if definition.name else "anonymous"
-                errors.append(
-                    GraphQLError(
-                        f"Operation '{name}' is {depth} levels deep, "
-                        f"more than {settings.max_depth}.",
-                        definition,
-                    )
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        measure = measurer.operation(definition)
+        measures[id(definition)] = measure
+        name = definition.name.value if definition.name else "anonymous"
+        if measure.depth > settings.max_depth:
+            errors.append(
+                GraphQLError(
+                    f"Operation '{name}' is {measure.depth} levels deep, "
+                    f"more than {settings.max_depth}.",
+                    definition,
                 )
-    return errors
+            )
+        if measure.introspection_depth > settings.max_introspection_depth:
+            errors.append(
+                GraphQLError(
+                    f"Operation '{name}' introspects {measure.introspection_depth} levels deep, "
+                    f"more than {settings.max_introspection_depth}.",
+                    definition,
+                )
+            )
+        if not measure.uses_variables and measure.cost > settings.max_cost:
+            errors.append(cost_error(name, measure.cost, settings.max_cost, definition))
+    return errors, measures
+
+
+def cost_error(
+    name: str, cost: int, limit: int, node: OperationDefinitionNode | None = None
+) -> GraphQLError:
+    """The error of an operation that would cost more than the limit."""
+    return GraphQLError(
+        f"Operation '{name}' costs {cost}, more than {limit} (GATEWAY_MAX_COST): "
+        "ask for fewer fields, smaller limits or fewer aliases.",
+        node,
+        extensions={"code": COST_LIMIT_EXCEEDED, "cost": cost, "maxCost": limit},
+    )
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
@@ -230,42 +332,24 @@ def _aliases(document: DocumentNode) -> Iterable[FieldNode]:
             stack.extend(selection_set.selections)
 
 
-def _depth(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    visiting: set[str],
-) -> int:
-    if selection_set is None:
-        return 0
-    deepest = 0
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            deepest = max(deepest, 1 + _depth(selection.selection_set, fragments, visiting))
-        elif isinstance(selection, InlineFragmentNode):
-            deepest = max(deepest, _depth(selection.selection_set, fragments, visiting))
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is None or name in visiting:
-                continue  # unknown or cyclic: validation reports it
-            visiting.add(name)
-            deepest = max(deepest, _depth(fragment.selection_set, fragments, visiting))
-            visiting.discard(name)
-    return deepest
-
-
 def _root_fields(
-    selection_set: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode]
+    selection_set: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    seen: set[str] | None = None,
 ) -> Iterable[FieldNode]:
+    # Each fragment once: a fragment spread twice adds no root field the first did not.
+    seen = set() if seen is None else seen
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             yield selection
         elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, fragments)
+            yield from _root_fields(selection.selection_set, fragments, seen)
         elif isinstance(selection, FragmentSpreadNode):
-            fragment = fragments.get(selection.name.value)
-            if fragment is not None:
-                yield from _root_fields(fragment.selection_set, fragments)
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in seen:
+                seen.add(name)
+                yield from _root_fields(fragment.selection_set, fragments, seen)
 
 
 def _as_query(document: DocumentNode, operation: OperationDefinitionNode) -> DocumentNode:

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.errors import BadRequest, GatewayError, InvalidToken, Unauthorized, gateway_error_body
-from gateway.execution import encoder, result_payload
+from gateway.execution import encoder
 from gateway.schema import Context
 from gateway.security import scope_of
 
@@ -46,6 +46,8 @@ class PayloadTooLarge(BadRequest):
 
 #: Largest POST body: the document limit leaves room for variables, but not for abuse.
 MAX_BODY_BYTES = 1 << 20
+#: Deepest nesting of JSON values in `variables` and `extensions` (no argument needs more).
+MAX_JSON_DEPTH = 32
 
 
 class Params(msgspec.Struct):
@@ -150,6 +152,8 @@ async def read_params(request: Request) -> Params:
                     raw[name] = msgspec.json.decode(raw[name])
                 except msgspec.DecodeError:
                     raise BadRequest(f"{name} must be a JSON object") from None
+                except RecursionError:
+                    raise BadRequest(f"{name} is nested too deeply") from None
     else:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != JSON:
@@ -167,6 +171,8 @@ async def read_params(request: Request) -> Params:
             raw = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("the request body is nested too deeply to be read") from None
         if not isinstance(raw, dict):
             raise BadRequest("the request body must be a JSON object")
     query = raw.get("query")
@@ -175,6 +181,9 @@ async def read_params(request: Request) -> Params:
     variables = raw.get("variables")
     if variables is not None and not isinstance(variables, dict):
         raise BadRequest("'variables' must be an object or null")
+    for name in ("variables", "extensions"):
+        if json_depth(raw.get(name)) > MAX_JSON_DEPTH:
+            raise BadRequest(f"'{name}' is nested more than {MAX_JSON_DEPTH} levels deep")
     operation_name = raw.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise BadRequest("'operationName' must be a string or null")
@@ -182,6 +191,23 @@ async def read_params(request: Request) -> Params:
     if extensions is not None and not isinstance(extensions, dict):
         raise BadRequest("'extensions' must be an object or null")
     return Params(query, variables, operation_name)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a decoded JSON value nests (iterative: safe on any depth)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            items: Any = item.values()
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in items)
+    return deepest
 
 
 def _request_errors(errors: list[dict[str, Any]], media: str) -> Response:
@@ -196,15 +222,17 @@ async def run(
     """Prepare, pick the operation, answer from the cache or execute."""
     executor = gateway.executor
     prepared = executor.prepare(params.query)
+    kind = prepared.kind(params.operation_name)
+    if method == "GET" and kind not in (None, OperationType.QUERY):
+        # GraphQL over HTTP: only queries over GET, whatever else is wrong with the request.
+        body = {"errors": [{"message": "Only queries can be sent with GET; use POST."}]}
+        return Response(encoder.encode(body), 405, {"Allow": "POST"}, media)
     if prepared.errors:
         return _request_errors(prepared.errors, media)
     operation = prepared.operation(params.operation_name)
     if isinstance(operation, dict):
         return _request_errors([operation], media)
     if operation.kind is not OperationType.QUERY:
-        if method == "GET":
-            body = {"errors": [{"message": "Only queries can be sent with GET; use POST."}]}
-            return Response(encoder.encode(body), 405, {"Allow": "POST"}, media)
         message = "Subscriptions are served over WebSocket at /graphql (graphql-transport-ws)."
         return _request_errors([{"message": message, "extensions": {"code": "BAD_REQUEST"}}], media)
     generations = gateway.versions.key(operation.dependencies)
@@ -229,13 +257,14 @@ async def run(
     if isinstance(coerced, list):
         return _request_errors(coerced, media)
     context = Context(gateway.upstream, gateway.versions, claims)
-    result = await executor.execute(
+    answer = await gateway.answerer.answer(
         prepared.document,  # type: ignore[arg-type]
         context,
         params.variables,
         params.operation_name,
+        executor.cost(operation, coerced),
     )
-    encoded = encoder.encode(result_payload(result))
-    if key is not None and not result.errors:
-        gateway.responses.put(key, encoded)
-    return Response(encoded, 200, media_type=media)
+    if key is not None and answer.cacheable:
+        gateway.responses.put(key, answer.body)
+    status = answer.status if media == GRAPHQL_RESPONSE_JSON else 200
+    return Response(answer.body, status, media_type=media)

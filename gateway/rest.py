@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.errors import BadRequest, GatewayError, gateway_error_body
+from gateway.errors import BadRequest, GatewayError, InvalidToken, Unauthorized, gateway_error_body
 from gateway.execution import encoder
+from gateway.limits import check_text_params
 from gateway.scalars import UTC
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ _MONEY = frozenset(
 )
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(encoder.encode(body), status, media_type="application/json")
 
@@ -50,10 +55,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    # ASCII digits only: int() would also take "٣", " 3 " and "1_000".
+    if len(raw) > 20 or not _INTEGER.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer, got {raw[:40]!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -64,6 +69,7 @@ async def _named(request: Request, name: str, params: dict[str, Any]) -> Respons
     started = time.perf_counter()
     try:
         await gateway.auth.from_header(request.headers.get("authorization"))
+        check_text_params(params)
         result = await gateway.upstream.query(name, params)
     except GatewayError as exc:
         body = gateway_error_body(exc)
@@ -154,8 +160,26 @@ async def health(request: Request) -> Response:
     return _json(body)
 
 
+async def _refused(request: Request) -> Response | None:
+    """401 for /stats and /metrics without a valid token, unless GATEWAY_PUBLIC_STATS."""
+    gateway: Gateway = request.app.state.gateway
+    if gateway.settings.public_stats:
+        return None
+    try:
+        await gateway.auth.from_header(request.headers.get("authorization"))
+    except Unauthorized as exc:
+        error = ', error="invalid_token"' if isinstance(exc, InvalidToken) else ""
+        response = _json(gateway_error_body(exc), exc.status)
+        response.headers["WWW-Authenticate"] = f'Bearer realm="pulse-bi"{error}'
+        return response
+    return None
+
+
 async def stats(request: Request) -> Response:
     """Counters of this gateway process."""
+    refused = await _refused(request)
+    if refused is not None:
+        return refused
     gateway: Gateway = request.app.state.gateway
     started = time.perf_counter()
     body = {
@@ -179,6 +203,9 @@ async def stats(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
+    refused = await _refused(request)
+    if refused is not None:
+        return refused
     gateway: Gateway = request.app.state.gateway
     return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 

@@ -11,6 +11,8 @@ import jwt
 from gateway.errors import InvalidToken, Unauthorized
 from gateway.settings import Settings
 
+#: Claims that are times (RFC 7519 NumericDate: seconds since the epoch, a JSON number).
+_NUMERIC_DATES = ("exp", "nbf", "iat")
 #: Asymmetric algorithms accepted from a JWKS; HS256 only with the shared secret.
 _JWKS_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 
@@ -50,6 +52,19 @@ class Authenticator:
 
     async def verify(self, token: str) -> dict[str, Any]:
         """Decode and check a token; raise InvalidToken when it is invalid or expired."""
+        claims = await self._decode(token)
+        for name in _NUMERIC_DATES:
+            value = claims.get(name)
+            # RFC 7519 NumericDate is a JSON number; PyJWT would take "1900000000" too.
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not numeric:
+                raise InvalidToken(
+                    f"the bearer token is invalid: its '{name}' claim must be a number, "
+                    f"not {type(value).__name__}"
+                )
+        return claims
+
+    async def _decode(self, token: str) -> dict[str, Any]:
         options: Any = {"require": ["exp"]}
         try:
             if self._jwks is not None:

@@ -89,6 +89,16 @@ class Settings:
     max_tokens: int = 2000
     #: Largest document (the `query` text) in bytes.
     max_document_bytes: int = 20_000
+    #: Highest cost an operation may have (fields times the list sizes they may return).
+    max_cost: int = 100_000
+    #: Deepest selection nesting inside introspection (`__schema`, `__type`).
+    max_introspection_depth: int = 20
+    #: Largest response body in bytes; larger answers are refused with RESPONSE_TOO_LARGE.
+    max_response_bytes: int = 16 * 1024 * 1024
+    #: Seconds one GraphQL request may take before it is answered with DEADLINE_EXCEEDED.
+    request_timeout: float = 10.0
+    #: Serve /stats and /metrics without a token when JWT auth is on (e.g. for Prometheus).
+    public_stats: bool = False
     #: Answer introspection queries (`__schema`, `__type`).
     introspection: bool = True
     #: Serve GraphiQL to browsers that GET /graphql.
@@ -163,6 +173,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_aliases": _int,
     "max_tokens": lambda n, r: _int(n, r, 1),
     "max_document_bytes": lambda n, r: _int(n, r, 1),
+    "max_cost": lambda n, r: _int(n, r, 1),
+    "max_introspection_depth": lambda n, r: _int(n, r, 1),
+    "max_response_bytes": lambda n, r: _int(n, r, 1024),
+    "request_timeout": lambda n, r: _float(n, r, 0.01),
+    "public_stats": _bool,
     "introspection": _bool,
     "graphiql": _bool,
     "ws_keepalive": lambda n, r: _float(n, r, 0.05),

@@ -162,6 +162,8 @@ class Connection:
             message = msgspec.json.decode(text)
         except msgspec.DecodeError:
             raise _Close(4400, "Invalid message received: not JSON") from None
+        except RecursionError:
+            raise _Close(4400, "Invalid message received: nested too deeply") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise _Close(4400, "Invalid message received: no type")
         kind = message["type"]

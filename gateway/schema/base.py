@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info as StrawberryInfo
 
+from gateway.budget import Budget
+from gateway.limits import check_text_params
 from gateway.scalars import UTC, Money, to_money
 from gateway.upstream import Upstream
 from gateway.versions import QUERY_DEPENDENCIES, Versions
@@ -22,6 +24,8 @@ class Context:
     upstream: Upstream
     versions: Versions
     claims: dict[str, Any] = field(default_factory=dict)
+    #: Bytes the response may still take (HTTP requests; None: unbounded).
+    budget: Budget | None = None
 
 
 Info = StrawberryInfo[Context, None]
@@ -38,8 +42,11 @@ ToArg = Annotated[
 
 
 async def fetch(context: Context, name: str, params: dict[str, Any]) -> Any:
-    """The data of one named query."""
+    """The data of one named query (charged to the response budget before it is used)."""
+    check_text_params(params)
     result = await context.upstream.query(name, params)
+    if context.budget is not None:
+        context.budget.charge(result.data)
     return result.data
 
 

@@ -8,8 +8,16 @@ from typing import Any
 
 import strawberry
 
+from gateway.limits import check_limit
 from gateway.scalars import BigInt
-from gateway.schema.base import Context, Info, fetch, live, maybe_timestamp, timestamp
+from gateway.schema.base import (
+    Context,
+    Info,
+    fetch,
+    live,
+    maybe_timestamp,
+    timestamp,
+)
 
 
 @strawberry.type(description="Stock of one SKU in one warehouse.")
@@ -66,7 +74,7 @@ async def stock_movements(
     context: Context, warehouse: str | None, sku: str | None, limit: int | None
 ) -> list[StockMovement]:
     """Latest movements, newest first."""
-    params = {"warehouse": warehouse, "sku": sku, "limit": 50 if limit is None else limit}
+    params = {"warehouse": warehouse, "sku": sku, "limit": check_limit(limit, 50)}
     rows = await fetch(context, "stock_movements", params)
     return [
         StockMovement(

@@ -7,8 +7,16 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from gateway.limits import check_limit
 from gateway.scalars import BigInt
-from gateway.schema.base import Context, Info, fetch, live, maybe_timestamp, timestamp
+from gateway.schema.base import (
+    Context,
+    Info,
+    fetch,
+    live,
+    maybe_timestamp,
+    timestamp,
+)
 
 
 @strawberry.type(description="An event the materializer stored as rejected, with its reason.")
@@ -85,7 +93,7 @@ async def pipeline(context: Context) -> Pipeline:
 
 async def rejected_events(context: Context, limit: int | None) -> list[RejectedEvent]:
     """Latest rejected events, newest first."""
-    rows = await fetch(context, "rejected_events", {"limit": 50 if limit is None else limit})
+    rows = await fetch(context, "rejected_events", {"limit": check_limit(limit, 50)})
     return [
         RejectedEvent(
             sequence=row["sequence"],

@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.limits import check_limit
 from gateway.scalars import Money
 from gateway.schema.base import Context, Info, date, fetch, iso, live, money
 
@@ -64,13 +65,13 @@ class ArAging:
 
     @strawberry.field(description="Customers by open balance, largest first.")
     async def by_customer(self, limit: int | None = DEFAULT_CUSTOMERS) -> list[CustomerAging]:
-        limit = DEFAULT_CUSTOMERS if limit is None else limit
+        limit = check_limit(limit, DEFAULT_CUSTOMERS)
         rows = self._customers
         if limit > len(rows) and len(rows) >= DEFAULT_CUSTOMERS:
             # More customers than came with the aging: ask for exactly as many as wanted.
             params = {"as_of": iso(self.as_of), "customer_limit": limit}
             rows = (await fetch(self._context, "ar_aging", params))["by_customer"]
-        return [CustomerAging.from_row(row) for row in rows[: max(limit, 0)]]
+        return [CustomerAging.from_row(row) for row in rows[:limit]]
 
 
 @strawberry.type(description="An open invoice and how late it is.")

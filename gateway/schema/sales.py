@@ -8,6 +8,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.limits import check_limit
 from gateway.scalars import Money
 from gateway.schema.base import (
     Context,
@@ -106,7 +107,7 @@ async def top_products(
 ) -> list[ProductSales]:
     """Best-selling products by net revenue."""
     start, end = window(start, end)
-    params = {"from": iso(start), "to": iso(end), "limit": 10 if limit is None else limit}
+    params = {"from": iso(start), "to": iso(end), "limit": check_limit(limit, 10)}
     rows = await fetch(context, "top_products", params)
     return [
         ProductSales(

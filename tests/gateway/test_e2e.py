@@ -238,10 +238,11 @@ SECRET = "e2e-secret-long-enough-for-hs256-0123456789"
         ),
         (
             {
+                # Deeper than GATEWAY_MAX_INTROSPECTION_DEPTH (20) on defaults.
                 "query": "{ __schema { types { fields { type { "
-                + "ofType { " * 6
+                + "ofType { " * 16
                 + "name "
-                + "} " * 11
+                + "} " * 21
             },
             {},
             400,
