@@ -101,6 +101,9 @@ class Settings:
     ws_max_subscriptions: int = 100
     #: Outgoing messages buffered per WebSocket before a too-slow client is dropped.
     ws_send_queue: int = 256
+    #: Seconds one frame may wait to be written (the socket's buffers full) before a
+    #: too-slow client is dropped; also the grace for its close frame before an abort.
+    ws_send_timeout: float = 10.0
     #: Milliseconds to gather a burst of change notices before refreshing live queries.
     live_coalesce_ms: float = 5.0
     #: Live-query groups refreshed at the same time after a change.
@@ -168,6 +171,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ws_keepalive": lambda n, r: _float(n, r, 0.05),
     "ws_init_timeout": lambda n, r: _float(n, r, 0.05),
     "ws_send_queue": lambda n, r: _int(n, r, 1),
+    "ws_send_timeout": lambda n, r: _float(n, r, 0.05),
     "ws_max_subscriptions": lambda n, r: _int(n, r, 1),
     "live_coalesce_ms": _float,
     "live_concurrency": lambda n, r: _int(n, r, 1),
