@@ -104,6 +104,9 @@ class Settings:
     #: Seconds one frame may wait to be written (the socket's buffers full) before a
     #: too-slow client is dropped; also the grace for its close frame before an abort.
     ws_send_timeout: float = 10.0
+    #: Offer permessage-deflate to WebSocket clients: a zlib context per socket and the
+    #: shared payload compressed once per socket; off by default (docs/GATEWAY.md).
+    ws_compression: bool = False
     #: Milliseconds to gather a burst of change notices before refreshing live queries.
     live_coalesce_ms: float = 5.0
     #: Live-query groups refreshed at the same time after a change.
@@ -173,6 +176,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ws_send_queue": lambda n, r: _int(n, r, 1),
     "ws_send_timeout": lambda n, r: _float(n, r, 0.05),
     "ws_max_subscriptions": lambda n, r: _int(n, r, 1),
+    "ws_compression": _bool,
     "live_coalesce_ms": _float,
     "live_concurrency": lambda n, r: _int(n, r, 1),
     "log_level": _str,

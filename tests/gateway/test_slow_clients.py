@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
+import httpx
+import psutil
 import pytest
+import websockets
 
 from gateway.app import state
 from gateway.settings import Settings
@@ -145,3 +152,55 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_their_upda
     await canned.notify(["stock"], skus=["SKU-1"], warehouses=["WH-1"])
     assert (await receive(fast))["payload"]["data"]["lowStock"][0]["onHand"] == on_hand
     await fast.close()
+
+
+async def test_socket_churn_gives_its_memory_back(settings: Settings, canned: Canned) -> None:
+    """Connect, subscribe, disconnect, many times, on the served gateway (`pulse-bi gateway`).
+
+    Clients are `websockets` defaults, which offer permessage-deflate like browsers do.
+    """
+    env = {
+        **os.environ,
+        "NATS_URL": settings.nats_url,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(settings.port),
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "pulse_bi", "gateway", "serve"], env=env)
+    try:
+        url = f"http://127.0.0.1:{settings.port}"
+        async with httpx.AsyncClient(base_url=url) as http:
+
+            async def up() -> bool:
+                with contextlib.suppress(httpx.HTTPError):
+                    return (await http.get("/stats")).status_code == 200
+                return False
+
+            await until(up, timeout=30, interval=0.1)
+
+            async def cycle(index: int) -> None:
+                async with websockets.connect(
+                    url.replace("http", "ws") + "/graphql",
+                    subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                ) as ws:
+                    await ws.send('{"type":"connection_init"}')
+                    await receive(ws)
+                    await ws.send(start_message("graphql-transport-ws", str(index), LOW_STOCK))
+                    assert (await receive(ws))["type"] == "next"
+
+            async def cycles(count: int) -> None:
+                for batch in range(0, count, 10):
+                    await asyncio.gather(*(cycle(batch + i) for i in range(10)))
+
+            gateway = psutil.Process(process.pid)
+            await cycles(300)
+            baseline = gateway.memory_info().rss
+            await cycles(900)
+            after = gateway.memory_info().rss
+            stats = (await http.get("/stats")).json()
+        assert stats["websocket_connections"] == 0
+        assert stats["live"] == {"groups": 0, "subscriptions": 0}
+        assert after < baseline * 1.2, f"RSS {baseline >> 20} -> {after >> 20} MB"
+    finally:
+        process.terminate()
+        process.wait(10)
