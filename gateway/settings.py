@@ -63,8 +63,10 @@ class Settings:
     host: str = "0.0.0.0"
     #: HTTP port of the gateway.
     port: int = 8004
-    #: Seconds to wait for one named-query reply before the materializer counts as down.
+    #: Seconds to wait for one named-query reply before asking again (or giving up).
     query_timeout: float = 2.0
+    #: Times a named query with no reply (timeout, no responders) is asked again.
+    query_retries: int = 2
     #: Entries in the named-query result cache (keyed by query, params and data version).
     cache_entries: int = 2048
     #: Entries in the HTTP response cache (encoded GraphQL responses by data version).
@@ -157,6 +159,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "host": _str,
     "port": lambda n, r: _int(n, r, 1),
     "query_timeout": lambda n, r: _float(n, r, 0.01),
+    "query_retries": _int,
     "cache_entries": _int,
     "response_cache_entries": _int,
     "version_ttl": lambda n, r: _float(n, r, 0.01),
