@@ -113,6 +113,27 @@ def _subscription(hours: int) -> str:
     )
 
 
+async def silent_socket(port: int, query: str) -> asyncio.StreamWriter:
+    """A client that subscribes and then never reads again (nor answers pings)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+        ).encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    for text in (
+        '{"type":"connection_init"}',
+        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+    ):
+        data = text.encode()
+        header = bytes([0x81, 0x80 | 126]) + len(data).to_bytes(2, "big")
+        writer.write(header + b"\0\0\0\0" + data)
+    return writer
+
+
 async def churner(port: int, deadline: float | None, limit: int | None) -> int:
     """Connect, subscribe, take the first result, disconnect; the cycles completed."""
     cycles = 0
@@ -158,6 +179,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             seen(payload)
 
         board.seen = count  # type: ignore[method-assign]
+        silent = [
+            await silent_socket(stack.gateway_port, _subscription(1 + i % 4))
+            for i in range(args.silent)
+        ]
         tally = Tally()
         began = time.monotonic()
         deadline = began + args.seconds
@@ -174,9 +199,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         cycles = sum(await asyncio.gather(*churn))
         elapsed = time.monotonic() - began
         sampler.cancel()
+        stats = _stats(stack)
         for watcher in watchers:
             watcher.close()
-        stats = _stats(stack)
+        for writer in silent:
+            writer.close()
         timings = await _timings(stack)
     latencies = tally.latencies
     return {
@@ -194,6 +221,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "subscribers": args.subscribers,
         "live_frames": frames[0],
         "churn_cycles": cycles,
+        "silent_sockets": args.silent,
         "gateway_stats": stats,
         "timings_ms": timings,
         "rss_mb": rss,
@@ -204,7 +232,7 @@ def _histogram(text: str, name: str) -> dict[str, float]:
     """Count, mean and p50/p99 (bucket upper bounds, ms) of a Prometheus histogram."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    buckets: collections.Counter[float] = collections.Counter()
+    buckets: collections.defaultdict[float, float] = collections.defaultdict(float)
     total = count = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -243,7 +271,13 @@ def _stats(stack: Stack) -> dict[str, Any]:
     import httpx
 
     body = httpx.get(stack.gateway_url + "/stats", timeout=5).json()
-    return {k: body[k] for k in ("websocket_connections", "live", "query_cache")}
+    figures = {k: body[k] for k in ("websocket_connections", "live", "query_cache")}
+    metrics = httpx.get(stack.gateway_url + "/metrics", timeout=5).text
+    for line in metrics.splitlines():
+        if line.startswith(("gateway_ws_slow_clients_dropped_total", "gateway_upstream_retries")):
+            name, value = line.rsplit(" ", 1)
+            figures[name] = float(value)
+    return figures
 
 
 async def churn_only(cycles: int, concurrency: int) -> dict[str, Any]:
@@ -289,6 +323,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent query clients")
     parser.add_argument("--subscribers", type=int, default=100, help="long-lived sockets")
     parser.add_argument("--churners", type=int, default=2, help="sockets churning at once")
+    parser.add_argument(
+        "--silent", type=int, default=5, help="sockets that subscribe and never read"
+    )
     parser.add_argument("--events", type=int, default=20_000, help="events prefilled")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--churn", type=int, default=0, help="only churn this many cycles")
