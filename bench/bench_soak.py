@@ -20,7 +20,7 @@ import nats
 import psutil
 
 from bench.bench_gateway import SALES_FIELDS, hour_start, machine, order_event, prefill
-from bench.gateway_stack import Board, Stack, percentile, running_stack, watch
+from bench.gateway_stack import Board, Stack, Watcher, percentile, running_stack, watch
 
 #: The query mix of the dashboard clients: (name, GraphQL document).
 QUERIES: list[tuple[str, str]] = [
@@ -105,6 +105,26 @@ async def publisher(stack: Stack, rate: int, deadline: float) -> int:
     return sent
 
 
+class Listener(Watcher):
+    """A long-lived subscriber that answers the server's keep-alive pings, as clients do."""
+
+    def _frame(self, payload: bytes) -> None:
+        if payload.startswith(b'{"type":"ping"'):
+            self._send(b'{"type":"pong"}')
+            return
+        super()._frame(payload)
+
+
+async def listen(port: int, query: str, board: Board) -> Watcher:
+    """A connected listener, after its first result."""
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(
+        lambda: Listener(port, query, board), "127.0.0.1", port
+    )
+    await protocol.first
+    return protocol
+
+
 def _subscription(hours: int) -> str:
     start = hour_start()
     return (
@@ -168,7 +188,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         sampler = asyncio.create_task(sample_rss(processes, args.sample, rss))
         board = Board()
         watchers = [
-            await watch(stack.gateway_port, _subscription(1 + i % 4), board)
+            await listen(stack.gateway_port, _subscription(1 + i % 4), board)
             for i in range(args.subscribers)
         ]
         frames = [0]

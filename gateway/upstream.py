@@ -55,7 +55,8 @@ class Upstream:
         self.versions = versions
         self.metrics = metrics
         self.nc: NATS | None = None
-        self._cache: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
+        #: (query, encoded params) -> (data generations it was read at, result).
+        self._cache: OrderedDict[tuple[str, bytes], tuple[tuple[int, ...], Result]] = OrderedDict()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Result]] = {}
         self._on_connect: list[Callable[[NATS], Awaitable[None]]] = []
         self._connector: asyncio.Task[None] | None = None
@@ -137,13 +138,14 @@ class Upstream:
         version_key = self.versions.key(QUERY_DEPENDENCIES.get(name, ()))
         if version_key is None:
             return await self._fetch(name, params)
-        key = (name, _params_encoder.encode(params), version_key)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
+        query = (name, _params_encoder.encode(params))
+        key = (*query, version_key)
+        entry = self._cache.get(query)
+        if entry is not None and entry[0] == version_key:
+            self._cache.move_to_end(query)
             self.cache_hits += 1
             self.metrics.cache_hits.labels("query").inc()
-            return cached
+            return entry[1]
         inflight = self._inflight.get(key)
         if inflight is not None:
             # Many dashboards asking at once share one round trip.
@@ -160,11 +162,28 @@ class Upstream:
             del self._inflight[key]
         future.set_result(result)
         self.metrics.cache_misses.labels("query").inc()
-        if self.settings.cache_entries:
-            self._cache[key] = result
-            if len(self._cache) > self.settings.cache_entries:
-                self._cache.popitem(last=False)
+        self._remember(query, version_key, result)
         return result
+
+    def _remember(
+        self, query: tuple[str, bytes], generations: tuple[int, ...], result: Result
+    ) -> None:
+        """Keep one result per query and params: the newest generations'.
+
+        Generations only grow, so a result of older ones is never asked for again; keying
+        by them kept up to GATEWAY_CACHE_ENTRIES dead results while data changed (gateway
+        RSS rising for minutes under ingest). A fetch that started before a newer one and
+        ends after it does not replace the newer result.
+        """
+        if not self.settings.cache_entries:
+            return
+        entry = self._cache.get(query)
+        if entry is not None and any(o > n for o, n in zip(entry[0], generations, strict=True)):
+            return
+        self._cache[query] = (generations, result)
+        self._cache.move_to_end(query)
+        if len(self._cache) > self.settings.cache_entries:
+            self._cache.popitem(last=False)
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> Result:
         """Ask the materializer, following `next_offset` until the list is complete."""

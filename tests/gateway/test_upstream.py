@@ -13,7 +13,7 @@ from nats.micro.request import Request
 
 from gateway.app import state
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned, Server
+from tests.gateway.conftest import Canned, Server, until
 
 PIPELINE = {"query": "{ pipeline { lastSequence } }"}
 
@@ -119,3 +119,25 @@ async def test_health_does_not_retry(
     assert response.status_code == 503
     assert "did not answer" in json.loads(response.content)["reason"]
     assert retries(server, "timeout") == 0
+
+
+async def test_the_query_cache_keeps_only_the_newest_result_of_each_query(
+    client: httpx.AsyncClient, canned: Canned
+) -> None:
+    """Results of superseded data generations are dropped, not kept until evicted."""
+    gateway = state(client.app)  # type: ignore[attr-defined]
+    await canned.heartbeat_until_known(gateway.versions)
+    queries = ["{ lowStock { sku onHand } }", '{ lowStock(warehouse: "WH-1") { sku } }']
+    for on_hand in range(5):
+        canned.data["low_stock"] = [{**canned.data["low_stock"][0], "on_hand": on_hand}]
+        await canned.notify(["stock"], skus=["SKU-1"], warehouses=["WH-1"])
+        await until(lambda: gateway.versions.seen == canned.version)
+        for query in queries:
+            reply = (await client.post("/graphql", json={"query": query})).json()
+            assert "errors" not in reply
+        assert reply["data"]["lowStock"][0]["sku"] == "SKU-1"
+    assert gateway.upstream.cache_stats()["entries"] == 2
+    assert [n for n, _ in canned.requests].count("low_stock") == 10
+    # Unchanged data still comes from the cache.
+    await client.post("/graphql", json={"query": queries[0] + " "})
+    assert [n for n, _ in canned.requests].count("low_stock") == 10
