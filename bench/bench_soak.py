@@ -106,7 +106,31 @@ async def publisher(stack: Stack, rate: int, deadline: float) -> int:
 
 
 class Listener(Watcher):
-    """A long-lived subscriber that answers the server's keep-alive pings, as clients do."""
+    """A long-lived subscriber that answers both keep-alives, as clients do: the
+    protocol's `{"type":"ping"}` and uvicorn's WebSocket ping frames (unanswered, uvicorn
+    closes the socket after `ws_ping_interval` + `ws_ping_timeout`, 40 s).
+    """
+
+    def data_received(self, data: bytes) -> None:
+        """Answer ping frames; hand text frames on."""
+        if not self.upgraded:
+            super().data_received(data)
+            return
+        self.buffer += data
+        while len(self.buffer) >= 2:
+            opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(self.buffer) < 4:
+                    return
+                length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+            if len(self.buffer) < offset + length:
+                return
+            payload = bytes(self.buffer[offset : offset + length])
+            del self.buffer[: offset + length]
+            if opcode == 0x9 and self.transport is not None:
+                self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
+            elif opcode == 0x1:
+                self._frame(payload)
 
     def _frame(self, payload: bytes) -> None:
         if payload.startswith(b'{"type":"ping"'):
