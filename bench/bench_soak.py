@@ -14,13 +14,14 @@ import collections
 import datetime as dt
 import json
 import time
+import zlib
 from typing import Any
 
 import nats
 import psutil
 
 from bench.bench_gateway import SALES_FIELDS, hour_start, machine, order_event, prefill
-from bench.gateway_stack import Board, Stack, Watcher, percentile, running_stack, watch
+from bench.gateway_stack import Board, Stack, Watcher, percentile, running_stack
 
 #: The query mix of the dashboard clients: (name, GraphQL document).
 QUERIES: list[tuple[str, str]] = [
@@ -111,14 +112,39 @@ class Listener(Watcher):
     closes the socket after `ws_ping_interval` + `ws_ping_timeout`, 40 s).
     """
 
+    #: Offer permessage-deflate in the upgrade, as browsers do.
+    offer_deflate = True
+    inflater: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send the upgrade request (offering permessage-deflate)."""
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(  # type: ignore[attr-defined]
+            (
+                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n"
+                + (
+                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                    if self.offer_deflate
+                    else ""
+                )
+                + "\r\n"
+            ).encode()
+        )
+
     def data_received(self, data: bytes) -> None:
-        """Answer ping frames; hand text frames on."""
+        """Answer ping frames; hand text frames on (inflated when deflate was accepted)."""
         if not self.upgraded:
+            head = bytes(self.buffer + data).partition(b"\r\n\r\n")[0].lower()
+            if b"permessage-deflate" in head:
+                self.inflater = zlib.decompressobj(-15)
             super().data_received(data)
             return
         self.buffer += data
         while len(self.buffer) >= 2:
-            opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+            first = self.buffer[0]
+            opcode, length, offset = first & 0x0F, self.buffer[1] & 0x7F, 2
             if length == 126:
                 if len(self.buffer) < 4:
                     return
@@ -127,6 +153,8 @@ class Listener(Watcher):
                 return
             payload = bytes(self.buffer[offset : offset + length])
             del self.buffer[: offset + length]
+            if self.inflater is not None and first & 0x40:
+                payload = self.inflater.decompress(payload + b"\0\0\xff\xff")
             if opcode == 0x9 and self.transport is not None:
                 self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
             elif opcode == 0x1:
@@ -184,7 +212,7 @@ async def churner(port: int, deadline: float | None, limit: int | None) -> int:
     board = Board()
     query = _subscription(1)
     while (deadline is None or time.monotonic() < deadline) and (limit is None or cycles < limit):
-        watcher = await watch(port, query, board)
+        watcher = await listen(port, query, board)
         watcher.close()
         cycles += 1
     return cycles
@@ -324,9 +352,14 @@ def _stats(stack: Stack) -> dict[str, Any]:
     return figures
 
 
-async def churn_only(cycles: int, concurrency: int) -> dict[str, Any]:
-    """`cycles` connect/subscribe/disconnect cycles; gateway RSS along the way."""
-    with running_stack() as stack:
+async def churn_only(cycles: int, concurrency: int, compression: bool) -> dict[str, Any]:
+    """`cycles` connect/subscribe/disconnect cycles; gateway RSS along the way.
+
+    The clients offer permessage-deflate like browsers; the gateway accepts it only with
+    `--compression` (GATEWAY_WS_COMPRESSION).
+    """
+    env = {"GATEWAY_WS_COMPRESSION": "true" if compression else "false"}
+    with running_stack(env) as stack:
         await prefill(stack, 2000)
         gateway = psutil.Process(stack.pid("gateway"))
         idle = gateway.memory_info().rss
@@ -347,6 +380,7 @@ async def churn_only(cycles: int, concurrency: int) -> dict[str, Any]:
         stats = _stats(stack)
     after_first = points[0][1]
     return {
+        "compression": compression,
         "cycles": done,
         "seconds": round(elapsed),
         "cycles_per_s": round(done / elapsed),
@@ -374,11 +408,14 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--churn", type=int, default=0, help="only churn this many cycles")
     parser.add_argument("--churn-concurrency", type=int, default=10)
+    parser.add_argument(
+        "--compression", action="store_true", help="churn with GATEWAY_WS_COMPRESSION=true"
+    )
     args = parser.parse_args()
     import uvloop
 
     if args.churn:
-        report = uvloop.run(churn_only(args.churn, args.churn_concurrency))
+        report = uvloop.run(churn_only(args.churn, args.churn_concurrency, args.compression))
     else:
         report = uvloop.run(soak(args))
     rss = report.pop("rss_mb", None)
