@@ -260,14 +260,12 @@ def _stats(stack: Stack) -> dict[str, Any]:
     return figures
 
 
-async def churn_only(cycles: int, concurrency: int, compression: bool) -> dict[str, Any]:
+async def churn_only(cycles: int, concurrency: int) -> dict[str, Any]:
     """`cycles` connect/subscribe/disconnect cycles; gateway RSS along the way.
 
-    The clients offer permessage-deflate like browsers; the gateway accepts it only with
-    `--compression` (GATEWAY_WS_COMPRESSION).
+    The clients offer permessage-deflate like browsers (declined on default settings).
     """
-    env = {"GATEWAY_WS_COMPRESSION": "true" if compression else "false"}
-    with running_stack(env) as stack:
+    with running_stack() as stack:
         await prefill(stack, 2000)
         gateway = psutil.Process(stack.pid("gateway"))
         idle = gateway.memory_info().rss
@@ -288,7 +286,6 @@ async def churn_only(cycles: int, concurrency: int, compression: bool) -> dict[s
         stats = _stats(stack)
     after_first = points[0][1]
     return {
-        "compression": compression,
         "cycles": done,
         "seconds": round(elapsed),
         "cycles_per_s": round(done / elapsed),
@@ -316,14 +313,11 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--churn", type=int, default=0, help="only churn this many cycles")
     parser.add_argument("--churn-concurrency", type=int, default=10)
-    parser.add_argument(
-        "--compression", action="store_true", help="churn with GATEWAY_WS_COMPRESSION=true"
-    )
     args = parser.parse_args()
     import uvloop
 
     if args.churn:
-        report = uvloop.run(churn_only(args.churn, args.churn_concurrency, args.compression))
+        report = uvloop.run(churn_only(args.churn, args.churn_concurrency))
     else:
         report = uvloop.run(soak(args))
     rss = report.pop("rss_mb", None)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import zlib
-from typing import Any
 
 from bench.gateway_stack import Board, Watcher
 
@@ -16,9 +14,9 @@ class Listener(Watcher):
     closes the socket after `ws_ping_interval` + `ws_ping_timeout`, 40 s).
     """
 
-    #: Offer permessage-deflate in the upgrade, as browsers do.
+    #: Offer permessage-deflate in the upgrade, as browsers do (the gateway declines it
+    #: unless GATEWAY_WS_COMPRESSION=true; these clients read uncompressed frames only).
     offer_deflate = True
-    inflater: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the upgrade request (offering permessage-deflate)."""
@@ -38,11 +36,8 @@ class Listener(Watcher):
         )
 
     def data_received(self, data: bytes) -> None:
-        """Answer ping frames; hand text frames on (inflated when deflate was accepted)."""
+        """Answer ping frames; hand text frames on."""
         if not self.upgraded:
-            head = bytes(self.buffer + data).partition(b"\r\n\r\n")[0].lower()
-            if b"permessage-deflate" in head:
-                self.inflater = zlib.decompressobj(-15)
             super().data_received(data)
             return
         self.buffer += data
@@ -57,8 +52,6 @@ class Listener(Watcher):
                 return
             payload = bytes(self.buffer[offset : offset + length])
             del self.buffer[: offset + length]
-            if self.inflater is not None and first & 0x40:
-                payload = self.inflater.decompress(payload + b"\0\0\xff\xff")
             if opcode == 0x9 and self.transport is not None:
                 self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
             elif opcode == 0x1:
