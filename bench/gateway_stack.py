@@ -24,13 +24,14 @@ from pulse_bi.natsserver import LocalNatsServer, free_port
 
 GATEWAY_MAIN = """
 import os, uvicorn
-from gateway.app import create_app, tune_gc
+from gateway.app import create_app, tune_gc, uvicorn_options
 from gateway.settings import Settings
 settings = Settings.from_env(os.environ)
 tune_gc()
+options = uvicorn_options(settings)
+options["ws"] = os.environ.get("BENCH_UVICORN_WS", options["ws"])
 uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-            log_level="warning", loop="uvloop", http="httptools",
-            ws=os.environ.get("BENCH_UVICORN_WS", "websockets-sansio"))
+            log_level="warning", loop="uvloop", http="httptools", **options)
 """
 
 BARE_MAIN = """

@@ -46,7 +46,7 @@ def serve(host: str | None, port: int | None, nats_url: str | None, check: bool)
 
     import uvicorn
 
-    from gateway.app import create_app, tune_gc
+    from gateway.app import create_app, tune_gc, uvicorn_options
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     tune_gc()
@@ -56,8 +56,7 @@ def serve(host: str | None, port: int | None, nats_url: str | None, check: bool)
         port=settings.port,
         log_level=settings.log_level.lower(),
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        # The sans-I/O WebSocket implementation: about half the memory per socket.
-        ws="websockets-sansio",
+        **uvicorn_options(settings),
     )
 
 

@@ -66,6 +66,17 @@ class Metrics:
         self.live_messages = Counter(
             "gateway_live_messages", "Live results sent to subscribers", registry=r
         )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries",
+            "Named queries asked again after no reply, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.ws_dropped = Counter(
+            "gateway_ws_slow_clients_dropped",
+            "WebSockets closed (1008) because the client did not read its frames",
+            registry=r,
+        )
         self.notices = Counter(
             "gateway_change_notices", "Change notices and heartbeats received", ["kind"], registry=r
         )

@@ -133,7 +133,11 @@ async def health(request: Request) -> Response:
     checks: dict[str, Any] = {"nats": upstream.connected, "materializer": False}
     try:
         reply = await upstream.request(
-            "pipeline", {}, timeout=min(1.0, upstream.settings.query_timeout)
+            # /health answers at once and honestly: no retries.
+            "pipeline",
+            {},
+            timeout=min(1.0, upstream.settings.query_timeout),
+            retries=0,
         )
     except GatewayError as exc:
         body = {

@@ -63,8 +63,10 @@ class Settings:
     host: str = "0.0.0.0"
     #: HTTP port of the gateway.
     port: int = 8004
-    #: Seconds to wait for one named-query reply before the materializer counts as down.
+    #: Seconds to wait for one named-query reply before asking again (or giving up).
     query_timeout: float = 2.0
+    #: Times a named query with no reply (timeout, no responders) is asked again.
+    query_retries: int = 2
     #: Entries in the named-query result cache (keyed by query, params and data version).
     cache_entries: int = 2048
     #: Entries in the HTTP response cache (encoded GraphQL responses by data version).
@@ -111,6 +113,12 @@ class Settings:
     ws_max_subscriptions: int = 100
     #: Outgoing messages buffered per WebSocket before a too-slow client is dropped.
     ws_send_queue: int = 256
+    #: Seconds one frame may wait to be written (the socket's buffers full) before a
+    #: too-slow client is dropped; also the grace for its close frame before an abort.
+    ws_send_timeout: float = 10.0
+    #: Offer permessage-deflate to WebSocket clients: a zlib context per socket and the
+    #: shared payload compressed once per socket; off by default (docs/GATEWAY.md).
+    ws_compression: bool = False
     #: Milliseconds to gather a burst of change notices before refreshing live queries.
     live_coalesce_ms: float = 5.0
     #: Live-query groups refreshed at the same time after a change.
@@ -161,6 +169,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "host": _str,
     "port": lambda n, r: _int(n, r, 1),
     "query_timeout": lambda n, r: _float(n, r, 0.01),
+    "query_retries": _int,
     "cache_entries": _int,
     "response_cache_entries": _int,
     "version_ttl": lambda n, r: _float(n, r, 0.01),
@@ -183,7 +192,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ws_keepalive": lambda n, r: _float(n, r, 0.05),
     "ws_init_timeout": lambda n, r: _float(n, r, 0.05),
     "ws_send_queue": lambda n, r: _int(n, r, 1),
+    "ws_send_timeout": lambda n, r: _float(n, r, 0.05),
     "ws_max_subscriptions": lambda n, r: _int(n, r, 1),
+    "ws_compression": _bool,
     "live_coalesce_ms": _float,
     "live_concurrency": lambda n, r: _int(n, r, 1),
     "log_level": _str,

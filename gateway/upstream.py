@@ -31,6 +31,15 @@ PAGE_SIZE = 5000
 _params_encoder = msgspec.json.Encoder(order="sorted")
 
 
+class _NoReply(Exception):
+    """No reply came (worth asking again); `error` is what the caller sees if none does."""
+
+    def __init__(self, reason: str, error: UpstreamUnavailable) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
 class Result(msgspec.Struct, frozen=True):
     """One named query's data and the materializer version it was read at."""
 
@@ -46,7 +55,8 @@ class Upstream:
         self.versions = versions
         self.metrics = metrics
         self.nc: NATS | None = None
-        self._cache: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
+        #: (query, encoded params) -> (data generations it was read at, result).
+        self._cache: OrderedDict[tuple[str, bytes], tuple[tuple[int, ...], Result]] = OrderedDict()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Result]] = {}
         self._on_connect: list[Callable[[NATS], Awaitable[None]]] = []
         self._connector: asyncio.Task[None] | None = None
@@ -128,13 +138,14 @@ class Upstream:
         version_key = self.versions.key(QUERY_DEPENDENCIES.get(name, ()))
         if version_key is None:
             return await self._fetch(name, params)
-        key = (name, _params_encoder.encode(params), version_key)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
+        query = (name, _params_encoder.encode(params))
+        key = (*query, version_key)
+        entry = self._cache.get(query)
+        if entry is not None and entry[0] == version_key:
+            self._cache.move_to_end(query)
             self.cache_hits += 1
             self.metrics.cache_hits.labels("query").inc()
-            return cached
+            return entry[1]
         inflight = self._inflight.get(key)
         if inflight is not None:
             # Many dashboards asking at once share one round trip.
@@ -151,11 +162,28 @@ class Upstream:
             del self._inflight[key]
         future.set_result(result)
         self.metrics.cache_misses.labels("query").inc()
-        if self.settings.cache_entries:
-            self._cache[key] = result
-            if len(self._cache) > self.settings.cache_entries:
-                self._cache.popitem(last=False)
+        self._remember(query, version_key, result)
         return result
+
+    def _remember(
+        self, query: tuple[str, bytes], generations: tuple[int, ...], result: Result
+    ) -> None:
+        """Keep one result per query and params: the newest generations'.
+
+        Generations only grow, so a result of older ones is never asked for again; keying
+        by them kept up to GATEWAY_CACHE_ENTRIES dead results while data changed (gateway
+        RSS rising for minutes under ingest). A fetch that started before a newer one and
+        ends after it does not replace the newer result.
+        """
+        if not self.settings.cache_entries:
+            return
+        entry = self._cache.get(query)
+        if entry is not None and any(o > n for o, n in zip(entry[0], generations, strict=True)):
+            return
+        self._cache[query] = (generations, result)
+        self._cache.move_to_end(query)
+        if len(self._cache) > self.settings.cache_entries:
+            self._cache.popitem(last=False)
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> Result:
         """Ask the materializer, following `next_offset` until the list is complete."""
@@ -172,7 +200,33 @@ class Upstream:
         raise UpstreamError(f"{name}: more than {MAX_PAGES} pages, narrow the query")
 
     async def request(
-        self, name: str, params: dict[str, Any], timeout: float | None = None
+        self,
+        name: str,
+        params: dict[str, Any],
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> QueryReply:
+        """One named query, asked again when no reply came (docs/GATEWAY.md, "Upstream").
+
+        A timed-out or unanswered request (no responders: a materializer restarting;
+        a reply lost with a connection) is asked again up to `GATEWAY_QUERY_RETRIES`
+        times after a short pause; NATS spreads the retry over the queue group, so
+        another replica may answer. Errors the materializer sends are never retried.
+        """
+        retries = self.settings.query_retries if retries is None else retries
+        for attempt in range(retries + 1):
+            try:
+                return await self._request_once(name, params, timeout)
+            except _NoReply as exc:
+                if attempt == retries:
+                    raise exc.error from None
+                self.metrics.upstream_retries.labels(exc.reason).inc()
+                log.info("retrying %s (%s), attempt %d", name, exc.reason, attempt + 2)
+                await asyncio.sleep(min(0.05 * 2**attempt, 0.5))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request_once(
+        self, name: str, params: dict[str, Any], timeout: float | None
     ) -> QueryReply:
         """One request/reply round trip, errors translated to the gateway's own."""
         nc = self.nc
@@ -183,26 +237,28 @@ class Upstream:
             )
         self.requests += 1
         started = time.perf_counter()
+        wait = timeout or self.settings.query_timeout
         try:
             msg = await nc.request(
-                query_subject(name),
-                _params_encoder.encode(params),
-                timeout=timeout or self.settings.query_timeout,
+                query_subject(name), _params_encoder.encode(params), timeout=wait
             )
         except NoRespondersError:
             self.metrics.upstream_errors.labels("no_responders").inc()
-            raise UpstreamUnavailable(
-                "the materializer is not running (nobody answers named queries on NATS)"
+            raise _NoReply(
+                "no_responders",
+                UpstreamUnavailable(
+                    "the materializer is not running (nobody answers named queries on NATS)"
+                ),
             ) from None
         except (TimeoutError, NatsTimeoutError):
             self.metrics.upstream_errors.labels("timeout").inc()
-            raise UpstreamUnavailable(
-                f"the materializer did not answer {name} within "
-                f"{timeout or self.settings.query_timeout:g} s"
+            raise _NoReply(
+                "timeout",
+                UpstreamUnavailable(f"the materializer did not answer {name} within {wait:g} s"),
             ) from None
         except Exception as exc:  # connection closed or draining mid-request
             self.metrics.upstream_errors.labels("nats").inc()
-            raise UpstreamUnavailable(f"NATS request failed: {exc}") from None
+            raise _NoReply("nats", UpstreamUnavailable(f"NATS request failed: {exc}")) from None
         finally:
             self.metrics.upstream_seconds.observe(time.perf_counter() - started)
         try:

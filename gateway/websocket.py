@@ -59,6 +59,12 @@ class Connection:
         self.claims: dict[str, Any] = {}
         self.last_seen = time.monotonic()
         self.closing = False
+        #: When the frame being written now was handed to the server (None: idle). A
+        #: write only waits while the socket's buffers are full, i.e. the peer is not reading.
+        self.sending_since: float | None = None
+        self.dropped = False
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     # -- sending --------------------------------------------------------------------------
 
@@ -69,7 +75,7 @@ class Connection:
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
-            self.close(1008, "client too slow: send queue full")
+            self.drop(f"client too slow: {self.queue.maxsize} frames queued")
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Queue one protocol message."""
@@ -92,15 +98,64 @@ class Connection:
         """Send queued frames in order until a close is queued."""
         while True:
             item = await self.queue.get()
+            self.sending_since = time.monotonic()
             if isinstance(item, _Close):
                 with contextlib.suppress(Exception):
                     await self.ws.close(item.code, item.reason)
+                self.sending_since = None
                 return
             try:
                 await self.ws.send_text(item)
             except Exception:
                 self.closing = True
                 return
+            self.sending_since = None
+
+    def check_writes(self, now: float, timeout: float) -> None:
+        """Called by the write watchdog: drop a socket whose current frame waits too long."""
+        since = self.sending_since
+        if since is not None and now - since > timeout:
+            self.drop(f"client too slow: a frame waited more than {timeout:g} s")
+
+    def drop(self, reason: str) -> None:
+        """Give up on a client that does not read: free its subscriptions and frames now,
+        close with 1008 if the close frame can still be written, else abort the socket.
+
+        A send only blocks while the server's write buffer is above its high-water mark
+        (uvicorn pauses writing), and `transport.close()` waits for that buffer to drain,
+        which never happens when the peer stops reading: without an abort the socket, its
+        buffers and the ASGI task would stay forever.
+        """
+        if self.dropped:
+            return
+        self.dropped = self.closing = True
+        log.info("dropping a WebSocket client: %s", reason)
+        self.gateway.metrics.ws_dropped.inc()
+        self.release()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self._close_or_abort(1008, reason))
+
+    async def _close_or_abort(self, code: int, reason: str) -> None:
+        grace = self.gateway.settings.ws_send_timeout
+        try:
+            await asyncio.wait_for(self.ws.close(code, reason[:120]), grace)
+            return
+        except TimeoutError:
+            pass
+        except Exception:  # already closed or the peer went away meanwhile
+            return
+        transport = _transport_of(self.ws)
+        if transport is not None:
+            transport.abort()
+
+    def release(self) -> None:
+        """Unsubscribe everything this socket holds (idempotent)."""
+        for subscriber in self.subscriptions.values():
+            self.gateway.hub.unsubscribe(subscriber)
+        self.subscriptions.clear()
 
     def keepalive(self, now: float, interval: float) -> None:
         """Called by the keep-alive timer: ping, drop silent sockets and expired tokens."""
@@ -121,7 +176,7 @@ class Connection:
 
     async def serve(self) -> None:
         """Read messages until the socket closes, then release every subscription."""
-        writer = asyncio.create_task(self.writer())
+        writer = self._writer = asyncio.create_task(self.writer())
         init_timer = asyncio.get_running_loop().call_later(
             self.gateway.settings.ws_init_timeout, self._init_timeout
         )
@@ -142,15 +197,17 @@ class Connection:
             pass
         finally:
             init_timer.cancel()
-            for subscriber in self.subscriptions.values():
-                self.gateway.hub.unsubscribe(subscriber)
-            self.subscriptions.clear()
+            self.release()
             if not writer.done():
                 self.close(1000, "bye")
                 try:
                     await asyncio.wait_for(writer, 1.0)
                 except (TimeoutError, asyncio.CancelledError):
                     writer.cancel()
+            if self._closer is not None and not self._closer.done():
+                with contextlib.suppress(Exception):
+                    await self._closer
+            self._writer = self._closer = None
 
     def _init_timeout(self) -> None:
         if not self.acknowledged:
@@ -201,6 +258,8 @@ class Connection:
             self.send_json({"type": "ka"})
 
     async def _start(self, message: dict[str, Any]) -> None:
+        if self.closing:
+            return  # closing or dropped: nothing new may subscribe
         if not self.acknowledged:
             raise _Close(4401, "Unauthorized: send connection_init first")
         sub_id, payload = message.get("id"), message.get("payload")
@@ -280,6 +339,17 @@ class Connection:
             self.send_json({"id": sub_id, "type": "error", "payload": errors[0]})
         else:
             self.send_json({"id": sub_id, "type": "error", "payload": errors})
+
+
+def _transport_of(websocket: WebSocket) -> Any:
+    """The server's transport behind a WebSocket, when the server exposes it.
+
+    ASGI has no "abort"; uvicorn's WebSocket protocols are the ASGI `receive` callable's
+    owner and keep the asyncio transport as `.transport`.
+    """
+    owner = getattr(websocket._receive, "__self__", None)
+    transport = getattr(owner, "transport", None)
+    return transport if callable(getattr(transport, "abort", None)) else None
 
 
 def _bad(message: str) -> dict[str, Any]:

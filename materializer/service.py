@@ -68,6 +68,7 @@ class QueryService:
         self._context = context
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="duckdb-query")
         self._service: Service | None = None
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Register the service and its endpoints."""
@@ -109,10 +110,23 @@ class QueryService:
             )
 
     def _query_handler(self, name: str) -> Callable[[Request], Any]:
+        # nats-py runs one subscription's callbacks one after another: awaiting the query
+        # here would answer a single request per named query at a time, whatever
+        # QUERY_WORKERS says, and one slow `overdue_invoices` would hold every other one
+        # (gateway time-outs under ingest). Each request gets a task; the thread pool
+        # bounds how many run at once.
         async def handle(request: Request) -> None:
-            await request.respond(await self.answer(name, request.data))
+            task = asyncio.create_task(self._respond(name, request))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
 
         return handle
+
+    async def _respond(self, name: str, request: Request) -> None:
+        try:
+            await request.respond(await self.answer(name, request.data))
+        except Exception:  # the connection went away: the requester times out and retries
+            log.warning("could not send the reply to a %s query", name, exc_info=True)
 
     async def answer(self, name: str, payload: bytes) -> bytes:
         """The encoded ``QueryReply`` of one named query request."""
@@ -177,6 +191,8 @@ class QueryService:
         """Deregister the endpoints and wait for running queries."""
         if self._service is not None:
             await self._service.stop()
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=10)
         self._pool.shutdown(wait=True)
 
 

@@ -25,7 +25,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from gateway.app import create_app, state
+from gateway.app import create_app, state, uvicorn_options
 from gateway.settings import Settings
 from pulse_bi.contract import (
     CHANGES_SUBJECT,
@@ -269,6 +269,7 @@ class Server:
             port=self.settings.port,
             log_level="warning",
             lifespan="on",
+            **uvicorn_options(self.settings),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

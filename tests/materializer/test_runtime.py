@@ -253,3 +253,39 @@ async def test_a_writer_slower_than_the_stream_pauses_delivery_and_loses_nothing
 
     assert pauses > 0
     assert rows[0]["orders"] == 3000
+
+
+async def test_requests_for_the_same_named_query_are_answered_concurrently(
+    materializer: Materializer, nc: NATS
+) -> None:
+    """One slow query must not hold every other request for that query behind it."""
+    import threading
+    import time
+
+    store = materializer.store
+    assert store is not None
+    query = store.query
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow_query(*args: Any, **kwargs: Any) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.3)
+            return query(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    store.query = slow_query  # type: ignore[method-assign]
+    try:
+        window = {"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"}
+        results = await asyncio.gather(*(ask(nc, "sales_summary", **window) for _ in range(4)))
+    finally:
+        store.query = query  # type: ignore[method-assign]
+    assert all(result["orders"] == 0 for result in results)
+    assert most == min(4, materializer.settings.query_workers)
