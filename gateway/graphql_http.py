@@ -85,26 +85,33 @@ def negotiate(accept: str | None) -> str | None:
 
 
 class ResponseCache:
-    """Encoded responses by (document, variables, scope, data generations, hour)."""
+    """Encoded responses by (document, variables, scope, media), one per request kind.
+
+    Each entry is stamped with the data generations and the hour it was built at, and
+    serves only while they hold. Keying by the stamp instead would fill the cache with
+    dead results under ingest (every batch makes a new generation) until the LRU bound.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entries: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], tuple[Any, bytes]] = OrderedDict()
         self.hits = 0
 
-    def get(self, key: tuple[Any, ...]) -> bytes | None:
-        """A cached body, refreshing its place in the LRU."""
-        body = self.entries.get(key)
-        if body is not None:
-            self.entries.move_to_end(key)
-            self.hits += 1
-        return body
+    def get(self, key: tuple[Any, ...], stamp: Any) -> bytes | None:
+        """The cached body when it was built at ``stamp``, refreshing its LRU place."""
+        entry = self.entries.get(key)
+        if entry is None or entry[0] != stamp:
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return entry[1]
 
-    def put(self, key: tuple[Any, ...], body: bytes) -> None:
-        """Remember a body, evicting the least recently used."""
+    def put(self, key: tuple[Any, ...], stamp: Any, body: bytes) -> None:
+        """Remember a body built at ``stamp``, replacing an older one, evicting the LRU."""
         if not self.size:
             return
-        self.entries[key] = body
+        self.entries[key] = (stamp, body)
+        self.entries.move_to_end(key)
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
 
@@ -237,18 +244,17 @@ async def run(
         return _request_errors([{"message": message, "extensions": {"code": "BAD_REQUEST"}}], media)
     generations = gateway.versions.key(operation.dependencies)
     key = None
+    # The hour: default time windows ("last 24 h", "today") move with it.
+    stamp = (generations, int(time.time() // 3600))
     if generations is not None:
-        # The hour: default time windows ("last 24 h", "today") move with it.
         key = (
             params.query,
             params.operation_name,
             _variables_encoder.encode(params.variables),
             scope_of(claims),
-            generations,
-            int(time.time() // 3600),
             media,
         )
-        cached = gateway.responses.get(key)
+        cached = gateway.responses.get(key, stamp)
         if cached is not None:
             gateway.metrics.cache_hits.labels("response").inc()
             return Response(cached, 200, media_type=media)
@@ -265,6 +271,6 @@ async def run(
         executor.cost(operation, coerced),
     )
     if key is not None and answer.cacheable:
-        gateway.responses.put(key, answer.body)
+        gateway.responses.put(key, stamp, answer.body)
     status = answer.status if media == GRAPHQL_RESPONSE_JSON else 200
     return Response(answer.body, status, media_type=media)

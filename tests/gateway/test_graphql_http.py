@@ -276,3 +276,18 @@ async def test_bad_date_is_a_clear_error(client: httpx.AsyncClient) -> None:
     response = await gql(client, '{ arAging(asOf: "next tuesday") { asOf } }', accept=GR)
     assert response.status_code == 400
     assert "Date must be YYYY-MM-DD" in response.json()["errors"][0]["message"]
+
+
+def test_response_cache_keeps_one_entry_per_request_across_generations() -> None:
+    """Under ingest every batch is a new generation: old bodies are replaced, not piled up."""
+    from gateway.graphql_http import ResponseCache
+
+    cache = ResponseCache(size=2048)
+    key = ("{ pipeline { version } }", None, "null", "", "application/json")
+    for generation in range(5000):
+        stamp = ((("pipeline", generation),), 0)
+        assert cache.get(key, stamp) is None
+        cache.put(key, stamp, b"body %d" % generation)
+        assert cache.get(key, stamp) == b"body %d" % generation
+    assert len(cache.entries) == 1
+    assert cache.get(key, ((("pipeline", 4998),), 0)) is None  # an older stamp never serves
