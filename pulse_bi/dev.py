@@ -111,7 +111,8 @@ async def _stream_messages(url: str) -> int:
 
     from pulse_bi.contract import STREAM_NAME
 
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    # One try, bounded: a wrong URL must fail now, not retry forever.
+    nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, allow_reconnect=False), 5)
     try:
         info = await nc.jetstream().stream_info(STREAM_NAME)
         return int(info.state.messages)

@@ -92,7 +92,8 @@ async def publish(
 
     from pulse_bi.streams import ensure_stream
 
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    # One try, bounded: a wrong URL must fail now, not retry forever.
+    nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, allow_reconnect=False), 5)
     try:
         js = nc.jetstream()
         await ensure_stream(js)
