@@ -30,6 +30,8 @@ from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, ChangeNotice, notice
 from pulse_bi.streams import ensure_stream
 
 log = logging.getLogger("pulse_bi.materializer")
+#: Seconds between two progress lines while the materializer is behind the stream.
+PROGRESS_INTERVAL = 5.0
 
 
 class Materializer:
@@ -91,6 +93,7 @@ class Materializer:
         self.ingestor = Ingestor(self.js, self.store, s, self.metrics, self._announce)
         self.service = QueryService(self.nc, self.store, self.metrics, self.stats, s.query_workers)
         await self.service.start()
+        self._tasks.append(asyncio.create_task(self._progress(), name="progress"))
         await self.ingestor.start()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if s.http_port:
@@ -189,6 +192,25 @@ class Materializer:
             except Exception as exc:  # NATS away: keep beating once it returns
                 log.debug("heartbeat skipped: %s", exc)
 
+    async def _progress(self) -> None:
+        """While behind the stream (a replay), log position, lag and rate every few seconds."""
+        last = self._notice_version
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            with contextlib.suppress(Exception):  # NATS away: the heartbeat says so
+                await self._refresh_stream_position()
+            current = self._notice_version
+            lag = self._stream_last_sequence - current
+            if lag > 0:
+                log.info(
+                    "catching up: sequence %d of %d, lag %d, %.0f events/s",
+                    current,
+                    self._stream_last_sequence,
+                    lag,
+                    (current - last) / PROGRESS_INTERVAL,
+                )
+            last = current
+
     async def _refresh_stream_position(self) -> None:
         if self.js is None or self.nc is None or not self.nc.is_connected:
             return
@@ -244,6 +266,8 @@ class Materializer:
         log.warning("NATS: %s", exc)
 
     async def _nats_disconnected(self) -> None:
+        if self.nc is not None and (self.nc.is_closed or self.nc.is_draining):
+            return  # our own close, not an outage
         log.warning("disconnected from NATS; reconnecting")
 
     async def _nats_reconnected(self) -> None:

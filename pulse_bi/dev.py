@@ -172,7 +172,9 @@ class Children:
 
 def _seed(children: Children, data_path: Path, count: int) -> None:
     console.print(f"seeding {count:,} demo events (once for {data_path})…")
-    seed = children.spawn("seed", "simulate", "--count", str(count), "--quiet")
+    seed = children.spawn(
+        "seed", "simulate", "--count", str(count), "--window-hours", "24", "--quiet"
+    )
     code = seed.wait()
     children.running.pop("seed", None)
     if code != 0:
@@ -225,19 +227,19 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
 @click.option(
     "--rate",
     envvar="PULSE_DEV_RATE",
-    default=2.0,
+    default=0.5,
     show_default=True,
     type=_EnvNumber(float, 0, None),
-    help="Live simulated events per second, about 45 % of them orders (PULSE_DEV_RATE; "
-    "0: no live traffic).",
+    help="Live simulated events per second, about a fifth of them orders: 0.5 makes about "
+    "as many orders an hour as the seeded history has (PULSE_DEV_RATE; 0: none).",
 )
 @click.option(
     "--seed-events",
     envvar="PULSE_DEV_SEED_EVENTS",
-    default=30_000,
+    default=40_000,
     show_default=True,
     type=_EnvNumber(int, 0, None),
-    help="Events of demo history over the last 48 h, published once per data directory "
+    help="Events of demo history over the last 24 h, published once per data directory "
     "(PULSE_DEV_SEED_EVENTS).",
 )
 def dev_command(
