@@ -50,9 +50,7 @@ def render_page(app_root_path: str) -> str:
 
 async def page(request: Request) -> HTMLResponse:
     """The landing page."""
-    return HTMLResponse(
-        render_page(request.scope.get("root_path", "")), headers=_PAGE_HEADERS
-    )
+    return HTMLResponse(render_page(request.scope.get("root_path", "")), headers=_PAGE_HEADERS)
 
 
 class LandingStatic(StaticFiles):

@@ -92,7 +92,7 @@ async def test_landing_shows_state_pipeline_and_rejected_events_offline(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.set_default_timeout(15_000)
     await page.goto(f"{stack.url}/")
-    await page.wait_for_function("document.getElementById('applied').textContent !== '–'")
+    await page.wait_for_function("document.getElementById('applied').textContent !== '\\u2013'")
 
     assert await text(page, "#nats-state") == "connected"
     assert (await text(page, "#materializer-state")).startswith("answering")
@@ -126,7 +126,10 @@ async def test_kiosk_chart_fits_a_five_digit_axis_label(stack: Stack, browser: B
             document.body.append(svg);
             const buckets = Array.from({ length: 24 }, (_, i) =>
                 ({ hour: new Date(Date.UTC(2026, 10, 30, i)), orders: i === 23 ? 6000 : 150 }));
-            const fmt = { integer: (n) => n.toLocaleString('en-US'), hour: (d) => String(d.getUTCHours()) };
+            const fmt = {
+                integer: (n) => n.toLocaleString('en-US'),
+                hour: (d) => String(d.getUTCHours()),
+            };
             drawHourlyBars(svg, buckets, fmt);
             const box = svg.getBoundingClientRect();
             return [...svg.querySelectorAll('text.axis[text-anchor=end]')].map(
