@@ -92,7 +92,9 @@ async def test_landing_shows_state_pipeline_and_rejected_events_offline(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.set_default_timeout(15_000)
     await page.goto(f"{stack.url}/")
-    await page.wait_for_function("document.getElementById('applied').textContent !== '\\u2013'")
+    await page.wait_for_function(
+        "() => document.getElementById('applied').textContent !== '\\u2013'"
+    )
 
     assert await text(page, "#nats-state") == "connected"
     assert (await text(page, "#materializer-state")).startswith("answering")
