@@ -50,7 +50,7 @@ EXAMPLES: tuple[dict[str, object], ...] = (
     },
     {
         "query": "# How far the materializer is, and what it rejected.\n"
-        "{\n"
+        "query Pipeline {\n"
         "  pipeline { lastSequence lag eventsApplied eventsRejected lastEventTime }\n"
         "  rejectedEvents(limit: 5) { sequence eventType reason receivedAt }\n"
         "}\n",
