@@ -32,6 +32,8 @@ from pulse_bi.streams import ensure_stream
 log = logging.getLogger("pulse_bi.materializer")
 #: Seconds between two progress lines while the materializer is behind the stream.
 PROGRESS_INTERVAL = 5.0
+#: Events behind the stream that count as catching up (live traffic is a few behind).
+PROGRESS_MIN_LAG = 1000
 
 
 class Materializer:
@@ -201,7 +203,7 @@ class Materializer:
                 await self._refresh_stream_position()
             current = self._notice_version
             lag = self._stream_last_sequence - current
-            if lag > 0:
+            if lag >= PROGRESS_MIN_LAG:
                 log.info(
                     "catching up: sequence %d of %d, lag %d, %.0f events/s",
                     current,

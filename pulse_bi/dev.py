@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
-from click.core import ParameterSource
 from rich.console import Console
 
 from pulse_bi.natsserver import LocalNatsServer, NatsServerNotFound
+from pulse_bi.options import PORT, EnvNumber
 from pulse_bi.ports import holder, port_free
 
 console = Console(stderr=True)
@@ -34,44 +33,6 @@ SEED_MARKER = ".demo-seeded"
 #: Seconds Ctrl-C may take to stop everything, and each process's share of it, in order.
 STOP_BUDGET = 3.0
 _STOP_SHARES = {"simulator": 0.4, "gateway": 0.9, "materializer": 1.0}
-
-
-class _EnvNumber(click.ParamType):
-    """An int or float option whose errors name the environment variable it came from."""
-
-    def __init__(self, kind: type[int] | type[float], low: float, high: float | None) -> None:
-        self.kind, self.low, self.high = kind, low, high
-        self.name = "port" if kind is int else "number"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """The number, or a usage error naming the variable or flag to change."""
-        if isinstance(value, self.kind):
-            number = value
-        else:
-            try:
-                number = self.kind(str(value).strip())
-            except ValueError:
-                number = None
-        if number is None or number < self.low or (self.high is not None and number > self.high):
-            limits = f"{self.low:g}-{self.high:g}" if self.high is not None else f">= {self.low:g}"
-            self.fail(
-                f"{_source(param, ctx)}={value!r}: expected a {self.name} {limits}", param, ctx
-            )
-        return number
-
-
-def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
-    """The environment variable a value came from, else the option's flag."""
-    if param is None:
-        return "value"
-    envvar = getattr(param, "envvar", None)
-    source = ctx.get_parameter_source(param.name) if ctx and param.name else None
-    if source is ParameterSource.ENVIRONMENT and isinstance(envvar, str):
-        return envvar
-    return param.opts[0] if param.opts else str(param.name)
-
-
-PORT = _EnvNumber(int, 1, 65535)
 
 
 @dataclass(frozen=True)
@@ -127,7 +88,11 @@ def needs_seed(data_path: Path, nats_url: str) -> bool:
     marker = data_path / SEED_MARKER
     if marker.exists():
         return False
-    if asyncio.run(_stream_messages(nats_url)) > 0:
+    try:
+        stored = asyncio.run(_stream_messages(nats_url))
+    except Exception as exc:
+        raise click.ClickException(f"cannot read the stream at {nats_url}: {exc}") from None
+    if stored > 0:
         # History from an earlier run without the marker: keep it as it is.
         marker.write_text("stream already had events\n", encoding="utf-8")
         return False
@@ -229,7 +194,7 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     envvar="PULSE_DEV_RATE",
     default=0.5,
     show_default=True,
-    type=_EnvNumber(float, 0, None),
+    type=EnvNumber(float, 0, None, "number"),
     help="Live simulated events per second, about a fifth of them orders: 0.5 makes about "
     "as many orders an hour as the seeded history has (PULSE_DEV_RATE; 0: none).",
 )
@@ -238,7 +203,7 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     envvar="PULSE_DEV_SEED_EVENTS",
     default=40_000,
     show_default=True,
-    type=_EnvNumber(int, 0, None),
+    type=EnvNumber(int, 0, None, "whole number"),
     help="Events of demo history over the last 24 h, published once per data directory "
     "(PULSE_DEV_SEED_EVENTS).",
 )

@@ -109,6 +109,32 @@ def test_a_bad_port_setting_names_its_variable() -> None:
     assert "--nats-port='70000'" in flag.output
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PULSE_DEV_RATE", "nan"),
+        ("PULSE_DEV_RATE", "inf"),
+        ("PULSE_DEV_RATE", "-1"),
+        ("PULSE_DEV_SEED_EVENTS", "1.5"),
+        ("PULSE_DEV_NATS_PORT", "0"),
+        ("MATERIALIZER_HTTP_PORT", "99999999999999999999"),
+        ("GATEWAY_PORT", "\uff18\uff10\uff10\uff14"),  # full-width digits of 8004
+        ("GATEWAY_PORT", " "),
+    ],
+)
+def test_every_bad_dev_setting_names_its_variable(variable: str, value: str) -> None:
+    # Every case must fail before anything starts: a valid value would start a stack.
+    result = CliRunner().invoke(main, ["dev"], env={variable: value})
+    assert result.exit_code == 2, result.output
+    assert f"{variable}={value!r}" in result.output
+
+
+def test_the_gateway_names_its_port_variable_too() -> None:
+    result = CliRunner().invoke(main, ["gateway", "serve"], env={"GATEWAY_PORT": "abc"})
+    assert result.exit_code == 2
+    assert "GATEWAY_PORT='abc'" in result.output
+
+
 def test_two_settings_on_one_port_are_refused(tmp_path: Path) -> None:
     port = str(free_port())
     result = CliRunner().invoke(

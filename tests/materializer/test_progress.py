@@ -33,6 +33,7 @@ async def test_catching_up_logs_sequence_lag_and_rate(
         await nc.publish("pulse.events.stock.moved", json.dumps(event).encode())
     await nc.flush()
     monkeypatch.setattr(app, "PROGRESS_INTERVAL", 0.02)
+    monkeypatch.setattr(app, "PROGRESS_MIN_LAG", 1)
     # Small batches make the replay last long enough for a few progress lines.
     settings = dataclasses.replace(materializer_settings, batch_max_events=20)
     caplog.set_level(logging.INFO, logger="pulse_bi.materializer")
