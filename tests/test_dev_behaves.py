@@ -177,8 +177,10 @@ def test_restart_keeps_history_unchanged_and_ctrl_c_stops_in_order_within_3_s(
     tmp_path: Path,
 ) -> None:
     first = dev(tmp_path, "--seed-events", "400", "--rate", "0")
-    before = wait_applied(first, 300)  # fewer: JetStream drops some duplicates
-    took, output = interrupt(first)
+    try:
+        before = wait_applied(first, 300)  # fewer: JetStream drops some duplicates
+    finally:
+        took, output = interrupt(first)
     assert first.returncode == 0, output
     assert "seeding 400 demo events" in output
     assert "stopping: simulator, gateway, materializer, NATS" in output
