@@ -303,7 +303,7 @@ def _stop_all(children: Children, server: LocalNatsServer, *, announce: bool) ->
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     begun = time.monotonic()
     if announce:
-        console.print("stopping: simulator, gateway, materializer, NATS…")
+        _say("stopping: simulator, gateway, materializer, NATS…")
     try:
         children.stop("seed", 0.2)
         for name, share in _STOP_SHARES.items():
@@ -312,6 +312,11 @@ def _stop_all(children: Children, server: LocalNatsServer, *, announce: bool) ->
     finally:
         signal.signal(signal.SIGINT, previous)
     if announce:
-        console.print(f"stopped in {time.monotonic() - begun:.1f} s")
-    with contextlib.suppress(Exception):
+        _say(f"stopped in {time.monotonic() - begun:.1f} s")
+
+
+def _say(message: str) -> None:
+    """Print a status line; a closed terminal or pipe must not stop the stopping."""
+    with contextlib.suppress(OSError, ValueError):
+        console.print(message)
         sys.stderr.flush()
