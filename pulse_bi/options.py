@@ -19,6 +19,7 @@ class EnvNumber(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """The number, or a usage error naming the variable or flag to change."""
+        number: float | None
         if isinstance(value, self.kind):
             number = value
         else:
