@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -24,6 +25,11 @@ from gateway.settings import Settings
 from pulse_bi.natsserver import LocalNatsServer
 from tests.gateway.browser import offline_context
 from tests.gateway.kiosk_stack import Publisher, Stack, order, start_with_world, wait_applied
+
+# Starlette serves files through anyio.open_file, which anyio imports lazily. Importing it
+# here, not first inside a request task deep in the stack, avoids CPython 3.11.7's "AST
+# constructor recursion depth mismatch" when pytest's import hook compiles it.
+assert anyio.open_file is not None
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

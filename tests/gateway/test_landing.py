@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -21,6 +22,11 @@ from pulse_bi.natsserver import LocalNatsServer
 from tests.conftest import cloud_event, publish_events
 from tests.gateway.browser import offline_context
 from tests.gateway.kiosk_stack import Publisher, Stack, publish_world, wait_applied
+
+# Starlette serves files through anyio.open_file, which anyio imports lazily. Importing it
+# here, not first inside a request task deep in the stack, avoids CPython 3.11.7's "AST
+# constructor recursion depth mismatch" when pytest's import hook compiles it.
+assert anyio.open_file is not None
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
