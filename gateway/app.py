@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from gateway import rest
+from gateway import graphiql, landing, rest
 from gateway.bounded import Answerer
 from gateway.execution import Executor
 from gateway.graphql_http import ResponseCache, graphql_http_endpoint
@@ -140,7 +140,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql_http_endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws_endpoint),
         *rest.routes(),
+        *landing.routes(),
     ]
+    if settings.graphiql:
+        routes.extend(graphiql.routes())
     kiosk = kiosk_routes()
     if kiosk:
         routes.append(Mount("/kiosk", routes=kiosk))

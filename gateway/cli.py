@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from gateway.settings import Settings, SettingsError
+from pulse_bi.options import PORT
 
 
 @click.group("gateway", invoke_without_command=True)
@@ -22,7 +23,7 @@ def gateway_command(ctx: click.Context) -> None:
 @gateway_command.command()
 @click.option("--host", envvar="GATEWAY_HOST", help="Interface to bind (GATEWAY_HOST).")
 @click.option(
-    "--port", envvar="GATEWAY_PORT", type=int, help="HTTP port, default 8004 (GATEWAY_PORT)."
+    "--port", envvar="GATEWAY_PORT", type=PORT, help="HTTP port, default 8004 (GATEWAY_PORT)."
 )
 @click.option("--nats-url", envvar="NATS_URL", default=None, help="NATS server URL (NATS_URL).")
 @click.option(

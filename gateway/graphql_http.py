@@ -1,4 +1,4 @@
-"""GraphQL over HTTP (GET and POST) per the GraphQL-over-HTTP spec, plus GraphiQL.
+"""GraphQL over HTTP (GET and POST) per the GraphQL-over-HTTP spec, plus GraphiQL (graphiql.py).
 
 Responses of successful queries are cached as encoded bytes, keyed by the document,
 variables, caller scope and the generations of the aggregates the query reads: a
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from graphql import OperationType
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
+from starlette.responses import Response
 
 from gateway.errors import BadRequest, GatewayError, InvalidToken, Unauthorized, gateway_error_body
 from gateway.execution import encoder
+from gateway.graphiql import page_response
 from gateway.schema import Context
 from gateway.security import scope_of
 
@@ -29,7 +29,6 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
 
 _variables_encoder = msgspec.json.Encoder(order="sorted")
-_GRAPHIQL = get_graphql_ide_html("graphiql")
 
 
 class UnsupportedMediaType(BadRequest):
@@ -125,7 +124,7 @@ async def graphql_http_endpoint(request: Request) -> Response:
         and "text/html" in request.headers.get("accept", "")
         and gateway.settings.graphiql
     ):
-        return HTMLResponse(_GRAPHIQL)
+        return page_response(request.scope.get("root_path", ""))
     media = negotiate(request.headers.get("accept"))
     if media is None:
         body = gateway_error_body(

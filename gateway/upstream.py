@@ -60,6 +60,8 @@ class Upstream:
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Result]] = {}
         self._on_connect: list[Callable[[NATS], Awaitable[None]]] = []
         self._connector: asyncio.Task[None] | None = None
+        self._closing = False
+        self._error_logged_at: float | None = None
         self.last_error: str | None = "not connected to NATS yet"
         self.requests = 0
         self.cache_hits = 0
@@ -98,21 +100,30 @@ class Upstream:
         # Only now count as connected: notices subscribed before the first query.
         self.nc = nc
         self.last_error = None
-        log.info("connected to NATS at %s", nc.connected_url)
+        self._error_logged_at = None
+        url = nc.connected_url.geturl() if nc.connected_url else self.settings.nats_url
+        log.info("connected to NATS at %s", url)
 
     async def _on_error(self, exc: Exception) -> None:
         if not self.connected:
             self.last_error = f"cannot reach NATS at {self.settings.nats_url}: {exc!r}"
+            # Say so at once, then every 30 s while it lasts (nats-py keeps retrying).
+            now = time.monotonic()
+            if self._error_logged_at is None or now - self._error_logged_at >= 30:
+                self._error_logged_at = now
+                log.warning("%s; retrying", self.last_error)
+                return
         log.debug("NATS error: %r", exc)
 
     async def _on_disconnect(self) -> None:
-        if self.nc is None or self.nc.is_closed:
+        if self._closing or self.nc is None or self.nc.is_closed:
             return
         self.last_error = "disconnected from NATS, reconnecting"
         log.warning(self.last_error)
 
     async def _on_reconnect(self) -> None:
         self.last_error = None
+        self._error_logged_at = None
         log.info("reconnected to NATS")
 
     @property
@@ -122,6 +133,7 @@ class Upstream:
 
     async def close(self) -> None:
         """Stop connecting and close the connection."""
+        self._closing = True  # a disconnect from here on is ours, not an outage
         if self._connector is not None:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):

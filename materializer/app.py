@@ -33,6 +33,10 @@ from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_encoder
 from pulse_bi.streams import ensure_stream
 
 log = logging.getLogger("pulse_bi.materializer")
+#: Seconds between two progress lines while the materializer is behind the stream.
+PROGRESS_INTERVAL = 5.0
+#: Events behind the stream that count as catching up (live traffic is a few behind).
+PROGRESS_MIN_LAG = 1000
 
 
 class Materializer:
@@ -125,6 +129,7 @@ class Materializer:
             context=self.query_context,
         )
         await self.service.start()
+        self._tasks.append(asyncio.create_task(self._progress(), name="progress"))
         await self.ingestor.start()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if s.http_port:
@@ -331,6 +336,25 @@ class Materializer:
             except Exception as exc:  # NATS away: keep beating once it returns
                 log.debug("heartbeat skipped: %s", exc)
 
+    async def _progress(self) -> None:
+        """While behind the stream (a replay), log position, lag and rate every few seconds."""
+        last = self._notice_version
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            with contextlib.suppress(Exception):  # NATS away: the heartbeat says so
+                await self._refresh_stream_position()
+            current = self._notice_version
+            lag = self._stream_last_sequence - current
+            if lag >= PROGRESS_MIN_LAG:
+                log.info(
+                    "catching up: sequence %d of %d, lag %d, %.0f events/s",
+                    current,
+                    self._stream_last_sequence,
+                    lag,
+                    (current - last) / PROGRESS_INTERVAL,
+                )
+            last = current
+
     async def _refresh_stream_position(self) -> None:
         """Ask the stream where it ends, and whether it is still the file's."""
         if self.guard is None or self._control is None or not self._control.is_connected:
@@ -389,6 +413,8 @@ class Materializer:
         log.warning("NATS: %s", exc)
 
     async def _nats_disconnected(self) -> None:
+        if self.nc is not None and (self.nc.is_closed or self.nc.is_draining):
+            return  # our own close, not an outage
         log.warning("disconnected from NATS; reconnecting")
 
     async def _nats_reconnected(self) -> None:

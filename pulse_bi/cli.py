@@ -186,10 +186,12 @@ def _add_commands() -> None:
     """Attach the commands that live next to the code they run."""
     from gateway.cli import gateway_command
     from pulse_bi.dev import dev_command
+    from pulse_bi.publish import publish_command
     from pulse_bi.simulator.cli import simulate_command
 
     main.add_command(dev_command, "dev")
     main.add_command(simulate_command, "simulate")
+    main.add_command(publish_command, "publish")
     main.add_command(gateway_command, "gateway")
 
 

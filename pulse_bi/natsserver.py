@@ -42,6 +42,9 @@ class LocalNatsServer:
     store_dir: Path
     port: int = 0
     binary: str | None = None
+    #: Start in a session of its own, so a terminal's Ctrl-C reaches only the parent,
+    #: which stops the server last (``pulse-bi dev``).
+    own_session: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,6 +61,7 @@ class LocalNatsServer:
             [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -71,13 +75,13 @@ class LocalNatsServer:
         self.stop()
         raise TimeoutError(f"nats-server did not listen on port {self.port} in {timeout}s")
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=5)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -33,6 +33,8 @@ CENT = Decimal("0.01")
 #: Share of orders that get cancelled, and of cancelled orders cancelled a second time.
 CANCEL_RATE = 0.07
 DOUBLE_CANCEL_RATE = 0.15
+#: Indexes of the products that are back-ordered (never restocked by purchasing).
+BACKORDERED = (1, 4, 7)
 #: Offsets some producers stamp their local time with (the rest send UTC).
 _LOCAL_OFFSETS = (timezone(timedelta(hours=1)), timezone(timedelta(hours=-5)))
 
@@ -68,6 +70,13 @@ class World:
         n_products = max(12, min(300, scale // 200))
         n_customers = max(8, min(1000, scale // 100))
         self.products = [self._new_product(i) for i in range(n_products)]
+        # A few popular items whose supplier is late: purchasing cannot restock them, so
+        # they stay at or below their reorder point and `lowStock` always has something.
+        self.backordered: set[str] = set()
+        for index in BACKORDERED:
+            product = self.products[index]
+            product.reorder_point = product.reorder_point or 10
+            self.backordered.add(product.sku)
         # Popularity follows a long tail: a few products and customers dominate.
         self.product_weights = list(
             itertools.accumulate(1.0 / (i + 1) ** 0.8 for i in range(n_products))
@@ -168,7 +177,7 @@ class World:
             yield partial(self._publish_product, product)
         for product in self.products:
             for warehouse in WAREHOUSES:
-                if self.rng.random() < 0.75:
+                if self.rng.random() < 0.75 and product.sku not in self.backordered:
                     base = product.reorder_point or 20
                     quantity = max(1, int(base * self.rng.uniform(0.3, 3.5)))
                     yield partial(self._move, product.sku, warehouse, quantity, "receipt")
@@ -238,7 +247,9 @@ class World:
         for sku, quantity, _ in lines:
             warehouse = max(WAREHOUSES, key=lambda w: self.stock.get((sku, w), 0))
             if self.stock.get((sku, warehouse), 0) < quantity:
-                self._move(sku, warehouse, quantity + 30, "receipt", now)  # emergency restock
+                # An emergency restock; a back-ordered item gets just what ships.
+                extra = 0 if sku in self.backordered else 30
+                self._move(sku, warehouse, quantity + extra, "receipt", now)
             self._move(sku, warehouse, -quantity, "shipment", now)
 
     def _invoice(
@@ -297,6 +308,9 @@ class World:
         candidates = [
             (self.rng.choice(self.products), self.rng.choice(WAREHOUSES)) for _ in range(3)
         ]
+        candidates = [c for c in candidates if c[0].sku not in self.backordered]
+        if not candidates:
+            return
         product, warehouse = min(
             candidates, key=lambda c: self.stock.get((c[0].sku, c[1]), 0) - c[0].reorder_point
         )
@@ -307,13 +321,17 @@ class World:
         product = self.rng.choice(self.products)
         warehouse = self.rng.choice(WAREHOUSES)
         delta = self.rng.choice((-5, -3, -2, -1, 1, 2))
+        if product.sku in self.backordered and delta > 0:
+            return  # a stock count of a back-ordered item finds nothing extra
         if self.stock.get((product.sku, warehouse), 0) + delta < 0:
             delta = -delta  # a stock count finds more, never less than nothing
         self._move(product.sku, warehouse, delta, "adjustment", now)
 
     def _return(self, now: datetime) -> None:
         product = self.rng.choices(self.products, cum_weights=self.product_weights)[0]
-        self._move(product.sku, self.rng.choice(WAREHOUSES), self.rng.randint(1, 3), "return", now)
+        warehouse, quantity = self.rng.choice(WAREHOUSES), self.rng.randint(1, 3)
+        if product.sku not in self.backordered:  # returns of those go back to the supplier
+            self._move(product.sku, warehouse, quantity, "return", now)
 
     def _update_product(self, now: datetime) -> None:
         product = self.rng.choice(self.products)

@@ -33,7 +33,14 @@ export function drawHourlyBars(svg, buckets, fmt) {
   svg.replaceChildren();
 
   const max = niceMax(Math.max(0, ...buckets.map((b) => b.orders)));
-  const left = font * 3.2;
+  // Orders are whole numbers: no gridline at 2.5.
+  const ticks = Number.isInteger(max / 2) ? [0, max / 2, max] : [0, max];
+  // The left margin fits the widest tick label ("10,000" and wider), measured as drawn.
+  const probe = el("text", { class: "axis" }, fmt.integer(max));
+  svg.append(probe);
+  const labelWidth = probe.getComputedTextLength() || font * 0.6 * fmt.integer(max).length;
+  probe.remove();
+  const left = Math.max(font * 3.2, labelWidth + font * 0.8);
   const right = font * 0.5;
   const top = font * 1.4;
   const bottom = font * 1.8;
@@ -43,8 +50,6 @@ export function drawHourlyBars(svg, buckets, fmt) {
   const gap = Math.min(slot * 0.2, font * 0.4);
   const y = (v) => top + plotH - (v / max) * plotH;
 
-  // Orders are whole numbers: no gridline at 2.5.
-  const ticks = Number.isInteger(max / 2) ? [0, max / 2, max] : [0, max];
   for (const tick of ticks) {
     svg.append(
       el("line", { class: "grid", x1: left, x2: width - right, y1: y(tick), y2: y(tick) }),
