@@ -103,7 +103,9 @@ async def test_hostile_documents_are_refused_at_once_and_health_stays_fast(
     assert error["extensions"]["code"] == code
     assert error["extensions"]["cost"] > error["extensions"]["maxCost"]
     assert elapsed < 1.0
-    assert max(latencies) < max(0.1, 10 * idle), (idle, latencies)
+    # A document that held the loop used to hold /health for 15-30 s; a shared, noisy
+    # machine can add a 100 ms hiccup to any request, so the bound is generous.
+    assert max(latencies) < max(0.5, 20 * idle), (idle, latencies)
 
 
 async def test_a_long_list_is_built_off_the_event_loop(
