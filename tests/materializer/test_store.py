@@ -239,7 +239,7 @@ def test_a_failed_batch_leaves_nothing_seen(store: Store, monkeypatch: pytest.Mo
 def test_sorted_hashes_find_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from materializer.store import _SortedHashes
+    from materializer.seen import _SortedHashes
 
     monkeypatch.setattr(_SortedHashes, "MERGE_AT", 64)
     rng = np.random.default_rng(7)
