@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, NewType
 
 import strawberry
@@ -12,10 +12,12 @@ from graphql import GraphQLError
 
 UTC = dt.UTC
 _CENT = Decimal("0.01")
+#: Room for every stored sum (DECIMAL(38,2)); the default context's 28 digits are not.
+_EXACT = Context(prec=80, rounding=ROUND_HALF_UP)
 
 #: Money in Python: an exact Decimal with two places.
 Money = NewType("Money", Decimal)
-#: Sequences and counters that may pass 2^31.
+#: Sequences, counters and sums of quantities that may pass 2^31.
 BigInt = NewType("BigInt", int)
 
 
@@ -30,7 +32,10 @@ def to_money(value: Any) -> Money:
         raise GraphQLError(f"Money cannot represent {value!r}") from None
     if not amount.is_finite():
         raise GraphQLError(f"Money cannot represent {value!r}")
-    return Money(amount.quantize(_CENT))
+    try:
+        return Money(amount.quantize(_CENT, context=_EXACT))
+    except InvalidOperation:  # more than 78 integer digits: never a stored value
+        raise GraphQLError(f"Money cannot represent {value!r}") from None
 
 
 def _parse_bigint(value: Any) -> int:
@@ -120,7 +125,10 @@ SCALAR_MAP: dict[object, Any] = {
     ),
     BigInt: strawberry.scalar(
         name="BigInt",
-        description="An integer that may pass 2^31 (sequences, counters), sent as a JSON number.",
+        description=(
+            "An integer that may pass 2^31 (sequences, counters, sums of quantities), sent as "
+            "a JSON number."
+        ),
         serialize=lambda value: int(value),
         parse_value=lambda value: _parse_bigint(value),
     ),

@@ -16,7 +16,7 @@ from gateway.schema.base import Context, Info, fetch, live, maybe_timestamp, tim
 class StockLevel:
     sku: str
     warehouse: str
-    on_hand: int
+    on_hand: BigInt
     reorder_point: int
     low_stock: bool
     name: str | None
