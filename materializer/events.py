@@ -268,7 +268,7 @@ def _decode(subject: str, payload: bytes) -> Event | Rejection:
         return Rejection(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     try:
         envelope = _fast_decoder.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError):  # DecodeError covers ValidationError
         return _decode_slowly(subject, payload)
     event_type = _TYPED[type(envelope)]
     time = envelope.time
@@ -293,6 +293,8 @@ def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
         return _envelope_rejection(payload, error)
     except msgspec.DecodeError as error:
         return Rejection(f"invalid JSON: {_detail(error)}")
+    except UnicodeDecodeError as error:  # msgspec checks UTF-8 in strings as it reads them
+        return Rejection(f"invalid JSON: invalid UTF-8 in a string: {error.reason}")
     event_type = EVENT_TYPES.get(envelope.type)
     if event_type is None:
         return Rejection(f"unknown event type '{envelope.type}'", envelope.id, envelope.type)
@@ -319,6 +321,9 @@ def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
         return Rejection(_explain(error, "data"), envelope.id, envelope.type)
     except msgspec.DecodeError as error:  # pragma: no cover - the envelope was valid JSON
         return Rejection(f"invalid JSON: {_detail(error)}", envelope.id, envelope.type)
+    except UnicodeDecodeError as error:  # ``data`` was skipped, not read, by the envelope
+        reason = f"invalid JSON: invalid UTF-8 in a string: {error.reason}"
+        return Rejection(reason, envelope.id, envelope.type)
     problem = event_type.check(data)
     if problem is not None:
         return Rejection(problem, envelope.id, envelope.type)

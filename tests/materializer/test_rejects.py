@@ -131,9 +131,7 @@ def test_one_hundred_events_with_an_empty_id_are_one_hundred_stored_rejects(stor
     rows = store.query("rejected_events", {"limit": 500}).data
     assert sorted(row["sequence"] for row in rows) == [m.sequence for m in batch + later]
     assert {row["event_id"] for row in rows} == {""}
-    assert {row["reason"] for row in rows} == {
-        "not a CloudEvent: id: expected str of length >= 1"
-    }
+    assert {row["reason"] for row in rows} == {"not a CloudEvent: id: expected str of length >= 1"}
     assert store.stats()["events_rejected"] == 100
 
 
