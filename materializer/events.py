@@ -26,6 +26,8 @@ from materializer.limits import (
     MAX_DEPTH,
     MAX_LINES,
     MAX_PAYLOAD_BYTES,
+    TIME_MAX,
+    TIME_MIN,
     Id,
     NonNegativeQuantity,
     PositiveQuantity,
@@ -264,18 +266,25 @@ def _decode(subject: str, payload: bytes) -> Event | Rejection:
     size = len(payload)
     if size > MAX_PAYLOAD_BYTES:
         return Rejection(f"payload too large: {size} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+    if not payload.isascii():  # a word-at-a-time scan; most events are ASCII
+        # JSON is UTF-8 (RFC 8259). msgspec checks the strings it reads, but skips the
+        # keys of unknown fields unread: check every byte.
+        try:
+            payload.decode()
+        except UnicodeDecodeError as error:
+            return Rejection(f"invalid JSON: invalid UTF-8 at byte {error.start}")
     if too_deep(payload):
         return Rejection(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     try:
         envelope = _fast_decoder.decode(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError):  # DecodeError covers ValidationError
+    except msgspec.DecodeError:  # and its subclass ValidationError
         return _decode_slowly(subject, payload)
     event_type = _TYPED[type(envelope)]
     time = envelope.time
     if (
         envelope.specversion != "1.0"
         or time.tzinfo is None
-        or time_problem(time) is not None
+        or not TIME_MIN <= time < TIME_MAX
         or subject != event_type.subject
     ):
         return _decode_slowly(subject, payload)
@@ -293,8 +302,6 @@ def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
         return _envelope_rejection(payload, error)
     except msgspec.DecodeError as error:
         return Rejection(f"invalid JSON: {_detail(error)}")
-    except UnicodeDecodeError as error:  # msgspec checks UTF-8 in strings as it reads them
-        return Rejection(f"invalid JSON: invalid UTF-8 in a string: {error.reason}")
     event_type = EVENT_TYPES.get(envelope.type)
     if event_type is None:
         return Rejection(f"unknown event type '{envelope.type}'", envelope.id, envelope.type)
@@ -321,9 +328,6 @@ def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
         return Rejection(_explain(error, "data"), envelope.id, envelope.type)
     except msgspec.DecodeError as error:  # pragma: no cover - the envelope was valid JSON
         return Rejection(f"invalid JSON: {_detail(error)}", envelope.id, envelope.type)
-    except UnicodeDecodeError as error:  # ``data`` was skipped, not read, by the envelope
-        reason = f"invalid JSON: invalid UTF-8 in a string: {error.reason}"
-        return Rejection(reason, envelope.id, envelope.type)
     problem = event_type.check(data)
     if problem is not None:
         return Rejection(problem, envelope.id, envelope.type)

@@ -59,16 +59,21 @@ POISON: list[tuple[str, bytes, str]] = [
         _order().replace(b'"total_amount":"1.00"', b'"total_amount":1e999999'),
         "data.total_amount: out of range",
     ),
-    ("invalid UTF-8", b"\xff\xfe\xfd", "invalid JSON: JSON is malformed: invalid character"),
+    ("invalid UTF-8", b"\xff\xfe\xfd", "invalid JSON: invalid UTF-8 at byte 0"),
     (
         "invalid UTF-8 in a string",
         _order(id="x").replace(b'"x"', b'"\xc3\x28"'),
-        "invalid JSON: invalid UTF-8 in a string",
+        "invalid JSON: invalid UTF-8 at byte 27",
     ),
     (
         "invalid UTF-8 in a string of data",
         _order().replace(b'"O-P"', b'"\xc3\x28"'),
-        "invalid JSON: invalid UTF-8 in a string",
+        "invalid JSON: invalid UTF-8 at byte ",
+    ),
+    (
+        "invalid UTF-8 in the key of an unknown field",
+        _order().replace(b'"source"', b'"source":"/x","\xff"'),
+        "invalid JSON: invalid UTF-8 at byte ",
     ),
     (
         "a lone surrogate",
