@@ -118,14 +118,20 @@ class Store:
         except Exception as error:
             if is_infrastructure(error):
                 raise
-            if len(messages) == 1:
-                return self._dead_letter(messages[0], error)
-            log.warning(
-                "batch %d-%d failed on an event (%s): splitting it to find the event",
-                messages[0].sequence,
-                messages[-1].sequence,
-                describe(error),
-            )
+            failed = error
+        # Whatever did commit (a failure after COMMIT) must not be applied twice.
+        last = self._last_sequence
+        messages = [m for m in messages if m.sequence > last]
+        if not messages:
+            return BatchResult(last, last, 0, 0, 0, {"pipeline"})
+        if len(messages) == 1:
+            return self._dead_letter(messages[0], failed)
+        log.warning(
+            "batch %d-%d failed on an event (%s): splitting it to find the event",
+            messages[0].sequence,
+            messages[-1].sequence,
+            describe(failed),
+        )
         middle = len(messages) // 2
         first = self._apply_or_split(messages[:middle])
         return _merged(first, self._apply_or_split(messages[middle:]))

@@ -418,3 +418,24 @@ def test_a_dead_letter_keeps_the_raw_bytes_id_and_type(
     assert row is not None
     assert row[:4] == (1, "pulse.events.stock.moved", "p1", "stock.moved")
     assert bytes(row[4]) == poison.data
+
+
+def test_a_failure_after_the_commit_does_not_apply_the_batch_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = Stream()
+    messages = [stream.move("SKU-1", "W", 1) for _ in range(4)]
+    real_add = store._seen.events.add
+    failures = [ValueError("after the commit")]
+
+    def add(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real_add(*args)
+
+    monkeypatch.setattr(store._seen.events, "add", add)
+    result = store.apply_batch(messages)
+    assert store.last_sequence() == 4
+    assert store.query("stock_levels", {}).data[0]["on_hand"] == 4
+    assert store.query("rejected_events", {}).data == []
+    assert result.rejected == 0
