@@ -103,8 +103,9 @@ class Store:
 
     def apply_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Apply messages newer than ``last_sequence()``: one transaction, or several when
-        an event makes it fail (split; see the module docstring). Raises only
-        infrastructure faults (``materializer.faults.is_infrastructure``), unchanged.
+        an event makes it fail (split; see the module docstring). Raises infrastructure
+        faults (``materializer.faults.is_infrastructure``) unchanged; any other error only
+        if even storing the failing message as rejected fails.
         """
         last = self._last_sequence
         fresh = [m for m in messages if m.sequence > last]
