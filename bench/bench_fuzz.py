@@ -228,7 +228,8 @@ def compare(path: Path, expected: dict[str, Any]) -> list[str]:
     return [name for name, value in actual.items() if value != expected[name]]
 
 
-_QUOTED = re.compile(r"'[^']*'|\d+")
+#: Quoted values and numbers of a reason, so that reasons group by kind ("UTF-8" stays).
+_QUOTED = re.compile(r"'[^']*'|(?<![\w-])\d+")
 
 
 def rejects_by_reason(path: Path) -> tuple[Counter[str], dict[str, int]]:
