@@ -81,9 +81,9 @@ _generic_decoder = msgspec.json.Decoder()
 def too_deep(payload: bytes) -> bool:
     """Whether the JSON nests deeper than ``MAX_DEPTH`` (arrays and objects).
 
-    A document with fewer brackets than that cannot, which is every event of the
-    contract short of a 60-line order: those cost two ``bytes.count``. Others are
-    decoded as plain JSON (whose decoder stops at ~1,000 levels on its own) and walked.
+    A document with fewer brackets than that cannot (the decoder counts them first).
+    Others are decoded as plain JSON (whose decoder stops at ~1,000 levels on its own)
+    and walked.
     """
     if payload.count(b"{") + payload.count(b"[") <= MAX_DEPTH:
         return False
