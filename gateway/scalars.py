@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, NewType
 
 import strawberry
@@ -25,10 +25,12 @@ MIN_EPOCH_MS = 94_694_400_000
 #: The last epoch millisecond of year 9999.
 _MAX_EPOCH_MS = 253_402_300_799_999
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Room for every stored sum (DECIMAL(38,2)); the default context's 28 digits are not.
+_EXACT = Context(prec=80, rounding=ROUND_HALF_UP)
 
 #: Money in Python: an exact Decimal with two places.
 Money = NewType("Money", Decimal)
-#: Sequences and counters that may pass 2^31.
+#: Sequences, counters and sums of quantities that may pass 2^31.
 BigInt = NewType("BigInt", int)
 
 
@@ -48,8 +50,8 @@ def to_money(value: Any) -> Money:
     if not amount.is_finite():
         raise GraphQLError(f"Money cannot represent {value!r}")
     try:
-        return Money(amount.quantize(_CENT))
-    except InvalidOperation:  # more digits than Decimal's precision
+        return Money(amount.quantize(_CENT, context=_EXACT))
+    except InvalidOperation:  # more than 78 integer digits: never a stored value
         raise GraphQLError(f"Money cannot represent {value!r}: out of range") from None
 
 
@@ -158,7 +160,10 @@ SCALAR_MAP: dict[object, Any] = {
     ),
     BigInt: strawberry.scalar(
         name="BigInt",
-        description="An integer that may pass 2^31 (sequences, counters), sent as a JSON number.",
+        description=(
+            "An integer that may pass 2^31 (sequences, counters, sums of quantities), sent as "
+            "a JSON number."
+        ),
         serialize=lambda value: int(value),
         parse_value=parse_bigint,
     ),

@@ -4,41 +4,57 @@ Decoding is the hot path of ingest, so a valid message costs one msgspec decode 
 tagged union of typed envelopes, keyed by ``type``) plus a few checks msgspec cannot
 express (money scale, time zone, subject). Anything that fails goes through a slower
 two-step decode (the envelope with ``data`` left raw, then the typed data) that says
-precisely what is wrong: a ``Rejection`` with a short, stable reason. Nothing here
-raises.
+precisely what is wrong: a ``Rejection`` with a short, stable reason.
+
+Decoding is total: any bytes give an ``Event`` or a ``Rejection``, never an exception
+(docs/EVENTS.md, "Limits"). Payload size and JSON nesting are bounded before the decoder
+runs, every value the store keeps is bounded by the contract (ids, text, money,
+quantities, times and dates), and whatever the decoder may still raise on hostile input
+(a 4,300-digit integer, a malformed document) becomes a rejection too.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
+from materializer.limits import (
+    MAX_DEPTH,
+    MAX_LINES,
+    MAX_PAYLOAD_BYTES,
+    TIME_MAX,
+    TIME_MIN,
+    Id,
+    NonNegativeQuantity,
+    PositiveQuantity,
+    Quantity,
+    Text,
+    clip,
+    date_problem,
+    known_id,
+    money_problem,
+    time_problem,
+    too_deep,
+)
 from pulse_bi.contract import EVENT_SUBJECT_PREFIX
 
-Id = Annotated[str, msgspec.Meta(min_length=1)]
-#: Quantities are integers; the bound keeps them inside BIGINT arithmetic.
-Quantity = Annotated[int, msgspec.Meta(ge=-1_000_000_000, le=1_000_000_000)]
-PositiveQuantity = Annotated[int, msgspec.Meta(gt=0, le=1_000_000_000)]
-NonNegativeQuantity = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
-
-#: DECIMAL(18,2) holds 16 integer digits.
-MONEY_LIMIT = Decimal("1e16")
+_YEAR_MIN, _YEAR_MAX = TIME_MIN.year, TIME_MAX.year - 1
 
 
 class Envelope(msgspec.Struct, gc=False):
     """A CloudEvents 1.0 envelope in structured JSON mode; ``data`` is decoded later."""
 
-    specversion: str
+    specversion: Text
     id: Id
     source: Id
     type: Id
     time: datetime
     data: msgspec.Raw
-    datacontenttype: str | None = None
+    datacontenttype: Text | None = None
 
 
 class OrderLine(msgspec.Struct, gc=False):
@@ -56,14 +72,14 @@ class OrderCreated(msgspec.Struct, gc=False):
     customer_id: Id
     channel: Id
     total_amount: Decimal
-    lines: list[OrderLine]
+    lines: Annotated[list[OrderLine], msgspec.Meta(max_length=MAX_LINES)]
 
 
 class OrderCancelled(msgspec.Struct, gc=False):
     """Data of ``order.cancelled``."""
 
     order_id: Id
-    reason: str
+    reason: Text
 
 
 class InvoiceIssued(msgspec.Struct, gc=False):
@@ -74,7 +90,7 @@ class InvoiceIssued(msgspec.Struct, gc=False):
     amount: Decimal
     issued_on: date
     due_date: date
-    order_id: str | None = None
+    order_id: Id | None = None
 
 
 class PaymentReceived(msgspec.Struct, gc=False):
@@ -98,8 +114,8 @@ class ProductUpdated(msgspec.Struct, gc=False):
     """Data of ``product.updated``."""
 
     sku: Id
-    name: str
-    category: str
+    name: Text
+    category: Text
     reorder_point: NonNegativeQuantity
     unit_cost: Decimal
 
@@ -108,32 +124,14 @@ class CustomerUpdated(msgspec.Struct, gc=False):
     """Data of ``customer.updated``."""
 
     customer_id: Id
-    name: str
-
-
-def _money(value: Decimal, field: str) -> str | None:
-    """Why a money value is unacceptable, or None when it is fine."""
-    try:
-        # Fast path: one quantize and two comparisons (NaN and infinities raise here).
-        if value == value.quantize(_CENT) and -MONEY_LIMIT < value < MONEY_LIMIT:
-            return None
-    except InvalidOperation:
-        pass
-    if not value.is_finite():
-        return f"data.{field}: not a finite number"
-    if abs(value) >= MONEY_LIMIT:
-        return f"data.{field}: out of range"
-    return f"data.{field}: more than 2 decimals"
-
-
-_CENT = Decimal("0.01")
+    name: Text
 
 
 def _check_order(data: OrderCreated) -> str | None:
-    problem = _money(data.total_amount, "total_amount")
+    problem = money_problem(data.total_amount, "total_amount")
     if problem is None:
         for index, line in enumerate(data.lines):
-            problem = _money(line.unit_price, f"lines[{index}].unit_price")
+            problem = money_problem(line.unit_price, f"lines[{index}].unit_price")
             if problem is not None:
                 break
     return problem
@@ -144,15 +142,20 @@ def _check_none(data: Any) -> str | None:
 
 
 def _check_invoice(data: InvoiceIssued) -> str | None:
-    return _money(data.amount, "amount")
+    problem = money_problem(data.amount, "amount")
+    if problem is None:
+        problem = date_problem(data.issued_on, "issued_on")
+    if problem is None:
+        problem = date_problem(data.due_date, "due_date")
+    return problem
 
 
 def _check_payment(data: PaymentReceived) -> str | None:
-    return _money(data.amount, "amount")
+    return money_problem(data.amount, "amount")
 
 
 def _check_product(data: ProductUpdated) -> str | None:
-    return _money(data.unit_cost, "unit_cost")
+    return money_problem(data.unit_cost, "unit_cost")
 
 
 class EventType(msgspec.Struct, frozen=True):
@@ -252,22 +255,49 @@ def _explain(error: msgspec.ValidationError, root: str) -> str:
 
 
 def decode(subject: str, payload: bytes) -> Event | Rejection:
-    """Decode and validate one message; never raises."""
+    """Decode and validate one message; never raises (any bytes: an Event or a Rejection)."""
+    try:
+        return _decode(subject, payload)
+    except MemoryError:
+        raise  # the machine's fault, not the message's (materializer/faults.py)
+    except Exception as error:  # the last line of defence of the rule above
+        return Rejection(clip(f"undecodable: {type(error).__name__}: {_detail(error)}"))
+
+
+def _decode(subject: str, payload: bytes) -> Event | Rejection:
+    size = len(payload)
+    if size > MAX_PAYLOAD_BYTES:
+        return Rejection(f"payload too large: {size} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+    if not payload.isascii():  # a word-at-a-time scan; most events are ASCII
+        # JSON is UTF-8 (RFC 8259). msgspec checks the strings it reads, but skips the
+        # keys of unknown fields unread: check every byte.
+        try:
+            payload.decode()
+        except UnicodeDecodeError as error:
+            return Rejection(f"invalid JSON: invalid UTF-8 at byte {error.start}")
+    # Fewer brackets than the limit cannot nest deeper than it (every event of the
+    # contract short of a 60-line order): two counts, and no call on the hot path.
+    if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH and too_deep(payload):
+        return Rejection(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     try:
         envelope = _fast_decoder.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except msgspec.DecodeError:  # and its subclass ValidationError
         return _decode_slowly(subject, payload)
     event_type = _TYPED[type(envelope)]
+    time = envelope.time
     if (
         envelope.specversion != "1.0"
-        or envelope.time.tzinfo is None
+        or time.tzinfo is None
+        # Years strictly inside the window are inside it whatever the offset; the
+        # slow path checks the edges exactly (``time_problem``).
+        or not _YEAR_MIN < time.year < _YEAR_MAX
         or subject != event_type.subject
     ):
         return _decode_slowly(subject, payload)
     problem = event_type.check(envelope.data)
     if problem is not None:
         return Rejection(problem, envelope.id, event_type.name)
-    return Event(envelope.id, event_type.name, envelope.time, envelope.data)
+    return Event(envelope.id, event_type.name, time, envelope.data)
 
 
 def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
@@ -289,6 +319,9 @@ def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
         )
     if envelope.time.tzinfo is None:
         return Rejection("time has no timezone", envelope.id, envelope.type)
+    problem = time_problem(envelope.time)
+    if problem is not None:
+        return Rejection(problem, envelope.id, envelope.type)
     if subject != event_type.subject:
         return Rejection(
             f"type '{envelope.type}' does not match subject '{subject}'",
@@ -307,8 +340,8 @@ def _decode_slowly(subject: str, payload: bytes) -> Event | Rejection:
     return Event(envelope.id, envelope.type, envelope.time, data)
 
 
-def _detail(error: Exception) -> str:
-    return _BACKTICK.sub(r"\1", str(error))
+def _detail(error: BaseException) -> str:
+    return clip(_BACKTICK.sub(r"\1", str(error)))
 
 
 _partial_decoder = msgspec.json.Decoder()
@@ -317,13 +350,21 @@ _partial_decoder = msgspec.json.Decoder()
 def _envelope_rejection(payload: bytes, error: msgspec.ValidationError) -> Rejection:
     """A rejection for a JSON document that is not a valid envelope.
 
-    The id and type are recovered when present so the rejection can be traced.
+    The id and type are recovered when present (and within the id limits) so the
+    rejection can be traced.
     """
-    document = _partial_decoder.decode(payload)
+    try:
+        document = _partial_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError) as failed:
+        # Not even generic JSON (a truncated document, an integer of 4,300 digits…).
+        if isinstance(failed, msgspec.DecodeError) and not isinstance(
+            failed, msgspec.ValidationError
+        ):
+            return Rejection(f"invalid JSON: {_detail(failed)}")
+        return Rejection(f"not a CloudEvent: {_explain(error, '')}")
     if not isinstance(document, dict):
         return Rejection("not a CloudEvent: expected a JSON object")
-    event_id = document.get("id") if isinstance(document.get("id"), str) else None
-    event_type = document.get("type") if isinstance(document.get("type"), str) else None
+    event_id, event_type = known_id(document.get("id")), known_id(document.get("type"))
     reason = _explain(error, "")
     if reason.startswith("time: invalid"):
         return Rejection("time: invalid RFC 3339 date-time", event_id, event_type)

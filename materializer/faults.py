@@ -27,6 +27,9 @@ _DUCKDB_INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     duckdb.FatalException,
     duckdb.InternalException,
     duckdb.PermissionException,
+    # A missing table or column is the file's state (tampered with, half migrated),
+    # never one event's: dead-lettering would reject every event that follows.
+    duckdb.CatalogException,
 )
 
 #: Words in a DuckDB message that name a fault of the machine whatever its class.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 import duckdb
@@ -21,6 +21,9 @@ from pulse_bi.contract import QUERY_NAMES
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 _CENT = Decimal("0.01")
+#: Exact arithmetic for every stored sum: DECIMAL(38,2) has 38 digits, more than the
+#: default context's 28, which would round (or fail to quantize) the largest sums.
+EXACT = Context(prec=80, rounding=ROUND_HALF_UP)
 
 
 class BadQuery(ValueError):
@@ -137,14 +140,14 @@ def money(value: Decimal | int | None) -> str:
     """A money value as a decimal string with exactly two decimals."""
     if value is None:
         return "0.00"
-    return str(Decimal(value).quantize(_CENT, rounding=ROUND_HALF_UP))
+    return str(Decimal(value).quantize(_CENT, context=EXACT))
 
 
 def ratio(amount: Decimal | int | None, count: int) -> str:
     """``amount / count`` as money, 0 when ``count`` is 0."""
     if not count or amount is None:
         return "0.00"
-    return money(Decimal(amount) / count)
+    return money(EXACT.divide(Decimal(amount), count))
 
 
 def iso_time(value: datetime | None) -> str | None:

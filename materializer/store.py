@@ -7,17 +7,23 @@ with set-based SQL, then record rejects, new keys and the pipeline state, and co
 Python work per event is one msgspec decode, an md5 and a few appends; everything else
 is about fifteen statements per batch, none per event.
 
-Seen event ids and keys are md5 hashes in tables without an index (``seen_events``,
-``seen_keys``): a primary key's ART index costs ~60 bytes per key in memory (it ran out
-of a 200 MB budget at 3.2M keys). The store keeps a sorted numpy copy of both
-(``SeenIndex``: 8 bytes per event id, 24 per key), loaded at open and extended after
-each commit, and looks a batch up with a binary search: a join against the tables
-scanned all of them per batch, ~47 ms at 5M events and growing with history.
+Seen event ids and keys are looked up in memory (``materializer.seen``). Only applied
+events are seen: every rejected message is stored, keyed by its stream sequence, however
+often its id comes (docs/EVENTS.md, "Bad events").
+
+Applying is total, like decoding (docs/EVENTS.md, "Dead letters"): when a batch fails
+for a reason that is not the infrastructure's (``materializer.faults``), it is rolled
+back and split in halves, each committed on its own, until the event that fails alone
+is found; that one is stored as rejected (``internal: <error>``) with its raw bytes and
+the rest is applied. Halves commit in stream order, each with its last sequence, so the
+result is the same as if the event had been rejected at decode, and a crash between two
+halves resumes exactly. An infrastructure fault is raised unchanged.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,163 +32,21 @@ from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
-import numpy.typing as npt
 
 from materializer import continuity, db, events
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
+from materializer.faults import describe, is_infrastructure
+from materializer.limits import clip
 from materializer.queries import BadQuery, QueryContext, QueryResult, run
+from materializer.seen import SeenIndex, confirm_seen
 from pulse_bi.contract import Changes
 
 __all__ = ["BadQuery", "BatchResult", "QueryResult", "RawMessage", "Store"]
 
 _T = TypeVar("_T")
 
-#: Raw tables that hold the id of every event ever stored (valid or rejected).
-_EVENT_ID_TABLES = (
-    "order_events",
-    "order_cancellations",
-    "invoice_events",
-    "payment_events",
-    "stock_events",
-    "product_events",
-    "customer_events",
-    "rejected_events",
-)
-
-
-def _confirm_seen(cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:
-    """The candidate event ids that really were stored before.
-
-    ``seen_events`` holds 64-bit hashes, so a hit may be a collision; the raw tables
-    decide. Only re-delivered events (rare) and collisions (rarer) get here.
-    """
-    if not candidates:
-        return set()
-    union = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in _EVENT_ID_TABLES)
-    rows = cur.execute(
-        f"SELECT DISTINCT event_id FROM ({union}) WHERE event_id IN (SELECT unnest(?::VARCHAR[]))",
-        [candidates],
-    ).fetchall()
-    return {event_id for (event_id,) in rows}
-
-
-U64 = npt.NDArray[np.uint64]
-I64 = npt.NDArray[np.int64]
-
-
-class _SortedHashes:
-    """Sorted 64-bit hashes, each with an optional second hash word (checked on a hit)
-    and an optional int64 value: a large ``base`` and a small ``delta`` merged into it
-    when it grows past ``MERGE_AT``, so adding a batch costs O(delta), not O(history).
-    """
-
-    MERGE_AT = 1 << 16
-
-    def __init__(self, primary: U64, check: U64 | None = None, values: I64 | None = None):
-        self._has_check = check is not None
-        self._has_values = values is not None
-        order = np.argsort(primary, kind="stable")
-        self._base = self._columns(primary, check, values, order)
-        self._delta = self._columns(
-            np.empty(0, np.uint64),
-            np.empty(0, np.uint64) if self._has_check else None,
-            np.empty(0, np.int64) if self._has_values else None,
-            None,
-        )
-
-    @staticmethod
-    def _columns(primary: U64, check: U64 | None, values: I64 | None, order: Any) -> list[Any]:
-        columns: list[Any] = [primary, check, values]
-        if order is not None:
-            columns = [None if c is None else c[order] for c in columns]
-        return columns
-
-    def __len__(self) -> int:
-        return len(self._base[0]) + len(self._delta[0])
-
-    def find(self, primary: U64, check: U64 | None = None) -> tuple[Any, I64]:
-        """Which queries are present (bool mask) and their value (0 when absent)."""
-        found = np.zeros(len(primary), bool)
-        values = np.zeros(len(primary), np.int64)
-        for level in (self._base, self._delta):
-            hit, at = self._find(level, primary, check)
-            found |= hit
-            if self._has_values and hit.any():
-                values[hit] = level[2][at[hit]]
-        return found, values
-
-    def _find(self, level: list[Any], primary: U64, check: U64 | None) -> tuple[Any, Any]:
-        keys: U64 = level[0]
-        size = len(keys)
-        if size == 0 or len(primary) == 0:
-            return np.zeros(len(primary), bool), np.zeros(len(primary), np.intp)
-        at = np.minimum(np.searchsorted(keys, primary), size - 1)
-        hit = keys[at] == primary
-        if check is None or not self._has_check:
-            return hit, at
-        seconds: U64 = level[1]
-        confirmed = hit & (seconds[at] == check)
-        # Rare: the same first word more than once (a 64-bit collision): look further.
-        for i in np.flatnonzero(hit & ~confirmed):
-            j = int(at[i]) + 1
-            while j < size and keys[j] == primary[i]:
-                if seconds[j] == check[i]:
-                    confirmed[i] = True
-                    at[i] = j
-                    break
-                j += 1
-        return confirmed, at
-
-    def add(self, primary: U64, check: U64 | None = None, values: I64 | None = None) -> None:
-        """Add hashes (after the transaction that stored them committed)."""
-        if len(primary) == 0:
-            return
-        order = np.argsort(primary, kind="stable")
-        new = self._columns(primary, check, values, order)
-        self._merge(self._delta, new)
-        if len(self._delta[0]) >= self.MERGE_AT:
-            self._merge(self._base, self._delta)
-            self._delta = [None if c is None else c[:0].copy() for c in self._delta]
-
-    @staticmethod
-    def _merge(into: list[Any], new: list[Any]) -> None:
-        # One column at a time, each old column freed as soon as its copy exists: the
-        # peak is the index plus one column, not twice the index.
-        positions = np.searchsorted(into[0], new[0])
-        for i, added in enumerate(new):
-            if added is not None:
-                into[i] = np.insert(into[i], positions, added)
-
-
-class SeenIndex:
-    """In-memory copy of ``seen_events`` and ``seen_keys`` for lookups without SQL.
-
-    Event ids: the 64-bit ``md5_number_lower`` stored in ``seen_events`` (a hit is
-    confirmed against the raw tables). Keys: the full 128-bit ``md5_number`` of
-    ``seen_keys`` as two words, with the sequence that created the key.
-    """
-
-    def __init__(self, cur: duckdb.DuckDBPyConnection) -> None:
-        events = cur.execute("SELECT h FROM seen_events").fetchnumpy()
-        self.events = _SortedHashes(np.ascontiguousarray(events["h"], np.uint64))
-        keys = cur.execute(
-            "SELECT (k & 18446744073709551615::UHUGEINT)::UBIGINT AS lo,"
-            " (k >> 64)::UBIGINT AS hi, sequence FROM seen_keys"
-        ).fetchnumpy()
-        self.keys = _SortedHashes(
-            np.ascontiguousarray(keys["lo"], np.uint64),
-            np.ascontiguousarray(keys["hi"], np.uint64),
-            np.ascontiguousarray(keys["sequence"], np.int64),
-        )
-
-    def find_keys(self, keys: list[str]) -> dict[str, int]:
-        """The keys that exist, with the sequence that created them."""
-        if not keys:
-            return {}
-        halves = md5_halves(keys)
-        found, sequences = self.keys.find(halves[:, 0], halves[:, 1])
-        return {keys[i]: int(sequences[i]) for i in np.flatnonzero(found)}
+log = logging.getLogger("pulse_bi.materializer.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,16 +104,50 @@ class Store:
         return self._last_sequence
 
     def apply_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
-        """Apply messages newer than ``last_sequence()`` in one transaction."""
+        """Apply messages newer than ``last_sequence()``: one transaction, or several when
+        an event makes it fail (split; see the module docstring). Raises infrastructure
+        faults (``materializer.faults.is_infrastructure``) unchanged; any other error only
+        if even storing the failing message as rejected fails.
+        """
         last = self._last_sequence
         fresh = [m for m in messages if m.sequence > last]
         if not fresh:
             return BatchResult(last, last, 0, 0, 0, {"pipeline"})
+        return self._apply_or_split(fresh)
+
+    def _apply_or_split(self, messages: list[RawMessage]) -> BatchResult:
+        try:
+            return self._commit(messages)
+        except Exception as error:
+            if is_infrastructure(error):
+                raise
+            failed = error
+        # Whatever did commit (a failure after COMMIT) must not be applied twice.
+        last = self._last_sequence
+        messages = [m for m in messages if m.sequence > last]
+        if not messages:
+            return BatchResult(last, last, 0, 0, 0, {"pipeline"})
+        if len(messages) == 1:
+            return self._dead_letter(messages[0], failed)
+        log.warning(
+            "batch %d-%d failed on an event (%s): splitting it to find the event",
+            messages[0].sequence,
+            messages[-1].sequence,
+            describe(failed),
+        )
+        middle = len(messages) // 2
+        first = self._apply_or_split(messages[:middle])
+        return _merged(first, self._apply_or_split(messages[middle:]))
+
+    def _commit(self, messages: list[RawMessage]) -> BatchResult:
+        """Apply ``messages`` in one transaction and commit it."""
         cur = self.conn
+        last = self._last_sequence
         cur.execute("BEGIN")
         try:
-            gaps = continuity.record_gaps(cur, last, [m.sequence for m in fresh])
-            result, batch = self._apply(cur, fresh)
+            # A gap before these messages is recorded with them (docs/OPERATIONS.md).
+            gaps = continuity.record_gaps(cur, last, [m.sequence for m in messages])
+            result, batch = self._apply(cur, messages)
             result.gaps = gaps
             event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
@@ -265,6 +163,56 @@ class Store:
         if key_hashes is not None:
             seen.keys.add(key_hashes[:, 0].copy(), key_hashes[:, 1].copy(), key_sequences)
         return result
+
+    def _dead_letter(self, message: RawMessage, error: Exception) -> BatchResult:
+        """Store one message that cannot be applied as rejected, ``internal: <error>``."""
+        reason = clip(f"internal: {describe(error)}")
+        log.warning("event at sequence %d stored as rejected: %s", message.sequence, reason)
+        decoded = events.decode(message.subject, message.data)
+        try:
+            gaps = self._commit_reject(message, reason, decoded.id, decoded.type)
+        except Exception as again:
+            if is_infrastructure(again):
+                raise
+            # Its id or type cannot be stored either: the raw bytes say what they were.
+            gaps = self._commit_reject(message, reason, None, None)
+        result = BatchResult(message.sequence, message.sequence, 0, 1, 0, {"pipeline"})
+        result.gaps = gaps
+        return result
+
+    def _commit_reject(
+        self, message: RawMessage, reason: str, event_id: str | None, event_type: str | None
+    ) -> list[continuity.Gap]:
+        cur = self.conn
+        last = self._last_sequence
+        cur.execute("BEGIN")
+        try:
+            gaps = continuity.record_gaps(cur, last, [message.sequence])
+            batch = Batch(cur)
+            batch.rejects.append(
+                (
+                    message.sequence,
+                    message.subject,
+                    event_id,
+                    event_type,
+                    reason,
+                    message.data,
+                    message.received_at,
+                )
+            )
+            pipeline.record(
+                batch,
+                last_sequence=message.sequence,
+                applied=0,
+                duplicates=0,
+                last_event_time=None,
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            db.rollback(cur)
+            raise
+        self._last_sequence = message.sequence
+        return gaps
 
     def _apply(
         self, cur: duckdb.DuckDBPyConnection, messages: list[RawMessage]
@@ -283,12 +231,13 @@ class Store:
             for message in messages:
                 decoded = decode(message.subject, message.data)
                 event_id = decoded.id
-                if event_id is not None:
+                if type(decoded) is Event:
+                    # Only valid events are de-duplicated: every rejected message is
+                    # stored, whatever its id (docs/EVENTS.md, "Bad events").
                     if event_id in ids:
                         duplicates += 1
                         continue
-                    ids[event_id] = message.sequence
-                if type(decoded) is Event:
+                    ids[event_id] = message.sequence  # type: ignore[index]
                     accepted = Accepted(
                         message.sequence,
                         event_id,  # type: ignore[arg-type]
@@ -321,8 +270,12 @@ class Store:
         early_rejects = len(batch.rejects)
         for module in AGGREGATES:
             module.apply(batch)
-        # An aggregate may still reject an accepted event (an order id created again).
-        applied = accepted_count - (len(batch.rejects) - early_rejects)
+        # An aggregate may still reject an accepted event (an order id created again);
+        # its id is not seen then, like any rejected message's.
+        late_rejects = batch.rejects[early_rejects:]
+        if late_rejects:
+            _unsee(batch, {reject[2] for reject in late_rejects})
+        applied = accepted_count - len(late_rejects)
         last_event_time = max((e.time for group in by_type.values() for e in group), default=None)
         pipeline.record(
             batch,
@@ -352,8 +305,8 @@ class Store:
         return result, batch
 
     def _resolve_keys(self, batch: Batch, ids: dict[str, int]) -> int:
-        """Look up the batch's keys and event ids in the in-memory ``SeenIndex``; drop
-        seen events and keep the new ids (and their hashes) on the batch.
+        """Look up the batch's keys and valid events' ids in the in-memory ``SeenIndex``;
+        drop events applied before and keep the new ids (and their hashes) on the batch.
 
         Returns how many events turned out to be duplicates.
         """
@@ -365,7 +318,7 @@ class Store:
         hashes = md5_halves(event_ids)[:, 1].copy()
         hit, _ = self._seen.events.find(hashes)
         candidates = [event_ids[i] for i in np.flatnonzero(hit)]
-        seen = _confirm_seen(batch.cur, candidates)
+        seen = confirm_seen(batch.cur, candidates)
         if not seen:
             batch.event_ids = event_ids
             batch.event_hashes = hashes
@@ -381,9 +334,6 @@ class Store:
             kept = [e for e in group if e.event_id not in seen]
             removed += len(group) - len(kept)
             batch.events[event_type] = kept
-        kept_rejects = [r for r in batch.rejects if r[2] not in seen]
-        removed += len(batch.rejects) - len(kept_rejects)
-        batch.rejects = kept_rejects
         return removed
 
     def stats(self) -> dict[str, Any]:
@@ -418,3 +368,35 @@ class Store:
     def close(self) -> None:
         """Close the database (DuckDB checkpoints it on close)."""
         self.conn.close()
+
+
+def _unsee(batch: Batch, event_ids: set[str | None]) -> None:
+    """Keep ``event_ids`` (events rejected while applying) out of ``seen_events``."""
+    keep = [event_id not in event_ids for event_id in batch.event_ids]
+    batch.event_ids = [e for e, kept in zip(batch.event_ids, keep, strict=True) if kept]
+    batch.event_hashes = batch.event_hashes[np.asarray(keep, bool)]
+
+
+def _merged(first: BatchResult, second: BatchResult) -> BatchResult:
+    """One result for two batches committed one after the other."""
+    a, b = first.changes, second.changes
+    times = [t for t in (first.last_event_time, second.last_event_time) if t is not None]
+    return BatchResult(
+        first_sequence=first.first_sequence,
+        last_sequence=second.last_sequence,
+        applied=first.applied + second.applied,
+        rejected=first.rejected + second.rejected,
+        duplicates=first.duplicates + second.duplicates,
+        aggregates=first.aggregates | second.aggregates,
+        changes=Changes(
+            sales_hours=sorted({*a.sales_hours, *b.sales_hours}),
+            channels=sorted({*a.channels, *b.channels}),
+            skus=sorted({*a.skus, *b.skus}),
+            warehouses=sorted({*a.warehouses, *b.warehouses}),
+            customers=sorted({*a.customers, *b.customers}),
+            receivables=a.receivables or b.receivables,
+            products=a.products or b.products,
+        ),
+        last_event_time=max(times) if times else None,
+        gaps=[*first.gaps, *second.gaps],
+    )

@@ -24,7 +24,7 @@ from gateway.schema.base import (
 class StockLevel:
     sku: str
     warehouse: str
-    on_hand: int
+    on_hand: BigInt
     reorder_point: int
     low_stock: bool
     name: str | None

@@ -9,7 +9,7 @@ from typing import Any
 import strawberry
 
 from gateway.limits import check_limit
-from gateway.scalars import Money
+from gateway.scalars import BigInt, Money
 from gateway.schema.base import Context, Info, date, fetch, iso, live, money
 
 #: Customers fetched with the aging by default (the named query's default too).
@@ -30,7 +30,7 @@ class AgingBuckets:
 class CustomerAging:
     customer_id: str
     customer_name: str | None
-    open_invoices: int
+    open_invoices: BigInt
     current: Money
     days_1_to_30: Money
     days_31_to_60: Money
@@ -59,7 +59,7 @@ class ArAging:
     as_of: dt.date
     buckets: AgingBuckets
     total_outstanding: Money
-    open_invoices: int
+    open_invoices: BigInt
     _customers: strawberry.Private[list[dict[str, Any]]]
     _context: strawberry.Private[Context]
 

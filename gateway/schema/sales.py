@@ -9,7 +9,7 @@ from typing import Any
 import strawberry
 
 from gateway.limits import check_limit
-from gateway.scalars import Money
+from gateway.scalars import BigInt, Money
 from gateway.schema.base import (
     Context,
     FromArg,
@@ -27,12 +27,12 @@ from gateway.schema.base import (
 @strawberry.type(description="Sales of one UTC hour (only hours with orders are listed).")
 class HourlySales:
     hour: dt.datetime
-    orders: int
-    cancelled_orders: int
+    orders: BigInt
+    cancelled_orders: BigInt
     gross_revenue: Money
     cancelled_revenue: Money
     net_revenue: Money
-    units: int
+    units: BigInt
     average_order_value: Money
 
     @classmethod
@@ -54,12 +54,12 @@ class HourlySales:
 class SalesSummary:
     from_: dt.datetime = strawberry.field(name="from")
     to: dt.datetime
-    orders: int
-    cancelled_orders: int
+    orders: BigInt
+    cancelled_orders: BigInt
     gross_revenue: Money
     cancelled_revenue: Money
     net_revenue: Money
-    units: int
+    units: BigInt
     average_order_value: Money
 
 
@@ -68,7 +68,7 @@ class ProductSales:
     sku: str
     name: str | None
     category: str | None
-    units: int
+    units: BigInt
     revenue: Money
 
 

@@ -13,6 +13,7 @@ order id created again under another event id is rejected.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 
 from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, iso, strings
 from materializer.queries import (
+    EXACT,
     Params,
     QueryContext,
     QueryFunction,
@@ -296,7 +298,7 @@ _TOTALS = (
 def _figures(row: tuple[Any, ...]) -> dict[str, Any]:
     orders, cancelled, gross, cancelled_revenue, units = row
     orders, cancelled = int(orders or 0), int(cancelled or 0)
-    net = (gross or 0) - (cancelled_revenue or 0)
+    net = EXACT.subtract(Decimal(gross or 0), Decimal(cancelled_revenue or 0))
     return {
         "orders": orders,
         "cancelled_orders": cancelled,

@@ -42,7 +42,7 @@ class Stream:
         """A CloudEvent of ``event_type`` on its subject (unless told otherwise)."""
         document: dict[str, Any] = {
             "specversion": "1.0",
-            "id": id or f"evt-{next(self._ids)}",
+            "id": id if id is not None else f"evt-{next(self._ids)}",
             "source": "/tests",
             "type": event_type,
             "datacontenttype": "application/json",

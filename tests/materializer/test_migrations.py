@@ -151,3 +151,71 @@ def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: 
         assert (result.applied, result.duplicates) == (0, 1)
     finally:
         store.close()
+
+
+def _file_at_version_2(path: Path) -> None:
+    """A file as version 2 left it: narrow sums, rejected ids among the seen ones."""
+    from materializer.migrations import m0001_initial, m0002_seen_events
+
+    conn = db.connect(path)
+    try:
+        conn.execute(m0001_initial.SQL)
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        conn.execute(
+            "INSERT INTO stock_events VALUES (1, 'applied', now(), 'A', 'W', 5, 'receipt')"
+        )
+        conn.execute("INSERT INTO stock_snapshot VALUES ('A', 'W', 5, now())")
+        conn.execute(
+            "INSERT INTO rejected_events VALUES (2, 'pulse.events.stock.moved', 'refused',"
+            " 'stock.moved', 'data: missing ''sku''', 'x'::BLOB, now())"
+        )
+        conn.execute(
+            "INSERT INTO sales_by_hour VALUES ('2026-11-25 10:00:00+00', 'web', 1,"
+            " 9999999999999999.99, 1, 0, 0, 0)"
+        )
+        conn.execute("UPDATE pipeline_state SET last_sequence = 2")
+        conn.execute(m0002_seen_events.SQL)
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'initial')")
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (2, 'seen_events')")
+    finally:
+        conn.close()
+
+
+def test_upgrade_from_version_2_widens_the_sums_and_forgets_rejected_ids(tmp_path: Path) -> None:
+    path = tmp_path / "v2.duckdb"
+    _file_at_version_2(path)
+    assert db.migration_status(path).current == 2
+    store = Store.open(path)
+    try:
+        types = dict(
+            store.conn.execute(
+                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
+            ).fetchall()
+        )
+        assert types["sales_by_hour.gross_revenue"] == "DECIMAL(38,2)"
+        assert types["sales_by_hour.units"] == "HUGEINT"
+        assert types["product_sales_by_hour.revenue"] == "DECIMAL(38,2)"
+        assert types["product_sales_by_hour.cancelled_units"] == "HUGEINT"
+        assert types["stock_snapshot.on_hand"] == "HUGEINT"
+        assert types["invoices.paid"] == "DECIMAL(38,2)"
+        assert types["order_events.total_amount"] == "DECIMAL(18,2)"  # one value: narrow
+        seen = store.conn.execute("SELECT count(*) FROM seen_events").fetchone()
+        assert seen == (1,)  # the applied id only
+        stream = Stream(start=3)
+        result = store.apply_batch(
+            [
+                stream.move("A", "W", 1, id="applied"),  # applied before: a no-op
+                stream.move("A", "W", 2, id="refused"),  # only rejected before: applied
+                stream.order("O-1", total="9999999999999999.99", id="big"),
+            ]
+        )
+        assert (result.applied, result.rejected, result.duplicates) == (2, 0, 1)
+        assert store.query("stock_levels", {}).data[0]["on_hand"] == 7
+        hour = {"from": "2026-11-25T10:00:00Z", "to": "2026-11-25T11:00:00Z", "channel": "web"}
+        summary = store.query("sales_summary", hour).data
+        assert summary["gross_revenue"] == "19999999999999999.98"
+    finally:
+        store.close()

@@ -106,11 +106,75 @@ def test_non_utf8_payload_is_kept_byte_for_byte(store: Store) -> None:
     assert shown.endswith(" not json")
 
 
-def test_redelivered_rejected_event_is_a_duplicate_not_a_second_rejection(store: Store) -> None:
+def test_a_rejected_event_sent_again_is_stored_again_not_taken_for_a_duplicate(
+    store: Store,
+) -> None:
     stream = Stream()
-    store.apply_batch([stream.event("foo.bar", {}, id="x1")])
-    again = store.apply_batch([stream.event("foo.bar", {}, id="x1")])
-    assert (again.rejected, again.duplicates) == (0, 1)
+    first = stream.event("foo.bar", {}, id="x1")
+    store.apply_batch([first])
+    second = stream.event("foo.bar", {}, id="x1")
+    again = store.apply_batch([second])
+    assert (again.rejected, again.duplicates) == (1, 0)
+    rows = store.query("rejected_events", {}).data
+    assert [row["sequence"] for row in rows] == [second.sequence, first.sequence]
+    assert store.stats()["events_duplicate"] == 0
+
+
+def test_one_hundred_events_with_an_empty_id_are_one_hundred_stored_rejects(store: Store) -> None:
+    stream = Stream()
+    batch = [stream.order(f"O-{i}", id="") for i in range(60)]
+    store.apply_batch(batch)
+    # The rest in a later batch: de-duplication across batches must not merge them either.
+    later = [stream.order(f"O-{i}", id="") for i in range(60, 100)]
+    result = store.apply_batch(later)
+    assert (result.rejected, result.duplicates) == (40, 0)
+    rows = store.query("rejected_events", {"limit": 500}).data
+    assert sorted(row["sequence"] for row in rows) == [m.sequence for m in batch + later]
+    assert {row["event_id"] for row in rows} == {""}
+    assert {row["reason"] for row in rows} == {"not a CloudEvent: id: expected str of length >= 1"}
+    assert store.stats()["events_rejected"] == 100
+
+
+def test_rejects_sharing_an_id_in_one_batch_are_each_stored(store: Store) -> None:
+    stream = Stream()
+    messages = [stream.event("foo.bar", {}, id="same") for _ in range(5)]
+    messages.append(stream.raw(b"garbage"))
+    messages.append(stream.raw(b"garbage"))
+    result = store.apply_batch(messages)
+    assert (result.applied, result.rejected, result.duplicates) == (0, 7, 0)
+    assert len(store.query("rejected_events", {}).data) == 7
+
+
+def test_a_valid_event_after_a_rejected_one_with_its_id_is_applied(store: Store) -> None:
+    # A producer's corrected re-send: the rejected message did not make the id seen.
+    stream = Stream()
+    store.apply_batch([stream.order("O-1", id="e1", total="1.001")])
+    result = store.apply_batch([stream.order("O-1", id="e1")])
+    assert (result.applied, result.rejected, result.duplicates) == (1, 0, 0)
+    # And a valid one applied stays a no-op when it comes again, even after a reject.
+    store.apply_batch([stream.order("O-1", id="e1", total="bad")])
+    again = store.apply_batch([stream.order("O-1", id="e1")])
+    assert (again.applied, again.rejected, again.duplicates) == (0, 0, 1)
+    assert store.stats()["events_rejected"] == 2
+
+
+def test_an_event_rejected_while_applying_is_stored_again_when_sent_again(store: Store) -> None:
+    stream = Stream()
+    store.apply_batch([stream.order("O-1", id="e1")])
+    store.apply_batch([stream.order("O-1", id="e2")])  # order id taken: rejected
+    again = store.apply_batch([stream.order("O-1", id="e2")])
+    assert (again.applied, again.rejected, again.duplicates) == (0, 1, 0)
+    reasons = [row["reason"] for row in store.query("rejected_events", {}).data]
+    assert reasons == ["order_id 'O-1' already created by event 'e1'"] * 2
+
+
+def test_a_redelivered_stream_message_is_not_stored_twice(store: Store) -> None:
+    stream = Stream()
+    bad = stream.raw(b"nope")
+    store.apply_batch([bad])
+    # JetStream delivers the same sequence again (a consumer reset): already applied.
+    result = store.apply_batch([bad])
+    assert (result.applied, result.rejected, result.duplicates) == (0, 0, 0)
     assert len(store.query("rejected_events", {}).data) == 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from materializer.store import RawMessage, Store
+from materializer.store import Store
 from tests.materializer.eventkit import DAY, Stream
 
 
@@ -132,18 +132,27 @@ def test_batch_of_only_duplicates_still_advances_the_sequence(store: Store) -> N
     assert store.last_sequence() == 2
 
 
-def test_failed_batch_leaves_nothing_behind(store: Store) -> None:
+def test_failed_batch_leaves_nothing_behind(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from materializer.aggregates import pipeline
+
     stream = Stream()
     store.apply_batch([stream.order("O-1")])
     before = store.stats()
-    # A rejected message without a receive time violates NOT NULL when the rejects are
-    # written, after the orders of the batch: the whole batch must roll back.
-    bad = RawMessage(3, "pulse.events.orders.created", b"junk", None)  # type: ignore[arg-type]
-    with pytest.raises(duckdb.ConstraintException):
-        store.apply_batch([stream.order("O-2"), bad])
+    real_record = pipeline.record
+
+    # The disk fails when the rejects and the state are written, after the orders of the
+    # batch: the whole batch must roll back (an infrastructure fault is not split).
+    def record(batch: object, **kwargs: object) -> None:
+        real_record(batch, **kwargs)  # type: ignore[arg-type]
+        raise duckdb.IOException("IO Error: could not write file: No space left on device")
+
+    monkeypatch.setattr(pipeline, "record", record)
+    with pytest.raises(duckdb.IOException):
+        store.apply_batch([stream.order("O-2"), stream.raw(b"junk")])
     assert store.stats() == before
     assert store.last_sequence() == 1
     assert orders(store) == 1
+    assert store.query("rejected_events", {}).data == []
 
 
 def test_queries_run_concurrently_with_apply_batch(store: Store) -> None:
@@ -239,7 +248,7 @@ def test_a_failed_batch_leaves_nothing_seen(store: Store, monkeypatch: pytest.Mo
 def test_sorted_hashes_find_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from materializer.store import _SortedHashes
+    from materializer.seen import _SortedHashes
 
     monkeypatch.setattr(_SortedHashes, "MERGE_AT", 64)
     rng = np.random.default_rng(7)
