@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -42,6 +43,8 @@ from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 log = logging.getLogger("pulse_bi.materializer.consumer")
 
 BatchListener = Callable[[BatchResult], Awaitable[None]]
+#: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
+CHECKPOINT_TRIES = 5
 
 
 def _position(reply: str) -> tuple[int, int]:
@@ -87,6 +90,7 @@ class Ingestor:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self.last_sequence = store.last_sequence()
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_refused = 0
         self._last_received = self.last_sequence
         self.started = asyncio.Event()
         #: Why ingest stopped, when it stopped on an error.
@@ -223,12 +227,24 @@ class Ingestor:
                 return
 
     async def _checkpoint_when_due(self) -> None:
-        """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md)."""
+        """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md).
+
+        A read running at that moment makes a plain checkpoint fail at once: it is tried
+        again after each of the next batches, and the last try waits for the reads.
+        """
         interval = self._settings.checkpoint_interval
         if not interval or time.monotonic() - self._last_checkpoint < interval:
             return
+        force = self._checkpoint_refused >= CHECKPOINT_TRIES - 1
         started = time.perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._store.checkpoint)
+        done = await asyncio.get_running_loop().run_in_executor(
+            self._writer, functools.partial(self._store.checkpoint, force=force)
+        )
+        if not done:
+            self._checkpoint_refused += 1
+            self._metrics.checkpoint_retries.inc()
+            return
+        self._checkpoint_refused = 0
         self._last_checkpoint = time.monotonic()
         self._metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
