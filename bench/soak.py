@@ -229,9 +229,7 @@ class Soak:
                     # The machine is shared: its load explains much of the noise.
                     "loadavg_1m": round(os.getloadavg()[0], 2),
                 }
-                sample |= await self._materializer_figures(http)
-                sample |= self._process_figures(processes, cpu, now - last_at)
-                sample |= self._disk_figures()
+                # Everything measured up to `now` first; the scrapes below may be slow.
                 figures = {
                     "batch_seconds": batch_times(chunk[:end]),
                     "notice_latency": self.notices.take(),
@@ -239,6 +237,9 @@ class Soak:
                     "query_latency": self.query_times,
                 }
                 self.query_times = []
+                sample |= dict(self.counts)
+                sample |= self._process_figures(processes, cpu, now - last_at)
+                sample |= self._disk_figures()
                 for key, values in figures.items():
                     sample[key.replace("_seconds", "").replace("_latency", "") + "_ms"] = summarize(
                         values
@@ -246,7 +247,7 @@ class Soak:
                     for window in windows:
                         if window.holds(sample["t"]):
                             window.add(key, values)
-                sample |= dict(self.counts)
+                sample |= await self._materializer_figures(http)
                 self._forget_seen()
                 last_at = now
                 samples.append(sample)
