@@ -4,6 +4,7 @@ visible to each observer, the figures of one sample, and the first-vs-last summa
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import statistics
 from collections.abc import Iterable, Mapping
@@ -88,6 +89,23 @@ def slope_per_minute(points: Iterable[tuple[float, float]]) -> float | None:
     return round(statistics.linear_regression(xs, ys).slope * 60, 3)
 
 
+def cpu_per_event(samples: list[dict[str, Any]]) -> float | None:
+    """Materializer CPU ms per event applied over consecutive samples.
+
+    CPU time, unlike wall time, hardly grows when neighbours take the cores, so a rise
+    here is the materializer's own cost growing.
+    """
+    points = [s for s in samples if s.get("applied_sequence") and "materializer_cpu_pct" in s]
+    if len(points) < 2:
+        return None
+    cpu = sum(
+        later["materializer_cpu_pct"] / 100 * (later["t"] - earlier["t"])
+        for earlier, later in itertools.pairwise(points)
+    )
+    events = points[-1]["applied_sequence"] - points[0]["applied_sequence"]
+    return round(cpu * 1000 / events, 3) if events > 0 else None
+
+
 @dataclass
 class Window:
     """The raw figures of one comparison window (the first or the last minutes)."""
@@ -147,6 +165,9 @@ def sample_trend(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]
     for name, start, end in (("first", 0, warmup), ("last", samples[-1]["t"] - warmup, 1e12)):
         loads = [s["loadavg_1m"] for s in samples if start <= s["t"] <= end and "loadavg_1m" in s]
         trend[f"loadavg_1m_{name}_window"] = round(statistics.fmean(loads), 2) if loads else None
+        trend[f"materializer_cpu_ms_per_event_{name}_window"] = cpu_per_event(
+            [s for s in samples if start <= s["t"] <= end]
+        )
     for key in ("materializer_rss_mb", "gateway_rss_mb"):
         first, final = first_last(key)
         trend[key] = {
