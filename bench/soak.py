@@ -402,7 +402,7 @@ async def run(args: argparse.Namespace, stack: Stack, out_path: Path) -> dict[st
     await asyncio.gather(*tasks, return_exceptions=True)
     await nc.drain()
     return {
-        "command": f"python -m bench.soak --rate {args.rate} --minutes {args.minutes}",
+        "command": f"python -m bench.soak --rate {args.rate:g} --minutes {args.minutes:g}",
         "machine": machine(),
         "started": samples[0]["at"] if samples else None,
         "rate": args.rate,
