@@ -440,6 +440,9 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint-interval", type=float, help="CHECKPOINT_INTERVAL of the materializer"
     )
+    parser.add_argument(
+        "--gateway-env", action="append", default=[], help="KEY=VALUE for the gateway"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args()
     out_path = args.out or Path(f"soak-{args.rate:g}.jsonl")
@@ -451,7 +454,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pulse-bi-soak-"))
     stack = Stack(tmp)
     try:
-        stack.start(materializer_env=env, materializer_main=MATERIALIZER_MAIN)
+        gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
+        stack.start(gateway_env, materializer_env=env, materializer_main=MATERIALIZER_MAIN)
         summary = uvloop.run(run(args, stack, out_path))
     finally:
         stack.stop()
