@@ -57,25 +57,48 @@ class Stack:
     tmp: Path
     nats: LocalNatsServer | None = None
     gateway_port: int = field(default_factory=free_port)
+    materializer_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def start(self, gateway_env: dict[str, str] | None = None) -> Stack:
-        """Start everything and wait until the gateway's /health is 200."""
+    @property
+    def duckdb_path(self) -> Path:
+        """The materializer's DuckDB file."""
+        return self.tmp / "bench.duckdb"
+
+    @property
+    def materializer_url(self) -> str:
+        """Base URL of the materializer's /health, /stats and /metrics."""
+        return f"http://127.0.0.1:{self.materializer_port}"
+
+    def start(
+        self,
+        gateway_env: dict[str, str] | None = None,
+        materializer_env: dict[str, str] | None = None,
+        materializer_main: str | None = None,
+    ) -> Stack:
+        """Start everything and wait until the gateway's /health is 200.
+
+        ``materializer_main``: Python code to run instead of ``pulse-bi materializer``.
+        """
         self.nats = LocalNatsServer(store_dir=self.tmp / "js").start()
         env = {**os.environ, "NATS_URL": self.nats.url}
+        command = [sys.executable, "-m", "pulse_bi", "materializer"]
+        if materializer_main is not None:
+            command = [sys.executable, "-c", materializer_main]
         self.spawn(
             "materializer",
-            [sys.executable, "-m", "pulse_bi", "materializer"],
+            command,
             {
                 **env,
-                "DUCKDB_PATH": str(self.tmp / "bench.duckdb"),
+                "DUCKDB_PATH": str(self.duckdb_path),
                 "DATA_PATH": str(self.tmp),
-                "MATERIALIZER_HTTP_PORT": str(free_port()),
+                "MATERIALIZER_HTTP_PORT": str(self.materializer_port),
                 "BATCH_MAX_WAIT_MS": "5",
+                **(materializer_env or {}),
             },
         )
         self.spawn(

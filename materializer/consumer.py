@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -55,6 +56,8 @@ StoreOpener = Callable[[], Awaitable[Store]]
 
 #: First wait before retrying after a fault; it doubles up to ``FAULT_RETRY_MAX``.
 FIRST_RETRY_SECONDS = 0.5
+#: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
+CHECKPOINT_TRIES = 5
 
 
 def _position(reply: str) -> tuple[int, int]:
@@ -106,6 +109,7 @@ class Ingestor:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self.last_sequence = store.last_sequence()
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_refused = 0
         self._last_received = self.last_sequence
         self.started = asyncio.Event()
         #: Why ingest stopped, when it stopped on an error.
@@ -342,6 +346,8 @@ class Ingestor:
     async def _checkpoint_when_due(self) -> None:
         """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md).
 
+        A read running at that moment makes a plain checkpoint fail at once: it is tried
+        again after each of the next batches, and the last try waits for the reads.
         The batch before it is committed already; a failed checkpoint (disk full) is a
         fault like a failed batch, and DuckDB usually invalidates the database after
         it: it is opened again (the WAL holds every commit) with backoff until it can be.
@@ -349,12 +355,16 @@ class Ingestor:
         interval = self._settings.checkpoint_interval
         if not interval or time.monotonic() - self._last_checkpoint < interval:
             return
+        force = self._checkpoint_refused >= CHECKPOINT_TRIES - 1
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        self._last_checkpoint = time.monotonic()
         try:
-            await loop.run_in_executor(self._writer, self._store.checkpoint)
+            done = await loop.run_in_executor(
+                self._writer, functools.partial(self._store.checkpoint, force=force)
+            )
         except Exception as exc:
+            self._last_checkpoint = time.monotonic()
+            self._checkpoint_refused = 0
             delay = FIRST_RETRY_SECONDS
             await self._on_fault(loop, exc, "checkpoint", delay)
             while self._store_broken and await self._wait(delay):
@@ -366,6 +376,12 @@ class Ingestor:
             if not self._store_broken:
                 self.fault = None
             return
+        if not done:
+            self._checkpoint_refused += 1
+            self._metrics.checkpoint_retries.inc()
+            return
+        self._checkpoint_refused = 0
+        self._last_checkpoint = time.monotonic()
         self._metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def _record(self, result: BatchResult, seconds: float, size: int) -> None:

@@ -41,6 +41,11 @@ class MaterializerMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.checkpoint_retries = Counter(
+            "pulse_materializer_checkpoint_retries",
+            "Scheduled checkpoints refused because a read was running (tried again)",
+            registry=r,
+        )
         self.last_sequence = Gauge(
             "pulse_materializer_last_sequence", "Last applied stream sequence", registry=r
         )

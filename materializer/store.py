@@ -361,9 +361,21 @@ class Store:
             context = QueryContext(stream_last_sequence=self.stream_last_sequence)
         return self.read(lambda cursor: run(cursor, name, params, context))
 
-    def checkpoint(self) -> None:
-        """Write the WAL into the database file (on the writer thread, between batches)."""
-        self.conn.execute("CHECKPOINT")
+    def checkpoint(self, *, force: bool = False) -> bool:
+        """Write the WAL into the database file (on the writer thread, between batches).
+
+        A plain CHECKPOINT lets reads run alongside it, but DuckDB refuses it at once
+        while a read is running ("other write transactions active"): then this returns
+        False and the caller tries again later. ``force`` (FORCE CHECKPOINT) waits for
+        running reads to finish and holds new ones back until it is done.
+        """
+        try:
+            self.conn.execute("FORCE CHECKPOINT" if force else "CHECKPOINT")
+        except duckdb.TransactionException:
+            if force:
+                raise
+            return False
+        return True
 
     def close(self) -> None:
         """Close the database (DuckDB checkpoints it on close)."""

@@ -2,12 +2,18 @@
 
 Consumes ``invoice.issued`` and ``payment.received``. Tables (DDL in
 ``migrations/m0001_initial.py``): ``invoice_events``, ``payment_events``, ``invoices``
-(one open item per invoice with the amount paid so far) and ``pending_payments``
-(payments whose invoice has not arrived yet; they count when it does).
+(the open items: each invoice not yet paid in full, with the amount paid so far) and
+``pending_payments`` (payments whose invoice has not arrived yet; they count when it
+does).
 
 Aging depends on the as-of date, so buckets are computed at query time from the open
 items (balance = amount - paid > 0): days overdue = as_of - due_date; current (≤ 0),
 1-30, 31-60, 61-90, over 90.
+
+``invoices`` holds open items only: an invoice paid in full leaves it (payments only
+add, so it can never be open again), and one paid in full before or as it arrives never
+enters it. So the reads cost in proportion to the open items, not to every invoice
+ever issued (docs/BENCHMARKS.md). The raw tables keep the whole history.
 """
 
 from __future__ import annotations
@@ -101,10 +107,16 @@ def apply(batch: Batch) -> None:
         rows = cur.execute(
             "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
             "WHERE invoices.sequence >= ? AND invoices.sequence = p.sequence "
-            "RETURNING invoices.customer_id",
+            "RETURNING invoices.customer_id, invoices.paid >= invoices.amount",
             [min(paid_before)],
         ).fetchall()
-        batch.customers.update(customer for (customer,) in rows)
+        batch.customers.update(customer for customer, _ in rows)
+        if any(settled for _, settled in rows):
+            cur.execute(
+                "DELETE FROM invoices WHERE sequence >= ? AND paid >= amount"
+                " AND sequence IN (SELECT sequence FROM batch_paid)",
+                [min(paid_before)],
+            )
 
 
 def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str, Decimal]) -> None:
@@ -135,16 +147,16 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     if not any(("q:" + e.data.invoice_id) in batch.found for e in invoices):
         cur.execute(
             "INSERT INTO invoices BY NAME SELECT * EXCLUDE (event_id, time, paid_now),"
-            " paid_now AS paid FROM batch_invoices"
+            " paid_now AS paid FROM batch_invoices WHERE paid_now < amount"
         )
     else:  # rare: payments that arrived before their invoice count now
         cur.execute(
-            "INSERT INTO invoices BY NAME SELECT b.invoice_id, b.sequence, b.customer_id,"
-            " b.order_id, b.amount, b.issued_on, b.due_date,"
+            "INSERT INTO invoices BY NAME SELECT * FROM (SELECT b.invoice_id, b.sequence,"
+            " b.customer_id, b.order_id, b.amount, b.issued_on, b.due_date,"
             " b.paid_now + coalesce(p.amount, 0) AS paid"
             " FROM batch_invoices b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
             " FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
-            " GROUP BY invoice_id) p USING (invoice_id)"
+            " GROUP BY invoice_id) p USING (invoice_id)) WHERE paid < amount"
         )
         cur.execute(
             "DELETE FROM pending_payments "
@@ -186,15 +198,19 @@ def ar_aging(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryConte
     as_of = params.as_date("as_of", context.today_utc())
     customer_limit = params.as_int("customer_limit", 100, minimum=1, maximum=5000)
     params.done()
-    total = cur.execute(f"SELECT {_BUCKETS} FROM ({_OPEN_ITEMS})", [as_of]).fetchone()
-    assert total is not None
+    # One scan: the grand total is the grouping set (), sorted first (customer_id is
+    # NULL only there; the column is NOT NULL), then the largest customers.
     rows = cur.execute(
         f"SELECT customer_id, any_value(customer_name), {_BUCKETS} FROM ({_OPEN_ITEMS}) "
-        "GROUP BY customer_id ORDER BY sum(balance) DESC, customer_id LIMIT ?",
-        [as_of, customer_limit],
+        "GROUP BY GROUPING SETS ((customer_id), ()) "
+        "ORDER BY customer_id IS NOT NULL, sum(balance) DESC, customer_id LIMIT ?",
+        [as_of, customer_limit + 1],
     ).fetchall()
+    total = rows[0][2:] if rows and rows[0][0] is None else (None,) * 7
     by_customer = [
-        {"customer_id": row[0], "customer_name": row[1], **_buckets(row[2:])} for row in rows
+        {"customer_id": row[0], "customer_name": row[1], **_buckets(row[2:])}
+        for row in rows
+        if row[0] is not None
     ]
     return QueryResult({"as_of": as_of.isoformat(), **_buckets(total), "by_customer": by_customer})
 

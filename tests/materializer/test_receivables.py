@@ -179,3 +179,36 @@ def test_batch_reports_receivables_changes(store: Store, stream: Stream) -> None
     named = store.apply_batch([stream.customer("C-5", "Five")])
     assert named.changes.customers == ["C-5"]
     assert named.changes.receivables is False
+
+
+def test_invoices_paid_in_full_leave_the_open_items(store: Store, stream: Stream) -> None:
+    """Reads cost in proportion to open items: a settled invoice leaves ``invoices``."""
+    store.apply_batch(
+        [
+            stream.invoice("I-1", "10.00"),
+            stream.invoice("I-2", "20.00"),
+            stream.payment("P-0", "I-3", "5.00"),  # before its invoice
+        ]
+    )
+    store.apply_batch(
+        [
+            stream.payment("P-1", "I-1", "10.00"),
+            stream.payment("P-2", "I-2", "5.00"),
+            stream.invoice("I-3", "5.00"),  # paid in full before it arrived
+            stream.invoice("I-4", "7.00"),
+            stream.payment("P-4", "I-4", "7.00"),  # paid in full in its own batch
+        ]
+    )
+    store.apply_batch([stream.payment("P-5", "I-1", "1.00")])  # more on a settled invoice
+
+    rows = store.read(lambda cur: cur.execute("SELECT invoice_id FROM invoices").fetchall())
+    assert rows == [("I-2",)]
+    assert aging(store)["open_invoices"] == 1
+    assert aging(store)["total"] == "15.00"
+    assert [row["invoice_id"] for row in overdue(store)] == ["I-2"]
+
+
+def test_aging_of_no_open_items_is_zero_with_no_customers(store: Store, stream: Stream) -> None:
+    store.apply_batch([stream.invoice("I-1", "10.00"), stream.payment("P-1", "I-1", "10.00")])
+    result = aging(store)
+    assert (result["total"], result["open_invoices"], result["by_customer"]) == ("0.00", 0, [])

@@ -1,0 +1,137 @@
+"""A live materializer under steady traffic and concurrent reads keeps its files small.
+
+The defect this guards against (docs/OPERATIONS.md, "Checkpoints"): a read that leaves a
+transaction open makes DuckDB keep every later commit's old versions, spill them to the
+``.tmp`` folder and refuse to checkpoint, so the WAL only grows and batches slow down.
+And a query merely running when a checkpoint is due makes DuckDB refuse that checkpoint,
+which must be tried again, never stop ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from materializer.app import Materializer
+from materializer.settings import Settings
+from materializer.store import Store
+from pulse_bi.contract import QUERY_NAMES
+from pulse_bi.simulator import generate
+from tests.materializer.eventkit import Stream
+from tests.materializer.test_queries import PARAMS
+from tests.materializer.test_runtime import ask
+
+#: Seconds of steady traffic, and the checkpoint interval within it.
+TRAFFIC_SECONDS = 4.0
+CHECKPOINT_INTERVAL = 0.3
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _temp_files(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+async def test_steady_traffic_with_concurrent_queries_checkpoints_on_schedule_and_spills_nothing(
+    materializer_settings: Settings, js: JetStreamContext, nc: NATS
+) -> None:
+    settings = dataclasses.replace(materializer_settings, checkpoint_interval=CHECKPOINT_INTERVAL)
+    path = settings.duckdb_path
+    wal = path.with_name(path.name + ".wal")
+    temp = path.with_name(path.name + ".tmp")
+    # Every event type, with duplicates and bad input, published at a steady pace.
+    messages = generate(5, 600, duplicates=0.01, bad=0.01).messages
+    loop = asyncio.get_running_loop()
+    async with Materializer(settings) as running:
+        file_at_start = _size(path)
+        stopping = asyncio.Event()
+        answered = 0
+
+        async def dashboard() -> None:
+            """Every named query in turn, as a dashboard refreshing would send them."""
+            nonlocal answered
+            while not stopping.is_set():
+                for name in QUERY_NAMES:
+                    await ask(nc, name, **PARAMS.get(name, {}))
+                    answered += 1
+
+        readers = [asyncio.create_task(dashboard()) for _ in range(2)]
+        wal_sizes: list[int] = []
+        spilled: list[str] = []
+        began = loop.time()
+        last = 0
+        for index, message in enumerate(messages):
+            delay = began + index * TRAFFIC_SECONDS / len(messages) - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ack = await js.publish(message.subject, message.data, headers=message.headers)
+            last = max(last, ack.seq)
+            if index % 10 == 0:
+                wal_sizes.append(_size(wal))
+                spilled += _temp_files(temp)
+        await running.wait_for_sequence(last, timeout=30)
+        stopping.set()
+        await asyncio.gather(*readers)
+        checkpoints = running.metrics.registry.get_sample_value(
+            "pulse_materializer_checkpoint_seconds_count"
+        )
+        assert running.healthy() == (True, "ok")
+        file_at_end = _size(path)
+
+    assert answered >= len(QUERY_NAMES)
+    # ~13 are due in 4 s; a slow machine may apply fewer batches, not none.
+    assert checkpoints is not None and checkpoints >= 3
+    # Each checkpoint writes the WAL into the file and starts it afresh.
+    assert any(later < earlier for earlier, later in itertools.pairwise(wal_sizes))
+    assert file_at_end > file_at_start
+    assert spilled == []
+
+
+def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """DuckDB refuses CHECKPOINT while a query runs; FORCE CHECKPOINT waits for it."""
+    store = Store.open(tmp_path / "pulse.duckdb")
+    stream = Stream()
+    store.apply_batch([stream.move("SKU-1", "W1", 1)])
+    running = threading.Event()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def slow_read(cursor: duckdb.DuckDBPyConnection) -> Any:
+        cursors.append(cursor)
+        running.set()
+        # Long enough to still run when the checkpoints below start; interrupted.
+        return cursor.execute("SELECT count(*) FROM range(100000000000)").fetchall()
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            read = worker.submit(store.read, slow_read)
+            assert running.wait(10)
+            time.sleep(0.1)  # the query is executing, not just submitted
+            store.apply_batch([stream.move("SKU-1", "W1", 1)])
+
+            assert store.checkpoint() is False
+
+            threading.Timer(0.5, lambda: cursors[0].interrupt()).start()
+            started = time.perf_counter()
+            assert store.checkpoint(force=True) is True
+            waited = time.perf_counter() - started
+            with pytest.raises(duckdb.InterruptException):
+                read.result()
+        assert waited >= 0.3  # it waited for the read, not refused it
+        assert store.checkpoint() is True  # nothing running now
+    finally:
+        store.close()

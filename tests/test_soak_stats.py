@@ -1,0 +1,59 @@
+"""The soak benchmark's accounting (bench/soak_stats.py): latencies are exact whichever of
+the publish ack and the notice comes first, and the first-vs-last verdict is right."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.soak_stats import Visibility, Window, batch_times, compare, slope_per_minute
+
+
+def test_latency_counts_once_whether_the_ack_or_the_notice_comes_first() -> None:
+    seen = Visibility("notices")
+    published = {1: 10.0, 2: 10.1}
+    seen.saw(2, 10.5, published)  # sequences 1 and 2 acked before the notice
+    seen.acked(3, 10.6)  # acked after the notice below? not yet seen: counted later
+    published[3] = 10.6
+    seen.saw(4, 11.0, published)  # 4 not acked yet
+    seen.acked(4, 10.9)  # late ack: placed at the notice that covered it
+
+    assert sorted(round(v, 3) for v in seen.take()) == [0.1, 0.4, 0.4, 0.5]
+    assert seen.take() == []
+
+
+def test_an_older_version_changes_nothing() -> None:
+    seen = Visibility("subscriber")
+    seen.saw(5, 1.0, {5: 0.5})
+    seen.saw(3, 2.0, {3: 0.1})
+    assert seen.take() == [0.5]
+    assert seen.last == 5
+
+
+def test_batch_times_come_from_the_consumers_debug_lines() -> None:
+    log = (
+        b"2026-11-30 15:17:49,563 DEBUG pulse_bi.materializer.consumer: batch 1-20: "
+        b"20 applied, 0 rejected, 0 duplicate in 12.5 ms\n"
+        b"2026-11-30 15:17:49,600 INFO pulse_bi.materializer: batch 1-2 in 99 ms\n"
+    )
+    assert batch_times(log) == [pytest.approx(0.0125)]
+
+
+def test_compare_reports_the_p99_ratio_and_the_verdict() -> None:
+    first, last = Window("first", 0, 300), Window("last", 1500, 1800)
+    first.add("batch_seconds", [0.010] * 100)
+    last.add("batch_seconds", [0.011] * 100)
+    first.add("notice_latency", [0.050] * 100)
+    last.add("notice_latency", [0.070] * 100)
+
+    report = compare(first, last)
+
+    assert report["batch_seconds"]["p99_ratio"] == pytest.approx(1.1)
+    assert report["batch_seconds"]["met"] is True
+    assert report["notice_latency"]["p99_ratio"] == pytest.approx(1.4)
+    assert report["notice_latency"]["met"] is False
+    assert report["query_latency"]["p99_ratio"] is None  # nothing measured
+
+
+def test_slope_is_per_minute() -> None:
+    assert slope_per_minute([(0, 100.0), (60, 101.0), (120, 102.0)]) == pytest.approx(1.0)
+    assert slope_per_minute([(0, 1.0)]) is None
