@@ -32,12 +32,11 @@ def test_upgrade_brings_a_file_to_the_latest_version(tmp_path: Path) -> None:
     assert db.upgrade(path) == status
 
 
-def test_migrations_are_numbered_uniquely_from_one() -> None:
-    # Unique, not necessarily consecutive: migrations written in parallel branches take
-    # distinct numbers, and each file records the set it applied (db.apply_migrations).
+def test_migrations_are_numbered_consecutively_from_one() -> None:
+    # Each file records the set it applied (db.apply_migrations), so a gap would still
+    # work; consecutive numbers keep "version N" meaning "the first N migrations".
     versions = [m.version for m in db.available_migrations()]
-    assert versions[0] == 1
-    assert versions == sorted(set(versions))
+    assert versions == list(range(1, len(versions) + 1))
 
 
 def test_a_migration_missing_below_the_newest_applied_one_is_still_applied(
@@ -219,3 +218,29 @@ def test_upgrade_from_version_2_widens_the_sums_and_forgets_rejected_ids(tmp_pat
         assert summary["gross_revenue"] == "19999999999999999.98"
     finally:
         store.close()
+
+
+def test_upgrade_drops_invoices_paid_in_full(tmp_path: Path) -> None:
+    """``invoices`` holds open items only; m0005 removes what older files settled."""
+    path = tmp_path / "pulse.duckdb"
+    db.upgrade(path)
+    conn = duckdb.connect(str(path))
+    try:
+        columns = [row[0] for row in conn.execute("DESCRIBE invoices").fetchall()]
+        assert {"invoice_id", "amount", "paid"} <= set(columns)
+        conn.execute("DELETE FROM schema_migrations WHERE version = 5")
+        for invoice_id, amount, paid in (("I-open", 10, 4), ("I-paid", 10, 10), ("I-over", 5, 6)):
+            conn.execute(
+                "INSERT INTO invoices BY NAME SELECT ? AS invoice_id, 1 AS sequence,"
+                " 'C-1' AS customer_id, NULL AS order_id, ? AS amount,"
+                " DATE '2026-11-01' AS issued_on, DATE '2026-12-01' AS due_date, ? AS paid",
+                [invoice_id, amount, paid],
+            )
+    finally:
+        conn.close()
+    db.upgrade(path)
+    conn = duckdb.connect(str(path))
+    try:
+        assert conn.execute("SELECT invoice_id FROM invoices").fetchall() == [("I-open",)]
+    finally:
+        conn.close()
