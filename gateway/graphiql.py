@@ -12,18 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import os
 from functools import cache
 from pathlib import Path
 
-from starlette.exceptions import HTTPException
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+
+from gateway.pages import TEMPLATE, PageAssets
 
 STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
-_TEMPLATE = "index.html"
 
 #: The tabs a first visit opens with: the README's query, a live one and a time range.
 EXAMPLES: tuple[dict[str, object], ...] = (
@@ -92,7 +89,7 @@ def _json_in_script(value: object) -> str:
 
 @cache
 def _template() -> str:
-    return (STATIC_DIR / _TEMPLATE).read_text(encoding="utf-8")
+    return (STATIC_DIR / TEMPLATE).read_text(encoding="utf-8")
 
 
 def render_page(app_root_path: str) -> str:
@@ -112,29 +109,6 @@ def page_response(app_root_path: str) -> HTMLResponse:
     return HTMLResponse(render_page(app_root_path), headers=_PAGE_HEADERS)
 
 
-class GraphiQLStatic(StaticFiles):
-    """The bundle; revalidated with its ETag so an upgrade shows on the next load."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        """Serve one asset; the unrendered template is not one."""
-        if os.path.normpath(path) == _TEMPLATE:
-            raise HTTPException(status_code=404)
-        return await super().get_response(path, scope)
-
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        """The file, with headers that keep it fresh and same-origin."""
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
-
 def routes() -> list[BaseRoute]:
     """The bundle's route, mounted at ``/graphiql``."""
-    return [Mount("/graphiql", app=GraphiQLStatic(directory=STATIC_DIR), name="graphiql")]
+    return [Mount("/graphiql", app=PageAssets(directory=STATIC_DIR), name="graphiql")]

@@ -8,21 +8,17 @@ the server side only fills in the gateway's base path.
 from __future__ import annotations
 
 import html
-import os
 from functools import cache
 from pathlib import Path
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
+from gateway.pages import TEMPLATE, PageAssets
 from pulse_bi import __version__
 
 STATIC_DIR = Path(__file__).parent / "static" / "landing"
-_TEMPLATE = "index.html"
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -39,7 +35,7 @@ _PAGE_HEADERS = {
 
 @cache
 def _template() -> str:
-    return (STATIC_DIR / _TEMPLATE).read_text(encoding="utf-8")
+    return (STATIC_DIR / TEMPLATE).read_text(encoding="utf-8")
 
 
 def render_page(app_root_path: str) -> str:
@@ -53,32 +49,9 @@ async def page(request: Request) -> HTMLResponse:
     return HTMLResponse(render_page(request.scope.get("root_path", "")), headers=_PAGE_HEADERS)
 
 
-class LandingStatic(StaticFiles):
-    """The page's script and style, revalidated on every load."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        """Serve one asset; the unrendered template is not one."""
-        if os.path.normpath(path) == _TEMPLATE:
-            raise HTTPException(status_code=404)
-        return await super().get_response(path, scope)
-
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        """The file, with headers that keep it fresh and same-origin."""
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
-
 def routes() -> list[BaseRoute]:
     """The page at ``/`` and its assets under ``/static/landing``."""
     return [
         Route("/", page, methods=["GET", "HEAD"], name="landing"),
-        Mount("/static/landing", app=LandingStatic(directory=STATIC_DIR), name="landing-static"),
+        Mount("/static/landing", app=PageAssets(directory=STATIC_DIR), name="landing-static"),
     ]

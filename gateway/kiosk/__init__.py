@@ -7,19 +7,16 @@ CDN); it reads the GraphQL live queries over the gateway's own ``/graphql`` WebS
 from __future__ import annotations
 
 import html
-import os
 from functools import cache
 from pathlib import Path
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+
+from gateway.pages import TEMPLATE, PageAssets
 
 STATIC_DIR = Path(__file__).parent / "static"
-_TEMPLATE = "index.html"
 
 # Everything the page loads comes from the gateway's own origin: a wall screen must
 # keep working without internet, and a stray CDN link would fail here, not in the field.
@@ -39,7 +36,7 @@ _PAGE_HEADERS = {
 
 @cache
 def _template() -> str:
-    return (STATIC_DIR / _TEMPLATE).read_text(encoding="utf-8")
+    return (STATIC_DIR / TEMPLATE).read_text(encoding="utf-8")
 
 
 def render_page(root_path: str, app_root_path: str) -> str:
@@ -62,32 +59,9 @@ async def page(request: Request) -> HTMLResponse:
     return HTMLResponse(render_page(root_path, app_root_path), headers=_PAGE_HEADERS)
 
 
-class KioskStatic(StaticFiles):
-    """The page's assets, revalidated on every load (ETag) so upgrades show at once."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        """Serve one asset; the unrendered page template is not one."""
-        if os.path.normpath(path) == _TEMPLATE:
-            raise HTTPException(status_code=404)
-        return await super().get_response(path, scope)
-
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        """The file, with headers that keep it fresh and same-origin."""
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
-
-
 def routes() -> list[BaseRoute]:
     """Routes to mount at ``/kiosk``: the page at ``/`` and its assets under ``/static``."""
     return [
         Route("/", page, methods=["GET", "HEAD"], name="kiosk"),
-        Mount("/static", app=KioskStatic(directory=STATIC_DIR), name="kiosk-static"),
+        Mount("/static", app=PageAssets(directory=STATIC_DIR), name="kiosk-static"),
     ]
