@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from gateway import graphiql
 from gateway.app import create_app
@@ -151,15 +152,19 @@ async def response_text(page: Page) -> str:
 
 
 async def wait_response(page: Page, *needles: str) -> None:
-    """Wait until the response pane shows one of `needles`."""
-    await page.wait_for_function(
-        """needles => {
-            const text = (document.querySelector('.graphiql-response')?.innerText ?? '')
-                .replaceAll('\\u00a0', ' ');
-            return needles.some(n => text.includes(n));
-        }""",
-        arg=list(needles),
-    )
+    """Wait until the response pane shows one of `needles` (fail with what it shows)."""
+    try:
+        await page.wait_for_function(
+            """needles => {
+                const text = (document.querySelector('.graphiql-response')?.innerText ?? '')
+                    .replaceAll('\\u00a0', ' ');
+                return needles.some(n => text.includes(n));
+            }""",
+            arg=list(needles),
+        )
+    except PlaywrightTimeoutError:
+        shown = await response_text(page)
+        raise AssertionError(f"response pane never showed {needles}: {shown!r}") from None
 
 
 async def run_tab(page: Page, index: int) -> None:
