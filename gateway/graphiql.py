@@ -12,13 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from functools import cache
 from pathlib import Path
 
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount
 
-from gateway.pages import TEMPLATE, PageAssets
+from gateway.pages import PageAssets, page_headers, template
 
 STATIC_DIR = Path(__file__).parent / "static" / "graphiql"
 
@@ -62,12 +61,7 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; base-uri 'self'; form-action 'none'; object-src 'none'"
 )
 
-_PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Cache-Control": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
+_PAGE_HEADERS = page_headers(CONTENT_SECURITY_POLICY)
 
 
 def examples(now: dt.datetime) -> list[dict[str, object]]:
@@ -87,16 +81,11 @@ def _json_in_script(value: object) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-@cache
-def _template() -> str:
-    return (STATIC_DIR / TEMPLATE).read_text(encoding="utf-8")
-
-
 def render_page(app_root_path: str) -> str:
     """The GraphiQL HTML for a gateway living at ``app_root_path`` ("" or a proxy prefix)."""
     root = app_root_path.rstrip("/")
     return (
-        _template()
+        template(STATIC_DIR)
         .replace("__BASE__", html.escape(root + "/graphiql/", quote=True))
         .replace("__ROOT__", html.escape(root, quote=True))
         .replace("__GRAPHQL__", html.escape(root + "/graphql", quote=True))

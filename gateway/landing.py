@@ -8,40 +8,24 @@ the server side only fills in the gateway's base path.
 from __future__ import annotations
 
 import html
-from functools import cache
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.pages import TEMPLATE, PageAssets
+from gateway.pages import SAME_ORIGIN_POLICY, PageAssets, page_headers, template
 from pulse_bi import __version__
 
 STATIC_DIR = Path(__file__).parent / "static" / "landing"
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'self'; form-action 'none'; object-src 'none'"
-)
-
-_PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Cache-Control": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-@cache
-def _template() -> str:
-    return (STATIC_DIR / TEMPLATE).read_text(encoding="utf-8")
+_PAGE_HEADERS = page_headers(SAME_ORIGIN_POLICY)
 
 
 def render_page(app_root_path: str) -> str:
     """The landing HTML for a gateway living at ``app_root_path`` ("" or a proxy prefix)."""
     root = html.escape(app_root_path.rstrip("/"), quote=True)
-    return _template().replace("__ROOT__", root).replace("__VERSION__", __version__)
+    return template(STATIC_DIR).replace("__ROOT__", root).replace("__VERSION__", __version__)
 
 
 async def page(request: Request) -> HTMLResponse:

@@ -9,6 +9,8 @@ so an upgrade shows at once, and nothing is fetched from elsewhere: docs/KIOSK.m
 from __future__ import annotations
 
 import os
+from functools import cache
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -17,6 +19,30 @@ from starlette.types import Scope
 
 #: The page template in each page's static folder, rendered by its module.
 TEMPLATE = "index.html"
+
+#: Everything a page loads comes from the gateway's own origin: a wall screen must keep
+#: working without internet, and a stray CDN link would fail here, not in the field.
+SAME_ORIGIN_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'self'; form-action 'none'; object-src 'none'"
+)
+
+
+def page_headers(content_security_policy: str) -> dict[str, str]:
+    """Headers of a page: its security policy, and no-cache so that a screen left running
+    for weeks picks up a new page after an upgrade."""
+    return {
+        "Content-Security-Policy": content_security_policy,
+        "Cache-Control": "no-cache",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+@cache
+def template(static_dir: Path) -> str:
+    """A page's template, read once."""
+    return (static_dir / TEMPLATE).read_text(encoding="utf-8")
 
 
 class PageAssets(StaticFiles):

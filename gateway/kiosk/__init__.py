@@ -7,36 +7,17 @@ CDN); it reads the GraphQL live queries over the gateway's own ``/graphql`` WebS
 from __future__ import annotations
 
 import html
-from functools import cache
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from gateway.pages import TEMPLATE, PageAssets
+from gateway.pages import SAME_ORIGIN_POLICY, PageAssets, page_headers, template
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-# Everything the page loads comes from the gateway's own origin: a wall screen must
-# keep working without internet, and a stray CDN link would fail here, not in the field.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'self'; form-action 'none'; object-src 'none'"
-)
-
-_PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    # A screen left running for weeks must pick up a new page after an upgrade.
-    "Cache-Control": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-@cache
-def _template() -> str:
-    return (STATIC_DIR / TEMPLATE).read_text(encoding="utf-8")
+_PAGE_HEADERS = page_headers(SAME_ORIGIN_POLICY)
 
 
 def render_page(root_path: str, app_root_path: str) -> str:
@@ -44,7 +25,7 @@ def render_page(root_path: str, app_root_path: str) -> str:
     base = root_path.rstrip("/") + "/"
     graphql = app_root_path.rstrip("/") + "/graphql"
     return (
-        _template()
+        template(STATIC_DIR)
         .replace("__BASE__", html.escape(base, quote=True))
         .replace("__GRAPHQL__", html.escape(graphql, quote=True))
     )
