@@ -348,7 +348,8 @@ class Store:
         every later commit, spills them to the ``.tmp`` folder and cannot checkpoint, so
         batches slow down by the minute. Closing the cursor ends the transaction.
         ``reader`` must return materialized values (``fetchall``, not a live result).
-        A cursor costs a few microseconds (docs/OPERATIONS.md, "Checkpoints").
+        Opening a cursor is cheap next to the query it runs (docs/OPERATIONS.md, "Reads
+        never hold a transaction").
         """
         with self.conn.cursor() as cursor:
             return reader(cursor)
