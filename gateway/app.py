@@ -19,10 +19,13 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from gateway import graphiql, landing, rest
 from gateway.bounded import Answerer
+from gateway.caching import ETags
+from gateway.compression import CompressionMiddleware
 from gateway.execution import Executor
 from gateway.graphql_http import ResponseCache, graphql_http_endpoint
 from gateway.live import Hub
 from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.persisted import PersistedQueries
 from gateway.security import Authenticator
 from gateway.settings import Settings
 from gateway.upstream import Upstream
@@ -40,7 +43,9 @@ class Gateway:
         self.metrics = Metrics()
         self.versions = Versions(settings.version_ttl)
         self.upstream = Upstream(settings, self.versions, self.metrics)
-        self.executor = Executor(settings)
+        self.persisted = PersistedQueries(settings)
+        self.etags = ETags()
+        self.executor = Executor(settings, self.persisted)
         self.answerer = Answerer(self.executor)
         self.hub = Hub(settings, self.executor, self.upstream, self.versions, self.metrics)
         self.auth = Authenticator(settings)
@@ -142,19 +147,31 @@ def create_app(settings: Settings) -> Starlette:
         *rest.routes(),
         *landing.routes(),
     ]
-    if settings.graphiql:
+    if settings.graphiql and gateway.persisted.graphiql:
         routes.extend(graphiql.routes())
     kiosk = kiosk_routes()
     if kiosk:
         routes.append(Mount("/kiosk", routes=kiosk))
     middleware = [Middleware(MetricsMiddleware, metrics=lambda: gateway.metrics)]
+    if settings.compression_min_bytes:
+        middleware.append(
+            Middleware(CompressionMiddleware, minimum_size=settings.compression_min_bytes)
+        )
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "accept"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "accept",
+                    "if-none-match",
+                    "traceparent",
+                    "tracestate",
+                ],
+                expose_headers=["etag"],
                 max_age=600,
             )
         )

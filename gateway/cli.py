@@ -93,3 +93,44 @@ def export_schema_command(output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")
+
+
+@gateway_command.command("trusted-documents")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the manifest here instead of stdout (the built-in one is "
+    "gateway/trusted-documents.json).",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path(__file__).resolve().parents[1],
+    show_default="the source tree",
+    help="Repository root holding grafana/dashboards and gateway/kiosk.",
+)
+@click.option(
+    "--add",
+    "extra",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Also include every operation of this .graphql file (repeatable).",
+)
+def trusted_documents_command(output: Path | None, root: Path, extra: tuple[Path, ...]) -> None:
+    """Print the trusted-documents manifest of the Grafana dashboards and the kiosk page."""
+    from gateway.persisted import graphql_file_documents, manifest_json, repository_documents
+
+    try:
+        documents = repository_documents(root)
+        for path in extra:
+            documents.extend(graphql_file_documents(path))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = manifest_json(documents)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} ({len(set(documents))} operations)")

@@ -34,6 +34,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import format_graphql_error
 from gateway.limits import FLOOR, Measure, Measurer, list_field_sizes
+from gateway.persisted import PersistedQueries, not_in_list
 from gateway.schema import Context, schema
 from gateway.settings import Settings
 from gateway.versions import FIELD_QUERIES, QUERY_DEPENDENCIES
@@ -104,8 +105,10 @@ def _formatted(error: GraphQLError, code: str) -> dict[str, Any]:
 class Executor:
     """Prepares and executes documents against the gateway schema under the settings' limits."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, persisted: PersistedQueries | None = None) -> None:
         self.settings = settings
+        #: Trusted mode refuses documents outside the manifests, over HTTP, SSE and WS alike.
+        self.persisted = persisted
         self.schema = schema._schema
         self._execution_context_class = schema.execution_context_class
         rules = list(specified_rules)
@@ -146,6 +149,8 @@ class Executor:
             for d in document.definitions
             if isinstance(d, OperationDefinitionNode)
         }
+        if self.persisted is not None and not self.persisted.allows(text, document):
+            return Prepared(None, [not_in_list()], kinds=kinds)
         errors, measures = check_limits(document, self.settings, self._sizes)
         if not errors:
             errors = self._variable_cost_floor(document, measures)

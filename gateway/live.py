@@ -304,6 +304,7 @@ class Hub:
         for subscriber in subscribers:
             subscriber.send(payload)
         self.metrics.live_messages.inc(len(subscribers))
+        self.metrics.live_fanout.observe(len(subscribers))
 
     def stats(self) -> dict[str, int]:
         """Groups and subscribers, for /stats."""

@@ -30,6 +30,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._operation_names: set[str] = set()
         self.requests = Counter(
             "gateway_http_requests", "HTTP requests served", ["path", "status"], registry=r
         )
@@ -80,6 +81,58 @@ class Metrics:
         self.notices = Counter(
             "gateway_change_notices", "Change notices and heartbeats received", ["kind"], registry=r
         )
+        self.operations = Counter(
+            "gateway_graphql_operations",
+            "GraphQL operations by operation name, transport and outcome "
+            "(ok, error, cached: from the response cache, not_modified: a 304)",
+            ["operation", "transport", "outcome"],
+            registry=r,
+        )
+        self.operation_seconds = Histogram(
+            "gateway_graphql_operation_seconds",
+            "GraphQL operation latency by operation name",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.named_queries = Counter(
+            "gateway_named_queries",
+            "Named queries asked by the resolvers, by query and source "
+            "(cache, shared: joined a request in flight, upstream: asked the materializer)",
+            ["query", "source"],
+            registry=r,
+        )
+        self.named_query_seconds = Histogram(
+            "gateway_named_query_seconds",
+            "Named-query latency as the resolvers see it (cache hits included)",
+            ["query"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.named_query_errors = Counter(
+            "gateway_named_query_errors",
+            "Named queries that failed, by query and error code",
+            ["query", "code"],
+            registry=r,
+        )
+        self.live_fanout = Histogram(
+            "gateway_live_fanout",
+            "Subscribers one live-query result was sent to",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.sse_streams = Gauge("gateway_sse_streams", "GraphQL over SSE streams open", registry=r)
+
+    def operation(self, name: str | None, limit: int) -> str:
+        """The label of an operation name: at most `limit` distinct names, then "other"."""
+        label = name or "anonymous"
+        known = self._operation_names
+        if label in known:
+            return label
+        if len(known) >= limit:
+            return "other"
+        known.add(label)
+        return label
 
     def render(self) -> bytes:
         """The text exposition format."""
@@ -114,3 +167,33 @@ class MetricsMiddleware:
         finally:
             metrics.requests.labels(path, str(status)).inc()
             metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+class Observation:
+    """One GraphQL operation being answered: its name, outcome and latency."""
+
+    __slots__ = ("_label", "_metrics", "_outcome", "_transport", "limit")
+
+    def __init__(self, metrics: Metrics, transport: str, limit: int) -> None:
+        self._metrics = metrics
+        self._transport = transport
+        self.limit = limit
+        self._label = "unknown"
+        self._outcome = "ok"
+
+    def name(self, name: str | None) -> None:
+        """The operation's name, once the document is known to be valid."""
+        self._label = self._metrics.operation(name, self.limit)
+
+    def error(self) -> None:
+        """The answer carries errors."""
+        self._outcome = "error"
+
+    def cached(self, not_modified: bool = False) -> None:
+        """Answered from the response cache, or with a 304."""
+        self._outcome = "not_modified" if not_modified else "cached"
+
+    def finish(self, seconds: float) -> None:
+        """Count the operation and its latency."""
+        self._metrics.operations.labels(self._label, self._transport, self._outcome).inc()
+        self._metrics.operation_seconds.labels(self._label).observe(seconds)

@@ -123,6 +123,27 @@ class Settings:
     live_coalesce_ms: float = 5.0
     #: Live-query groups refreshed at the same time after a change.
     live_concurrency: int = 32
+    #: Persisted queries: "off", "apq" (Automatic Persisted Queries) or "trusted" (only
+    #: documents of the trusted-documents manifests run; docs/GATEWAY.md).
+    persisted_queries: str = "off"
+    #: Documents remembered for APQ (by sha256), least recently used forgotten first.
+    apq_entries: int = 1000
+    #: Extra trusted-documents manifests (JSON files, comma-separated) besides the built-in one.
+    trusted_documents: tuple[str, ...] = ()
+    #: In trusted mode, still serve GraphiQL and introspection-only documents.
+    trusted_developer_tools: bool = False
+    #: Compress HTTP responses at least this large (gzip, or br when asked); 0 turns it off.
+    compression_min_bytes: int = 1024
+    #: Accept a JSON array of operations in one POST (GraphQL batching).
+    batching: bool = False
+    #: Most operations in one batch; their costs add up under GATEWAY_MAX_COST.
+    max_batch_size: int = 10
+    #: GraphQL over Server-Sent Events streams open at once (graphql-sse protocol).
+    sse_max_streams: int = 10_000
+    #: Distinct operation names labelled in /metrics; further names count as "other".
+    metrics_max_operations: int = 200
+    #: OpenTelemetry traces (needs the `tracing` extra); off by default.
+    tracing: bool = False
     #: Log level of the gateway's loggers.
     log_level: str = "info"
 
@@ -144,6 +165,11 @@ class Settings:
             raise SettingsError("set GATEWAY_JWT_SECRET or GATEWAY_JWT_JWKS_URL, not both")
         if not 0 < self.port < 65536:
             raise SettingsError(f"GATEWAY_PORT must be 1-65535, got {self.port}")
+        if self.persisted_queries not in ("off", "apq", "trusted"):
+            raise SettingsError(
+                "GATEWAY_PERSISTED_QUERIES must be off, apq or trusted, "
+                f"got {self.persisted_queries!r}"
+            )
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
             raise SettingsError(f"GATEWAY_LOG_LEVEL is not a log level: {self.log_level!r}")
 
@@ -197,5 +223,15 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ws_compression": _bool,
     "live_coalesce_ms": _float,
     "live_concurrency": lambda n, r: _int(n, r, 1),
+    "persisted_queries": lambda n, r: r.strip().lower(),
+    "apq_entries": _int,
+    "trusted_documents": _list,
+    "trusted_developer_tools": _bool,
+    "compression_min_bytes": _int,
+    "batching": _bool,
+    "max_batch_size": lambda n, r: _int(n, r, 1),
+    "sse_max_streams": lambda n, r: _int(n, r, 1),
+    "metrics_max_operations": _int,
+    "tracing": _bool,
     "log_level": _str,
 }

@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from gateway.errors import BadUserInput, UpstreamError, UpstreamUnavailable
+from gateway.errors import BadUserInput, GatewayError, UpstreamError, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.versions import QUERY_DEPENDENCIES, Versions
@@ -145,11 +145,26 @@ class Upstream:
     # -- queries ----------------------------------------------------------------------
 
     async def query(self, name: str, params: dict[str, Any]) -> Result:
-        """The result of one named query, from the cache when the data has not changed since."""
+        """The result of one named query, from the cache when the data has not changed since.
+
+        Counted per query name in /metrics: source, latency and errors.
+        """
+        started = time.perf_counter()
+        try:
+            result, source = await self._query(name, params)
+        except GatewayError as exc:
+            self.metrics.named_query_errors.labels(name, exc.code).inc()
+            raise
+        finally:
+            self.metrics.named_query_seconds.labels(name).observe(time.perf_counter() - started)
+        self.metrics.named_queries.labels(name, source).inc()
+        return result
+
+    async def _query(self, name: str, params: dict[str, Any]) -> tuple[Result, str]:
         params = {k: v for k, v in params.items() if v is not None}
         version_key = self.versions.key(QUERY_DEPENDENCIES.get(name, ()))
         if version_key is None:
-            return await self._fetch(name, params)
+            return await self._fetch(name, params), "upstream"
         query = (name, _params_encoder.encode(params))
         key = (*query, version_key)
         entry = self._cache.get(query)
@@ -157,11 +172,11 @@ class Upstream:
             self._cache.move_to_end(query)
             self.cache_hits += 1
             self.metrics.cache_hits.labels("query").inc()
-            return entry[1]
+            return entry[1], "cache"
         inflight = self._inflight.get(key)
         if inflight is not None:
             # Many dashboards asking at once share one round trip.
-            return await asyncio.shield(inflight)
+            return await asyncio.shield(inflight), "shared"
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -175,7 +190,7 @@ class Upstream:
         future.set_result(result)
         self.metrics.cache_misses.labels("query").inc()
         self._remember(query, version_key, result)
-        return result
+        return result, "upstream"
 
     def _remember(
         self, query: tuple[str, bytes], generations: tuple[int, ...], result: Result
