@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: up test setup lint bench clean
 
-$(VENV)/.installed: pyproject.toml tests/gateway/audit/package-lock.json
+$(VENV)/.installed: pyproject.toml tests/gateway/audit/package-lock.json tests/gateway/sse/package-lock.json
 	scripts/bootstrap
 	@touch $@
 

@@ -51,6 +51,8 @@ class Gateway:
         self.auth = Authenticator(settings)
         self.responses = ResponseCache(settings.response_cache_entries)
         self.connections: set[Connection] = set()
+        #: GraphQL over SSE streams open (gateway.sse).
+        self.sse_streams = 0
         self.started = time.monotonic()
         self._keepalive: asyncio.Task[None] | None = None
         self._write_watchdog: asyncio.Task[None] | None = None
