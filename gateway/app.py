@@ -31,6 +31,7 @@ from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions
 from gateway.websocket import Connection, graphql_ws_endpoint
+from pulse_bi.tracing import Tracer
 
 log = logging.getLogger("gateway")
 
@@ -43,6 +44,8 @@ class Gateway:
         self.metrics = Metrics()
         self.versions = Versions(settings.version_ttl)
         self.upstream = Upstream(settings, self.versions, self.metrics)
+        self.tracing = Tracer("gateway", settings.tracing)
+        self.upstream.tracing = self.tracing
         self.persisted = PersistedQueries(settings)
         self.etags = ETags()
         self.executor = Executor(settings, self.persisted)

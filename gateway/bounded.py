@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -134,7 +135,8 @@ class Answerer:
             upstream=_MainLoopUpstream(context.upstream, main),  # type: ignore[arg-type]
         )
         run = _ThreadRun(lambda: self._run(document, bridged, variables, operation_name))
-        future = main.run_in_executor(self._pool, run.run)
+        # The worker runs in a copy of this context: the current trace span goes along.
+        future = main.run_in_executor(self._pool, contextvars.copy_context().run, run.run)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except BaseException:

@@ -50,6 +50,15 @@ def serve(host: str | None, port: int | None, nats_url: str | None, check: bool)
     from gateway.app import create_app, tune_gc, uvicorn_options
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if settings.tracing:
+        from pulse_bi.tracing import AVAILABLE, configure_from_env
+
+        if not AVAILABLE:
+            raise click.UsageError(
+                "GATEWAY_TRACING=true needs the OpenTelemetry packages: "
+                "pip install 'pulse-bi[tracing]'"
+            )
+        configure_from_env("pulse-bi-gateway", os.environ)
     tune_gc()
     uvicorn.run(
         create_app(settings),

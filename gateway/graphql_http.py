@@ -33,6 +33,7 @@ from gateway.metrics import Observation
 from gateway.persisted import PersistedQueryError
 from gateway.schema import Context
 from gateway.security import scope_of
+from pulse_bi.tracing import set_error
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -160,18 +161,25 @@ async def graphql_http_endpoint(request: Request) -> Response:
             BadRequest(f"Not acceptable: ask for {GRAPHQL_RESPONSE_JSON} or {JSON}")
         )
         return Response(encoder.encode(body), 406, media_type=JSON)
-    try:
-        claims = await gateway.auth.from_header(request.headers.get("authorization"))
-        raw = await read_body(request)
-        if isinstance(raw, list):
-            return await run_batch(gateway, raw, claims, media)
-        params = to_params(raw)
-    except GatewayError as exc:
-        return error_response(exc, media)
-    outcome = await run(
-        gateway, params, claims, media, request.method, request.headers.get("if-none-match")
-    )
-    return Response(outcome.body, outcome.status, outcome.headers, media)
+    attributes = {"http.request.method": request.method, "url.path": "/graphql"}
+    with gateway.tracing.span("graphql", request.headers, True, attributes) as span:
+        try:
+            claims = await gateway.auth.from_header(request.headers.get("authorization"))
+            raw = await read_body(request)
+            if isinstance(raw, list):
+                return await run_batch(gateway, raw, claims, media)
+            params = to_params(raw)
+        except GatewayError as exc:
+            set_error(span, exc.message)
+            return error_response(exc, media)
+        if span is not None and params.operation_name:
+            span.set_attribute("graphql.operation.name", params.operation_name[:200])
+        outcome = await run(
+            gateway, params, claims, media, request.method, request.headers.get("if-none-match")
+        )
+        if span is not None:
+            span.set_attribute("http.response.status_code", outcome.status)
+        return Response(outcome.body, outcome.status, outcome.headers, media)
 
 
 def error_response(exc: GatewayError, media: str) -> Response:

@@ -169,8 +169,10 @@ async def sse_endpoint(request: Request) -> Response:
         return error_response(exc, JSON)
     observed = Observation(gateway.metrics, "sse", settings.metrics_max_operations)
     started = time.perf_counter()
+    attributes = {"http.request.method": request.method, "url.path": "/graphql"}
     try:
-        return await _start(gateway, request, params, query, claims, observed)
+        with gateway.tracing.span("graphql-sse", request.headers, True, attributes):
+            return await _start(gateway, request, params, query, claims, observed)
     finally:
         observed.finish(time.perf_counter() - started)
 

@@ -21,6 +21,7 @@ from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.versions import QUERY_DEPENDENCIES, Versions
 from pulse_bi.contract import QueryReply, query_subject, reply_decoder
+from pulse_bi.tracing import Tracer, set_error
 
 log = logging.getLogger("gateway.upstream")
 
@@ -65,6 +66,8 @@ class Upstream:
         self.last_error: str | None = "not connected to NATS yet"
         self.requests = 0
         self.cache_hits = 0
+        #: Spans and `traceparent` headers for named queries (set by the gateway).
+        self.tracing = Tracer("gateway", False)
 
     # -- connection -------------------------------------------------------------------
 
@@ -255,6 +258,24 @@ class Upstream:
     async def _request_once(
         self, name: str, params: dict[str, Any], timeout: float | None
     ) -> QueryReply:
+        """One request/reply round trip, traced when tracing is on (W3C headers on NATS)."""
+        if not self.tracing.enabled:
+            return await self._round_trip(name, params, timeout, None)
+        attributes = {"messaging.system": "nats", "messaging.destination.name": query_subject(name)}
+        with self.tracing.span(f"query {name}", attributes=attributes) as span:
+            try:
+                return await self._round_trip(name, params, timeout, self.tracing.headers())
+            except (GatewayError, _NoReply) as exc:
+                set_error(span, str(getattr(exc, "message", exc)))
+                raise
+
+    async def _round_trip(
+        self,
+        name: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        headers: dict[str, str] | None,
+    ) -> QueryReply:
         """One request/reply round trip, errors translated to the gateway's own."""
         nc = self.nc
         if nc is None or not nc.is_connected:
@@ -267,7 +288,7 @@ class Upstream:
         wait = timeout or self.settings.query_timeout
         try:
             msg = await nc.request(
-                query_subject(name), _params_encoder.encode(params), timeout=wait
+                query_subject(name), _params_encoder.encode(params), timeout=wait, headers=headers
             )
         except NoRespondersError:
             self.metrics.upstream_errors.labels("no_responders").inc()

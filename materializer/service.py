@@ -34,6 +34,7 @@ from pulse_bi.contract import (
     QueryReply,
     query_subject,
 )
+from pulse_bi.tracing import continued
 
 log = logging.getLogger("pulse_bi.materializer.service")
 
@@ -123,8 +124,16 @@ class QueryService:
         return handle
 
     async def _respond(self, name: str, request: Request) -> None:
+        tracer = continued("materializer", request.headers)
         try:
-            await request.respond(await self.answer(name, request.data))
+            if tracer is None:
+                reply = await self.answer(name, request.data)
+            else:
+                # The gateway traces this request: continue its trace (pulse_bi/tracing.py).
+                attributes = {"messaging.system": "nats", "pulse_bi.query": name}
+                with tracer.span(f"answer {name}", request.headers, True, attributes):
+                    reply = await self.answer(name, request.data)
+            await request.respond(reply)
         except Exception:  # the connection went away: the requester times out and retries
             log.warning("could not send the reply to a %s query", name, exc_info=True)
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import urllib.error
@@ -66,6 +67,10 @@ def materializer(check: bool) -> None:
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
         sys.exit(_probe(f"http://{host}:{settings.http_port}/health"))
     _configure_logging(settings.log_level)
+    from pulse_bi.tracing import configure_from_env
+
+    # Requests from a tracing gateway carry `traceparent`; export their spans (OTEL_*).
+    configure_from_env("pulse-bi-materializer", os.environ)
     run_async(_run_materializer(settings))
 
 

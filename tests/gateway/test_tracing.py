@@ -1,0 +1,129 @@
+"""OpenTelemetry traces from a GraphQL request through NATS into the materializer.
+
+A real gateway on uvicorn and a real in-process materializer share this process's
+tracer provider, whose spans go to the SDK's in-memory exporter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.settings import Settings
+from pulse_bi.tracing import Tracer, TracingUnavailable
+from tests.gateway.conftest import until
+
+_EXPORTER = InMemorySpanExporter()
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """The process's span exporter (a tracer provider can be set only once), emptied."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        trace.set_tracer_provider(provider)
+    _EXPORTER.clear()
+    return _EXPORTER
+
+
+def named(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    found = [s for s in spans.get_finished_spans() if s.name == name]
+    assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
+    return found[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ pipeline { lastSequence lag } }",
+        # Costly enough to run on a worker thread: the trace must follow it there.
+        "{ topProducts(limit: 2000) { sku name category units revenue } }",
+    ],
+)
+async def test_a_request_is_traced_through_nats_into_the_materializer(
+    settings: Settings, materializer: Any, server_factory: Any, spans: Any, query: str
+) -> None:
+    server = server_factory(settings.replace(tracing=True))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        response = await http.post(
+            "/graphql", json={"query": query}, headers={"traceparent": TRACEPARENT}
+        )
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    field = "pipeline" if "pipeline" in query else "top_products"
+
+    def finished() -> bool:
+        names = {s.name for s in spans.get_finished_spans()}
+        return {"graphql", f"query {field}", f"answer {field}"} <= names
+
+    await until(finished)
+    request = named(spans, "graphql")
+    nats = named(spans, f"query {field}")
+    answer = named(spans, f"answer {field}")
+    for span in (request, nats, answer):
+        assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert request.parent is not None and format(request.parent.span_id, "016x") == PARENT_ID
+    assert request.kind is trace.SpanKind.SERVER
+    assert nats.parent is not None and nats.parent.span_id == request.context.span_id
+    assert nats.kind is trace.SpanKind.CLIENT
+    assert nats.attributes is not None
+    assert nats.attributes["messaging.destination.name"].endswith(field)
+    assert answer.parent is not None and answer.parent.span_id == nats.context.span_id
+    assert answer.kind is trace.SpanKind.SERVER
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "header", ["garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "x" * 10_000, "00-é-é-01"]
+)
+async def test_a_bad_traceparent_starts_a_new_trace(
+    settings: Settings, materializer: Any, server_factory: Any, spans: Any, header: str
+) -> None:
+    server = server_factory(settings.replace(tracing=True))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": "{ pipeline { lag } }"},
+            headers={"traceparent": header.encode()},
+        )
+    assert response.status_code == 200 and "errors" not in response.json()
+    await until(lambda: any(s.name == "answer pipeline" for s in spans.get_finished_spans()))
+    request = named(spans, "graphql")
+    assert request.parent is None
+    assert named(spans, "answer pipeline").context.trace_id == request.context.trace_id
+
+
+@pytest.mark.slow
+async def test_nothing_is_traced_when_tracing_is_off(
+    settings: Settings, materializer: Any, server_factory: Any, spans: Any
+) -> None:
+    server = server_factory(settings)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": "{ pipeline { lag } }"},
+            headers={"traceparent": TRACEPARENT},
+        )
+    assert response.status_code == 200 and "errors" not in response.json()
+    # The gateway sent no traceparent over NATS, so the materializer did not trace either.
+    assert spans.get_finished_spans() == ()
+
+
+def test_tracing_without_the_packages_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulse_bi.tracing
+
+    monkeypatch.setattr(pulse_bi.tracing, "AVAILABLE", False)
+    with pytest.raises(TracingUnavailable, match=r"pulse-bi\[tracing\]"):
+        Tracer("gateway", True)
+    assert pulse_bi.tracing.continued("materializer", {"traceparent": TRACEPARENT}) is None
