@@ -27,6 +27,17 @@ import os, uvicorn
 from gateway.app import create_app, tune_gc, uvicorn_options
 from gateway.settings import Settings
 settings = Settings.from_env(os.environ)
+if os.environ.get("BENCH_TRACE_SDK"):
+    # A real SDK pipeline whose exporter drops the spans: the cost of making them.
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    class Drop(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
 tune_gc()
 options = uvicorn_options(settings)
 options["ws"] = os.environ.get("BENCH_UVICORN_WS", options["ws"])
@@ -193,9 +204,11 @@ def post_request(port: int, body: bytes) -> bytes:
 
 
 async def http_load(
-    port: int, request: bytes, clients: int, seconds: float
+    port: int, request: bytes, clients: int, seconds: float, expect: bytes = b"200"
 ) -> tuple[list[float], int]:
-    """Keep-alive clients sending `request` back to back; per-request latencies (s) and errors.
+    """Keep-alive clients sending `request` back to back; per-request latencies (s) and errors
+
+    (answers whose status is not `expect`).
 
     A raw asyncio client, so the load generator costs far less CPU than the server.
     """
@@ -217,7 +230,7 @@ async def http_load(
                         length = int(line[15:])
                 await reader.readexactly(length)
                 latencies.append(time.perf_counter() - started)
-                if not head.startswith(b"HTTP/1.1 200"):
+                if not head.startswith(b"HTTP/1.1 " + expect):
                     errors += 1
         finally:
             writer.close()
