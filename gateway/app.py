@@ -122,6 +122,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # context per socket, and glibc kept the freed contexts of closed sockets
         # (RSS 58 -> 118 MB over 3,000 connect/disconnect cycles), so it is opt-in.
         "ws_per_message_deflate": settings.ws_compression,
+        # Event streams (GraphQL over SSE) never end by themselves and ASGI cannot tell an
+        # app that the server stops: after the longest request may take, uvicorn cancels
+        # what still runs (the streams' clients reconnect elsewhere).
+        "timeout_graceful_shutdown": max(1, round(settings.request_timeout)),
     }
 
 

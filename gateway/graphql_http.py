@@ -106,6 +106,22 @@ def negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
+def wants_event_stream(accept: str) -> bool:
+    """Whether an Accept header asks for GraphQL over SSE: `text/event-stream` accepted, and
+    no JSON media type named (a client that lists JSON gets JSON; `*/*` does not count)."""
+    if "text/event-stream" not in accept.lower():
+        return False
+    stream = False
+    for part in accept.lower().split(","):
+        media, *options = (p.strip() for p in part.split(";"))
+        if any(o.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for o in options):
+            continue
+        if media in (JSON, GRAPHQL_RESPONSE_JSON):
+            return False
+        stream = stream or media == "text/event-stream"
+    return stream
+
+
 class ResponseCache:
     """Encoded responses by (document, variables, scope, media), one per request kind.
 
@@ -151,7 +167,7 @@ async def graphql_http_endpoint(request: Request) -> Response:
         and gateway.persisted.graphiql
     ):
         return page_response(request.scope.get("root_path", ""))
-    if "text/event-stream" in accept:
+    if wants_event_stream(accept):
         from gateway.sse import sse_endpoint
 
         return await sse_endpoint(request)

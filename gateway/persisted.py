@@ -32,7 +32,9 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLScalarType,
     InlineFragmentNode,
     NullValueNode,
     OperationDefinitionNode,
@@ -198,7 +200,41 @@ def repository_documents(root: Path) -> list[tuple[str, str]]:
     kiosk = root / "gateway" / "kiosk" / "static" / "config.js"
     for body in re.findall(r"`((?:query|subscription)\b[^`]*)`", kiosk.read_text("utf-8")):
         found.append((_name(body, "kiosk"), body))
+    found.extend(landing_documents(root / "gateway" / "static" / "landing" / "landing.js"))
     return found
+
+
+def landing_documents(path: Path) -> list[tuple[str, str]]:
+    """The landing page's documents (gateway/static/landing/landing.js).
+
+    It asks which `Pipeline` fields the schema has, then reads those of its `wanted` list
+    that are scalars or enums (`${selection}`); with the schema fixed, so is that list.
+    """
+    from gateway.schema import schema
+
+    script = path.read_text(encoding="utf-8")
+    wanted_match = re.search(r"const wanted = \[([^\]]*)\]", script)
+    if wanted_match is None:
+        raise ManifestError(f"{path}: no `const wanted = [...]` list of pipeline fields")
+    wanted = re.findall(r"'(\w+)'", wanted_match.group(1))
+    pipeline = schema._schema.get_type("Pipeline")
+    fields = getattr(pipeline, "fields", {})
+    leaves = [name for name in wanted if name in fields and _is_leaf(fields[name].type)]
+    documents = []
+    for body in re.findall(r"`(\{[^`]*)`", script):
+        if "${" in body:
+            if "${selection}" not in body:
+                raise ManifestError(f"{path}: a document with an unknown substitution: {body}")
+            body = body.replace("${selection}", " ".join(leaves))
+        parse(body)
+        documents.append(("landing", body))
+    return documents
+
+
+def _is_leaf(type_: Any) -> bool:
+    while hasattr(type_, "of_type"):
+        type_ = type_.of_type
+    return isinstance(type_, GraphQLScalarType | GraphQLEnumType)
 
 
 def graphql_file_documents(path: Path) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ from materializer.settings import Settings
 from materializer.store import BatchResult, Store
 from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_encoder
 from pulse_bi.streams import ensure_stream
+from pulse_bi.tracing import current_headers
 
 log = logging.getLogger("pulse_bi.materializer")
 #: Seconds between two progress lines while the materializer is behind the stream.
@@ -318,7 +319,10 @@ class Materializer:
         if self.nc is None or self.nc.is_closed:
             return
         # Core NATS, not JetStream: a missed notice is caught by the next heartbeat.
-        await self.nc.publish(CHANGES_SUBJECT, notice_encoder.encode(notice))
+        # A batch of traced events: the notice carries the batch span's traceparent.
+        await self.nc.publish(
+            CHANGES_SUBJECT, notice_encoder.encode(notice), headers=current_headers()
+        )
 
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_interval

@@ -48,6 +48,7 @@ from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
 from materializer.store import BatchResult, RawMessage, Store
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
+from pulse_bi.tracing import IngestTraces
 
 log = logging.getLogger("pulse_bi.materializer.consumer")
 
@@ -92,6 +93,8 @@ class Ingestor:
         self._metrics = metrics
         self._on_batch = on_batch
         self._buffer: list[RawMessage] = []
+        #: Traces the events' publishers started (pulse_bi/tracing.py).
+        self._traces = IngestTraces()
         self._has_messages = asyncio.Event()
         self._stopping = False
         # Flow control: paused while the buffer is full or a gap is being re-read.
@@ -196,6 +199,8 @@ class Ingestor:
             self._in_background(self._resume())
             return
         self._last_received = sequence
+        if msg.headers:
+            self._traces.received(sequence, msg.headers)
         self._buffer.append(
             RawMessage(
                 sequence,
@@ -245,15 +250,17 @@ class Ingestor:
                     await self._halt()
                 return  # stopping: what was not applied is read again after a restart
             started = time.perf_counter()
-            result = await self._apply_until_committed(loop, batch)
-            if result is None:
-                return  # stopping during a fault: the batch was not committed
-            self._record(result, time.perf_counter() - started, len(batch))
-            await self._checkpoint_when_due()
-            try:
-                await self._on_batch(result)
-            except Exception:  # a failed notice must not stop ingest
-                log.exception("could not announce batch ending at %d", result.last_sequence)
+            # Traced events: one span from the batch's commit to its change notice.
+            with self._traces.batch(batch[0].sequence, batch[-1].sequence):
+                result = await self._apply_until_committed(loop, batch)
+                if result is None:
+                    return  # stopping during a fault: the batch was not committed
+                self._record(result, time.perf_counter() - started, len(batch))
+                await self._checkpoint_when_due()
+                try:
+                    await self._on_batch(result)
+                except Exception:  # a failed notice must not stop ingest
+                    log.exception("could not announce batch ending at %d", result.last_sequence)
             if self._stopping and not self._buffer:
                 return
 

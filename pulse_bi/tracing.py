@@ -117,3 +117,74 @@ def configure_from_env(service: str, environ: Mapping[str, str]) -> bool:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return True
+
+
+class IngestTraces:
+    """The traces events bring (a `traceparent` NATS header set by their publisher).
+
+    A batch whose events carry traces gets a span `apply batch`, linked to each of them
+    (a batch has many parents), around its commit and the change notice it publishes;
+    the notice carries that span's `traceparent`. Batches of untraced events cost a
+    header check per event and nothing more.
+    """
+
+    #: Links kept per batch span (OpenTelemetry's default span limit is 128).
+    MAX_LINKS = 128
+
+    def __init__(self) -> None:
+        self.enabled = AVAILABLE
+        self._carriers: dict[int, dict[str, str]] = {}
+        self._tracer = Tracer("materializer", True) if AVAILABLE else None
+
+    def received(self, sequence: int, headers: Mapping[str, str] | None) -> None:
+        """Remember the trace of one received event, if it has one."""
+        if self._tracer is None or not headers:
+            return
+        carrier = {
+            k.lower(): v for k, v in headers.items() if k.lower() in (TRACEPARENT, TRACESTATE)
+        }
+        if TRACEPARENT in carrier:
+            self._carriers[sequence] = carrier
+
+    def forget_before(self, sequence: int) -> None:
+        """Drop traces of events before `sequence` (read again, or never applied)."""
+        for old in [s for s in self._carriers if s < sequence]:
+            del self._carriers[old]
+
+    @contextlib.contextmanager
+    def batch(self, first: int, last: int) -> Iterator[Any]:
+        """A span for the batch first..last when any of its events is traced."""
+        tracer = self._tracer
+        carriers = []
+        if self._carriers:
+            carriers = [
+                self._carriers.pop(s) for s in range(first, last + 1) if s in self._carriers
+            ]
+            self.forget_before(first)
+        if tracer is None or tracer._tracer is None or not carriers:
+            yield None
+            return
+        propagator = TraceContextTextMapPropagator()
+        links = []
+        for carrier in carriers[: self.MAX_LINKS]:
+            context = trace.get_current_span(propagator.extract(carrier)).get_span_context()
+            if context.is_valid:
+                links.append(trace.Link(context))
+        attributes = {
+            "pulse_bi.first_sequence": first,
+            "pulse_bi.last_sequence": last,
+            "pulse_bi.traced_events": len(carriers),
+        }
+        with tracer._tracer.start_as_current_span(
+            "apply batch", kind=trace.SpanKind.CONSUMER, links=links, attributes=attributes
+        ) as span:
+            yield span
+
+
+def current_headers() -> dict[str, str] | None:
+    """`traceparent` of the current span when one is recording (for a published message)."""
+    if not AVAILABLE or not trace.get_current_span().is_recording():
+        return None
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier or None

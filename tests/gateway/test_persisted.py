@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -389,3 +390,23 @@ async def test_kiosk_subscriptions_work_in_trusted_mode_and_others_are_refused(
         for message in seen.values():
             assert message["type"] == "next", message
             assert not message["payload"].get("errors"), message
+
+
+async def test_the_landing_page_figures_work_in_trusted_mode(
+    settings: Settings, canned: Canned
+) -> None:
+    # What landing.js does: ask which Pipeline fields exist, then read the leaves it wants.
+    script = (ROOT / "gateway" / "static" / "landing" / "landing.js").read_text()
+    introspect, pipeline = re.findall(r"`(\{[^`]*)`", script)
+    wanted = re.findall(r"'(\w+)'", re.search(r"const wanted = \[([^\]]*)\]", script)[1])  # type: ignore[index]
+
+    def leaf(kind: dict[str, Any]) -> str:
+        return leaf(kind["ofType"]) if kind.get("ofType") else str(kind["kind"])
+
+    async with app_client(settings.replace(persisted_queries="trusted")) as http:
+        fields = (await post(http, {"query": introspect})).json()["data"]["__type"]["fields"]
+        names = {f["name"] for f in fields if leaf(f["type"]) in ("SCALAR", "ENUM")}
+        selection = " ".join(name for name in wanted if name in names)
+        answer = await post(http, {"query": pipeline.replace("${selection}", selection)})
+        assert "errors" not in answer.json(), answer.json()
+        assert answer.json()["data"]["pipeline"]["lastSequence"] == 12

@@ -218,3 +218,42 @@ async def test_sse_stream_limit_and_bad_requests_are_clear_errors(
             "event: complete\ndata:\n\n"
         )
         await until(lambda: gateway.hub.subscriber_count == 0 and gateway.sse_streams == 0)
+
+
+@pytest.mark.slow
+async def test_open_streams_do_not_keep_the_server_from_stopping(
+    settings: Settings, canned: Canned, server_factory: Any
+) -> None:
+    server = server_factory(settings.replace(request_timeout=1.0))
+    gateway = gateway_of(server)
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+        http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as response,
+    ):
+        assert (await read_events(response, 1))[0][0] == "next"
+        started = time.monotonic()
+        await asyncio.to_thread(server.stop)
+        assert server.thread is not None and not server.thread.is_alive()
+        assert time.monotonic() - started < 8
+    assert gateway.hub.subscriber_count == 0 and gateway.sse_streams == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "stream"),
+    [
+        ("text/event-stream", True),
+        ("text/event-stream, */*;q=0.1", True),
+        ("TEXT/EVENT-STREAM", True),
+        ("application/json, text/event-stream", False),
+        ("text/event-stream, application/graphql-response+json", False),
+        ("application/json;q=0, text/event-stream", True),
+        ("text/event-stream;q=0", False),
+        ("*/*", False),
+        ("", False),
+        ("text/event-streamx", False),
+    ],
+)
+def test_only_clients_asking_for_an_event_stream_alone_get_one(accept: str, stream: bool) -> None:
+    from gateway.graphql_http import wants_event_stream
+
+    assert wants_event_stream(accept) is stream

@@ -11,15 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.settings import Settings
 from pulse_bi.tracing import Tracer, TracingUnavailable
 from tests.gateway.conftest import until
+from tests.tracing_support import named, span_exporter
 
-_EXPORTER = InMemorySpanExporter()
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
@@ -27,20 +25,8 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 @pytest.fixture
 def spans() -> InMemorySpanExporter:
-    """The process's span exporter (a tracer provider can be set only once), emptied."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-    _EXPORTER.clear()
-    return _EXPORTER
-
-
-def named(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
-    found = [s for s in spans.get_finished_spans() if s.name == name]
-    assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
-    return found[0]
+    """The process's span exporter, emptied."""
+    return span_exporter()
 
 
 @pytest.mark.slow
