@@ -257,3 +257,17 @@ def test_only_clients_asking_for_an_event_stream_alone_get_one(accept: str, stre
     from gateway.graphql_http import wants_event_stream
 
     assert wants_event_stream(accept) is stream
+
+
+async def test_a_stream_too_far_behind_is_ended_not_buffered() -> None:
+    from gateway.sse import _Sink
+
+    sink = _Sink(2)
+    sink.push('{"data":1}}')
+    assert sink.queue.get_nowait() == b'event: next\ndata: {"data":1}\n\n'
+    for n in range(5):
+        sink.push('{"data":' + str(n) + "}}")
+    assert sink.overflowed
+    assert sink.queue.qsize() == 1 and sink.queue.get_nowait() is None
+    sink.push('{"data":9}}')
+    assert sink.queue.empty()
