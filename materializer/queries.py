@@ -99,11 +99,13 @@ def implementations() -> dict[str, QueryFunction]:
     return dict(_IMPLEMENTATIONS)
 
 
-def check_registry() -> list[str]:
+def check_registry(
+    declared: Sequence[str] = QUERY_NAMES, found: Mapping[str, QueryFunction] | None = None
+) -> list[str]:
     """What is declared but not implemented, or implemented but not declared."""
-    found = implementations()
-    problems = [f"query {name} has no SQL function" for name in QUERY_NAMES if name not in found]
-    problems += [f"query {name} is not declared" for name in found if name not in BY_NAME]
+    found = implementations() if found is None else found
+    problems = [f"query {name} has no SQL function" for name in declared if name not in found]
+    problems += [f"query {name} is not declared" for name in found if name not in declared]
     return problems
 
 

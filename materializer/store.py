@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 
-from materializer import continuity, db, events
+from materializer import continuity, db, events, selfcheck
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
 from materializer.faults import describe, is_infrastructure
@@ -94,6 +94,8 @@ class Store:
         conn = db.connect(path, memory_limit=memory_limit, threads=threads)
         try:
             db.apply_migrations(conn, path)
+            with conn.cursor() as cursor:
+                selfcheck.check(cursor)
         except BaseException:
             conn.close()
             raise

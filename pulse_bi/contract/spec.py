@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NewType, TypeVar
 
 import msgspec
 
+from pulse_bi.contract.wire import TOPICS, Changes
+
 if TYPE_CHECKING:  # plain values to the type checker
     Money = Decimal
     BigInt = int
@@ -67,11 +69,14 @@ class QuerySpec(Generic[P, R]):
     params: type[P]
     #: The reply's ``data``: ``list[SomeRow]`` or one row struct.
     result: Any
-    #: One line for the docs: what the data is and how it is ordered.
+    #: The GraphQL field's description.
+    description: str
+    #: One line for docs/API.md: what the data is and how it is ordered.
     doc: str
     #: Topics (``wire.TOPICS``) whose change may change the result.
     reads: tuple[str, ...]
-    #: Of ``reads``, topics whose any change counts, whatever the filters say.
+    #: ``Changes`` flags (``products``, ``receivables``) that make a notice count whatever
+    #: the filters say: the result depends on every item they stand for.
     always: tuple[str, ...] = ()
     #: Parameter -> ``Changes`` key list: a notice whose list lacks the argument's value
     #: cannot change the result (an empty list says nothing and counts as a change).
@@ -91,8 +96,12 @@ class QuerySpec(Generic[P, R]):
         known = {*self.filters, *(self.window or ()), *self.clock}
         if not known <= names:
             raise TypeError(f"{self.name}: {sorted(known - names)} are not parameters")
-        if not set(self.always) <= set(self.reads):
-            raise TypeError(f"{self.name}: `always` must be a subset of `reads`")
+        if not set(self.reads) <= set(TOPICS):
+            raise TypeError(f"{self.name}: reads {sorted(set(self.reads) - set(TOPICS))}")
+        flags = {f.name for f in msgspec.structs.fields(Changes) if f.type is bool}
+        lists = {f.name for f in msgspec.structs.fields(Changes)} - flags
+        if not set(self.always) <= flags or not set(self.filters.values()) <= lists:
+            raise TypeError(f"{self.name}: `always` names Changes flags, `filters` its lists")
 
     def wire_name(self, param: str) -> str:
         """The wire (and GraphQL, camelCased) name of a parameter."""

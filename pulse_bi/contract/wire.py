@@ -7,6 +7,7 @@ so the wire format lives in one place (docs/API.md, "Named queries", "Change not
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -155,9 +156,22 @@ def _encode_extra(value: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
 
-def to_wire(value: Any) -> Any:
-    """``value`` (structs, rows) as the JSON-shaped Python objects the wire carries."""
-    return msgspec.to_builtins(value, enc_hook=_encode_extra)
+def to_wire(value: Any, *, exact_numbers: bool = False) -> Any:
+    """``value`` (structs, rows, parameters) as the JSON-shaped Python objects the wire
+    carries: times as ISO-8601 with ``+00:00``, money as decimal strings, or kept as
+    ``Decimal`` with ``exact_numbers`` (for an encoder that writes them as numbers)."""
+    keep = (dt.datetime, Decimal) if exact_numbers else (dt.datetime,)
+    return _times(msgspec.to_builtins(value, builtin_types=keep))
+
+
+def _times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _times(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_times(item) for item in value]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
 
 
 wire_encoder = msgspec.json.Encoder(enc_hook=_encode_extra)

@@ -7,7 +7,7 @@ from tests.materializer.eventkit import Stream
 
 
 def bad_inputs(stream: Stream) -> list[tuple[RawMessage, str | None, str | None, str]]:
-    """Every bad-input case of PRODUCT.md: message, event id, event type, reason."""
+    """Every bad-input case of docs/EVENTS.md: message, event id, event type, reason."""
     line = [("SKU-1", 1, "1.00")]
     return [
         (stream.raw(b'{"specversion": "1.0", "id": '), None, None, "invalid JSON: "),
