@@ -1,33 +1,15 @@
-"""Pipeline: how far the materializer is, and the events it rejected."""
+"""Pipeline: its GraphQL type orders and describes the fields for operators."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator
 
 import strawberry
 
-from gateway.limits import check_limit
 from gateway.scalars import BigInt
-from gateway.schema.base import (
-    Context,
-    Info,
-    fetch,
-    live,
-    maybe_timestamp,
-    timestamp,
-)
-
-
-@strawberry.type(description="An event the materializer stored as rejected, with its reason.")
-class RejectedEvent:
-    sequence: BigInt
-    subject: str
-    event_id: str | None
-    event_type: str | None
-    reason: str
-    received_at: dt.datetime
-    raw: str
+from gateway.schema.base import Info, fetch
+from gateway.schema.fields import resolver
+from pulse_bi.contract.registry import PIPELINE, NoParams
 
 
 @strawberry.type(
@@ -61,78 +43,31 @@ class Pipeline:
     gaps: list[StreamGap] = strawberry.field(description="The latest 100 gaps, newest first.")
 
 
-async def pipeline(context: Context) -> Pipeline:
+@resolver(PIPELINE)
+async def pipeline(info: Info) -> Pipeline:
     """The materializer's progress."""
-    data = await fetch(context, "pipeline", {})
+    data = await fetch(info.context, PIPELINE, NoParams())
     return Pipeline(
-        version=data.get("version", data["last_sequence"]),
-        last_sequence=data["last_sequence"],
-        stream_last_sequence=data["stream_last_sequence"],
-        lag=data["lag"],
-        events_applied=data["events_applied"],
-        events_rejected=data["events_rejected"],
-        batches=data["batches"],
-        last_event_time=maybe_timestamp(data.get("last_event_time")),
-        last_batch_at=maybe_timestamp(data.get("last_batch_at")),
-        # A materializer older than these fields does not report them.
-        status=data.get("status", "unknown"),
-        reason=data.get("reason", "the materializer does not report its health"),
-        gap_count=data.get("gap_count", 0),
-        events_missing=data.get("events_missing", 0),
+        version=data.version,
+        last_sequence=data.last_sequence,
+        stream_last_sequence=data.stream_last_sequence,
+        lag=data.lag,
+        events_applied=data.events_applied,
+        events_rejected=data.events_rejected,
+        batches=data.batches,
+        last_event_time=data.last_event_time,
+        last_batch_at=data.last_batch_at,
+        status=data.status,
+        reason=data.reason,
+        gap_count=data.gap_count,
+        events_missing=data.events_missing,
         gaps=[
             StreamGap(
-                from_sequence=gap["from"],
-                to_sequence=gap["to"],
-                events=gap["events"],
-                detected_at=timestamp(gap["detected_at"]),
+                from_sequence=gap.from_,
+                to_sequence=gap.to,
+                events=gap.events,
+                detected_at=gap.detected_at,
             )
-            for gap in data.get("gaps", [])
+            for gap in data.gaps
         ],
     )
-
-
-async def rejected_events(context: Context, limit: int | None) -> list[RejectedEvent]:
-    """Latest rejected events, newest first."""
-    rows = await fetch(context, "rejected_events", {"limit": check_limit(limit, 50)})
-    return [
-        RejectedEvent(
-            sequence=row["sequence"],
-            subject=row["subject"],
-            event_id=row.get("event_id"),
-            event_type=row.get("event_type"),
-            reason=row["reason"],
-            received_at=timestamp(row["received_at"]),
-            raw=row["raw"],
-        )
-        for row in rows
-    ]
-
-
-@strawberry.type
-class PipelineQuery:
-    """Pipeline fields of Query."""
-
-    @strawberry.field(description="Last applied sequence, counters, last event time and lag.")
-    async def pipeline(self, info: Info) -> Pipeline:
-        return await pipeline(info.context)
-
-    @strawberry.field(description="Events stored as rejected, newest first, with reasons.")
-    async def rejected_events(self, info: Info, limit: int | None = 50) -> list[RejectedEvent]:
-        return await rejected_events(info.context, limit)
-
-
-@strawberry.type
-class PipelineSubscription:
-    """Live pipeline fields of Subscription."""
-
-    @strawberry.subscription(description="Live `pipeline`.")
-    async def pipeline(self, info: Info) -> AsyncGenerator[Pipeline, None]:
-        async for _ in live(info.context, "pipeline"):
-            yield await pipeline(info.context)
-
-    @strawberry.subscription(description="Live `rejectedEvents`.")
-    async def rejected_events(
-        self, info: Info, limit: int | None = 50
-    ) -> AsyncGenerator[list[RejectedEvent], None]:
-        async for _ in live(info.context, "rejected_events"):
-            yield await rejected_events(info.context, limit)

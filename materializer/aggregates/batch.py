@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from pulse_bi.contract import Changes
+
 TIME = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(18, 2)
 
@@ -51,13 +53,8 @@ class Batch:
         #: Arrow tables an aggregate builds for one step and reads again in another.
         self.frames: dict[str, pa.Table] = {}
         self.aggregates: set[str] = {"pipeline"}
-        self.sales_hours: set[str] = set()
-        self.channels: set[str] = set()
-        self.skus: set[str] = set()
-        self.warehouses: set[str] = set()
-        self.customers: set[str] = set()
-        self.receivables = False
-        self.products = False
+        #: The keys the batch touched, for its change notice (lists may repeat keys).
+        self.changes = Changes()
 
     def of_type(self, event_type: str) -> list[Accepted]:
         """Accepted events of one type in stream order."""

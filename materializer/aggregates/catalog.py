@@ -11,11 +11,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
-from materializer.queries import QueryFunction
+from pulse_bi.contract import registry
 
-NAME = "catalog"
-EVENT_TYPES = ("product.updated", "customer.updated")
-TABLES = ("product_events", "products", "customer_events", "customers")
+SPEC = registry.CATALOG
 
 
 def probe(batch: Batch) -> list[str]:
@@ -58,8 +56,8 @@ def _apply_products(batch: Batch, events: list[Accepted]) -> None:
         "reorder_point = excluded.reorder_point, unit_cost = excluded.unit_cost, "
         "sequence = excluded.sequence, updated_at = excluded.updated_at"
     )
-    batch.products = True
-    batch.skus.update(skus)
+    batch.changes.products = True
+    batch.changes.skus.extend(skus)
     # Names and reorder points show in top products and stock levels.
     batch.aggregates.update(("sales", "stock"))
 
@@ -82,9 +80,6 @@ def _apply_customers(batch: Batch, events: list[Accepted]) -> None:
         "ON CONFLICT DO UPDATE SET name = excluded.name, sequence = excluded.sequence, "
         "updated_at = excluded.updated_at"
     )
-    batch.customers.update(ids)
+    batch.changes.customers.extend(ids)
     # Customer names show in AR aging and overdue invoices.
     batch.aggregates.add("receivables")
-
-
-QUERIES: dict[str, QueryFunction] = {}

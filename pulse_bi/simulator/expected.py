@@ -1,6 +1,6 @@
 """What the aggregates must show after a run, worked out in plain Python from the messages.
 
-This applies PRODUCT.md's rules on its own (JetStream's duplicate window, validation,
+This applies docs/EVENTS.md's rules on its own (JetStream's duplicate window, validation,
 held cancellations and payments, duplicates as no-ops) without sharing code or SQL
 with the materializer, so comparing the two checks the materializer against the rules.
 Results have the shapes of docs/API.md's named queries.
