@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
 from materializer.queries import QueryContext, QueryResult, implements, money, paged
 from pulse_bi.contract import registry
 
@@ -116,21 +116,19 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     for event in invoices:
         batch.add_key("i:" + event.data.invoice_id, event.sequence)
     customers = [e.data.customer_id for e in invoices]
-    batch_invoices = pa.table(  # noqa: F841 - read by DuckDB below
+    batch_invoices = event_table(  # noqa: F841 - read by DuckDB below
+        invoices,
         {
-            "sequence": ints(e.sequence for e in invoices),
-            "event_id": strings(e.event_id for e in invoices),
-            "time": pa.array([e.time for e in invoices], TIME),
-            "invoice_id": strings(e.data.invoice_id for e in invoices),
-            "customer_id": strings(customers),
-            "order_id": strings(e.data.order_id for e in invoices),
-            "amount": pa.array([e.data.amount for e in invoices], MONEY),
-            "issued_on": pa.array([e.data.issued_on for e in invoices], pa.date32()),
-            "due_date": pa.array([e.data.due_date for e in invoices], pa.date32()),
-            "paid_now": pa.array(
-                [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
-            ),
-        }
+            "invoice_id": pa.string(),
+            "customer_id": pa.string(),
+            "order_id": pa.string(),
+            "amount": MONEY,
+            "issued_on": pa.date32(),
+            "due_date": pa.date32(),
+        },
+        paid_now=pa.array(
+            [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
+        ),
     )
     cur = batch.cur
     cur.execute(

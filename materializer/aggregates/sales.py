@@ -21,7 +21,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, iso, strings
+from materializer.aggregates.batch import (
+    MONEY,
+    TIME,
+    Accepted,
+    Batch,
+    event_table,
+    ints,
+    iso,
+    strings,
+)
 from materializer.queries import (
     EXACT,
     QueryContext,
@@ -158,17 +167,15 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
-    batch.frames["batch_orders"] = pa.table(
+    batch.frames["batch_orders"] = event_table(
+        orders,
         {
-            "sequence": ints(e.sequence for e in orders),
-            "event_id": strings(e.event_id for e in orders),
-            "time": pa.array([e.time for e in orders], TIME),
-            "order_id": strings(e.data.order_id for e in orders),
-            "customer_id": strings(e.data.customer_id for e in orders),
-            "channel": strings(e.data.channel for e in orders),
-            "total_amount": pa.array([e.data.total_amount for e in orders], MONEY),
-            "units": ints(units),
-        }
+            "order_id": pa.string(),
+            "customer_id": pa.string(),
+            "channel": pa.string(),
+            "total_amount": MONEY,
+        },
+        units=ints(units),
     )
     batch.frames["batch_lines"] = pa.table(
         {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.aggregates.batch import Batch, event_table, strings
 from materializer.queries import QueryContext, QueryResult, implements, paged, top
 from pulse_bi.contract import registry
 
@@ -33,16 +33,11 @@ def apply(batch: Batch) -> None:
     batch.aggregates.add(SPEC.name)
     skus = [e.data.sku for e in moves]
     warehouses = [e.data.warehouse for e in moves]
-    batch_moves = pa.table(  # noqa: F841 - read by DuckDB below
-        {
-            "sequence": ints(e.sequence for e in moves),
-            "event_id": strings(e.event_id for e in moves),
-            "time": pa.array([e.time for e in moves], TIME),
-            "sku": strings(skus),
-            "warehouse": strings(warehouses),
-            "quantity_delta": ints(e.data.quantity_delta for e in moves),
-            "reason": strings(e.data.reason for e in moves),
-        }
+    batch_moves = event_table(  # noqa: F841 - read by DuckDB below
+        moves,
+        {"quantity_delta": pa.int64(), "reason": pa.string()},
+        sku=strings(skus),
+        warehouse=strings(warehouses),
     )
     batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
     # Grouped by the key first: an upsert must never see the same key twice.
