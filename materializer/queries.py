@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import duckdb
 import msgspec
@@ -272,37 +272,39 @@ def _shaped(cur: duckdb.DuckDBPyConnection, shape: Shape[R]) -> list[R]:
     return [shape(row) for row in cur.fetchall()]  # type: ignore[call-arg,misc]
 
 
+class Paging(Protocol):
+    """Parameters with an offset and a page size (or the N of a top-N list)."""
+
+    offset: int
+    limit: int
+
+
+def _slice(
+    cur: duckdb.DuckDBPyConnection, shape: Shape[R], sql: str, args: Sequence[Any], at: int, n: int
+) -> list[R]:
+    cur.execute(f"{sql} LIMIT ? OFFSET ?", [*args, n, at])
+    return _shaped(cur, shape)
+
+
 def paged(
-    cur: duckdb.DuckDBPyConnection,
-    shape: Shape[R],
-    sql: str,
-    args: Sequence[Any],
-    offset: int,
-    limit: int,
+    cur: duckdb.DuckDBPyConnection, shape: Shape[R], sql: str, args: Sequence[Any], page: Paging
 ) -> QueryResult[list[R]]:
     """Run ``sql`` (without LIMIT) for one page and say whether more rows follow.
 
     ``shape`` is a row struct (columns named like its fields) or a function of a row
     tuple, for rows with computed fields.
     """
-    cur.execute(f"{sql} LIMIT ? OFFSET ?", [*args, limit + 1, offset])
-    found = _shaped(cur, shape)
-    more = len(found) > limit
-    return QueryResult(found[:limit], offset + limit if more else None)
+    found = _slice(cur, shape, sql, args, page.offset, page.limit + 1)
+    more = len(found) > page.limit
+    return QueryResult(found[: page.limit], page.offset + page.limit if more else None)
 
 
 def top(
-    cur: duckdb.DuckDBPyConnection,
-    shape: Shape[R],
-    sql: str,
-    args: Sequence[Any],
-    offset: int,
-    limit: int,
+    cur: duckdb.DuckDBPyConnection, shape: Shape[R], sql: str, args: Sequence[Any], page: Paging
 ) -> QueryResult[list[R]]:
     """The first ``limit`` rows of a top-N list (top products, latest movements…).
 
     Here ``limit`` is the N the caller asked for, not a page size: no ``next_offset``,
     so a client that follows pages still gets N rows.
     """
-    cur.execute(f"{sql} LIMIT ? OFFSET ?", [*args, limit, offset])
-    return QueryResult(_shaped(cur, shape))
+    return QueryResult(_slice(cur, shape, sql, args, page.offset, page.limit))

@@ -60,9 +60,15 @@ def object_type(row: type[Row]) -> type:
     namespace: dict[str, Any] = {}
     for info in msgspec.structs.fields(row):
         annotations[info.name] = output_type(info.type)
-        if info.encode_name != info.name:  # `from_` in Python is `from` on the wire
-            namespace[info.name] = strawberry.field(name=info.encode_name)
-    cls = type(row.__name__.removesuffix("Row"), (), {"__annotations__": annotations, **namespace})
+        _, _, meta = unwrap(info.type)
+        # `from_` in Python is `from` on the wire; the API may name a field otherwise.
+        name = row.graphql_fields.get(info.name, info.encode_name)
+        renamed = name if name != info.name else None
+        description = getattr(meta, "description", None)
+        if renamed or description:
+            namespace[info.name] = strawberry.field(name=renamed, description=description)
+    type_name = row.graphql_name or row.__name__.removesuffix("Row")
+    cls = type(type_name, (), {"__annotations__": annotations, **namespace})
     cls.__module__ = __name__
     made: type = strawberry.type(cls, description=inspect.cleandoc(row.__doc__ or ""))
     _OBJECT_TYPES[row] = made
@@ -139,8 +145,7 @@ def _twin(spec: QuerySpec, query: Resolver, returns: Any) -> Resolver:  # type: 
 
 def build() -> tuple[type, type]:
     """Query and Subscription with one field each per spec, in the registry's order."""
-    import gateway.schema.pipeline
-    import gateway.schema.receivables  # noqa: F401
+    import gateway.schema.receivables  # noqa: F401 - hand-written resolvers register on import
 
     queries: dict[str, Any] = {}
     subscriptions: dict[str, Any] = {}

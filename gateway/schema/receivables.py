@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import strawberry
 
 from gateway.limits import check_limit
 from gateway.scalars import BigInt, Money
 from gateway.schema.base import Context, Info, fetch
-from gateway.schema.fields import resolver
+from gateway.schema.fields import object_type, resolver
 from pulse_bi.contract.registry import AR_AGING, AgingParams, AgingRow, CustomerAgingRow
 
 #: Customers fetched with the aging by default (the named query's default too).
@@ -26,8 +27,8 @@ class AgingBuckets:
     total: Money
 
     @classmethod
-    def of(cls, row: AgingRow | CustomerAgingRow) -> AgingBuckets:
-        """The buckets of an aging row (overall or one customer's)."""
+    def of(cls, row: AgingRow) -> AgingBuckets:
+        """The buckets of the overall aging row."""
         return cls(
             current=row.current,
             days_1_to_30=row.days_1_30,
@@ -38,33 +39,10 @@ class AgingBuckets:
         )
 
 
-@strawberry.type(description="One customer's open balances by days overdue.")
-class CustomerAging:
-    customer_id: str
-    customer_name: str | None
-    open_invoices: BigInt
-    current: Money
-    days_1_to_30: Money
-    days_31_to_60: Money
-    days_61_to_90: Money
-    over_90: Money
-    total: Money
-
-    @classmethod
-    def of(cls, row: CustomerAgingRow) -> CustomerAging:
-        """One `by_customer` row of `ar_aging`."""
-        buckets = AgingBuckets.of(row)
-        return cls(
-            customer_id=row.customer_id,
-            customer_name=row.customer_name,
-            open_invoices=row.open_invoices,
-            **{k: getattr(buckets, k) for k in strawberry_fields(AgingBuckets)},
-        )
-
-
-def strawberry_fields(cls: type) -> list[str]:
-    """The Python names of a strawberry type's fields."""
-    return [f.python_name for f in cls.__strawberry_definition__.fields]  # type: ignore[attr-defined]
+if TYPE_CHECKING:  # the rows are what the resolvers return
+    CustomerAging = CustomerAgingRow
+else:  # the generated GraphQL type of the rows
+    CustomerAging = object_type(CustomerAgingRow)
 
 
 @strawberry.type(description="Accounts receivable aging as of a date.")
@@ -84,7 +62,7 @@ class ArAging:
             # More customers than came with the aging: ask for exactly as many as wanted.
             params = AgingParams(as_of=self.as_of, customer_limit=limit)
             rows = (await fetch(self._context, AR_AGING, params)).by_customer
-        return [CustomerAging.of(row) for row in rows[:limit]]
+        return rows[:limit]
 
 
 @resolver(AR_AGING)

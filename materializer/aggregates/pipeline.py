@@ -16,12 +16,6 @@ from materializer import continuity
 from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
 from materializer.queries import QueryContext, QueryResult, implements, top, utc
 from pulse_bi.contract import registry
-from pulse_bi.contract.registry import (
-    NoParams,
-    PipelineRow,
-    RejectedEventRow,
-    RejectedParams,
-)
 
 SPEC = registry.PIPELINE_STATE
 
@@ -114,8 +108,8 @@ def state(cur: duckdb.DuckDBPyConnection) -> dict[str, object]:
 
 @implements(registry.PIPELINE)
 def pipeline(
-    cur: duckdb.DuckDBPyConnection, params: NoParams, context: QueryContext
-) -> QueryResult[PipelineRow]:
+    cur: duckdb.DuckDBPyConnection, params: registry.NoParams, context: QueryContext
+) -> QueryResult[registry.PipelineRow]:
     """Applied position, counters, lag behind the stream, lost data and health."""
     current = state(cur)
     last = int(current["last_sequence"])  # type: ignore[call-overload]
@@ -125,7 +119,7 @@ def pipeline(
     stream_last = last if known is None else known
     gap_count, missing = continuity.gap_totals(cur)
     return QueryResult(
-        PipelineRow(
+        registry.PipelineRow(
             status=context.status,
             reason=context.reason,
             last_sequence=last,
@@ -146,12 +140,12 @@ def pipeline(
 
 @implements(registry.REJECTED_EVENTS)
 def rejected_events(
-    cur: duckdb.DuckDBPyConnection, params: RejectedParams, context: QueryContext
-) -> QueryResult[list[RejectedEventRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.RejectedParams, context: QueryContext
+) -> QueryResult[list[registry.RejectedEventRow]]:
     """Rejected events, newest first, raw bytes shown as (lossy) text."""
     return top(
         cur,
-        lambda row: RejectedEventRow(
+        lambda row: registry.RejectedEventRow(
             sequence=int(row[0]),
             subject=row[1],
             event_id=row[2],
@@ -163,6 +157,5 @@ def rejected_events(
         "SELECT sequence, subject, event_id, event_type, reason, received_at, raw "
         "FROM rejected_events ORDER BY sequence DESC",
         [],
-        params.offset,
-        params.limit,
+        params,
     )

@@ -25,16 +25,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
 from materializer.queries import QueryContext, QueryResult, implements, money, paged
 from pulse_bi.contract import registry
-from pulse_bi.contract.registry import (
-    AgingParams,
-    AgingRow,
-    CustomerAgingRow,
-    OverdueInvoiceRow,
-    OverdueParams,
-)
 
 SPEC = registry.RECEIVABLES
 
@@ -123,21 +116,19 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     for event in invoices:
         batch.add_key("i:" + event.data.invoice_id, event.sequence)
     customers = [e.data.customer_id for e in invoices]
-    batch_invoices = pa.table(  # noqa: F841 - read by DuckDB below
+    batch_invoices = event_table(  # noqa: F841 - read by DuckDB below
+        invoices,
         {
-            "sequence": ints(e.sequence for e in invoices),
-            "event_id": strings(e.event_id for e in invoices),
-            "time": pa.array([e.time for e in invoices], TIME),
-            "invoice_id": strings(e.data.invoice_id for e in invoices),
-            "customer_id": strings(customers),
-            "order_id": strings(e.data.order_id for e in invoices),
-            "amount": pa.array([e.data.amount for e in invoices], MONEY),
-            "issued_on": pa.array([e.data.issued_on for e in invoices], pa.date32()),
-            "due_date": pa.array([e.data.due_date for e in invoices], pa.date32()),
-            "paid_now": pa.array(
-                [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
-            ),
-        }
+            "invoice_id": pa.string(),
+            "customer_id": pa.string(),
+            "order_id": pa.string(),
+            "amount": MONEY,
+            "issued_on": pa.date32(),
+            "due_date": pa.date32(),
+        },
+        paid_now=pa.array(
+            [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
+        ),
     )
     cur = batch.cur
     cur.execute(
@@ -197,8 +188,8 @@ def _buckets(row: tuple[Any, ...]) -> dict[str, Any]:
 
 @implements(registry.AR_AGING)
 def ar_aging(
-    cur: duckdb.DuckDBPyConnection, params: AgingParams, context: QueryContext
-) -> QueryResult[AgingRow]:
+    cur: duckdb.DuckDBPyConnection, params: registry.AgingParams, context: QueryContext
+) -> QueryResult[registry.AgingRow]:
     """Open balances by aging bucket, overall and per customer."""
     as_of = params.as_of or context.today_utc()
     # One scan: the grand total is the grouping set (), sorted first (customer_id is
@@ -211,25 +202,24 @@ def ar_aging(
     ).fetchall()
     total = rows[0][2:] if rows and rows[0][0] is None else (None,) * 7
     by_customer = [
-        CustomerAgingRow(customer_id=row[0], customer_name=row[1], **_buckets(row[2:]))
+        registry.CustomerAgingRow(customer_id=row[0], customer_name=row[1], **_buckets(row[2:]))
         for row in rows
         if row[0] is not None
     ]
-    return QueryResult(AgingRow(as_of=as_of, **_buckets(total), by_customer=by_customer))
+    return QueryResult(registry.AgingRow(as_of=as_of, **_buckets(total), by_customer=by_customer))
 
 
 @implements(registry.OVERDUE_INVOICES)
 def overdue_invoices(
-    cur: duckdb.DuckDBPyConnection, params: OverdueParams, context: QueryContext
-) -> QueryResult[list[OverdueInvoiceRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.OverdueParams, context: QueryContext
+) -> QueryResult[list[registry.OverdueInvoiceRow]]:
     """Open invoices at least ``min_days_overdue`` days past due, most overdue first."""
     customer_id = params.customer_id
     return paged(
         cur,
-        OverdueInvoiceRow,
+        registry.OverdueInvoiceRow,
         f"SELECT * FROM ({_OPEN_ITEMS}) WHERE days_overdue >= ? "
         "AND (?::VARCHAR IS NULL OR customer_id = ?) ORDER BY days_overdue DESC, invoice_id",
         [params.as_of or context.today_utc(), params.min_days_overdue, customer_id, customer_id],
-        params.offset,
-        params.limit,
+        params,
     )

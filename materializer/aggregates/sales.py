@@ -21,7 +21,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, iso, strings
+from materializer.aggregates.batch import (
+    MONEY,
+    TIME,
+    Accepted,
+    Batch,
+    event_table,
+    ints,
+    iso,
+    strings,
+)
 from materializer.queries import (
     EXACT,
     QueryContext,
@@ -33,15 +42,6 @@ from materializer.queries import (
     top,
 )
 from pulse_bi.contract import UtcTime, registry
-from pulse_bi.contract.registry import (
-    ChannelSalesRow,
-    HourlySalesRow,
-    PagedSalesWindow,
-    ProductSalesRow,
-    SalesSummaryRow,
-    SalesWindow,
-    TopProductsParams,
-)
 
 SPEC = registry.SALES
 
@@ -167,17 +167,15 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
-    batch.frames["batch_orders"] = pa.table(
+    batch.frames["batch_orders"] = event_table(
+        orders,
         {
-            "sequence": ints(e.sequence for e in orders),
-            "event_id": strings(e.event_id for e in orders),
-            "time": pa.array([e.time for e in orders], TIME),
-            "order_id": strings(e.data.order_id for e in orders),
-            "customer_id": strings(e.data.customer_id for e in orders),
-            "channel": strings(e.data.channel for e in orders),
-            "total_amount": pa.array([e.data.total_amount for e in orders], MONEY),
-            "units": ints(units),
-        }
+            "order_id": pa.string(),
+            "customer_id": pa.string(),
+            "channel": pa.string(),
+            "total_amount": MONEY,
+        },
+        units=ints(units),
     )
     batch.frames["batch_lines"] = pa.table(
         {
@@ -316,23 +314,22 @@ _IN_WINDOW = "hour >= ? AND hour < ? AND (?::VARCHAR IS NULL OR channel = ?)"
 
 @implements(registry.SALES_BY_HOUR)
 def sales_by_hour(
-    cur: duckdb.DuckDBPyConnection, params: PagedSalesWindow, context: QueryContext
-) -> QueryResult[list[HourlySalesRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.PagedSalesWindow, context: QueryContext
+) -> QueryResult[list[registry.HourlySalesRow]]:
     """Hourly sales in ``[from, to)``, optionally of one channel, ordered by hour."""
     return paged(
         cur,
-        lambda row: HourlySalesRow(hour=UtcTime.of(row[0]), **_figures(row[1:])),
+        lambda row: registry.HourlySalesRow(hour=UtcTime.of(row[0]), **_figures(row[1:])),
         f"SELECT hour, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY hour ORDER BY hour",
         [params.from_, params.to, params.channel, params.channel],
-        params.offset,
-        params.limit,
+        params,
     )
 
 
 @implements(registry.SALES_SUMMARY)
 def sales_summary(
-    cur: duckdb.DuckDBPyConnection, params: SalesWindow, context: QueryContext
-) -> QueryResult[SalesSummaryRow]:
+    cur: duckdb.DuckDBPyConnection, params: registry.SalesWindow, context: QueryContext
+) -> QueryResult[registry.SalesSummaryRow]:
     """Sales totals over ``[from, to)``, optionally of one channel."""
     row = cur.execute(
         f"SELECT {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW}",
@@ -340,37 +337,40 @@ def sales_summary(
     ).fetchone()
     assert row is not None
     return QueryResult(
-        SalesSummaryRow(from_=UtcTime.of(params.from_), to=UtcTime.of(params.to), **_figures(row))
+        registry.SalesSummaryRow(
+            from_=UtcTime.of(params.from_), to=UtcTime.of(params.to), **_figures(row)
+        )
     )
 
 
 @implements(registry.SALES_BY_CHANNEL)
 def sales_by_channel(
-    cur: duckdb.DuckDBPyConnection, params: SalesWindow, context: QueryContext
-) -> QueryResult[list[ChannelSalesRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.SalesWindow, context: QueryContext
+) -> QueryResult[list[registry.ChannelSalesRow]]:
     """Sales per channel over ``[from, to)``, by net revenue desc then channel."""
     found = cur.execute(
         f"SELECT channel, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY channel"
         " ORDER BY sum(gross_revenue) - sum(cancelled_revenue) DESC, channel",
         [params.from_, params.to, params.channel, params.channel],
     ).fetchall()
-    return QueryResult([ChannelSalesRow(channel=row[0], **_figures(row[1:])) for row in found])
+    return QueryResult(
+        [registry.ChannelSalesRow(channel=row[0], **_figures(row[1:])) for row in found]
+    )
 
 
 @implements(registry.TOP_PRODUCTS)
 def top_products(
-    cur: duckdb.DuckDBPyConnection, params: TopProductsParams, context: QueryContext
-) -> QueryResult[list[ProductSalesRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.TopProductsParams, context: QueryContext
+) -> QueryResult[list[registry.ProductSalesRow]]:
     """Best-selling products in ``[from, to)`` by net revenue, then sku."""
     return top(
         cur,
-        ProductSalesRow,
+        registry.ProductSalesRow,
         "SELECT s.sku, p.name, p.category, s.units, s.revenue FROM ("
         " SELECT sku, sum(units) - sum(cancelled_units) AS units,"
         " sum(revenue) - sum(cancelled_revenue) AS revenue"
         " FROM product_sales_by_hour WHERE hour >= ? AND hour < ? GROUP BY sku) s"
         " LEFT JOIN products p USING (sku) ORDER BY s.revenue DESC, s.sku",
         [params.from_, params.to],
-        params.offset,
-        params.limit,
+        params,
     )

@@ -13,16 +13,9 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.aggregates.batch import Batch, event_table, strings
 from materializer.queries import QueryContext, QueryResult, implements, paged, top
 from pulse_bi.contract import registry
-from pulse_bi.contract.registry import (
-    MovementsParams,
-    StockFilter,
-    StockLevelRow,
-    StockMovementRow,
-    WarehouseFilter,
-)
 
 SPEC = registry.STOCK
 
@@ -40,16 +33,11 @@ def apply(batch: Batch) -> None:
     batch.aggregates.add(SPEC.name)
     skus = [e.data.sku for e in moves]
     warehouses = [e.data.warehouse for e in moves]
-    batch_moves = pa.table(  # noqa: F841 - read by DuckDB below
-        {
-            "sequence": ints(e.sequence for e in moves),
-            "event_id": strings(e.event_id for e in moves),
-            "time": pa.array([e.time for e in moves], TIME),
-            "sku": strings(skus),
-            "warehouse": strings(warehouses),
-            "quantity_delta": ints(e.data.quantity_delta for e in moves),
-            "reason": strings(e.data.reason for e in moves),
-        }
+    batch_moves = event_table(  # noqa: F841 - read by DuckDB below
+        moves,
+        {"quantity_delta": pa.int64(), "reason": pa.string()},
+        sku=strings(skus),
+        warehouse=strings(warehouses),
     )
     batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
     # Grouped by the key first: an upsert must never see the same key twice.
@@ -77,49 +65,46 @@ _LEVELS = (
 
 @implements(registry.STOCK_LEVELS)
 def stock_levels(
-    cur: duckdb.DuckDBPyConnection, params: StockFilter, context: QueryContext
-) -> QueryResult[list[StockLevelRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.StockFilter, context: QueryContext
+) -> QueryResult[list[registry.StockLevelRow]]:
     """On hand per sku and warehouse, optionally filtered, by sku then warehouse."""
     warehouse, sku = params.warehouse, params.sku
     return paged(
         cur,
-        StockLevelRow,
+        registry.StockLevelRow,
         f"{_LEVELS} AND (?::VARCHAR IS NULL OR s.sku = ?) ORDER BY s.sku, s.warehouse",
         [warehouse, warehouse, sku, sku],
-        params.offset,
-        params.limit,
+        params,
     )
 
 
 @implements(registry.LOW_STOCK)
 def low_stock(
-    cur: duckdb.DuckDBPyConnection, params: WarehouseFilter, context: QueryContext
-) -> QueryResult[list[StockLevelRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.WarehouseFilter, context: QueryContext
+) -> QueryResult[list[registry.StockLevelRow]]:
     """Rows at or below their reorder point, most urgent first."""
     return paged(
         cur,
-        StockLevelRow,
+        registry.StockLevelRow,
         f"{_LEVELS} AND p.reorder_point > 0 AND s.on_hand <= p.reorder_point "
         "ORDER BY s.on_hand - p.reorder_point, s.sku, s.warehouse",
         [params.warehouse, params.warehouse],
-        params.offset,
-        params.limit,
+        params,
     )
 
 
 @implements(registry.STOCK_MOVEMENTS)
 def stock_movements(
-    cur: duckdb.DuckDBPyConnection, params: MovementsParams, context: QueryContext
-) -> QueryResult[list[StockMovementRow]]:
+    cur: duckdb.DuckDBPyConnection, params: registry.MovementsParams, context: QueryContext
+) -> QueryResult[list[registry.StockMovementRow]]:
     """Latest movements, newest (highest stream sequence) first."""
     warehouse, sku = params.warehouse, params.sku
     return top(
         cur,
-        StockMovementRow,
+        registry.StockMovementRow,
         "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
         "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "
         "ORDER BY sequence DESC",
         [warehouse, warehouse, sku, sku],
-        params.offset,
-        params.limit,
+        params,
     )

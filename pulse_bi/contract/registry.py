@@ -251,18 +251,25 @@ class AgingParams(Params, kw_only=True):
     customer_limit: PageSize = 100
 
 
+#: The API's names of the aging buckets.
+_BUCKET_NAMES = {"days_1_30": "days1To30", "days_31_60": "days31To60", "days_61_90": "days61To90"}
+
+
 class CustomerAgingRow(Row, kw_only=True):
     """One customer's open balances by days overdue."""
 
+    graphql_name = "CustomerAging"
+    graphql_fields = _BUCKET_NAMES
+
     customer_id: str
     customer_name: str | None
+    open_invoices: BigInt
     current: Money
     days_1_30: Money
     days_31_60: Money
     days_61_90: Money
     over_90: Money
     total: Money
-    open_invoices: BigInt
 
 
 class AgingRow(Row, kw_only=True):
@@ -339,7 +346,10 @@ class NoParams(Params, kw_only=True):
 
 
 class GapRow(Row, kw_only=True):
-    """Sequences lost from the stream before they were applied."""
+    """Stream sequences that were deleted from the stream before the materializer applied them: their events are missing from every aggregate."""  # noqa: E501 - the API's description
+
+    graphql_name = "StreamGap"
+    graphql_fields = {"from_": "fromSequence", "to": "toSequence"}
 
     from_: BigInt = msgspec.field(name="from")
     to: BigInt
@@ -350,20 +360,29 @@ class GapRow(Row, kw_only=True):
 class PipelineRow(Row, kw_only=True):
     """Progress of the materializer through the event stream."""
 
-    status: str
-    reason: str
+    graphql_name = "Pipeline"
+
+    version: BigInt
     last_sequence: BigInt
     stream_last_sequence: BigInt
     lag: BigInt
-    gap_count: BigInt
-    events_missing: BigInt
-    gaps: list[GapRow]
     events_applied: BigInt
     events_rejected: BigInt
     batches: BigInt
     last_event_time: dt.datetime | None
     last_batch_at: dt.datetime | None
-    version: BigInt
+    status: Annotated[
+        str,
+        msgspec.Meta(
+            description="The answering materializer's health: ok, degraded or unavailable."
+        ),
+    ]
+    reason: Annotated[str, msgspec.Meta(description="Why the status is what it is ('ok' when ok).")]
+    gap_count: Annotated[
+        BigInt, msgspec.Meta(description="Gaps recorded since the file was built.")
+    ]
+    events_missing: Annotated[BigInt, msgspec.Meta(description="Events lost in all recorded gaps.")]
+    gaps: Annotated[list[GapRow], msgspec.Meta(description="The latest 100 gaps, newest first.")]
 
 
 class RejectedParams(Params, kw_only=True):

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, Literal, NewType, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NewType, TypeVar
 
 import msgspec
 
@@ -54,7 +54,16 @@ class Page(Params, kw_only=True):
 
 
 class Row(msgspec.Struct, kw_only=True):
-    """Base of every result row: built by field name, so a renamed column is an error."""
+    """Base of every result row: built by field name, so a renamed column is an error.
+
+    Its GraphQL object type is generated from it (same fields in the same order, the
+    docstring as description, ``Meta(description=...)`` on a field as the field's);
+    ``graphql_name`` and ``graphql_fields`` rename the type and fields where the API's
+    names differ from the wire's.
+    """
+
+    graphql_name: ClassVar[str | None] = None
+    graphql_fields: ClassVar[Mapping[str, str]] = {}
 
 
 @dataclass(frozen=True, slots=True)

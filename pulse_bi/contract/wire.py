@@ -161,7 +161,7 @@ def to_wire(value: Any, *, exact_numbers: bool = False) -> Any:
     carries: times as ISO-8601 with ``+00:00``, money as decimal strings, or kept as
     ``Decimal`` with ``exact_numbers`` (for an encoder that writes them as numbers)."""
     keep = (dt.datetime, Decimal) if exact_numbers else (dt.datetime,)
-    return _times(msgspec.to_builtins(value, builtin_types=keep))
+    return _times(msgspec.to_builtins(value, builtin_types=keep, enc_hook=_encode_extra))
 
 
 def _times(value: Any) -> Any:

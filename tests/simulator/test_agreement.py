@@ -50,6 +50,8 @@ def test_expected_aggregates_equal_the_materializers_named_queries(tmp_path: Pat
         assert query_all(store, "sales_by_hour", ALL_TIME) == expected["sales_by_hour"]
         for channel, rows in expected["sales_by_hour_by_channel"].items():
             assert query_all(store, "sales_by_hour", {**ALL_TIME, "channel": channel}) == rows
+        assert query_all(store, "sales_by_channel", ALL_TIME) == expected["sales_by_channel"]
+        assert len(expected["sales_by_channel"]) > 1
         assert query_all(store, "stock_levels", {}) == expected["stock_levels"]
         assert query_all(store, "low_stock", {}) == expected["low_stock"]
         as_of = {"as_of": AS_OF.isoformat()}
