@@ -80,7 +80,7 @@ class Settings:
         "`*` for any",
     )
     jwt_secret: str | None = setting(
-        "GATEWAY_JWT_SECRET", Secret(), None, "HS256 secret; enables auth"
+        "GATEWAY_JWT_SECRET", Secret(), None, "HS256 secret; enables auth", secret=True
     )
     jwt_jwks_url: str | None = setting(
         "GATEWAY_JWT_JWKS_URL", Secret(), None, "JWKS URL (RS256/ES256 keys); enables auth"

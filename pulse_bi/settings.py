@@ -334,20 +334,28 @@ class Setting(Generic[T]):
     shown_default: str | None = None
     #: A default worked out from other settings already read (by field name).
     derive: Callable[[Mapping[str, Any]], T] | None = None
+    #: Never show the value in errors (a secret with a stray newline must not be logged).
+    secret: bool = False
 
     def read(self, raw: str) -> T:
         """The value of the variable's text; raise SettingsError naming it."""
         if raw == "":
             return self.default if self.empty is _NO_VALUE else self.empty
         if len(raw) > MAX_VALUE_CHARS:
-            raise SettingsError(self.env, raw, f"at most {MAX_VALUE_CHARS} characters")
+            raise SettingsError(self.env, self.shown(raw), f"at most {MAX_VALUE_CHARS} characters")
         if _CONTROL.search(raw):
-            raise SettingsError(self.env, raw, "no control characters (tab, newline, NUL…)")
+            raise SettingsError(
+                self.env, self.shown(raw), "no control characters (tab, newline, NUL…)"
+            )
         text = raw.strip(" ") if self.kind.strip else raw
         try:
             return self.kind.parse(text)
         except Invalid as exc:
-            raise SettingsError(self.env, raw, str(exc)) from None
+            raise SettingsError(self.env, self.shown(raw), str(exc)) from None
+
+    def shown(self, raw: str) -> str:
+        """The value as errors may show it."""
+        return f"(hidden, {len(raw)} characters)" if self.secret else raw
 
     def check(self, value: T) -> None:
         """Raise SettingsError when a value set in code does not fit."""
@@ -375,9 +383,10 @@ def setting(
     empty: T = _NO_VALUE,
     shown_default: str | None = None,
     derive: Callable[[Mapping[str, Any]], T] | None = None,
+    secret: bool = False,
 ) -> T:
     """A dataclass field that is one setting (typed as its value for the checker)."""
-    declared = Setting(env, kind, default, doc, empty, shown_default, derive)
+    declared = Setting(env, kind, default, doc, empty, shown_default, derive, secret)
     return cast(T, dataclasses.field(default=default, metadata={"setting": declared}))
 
 

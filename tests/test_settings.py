@@ -183,9 +183,17 @@ def test_bad_ports_are_refused_with_the_variable_and_value(value: str) -> None:
 
 
 def test_a_huge_value_is_shown_cut_short() -> None:
-    message = refused(gateway, GATEWAY_JWT_SECRET="s" * (MAX_VALUE_CHARS + 1))
+    message = refused(gateway, GATEWAY_JWT_AUDIENCE="a" * (MAX_VALUE_CHARS + 1))
     assert f"({MAX_VALUE_CHARS + 1} characters)" in message
     assert len(message) < 300
+
+
+@pytest.mark.parametrize("value", ["top\nsecret", "s" * (MAX_VALUE_CHARS + 1)])
+def test_a_bad_secret_is_never_shown(value: str) -> None:
+    message = refused(gateway, GATEWAY_JWT_SECRET=value)
+    assert "secret" not in message.removeprefix("GATEWAY_JWT_SECRET")
+    assert "sss" not in message
+    assert f"(hidden, {len(value)} characters)" in message
 
 
 @pytest.mark.parametrize(
