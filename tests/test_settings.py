@@ -113,6 +113,37 @@ def test_compose_passes_only_real_settings_with_defaults_that_parse() -> None:
             by_env[variable].read(default[1] if default else value)
 
 
+def _cli_variables() -> set[str]:
+    """Environment variables the `pulse-bi` commands' options read."""
+    import click
+
+    from pulse_bi.cli import main
+
+    found: set[str] = set()
+    commands: list[click.Command] = [main]
+    while commands:
+        command = commands.pop()
+        if isinstance(command, click.Group):
+            commands.extend(command.commands.values())
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            found.update([envvar] if isinstance(envvar, str) else envvar or [])
+    return found
+
+
+def test_every_variable_in_a_settings_table_is_read_by_something() -> None:
+    # Tables headed `| variable |` (docs and README): each row names a process setting, a
+    # CLI option's variable, or a variable the compose files read themselves.
+    compose = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "compose").glob("*.yml"))
+    known = {d.env for _, _, d in ALL} | _cli_variables()
+    known |= set(re.findall(r"\$\{([A-Z0-9_]+)", compose))
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for table in re.findall(r"^\| variable \|.*\n(?:\|.*\n)+", text, re.M):
+            for name in re.findall(r"^\| `([A-Z0-9_]+)` \|", table, re.M):
+                assert name in known, f"{path.name} documents {name}, which nothing reads"
+
+
 def test_every_process_variable_named_in_the_docs_exists() -> None:
     compose = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "compose").glob("*.yml"))
     compose_only = set(re.findall(r"\$\{([A-Z0-9_]+)", compose)) - {d.env for _, _, d in ALL}
