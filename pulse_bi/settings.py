@@ -178,6 +178,11 @@ class Bool(_Lookup[bool]):
     table = {"1": True, "true": True, "yes": True, "on": True}
     table.update({"0": False, "false": False, "no": False, "off": False})
 
+    def check(self, value: bool) -> None:
+        """A bool, not a truthy string."""
+        if not isinstance(value, bool):
+            raise Invalid(self.expected)
+
     def show(self, value: bool) -> str:
         """``true`` / ``false``."""
         return "true" if value else "false"
@@ -266,7 +271,9 @@ class Words(Kind[tuple[str, ...]]):
         return items
 
     def check(self, value: tuple[str, ...]) -> None:
-        """No item twice."""
+        """A tuple of strings (not one string), no item twice."""
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise Invalid(self.expected)
         if len(set(value)) != len(value):
             raise Invalid(self.expected)
 
