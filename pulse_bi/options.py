@@ -11,7 +11,7 @@ from pulse_bi.settings import Int, Invalid, Kind, SettingsError
 
 
 class EnvNumber(click.ParamType):
-    """A number option parsed like a setting (pulse_bi/settings.py), with the same errors."""
+    """A number option parsed like a setting (pulse_bi/settings/), with the same errors."""
 
     def __init__(self, kind: Kind[Any]) -> None:
         self.kind = kind

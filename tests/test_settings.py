@@ -16,14 +16,13 @@ from gateway.settings import Settings as GatewaySettings
 from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.settings import (
     MAX_VALUE_CHARS,
-    TABLES,
     Setting,
     SettingsError,
     read_settings,
-    render_docs,
     settings_of,
     size_in_bytes,
 )
+from pulse_bi.settings.docs import TABLES, render_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSES: dict[str, type[Any]] = {"gateway": GatewaySettings, "materializer": MaterializerSettings}

@@ -1,55 +1,23 @@
-"""Settings of every process, declared once: environment variable, kind, default, doc.
+"""The kinds of setting: how a variable's text becomes a value, and which values fit.
 
-Each process keeps one frozen dataclass (`gateway.settings.Settings`,
-`materializer.settings.Settings`) whose fields are declared with `setting()`. From
-that one declaration come the parser (`read_settings`), the checks of values set in
-code (`check_settings`), and the settings tables of docs/GATEWAY.md and
-docs/OPERATIONS.md (`python -m pulse_bi.settings --write` rewrites them; a test keeps
-them equal). Every bad value is one `SettingsError` with one wording:
-``VARIABLE='value': expected …`` (docs/OPERATIONS.md, "Settings: how both
-processes read them").
-
-Rules every kind shares: an empty value means the default, unless the setting says
-what empty means; surrounding spaces are ignored (not around text such as a
-secret), so a value of spaces only is refused like any value that does not fit;
-numbers are plain ASCII decimals (no ``1_000``, no full-width digits, no nan or inf);
-control characters are refused everywhere.
+Each kind raises `Invalid` with what a value must look like; `Setting.read` (in
+pulse_bi/settings/__init__.py) turns that into the one `SettingsError` wording.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
 
-#: Longest value read at all: longer ones are refused before any parsing.
-MAX_VALUE_CHARS = 4096
-
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?", re.ASCII | re.I)
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
 _UNITS.update({"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4})
-
-
-class SettingsError(ValueError):
-    """A setting has a value the process cannot start with: which, what, and what fits."""
-
-    def __init__(self, variable: str, value: object, expected: str) -> None:
-        shown = value if isinstance(value, str) else str(value)
-        if len(shown) > 80:
-            shown = shown[:80] + f"… ({len(shown)} characters)"
-        super().__init__(f"{variable}={shown!r}: expected {expected}")
-        self.variable = variable
-        self.value = value
-        self.expected = expected
 
 
 class Invalid(Exception):
@@ -322,167 +290,3 @@ def size_in_bytes(text: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not a size")
     return int(float(match[1]) * _UNITS[(match[2] or "b").lower()])
-
-
-_NO_VALUE: Any = object()
-
-
-@dataclass(frozen=True)
-class Setting(Generic[T]):
-    """One setting: its variable, kind, default and one-line doc."""
-
-    env: str
-    kind: Kind[T]
-    default: T
-    doc: str
-    #: The value of an empty or blank variable (default: the default).
-    empty: T = _NO_VALUE
-    #: How the docs show the default, when not the value itself.
-    shown_default: str | None = None
-    #: A default worked out from other settings already read (by field name).
-    derive: Callable[[Mapping[str, Any]], T] | None = None
-    #: Never show the value in errors (a secret with a stray newline must not be logged).
-    secret: bool = False
-
-    def read(self, raw: str) -> T:
-        """The value of the variable's text; raise SettingsError naming it."""
-        if raw == "":
-            return self.default if self.empty is _NO_VALUE else self.empty
-        if len(raw) > MAX_VALUE_CHARS:
-            raise SettingsError(self.env, self.shown(raw), f"at most {MAX_VALUE_CHARS} characters")
-        if _CONTROL.search(raw):
-            raise SettingsError(
-                self.env, self.shown(raw), "no control characters (tab, newline, NUL…)"
-            )
-        text = raw.strip(" ") if self.kind.strip else raw
-        try:
-            return self.kind.parse(text)
-        except Invalid as exc:
-            raise SettingsError(self.env, self.shown(raw), str(exc)) from None
-
-    def shown(self, raw: str) -> str:
-        """The value as errors may show it."""
-        return f"(hidden, {len(raw)} characters)" if self.secret else raw
-
-    def check(self, value: T) -> None:
-        """Raise SettingsError when a value set in code does not fit."""
-        if value is None or value == self.empty:
-            return
-        try:
-            self.kind.check(value)
-        except Invalid as exc:
-            raise SettingsError(self.env, value, str(exc)) from None
-
-    @property
-    def documented_default(self) -> str:
-        """The default as the docs show it."""
-        if self.shown_default is not None:
-            return self.shown_default
-        return self.kind.show(self.default)
-
-
-def setting(
-    env: str,
-    kind: Kind[T],
-    default: T,
-    doc: str,
-    *,
-    empty: T = _NO_VALUE,
-    shown_default: str | None = None,
-    derive: Callable[[Mapping[str, Any]], T] | None = None,
-    secret: bool = False,
-) -> T:
-    """A dataclass field that is one setting (typed as its value for the checker)."""
-    declared = Setting(env, kind, default, doc, empty, shown_default, derive, secret)
-    return cast(T, dataclasses.field(default=default, metadata={"setting": declared}))
-
-
-def settings_of(cls: type) -> dict[str, Setting[Any]]:
-    """The settings of a settings dataclass, by field name, in declaration order."""
-    return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls)}
-
-
-S = TypeVar("S")
-
-
-def read_settings(cls: type[S], environ: Mapping[str, str]) -> S:
-    """An instance of ``cls`` from the environment; unset variables keep their defaults."""
-    values: dict[str, Any] = {}
-    declared_settings = settings_of(cls)
-    defaults = {name: declared.default for name, declared in declared_settings.items()}
-    for name, declared in declared_settings.items():
-        raw = environ.get(declared.env)
-        if declared.derive is not None and not raw:
-            values[name] = declared.derive({**defaults, **values})
-        elif raw is not None:
-            values[name] = declared.read(raw)  # empty: the default, or what empty means
-    return cls(**values)
-
-
-def check_settings(instance: object) -> None:
-    """Check every field of a settings instance against its kind (values set in code)."""
-    for name, declared in settings_of(type(instance)).items():
-        declared.check(getattr(instance, name))
-
-
-def markdown_table(cls: type) -> str:
-    """The settings table of the docs: variable, default, meaning."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for declared in settings_of(cls).values():
-        default = declared.documented_default
-        shown = f"`{default}`" if default != "(none)" else default
-        lines.append(f"| `{declared.env}` | {shown} | {declared.doc} |")
-    return "\n".join(lines) + "\n"
-
-
-#: Where each settings table lives: (doc, the line just above the table, dataclass path).
-TABLES = (
-    ("docs/GATEWAY.md", "## Settings", "gateway.settings:Settings"),
-    ("docs/OPERATIONS.md", "## Materializer settings", "materializer.settings:Settings"),
-)
-
-
-def _load(path: str) -> type:
-    import importlib
-
-    module, _, name = path.partition(":")
-    return cast(type, getattr(importlib.import_module(module), name))
-
-
-def table_in(text: str, heading: str) -> tuple[int, int]:
-    """Start and end offsets of the first table after ``heading`` in a document."""
-    start = text.index("\n| variable |", text.index(heading + "\n")) + 1
-    end = text.find("\n\n", start)
-    return start, len(text) if end < 0 else end + 1
-
-
-def render_docs(root: Path) -> dict[Path, str]:
-    """Each doc's text with its settings table generated from the declarations."""
-    out: dict[Path, str] = {}
-    for doc, heading, cls_path in TABLES:
-        path = root / doc
-        text = out.get(path) or path.read_text(encoding="utf-8")
-        start, end = table_in(text, heading)
-        out[path] = text[:start] + markdown_table(_load(cls_path)) + text[end:]
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pulse_bi.settings [--write]``: print or rewrite the docs' tables."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    root = Path(__file__).resolve().parents[1]
-    for path, text in render_docs(root).items():
-        if "--write" in args:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(root)}")
-    if "--write" not in args:
-        for _, _, cls_path in TABLES:
-            print(cls_path)
-            print(markdown_table(_load(cls_path)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
