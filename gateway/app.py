@@ -30,7 +30,7 @@ from gateway.security import Authenticator
 from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions
-from gateway.websocket import Connection, graphql_ws_endpoint
+from gateway.ws import Connection, graphql_ws_endpoint
 from pulse_bi.tracing import Tracer
 
 log = logging.getLogger("gateway")

@@ -1,177 +1,266 @@
-"""The gateway's settings: one frozen dataclass, read from the environment once at start."""
+"""The gateway's settings: one frozen dataclass, read from the environment once at start.
+
+Each field is one setting declared with `pulse_bi.settings.setting` (variable, kind,
+default, doc); docs/GATEWAY.md's settings table is generated from these declarations.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pulse_bi.settings import (
+    Bool,
+    Choice,
+    Float,
+    Host,
+    Int,
+    NatsUrls,
+    Secret,
+    SettingsError,
+    Words,
+    check_settings,
+    read_settings,
+    setting,
+    settings_of,
+)
 
-class SettingsError(ValueError):
-    """A setting has a value the gateway cannot use."""
+__all__ = ["Settings", "SettingsError", "env_name"]
 
-
-def _int(name: str, raw: str, minimum: int = 0) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(name: str, raw: str, minimum: float = 0.0) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value != value or value < minimum:
-        raise SettingsError(f"{name} must be a number >= {minimum}, got {raw!r}")
-    return value
-
-
-def _bool(name: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _list(_name: str, raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _str(_name: str, raw: str) -> str:
-    return raw
-
-
-def _optional(_name: str, raw: str) -> str | None:
-    return raw or None
+_SECONDS = Float(0.01)
+_WS_SECONDS = Float(0.05)
+_COUNT = Int(0)
+_POSITIVE = Int(1)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway can be told. Each field maps to one environment variable."""
 
-    #: NATS server(s) the gateway reaches the materializer through (comma-separated).
-    nats_url: str = "nats://127.0.0.1:4222"
-    #: Interface uvicorn binds to.
-    host: str = "0.0.0.0"
-    #: HTTP port of the gateway.
-    port: int = 8004
-    #: Seconds to wait for one named-query reply before asking again (or giving up).
-    query_timeout: float = 2.0
-    #: Times a named query with no reply (timeout, no responders) is asked again.
-    query_retries: int = 2
-    #: Entries in the named-query result cache (keyed by query, params and data version).
-    cache_entries: int = 2048
-    #: Entries in the HTTP response cache (encoded GraphQL responses by data version).
-    response_cache_entries: int = 2048
-    #: Seconds without a change notice or heartbeat after which cached results are not used.
-    version_ttl: float = 6.0
-    #: Browser origins allowed by CORS and the WebSocket origin check; "*" allows any.
-    cors_origins: tuple[str, ...] = ()
-    #: HS256 secret; when set, every request needs a valid bearer token.
-    jwt_secret: str | None = None
-    #: JWKS URL (RS256/ES256 keys); when set, every request needs a valid bearer token.
-    jwt_jwks_url: str | None = None
-    #: Required `aud` claim of tokens, if any.
-    jwt_audience: str | None = None
-    #: Required `iss` claim of tokens, if any.
-    jwt_issuer: str | None = None
-    #: Deepest selection nesting a document may have.
-    max_depth: int = 10
-    #: Most aliases a document may use.
-    max_aliases: int = 30
-    #: Most lexical tokens a document may have.
-    max_tokens: int = 2000
-    #: Largest document (the `query` text) in bytes.
-    max_document_bytes: int = 20_000
-    #: Highest cost an operation may have (fields times the list sizes they may return).
-    max_cost: int = 100_000
-    #: Deepest selection nesting inside introspection (`__schema`, `__type`).
-    max_introspection_depth: int = 20
-    #: Largest response body in bytes; larger answers are refused with RESPONSE_TOO_LARGE.
-    max_response_bytes: int = 16 * 1024 * 1024
-    #: Seconds one GraphQL request may take before it is answered with DEADLINE_EXCEEDED.
-    request_timeout: float = 10.0
-    #: Serve /stats and /metrics without a token when JWT auth is on (e.g. for Prometheus).
-    public_stats: bool = False
-    #: Answer introspection queries (`__schema`, `__type`).
-    introspection: bool = True
-    #: Serve GraphiQL to browsers that GET /graphql.
-    graphiql: bool = True
-    #: Seconds between WebSocket keep-alive pings; a socket silent for two is dropped.
-    ws_keepalive: float = 12.0
-    #: Seconds a WebSocket client has to send `connection_init`.
-    ws_init_timeout: float = 5.0
-    #: Live subscriptions one WebSocket may hold at once.
-    ws_max_subscriptions: int = 100
-    #: Outgoing messages buffered per WebSocket before a too-slow client is dropped.
-    ws_send_queue: int = 256
-    #: Seconds one frame may wait to be written (the socket's buffers full) before a
-    #: too-slow client is dropped; also the grace for its close frame before an abort.
-    ws_send_timeout: float = 10.0
-    #: Offer permessage-deflate to WebSocket clients: a zlib context per socket and the
-    #: shared payload compressed once per socket; off by default (docs/GATEWAY.md).
-    ws_compression: bool = False
-    #: Milliseconds to gather a burst of change notices before refreshing live queries.
-    live_coalesce_ms: float = 5.0
-    #: Live-query groups refreshed at the same time after a change.
-    live_concurrency: int = 32
-    #: Persisted queries: "off", "apq" (Automatic Persisted Queries) or "trusted" (only
-    #: documents of the trusted-documents manifests run; docs/GATEWAY.md).
-    persisted_queries: str = "off"
-    #: Documents remembered for APQ (by sha256), least recently used forgotten first.
-    apq_entries: int = 1000
-    #: Extra trusted-documents manifests (JSON files, comma-separated) besides the built-in one.
-    trusted_documents: tuple[str, ...] = ()
-    #: In trusted mode, still serve GraphiQL and introspection-only documents.
-    trusted_developer_tools: bool = False
-    #: Compress HTTP responses at least this large (gzip, or br when asked); 0 turns it off.
-    compression_min_bytes: int = 1024
-    #: Accept a JSON array of operations in one POST (GraphQL batching).
-    batching: bool = False
-    #: Most operations in one batch; their costs add up under GATEWAY_MAX_COST.
-    max_batch_size: int = 10
-    #: GraphQL over Server-Sent Events streams open at once (graphql-sse protocol).
-    sse_max_streams: int = 10_000
-    #: Distinct operation names labelled in /metrics; further names count as "other".
-    metrics_max_operations: int = 200
-    #: OpenTelemetry traces (needs the `tracing` extra); off by default.
-    tracing: bool = False
-    #: Log level of the gateway's loggers.
-    log_level: str = "info"
+    nats_url: str = setting(
+        "NATS_URL", NatsUrls(), "nats://127.0.0.1:4222", "NATS server(s), comma-separated"
+    )
+    host: str = setting("GATEWAY_HOST", Host(), "0.0.0.0", "interface uvicorn binds to")
+    port: int = setting("GATEWAY_PORT", Int(1, 65535), 8004, "HTTP port")
+    query_timeout: float = setting(
+        "GATEWAY_QUERY_TIMEOUT",
+        _SECONDS,
+        2.0,
+        "seconds to wait for one named-query reply before asking again",
+    )
+    query_retries: int = setting(
+        "GATEWAY_QUERY_RETRIES",
+        _COUNT,
+        2,
+        "times a named query with no reply (timeout, no responders) is asked again (see Upstream)",
+    )
+    cache_entries: int = setting(
+        "GATEWAY_CACHE_ENTRIES", _COUNT, 2048, "named-query result cache size (0 disables)"
+    )
+    response_cache_entries: int = setting(
+        "GATEWAY_RESPONSE_CACHE_ENTRIES",
+        _COUNT,
+        2048,
+        "encoded HTTP response cache size (0 disables)",
+    )
+    version_ttl: float = setting(
+        "GATEWAY_VERSION_TTL",
+        _SECONDS,
+        6.0,
+        "seconds without a notice or heartbeat after which caches are bypassed (keep it "
+        "about three times the materializer's `HEARTBEAT_INTERVAL`)",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        "GATEWAY_CORS_ORIGINS",
+        Words(),
+        (),
+        "browser origins allowed by CORS and the WebSocket origin check, comma-separated; "
+        "`*` for any",
+    )
+    jwt_secret: str | None = setting(
+        "GATEWAY_JWT_SECRET", Secret(), None, "HS256 secret; enables auth", secret=True
+    )
+    jwt_jwks_url: str | None = setting(
+        "GATEWAY_JWT_JWKS_URL", Secret(), None, "JWKS URL (RS256/ES256 keys); enables auth"
+    )
+    jwt_audience: str | None = setting(
+        "GATEWAY_JWT_AUDIENCE", Secret(), None, "required `aud` claim of tokens"
+    )
+    jwt_issuer: str | None = setting(
+        "GATEWAY_JWT_ISSUER", Secret(), None, "required `iss` claim of tokens"
+    )
+    max_depth: int = setting("GATEWAY_MAX_DEPTH", _POSITIVE, 10, "deepest selection nesting")
+    max_aliases: int = setting("GATEWAY_MAX_ALIASES", _COUNT, 30, "most aliases per document")
+    max_tokens: int = setting(
+        "GATEWAY_MAX_TOKENS", _POSITIVE, 2000, "most lexical tokens per document"
+    )
+    max_document_bytes: int = setting(
+        "GATEWAY_MAX_DOCUMENT_BYTES", _POSITIVE, 20_000, "largest `query` text, in bytes"
+    )
+    max_cost: int = setting(
+        "GATEWAY_MAX_COST",
+        _POSITIVE,
+        100_000,
+        'highest operation cost: fields times the list sizes they may return (see "Limits")',
+    )
+    max_introspection_depth: int = setting(
+        "GATEWAY_MAX_INTROSPECTION_DEPTH",
+        _POSITIVE,
+        20,
+        "deepest nesting under `__schema` / `__type`",
+    )
+    max_response_bytes: int = setting(
+        "GATEWAY_MAX_RESPONSE_BYTES",
+        Int(1024),
+        16 * 1024 * 1024,
+        "largest response body (and rows fetched for it); larger answers are refused with "
+        "`RESPONSE_TOO_LARGE`",
+    )
+    request_timeout: float = setting(
+        "GATEWAY_REQUEST_TIMEOUT",
+        _SECONDS,
+        10.0,
+        "seconds one GraphQL HTTP request may take before `DEADLINE_EXCEEDED`",
+    )
+    public_stats: bool = setting(
+        "GATEWAY_PUBLIC_STATS",
+        Bool(),
+        False,
+        "serve `/stats` and `/metrics` without a token when JWT is on (e.g. for Prometheus)",
+    )
+    introspection: bool = setting(
+        "GATEWAY_INTROSPECTION",
+        Bool(),
+        True,
+        'answer `__schema` / `__type` (off: no "Did you mean" suggestions either)',
+    )
+    graphiql: bool = setting(
+        "GATEWAY_GRAPHIQL", Bool(), True, "serve GraphiQL to browsers that GET `/graphql`"
+    )
+    ws_keepalive: float = setting(
+        "GATEWAY_WS_KEEPALIVE",
+        _WS_SECONDS,
+        12.0,
+        "seconds between WebSocket pings; a socket silent for two is dropped",
+    )
+    ws_init_timeout: float = setting(
+        "GATEWAY_WS_INIT_TIMEOUT", _WS_SECONDS, 5.0, "seconds to send `connection_init`"
+    )
+    ws_max_subscriptions: int = setting(
+        "GATEWAY_WS_MAX_SUBSCRIPTIONS", _POSITIVE, 100, "live subscriptions one socket may hold"
+    )
+    ws_send_queue: int = setting(
+        "GATEWAY_WS_SEND_QUEUE",
+        _POSITIVE,
+        256,
+        "frames buffered per socket before dropping a slow client",
+    )
+    ws_send_timeout: float = setting(
+        "GATEWAY_WS_SEND_TIMEOUT",
+        _WS_SECONDS,
+        10.0,
+        "seconds one frame may wait to be written before dropping a slow client (1008); "
+        "also the grace for its close frame before the socket is aborted",
+    )
+    ws_compression: bool = setting(
+        "GATEWAY_WS_COMPRESSION",
+        Bool(),
+        False,
+        "accept permessage-deflate on WebSockets (a zlib context per socket; see Live queries)",
+    )
+    live_coalesce_ms: float = setting(
+        "GATEWAY_LIVE_COALESCE_MS",
+        Float(0),
+        5.0,
+        "milliseconds to gather a burst of notices before refreshing live queries",
+    )
+    live_concurrency: int = setting(
+        "GATEWAY_LIVE_CONCURRENCY", _POSITIVE, 32, "live-query groups refreshed at once"
+    )
+    persisted_queries: str = setting(
+        "GATEWAY_PERSISTED_QUERIES",
+        Choice("off", "apq", "trusted"),
+        "off",
+        "persisted queries: `off`, `apq` (Automatic Persisted Queries) or `trusted` (only "
+        "documents of the trusted-documents manifests run; see Persisted queries)",
+    )
+    apq_entries: int = setting(
+        "GATEWAY_APQ_ENTRIES",
+        _COUNT,
+        1000,
+        "documents remembered for APQ (by sha256), least recently used forgotten first",
+    )
+    trusted_documents: tuple[str, ...] = setting(
+        "GATEWAY_TRUSTED_DOCUMENTS",
+        Words(),
+        (),
+        "extra trusted-documents manifests (JSON files, comma-separated) besides the built-in one",
+    )
+    trusted_developer_tools: bool = setting(
+        "GATEWAY_TRUSTED_DEVELOPER_TOOLS",
+        Bool(),
+        False,
+        "in trusted mode, still serve GraphiQL and introspection-only documents",
+    )
+    compression_min_bytes: int = setting(
+        "GATEWAY_COMPRESSION_MIN_BYTES",
+        _COUNT,
+        1024,
+        "compress HTTP responses at least this large (gzip, or br when asked); 0 turns it off",
+    )
+    batching: bool = setting(
+        "GATEWAY_BATCHING", Bool(), False, "accept a JSON array of operations in one POST"
+    )
+    max_batch_size: int = setting(
+        "GATEWAY_MAX_BATCH_SIZE",
+        _POSITIVE,
+        10,
+        "most operations in one batch; their costs add up under `GATEWAY_MAX_COST`",
+    )
+    sse_max_streams: int = setting(
+        "GATEWAY_SSE_MAX_STREAMS",
+        _POSITIVE,
+        10_000,
+        "GraphQL over Server-Sent Events streams open at once (graphql-sse protocol)",
+    )
+    metrics_max_operations: int = setting(
+        "GATEWAY_METRICS_MAX_OPERATIONS",
+        _COUNT,
+        200,
+        "distinct operation names labelled in /metrics; further names count as `other`",
+    )
+    tracing: bool = setting(
+        "GATEWAY_TRACING",
+        Bool(),
+        False,
+        "OpenTelemetry traces (needs the `tracing` extra); see Tracing",
+    )
+    log_level: str = setting(
+        "GATEWAY_LOG_LEVEL",
+        Choice("critical", "error", "warning", "info", "debug"),
+        "info",
+        "log level of the gateway's loggers",
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read the settings from an environment mapping; raise SettingsError on bad values."""
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = env_name(f.name)
-            if name in environ:
-                values[f.name] = _PARSERS[f.name](name, environ[name])
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        return read_settings(cls, environ)
 
     def validate(self) -> None:
-        """Raise SettingsError when fields contradict each other."""
+        """Raise SettingsError when a field is out of bounds or fields contradict each other."""
+        check_settings(self)
         if self.jwt_secret and self.jwt_jwks_url:
-            raise SettingsError("set GATEWAY_JWT_SECRET or GATEWAY_JWT_JWKS_URL, not both")
-        if not 0 < self.port < 65536:
-            raise SettingsError(f"GATEWAY_PORT must be 1-65535, got {self.port}")
-        if self.persisted_queries not in ("off", "apq", "trusted"):
             raise SettingsError(
-                "GATEWAY_PERSISTED_QUERIES must be off, apq or trusted, "
-                f"got {self.persisted_queries!r}"
+                "GATEWAY_JWT_JWKS_URL",
+                self.jwt_jwks_url,
+                "no JWKS URL while GATEWAY_JWT_SECRET is set: set one or the other, not both",
             )
-        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
-            raise SettingsError(f"GATEWAY_LOG_LEVEL is not a log level: {self.log_level!r}")
 
     @property
     def auth_enabled(self) -> bool:
@@ -180,58 +269,9 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated)."""
-        settings = dataclasses.replace(self, **changes)
-        settings.validate()
-        return settings
+        return dataclasses.replace(self, **changes)
 
 
 def env_name(field_name: str) -> str:
     """Environment variable of one settings field."""
-    return "NATS_URL" if field_name == "nats_url" else "GATEWAY_" + field_name.upper()
-
-
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "nats_url": _str,
-    "host": _str,
-    "port": lambda n, r: _int(n, r, 1),
-    "query_timeout": lambda n, r: _float(n, r, 0.01),
-    "query_retries": _int,
-    "cache_entries": _int,
-    "response_cache_entries": _int,
-    "version_ttl": lambda n, r: _float(n, r, 0.01),
-    "cors_origins": _list,
-    "jwt_secret": _optional,
-    "jwt_jwks_url": _optional,
-    "jwt_audience": _optional,
-    "jwt_issuer": _optional,
-    "max_depth": lambda n, r: _int(n, r, 1),
-    "max_aliases": _int,
-    "max_tokens": lambda n, r: _int(n, r, 1),
-    "max_document_bytes": lambda n, r: _int(n, r, 1),
-    "max_cost": lambda n, r: _int(n, r, 1),
-    "max_introspection_depth": lambda n, r: _int(n, r, 1),
-    "max_response_bytes": lambda n, r: _int(n, r, 1024),
-    "request_timeout": lambda n, r: _float(n, r, 0.01),
-    "public_stats": _bool,
-    "introspection": _bool,
-    "graphiql": _bool,
-    "ws_keepalive": lambda n, r: _float(n, r, 0.05),
-    "ws_init_timeout": lambda n, r: _float(n, r, 0.05),
-    "ws_send_queue": lambda n, r: _int(n, r, 1),
-    "ws_send_timeout": lambda n, r: _float(n, r, 0.05),
-    "ws_max_subscriptions": lambda n, r: _int(n, r, 1),
-    "ws_compression": _bool,
-    "live_coalesce_ms": _float,
-    "live_concurrency": lambda n, r: _int(n, r, 1),
-    "persisted_queries": lambda n, r: r.strip().lower(),
-    "apq_entries": _int,
-    "trusted_documents": _list,
-    "trusted_developer_tools": _bool,
-    "compression_min_bytes": _int,
-    "batching": _bool,
-    "max_batch_size": lambda n, r: _int(n, r, 1),
-    "sse_max_streams": lambda n, r: _int(n, r, 1),
-    "metrics_max_operations": _int,
-    "tracing": _bool,
-    "log_level": _str,
-}
+    return settings_of(Settings)[field_name].env

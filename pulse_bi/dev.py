@@ -25,6 +25,7 @@ from rich.console import Console
 from pulse_bi.natsserver import LocalNatsServer, NatsServerNotFound
 from pulse_bi.options import PORT, EnvNumber
 from pulse_bi.ports import holder, port_free
+from pulse_bi.settings import Float, Int
 
 console = Console(stderr=True)
 
@@ -194,7 +195,7 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     envvar="PULSE_DEV_RATE",
     default=0.5,
     show_default=True,
-    type=EnvNumber(float, 0, None, "number"),
+    type=EnvNumber(Float(0)),
     help="Live simulated events per second, about a fifth of them orders: 0.5 makes about "
     "as many orders an hour as the seeded history has (PULSE_DEV_RATE; 0: none).",
 )
@@ -203,7 +204,7 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     envvar="PULSE_DEV_SEED_EVENTS",
     default=40_000,
     show_default=True,
-    type=EnvNumber(int, 0, None, "whole number"),
+    type=EnvNumber(Int(0)),
     help="Events of demo history over the last 24 h, published once per data directory "
     "(PULSE_DEV_SEED_EVENTS).",
 )

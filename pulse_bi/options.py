@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
+from pulse_bi.settings import Int, Invalid, Kind, SettingsError
+
 
 class EnvNumber(click.ParamType):
-    """An int or float option whose errors name the environment variable it came from."""
+    """A number option parsed like a setting (pulse_bi/settings/), with the same errors."""
 
-    def __init__(
-        self, kind: type[int] | type[float], low: float, high: float | None, name: str
-    ) -> None:
-        self.kind, self.low, self.high, self.name = kind, low, high, name
+    def __init__(self, kind: Kind[Any]) -> None:
+        self.kind = kind
+        self.name = kind.expected
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """The number, or a usage error naming the variable or flag to change."""
-        number: float | None
-        if isinstance(value, self.kind):
-            number = value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            text = repr(value)  # a default: checked like a typed-in value
         else:
-            text = str(value).strip()
-            try:
-                # ASCII only: int() reads full-width digits (U+FF18 U+FF10 ...) as 8004.
-                number = self.kind(text) if text.isascii() else None
-            except ValueError:
-                number = None
-        if number is not None and not math.isfinite(number):
-            number = None  # nan and inf are no rate, port or count
-        if number is None or number < self.low or (self.high is not None and number > self.high):
-            limits = f"{self.low:g}-{self.high:g}" if self.high is not None else f">= {self.low:g}"
+            text = str(value)
+        try:
+            return self.kind.parse(text.strip())
+        except Invalid:
             self.fail(
-                f"{_source(param, ctx)}={value!r}: expected a {self.name} {limits}", param, ctx
+                str(SettingsError(_source(param, ctx), value, self.kind.expected)), param, ctx
             )
-        return number
 
 
 def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -51,4 +43,4 @@ def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
 
 
 #: A TCP port, 1-65535.
-PORT = EnvNumber(int, 1, 65535, "port")
+PORT = EnvNumber(Int(1, 65535))

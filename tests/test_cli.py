@@ -36,7 +36,7 @@ def test_migrate_status_lists_pending_migrations_until_upgrade(tmp_path: Path) -
 def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["migrate", "status"], env={"DUCKDB_MEMORY_LIMIT": "a lot"})
     assert result.exit_code == 2
-    assert "DUCKDB_MEMORY_LIMIT 'a lot' is not a size" in result.output
+    assert "DUCKDB_MEMORY_LIMIT='a lot': expected a size like 512MB" in result.output
 
 
 def test_materializer_check_fails_when_nothing_answers() -> None:

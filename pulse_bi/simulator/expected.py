@@ -23,6 +23,8 @@ ZERO = Decimal(0)
 TOP_PRODUCTS_LIMIT = 10
 CUSTOMER_LIMIT = 100
 MIN_DAYS_OVERDUE = 1
+#: Event types whose id field only the first event may create, and the reject wording.
+_FIRST_WINS = {"order.created": ("order_id", "created"), "invoice.issued": ("invoice_id", "issued")}
 
 
 def money(value: Decimal) -> str:
@@ -84,7 +86,8 @@ class Ledger:
     """The state the events build, applied one message at a time in stream order."""
 
     orders: dict[str, _Order] = field(default_factory=dict)
-    order_event: dict[str, str] = field(default_factory=dict)
+    #: The event that created each (id field, id): later events with that id are rejected.
+    first_event: dict[tuple[str, str], str] = field(default_factory=dict)
     held_cancels: set[str] = field(default_factory=set)
     hours: dict[tuple[datetime, str], _Hour] = field(default_factory=dict)
     invoices: dict[str, _Invoice] = field(default_factory=dict)
@@ -106,10 +109,7 @@ class Ledger:
             if event.id in self.seen_ids:
                 self.duplicates += 1  # a re-delivery of an event already applied
                 return
-            if event.type == "order.created":
-                first = self.order_event.get(event.data["order_id"])
-                if first is not None:
-                    raise ContractError(f"order_id already created by event {first!r}")
+            self._check_first(event)
         except ContractError as error:
             self.rejected += 1
             self.reasons.append(str(error))
@@ -118,13 +118,28 @@ class Ledger:
         self.applied += 1
         getattr(self, "_" + event.type.replace(".", "_"))(event)
 
+    def _check_first(self, event: Event) -> None:
+        """Reject an order or invoice id that an earlier event already created.
+
+        As the store does (docs/EVENTS.md, "Bad events"): the first event keeps the id,
+        a later one under another event id is rejected and changes nothing.
+        """
+        unique = _FIRST_WINS.get(event.type)
+        if unique is None:
+            return
+        field_name, verb = unique
+        key = event.data[field_name]
+        first = self.first_event.get((field_name, key))
+        if first is not None:
+            raise ContractError(f"{field_name} '{key}' already {verb} by event '{first}'")
+
     def _order_created(self, event: Event) -> None:
         time, data = event.time, event.data
         hour = time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         lines = [(line["sku"], line["quantity"], line["unit_price"]) for line in data["lines"]]
         order = _Order(hour, data["channel"], data["total_amount"], lines)
         self.orders[data["order_id"]] = order
-        self.order_event[data["order_id"]] = event.id
+        self.first_event["order_id", data["order_id"]] = event.id
         bucket = self.hours.setdefault((hour, order.channel), _Hour())
         bucket.orders += 1
         bucket.gross += order.total
@@ -152,8 +167,8 @@ class Ledger:
     def _invoice_issued(self, event: Event) -> None:
         data = event.data
         invoice_id = data["invoice_id"]
-        previous = self.invoices.get(invoice_id)
-        paid = previous.paid if previous else self.held_payments.pop(invoice_id, ZERO)
+        self.first_event["invoice_id", invoice_id] = event.id
+        paid = self.held_payments.pop(invoice_id, ZERO)
         self.invoices[invoice_id] = _Invoice(
             data["customer_id"],
             data.get("order_id"),

@@ -45,4 +45,4 @@ def test_check_exits_1_when_nothing_listens() -> None:
 def test_bad_setting_is_a_usage_error_naming_the_variable() -> None:
     result = probe(8004, env={"GATEWAY_MAX_DEPTH": "deep"})
     assert result.exit_code == 2
-    assert "GATEWAY_MAX_DEPTH must be an integer" in result.output
+    assert "GATEWAY_MAX_DEPTH='deep': expected a whole number 1 or more" in result.output

@@ -265,8 +265,10 @@ def test_a_missing_manifest_file_is_a_clear_error(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.parametrize("value", ["", "on", "APQX", "trusted,apq", "💥"])
+@pytest.mark.parametrize("value", ["on", "APQX", "trusted,apq", "💥", "\x00"])
 def test_unknown_persisted_query_modes_are_refused(value: str) -> None:
+    # An empty value means the default, as for every setting (docs/OPERATIONS.md).
+    assert Settings.from_env({"GATEWAY_PERSISTED_QUERIES": ""}).persisted_queries == "off"
     with pytest.raises(SettingsError, match="GATEWAY_PERSISTED_QUERIES"):
         Settings.from_env({"GATEWAY_PERSISTED_QUERIES": value})
     assert Settings.from_env({"GATEWAY_PERSISTED_QUERIES": " Trusted "}).persisted_queries == (

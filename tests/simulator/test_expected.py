@@ -350,6 +350,23 @@ def test_order_id_created_twice_under_another_event_id_is_rejected() -> None:
     assert result["counts"]["rejected"] == 1
 
 
+def test_invoice_id_issued_twice_under_another_event_id_is_rejected() -> None:
+    due = AS_OF - timedelta(days=10)
+    first = invoice("I-1", "100.00", due)
+    result = expected(
+        payment("P-1", "I-1", "30.00"), first, invoice("I-1", "500.00", due, customer="C-2")
+    )
+    (row,) = result["overdue_invoices"]
+    assert (row["customer_id"], row["amount"], row["paid"], row["balance"]) == (
+        "C-1",
+        "100.00",
+        "30.00",
+        "70.00",
+    )
+    assert result["counts"]["rejected"] == 1
+    assert result["counts"]["applied"] == 2
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -1,8 +1,15 @@
-"""GraphQL over WebSocket: `graphql-transport-ws` and the legacy `graphql-ws`, on Starlette.
+"""The connection core under both WebSocket protocols: sending, subscriptions, auth.
+
+A `Connection` owns one socket: its send queue and writer task, slow-client drops, the
+keep-alive and write watchdog hooks, `connection_init` authentication and the live
+subscriptions it holds in the hub (gateway.live). It knows no message names: a
+`Handler` per subprotocol (gateway/ws/transport_ws.py, gateway/ws/graphql_ws.py) reads
+the protocol's messages, calls the core and frames what the core sends, as strawberry
+splits `graphql_transport_ws/` and `graphql_ws/`.
 
 Written here rather than taken from strawberry because live results must be shared: a
 connection only parses messages and queues frames; executions and encoding happen once
-per group in the hub (gateway.live).
+per group in the hub.
 """
 
 from __future__ import annotations
@@ -11,32 +18,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 from graphql import OperationType
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.errors import Unauthorized
 from gateway.execution import encoder, result_payload
 from gateway.live import Subscriber, frame_prefix
 from gateway.schema import Context
-from gateway.security import origin_allowed, scope_of
+from gateway.security import scope_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-log = logging.getLogger("gateway.websocket")
-
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
-PROTOCOLS = (TRANSPORT_WS, LEGACY_WS)
+log = logging.getLogger("gateway.ws")
 
 _variables_encoder = msgspec.json.Encoder(order="sorted")
 
 
-class _Close(Exception):
-    """Close the socket with this code and reason."""
+class Close(Exception):
+    """Raised by a handler or the core: close the socket with this code and reason."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -44,15 +48,53 @@ class _Close(Exception):
         self.reason = reason[:120]  # close reasons must fit in 123 bytes
 
 
+class Handler(ABC):
+    """One WebSocket subprotocol: reads its messages, frames what the core sends.
+
+    Stateless, one instance for all sockets: what a socket holds lives in its
+    `Connection`, passed to every call (and no reference cycle keeps a closed socket
+    waiting for the garbage collector).
+    """
+
+    #: The `Sec-WebSocket-Protocol` this handler speaks.
+    protocol: ClassVar[str]
+    #: Message type of a result frame.
+    result_type: ClassVar[str]
+
+    @abstractmethod
+    async def handle(self, connection: Connection, kind: str, message: dict[str, Any]) -> None:
+        """Act on one client message of type ``kind``; raise `Close` to end the socket."""
+
+    @abstractmethod
+    def acknowledge(self, connection: Connection) -> None:
+        """Tell the client its `connection_init` was accepted."""
+
+    @abstractmethod
+    def refuse(self, connection: Connection, reason: str) -> None:
+        """Tell the client its `connection_init` was refused, before the socket closes."""
+
+    @abstractmethod
+    def errors(self, connection: Connection, sub_id: str, errors: list[dict[str, Any]]) -> None:
+        """Answer an operation that cannot run with its errors."""
+
+    @abstractmethod
+    def keepalive(self, connection: Connection, now: float, interval: float) -> None:
+        """Keep-alive tick: ping, or close a socket silent for too long."""
+
+
+def unknown_message(kind: str) -> Close:
+    """The close for a message type the protocol does not have."""
+    return Close(4400, f"Invalid message received: unknown type {kind!r}")
+
+
 class Connection:
     """One WebSocket: a reader (this task), a writer task and its subscriptions."""
 
-    def __init__(self, websocket: WebSocket, protocol: str, gateway: Gateway) -> None:
+    def __init__(self, websocket: WebSocket, handler: Handler, gateway: Gateway) -> None:
         self.ws = websocket
-        self.protocol = protocol
         self.gateway = gateway
-        self.legacy = protocol == LEGACY_WS
-        self.queue: asyncio.Queue[str | _Close] = asyncio.Queue(gateway.settings.ws_send_queue)
+        self.handler = handler
+        self.queue: asyncio.Queue[str | Close] = asyncio.Queue(gateway.settings.ws_send_queue)
         self.subscriptions: dict[str, Subscriber] = {}
         self.initialised = False
         self.acknowledged = False
@@ -87,19 +129,19 @@ class Connection:
             return
         self.closing = True
         with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(_Close(code, reason))
+            self.queue.put_nowait(Close(code, reason))
             return
         # The queue is full: drop what is queued, the client is gone or stuck anyway.
         while not self.queue.empty():
             self.queue.get_nowait()
-        self.queue.put_nowait(_Close(code, reason))
+        self.queue.put_nowait(Close(code, reason))
 
     async def writer(self) -> None:
         """Send queued frames in order until a close is queued."""
         while True:
             item = await self.queue.get()
             self.sending_since = time.monotonic()
-            if isinstance(item, _Close):
+            if isinstance(item, Close):
                 with contextlib.suppress(Exception):
                     await self.ws.close(item.code, item.reason)
                 self.sending_since = None
@@ -163,14 +205,7 @@ class Connection:
         if isinstance(expires, int | float) and expires < time.time():
             self.close(4403, "Forbidden: the token has expired")
             return
-        if self.legacy:
-            if self.acknowledged:
-                self.send_json({"type": "ka"})
-            return
-        if now - self.last_seen > 2 * interval:
-            self.close(4408, "keep-alive timeout: no pong")
-            return
-        self.push('{"type":"ping"}')
+        self.handler.keepalive(self, now, interval)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -191,7 +226,7 @@ class Connection:
                     text = message["bytes"].decode("utf-8", "replace")
                 try:
                     await self.handle(text or "")
-                except _Close as exc:
+                except Close as exc:
                     self.close(exc.code, exc.reason)
         except WebSocketDisconnect:
             pass
@@ -214,62 +249,49 @@ class Connection:
             self.close(4408, "Connection initialisation timeout")
 
     async def handle(self, text: str) -> None:
-        """Dispatch one client message."""
+        """Decode one client message and hand it to the protocol's handler."""
         try:
             message = msgspec.json.decode(text)
         except msgspec.DecodeError:
-            raise _Close(4400, "Invalid message received: not JSON") from None
+            raise Close(4400, "Invalid message received: not JSON") from None
         except RecursionError:
-            raise _Close(4400, "Invalid message received: nested too deeply") from None
+            raise Close(4400, "Invalid message received: nested too deeply") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            raise _Close(4400, "Invalid message received: no type")
-        kind = message["type"]
-        if kind == "connection_init":
-            await self._init(message.get("payload"))
-        elif kind == "ping" and not self.legacy:
-            self.send_json({"type": "pong"})
-        elif kind == "pong" and not self.legacy:
-            pass
-        elif kind == ("start" if self.legacy else "subscribe"):
-            await self._start(message)
-        elif kind == ("stop" if self.legacy else "complete"):
-            self._stop(message.get("id"), echo=self.legacy)
-        elif kind == "connection_terminate" and self.legacy:
-            raise _Close(1000, "terminated")
-        else:
-            raise _Close(4400, f"Invalid message received: unknown type {kind!r}")
+            raise Close(4400, "Invalid message received: no type")
+        await self.handler.handle(self, message["type"], message)
 
-    async def _init(self, payload: Any) -> None:
+    async def init(self, payload: Any) -> None:
+        """`connection_init`: authenticate once, then acknowledge (or refuse and close)."""
         if self.initialised:
-            raise _Close(4429, "Too many initialisation requests")
+            raise Close(4429, "Too many initialisation requests")
         self.initialised = True
         try:
             self.claims = await self.gateway.auth.from_init_payload(payload)
         except Unauthorized as exc:
-            if self.legacy:
-                self.send_json({"type": "connection_error", "payload": {"message": exc.message}})
+            self.handler.refuse(self, exc.message)
             code = 4401 if type(exc) is Unauthorized else exc.ws_close
-            raise _Close(
+            raise Close(
                 code, f"{'Unauthorized' if code == 4401 else 'Forbidden'}: {exc.message}"
             ) from None
         self.acknowledged = True
-        self.send_json({"type": "connection_ack"})
-        if self.legacy:
-            self.send_json({"type": "ka"})
+        self.handler.acknowledge(self)
 
-    async def _start(self, message: dict[str, Any]) -> None:
+    async def subscribe(self, message: dict[str, Any]) -> None:
+        """Start an operation: a live query joins the hub, a query runs once."""
         if self.closing:
             return  # closing or dropped: nothing new may subscribe
         if not self.acknowledged:
-            raise _Close(4401, "Unauthorized: send connection_init first")
+            raise Close(4401, "Unauthorized: send connection_init first")
         sub_id, payload = message.get("id"), message.get("payload")
         if not isinstance(sub_id, str) or not sub_id or not isinstance(payload, dict):
-            raise _Close(4400, "Invalid message received: subscribe needs an id and a payload")
+            raise Close(4400, "Invalid message received: subscribe needs an id and a payload")
         if sub_id in self.subscriptions:
-            raise _Close(4409, f"Subscriber for {sub_id} already exists")
+            raise Close(4409, f"Subscriber for {sub_id} already exists")
         limit = self.gateway.settings.ws_max_subscriptions
         if len(self.subscriptions) >= limit:
-            self._errors(sub_id, [_bad(f"too many subscriptions on this socket (at most {limit})")])
+            self.handler.errors(
+                self, sub_id, [_bad(f"too many subscriptions on this socket (at most {limit})")]
+            )
             return
         query, variables = payload.get("query"), payload.get("variables")
         operation_name = payload.get("operationName")
@@ -278,28 +300,28 @@ class Connection:
             or not (variables is None or isinstance(variables, dict))
             or not (operation_name is None or isinstance(operation_name, str))
         ):
-            self._errors(sub_id, [_bad("payload needs a string query, an object of variables")])
+            self.handler.errors(
+                self, sub_id, [_bad("payload needs a string query, an object of variables")]
+            )
             return
         executor = self.gateway.executor
         prepared = executor.prepare(query)
         if prepared.errors:
-            self._errors(sub_id, prepared.errors)
+            self.handler.errors(self, sub_id, prepared.errors)
             return
         operation = prepared.operation(operation_name)
         if isinstance(operation, dict):
-            self._errors(sub_id, [operation])
+            self.handler.errors(self, sub_id, [operation])
             return
         coerced = executor.coerce(operation, variables)
         if isinstance(coerced, list):
-            self._errors(sub_id, coerced)
+            self.handler.errors(self, sub_id, coerced)
             return
         context = Context(self.gateway.upstream, self.gateway.versions, self.claims)
         if operation.kind is not OperationType.SUBSCRIPTION or operation.as_query is None:
             await self._run_once(sub_id, prepared.document, context, variables, operation_name)
             return
-        subscriber = Subscriber(
-            self, sub_id, frame_prefix(sub_id, "data" if self.legacy else "next")
-        )
+        subscriber = Subscriber(self, sub_id, frame_prefix(sub_id, self.handler.result_type))
         self.subscriptions[sub_id] = subscriber
         key = (query, operation_name, _variables_encoder.encode(variables), scope_of(self.claims))
         self.gateway.hub.subscribe(
@@ -321,24 +343,17 @@ class Connection:
         self.send_json(
             {
                 "id": sub_id,
-                "type": "data" if self.legacy else "next",
+                "type": self.handler.result_type,
                 "payload": result_payload(result),
             }
         )
         self.send_json({"id": sub_id, "type": "complete"})
 
-    def _stop(self, sub_id: Any, echo: bool) -> None:
+    def stop(self, sub_id: Any) -> None:
+        """End one subscription, if this socket holds it."""
         subscriber = self.subscriptions.pop(sub_id, None) if isinstance(sub_id, str) else None
         if subscriber is not None:
             self.gateway.hub.unsubscribe(subscriber)
-        if echo and isinstance(sub_id, str):
-            self.send_json({"id": sub_id, "type": "complete"})
-
-    def _errors(self, sub_id: str, errors: list[dict[str, Any]]) -> None:
-        if self.legacy:
-            self.send_json({"id": sub_id, "type": "error", "payload": errors[0]})
-        else:
-            self.send_json({"id": sub_id, "type": "error", "payload": errors})
 
 
 def _transport_of(websocket: WebSocket) -> Any:
@@ -354,29 +369,3 @@ def _transport_of(websocket: WebSocket) -> Any:
 
 def _bad(message: str) -> dict[str, Any]:
     return {"message": message, "extensions": {"code": "BAD_REQUEST"}}
-
-
-async def graphql_ws_endpoint(websocket: WebSocket) -> None:
-    """`/graphql` WebSocket: negotiate the protocol, check the origin, serve the connection."""
-    gateway: Gateway = websocket.app.state.gateway
-    offered = websocket.scope.get("subprotocols") or []
-    protocol = next((p for p in offered if p in PROTOCOLS), None)
-    await websocket.accept(subprotocol=protocol)
-    if protocol is None:
-        await websocket.close(4406, "Subprotocol not acceptable: use graphql-transport-ws")
-        return
-    origin = websocket.headers.get("origin")
-    if not origin_allowed(gateway.settings, origin, websocket.headers.get("host")):
-        await websocket.close(4403, f"Forbidden: origin {origin} is not allowed")
-        return
-    connection = Connection(websocket, protocol, gateway)
-    gateway.connections.add(connection)
-    gateway.metrics.connections.inc()
-    try:
-        await connection.serve()
-    finally:
-        gateway.connections.discard(connection)
-        gateway.metrics.connections.dec()
-        if websocket.application_state is WebSocketState.CONNECTED and not connection.closing:
-            with contextlib.suppress(Exception):
-                await websocket.close()
