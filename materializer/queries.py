@@ -69,21 +69,39 @@ class QueryContext:
         return self.today or datetime.now(UTC).date()
 
 
-QueryFunction = Callable[[duckdb.DuckDBPyConnection, Any, QueryContext], QueryResult[Any]]
+Cursor = duckdb.DuckDBPyConnection
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """What a list query answers with: its SQL (without LIMIT) and arguments.
+
+    ``run`` pages it as the spec's ``shape`` says (``page``: ``next_offset`` while more
+    rows follow; ``top``: the first N) and builds the spec's row structs from the column
+    names, or calls ``shape`` on each row tuple for rows with computed fields.
+    """
+
+    sql: str
+    args: Sequence[Any] = ()
+    shape: Callable[[tuple[Any, ...]], Any] | None = None
+
+
+QueryFunction = Callable[[Cursor, Any, QueryContext], "QueryResult[Any] | Select"]
 _IMPLEMENTATIONS: dict[str, QueryFunction] = {}
 
 
 def implements(
     spec: QuerySpec[P, D],
 ) -> Callable[
-    [Callable[[duckdb.DuckDBPyConnection, P, QueryContext], QueryResult[D]]],
-    Callable[[duckdb.DuckDBPyConnection, P, QueryContext], QueryResult[D]],
+    [Callable[[Cursor, P, QueryContext], QueryResult[D] | Select]],
+    Callable[[Cursor, P, QueryContext], QueryResult[D] | Select],
 ]:
-    """Register the SQL function that answers ``spec``."""
+    """Register the SQL function that answers ``spec``: it returns a ``Select`` (list
+    queries) or a whole ``QueryResult``."""
 
     def register(
-        function: Callable[[duckdb.DuckDBPyConnection, P, QueryContext], QueryResult[D]],
-    ) -> Callable[[duckdb.DuckDBPyConnection, P, QueryContext], QueryResult[D]]:
+        function: Callable[[Cursor, P, QueryContext], QueryResult[D] | Select],
+    ) -> Callable[[Cursor, P, QueryContext], QueryResult[D] | Select]:
         if spec.name in _IMPLEMENTATIONS:
             raise TypeError(f"{spec.name} is implemented twice")
         _IMPLEMENTATIONS[spec.name] = function
@@ -120,7 +138,12 @@ def run(
     function = implementations().get(name)
     if spec is None or function is None:
         raise BadQuery(f"unknown query '{name}'; known: {', '.join(QUERY_NAMES)}")
-    return function(cur, parse(spec, params), context)
+    parsed = parse(spec, params)
+    answer = function(cur, parsed, context)
+    if not isinstance(answer, Select):
+        return answer
+    pages = paged if spec.shape == "page" else top
+    return pages(cur, answer.shape or spec.row, answer.sql, answer.args, parsed)
 
 
 # Parameters ---------------------------------------------------------------------------

@@ -8,14 +8,15 @@ in the same transaction as each batch's data: exactly once on restart) and
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from materializer import continuity
 from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
-from materializer.queries import QueryContext, QueryResult, implements, top, utc
-from pulse_bi.contract import registry
+from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, utc
+from pulse_bi.contract import UtcTime, registry
 
 SPEC = registry.PIPELINE_STATE
 
@@ -138,24 +139,21 @@ def pipeline(
     )
 
 
-@implements(registry.REJECTED_EVENTS)
-def rejected_events(
-    cur: duckdb.DuckDBPyConnection, params: registry.RejectedParams, context: QueryContext
-) -> QueryResult[list[registry.RejectedEventRow]]:
-    """Rejected events, newest first, raw bytes shown as (lossy) text."""
-    return top(
-        cur,
-        lambda row: registry.RejectedEventRow(
-            sequence=int(row[0]),
-            subject=row[1],
-            event_id=row[2],
-            event_type=row[3],
-            reason=row[4],
-            received_at=utc(row[5]) or row[5],
-            raw=bytes(row[6]).decode("utf-8", errors="replace"),
-        ),
-        "SELECT sequence, subject, event_id, event_type, reason, received_at, raw "
-        "FROM rejected_events ORDER BY sequence DESC",
-        [],
-        params,
+def _rejected(row: tuple[Any, ...]) -> registry.RejectedEventRow:
+    sequence, subject, event_id, event_type, reason, received_at, raw = row
+    return registry.RejectedEventRow(
+        sequence=int(sequence),
+        subject=subject,
+        event_id=event_id,
+        event_type=event_type,
+        reason=reason,
+        received_at=UtcTime.of(received_at),
+        raw=bytes(raw).decode("utf-8", errors="replace"),
     )
+
+
+@implements(registry.REJECTED_EVENTS)
+def rejected_events(cur: Cursor, params: registry.RejectedParams, _: QueryContext) -> Select:
+    """Rejected events, newest first, raw bytes shown as (lossy) text."""
+    columns = "sequence, subject, event_id, event_type, reason, received_at, raw"
+    return Select(f"SELECT {columns} FROM rejected_events ORDER BY sequence DESC", (), _rejected)

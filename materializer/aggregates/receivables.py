@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
-from materializer.queries import QueryContext, QueryResult, implements, money, paged
+from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, money
 from pulse_bi.contract import registry
 
 SPEC = registry.RECEIVABLES
@@ -209,17 +209,14 @@ def ar_aging(
     return QueryResult(registry.AgingRow(as_of=as_of, **_buckets(total), by_customer=by_customer))
 
 
+_OVERDUE = (
+    f"SELECT * FROM ({_OPEN_ITEMS}) WHERE days_overdue >= ? "
+    "AND (?::VARCHAR IS NULL OR customer_id = ?) ORDER BY days_overdue DESC, invoice_id"
+)
+
+
 @implements(registry.OVERDUE_INVOICES)
-def overdue_invoices(
-    cur: duckdb.DuckDBPyConnection, params: registry.OverdueParams, context: QueryContext
-) -> QueryResult[list[registry.OverdueInvoiceRow]]:
+def overdue_invoices(cur: Cursor, params: registry.OverdueParams, context: QueryContext) -> Select:
     """Open invoices at least ``min_days_overdue`` days past due, most overdue first."""
-    customer_id = params.customer_id
-    return paged(
-        cur,
-        registry.OverdueInvoiceRow,
-        f"SELECT * FROM ({_OPEN_ITEMS}) WHERE days_overdue >= ? "
-        "AND (?::VARCHAR IS NULL OR customer_id = ?) ORDER BY days_overdue DESC, invoice_id",
-        [params.as_of or context.today_utc(), params.min_days_overdue, customer_id, customer_id],
-        params,
-    )
+    as_of, customer = params.as_of or context.today_utc(), params.customer_id
+    return Select(_OVERDUE, [as_of, params.min_days_overdue, customer, customer])

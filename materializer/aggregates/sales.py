@@ -17,7 +17,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,13 +32,13 @@ from materializer.aggregates.batch import (
 )
 from materializer.queries import (
     EXACT,
+    Cursor,
     QueryContext,
     QueryResult,
+    Select,
     implements,
     money,
-    paged,
     ratio,
-    top,
 )
 from pulse_bi.contract import UtcTime, registry
 
@@ -312,65 +311,55 @@ def _figures(row: tuple[Any, ...]) -> dict[str, Any]:
 _IN_WINDOW = "hour >= ? AND hour < ? AND (?::VARCHAR IS NULL OR channel = ?)"
 
 
+def _window(params: registry.SalesWindow) -> list[Any]:
+    return [params.from_, params.to, params.channel, params.channel]
+
+
+def _hourly(row: tuple[Any, ...]) -> registry.HourlySalesRow:
+    return registry.HourlySalesRow(hour=UtcTime.of(row[0]), **_figures(row[1:]))
+
+
+def _per_channel(row: tuple[Any, ...]) -> registry.ChannelSalesRow:
+    return registry.ChannelSalesRow(channel=row[0], **_figures(row[1:]))
+
+
 @implements(registry.SALES_BY_HOUR)
-def sales_by_hour(
-    cur: duckdb.DuckDBPyConnection, params: registry.PagedSalesWindow, context: QueryContext
-) -> QueryResult[list[registry.HourlySalesRow]]:
+def sales_by_hour(cur: Cursor, params: registry.PagedSalesWindow, _: QueryContext) -> Select:
     """Hourly sales in ``[from, to)``, optionally of one channel, ordered by hour."""
-    return paged(
-        cur,
-        lambda row: registry.HourlySalesRow(hour=UtcTime.of(row[0]), **_figures(row[1:])),
-        f"SELECT hour, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY hour ORDER BY hour",
-        [params.from_, params.to, params.channel, params.channel],
-        params,
-    )
+    sql = f"SELECT hour, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY hour"
+    return Select(f"{sql} ORDER BY hour", _window(params), _hourly)
+
+
+@implements(registry.SALES_BY_CHANNEL)
+def sales_by_channel(cur: Cursor, params: registry.PagedSalesWindow, _: QueryContext) -> Select:
+    """Sales per channel over ``[from, to)``, by net revenue desc then channel."""
+    sql = f"SELECT channel, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY channel"
+    order = "sum(gross_revenue) - sum(cancelled_revenue) DESC, channel"
+    return Select(f"{sql} ORDER BY {order}", _window(params), _per_channel)
 
 
 @implements(registry.SALES_SUMMARY)
 def sales_summary(
-    cur: duckdb.DuckDBPyConnection, params: registry.SalesWindow, context: QueryContext
+    cur: Cursor, params: registry.SalesWindow, _: QueryContext
 ) -> QueryResult[registry.SalesSummaryRow]:
     """Sales totals over ``[from, to)``, optionally of one channel."""
-    row = cur.execute(
-        f"SELECT {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW}",
-        [params.from_, params.to, params.channel, params.channel],
-    ).fetchone()
+    sql = f"SELECT {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW}"
+    row = cur.execute(sql, _window(params)).fetchone()
     assert row is not None
-    return QueryResult(
-        registry.SalesSummaryRow(
-            from_=UtcTime.of(params.from_), to=UtcTime.of(params.to), **_figures(row)
-        )
-    )
+    start, end = UtcTime.of(params.from_), UtcTime.of(params.to)
+    return QueryResult(registry.SalesSummaryRow(from_=start, to=end, **_figures(row)))
 
 
-@implements(registry.SALES_BY_CHANNEL)
-def sales_by_channel(
-    cur: duckdb.DuckDBPyConnection, params: registry.SalesWindow, context: QueryContext
-) -> QueryResult[list[registry.ChannelSalesRow]]:
-    """Sales per channel over ``[from, to)``, by net revenue desc then channel."""
-    found = cur.execute(
-        f"SELECT channel, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY channel"
-        " ORDER BY sum(gross_revenue) - sum(cancelled_revenue) DESC, channel",
-        [params.from_, params.to, params.channel, params.channel],
-    ).fetchall()
-    return QueryResult(
-        [registry.ChannelSalesRow(channel=row[0], **_figures(row[1:])) for row in found]
-    )
+_TOP_PRODUCTS = (
+    "SELECT s.sku, p.name, p.category, s.units, s.revenue FROM ("
+    " SELECT sku, sum(units) - sum(cancelled_units) AS units,"
+    " sum(revenue) - sum(cancelled_revenue) AS revenue"
+    " FROM product_sales_by_hour WHERE hour >= ? AND hour < ? GROUP BY sku) s"
+    " LEFT JOIN products p USING (sku) ORDER BY s.revenue DESC, s.sku"
+)
 
 
 @implements(registry.TOP_PRODUCTS)
-def top_products(
-    cur: duckdb.DuckDBPyConnection, params: registry.TopProductsParams, context: QueryContext
-) -> QueryResult[list[registry.ProductSalesRow]]:
+def top_products(cur: Cursor, params: registry.TopProductsParams, _: QueryContext) -> Select:
     """Best-selling products in ``[from, to)`` by net revenue, then sku."""
-    return top(
-        cur,
-        registry.ProductSalesRow,
-        "SELECT s.sku, p.name, p.category, s.units, s.revenue FROM ("
-        " SELECT sku, sum(units) - sum(cancelled_units) AS units,"
-        " sum(revenue) - sum(cancelled_revenue) AS revenue"
-        " FROM product_sales_by_hour WHERE hour >= ? AND hour < ? GROUP BY sku) s"
-        " LEFT JOIN products p USING (sku) ORDER BY s.revenue DESC, s.sku",
-        [params.from_, params.to],
-        params,
-    )
+    return Select(_TOP_PRODUCTS, [params.from_, params.to])

@@ -10,11 +10,10 @@ once.
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 
 from materializer.aggregates.batch import Batch, event_table, strings
-from materializer.queries import QueryContext, QueryResult, implements, paged, top
+from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
 SPEC = registry.STOCK
@@ -64,47 +63,33 @@ _LEVELS = (
 
 
 @implements(registry.STOCK_LEVELS)
-def stock_levels(
-    cur: duckdb.DuckDBPyConnection, params: registry.StockFilter, context: QueryContext
-) -> QueryResult[list[registry.StockLevelRow]]:
+def stock_levels(cur: Cursor, params: registry.StockFilter, context: QueryContext) -> Select:
     """On hand per sku and warehouse, optionally filtered, by sku then warehouse."""
-    warehouse, sku = params.warehouse, params.sku
-    return paged(
-        cur,
-        registry.StockLevelRow,
-        f"{_LEVELS} AND (?::VARCHAR IS NULL OR s.sku = ?) ORDER BY s.sku, s.warehouse",
-        [warehouse, warehouse, sku, sku],
-        params,
-    )
+    where = "AND (?::VARCHAR IS NULL OR s.sku = ?) ORDER BY s.sku, s.warehouse"
+    return Select(f"{_LEVELS} {where}", [*_twice(params.warehouse), *_twice(params.sku)])
 
 
 @implements(registry.LOW_STOCK)
-def low_stock(
-    cur: duckdb.DuckDBPyConnection, params: registry.WarehouseFilter, context: QueryContext
-) -> QueryResult[list[registry.StockLevelRow]]:
+def low_stock(cur: Cursor, params: registry.WarehouseFilter, context: QueryContext) -> Select:
     """Rows at or below their reorder point, most urgent first."""
-    return paged(
-        cur,
-        registry.StockLevelRow,
-        f"{_LEVELS} AND p.reorder_point > 0 AND s.on_hand <= p.reorder_point "
-        "ORDER BY s.on_hand - p.reorder_point, s.sku, s.warehouse",
-        [params.warehouse, params.warehouse],
-        params,
-    )
+    urgent = "AND p.reorder_point > 0 AND s.on_hand <= p.reorder_point ORDER BY"
+    order = "s.on_hand - p.reorder_point, s.sku, s.warehouse"
+    return Select(f"{_LEVELS} {urgent} {order}", _twice(params.warehouse))
+
+
+_MOVEMENTS = (
+    "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
+    "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "
+    "ORDER BY sequence DESC"
+)
 
 
 @implements(registry.STOCK_MOVEMENTS)
-def stock_movements(
-    cur: duckdb.DuckDBPyConnection, params: registry.MovementsParams, context: QueryContext
-) -> QueryResult[list[registry.StockMovementRow]]:
+def stock_movements(cur: Cursor, params: registry.MovementsParams, _: QueryContext) -> Select:
     """Latest movements, newest (highest stream sequence) first."""
-    warehouse, sku = params.warehouse, params.sku
-    return top(
-        cur,
-        registry.StockMovementRow,
-        "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
-        "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "
-        "ORDER BY sequence DESC",
-        [warehouse, warehouse, sku, sku],
-        params,
-    )
+    return Select(_MOVEMENTS, [*_twice(params.warehouse), *_twice(params.sku)])
+
+
+def _twice(value: str | None) -> list[str | None]:
+    # An optional filter `(?::VARCHAR IS NULL OR column = ?)` takes its value twice.
+    return [value, value]

@@ -428,10 +428,10 @@ REJECTED_EVENTS: QuerySpec[RejectedParams, list[RejectedEventRow]] = QuerySpec(
 
 # Added after the first release: new fields go last, so schema.graphql only grows.
 
-SALES_BY_CHANNEL: QuerySpec[SalesWindow, list[ChannelSalesRow]] = QuerySpec(
+SALES_BY_CHANNEL: QuerySpec[PagedSalesWindow, list[ChannelSalesRow]] = QuerySpec(
     name="sales_by_channel",
     field="salesByChannel",
-    params=SalesWindow,
+    params=PagedSalesWindow,
     result=list[ChannelSalesRow],
     description="Sales per channel in [from, to), by net revenue; default the last 24 h.",
     doc="one row per channel with orders in the range, by net revenue desc then channel",
@@ -439,7 +439,6 @@ SALES_BY_CHANNEL: QuerySpec[SalesWindow, list[ChannelSalesRow]] = QuerySpec(
     filters={"channel": "channels"},
     window=("from_", "to"),
     clock=("from_", "to"),
-    shape="top",
 )
 
 

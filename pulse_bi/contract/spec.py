@@ -105,6 +105,8 @@ class QuerySpec(Generic[P, R]):
         known = {*self.filters, *(self.window or ()), *self.clock}
         if not known <= names:
             raise TypeError(f"{self.name}: {sorted(known - names)} are not parameters")
+        if self.shape != "one" and not {"offset", "limit"} <= names:
+            raise TypeError(f"{self.name}: a {self.shape} list needs offset and limit parameters")
         if not set(self.reads) <= set(TOPICS):
             raise TypeError(f"{self.name}: reads {sorted(set(self.reads) - set(TOPICS))}")
         flags = {f.name for f in msgspec.structs.fields(Changes) if f.type is bool}
