@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from materializer import continuity
 from materializer.consumer import Ingestor
 from materializer.http import HttpServer
+from materializer.lifecycle import Lifecycle
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import QueryContext
 from materializer.service import QueryService
@@ -52,6 +53,7 @@ class Materializer:
         self.ingestor: Ingestor | None = None
         self.service: QueryService | None = None
         self.http: HttpServer | None = None
+        self.lifecycle: Lifecycle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notice_version = 0
         self._stream_last_sequence = 0
@@ -108,7 +110,11 @@ class Materializer:
             reconnect_time_wait=0.5,
         )
         self.starting_step = "checking the stream"
-        info = await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
+        info = await ensure_stream(
+            self.js,
+            duplicate_window=s.stream_duplicate_window,
+            max_age=s.stream_max_age_days * 86400,
+        )
         self.guard = await self._guard_stream(info)
         self.ingestor = Ingestor(
             self.js,
@@ -131,6 +137,8 @@ class Materializer:
         await self.service.start()
         self._tasks.append(asyncio.create_task(self._progress(), name="progress"))
         await self.ingestor.start()
+        self.lifecycle = Lifecycle(self)
+        await self.lifecycle.start(self.nc)
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if s.http_port:
             self.http = HttpServer(self, s.http_host, s.http_port)
@@ -200,6 +208,11 @@ class Materializer:
     # -- state ---------------------------------------------------------------------
 
     @property
+    def control_connection(self) -> NATS | None:
+        """The NATS connection for stream checks (not the consumer's)."""
+        return self._control
+
+    @property
     def last_sequence(self) -> int:
         """Last committed stream sequence."""
         return self._notice_version
@@ -221,6 +234,7 @@ class Materializer:
             "last_event_time": _iso(self._state.get("last_event_time")),
             "last_batch_at": _iso(self._state.get("last_batch_at")),
             "nats_connected": bool(self.nc and self.nc.is_connected),
+            **(self.lifecycle.stats() if self.lifecycle is not None else {}),
         }
 
     def health(self) -> tuple[str, str]:
@@ -247,6 +261,8 @@ class Materializer:
         low = self._low_disk()
         if low:
             warnings.append(low)
+        if self.lifecycle is not None:
+            warnings.extend(self.lifecycle.health_warnings())
         if warnings:
             return "degraded", "; ".join(warnings)
         return "ok", "ok"
@@ -388,6 +404,8 @@ class Materializer:
     async def close(self) -> None:
         """Stop receiving, commit the last batch, close in reverse order."""
         started = time.perf_counter()
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
         if self.ingestor is not None:
             await self.ingestor.stop()
         for task in self._tasks:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -51,6 +51,7 @@ from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 
 log = logging.getLogger("pulse_bi.materializer.consumer")
 
+_T = TypeVar("_T")
 BatchListener = Callable[[BatchResult], Awaitable[None]]
 StoreOpener = Callable[[], Awaitable[Store]]
 
@@ -414,6 +415,12 @@ class Ingestor:
             result.duplicates,
             seconds * 1000,
         )
+
+    async def between_batches(self, step: Callable[[], _T]) -> _T:
+        """Run ``step`` on the writer thread, after the batch being applied commits and
+        before the next one starts (backups, retention, compaction)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, step)
 
     async def wait(self) -> None:
         """Return when ingest ends; raise what stopped it (e.g. a disk error)."""

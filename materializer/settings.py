@@ -14,6 +14,12 @@ class SettingsError(ValueError):
     """A setting has a value the materializer cannot start with."""
 
 
+#: Days the stream keeps an event beyond ARCHIVE_AFTER_DAYS at least: time for the
+#: archive to take it (runs every ARCHIVE_INTERVAL) even after a day offline.
+RETENTION_MARGIN_DAYS = 1.0
+#: Longest retention or archive age accepted (a century).
+MAX_DAYS = 36_500.0
+
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -60,6 +66,25 @@ class Settings:
     disk_free_min: str = "1GB"
     #: LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
+    #: BACKUP_PATH: directory backups are written to; default ``$DATA_PATH/backups``.
+    backup_path: Path = field(default=Path("data/backups"))
+    #: BACKUP_INTERVAL: seconds between scheduled backups (0: only ``pulse-bi backup``).
+    backup_interval: float = 0.0
+    #: BACKUP_KEEP_DAILY: scheduled backups keep the newest of this many days.
+    backup_keep_daily: int = 7
+    #: BACKUP_KEEP_WEEKLY: … and the newest of this many ISO weeks.
+    backup_keep_weekly: int = 4
+    #: ARCHIVE_PATH: directory of the Parquet archive; default ``$DATA_PATH/archive``.
+    archive_path: Path = field(default=Path("data/archive"))
+    #: ARCHIVE_AFTER_DAYS: raw events older than this (stream time) go to the archive and
+    #: leave DuckDB's raw tables (0: keep them in DuckDB forever).
+    archive_after_days: float = 0.0
+    #: ARCHIVE_INTERVAL: seconds between archive, retention and compaction runs.
+    archive_interval: float = 3600.0
+    #: STREAM_MAX_AGE_DAYS: ``max_age`` of the stream when the materializer creates it, and
+    #: the value it expects on an existing one (0: the stream keeps every event). Must be at
+    #: least ARCHIVE_AFTER_DAYS + 1 so the stream never drops an event not yet archived.
+    stream_max_age_days: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +113,24 @@ class Settings:
             "fault_retry_max": _float(env, "FAULT_RETRY_MAX", cls.fault_retry_max),
             "disk_free_min": env.get("DISK_FREE_MIN", cls.disk_free_min).strip() or "0",
             "log_level": (env.get("LOG_LEVEL") or cls.log_level).upper(),
+            "backup_path": Path(env["BACKUP_PATH"])
+            if env.get("BACKUP_PATH")
+            else data_path / "backups",
+            "backup_interval": _float(
+                env, "BACKUP_INTERVAL", cls.backup_interval, zero_allowed=True
+            ),
+            "backup_keep_daily": _int(env, "BACKUP_KEEP_DAILY", cls.backup_keep_daily, 0, 3660),
+            "backup_keep_weekly": _int(env, "BACKUP_KEEP_WEEKLY", cls.backup_keep_weekly, 0, 520),
+            "archive_path": Path(env["ARCHIVE_PATH"])
+            if env.get("ARCHIVE_PATH")
+            else data_path / "archive",
+            "archive_after_days": _float(
+                env, "ARCHIVE_AFTER_DAYS", cls.archive_after_days, zero_allowed=True
+            ),
+            "archive_interval": _float(env, "ARCHIVE_INTERVAL", cls.archive_interval),
+            "stream_max_age_days": _float(
+                env, "STREAM_MAX_AGE_DAYS", cls.stream_max_age_days, zero_allowed=True
+            ),
         }
         return cls(**values)
 
@@ -115,6 +158,22 @@ class Settings:
             raise SettingsError("CHECKPOINT_INTERVAL must be 0 or a positive number of seconds")
         if self.heartbeat_interval <= 0:
             raise SettingsError("HEARTBEAT_INTERVAL must be a positive number of seconds")
+        for name, days in (
+            ("ARCHIVE_AFTER_DAYS", self.archive_after_days),
+            ("STREAM_MAX_AGE_DAYS", self.stream_max_age_days),
+        ):
+            if days > MAX_DAYS:
+                raise SettingsError(f"{name}={days:g} is more than {MAX_DAYS} days")
+        if self.stream_max_age_days and (
+            not self.archive_after_days
+            or self.stream_max_age_days < self.archive_after_days + RETENTION_MARGIN_DAYS
+        ):
+            raise SettingsError(
+                f"STREAM_MAX_AGE_DAYS={self.stream_max_age_days:g} would let the stream delete "
+                "events before they are archived: set ARCHIVE_AFTER_DAYS and keep "
+                f"STREAM_MAX_AGE_DAYS at least ARCHIVE_AFTER_DAYS + {RETENTION_MARGIN_DAYS:g}"
+                ' (docs/OPERATIONS.md, "Archive and retention")'
+            )
         if self.duckdb_path.exists() and self.duckdb_path.is_dir():
             raise SettingsError(f"DUCKDB_PATH {str(self.duckdb_path)!r} is a directory")
 

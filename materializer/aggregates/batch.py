@@ -58,6 +58,9 @@ class Batch:
         self.customers: set[str] = set()
         self.receivables = False
         self.products = False
+        #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows
+        #: older than its horizon left the file.
+        self.archive: Any = None
 
     def of_type(self, event_type: str) -> list[Accepted]:
         """Accepted events of one type in stream order."""
