@@ -116,15 +116,7 @@ class Materializer:
             max_age=s.stream_max_age_days * 86400,
         )
         self.guard = await self._guard_stream(info)
-        self.ingestor = Ingestor(
-            self.js,
-            self.store,
-            s,
-            self.metrics,
-            self._announce,
-            self.guard,
-            self._reopen_store,
-        )
+        self.ingestor = self.new_ingestor()
         self.service = QueryService(
             self.nc,
             self.store,
@@ -206,6 +198,19 @@ class Materializer:
         return guard
 
     # -- state ---------------------------------------------------------------------
+
+    def new_ingestor(self) -> Ingestor:
+        """An ingestor for the current store (at start, and after a file swap)."""
+        assert self.js is not None and self.store is not None and self.guard is not None
+        return Ingestor(
+            self.js,
+            self.store,
+            self.settings,
+            self.metrics,
+            self._announce,
+            self.guard,
+            self._reopen_store,
+        )
 
     @property
     def control_connection(self) -> NATS | None:
@@ -292,7 +297,10 @@ class Materializer:
         """Facts the named queries need that are not in DuckDB (stream position, health)."""
         status, reason = self.health()
         return QueryContext(
-            stream_last_sequence=self._stream_last_sequence, status=status, reason=reason
+            stream_last_sequence=self._stream_last_sequence,
+            status=status,
+            reason=reason,
+            lifecycle=self.lifecycle.stats() if self.lifecycle is not None else {},
         )
 
     async def wait_for_sequence(self, sequence: int, timeout: float = 30.0) -> None:
@@ -391,15 +399,26 @@ class Materializer:
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set or ingest fails (then raise why)."""
-        assert self.ingestor is not None
         stopper = asyncio.create_task(stop.wait())
-        ingest = asyncio.create_task(self.ingestor.wait())
-        done, _ = await asyncio.wait({stopper, ingest}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if ingest in done:
-            ingest.result()
-        else:
-            ingest.cancel()
+        try:
+            while True:
+                ingestor = self.ingestor
+                assert ingestor is not None
+                ingest = asyncio.create_task(ingestor.wait())
+                done, _ = await asyncio.wait({stopper, ingest}, return_when=asyncio.FIRST_COMPLETED)
+                if ingest not in done:
+                    ingest.cancel()
+                    return
+                swapping = self.lifecycle is not None and self.lifecycle.swapping
+                if not swapping and self.ingestor is ingestor:
+                    ingest.result()
+                    return
+                # Ingest stopped for a file swap (docs/OPERATIONS.md, "Rebuilding"): go
+                # on with the ingestor of the new file.
+                while self.lifecycle is not None and self.lifecycle.swapping:
+                    await asyncio.sleep(0.05)
+        finally:
+            stopper.cancel()
 
     async def close(self) -> None:
         """Stop receiving, commit the last batch, close in reverse order."""

@@ -52,8 +52,8 @@ RAW_TABLES: dict[str, str] = {
 #: Partition of messages that are not valid events (kept byte for byte like the others).
 REJECTED = "rejected"
 RUNS = "_runs"
-#: Messages read back per chunk.
-CHUNK = 5000
+#: Messages read back per chunk (a replay applies each in one transaction).
+CHUNK = 20_000
 _RUN = re.compile(r"^(\d+)-(\d+)\.done$")
 _PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
 
@@ -183,15 +183,22 @@ def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[Ra
             files = [str(p) for p in run_files(root, run)]
             if not files:
                 raise ArchiveError(f"archive run {run.first}-{run.last} has no files in {root}")
-            result = conn.execute(
-                "SELECT sequence, subject, data, received_at FROM read_parquet(?,"
-                " hive_partitioning = false) WHERE sequence > ? ORDER BY sequence",
-                [files, after],
-            )
-            while rows := result.fetchmany(chunk):
+            reader = conn.sql(
+                "SELECT sequence, subject, data, received_at FROM read_parquet($files,"
+                " hive_partitioning = false) WHERE sequence > $after ORDER BY sequence",
+                params={"files": files, "after": after},
+            ).to_arrow_reader(chunk)
+            for batch in reader:
+                columns = batch.to_pydict()
                 yield [
-                    RawMessage(int(s), subject, bytes(data), received.astimezone(UTC))
-                    for s, subject, data, received in rows
+                    RawMessage(s, subject, data, received)
+                    for s, subject, data, received in zip(
+                        columns["sequence"],
+                        columns["subject"],
+                        columns["data"],
+                        columns["received_at"],
+                        strict=True,
+                    )
                 ]
     finally:
         conn.close()

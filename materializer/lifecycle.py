@@ -26,8 +26,9 @@ from nats.js.errors import NotFoundError
 from nats.micro import Request, ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 
-from materializer import archive, backup, faults, replay
+from materializer import archive, backup, continuity, faults, replay
 from materializer.settings import RETENTION_MARGIN_DAYS
+from materializer.store import Store
 from pulse_bi import __version__
 from pulse_bi.contract import QUERY_QUEUE_GROUP, STREAM_NAME
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("pulse_bi.materializer.lifecycle")
 
 BACKUP_SUBJECT = "pulse.bi.materializer.backup"
+#: Asks a materializer to take a rebuilt file in place of its own (``pulse-bi rebuild``).
+SWAP_SUBJECT = "pulse.bi.materializer.swap"
 #: Longest ``dest`` accepted in a backup request (bytes of its UTF-8).
 MAX_DEST = 4096
 #: Messages per archive run (one set of Parquet files, one retention transaction).
@@ -64,7 +67,25 @@ class BackupReply(msgspec.Struct, omit_defaults=True):
     error: str | None = None
 
 
+class SwapRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """What ``pulse-bi rebuild`` sends: the rebuilt file to take in place of the live one."""
+
+    path: str
+
+
+class SwapReply(msgspec.Struct, omit_defaults=True):
+    """The swap done (the old file's new name, how long ingest paused), or why not."""
+
+    swapped: str | None = None
+    previous_file: str | None = None
+    last_sequence: int | None = None
+    caught_up: int = 0
+    pause_seconds: float | None = None
+    error: str | None = None
+
+
 _decode_request = msgspec.json.Decoder(BackupRequest).decode
+_decode_swap = msgspec.json.Decoder(SwapRequest).decode
 
 
 def bad_dest(dest: str) -> str | None:
@@ -102,6 +123,8 @@ class Lifecycle:
         self.stream_max_age = 0.0
         self.compactions = 0
         self.archive_bytes = 0
+        #: True while the live file is being swapped for a rebuilt one.
+        self.swapping = False
 
     # -- start and stop ------------------------------------------------------------
 
@@ -131,6 +154,21 @@ class Lifecycle:
                 name="backup",
                 subject=BACKUP_SUBJECT,
                 handler=self._backup_handler,
+                queue_group=QUERY_QUEUE_GROUP,
+            )
+        )
+        await self._service.add_endpoint(
+            EndpointConfig(
+                name="swap",
+                subject=f"{SWAP_SUBJECT}.{self._service.id}",
+                handler=self._swap_handler,
+            )
+        )
+        await self._service.add_endpoint(
+            EndpointConfig(
+                name="swap-any",
+                subject=SWAP_SUBJECT,
+                handler=self._swap_handler,
                 queue_group=QUERY_QUEUE_GROUP,
             )
         )
@@ -246,6 +284,141 @@ class Lifecycle:
             if self.last_backup_error:
                 await asyncio.sleep(min(interval, 300.0))
 
+    # -- swapping in a rebuilt file -----------------------------------------------------
+
+    async def _swap_handler(self, request: Request) -> None:
+        task = asyncio.create_task(self._answer_swap(request))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer_swap(self, request: Request) -> None:
+        try:
+            try:
+                asked = _decode_swap(request.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                reply = SwapReply(error=f"bad request: {exc}")
+            else:
+                try:
+                    reply = await self.swap(Path(asked.path))
+                except Exception as exc:
+                    reply = SwapReply(error=faults.describe(exc))
+            await request.respond(_encode(reply))
+        except Exception:
+            log.warning("could not answer a swap request", exc_info=True)
+
+    async def swap(self, incoming: Path) -> SwapReply:
+        """Take the rebuilt file ``incoming`` in place of the live one, between two batches.
+
+        Ingest stops (its last batch commits), the rebuilt file catches up from the stream
+        to the live file's sequence, both are checkpointed and closed, the live file is
+        moved aside to ``.replaced-<time>`` and the rebuilt one renamed in, opened, and
+        ingest resumes: the version never goes back. Reads are answered by the old file
+        until the new one is open.
+        """
+        if str(incoming).strip() == "" or "\x00" in str(incoming):
+            raise backup.BackupError("path is empty or holds a NUL character")
+        incoming = incoming.absolute()
+        live = self.settings.duckdb_path.absolute()
+        if incoming == live or not incoming.is_file():
+            raise backup.BackupError(f"{incoming} is not a rebuilt DuckDB file beside the live one")
+        if self.swapping or self._backup_lock.locked():
+            raise backup.BackupError("a swap or a backup is under way; try again when it ends")
+        async with self._archive_lock, self._backup_lock:
+            return await self._swap(incoming, live)
+
+    async def _swap(self, incoming: Path, live: Path) -> SwapReply:
+        m = self.m
+        old, ingestor = m.store, m.ingestor
+        if old is None or ingestor is None:
+            raise backup.BackupError("ingest is not running")
+        candidate = await asyncio.to_thread(Store.open, incoming)
+        try:
+            kept = candidate.read(continuity.load_identity)
+            ours = old.read(continuity.load_identity)
+            if kept is not None and ours is not None and kept.created != ours.created:
+                raise backup.BackupError(
+                    f"{incoming} was built from another stream (created {kept.created}, "
+                    f"the live file's {ours.created})"
+                )
+            if candidate.last_sequence() > old.last_sequence():
+                raise backup.BackupError(f"{incoming} is ahead of the live file")
+        except BaseException:
+            await asyncio.to_thread(candidate.close)
+            raise
+        self.swapping = True
+        paused = time.perf_counter()
+        try:
+            await ingestor.stop()
+            target = old.last_sequence()
+            try:
+                caught_up = await self._catch_up(candidate, target)
+                await asyncio.to_thread(candidate.checkpoint, force=True)
+            finally:
+                await asyncio.to_thread(candidate.close)
+            await asyncio.to_thread(old.checkpoint, force=True)
+            await asyncio.to_thread(old.close)
+            aside = backup.swap_in(incoming, live, "replaced")
+            store = await asyncio.to_thread(m._open_store)
+            store.stream_last_sequence = old.stream_last_sequence
+            m.store = store
+            if m.service is not None:
+                m.service.use_store(store)
+            self.archive_horizon = store.read(archive.horizon)
+            self._install_reader()
+            m.ingestor = m.new_ingestor()
+            await m.ingestor.start()
+        except BaseException:
+            await self._resume_after_failed_swap(old)
+            raise
+        finally:
+            self.swapping = False
+        pause = time.perf_counter() - paused
+        log.warning(
+            "rebuilt file swapped in at sequence %d (%d caught up, ingest paused %.2f s); "
+            "the old file is %s",
+            target,
+            caught_up,
+            pause,
+            aside,
+        )
+        return SwapReply(
+            swapped=str(live),
+            previous_file=str(aside) if aside else None,
+            last_sequence=target,
+            caught_up=caught_up,
+            pause_seconds=round(pause, 3),
+        )
+
+    async def _catch_up(self, candidate: Store, target: int) -> int:
+        candidate.archive = archive.ArchiveReader(
+            self.settings.archive_path, candidate.read(archive.horizon)
+        )
+        applied = 0
+        js = self._jetstream()
+        async for chunk in replay.stream_messages(js, candidate.last_sequence() + 1, target):
+            await asyncio.to_thread(candidate.apply_batch, chunk)
+            applied += len(chunk)
+        if candidate.last_sequence() < target:
+            raise archive.ArchiveError(
+                f"the rebuilt file reaches sequence {candidate.last_sequence()}, the stream "
+                f"no longer holds what is between it and {target}"
+            )
+        return applied
+
+    async def _resume_after_failed_swap(self, old: Store) -> None:
+        """Go on with the live file as it was (opened again when it was closed)."""
+        m = self.m
+        try:
+            old.read(lambda cur: cur.execute("SELECT 1").fetchall())
+            store = old
+        except Exception:
+            store = await asyncio.to_thread(m._open_store)
+            if m.service is not None:
+                m.service.use_store(store)
+        m.store = store
+        m.ingestor = m.new_ingestor()
+        await m.ingestor.start()
+
     # -- archive and retention ---------------------------------------------------------
 
     def _jetstream(self) -> JetStreamContext:
@@ -283,7 +456,7 @@ class Lifecycle:
         # A run finished before a crash, not retired yet: retire it, do not write it again.
         for run in archive.runs(root):
             if run.last > horizon:
-                await self._retire(run.last)
+                await self.retire(run.last)
                 horizon = run.last
         cutoff = now - timedelta(days=self.settings.archive_after_days)
         js = self._jetstream()
@@ -312,7 +485,7 @@ class Lifecycle:
             if not taken:
                 break
             run, written = await asyncio.to_thread(archive.write_run, root, taken)
-            await self._retire(run.last)
+            await self.retire(run.last)
             horizon = run.last
             archived += len(taken)
             log.info(
@@ -325,11 +498,11 @@ class Lifecycle:
             if reached_cutoff or len(taken) < ARCHIVE_RUN:
                 break
         if archived:
-            await self._compact()
+            await self.compact()
             self.archive_bytes = await asyncio.to_thread(archive.size_bytes, root)
         return archived
 
-    async def _retire(self, upto: int) -> None:
+    async def retire(self, upto: int) -> None:
         store, ingestor = self.m.store, self.m.ingestor
         assert store is not None and ingestor is not None
         deleted = await ingestor.between_batches(lambda: archive.retire(store.conn, upto))
@@ -340,7 +513,7 @@ class Lifecycle:
         store.archive.horizon = upto
         log.info("raw rows up to sequence %d left DuckDB (%d rows)", upto, deleted)
 
-    async def _compact(self) -> None:
+    async def compact(self) -> None:
         """Checkpoint after retention: DuckDB frees the deleted rows' blocks and reuses
         them, so the file stops growing (docs/OPERATIONS.md, "Archive and retention")."""
         store, ingestor = self.m.store, self.m.ingestor

@@ -349,7 +349,8 @@ async def _jetstream(url: str) -> tuple[Any, Any]:
     "--swap/--no-swap",
     default=True,
     help="Put the new file in place of DUCKDB_PATH when done (the old one is kept "
-    "beside it as .replaced-<time>). Needs the materializer stopped for the swap.",
+    "beside it as .replaced-<time>): the running materializer does it between two "
+    "batches, or, when none runs, this command.",
 )
 def rebuild_command(output: Path | None, swap: bool) -> None:
     """Build a new DuckDB file from the Parquet archive followed by the stream's tail.
@@ -357,7 +358,8 @@ def rebuild_command(output: Path | None, swap: bool) -> None:
     Runs while the materializer keeps serving the old file. The new file applies every
     archived message and then the stream up to its last sequence, through the same code
     as live ingest, and ends with the same aggregates. With --swap (the default) it
-    then replaces DUCKDB_PATH, once the materializer has been stopped.
+    then replaces DUCKDB_PATH: a running materializer catches the new file up to its
+    own sequence and swaps between two batches; a stopped one's file is swapped here.
     """
     settings = _settings()
     target = output or settings.duckdb_path.with_name(settings.duckdb_path.name + ".rebuilt")
@@ -368,11 +370,50 @@ def rebuild_command(output: Path | None, swap: bool) -> None:
         result = asyncio.run(_rebuild(settings, target))
         click.echo(json.dumps(result))
         if swap:
+            answered = asyncio.run(_ask_swap(settings.nats_url, target))
+            if answered is not None:
+                if answered.error:
+                    _fail(f"the materializer did not swap the files: {answered.error}")
+                click.echo(
+                    f"swapped: {answered.swapped} at sequence {answered.last_sequence} "
+                    f"({answered.caught_up} events caught up, ingest paused "
+                    f"{answered.pause_seconds:.2f} s); previous file: {answered.previous_file}"
+                )
+                return
             _refuse_if_in_use(settings.duckdb_path)
             from materializer import backup
 
             aside = backup.swap_in(target, settings.duckdb_path.absolute(), "replaced")
             click.echo(f"swapped: {settings.duckdb_path} (previous file: {aside})")
+
+
+async def _ask_swap(url: str, target: Path) -> Any:
+    """The running materializer's ``SwapReply``, or None when none answers."""
+    import msgspec
+    import nats
+    from nats.errors import NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from materializer.lifecycle import SWAP_SUBJECT, SwapReply, SwapRequest
+
+    try:
+        nc = await nats.connect(
+            url.split(","), connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        )
+    except Exception:
+        return None
+    try:
+        payload = msgspec.json.encode(SwapRequest(path=str(target)))
+        try:
+            msg = await nc.request(SWAP_SUBJECT, payload, timeout=BACKUP_TIMEOUT)
+        except NoRespondersError:
+            return None
+        except NatsTimeout:
+            _fail("the materializer did not answer the swap within 600 s")
+        return msgspec.json.decode(msg.data, type=SwapReply)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 async def _rebuild(settings: Any, target: Path) -> dict[str, Any]:

@@ -59,6 +59,22 @@ class Pipeline:
     gap_count: BigInt = strawberry.field(description="Gaps recorded since the file was built.")
     events_missing: BigInt = strawberry.field(description="Events lost in all recorded gaps.")
     gaps: list[StreamGap] = strawberry.field(description="The latest 100 gaps, newest first.")
+    last_backup_at: dt.datetime | None = strawberry.field(
+        default=None, description="When the newest backup was taken (none: null)."
+    )
+    last_backup_sequence: BigInt | None = strawberry.field(
+        default=None, description="Last stream sequence the newest backup holds."
+    )
+    archive_horizon: BigInt = strawberry.field(
+        default=0,
+        description="Raw events up to this sequence are in the Parquet archive only.",
+    )
+    file_bytes: BigInt | None = strawberry.field(
+        default=None, description="Size of the DuckDB file and its WAL."
+    )
+    disk_free_bytes: BigInt | None = strawberry.field(
+        default=None, description="Free space on the DuckDB file's volume."
+    )
 
 
 async def pipeline(context: Context) -> Pipeline:
@@ -88,6 +104,11 @@ async def pipeline(context: Context) -> Pipeline:
             )
             for gap in data.get("gaps", [])
         ],
+        last_backup_at=maybe_timestamp(data.get("last_backup_at")),
+        last_backup_sequence=data.get("last_backup_sequence"),
+        archive_horizon=data.get("archive_horizon", 0),
+        file_bytes=data.get("file_bytes"),
+        disk_free_bytes=data.get("disk_free_bytes"),
     )
 
 

@@ -22,7 +22,8 @@ from pulse_bi.natsserver import LocalNatsServer, free_port
 from tests.materializer.lifecycle_kit import assert_same, cli, contents, prefill, reference
 from tests.materializer.test_recovery import applied_sequence, spawn_materializer
 
-pytestmark = pytest.mark.slow
+# Several processes and replays each: more than the default 120 s on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def settings_for(server: LocalNatsServer, tmp_path: Path, **changes: object) -> Settings:
