@@ -246,6 +246,14 @@ def _iso(value: object) -> str:
     return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
 
 
+def read_manifest(path: Path) -> Manifest:
+    """The manifest of a finished backup, not verified (for reporting the newest one)."""
+    try:
+        return _decode_manifest((path / MANIFEST_FILE).read_bytes())
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BackupError(f"{path}: no readable {MANIFEST_FILE}: {exc}") from None
+
+
 def verify(path: Path) -> Backup:
     """Check a backup directory (manifest, size, checksum, schema version, readable, the
     figures it claims) and return it; ``BackupError`` says what is wrong."""

@@ -117,17 +117,13 @@ def backup_command(dest: Path | None, offline: bool, timeout: float) -> None:
 async def _ask_backup(url: str, root: Path, timeout: float) -> Any:
     """The materializer's ``BackupReply``, or None when none answers (or NATS is down)."""
     import msgspec
-    import nats
     from nats.errors import NoRespondersError
     from nats.errors import TimeoutError as NatsTimeout
 
     from materializer.lifecycle import BACKUP_SUBJECT, BackupReply, BackupRequest
 
-    try:
-        nc = await nats.connect(
-            url.split(","), connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
-        )
-    except Exception:
+    nc = await _connect(url)
+    if nc is None:
         return None
     try:
         payload = msgspec.json.encode(BackupRequest(dest=str(root)))
@@ -326,15 +322,33 @@ async def _keep_identity(store: Any, js: Any) -> None:
         continuity.save_identity(store.conn, continuity.identity_of(info))
 
 
-async def _jetstream(url: str) -> tuple[Any, Any]:
+async def _connect(url: str, timeout: float = 5.0) -> Any:
+    """A NATS connection, or None when the server cannot be reached within ``timeout``
+    (nats-py would otherwise retry the first connect forever)."""
     import nats
 
+    async def quiet(error: Exception) -> None:
+        """Connection errors are reported once, by the caller."""
+
     try:
-        nc = await nats.connect(
-            url.split(","), connect_timeout=5, max_reconnect_attempts=3, reconnect_time_wait=1
+        return await asyncio.wait_for(
+            nats.connect(
+                url.split(","),
+                connect_timeout=2,
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+                error_cb=quiet,
+            ),
+            timeout,
         )
-    except Exception as exc:
-        _fail(f"cannot reach NATS at {url} to read the stream: {exc}")
+    except Exception:
+        return None
+
+
+async def _jetstream(url: str) -> tuple[Any, Any]:
+    nc = await _connect(url)
+    if nc is None:
+        _fail(f"cannot reach NATS at {url} to read the stream")
     return nc, nc.jetstream()
 
 
@@ -390,17 +404,13 @@ def rebuild_command(output: Path | None, swap: bool) -> None:
 async def _ask_swap(url: str, target: Path) -> Any:
     """The running materializer's ``SwapReply``, or None when none answers."""
     import msgspec
-    import nats
     from nats.errors import NoRespondersError
     from nats.errors import TimeoutError as NatsTimeout
 
     from materializer.lifecycle import SWAP_SUBJECT, SwapReply, SwapRequest
 
-    try:
-        nc = await nats.connect(
-            url.split(","), connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
-        )
-    except Exception:
+    nc = await _connect(url)
+    if nc is None:
         return None
     try:
         payload = msgspec.json.encode(SwapRequest(path=str(target)))
