@@ -164,54 +164,68 @@ async def bench_year(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         await ensure_stream(js)
         start = datetime(2025, 1, 1, tzinfo=UTC)
         root = tmp / "archive"
-        settings = Settings(
+        kept = Settings(
             nats_url=server.url,
             duckdb_path=tmp / "kept.duckdb",
             archive_path=root,
             archive_after_days=after,
             archive_interval=1e9,
+            checkpoint_interval=0,
             http_port=0,
         )
-        whole = Settings(nats_url=server.url, duckdb_path=tmp / "whole.duckdb", http_port=0)
+        # The same events kept whole, checkpointed as often: the file without the archive.
+        whole = replace(kept, duckdb_path=tmp / "whole.duckdb", archive_after_days=0)
         day_first: list[int] = []
-        # The whole year first, kept in full: the stream as it would be without max_age.
-        for day in range(365):
-            scenario = generate(
-                1000 + day,
-                per_day,
-                start=start + timedelta(days=day),
-                end=start + timedelta(days=day + 1),
-            )
-            info = await js.stream_info(STREAM_NAME)
-            day_first.append(int(info.state.last_seq) + 1)
-            await publish(nc, scenario.messages, ack_every=16)
-        last = int((await js.stream_info(STREAM_NAME)).state.last_seq)
-        async with Materializer(whole) as running:
-            await running.wait_for_sequence(last, timeout=7200)
-        without = {
-            "duckdb_mb": du(whole.duckdb_path) / 1e6,
-            "stream_mb": du(tmp / "js") / 1e6,
-        }
-        # Day by day with the archive: "now" is the end of simulated day d; the archive
-        # takes what the stream received on days older than ARCHIVE_AFTER_DAYS.
-        async with Materializer(settings) as running:
-            assert running.lifecycle is not None and running.store is not None
+        purged = 0
+        trajectory = []
+        async with Materializer(whole) as plain, Materializer(kept) as running:
             for day in range(365):
-                upto = day_first[day + 1] - 1 if day + 1 < 365 else last
-                await running.wait_for_sequence(upto, timeout=3600)
+                scenario = generate(
+                    1000 + day,
+                    per_day,
+                    start=start + timedelta(days=day),
+                    end=start + timedelta(days=day + 1),
+                )
+                info = await js.stream_info(STREAM_NAME)
+                day_first.append(int(info.state.last_seq) + 1)
+                await publish(nc, scenario.messages, ack_every=16)
+                last = int((await js.stream_info(STREAM_NAME)).state.last_seq)
+                await plain.wait_for_sequence(last, timeout=3600)
+                await running.wait_for_sequence(last, timeout=3600)
+                # One checkpoint per simulated day in both files (CHECKPOINT_INTERVAL).
+                for materializer in (plain, running):
+                    store, ingestor = materializer.store, materializer.ingestor
+                    assert store is not None and ingestor is not None
+                    await ingestor.between_batches(lambda s=store: s.checkpoint(force=True))
                 old_day = day - int(after)
                 if old_day >= 0:
                     await _archive_through(running, day_first, old_day, last)
                 gone_day = day - int(max_age)
                 if gone_day >= 0:
                     # The stream's max_age, compressed: drop the days older than it.
-                    keep_from = day_first[gone_day + 1]
-                    await js.purge_stream(STREAM_NAME, seq=keep_from)
-        with_archive = {
-            "duckdb_mb": du(settings.duckdb_path) / 1e6,
-            "archive_mb": du(root) / 1e6,
-            "stream_mb": du(tmp / "js") / 1e6,
+                    before = int((await js.stream_info(STREAM_NAME)).state.bytes)
+                    await js.purge_stream(STREAM_NAME, seq=day_first[gone_day + 1])
+                    purged += before - int((await js.stream_info(STREAM_NAME)).state.bytes)
+                if (day + 1) % 73 == 0:
+                    trajectory.append(
+                        {
+                            "day": day + 1,
+                            "whole_duckdb_mb": round(du(whole.duckdb_path) / 1e6, 1),
+                            "kept_duckdb_mb": round(du(kept.duckdb_path) / 1e6, 1),
+                            "archive_mb": round(du(root) / 1e6, 1),
+                        }
+                    )
+        stream_bytes = int((await js.stream_info(STREAM_NAME)).state.bytes)
+        without = {
+            "duckdb_mb": du(whole.duckdb_path) / 1e6,
+            "stream_mb": (stream_bytes + purged) / 1e6,
         }
+        with_archive = {
+            "duckdb_mb": du(kept.duckdb_path) / 1e6,
+            "archive_mb": du(root) / 1e6,
+            "stream_mb": stream_bytes / 1e6,
+        }
+        files = len(list(root.glob("type=*/day=*/*.parquet")))
         await nc.drain()
     finally:
         server.stop()
@@ -221,11 +235,13 @@ async def bench_year(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "events": last,
         "events_per_simulated_day": per_day,
         "scale": args.scale,
+        "archive_files": files,
         "without_archive_mb": {k: round(v, 1) for k, v in without.items()},
         "without_total_mb": round(total_without, 1),
         "with_archive_mb": {k: round(v, 1) for k, v in with_archive.items()},
         "with_total_mb": round(total_with, 1),
         "ratio": round(total_with / total_without, 3),
+        "trajectory": trajectory,
     }
 
 

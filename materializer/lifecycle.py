@@ -97,8 +97,11 @@ def bad_dest(dest: str) -> str | None:
     if "\x00" in dest:
         return "dest contains a NUL character"
     path = Path(dest)
-    if path.exists() and not path.is_dir():
-        return f"{dest} exists and is not a directory"
+    try:
+        if path.exists() and not path.is_dir():
+            return f"{dest} exists and is not a directory"
+    except (OSError, ValueError) as exc:  # a name too long for the file system
+        return f"dest cannot be used: {exc}"
     return None
 
 
