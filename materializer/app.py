@@ -338,6 +338,14 @@ class Materializer:
         )
         await self._publish(notice)
 
+    async def announce_pipeline(self) -> None:
+        """A change notice for ``pipeline`` alone, at the same version: a backup, an
+        archive run or a file swap changed what it shows without a new batch."""
+        version = self._notice_version
+        notice = ChangeNotice(version=version, aggregates=["pipeline"], previous_version=version)
+        with contextlib.suppress(Exception):  # NATS away: the next batch refreshes it
+            await self._publish(notice)
+
     async def _publish(self, notice: ChangeNotice) -> None:
         if self.nc is None or self.nc.is_closed:
             return

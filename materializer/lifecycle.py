@@ -260,6 +260,7 @@ class Lifecycle:
                 raise
             self.last_backup, self.last_backup_error = taken, None
             self._gauge_backup()
+            await self.m.announce_pipeline()
             log.info(
                 "backup %s: sequence %d, %d bytes in %.1f s",
                 taken.path,
@@ -376,6 +377,7 @@ class Lifecycle:
             raise
         finally:
             self.swapping = False
+        await m.announce_pipeline()
         pause = time.perf_counter() - paused
         log.warning(
             "rebuilt file swapped in at sequence %d (%d caught up, ingest paused %.2f s); "
@@ -502,6 +504,7 @@ class Lifecycle:
             if reached_cutoff or len(taken) < ARCHIVE_RUN:
                 break
         if archived:
+            await self.m.announce_pipeline()
             await self.compact()
             self.archive_bytes = await asyncio.to_thread(archive.size_bytes, root)
         return archived
@@ -533,7 +536,10 @@ class Lifecycle:
     async def _watch_retention(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # NATS away: the health says so already
-                self.retention_problem = await self.check_retention()
+                problem = await self.check_retention()
+                if problem != self.retention_problem:
+                    self.retention_problem = problem
+                    await self.m.announce_pipeline()  # status and reason changed
             await asyncio.sleep(RETENTION_CHECK_INTERVAL)
 
     async def check_retention(self, now: datetime | None = None) -> str | None:
