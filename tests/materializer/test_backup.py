@@ -270,3 +270,30 @@ def test_keep_n_daily_and_m_weekly(tmp_path: Path) -> None:
     ]
     assert backup.to_keep(edges, daily=1, weekly=1) == {tmp_path / "new"}
     assert backup.to_keep(edges, daily=2, weekly=0) == {tmp_path / "new", tmp_path / "old"}
+
+
+async def test_scheduled_backups_keep_the_newest_of_each_day_and_week(
+    nats_server: LocalNatsServer, tmp_path: Path
+) -> None:
+    last = await prefill(nats_server.url, 500, seed=7)
+    settings = settings_for(
+        nats_server, tmp_path, backup_interval=1.2, backup_keep_daily=1, backup_keep_weekly=1
+    )
+    taken: set[Path] = set()
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=60)
+        assert running.lifecycle is not None
+        async with asyncio.timeout(60):
+            # Pruning follows each backup: wait for the third and its pruning.
+            while len(taken) < 3 or len(backup.list_backups(settings.backup_path)) != 1:
+                if running.lifecycle.last_backup is not None:
+                    taken.add(running.lifecycle.last_backup.path)
+                await asyncio.sleep(0.05)
+        stats = running.stats()
+        assert running.health()[0] == "ok"
+    kept = backup.list_backups(settings.backup_path)
+    # All taken today, in this ISO week: only the newest is left.
+    assert len(kept) == 1 and kept[0][1] in taken
+    assert backup.verify(kept[0][1]).manifest.last_sequence == last
+    assert stats["last_backup_sequence"] == last
+    assert stats["last_backup_error"] is None
