@@ -151,16 +151,24 @@ def _parse_time(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _refuse_if_in_use(path: Path) -> None:
-    """Refuse to replace a file a process (the materializer) holds open."""
+def _refuse_if_in_use(path: Path) -> Any:
+    """Refuse to replace a file a process (the materializer) holds open.
+
+    Returns a read-only connection to it (or None): its shared lock keeps a
+    materializer from opening the file until the caller closes it, just before the swap.
+    """
     import duckdb
 
     from materializer import db
 
     if not path.exists():
-        return
+        return None
     try:
-        conn = duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(
+            str(path),
+            read_only=True,
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+        )
     except duckdb.Error as exc:
         error = db.file_error(path, exc)
         if isinstance(error, db.DatabaseLocked):
@@ -168,8 +176,7 @@ def _refuse_if_in_use(path: Path) -> None:
                 f"refusing to restore onto {path}: it is in use ({error}). Stop the "
                 "materializer first; a running one keeps serving its own file"
             )
-        return  # a corrupt file is what a restore is for
-    conn.close()
+        return None  # a corrupt file is what a restore is for
 
 
 @click.command("restore")
@@ -212,7 +219,7 @@ def restore_command(
         raise click.UsageError("give a BACKUP, or --to-sequence/--to-time to replay from empty")
     target = (output or settings.duckdb_path).absolute()
     with _domain_errors():
-        _refuse_if_in_use(target)
+        held = _refuse_if_in_use(target)
         verified = None
         if backup is not None:
             verified = backups.verify(backup)
@@ -227,6 +234,7 @@ def restore_command(
                 settings,
                 verified,
                 target,
+                held,
                 to_sequence,
                 until_time,
                 replay_stream=bool(to_sequence is not None or until_time is not None),
@@ -239,6 +247,7 @@ async def _restore(
     settings: Any,
     verified: Any,
     target: Path,
+    held: Any,
     to_sequence: int | None,
     until_time: datetime | None,
     *,
@@ -273,6 +282,8 @@ async def _restore(
         last = store.last_sequence()
     finally:
         store.close()
+    if held is not None:
+        held.close()
     aside = backup.swap_in(incoming, target, "before-restore")
     return {
         "restored": str(target),
@@ -394,7 +405,9 @@ def rebuild_command(output: Path | None, swap: bool) -> None:
                     f"{answered.pause_seconds:.2f} s); previous file: {answered.previous_file}"
                 )
                 return
-            _refuse_if_in_use(settings.duckdb_path)
+            held = _refuse_if_in_use(settings.duckdb_path)
+            if held is not None:
+                held.close()
             from materializer import backup
 
             aside = backup.swap_in(target, settings.duckdb_path.absolute(), "replaced")

@@ -134,6 +134,17 @@ async def test_offline_backup_of_a_stopped_file_and_refused_while_the_file_is_he
     verified = backup.verify(found[1])
     assert verified.manifest.last_sequence == last
     assert_same(contents(verified.database), contents(settings.duckdb_path))
+    # Restored over the stopped file: the old one (and its WAL) is kept aside.
+    before = contents(settings.duckdb_path)
+    restored = cli(
+        "restore",
+        str(found[1]),
+        env={"DUCKDB_PATH": str(settings.duckdb_path), "NATS_URL": nats_server.url},
+    )
+    assert restored.returncode == 0, restored.stderr
+    (aside,) = tmp_path.glob("live.duckdb.before-restore-*")
+    assert_same(contents(aside), before)
+    assert_same(contents(settings.duckdb_path), before)
 
 
 async def test_kill_9_during_a_backup_leaves_the_live_file_intact_and_no_valid_looking_backup(
