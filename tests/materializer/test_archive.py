@@ -4,12 +4,19 @@ and rebuild: every path ends with the aggregates a plain replay of the stream gi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import nats
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +24,7 @@ import pytest
 from materializer import archive, backup, replay
 from materializer.app import Materializer
 from materializer.settings import Settings, SettingsError
-from pulse_bi.natsserver import LocalNatsServer
+from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.streams import ensure_stream, stream_config
 from tests.conftest import cloud_event, publish_events
 from tests.materializer.lifecycle_kit import assert_same, cli, contents, prefill, reference
@@ -327,3 +334,59 @@ async def test_the_archive_refuses_to_retire_rows_the_stream_no_longer_holds(
     assert raw_rows(settings.duckdb_path) == 6  # three orders and their lines, kept
     assert archive.runs(settings.archive_path) == []
     await nc.drain()
+
+
+async def test_kill_9_while_archiving_then_restart_ends_like_a_plain_replay(
+    nats_server: LocalNatsServer, tmp_path: Path
+) -> None:
+    last = await prefill(nats_server.url, 30_000, seed=31)
+    live = tmp_path / "live.duckdb"
+    root = tmp_path / "archive"
+    port = free_port()
+    env = {
+        "NATS_URL": nats_server.url,
+        "DUCKDB_PATH": str(live),
+        "ARCHIVE_PATH": str(root),
+        # Everything applied is old enough; a run every second.
+        "ARCHIVE_AFTER_DAYS": "0.000000001",
+        "ARCHIVE_INTERVAL": "1",
+        "BATCH_MAX_EVENTS": "2000",
+        "MATERIALIZER_HTTP_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    for _ in range(2):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pulse_bi", "materializer"], env={**os.environ, **env}
+        )
+        try:
+            async with asyncio.timeout(120):
+                # Killed as soon as an archive run has started writing Parquet.
+                seen = len(list(root.glob("type=*/day=*/*"))) if root.exists() else 0
+                while not root.exists() or len(list(root.glob("type=*/day=*/*"))) <= seen:
+                    await asyncio.sleep(0.005)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulse_bi", "materializer"], env={**os.environ, **env}
+    )
+    try:
+        async with asyncio.timeout(180), httpx.AsyncClient() as http:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    stats = (await http.get(f"http://127.0.0.1:{port}/stats")).json()
+                    if stats["last_sequence"] == last and stats["archive_horizon"] == last:
+                        break
+                await asyncio.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert raw_rows(live) == 0
+    plain = await reference(nats_server.url, tmp_path / "plain.duckdb")
+    assert_same(contents(live, raw=False), contents(plain, raw=False))
+    # Every message archived once: the runs cover 1..last without overlap.
+    covered = [(r.first, r.last) for r in archive.runs(root)]
+    assert covered[0][0] == 1 and covered[-1][1] == last
+    assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(covered))
+    archived = sum(len(chunk) for chunk in archive.messages(root))
+    assert archived == last
