@@ -221,7 +221,7 @@ def compare(path: Path, expected: dict[str, Any]) -> list[str]:
             "low_stock": query_all(store, "low_stock", {}),
             "ar_aging": query_all(store, "ar_aging", as_of),
             "overdue_invoices": query_all(store, "overdue_invoices", as_of),
-            "top_products": store.query("top_products", {**ALL_TIME, "limit": 10}).data,
+            "top_products": store.query("top_products", {**ALL_TIME, "limit": 10}).wire,
         }
     finally:
         store.close()

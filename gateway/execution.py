@@ -36,7 +36,8 @@ from gateway.errors import format_graphql_error
 from gateway.limits import FLOOR, Measure, Measurer, list_field_sizes
 from gateway.schema import Context, schema
 from gateway.settings import Settings
-from gateway.versions import FIELD_QUERIES, QUERY_DEPENDENCIES
+from gateway.versions import TRACKED
+from pulse_bi.contract import BY_FIELD
 
 #: Encodes results: Decimal money as JSON numbers, exactly as stored.
 encoder = msgspec.json.Encoder(decimal_format="number")
@@ -90,6 +91,16 @@ class Prepared:
         if name is None:
             return next(iter(self.kinds.values())) if len(self.kinds) == 1 else None
         return self.kinds.get(name)
+
+
+def field_reads(field: str) -> tuple[str, ...]:
+    """The topics a root field reads: none for introspection (the schema is fixed), every
+    topic for a field the registry does not know, so its cached responses go stale with
+    any change (fails closed)."""
+    if field.startswith("__"):
+        return ()
+    spec = BY_FIELD.get(field)
+    return TRACKED if spec is None else spec.reads
 
 
 def _error(message: str, code: str = "GRAPHQL_VALIDATION_FAILED") -> dict[str, Any]:
@@ -165,13 +176,7 @@ class Executor:
             if not isinstance(definition, OperationDefinitionNode):
                 continue
             roots = list(_root_fields(definition.selection_set, fragments))
-            deps = sorted(
-                {
-                    d
-                    for f in roots
-                    for d in QUERY_DEPENDENCIES.get(FIELD_QUERIES.get(f.name.value, ""), ())
-                }
-            )
+            deps = sorted({d for f in roots for d in field_reads(f.name.value)})
             operation = Operation(
                 definition,
                 definition.operation,

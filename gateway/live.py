@@ -29,19 +29,18 @@ from gateway.schema import Context
 from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions, relevant
-from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_decoder
+from pulse_bi.contract import CHANGES_SUBJECT, QUERIES, ChangeNotice, notice_decoder
 
 log = logging.getLogger("gateway.live")
 
 _id_encoder = msgspec.json.Encoder()
 
-#: Root fields with arguments that default to the current time, and those arguments.
+#: Root fields with arguments that default to the current time, and those arguments
+#: (``QuerySpec.clock``).
 _CLOCK_FIELDS: dict[str, tuple[str, ...]] = {
-    "salesByHour": ("from", "to"),
-    "salesSummary": ("from", "to"),
-    "topProducts": ("from", "to"),
-    "arAging": ("asOf",),
-    "overdueInvoices": ("asOf",),
+    spec.field: tuple(spec.graphql_arg(param) for param in spec.clock)
+    for spec in QUERIES
+    if spec.clock
 }
 
 

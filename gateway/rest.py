@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -16,24 +15,11 @@ from gateway.errors import BadRequest, GatewayError, InvalidToken, Unauthorized,
 from gateway.execution import encoder
 from gateway.limits import check_text_params
 from gateway.scalars import UTC
+from pulse_bi.contract import to_wire
+from pulse_bi.contract.registry import PipelineRow
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
-
-#: Row fields that hold money: sent as JSON numbers, exact, like the GraphQL Money scalar.
-_MONEY = frozenset(
-    [
-        "gross_revenue",
-        "cancelled_revenue",
-        "net_revenue",
-        "average_order_value",
-        "revenue",
-        "amount",
-        "paid",
-        "balance",
-    ]
-)
-
 
 _INTEGER = re.compile(r"-?[0-9]+")
 
@@ -42,13 +28,10 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(encoder.encode(body), status, media_type="application/json")
 
 
-def _numbers(rows: Any) -> Any:
-    if not isinstance(rows, list):
-        return rows
-    return [
-        {k: Decimal(v) if k in _MONEY and isinstance(v, str) else v for k, v in row.items()}
-        for row in rows
-    ]
+def _rows(data: Any) -> Any:
+    """Typed rows as REST sends them: money as exact JSON numbers (like the GraphQL Money
+    scalar), times as ISO-8601 with ``+00:00``, dates as ``YYYY-MM-DD`` (docs/API.md)."""
+    return to_wire(data, exact_numbers=True)
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -75,7 +58,7 @@ async def _named(request: Request, name: str, params: dict[str, Any]) -> Respons
         body = gateway_error_body(exc)
         body["execution_time_ms"] = _ms(started)
         return _json(body, exc.status)
-    rows = _numbers(result.data)
+    rows = _rows(result.data)
     return _json(
         {
             "query": name,
@@ -156,10 +139,11 @@ async def health(request: Request) -> Response:
     }
     # The materializer answers but reports a problem (lost events, a fault, a replaced
     # stream): the gateway still serves what it has, so 200 with the materializer's reason.
-    upstream_status = reply.data.get("status") if isinstance(reply.data, dict) else None
-    if upstream_status in ("degraded", "unavailable"):
+    state = reply.data if isinstance(reply.data, PipelineRow) else None
+    upstream_status = state.status if state is not None else None
+    if state is not None and upstream_status in ("degraded", "unavailable"):
         body["status"] = "degraded"
-        body["reason"] = f"materializer {upstream_status}: {reply.data.get('reason')}"
+        body["reason"] = f"materializer {upstream_status}: {state.reason}"
         checks["materializer_status"] = upstream_status
     return _json(body)
 

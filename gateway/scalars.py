@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from typing import Any, NewType
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+
+from pulse_bi.contract import BigInt, Money
 
 UTC = dt.UTC
 _CENT = Decimal("0.01")
@@ -28,10 +30,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: Room for every stored sum (DECIMAL(38,2)); the default context's 28 digits are not.
 _EXACT = Context(prec=80, rounding=ROUND_HALF_UP)
 
-#: Money in Python: an exact Decimal with two places.
-Money = NewType("Money", Decimal)
-#: Sequences, counters and sums of quantities that may pass 2^31.
-BigInt = NewType("BigInt", int)
+#: Money (an exact Decimal with two places) and BigInt (sequences, counters and sums of
+#: quantities that may pass 2^31) are the registry's types; SCALAR_MAP gives their scalars.
+__all__ = ["SCALAR_MAP", "UTC", "BigInt", "Money", "to_money"]
 
 
 def to_money(value: Any) -> Money:

@@ -19,8 +19,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from gateway.errors import BadUserInput, UpstreamError, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.versions import QUERY_DEPENDENCIES, Versions
-from pulse_bi.contract import QueryReply, query_subject, reply_decoder
+from gateway.versions import Versions, reads
+from pulse_bi.contract import QUERIES, QueryReply, query_subject, reply_decoder, to_wire
 
 log = logging.getLogger("gateway.upstream")
 
@@ -29,6 +29,12 @@ MAX_PAGES = 100
 PAGE_SIZE = 5000
 
 _params_encoder = msgspec.json.Encoder(order="sorted")
+#: Replies decoded into each query's typed rows (``QuerySpec.result``): a field the
+#: materializer renamed or dropped is an error here, not a silent null.
+_DECODERS: dict[str, msgspec.json.Decoder[QueryReply[Any]]] = {
+    spec.name: msgspec.json.Decoder(QueryReply[spec.result])  # type: ignore[name-defined]
+    for spec in QUERIES
+}
 
 
 class _NoReply(Exception):
@@ -144,10 +150,18 @@ class Upstream:
 
     # -- queries ----------------------------------------------------------------------
 
-    async def query(self, name: str, params: dict[str, Any]) -> Result:
-        """The result of one named query, from the cache when the data has not changed since."""
+    async def query(self, name: str, params: dict[str, Any] | msgspec.Struct) -> Result:
+        """The result of one named query, from the cache when the data has not changed since.
+
+        ``params`` is the query's parameter struct (``QuerySpec.params``) or, from REST,
+        the raw values the materializer checks.
+        """
+        if isinstance(params, msgspec.Struct):
+            params = to_wire(params)
+        assert isinstance(params, dict)
         params = {k: v for k, v in params.items() if v is not None}
-        version_key = self.versions.key(QUERY_DEPENDENCIES.get(name, ()))
+        topics = reads(name)
+        version_key = None if topics is None else self.versions.key(topics)
         if version_key is None:
             return await self._fetch(name, params)
         query = (name, _params_encoder.encode(params))
@@ -274,7 +288,7 @@ class Upstream:
         finally:
             self.metrics.upstream_seconds.observe(time.perf_counter() - started)
         try:
-            reply = reply_decoder.decode(msg.data)
+            reply = _DECODERS.get(name, reply_decoder).decode(msg.data)
         except msgspec.DecodeError as exc:
             self.metrics.upstream_errors.labels("bad_reply").inc()
             raise UpstreamError(f"the materializer sent an unreadable reply: {exc}") from None

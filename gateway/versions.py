@@ -14,50 +14,25 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pulse_bi.contract import ChangeNotice
+from pulse_bi.contract import BY_FIELD, BY_NAME, TOPICS, ChangeNotice, QuerySpec
 
-#: Aggregates plus the two catalog flags of a notice, as the gateway tracks them.
-TRACKED = ("sales", "stock", "receivables", "pipeline", "products", "customers")
+#: What the gateway keeps a generation of: the change topics of the notices.
+TRACKED = TOPICS
 
-#: Which tracked aggregates each named query reads.
-QUERY_DEPENDENCIES: Mapping[str, tuple[str, ...]] = {
-    "sales_by_hour": ("sales",),
-    "sales_summary": ("sales",),
-    "top_products": ("sales", "products"),
-    "stock_levels": ("stock", "products"),
-    "low_stock": ("stock", "products"),
-    "stock_movements": ("stock",),
-    "ar_aging": ("receivables", "customers"),
-    "overdue_invoices": ("receivables", "customers"),
-    "rejected_events": ("pipeline",),
-    "pipeline": ("pipeline",),
-}
 
-#: GraphQL root field -> named query it reads.
-FIELD_QUERIES: Mapping[str, str] = {
-    "salesByHour": "sales_by_hour",
-    "salesSummary": "sales_summary",
-    "topProducts": "top_products",
-    "stockLevels": "stock_levels",
-    "lowStock": "low_stock",
-    "stockMovements": "stock_movements",
-    "arAging": "ar_aging",
-    "overdueInvoices": "overdue_invoices",
-    "rejectedEvents": "rejected_events",
-    "pipeline": "pipeline",
-}
+def reads(name: str) -> tuple[str, ...] | None:
+    """The topics a named query reads; None for a name the registry does not know.
+
+    Unknown names fail closed: their results are never cached and their live queries
+    refresh on every notice.
+    """
+    spec = BY_NAME.get(name)
+    return None if spec is None else spec.reads
 
 
 def touched(notice: ChangeNotice) -> set[str]:
-    """The tracked aggregates one change notice touched."""
-    names = {a for a in notice.aggregates if a in TRACKED}
-    if notice.changes.products:
-        names.add("products")
-    if notice.changes.customers:
-        names.add("customers")
-    if notice.changes.receivables:
-        names.add("receivables")
-    return names
+    """The tracked topics one change notice touched."""
+    return notice.topics()
 
 
 class Versions:
@@ -142,40 +117,40 @@ def _hours(notice: ChangeNotice) -> list[dt.datetime]:
 def relevant(field: str, args: Mapping[str, Any], notice: ChangeNotice, names: set[str]) -> bool:
     """Whether a change notice may change the result of one root field with these arguments.
 
-    Errs on the side of True: a needless refresh costs one query, a missed one is a bug.
+    Decided by the field's ``QuerySpec`` (``reads``, ``always``, ``filters``, ``window``);
+    a field the registry does not know always counts. Errs on the side of True: a
+    needless refresh costs one query, a missed one is a bug.
     """
-    query = FIELD_QUERIES.get(field)
-    if query is None:
-        return False
-    deps = QUERY_DEPENDENCIES[query]
-    if not names.intersection(deps):
+    spec = BY_FIELD.get(field)
+    if spec is None:
+        return True
+    return spec_relevant(spec, args, notice, names)
+
+
+def spec_relevant(
+    spec: QuerySpec,  # type: ignore[type-arg]
+    args: Mapping[str, Any],
+    notice: ChangeNotice,
+    names: set[str],
+) -> bool:
+    """``relevant`` for one spec, with the field's GraphQL arguments."""
+    if not names.intersection(spec.reads):
         return False
     changes = notice.changes
-    if query in ("sales_by_hour", "sales_summary", "top_products"):
-        if "products" in names and query == "top_products":
-            return True
-        channel = args.get("channel")
-        if channel is not None and changes.channels and channel not in changes.channels:
+    if any(getattr(changes, flag) for flag in spec.always):
+        return True
+    for param, key in spec.filters.items():
+        wanted = args.get(spec.graphql_arg(param))
+        listed = getattr(changes, key)
+        if wanted is not None and listed and wanted not in listed:
             return False
-        hours = _hours(notice)
-        if not hours:
-            return True
-        start, end = args.get("from"), args.get("to")
-        return any(
-            (start is None or h >= _floor(start)) and (end is None or h < end) for h in hours
-        )
-    if query in ("stock_levels", "low_stock", "stock_movements"):
-        if "products" in names and query != "stock_movements":
-            return True
-        warehouse, sku = args.get("warehouse"), args.get("sku")
-        if warehouse is not None and changes.warehouses and warehouse not in changes.warehouses:
-            return False
-        return not (sku is not None and changes.skus and sku not in changes.skus)
-    if query == "overdue_invoices":
-        customer = args.get("customerId")
-        if customer is not None and changes.customers and not changes.receivables:
-            return customer in changes.customers
-    return True
+    if spec.window is None:
+        return True
+    hours = _hours(notice)
+    if not hours:
+        return True
+    start, end = (args.get(spec.graphql_arg(p)) for p in spec.window)
+    return any((start is None or h >= _floor(start)) and (end is None or h < end) for h in hours)
 
 
 def _floor(value: dt.datetime) -> dt.datetime:

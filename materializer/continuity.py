@@ -26,14 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 from nats.js.errors import NotFoundError
 
-from pulse_bi.contract import STREAM_NAME
+from pulse_bi.contract import STREAM_NAME, UtcTime
+from pulse_bi.contract.registry import GapRow
 
 log = logging.getLogger("pulse_bi.materializer.continuity")
 
@@ -89,7 +89,7 @@ def gap_totals(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def recent_gaps(cur: duckdb.DuckDBPyConnection, limit: int = GAPS_LISTED) -> list[dict[str, Any]]:
+def recent_gaps(cur: duckdb.DuckDBPyConnection, limit: int = GAPS_LISTED) -> list[GapRow]:
     """The latest gaps, newest first, as the ``pipeline`` query lists them."""
     rows = cur.execute(
         "SELECT from_sequence, to_sequence, detected_at FROM stream_gaps"
@@ -97,12 +97,12 @@ def recent_gaps(cur: duckdb.DuckDBPyConnection, limit: int = GAPS_LISTED) -> lis
         [limit],
     ).fetchall()
     return [
-        {
-            "from": int(first),
-            "to": int(last),
-            "events": int(last) - int(first) + 1,
-            "detected_at": detected.astimezone(UTC).isoformat(),
-        }
+        GapRow(
+            from_=int(first),
+            to=int(last),
+            events=int(last) - int(first) + 1,
+            detected_at=UtcTime.of(detected),
+        )
         for first, last, detected in rows
     ]
 

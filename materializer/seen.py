@@ -20,29 +20,20 @@ import numpy as np
 import numpy.typing as npt
 
 from materializer.aggregates.batch import md5_halves
-
-#: Raw tables that hold the id of every applied event. Not ``rejected_events``: a
-#: rejected message is stored every time it comes (docs/EVENTS.md, "Bad events").
-_EVENT_ID_TABLES = (
-    "order_events",
-    "order_cancellations",
-    "invoice_events",
-    "payment_events",
-    "stock_events",
-    "product_events",
-    "customer_events",
-)
+from pulse_bi.contract.registry import RAW_TABLES
 
 
 def confirm_seen(cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:
     """The candidate event ids that really were applied before.
 
     ``seen_events`` holds 64-bit hashes, so a hit may be a collision; the raw tables
-    decide. Only re-delivered events (rare) and collisions (rarer) get here.
+    decide (every aggregate's ``raw_tables``; not ``rejected_events``: a rejected
+    message is stored every time it comes, docs/EVENTS.md, "Bad events"). Only
+    re-delivered events (rare) and collisions (rarer) get here.
     """
     if not candidates:
         return set()
-    union = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in _EVENT_ID_TABLES)
+    union = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in RAW_TABLES)
     rows = cur.execute(
         f"SELECT DISTINCT event_id FROM ({union}) WHERE event_id IN (SELECT unnest(?::VARCHAR[]))",
         [candidates],

@@ -27,17 +27,18 @@ from materializer.queries import BadQuery, QueryContext
 from materializer.store import Store
 from pulse_bi import __version__
 from pulse_bi.contract import (
-    QUERY_NAMES,
     QUERY_QUEUE_GROUP,
     QUERY_SERVICE_NAME,
     QueryError,
     QueryReply,
     query_subject,
+    wire_encoder,
 )
+from pulse_bi.contract.registry import QUERY_NAMES
 
 log = logging.getLogger("pulse_bi.materializer.service")
 
-_encode = msgspec.json.Encoder().encode
+_encode = wire_encoder.encode
 _decode_params = msgspec.json.Decoder(dict[str, Any]).decode
 
 #: Subjects of the operational endpoints (same answers as the HTTP server's).
@@ -81,7 +82,7 @@ class QueryService:
                 queue_group=QUERY_QUEUE_GROUP,
             ),
         )
-        for name in QUERY_NAMES:
+        for name in QUERY_NAMES:  # every spec of the registry
             await self._service.add_endpoint(
                 EndpointConfig(
                     name=name,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 import numpy as np
 
-from materializer import continuity, db, events
+from materializer import continuity, db, events, selfcheck
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
 from materializer.faults import describe, is_infrastructure
@@ -99,6 +99,8 @@ class Store:
         conn = db.connect(path, memory_limit=memory_limit, threads=threads)
         try:
             db.apply_migrations(conn, path)
+            with conn.cursor() as cursor:
+                selfcheck.check(cursor)
         except BaseException:
             conn.close()
             raise
@@ -297,15 +299,7 @@ class Store:
             rejected=len(batch.rejects),
             duplicates=duplicates,
             aggregates=batch.aggregates,
-            changes=Changes(
-                sales_hours=sorted(batch.sales_hours),
-                channels=sorted(batch.channels),
-                skus=sorted(batch.skus),
-                warehouses=sorted(batch.warehouses),
-                customers=sorted(batch.customers),
-                receivables=batch.receivables,
-                products=batch.products,
-            ),
+            changes=batch.changes.normalized(),
             last_event_time=last_event_time,
         )
         return result, batch
@@ -366,7 +360,7 @@ class Store:
 
     def query(
         self, name: str, params: Mapping[str, Any], *, context: QueryContext | None = None
-    ) -> QueryResult:
+    ) -> QueryResult[Any]:
         """Answer a named query on a cursor of its own; raises ``BadQuery``."""
         if context is None:
             context = QueryContext(stream_last_sequence=self.stream_last_sequence)
@@ -402,7 +396,6 @@ def _unsee(batch: Batch, event_ids: set[str | None]) -> None:
 
 def _merged(first: BatchResult, second: BatchResult) -> BatchResult:
     """One result for two batches committed one after the other."""
-    a, b = first.changes, second.changes
     times = [t for t in (first.last_event_time, second.last_event_time) if t is not None]
     return BatchResult(
         first_sequence=first.first_sequence,
@@ -411,15 +404,7 @@ def _merged(first: BatchResult, second: BatchResult) -> BatchResult:
         rejected=first.rejected + second.rejected,
         duplicates=first.duplicates + second.duplicates,
         aggregates=first.aggregates | second.aggregates,
-        changes=Changes(
-            sales_hours=sorted({*a.sales_hours, *b.sales_hours}),
-            channels=sorted({*a.channels, *b.channels}),
-            skus=sorted({*a.skus, *b.skus}),
-            warehouses=sorted({*a.warehouses, *b.warehouses}),
-            customers=sorted({*a.customers, *b.customers}),
-            receivables=a.receivables or b.receivables,
-            products=a.products or b.products,
-        ),
+        changes=first.changes.merged(second.changes),
         last_event_time=max(times) if times else None,
         gaps=[*first.gaps, *second.gaps],
     )

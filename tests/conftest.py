@@ -84,7 +84,7 @@ def cloud_event(event_type: str, data: dict[str, Any], **envelope: Any) -> dict[
     return event
 
 
-#: Subject suffix of each event type (PRODUCT.md's event contract).
+#: Subject suffix of each event type (docs/EVENTS.md).
 SUBJECTS = {
     "order.created": "orders.created",
     "order.cancelled": "orders.cancelled",

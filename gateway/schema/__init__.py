@@ -1,23 +1,15 @@
-"""The GraphQL schema: one module per domain, merged here into Query and Subscription."""
+"""The GraphQL schema: Query and Subscription built from the registry (fields.py)."""
 
 from __future__ import annotations
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
-from strawberry.tools import merge_types
 
 from gateway.scalars import SCALAR_MAP
 from gateway.schema.base import Context
-from gateway.schema.inventory import InventoryQuery, InventorySubscription
-from gateway.schema.pipeline import PipelineQuery, PipelineSubscription
-from gateway.schema.receivables import ReceivablesQuery, ReceivablesSubscription
-from gateway.schema.sales import SalesQuery, SalesSubscription
+from gateway.schema.fields import build
 
-Query = merge_types("Query", (SalesQuery, InventoryQuery, ReceivablesQuery, PipelineQuery))
-Subscription = merge_types(
-    "Subscription",
-    (SalesSubscription, InventorySubscription, ReceivablesSubscription, PipelineSubscription),
-)
+Query, Subscription = build()
 
 schema = strawberry.Schema(
     query=Query, subscription=Subscription, config=StrawberryConfig(scalar_map=SCALAR_MAP)

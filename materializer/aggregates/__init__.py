@@ -1,11 +1,31 @@
-"""Aggregates: one module per concept, each with the events it consumes, its tables,
-how a batch is applied (``probe`` then ``apply``) and its named queries (``QUERIES``).
+"""Aggregates: one module per ``AggregateSpec`` of ``pulse_bi.contract.registry``, each
+with its tables, how a batch is applied (``probe`` then ``apply``) and the SQL functions
+of its named queries (``@implements``).
 """
 
 from __future__ import annotations
 
 from materializer.aggregates import catalog, pipeline, receivables, sales, stock
+from pulse_bi.contract import registry
 
-#: Applied in this order within a batch's transaction. Catalog first, so a product or
-#: customer arriving with the events that mention it is there for the change notice.
+#: The modules in the registry's order (``registry.AGGREGATES``: the order a batch's
+#: transaction applies them).
 AGGREGATES = (catalog, sales, stock, receivables, pipeline)
+
+
+def check_registry() -> list[str]:
+    """Aggregates declared without a module or out of order, event types nobody consumes."""
+    from materializer.events import EVENT_TYPES
+
+    problems = []
+    if tuple(m.SPEC for m in AGGREGATES) != registry.AGGREGATES:
+        problems.append("materializer.aggregates.AGGREGATES differs from registry.AGGREGATES")
+    consumed = [t for spec in registry.AGGREGATES for t in spec.event_types]
+    problems += [
+        f"event type {t} is consumed by no aggregate" for t in EVENT_TYPES if t not in consumed
+    ]
+    problems += [f"event type {t} is not decoded" for t in consumed if t not in EVENT_TYPES]
+    problems += [
+        f"event type {t} is consumed twice" for t in set(consumed) if consumed.count(t) > 1
+    ]
+    return problems

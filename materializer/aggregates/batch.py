@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from hashlib import md5
+from operator import attrgetter
 from typing import Any
 
 import duckdb
@@ -12,6 +13,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+from pulse_bi.contract import Changes
 
 TIME = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(18, 2)
@@ -51,13 +54,8 @@ class Batch:
         #: Arrow tables an aggregate builds for one step and reads again in another.
         self.frames: dict[str, pa.Table] = {}
         self.aggregates: set[str] = {"pipeline"}
-        self.sales_hours: set[str] = set()
-        self.channels: set[str] = set()
-        self.skus: set[str] = set()
-        self.warehouses: set[str] = set()
-        self.customers: set[str] = set()
-        self.receivables = False
-        self.products = False
+        #: The keys the batch touched, for its change notice (lists may repeat keys).
+        self.changes = Changes()
         #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows
         #: older than its horizon left the file.
         self.archive: Any = None
@@ -124,6 +122,22 @@ class Batch:
         # than registering a view, which writes to the catalog.
         frame = pa.table(columns)  # noqa: F841 - read by DuckDB below
         self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM frame")
+
+
+def event_table(
+    events: list[Accepted], fields: Mapping[str, pa.DataType], **columns: pa.Array
+) -> pa.Table:
+    """The events as an Arrow table: ``sequence``, ``event_id``, ``time``, then each data
+    field named in ``fields`` as that type, then ``columns`` built by the caller."""
+    data = [e.data for e in events]
+    table: dict[str, pa.Array] = {
+        "sequence": ints(e.sequence for e in events),
+        "event_id": strings(e.event_id for e in events),
+        "time": pa.array([e.time for e in events], TIME),
+    }
+    for name, kind in fields.items():
+        table[name] = pa.array(list(map(attrgetter(name), data)), kind)
+    return pa.table({**table, **columns})
 
 
 def iso(value: datetime) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
-from materializer.queries import QueryFunction
+from materializer.aggregates.batch import MONEY, Accepted, Batch, event_table, strings
+from pulse_bi.contract import registry
 
-NAME = "catalog"
-EVENT_TYPES = ("product.updated", "customer.updated")
-TABLES = ("product_events", "products", "customer_events", "customers")
+SPEC = registry.CATALOG
 
 
 def probe(batch: Batch) -> list[str]:
@@ -35,17 +33,11 @@ def apply(batch: Batch) -> None:
 
 def _apply_products(batch: Batch, events: list[Accepted]) -> None:
     skus = [e.data.sku for e in events]
-    batch_products = pa.table(  # noqa: F841 - read by DuckDB below
-        {
-            "sequence": ints(e.sequence for e in events),
-            "event_id": strings(e.event_id for e in events),
-            "time": pa.array([e.time for e in events], TIME),
-            "sku": strings(skus),
-            "name": strings(e.data.name for e in events),
-            "category": strings(e.data.category for e in events),
-            "reorder_point": ints(e.data.reorder_point for e in events),
-            "unit_cost": pa.array([e.data.unit_cost for e in events], MONEY),
-        }
+    batch_products = event_table(  # noqa: F841 - read by DuckDB below
+        events,
+        {"name": pa.string(), "category": pa.string(), "reorder_point": pa.int64()},
+        sku=strings(skus),
+        unit_cost=pa.array([e.data.unit_cost for e in events], MONEY),
     )
     batch.cur.execute("INSERT INTO product_events BY NAME SELECT * FROM batch_products")
     # One row per sku (the latest in stream order) before the upsert.
@@ -58,22 +50,16 @@ def _apply_products(batch: Batch, events: list[Accepted]) -> None:
         "reorder_point = excluded.reorder_point, unit_cost = excluded.unit_cost, "
         "sequence = excluded.sequence, updated_at = excluded.updated_at"
     )
-    batch.products = True
-    batch.skus.update(skus)
+    batch.changes.products = True
+    batch.changes.skus.extend(skus)
     # Names and reorder points show in top products and stock levels.
     batch.aggregates.update(("sales", "stock"))
 
 
 def _apply_customers(batch: Batch, events: list[Accepted]) -> None:
     ids = [e.data.customer_id for e in events]
-    batch_customers = pa.table(  # noqa: F841 - read by DuckDB below
-        {
-            "sequence": ints(e.sequence for e in events),
-            "event_id": strings(e.event_id for e in events),
-            "time": pa.array([e.time for e in events], TIME),
-            "customer_id": strings(ids),
-            "name": strings(e.data.name for e in events),
-        }
+    batch_customers = event_table(  # noqa: F841 - read by DuckDB below
+        events, {"name": pa.string()}, customer_id=strings(ids)
     )
     batch.cur.execute("INSERT INTO customer_events BY NAME SELECT * FROM batch_customers")
     batch.cur.execute(
@@ -82,9 +68,6 @@ def _apply_customers(batch: Batch, events: list[Accepted]) -> None:
         "ON CONFLICT DO UPDATE SET name = excluded.name, sequence = excluded.sequence, "
         "updated_at = excluded.updated_at"
     )
-    batch.customers.update(ids)
+    batch.changes.customers.extend(ids)
     # Customer names show in AR aging and overdue invoices.
     batch.aggregates.add("receivables")
-
-
-QUERIES: dict[str, QueryFunction] = {}

@@ -14,25 +14,10 @@ import pyarrow as pa
 
 from materializer import continuity
 from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
-from materializer.queries import (
-    Params,
-    QueryContext,
-    QueryFunction,
-    QueryResult,
-    iso_time,
-    top,
-)
+from materializer.queries import QueryContext, QueryResult, implements, top, utc
+from pulse_bi.contract import registry
 
-NAME = "pipeline"
-EVENT_TYPES: tuple[str, ...] = ()
-TABLES = (
-    "pipeline_state",
-    "rejected_events",
-    "seen_events",
-    "seen_keys",
-    "stream_gaps",
-    "stream_identity",
-)
+SPEC = registry.PIPELINE_STATE
 
 
 def probe(batch: Batch) -> list[str]:
@@ -121,9 +106,11 @@ def state(cur: duckdb.DuckDBPyConnection) -> dict[str, object]:
 # Named queries ----------------------------------------------------------------------
 
 
-def pipeline(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
+@implements(registry.PIPELINE)
+def pipeline(
+    cur: duckdb.DuckDBPyConnection, params: registry.NoParams, context: QueryContext
+) -> QueryResult[registry.PipelineRow]:
     """Applied position, counters, lag behind the stream, lost data and health."""
-    params.done()
     current = state(cur)
     last = int(current["last_sequence"])  # type: ignore[call-overload]
     # Not clamped to the applied sequence: a stream that ends before it is not the
@@ -132,28 +119,28 @@ def pipeline(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryConte
     stream_last = last if known is None else known
     gap_count, missing = continuity.gap_totals(cur)
     return QueryResult(
-        {
-            "status": context.status,
-            "reason": context.reason,
-            "last_sequence": last,
-            "stream_last_sequence": stream_last,
-            "lag": max(0, stream_last - last),
-            "gap_count": gap_count,
-            "events_missing": missing,
-            "gaps": continuity.recent_gaps(cur),
-            "events_applied": current["events_applied"],
-            "events_rejected": current["events_rejected"],
-            "batches": current["batches"],
-            "last_event_time": iso_time(current["last_event_time"]),  # type: ignore[arg-type]
-            "last_batch_at": iso_time(current["last_batch_at"]),  # type: ignore[arg-type]
-            "version": last,
+        registry.PipelineRow(
+            status=context.status,
+            reason=context.reason,
+            last_sequence=last,
+            stream_last_sequence=stream_last,
+            lag=max(0, stream_last - last),
+            gap_count=gap_count,
+            events_missing=missing,
+            gaps=continuity.recent_gaps(cur),
+            events_applied=int(current["events_applied"]),  # type: ignore[call-overload]
+            events_rejected=int(current["events_rejected"]),  # type: ignore[call-overload]
+            batches=int(current["batches"]),  # type: ignore[call-overload]
+            last_event_time=utc(current["last_event_time"]),  # type: ignore[arg-type]
+            last_batch_at=utc(current["last_batch_at"]),  # type: ignore[arg-type]
+            version=last,
             # Data lifecycle (docs/OPERATIONS.md, "Backup", "Archive and retention").
-            "last_backup_at": context.lifecycle.get("last_backup_at"),
-            "last_backup_sequence": context.lifecycle.get("last_backup_sequence"),
-            "archive_horizon": _archive_horizon(cur),
-            "file_bytes": context.lifecycle.get("file_bytes"),
-            "disk_free_bytes": context.lifecycle.get("disk_free_bytes"),
-        }
+            last_backup_at=_time(context.lifecycle.get("last_backup_at")),
+            last_backup_sequence=context.lifecycle.get("last_backup_sequence"),
+            archive_horizon=_archive_horizon(cur),
+            file_bytes=context.lifecycle.get("file_bytes"),
+            disk_free_bytes=context.lifecycle.get("disk_free_bytes"),
+        )
     )
 
 
@@ -162,32 +149,28 @@ def _archive_horizon(cur: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@implements(registry.REJECTED_EVENTS)
 def rejected_events(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.RejectedParams, context: QueryContext
+) -> QueryResult[list[registry.RejectedEventRow]]:
     """Rejected events, newest first, raw bytes shown as (lossy) text."""
-    offset, limit = params.page(default_limit=50)
-    params.done()
     return top(
         cur,
+        lambda row: registry.RejectedEventRow(
+            sequence=int(row[0]),
+            subject=row[1],
+            event_id=row[2],
+            event_type=row[3],
+            reason=row[4],
+            received_at=utc(row[5]) or row[5],
+            raw=bytes(row[6]).decode("utf-8", errors="replace"),
+        ),
         "SELECT sequence, subject, event_id, event_type, reason, received_at, raw "
         "FROM rejected_events ORDER BY sequence DESC",
         [],
-        offset,
-        limit,
-        lambda row: {
-            "sequence": int(row[0]),
-            "subject": row[1],
-            "event_id": row[2],
-            "event_type": row[3],
-            "reason": row[4],
-            "received_at": iso_time(row[5]),
-            "raw": bytes(row[6]).decode("utf-8", errors="replace"),
-        },
+        params,
     )
-
-
-QUERIES: dict[str, QueryFunction] = {
-    "pipeline": pipeline,
-    "rejected_events": rejected_events,
-}

@@ -1,6 +1,6 @@
 """Receivables: invoices and payments → open items, AR aging and overdue invoices.
 
-Consumes ``invoice.issued`` and ``payment.received``. Tables (DDL in
+Consumes ``invoice.issued`` and ``payment.received`` (``registry.RECEIVABLES``). Tables (DDL in
 ``migrations/m0001_initial.py``): ``invoice_events``, ``payment_events``, ``invoices``
 (the open items: each invoice not yet paid in full, with the amount paid so far) and
 ``pending_payments`` (payments whose invoice has not arrived yet; they count when it
@@ -25,19 +25,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, strings
-from materializer.queries import (
-    Params,
-    QueryContext,
-    QueryFunction,
-    QueryResult,
-    money,
-    paged,
-)
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
+from materializer.queries import QueryContext, QueryResult, implements, money, paged
+from pulse_bi.contract import registry
 
-NAME = "receivables"
-EVENT_TYPES = ("invoice.issued", "payment.received")
-TABLES = ("invoice_events", "payment_events", "invoices", "pending_payments")
+SPEC = registry.RECEIVABLES
 
 
 def probe(batch: Batch) -> list[str]:
@@ -56,8 +48,8 @@ def apply(batch: Batch) -> None:
     payments = batch.of_type("payment.received")
     if not issued and not payments:
         return
-    batch.aggregates.add(NAME)
-    batch.receivables = True
+    batch.aggregates.add(SPEC.name)
+    batch.changes.receivables = True
     cur = batch.cur
     paid_now: dict[str, Decimal] = defaultdict(Decimal)  # invoices of this batch
     paid_before: dict[int, Decimal] = defaultdict(Decimal)  # by invoice sequence
@@ -110,7 +102,7 @@ def apply(batch: Batch) -> None:
             "RETURNING invoices.customer_id, invoices.paid >= invoices.amount",
             [min(paid_before)],
         ).fetchall()
-        batch.customers.update(customer for customer, _ in rows)
+        batch.changes.customers.extend(customer for customer, _ in rows)
         if any(settled for _, settled in rows):
             cur.execute(
                 "DELETE FROM invoices WHERE sequence >= ? AND paid >= amount"
@@ -124,21 +116,19 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     for event in invoices:
         batch.add_key("i:" + event.data.invoice_id, event.sequence)
     customers = [e.data.customer_id for e in invoices]
-    batch_invoices = pa.table(  # noqa: F841 - read by DuckDB below
+    batch_invoices = event_table(  # noqa: F841 - read by DuckDB below
+        invoices,
         {
-            "sequence": ints(e.sequence for e in invoices),
-            "event_id": strings(e.event_id for e in invoices),
-            "time": pa.array([e.time for e in invoices], TIME),
-            "invoice_id": strings(e.data.invoice_id for e in invoices),
-            "customer_id": strings(customers),
-            "order_id": strings(e.data.order_id for e in invoices),
-            "amount": pa.array([e.data.amount for e in invoices], MONEY),
-            "issued_on": pa.array([e.data.issued_on for e in invoices], pa.date32()),
-            "due_date": pa.array([e.data.due_date for e in invoices], pa.date32()),
-            "paid_now": pa.array(
-                [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
-            ),
-        }
+            "invoice_id": pa.string(),
+            "customer_id": pa.string(),
+            "order_id": pa.string(),
+            "amount": MONEY,
+            "issued_on": pa.date32(),
+            "due_date": pa.date32(),
+        },
+        paid_now=pa.array(
+            [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
+        ),
     )
     cur = batch.cur
     cur.execute(
@@ -162,7 +152,7 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
             "DELETE FROM pending_payments "
             "WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
         )
-    batch.customers.update(customers)
+    batch.changes.customers.extend(customers)
 
 
 # Named queries ----------------------------------------------------------------------
@@ -170,7 +160,10 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
 _OPEN_ITEMS = (
     "SELECT i.invoice_id, i.customer_id, c.name AS customer_name, i.order_id, i.amount,"
     " i.paid, i.amount - i.paid AS balance, i.issued_on, i.due_date,"
-    " (?::DATE - i.due_date) AS days_overdue"
+    " (?::DATE - i.due_date) AS days_overdue,"
+    " CASE WHEN days_overdue <= 0 THEN 'current' WHEN days_overdue <= 30 THEN '1-30'"
+    " WHEN days_overdue <= 60 THEN '31-60' WHEN days_overdue <= 90 THEN '61-90'"
+    " ELSE 'over-90' END AS bucket"
     " FROM invoices i LEFT JOIN customers c USING (customer_id)"
     " WHERE i.paid < i.amount"
 )
@@ -193,73 +186,40 @@ def _buckets(row: tuple[Any, ...]) -> dict[str, Any]:
     return shaped
 
 
-def ar_aging(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
+@implements(registry.AR_AGING)
+def ar_aging(
+    cur: duckdb.DuckDBPyConnection, params: registry.AgingParams, context: QueryContext
+) -> QueryResult[registry.AgingRow]:
     """Open balances by aging bucket, overall and per customer."""
-    as_of = params.as_date("as_of", context.today_utc())
-    customer_limit = params.as_int("customer_limit", 100, minimum=1, maximum=5000)
-    params.done()
+    as_of = params.as_of or context.today_utc()
     # One scan: the grand total is the grouping set (), sorted first (customer_id is
     # NULL only there; the column is NOT NULL), then the largest customers.
     rows = cur.execute(
         f"SELECT customer_id, any_value(customer_name), {_BUCKETS} FROM ({_OPEN_ITEMS}) "
         "GROUP BY GROUPING SETS ((customer_id), ()) "
         "ORDER BY customer_id IS NOT NULL, sum(balance) DESC, customer_id LIMIT ?",
-        [as_of, customer_limit + 1],
+        [as_of, params.customer_limit + 1],
     ).fetchall()
     total = rows[0][2:] if rows and rows[0][0] is None else (None,) * 7
     by_customer = [
-        {"customer_id": row[0], "customer_name": row[1], **_buckets(row[2:])}
+        registry.CustomerAgingRow(customer_id=row[0], customer_name=row[1], **_buckets(row[2:]))
         for row in rows
         if row[0] is not None
     ]
-    return QueryResult({"as_of": as_of.isoformat(), **_buckets(total), "by_customer": by_customer})
+    return QueryResult(registry.AgingRow(as_of=as_of, **_buckets(total), by_customer=by_customer))
 
 
-def _bucket(days: int) -> str:
-    if days <= 0:
-        return "current"
-    if days <= 30:
-        return "1-30"
-    if days <= 60:
-        return "31-60"
-    if days <= 90:
-        return "61-90"
-    return "over-90"
-
-
+@implements(registry.OVERDUE_INVOICES)
 def overdue_invoices(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.OverdueParams, context: QueryContext
+) -> QueryResult[list[registry.OverdueInvoiceRow]]:
     """Open invoices at least ``min_days_overdue`` days past due, most overdue first."""
-    as_of = params.as_date("as_of", context.today_utc())
-    min_days = params.as_int("min_days_overdue", 1, minimum=-100_000, maximum=100_000)
-    customer_id = params.as_str("customer_id")
-    offset, limit = params.page()
-    params.done()
+    customer_id = params.customer_id
     return paged(
         cur,
+        registry.OverdueInvoiceRow,
         f"SELECT * FROM ({_OPEN_ITEMS}) WHERE days_overdue >= ? "
         "AND (?::VARCHAR IS NULL OR customer_id = ?) ORDER BY days_overdue DESC, invoice_id",
-        [as_of, min_days, customer_id, customer_id],
-        offset,
-        limit,
-        lambda row: {
-            "invoice_id": row[0],
-            "customer_id": row[1],
-            "customer_name": row[2],
-            "order_id": row[3],
-            "amount": money(row[4]),
-            "paid": money(row[5]),
-            "balance": money(row[6]),
-            "issued_on": row[7].isoformat(),
-            "due_date": row[8].isoformat(),
-            "days_overdue": int(row[9]),
-            "bucket": _bucket(int(row[9])),
-        },
+        [params.as_of or context.today_utc(), params.min_days_overdue, customer_id, customer_id],
+        params,
     )
-
-
-QUERIES: dict[str, QueryFunction] = {
-    "ar_aging": ar_aging,
-    "overdue_invoices": overdue_invoices,
-}

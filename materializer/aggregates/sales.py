@@ -1,14 +1,15 @@
 """Sales: orders and cancellations → sales by hour and channel, product sales by hour.
 
-Consumes ``order.created`` and ``order.cancelled``. Tables (DDL in
+Consumes ``order.created`` and ``order.cancelled`` (``registry.SALES``). Tables (DDL in
 ``migrations/m0001_initial.py``): ``order_events``, ``order_lines``,
 ``order_cancellations``, ``pending_cancellations``, ``sales_by_hour`` (hour, channel)
 and ``product_sales_by_hour`` (hour, sku).
 
-Rules (PRODUCT.md): an order counts in the UTC hour of its ``time``; a cancellation
-counts in the original order's hour and channel, once however often it is repeated; a
-cancellation that arrives before its order waits in ``pending_cancellations``; an
-order id created again under another event id is rejected.
+Rules (docs/EVENTS.md, "What the materializer makes of them"): an order counts in the
+UTC hour of its ``time``; a cancellation counts in the original order's hour and
+channel, once however often it is repeated; a cancellation that arrives before its
+order waits in ``pending_cancellations``; an order id created again under another event
+id is rejected.
 """
 
 from __future__ import annotations
@@ -20,29 +21,29 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, ints, iso, strings
+from materializer.aggregates.batch import (
+    MONEY,
+    TIME,
+    Accepted,
+    Batch,
+    event_table,
+    ints,
+    iso,
+    strings,
+)
 from materializer.queries import (
     EXACT,
-    Params,
     QueryContext,
-    QueryFunction,
     QueryResult,
+    implements,
     money,
     paged,
     ratio,
     top,
 )
+from pulse_bi.contract import UtcTime, registry
 
-NAME = "sales"
-EVENT_TYPES = ("order.created", "order.cancelled")
-TABLES = (
-    "order_events",
-    "order_lines",
-    "order_cancellations",
-    "pending_cancellations",
-    "sales_by_hour",
-    "product_sales_by_hour",
-)
+SPEC = registry.SALES
 
 
 def probe(batch: Batch) -> list[str]:
@@ -102,7 +103,7 @@ def apply(batch: Batch) -> None:
     cancels = batch.of_type("order.cancelled")
     if not created and not cancels:
         return
-    batch.aggregates.add(NAME)
+    batch.aggregates.add(SPEC.name)
     orders = list(created.values())
     targets, effects, waiting = _cancellation_targets(batch, created)
     if orders:
@@ -166,17 +167,15 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
-    batch.frames["batch_orders"] = pa.table(
+    batch.frames["batch_orders"] = event_table(
+        orders,
         {
-            "sequence": ints(e.sequence for e in orders),
-            "event_id": strings(e.event_id for e in orders),
-            "time": pa.array([e.time for e in orders], TIME),
-            "order_id": strings(e.data.order_id for e in orders),
-            "customer_id": strings(e.data.customer_id for e in orders),
-            "channel": strings(e.data.channel for e in orders),
-            "total_amount": pa.array([e.data.total_amount for e in orders], MONEY),
-            "units": ints(units),
-        }
+            "order_id": pa.string(),
+            "customer_id": pa.string(),
+            "channel": pa.string(),
+            "total_amount": MONEY,
+        },
+        units=ints(units),
     )
     batch.frames["batch_lines"] = pa.table(
         {
@@ -200,8 +199,8 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
         "INSERT INTO order_lines BY NAME SELECT * EXCLUDE (time),"
         " date_trunc('hour', time) AS hour FROM batch_lines"
     )
-    batch.customers.update(e.data.customer_id for e in orders)
-    batch.skus.update(skus)
+    batch.changes.customers.extend(e.data.customer_id for e in orders)
+    batch.changes.skus.extend(skus)
 
 
 def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
@@ -272,8 +271,8 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     if orders is not None:
         # floor_temporal on UTC timestamps is date_trunc('hour', time) in the UTC session.
         for hour in pc.unique(pc.floor_temporal(orders.column("time"), unit="hour")).to_pylist():
-            batch.sales_hours.add(iso(hour))
-        batch.channels.update(pc.unique(orders.column("channel")).to_pylist())
+            batch.changes.sales_hours.append(iso(hour))
+        batch.changes.channels.extend(pc.unique(orders.column("channel")).to_pylist())
     # Grouped by the key first: an upsert must never see the same key twice.
     cur.execute(
         "INSERT INTO sales_by_hour SELECT hour, channel, sum(orders), sum(gross), sum(units),"
@@ -289,8 +288,8 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     )
     if targets:
         for hour, channel in cur.fetchall():
-            batch.sales_hours.add(iso(hour))
-            batch.channels.add(channel)
+            batch.changes.sales_hours.append(iso(hour))
+            batch.changes.channels.append(channel)
     cur.execute(
         "INSERT INTO product_sales_by_hour SELECT hour, sku, sum(units), sum(revenue),"
         f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL"
@@ -302,7 +301,7 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
         f" + excluded.cancelled_revenue{returning_products}"
     )
     if targets:
-        batch.skus.update(sku for (sku,) in cur.fetchall())
+        batch.changes.skus.extend(sku for (sku,) in cur.fetchall())
 
 
 # Named queries ----------------------------------------------------------------------
@@ -327,70 +326,68 @@ def _figures(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+_IN_WINDOW = "hour >= ? AND hour < ? AND (?::VARCHAR IS NULL OR channel = ?)"
+
+
+@implements(registry.SALES_BY_HOUR)
 def sales_by_hour(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.PagedSalesWindow, context: QueryContext
+) -> QueryResult[list[registry.HourlySalesRow]]:
     """Hourly sales in ``[from, to)``, optionally of one channel, ordered by hour."""
-    start, end = params.as_time("from"), params.as_time("to")
-    channel = params.as_str("channel")
-    offset, limit = params.page()
-    params.done()
     return paged(
         cur,
-        f"SELECT hour, {_TOTALS} FROM sales_by_hour WHERE hour >= ? AND hour < ? "
-        "AND (?::VARCHAR IS NULL OR channel = ?) GROUP BY hour ORDER BY hour",
-        [start, end, channel, channel],
-        offset,
-        limit,
-        lambda row: {"hour": iso(row[0]), **_figures(row[1:])},
+        lambda row: registry.HourlySalesRow(hour=UtcTime.of(row[0]), **_figures(row[1:])),
+        f"SELECT hour, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY hour ORDER BY hour",
+        [params.from_, params.to, params.channel, params.channel],
+        params,
     )
 
 
+@implements(registry.SALES_SUMMARY)
 def sales_summary(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.SalesWindow, context: QueryContext
+) -> QueryResult[registry.SalesSummaryRow]:
     """Sales totals over ``[from, to)``, optionally of one channel."""
-    start, end = params.as_time("from"), params.as_time("to")
-    channel = params.as_str("channel")
-    params.done()
     row = cur.execute(
-        f"SELECT {_TOTALS} FROM sales_by_hour WHERE hour >= ? AND hour < ? "
-        "AND (?::VARCHAR IS NULL OR channel = ?)",
-        [start, end, channel, channel],
+        f"SELECT {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW}",
+        [params.from_, params.to, params.channel, params.channel],
     ).fetchone()
     assert row is not None
-    return QueryResult({"from": iso(start), "to": iso(end), **_figures(row)})
+    return QueryResult(
+        registry.SalesSummaryRow(
+            from_=UtcTime.of(params.from_), to=UtcTime.of(params.to), **_figures(row)
+        )
+    )
 
 
+@implements(registry.SALES_BY_CHANNEL)
+def sales_by_channel(
+    cur: duckdb.DuckDBPyConnection, params: registry.SalesWindow, context: QueryContext
+) -> QueryResult[list[registry.ChannelSalesRow]]:
+    """Sales per channel over ``[from, to)``, by net revenue desc then channel."""
+    found = cur.execute(
+        f"SELECT channel, {_TOTALS} FROM sales_by_hour WHERE {_IN_WINDOW} GROUP BY channel"
+        " ORDER BY sum(gross_revenue) - sum(cancelled_revenue) DESC, channel",
+        [params.from_, params.to, params.channel, params.channel],
+    ).fetchall()
+    return QueryResult(
+        [registry.ChannelSalesRow(channel=row[0], **_figures(row[1:])) for row in found]
+    )
+
+
+@implements(registry.TOP_PRODUCTS)
 def top_products(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.TopProductsParams, context: QueryContext
+) -> QueryResult[list[registry.ProductSalesRow]]:
     """Best-selling products in ``[from, to)`` by net revenue, then sku."""
-    start, end = params.as_time("from"), params.as_time("to")
-    offset, limit = params.page(default_limit=10)
-    params.done()
     return top(
         cur,
+        registry.ProductSalesRow,
         "SELECT s.sku, p.name, p.category, s.units, s.revenue FROM ("
         " SELECT sku, sum(units) - sum(cancelled_units) AS units,"
         " sum(revenue) - sum(cancelled_revenue) AS revenue"
         " FROM product_sales_by_hour WHERE hour >= ? AND hour < ? GROUP BY sku) s"
         " LEFT JOIN products p USING (sku) ORDER BY s.revenue DESC, s.sku",
-        [start, end],
-        offset,
-        limit,
-        lambda row: {
-            "sku": row[0],
-            "name": row[1],
-            "category": row[2],
-            "units": int(row[3]),
-            "revenue": money(row[4]),
-        },
+        [params.from_, params.to],
+        params,
     )
-
-
-QUERIES: dict[str, QueryFunction] = {
-    "sales_by_hour": sales_by_hour,
-    "sales_summary": sales_summary,
-    "top_products": top_products,
-}

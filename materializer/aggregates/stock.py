@@ -1,33 +1,23 @@
 """Stock: movements → on-hand snapshot per (sku, warehouse).
 
-Consumes ``stock.moved``. Tables (DDL in ``migrations/m0001_initial.py``):
-``stock_events`` (raw movements) and ``stock_snapshot`` (on_hand = Σ quantity_delta,
-last_movement_at). Low stock (PRODUCT.md): the latest ``product.updated`` reorder
-point of the sku is > 0 and on_hand ≤ it; it is computed at query time so a new
-reorder point applies at once.
+Consumes ``stock.moved`` (``registry.STOCK``). Tables (DDL in
+``migrations/m0001_initial.py``): ``stock_events`` (raw movements) and
+``stock_snapshot`` (on_hand = Σ quantity_delta, last_movement_at). Low stock
+(docs/API.md, ``low_stock``): the latest ``product.updated`` reorder point of the sku is
+> 0 and on_hand ≤ it; it is computed at query time so a new reorder point applies at
+once.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import TIME, Batch, ints, strings
-from materializer.queries import (
-    Params,
-    QueryContext,
-    QueryFunction,
-    QueryResult,
-    iso_time,
-    paged,
-    top,
-)
+from materializer.aggregates.batch import Batch, event_table, strings
+from materializer.queries import QueryContext, QueryResult, implements, paged, top
+from pulse_bi.contract import registry
 
-NAME = "stock"
-EVENT_TYPES = ("stock.moved",)
-TABLES = ("stock_events", "stock_snapshot")
+SPEC = registry.STOCK
 
 
 def probe(batch: Batch) -> list[str]:
@@ -40,19 +30,14 @@ def apply(batch: Batch) -> None:
     moves = batch.of_type("stock.moved")
     if not moves:
         return
-    batch.aggregates.add(NAME)
+    batch.aggregates.add(SPEC.name)
     skus = [e.data.sku for e in moves]
     warehouses = [e.data.warehouse for e in moves]
-    batch_moves = pa.table(  # noqa: F841 - read by DuckDB below
-        {
-            "sequence": ints(e.sequence for e in moves),
-            "event_id": strings(e.event_id for e in moves),
-            "time": pa.array([e.time for e in moves], TIME),
-            "sku": strings(skus),
-            "warehouse": strings(warehouses),
-            "quantity_delta": ints(e.data.quantity_delta for e in moves),
-            "reason": strings(e.data.reason for e in moves),
-        }
+    batch_moves = event_table(  # noqa: F841 - read by DuckDB below
+        moves,
+        {"quantity_delta": pa.int64(), "reason": pa.string()},
+        sku=strings(skus),
+        warehouse=strings(warehouses),
     )
     batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
     # Grouped by the key first: an upsert must never see the same key twice.
@@ -63,8 +48,8 @@ def apply(batch: Batch) -> None:
         "last_movement_at = greatest(stock_snapshot.last_movement_at, "
         "excluded.last_movement_at)"
     )
-    batch.skus.update(skus)
-    batch.warehouses.update(warehouses)
+    batch.changes.skus.extend(skus)
+    batch.changes.warehouses.extend(warehouses)
 
 
 # Named queries ----------------------------------------------------------------------
@@ -78,80 +63,48 @@ _LEVELS = (
 )
 
 
-def _level(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "sku": row[0],
-        "warehouse": row[1],
-        "on_hand": int(row[2]),
-        "reorder_point": int(row[3]),
-        "low_stock": bool(row[4]),
-        "name": row[5],
-        "category": row[6],
-        "last_movement_at": iso_time(row[7]),
-    }
-
-
+@implements(registry.STOCK_LEVELS)
 def stock_levels(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.StockFilter, context: QueryContext
+) -> QueryResult[list[registry.StockLevelRow]]:
     """On hand per sku and warehouse, optionally filtered, by sku then warehouse."""
-    warehouse, sku = params.as_str("warehouse"), params.as_str("sku")
-    offset, limit = params.page()
-    params.done()
+    warehouse, sku = params.warehouse, params.sku
     return paged(
         cur,
+        registry.StockLevelRow,
         f"{_LEVELS} AND (?::VARCHAR IS NULL OR s.sku = ?) ORDER BY s.sku, s.warehouse",
         [warehouse, warehouse, sku, sku],
-        offset,
-        limit,
-        _level,
+        params,
     )
 
 
-def low_stock(cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext) -> QueryResult:
+@implements(registry.LOW_STOCK)
+def low_stock(
+    cur: duckdb.DuckDBPyConnection, params: registry.WarehouseFilter, context: QueryContext
+) -> QueryResult[list[registry.StockLevelRow]]:
     """Rows at or below their reorder point, most urgent first."""
-    warehouse = params.as_str("warehouse")
-    offset, limit = params.page()
-    params.done()
     return paged(
         cur,
+        registry.StockLevelRow,
         f"{_LEVELS} AND p.reorder_point > 0 AND s.on_hand <= p.reorder_point "
         "ORDER BY s.on_hand - p.reorder_point, s.sku, s.warehouse",
-        [warehouse, warehouse],
-        offset,
-        limit,
-        _level,
+        [params.warehouse, params.warehouse],
+        params,
     )
 
 
+@implements(registry.STOCK_MOVEMENTS)
 def stock_movements(
-    cur: duckdb.DuckDBPyConnection, params: Params, context: QueryContext
-) -> QueryResult:
+    cur: duckdb.DuckDBPyConnection, params: registry.MovementsParams, context: QueryContext
+) -> QueryResult[list[registry.StockMovementRow]]:
     """Latest movements, newest (highest stream sequence) first."""
-    warehouse, sku = params.as_str("warehouse"), params.as_str("sku")
-    offset, limit = params.page(default_limit=50)
-    params.done()
+    warehouse, sku = params.warehouse, params.sku
     return top(
         cur,
+        registry.StockMovementRow,
         "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
         "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "
         "ORDER BY sequence DESC",
         [warehouse, warehouse, sku, sku],
-        offset,
-        limit,
-        lambda row: {
-            "sequence": int(row[0]),
-            "time": iso_time(row[1]),
-            "sku": row[2],
-            "warehouse": row[3],
-            "quantity_delta": int(row[4]),
-            "reason": row[5],
-        },
+        params,
     )
-
-
-QUERIES: dict[str, QueryFunction] = {
-    "stock_levels": stock_levels,
-    "low_stock": low_stock,
-    "stock_movements": stock_movements,
-}

@@ -1,6 +1,6 @@
 """What the aggregates must show after a run, worked out in plain Python from the messages.
 
-This applies PRODUCT.md's rules on its own (JetStream's duplicate window, validation,
+This applies docs/EVENTS.md's rules on its own (JetStream's duplicate window, validation,
 held cancellations and payments, duplicates as no-ops) without sharing code or SQL
 with the materializer, so comparing the two checks the materializer against the rules.
 Results have the shapes of docs/API.md's named queries.
@@ -38,11 +38,18 @@ class _Hour:
     cancelled: Decimal = ZERO
     units: int = 0
 
-    def row(self, hour: datetime) -> dict[str, Any]:
+    def add(self, other: _Hour) -> None:
+        self.orders += other.orders
+        self.cancelled_orders += other.cancelled_orders
+        self.gross += other.gross
+        self.cancelled += other.cancelled
+        self.units += other.units
+
+    def row(self, key: str, value: str) -> dict[str, Any]:
         net = self.gross - self.cancelled
         kept = self.orders - self.cancelled_orders
         return {
-            "hour": hour.isoformat(),
+            key: value,
             "orders": self.orders,
             "cancelled_orders": self.cancelled_orders,
             "gross_revenue": money(self.gross),
@@ -188,13 +195,16 @@ class Ledger:
         for (hour, bucket_channel), bucket in self.hours.items():
             if channel is not None and bucket_channel != channel:
                 continue
-            total = merged.setdefault(hour, _Hour())
-            total.orders += bucket.orders
-            total.cancelled_orders += bucket.cancelled_orders
-            total.gross += bucket.gross
-            total.cancelled += bucket.cancelled
-            total.units += bucket.units
-        return [merged[hour].row(hour) for hour in sorted(merged)]
+            merged.setdefault(hour, _Hour()).add(bucket)
+        return [merged[hour].row("hour", hour.isoformat()) for hour in sorted(merged)]
+
+    def sales_by_channel(self) -> list[dict[str, Any]]:
+        """Rows of ``sales_by_channel`` over all time: by net revenue desc, then channel."""
+        merged: dict[str, _Hour] = {}
+        for (_, channel), bucket in self.hours.items():
+            merged.setdefault(channel, _Hour()).add(bucket)
+        order = sorted(merged, key=lambda c: (-(merged[c].gross - merged[c].cancelled), c))
+        return [merged[channel].row("channel", channel) for channel in order]
 
     def stock_levels(self) -> list[dict[str, Any]]:
         """Rows of ``stock_levels``, ordered by sku, warehouse."""
@@ -354,6 +364,7 @@ def expected_aggregates(messages: Iterable[SimMessage], *, as_of: date) -> dict[
     return {
         "sales_by_hour": ledger.sales_by_hour(),
         "sales_by_hour_by_channel": {c: ledger.sales_by_hour(c) for c in channels},
+        "sales_by_channel": ledger.sales_by_channel(),
         "stock_levels": ledger.stock_levels(),
         "low_stock": ledger.low_stock(),
         "ar_aging": ledger.ar_aging(as_of),

@@ -147,6 +147,12 @@ ROWS: dict[str, Any] = {
     },
 }
 ROWS["low_stock"] = ROWS["stock_levels"]
+ROWS["sales_by_channel"] = [
+    {
+        "channel": "web",
+        **{k: v for k, v in ROWS["sales_summary"].items() if k not in ("from", "to")},
+    }
+]
 
 
 @dataclass

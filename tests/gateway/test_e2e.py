@@ -137,6 +137,45 @@ async def test_subscriber_receives_the_updated_result_after_events(
     await ws.close()
 
 
+async def test_sales_by_channel_query_and_live_twin_follow_the_registry(
+    server: Server, materializer: Any, js: JetStreamContext
+) -> None:
+    """The query added through the registry alone: Query field, Subscription twin,
+    relevance by channel, all without a line of gateway code of its own."""
+    sequence = await publish_events(
+        js, order("30.00", 1, channel="web"), order("10.00", 1, channel="store")
+    )
+    await materializer.wait_for_sequence(sequence)
+    fields = "salesByChannel(from: $from, to: $to) { channel orders netRevenue }"
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        response = await http.post(
+            "/graphql",
+            json={
+                "query": f"query($from: DateTime, $to: DateTime) {{ {fields} }}",
+                "variables": {"from": FROM, "to": TO},
+            },
+        )
+    assert response.json()["data"]["salesByChannel"] == [
+        {"channel": "web", "orders": 1, "netRevenue": 30},
+        {"channel": "store", "orders": 1, "netRevenue": 10},
+    ]
+    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    await ws.send('{"type": "connection_init"}')
+    assert (await receive(ws))["type"] == "connection_ack"
+    window = f'from: "{FROM}", to: "{TO}"'
+    live = f'subscription {{ salesByChannel({window}, channel: "store") {{ orders }} }}'
+    await ws.send(json.dumps({"id": "c", "type": "subscribe", "payload": {"query": live}}))
+    assert (await receive(ws))["payload"]["data"]["salesByChannel"] == [{"orders": 1}]
+    # An order of another channel cannot change this result: no frame.
+    sequence = await publish_events(js, order("7.00", 1, channel="web"))
+    await materializer.wait_for_sequence(sequence)
+    with pytest.raises(TimeoutError):
+        await receive(ws, timeout=0.7)
+    await publish_events(js, order("2.50", 1, channel="store"))
+    assert (await receive(ws))["payload"]["data"]["salesByChannel"] == [{"orders": 2}]
+    await ws.close()
+
+
 async def test_materializer_down_gives_error_and_503_then_recovers(
     nats_server: Any,
     materializer_settings: Any,

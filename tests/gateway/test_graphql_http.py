@@ -7,9 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import GraphQLObjectType, get_named_type
 
 from gateway.app import state
-from tests.gateway.conftest import Canned, until
+from gateway.schema import schema
+from pulse_bi.contract import QUERIES, QUERY_NAMES
+from tests.gateway.conftest import ROWS, Canned, until
 
 GR = "application/graphql-response+json"
 
@@ -124,6 +127,34 @@ async def test_every_domain_answers_with_contract_types(client: httpx.AsyncClien
     assert data["pipeline"]["gaps"] == [
         {"fromSequence": 4, "toSequence": 6, "events": 3, "detectedAt": "2026-11-25T10:04:06+00:00"}
     ]
+
+
+def _selection(type_: Any) -> str:
+    """Every field of an output type, nested ones included (arguments left default)."""
+    named = get_named_type(type_)
+    if not isinstance(named, GraphQLObjectType):
+        return ""
+    return (
+        "{ " + " ".join(f"{name} {_selection(f.type)}" for name, f in named.fields.items()) + " }"
+    )
+
+
+async def test_every_registry_field_resolves_every_output_field(
+    client: httpx.AsyncClient,
+) -> None:
+    """A spec's rows decode, and every field of its type resolves, for every query."""
+    assert set(ROWS) == set(QUERY_NAMES), "canned rows for every named query"
+    query_type = schema._schema.query_type
+    assert query_type is not None
+    fields = " ".join(
+        f"{spec.field} {_selection(query_type.fields[spec.field].type)}" for spec in QUERIES
+    )
+    response = await gql(client, "{ " + fields + " }")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    assert set(body["data"]) == {spec.field for spec in QUERIES}
+    assert body["data"]["salesByChannel"][0]["netRevenue"] == 200.1
 
 
 async def test_paged_named_query_results_are_joined(

@@ -307,13 +307,13 @@ def test_apply_batch_accounts_for_every_message_and_keeps_the_valid_aggregates(
             assert store.last_sequence() == len(messages)
             state = store.stats()
             assert (state["events_applied"], state["events_rejected"]) == (applied, invalid)
-            rejected = store.query("rejected_events", {"limit": 100}).data
+            rejected = store.query("rejected_events", {"limit": 100}).wire
             assert len(rejected) == invalid
-            levels = {row["sku"]: row["on_hand"] for row in store.query("stock_levels", {}).data}
+            levels = {row["sku"]: row["on_hand"] for row in store.query("stock_levels", {}).wire}
             assert levels == {sku: total for sku, total in on_hand.items()}
             window = {"from": "1970-01-01T00:00:00Z", "to": "2200-01-01T00:00:00Z"}
             for channel in ("web", "store"):
-                summary = store.query("sales_summary", {**window, "channel": channel}).data
+                summary = store.query("sales_summary", {**window, "channel": channel}).wire
                 assert summary["orders"] == len(orders[channel])
                 assert Decimal(summary["gross_revenue"]) == sum(orders[channel], Decimal(0))
         finally:

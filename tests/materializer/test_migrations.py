@@ -212,9 +212,9 @@ def test_upgrade_from_version_2_widens_the_sums_and_forgets_rejected_ids(tmp_pat
             ]
         )
         assert (result.applied, result.rejected, result.duplicates) == (2, 0, 1)
-        assert store.query("stock_levels", {}).data[0]["on_hand"] == 7
+        assert store.query("stock_levels", {}).wire[0]["on_hand"] == 7
         hour = {"from": "2026-11-25T10:00:00Z", "to": "2026-11-25T11:00:00Z", "channel": "web"}
-        summary = store.query("sales_summary", hour).data
+        summary = store.query("sales_summary", hour).wire
         assert summary["gross_revenue"] == "19999999999999999.98"
     finally:
         store.close()

@@ -12,15 +12,17 @@ import pytest
 
 from materializer.queries import MAX_PAGE, BadQuery
 from materializer.store import Store
-from pulse_bi.contract import QUERY_NAMES
+from pulse_bi.contract import BY_NAME, QUERIES, QUERY_NAMES, QueryReply, wire_encoder
 from tests.materializer.eventkit import DAY, Stream
 
+#: Parameters every query needs to answer about the test day, from its spec: a window
+#: when it has one, the day as the as-of date when it defaults to today.
 PARAMS: dict[str, dict[str, Any]] = {
-    "sales_by_hour": DAY,
-    "sales_summary": DAY,
-    "top_products": DAY,
-    "ar_aging": {"as_of": "2026-11-25"},
-    "overdue_invoices": {"as_of": "2026-11-25"},
+    spec.name: {
+        **(DAY if spec.window else {}),
+        **({"as_of": "2026-11-25"} if "as_of" in spec.clock else {}),
+    }
+    for spec in QUERIES
 }
 
 
@@ -50,9 +52,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.mark.parametrize("name", QUERY_NAMES)
 def test_every_named_query_answers_json_data(store: Store, name: str) -> None:
     result = store.query(name, PARAMS.get(name, {}))
-    assert result.data
-    decoded = msgspec.json.decode(msgspec.json.encode(result.data))
-    assert decoded == result.data
+    assert result.wire
+    spec = BY_NAME[name]
+    encoded = wire_encoder.encode(QueryReply(version=1, data=result.data))
+    # What the gateway decodes is what was sent, typed: a renamed field would fail here.
+    assert msgspec.json.decode(encoded, type=QueryReply[spec.result]).data == result.data
+    assert msgspec.json.decode(encoded)["data"] == result.wire
     assert result.next_offset is None
 
 
@@ -97,13 +102,13 @@ def test_parameters_must_be_an_object(store: Store) -> None:
 
 def test_null_parameters_mean_not_given(store: Store) -> None:
     result = store.query("sales_by_hour", {**DAY, "channel": None, "limit": None})
-    assert result.data[0]["orders"] == 1
+    assert result.wire[0]["orders"] == 1
 
 
 def test_times_accept_epoch_milliseconds(store: Store) -> None:
     epoch = {"from": 1795564800000, "to": 1795651200000}  # 2026-11-25 .. 26 UTC
-    assert store.query("sales_by_hour", epoch).data == store.query("sales_by_hour", DAY).data
-    summary = store.query("sales_summary", epoch).data
+    assert store.query("sales_by_hour", epoch).wire == store.query("sales_by_hour", DAY).wire
+    summary = store.query("sales_summary", epoch).wire
     assert (summary["from"], summary["to"]) == (DAY["from"], DAY["to"])
 
 
@@ -116,15 +121,15 @@ def test_lists_page_with_offset_and_next_offset(tmp_path: Path) -> None:
             [stream.order(f"O-{h}", time=f"2026-11-25T{h:02d}:10:00Z") for h in range(24)]
         )
         first = store.query("stock_levels", {"limit": 10})
-        assert [row["sku"] for row in first.data] == [f"SKU-{n:02d}" for n in range(10)]
+        assert [row["sku"] for row in first.wire] == [f"SKU-{n:02d}" for n in range(10)]
         assert first.next_offset == 10
         last = store.query("stock_levels", {"limit": 10, "offset": 20})
-        assert [row["sku"] for row in last.data] == [f"SKU-{n:02d}" for n in range(20, 25)]
+        assert [row["sku"] for row in last.wire] == [f"SKU-{n:02d}" for n in range(20, 25)]
         assert last.next_offset is None
         hours = store.query("sales_by_hour", {**DAY, "limit": 20})
-        assert (len(hours.data), hours.next_offset) == (20, 20)
+        assert (len(hours.wire), hours.next_offset) == (20, 20)
         rest = store.query("sales_by_hour", {**DAY, "offset": 20})
-        assert rest.data[-1]["hour"] == "2026-11-25T23:00:00+00:00"
+        assert rest.wire[-1]["hour"] == "2026-11-25T23:00:00+00:00"
         assert rest.next_offset is None
         exact = store.query("sales_by_hour", {**DAY, "limit": 24})
         assert exact.next_offset is None
@@ -133,13 +138,13 @@ def test_lists_page_with_offset_and_next_offset(tmp_path: Path) -> None:
 
 
 def test_pipeline_reports_position_counters_and_lag(store: Store) -> None:
-    data = store.query("pipeline", {}).data
+    data = store.query("pipeline", {}).wire
     assert data["last_sequence"] == data["version"] == 8
     assert (data["events_applied"], data["events_rejected"], data["batches"]) == (7, 1, 1)
     assert (data["stream_last_sequence"], data["lag"]) == (8, 0)
     assert data["last_event_time"] == "2026-11-25T10:04:05+00:00"
     store.stream_last_sequence = 20
-    lagging = store.query("pipeline", {}).data
+    lagging = store.query("pipeline", {}).wire
     assert (lagging["stream_last_sequence"], lagging["lag"]) == (20, 12)
 
 

@@ -13,12 +13,12 @@ AS_OF = "2026-11-25"
 
 
 def aging(store: Store, **params: Any) -> dict[str, Any]:
-    return store.query("ar_aging", {"as_of": AS_OF, **params}).data  # type: ignore[no-any-return]
+    return store.query("ar_aging", {"as_of": AS_OF, **params}).wire  # type: ignore[no-any-return]
 
 
 def overdue(store: Store, **params: Any) -> list[dict[str, Any]]:
     result = store.query("overdue_invoices", {"as_of": AS_OF, **params})
-    return result.data  # type: ignore[no-any-return]
+    return result.wire  # type: ignore[no-any-return]
 
 
 def test_balance_is_amount_minus_payments_and_paid_invoices_are_not_open(
@@ -153,9 +153,9 @@ def test_overdue_invoices_order_filter_and_minimum_days(store: Store, stream: St
 def test_as_of_defaults_to_today_utc(store: Store, stream: Stream) -> None:
     store.apply_batch([stream.invoice("I-1", "5.00", due="2026-11-01")])
     context = QueryContext(today=date(2026, 11, 11))
-    result = store.query("ar_aging", {}, context=context).data
+    result = store.query("ar_aging", {}, context=context).wire
     assert (result["as_of"], result["days_1_30"]) == ("2026-11-11", "5.00")
-    rows = store.query("overdue_invoices", {}, context=context).data
+    rows = store.query("overdue_invoices", {}, context=context).wire
     assert rows[0]["days_overdue"] == 10
 
 
@@ -166,7 +166,7 @@ def test_invoice_id_issued_again_under_another_event_id_is_rejected(
     result = store.apply_batch([stream.invoice("I-1", "7.00", id="second")])
     assert (result.applied, result.rejected) == (0, 1)
     assert aging(store)["total"] == "5.00"
-    reason = store.query("rejected_events", {}).data[0]["reason"]
+    reason = store.query("rejected_events", {}).wire[0]["reason"]
     assert reason == "invoice_id 'I-1' already issued by event 'first'"
 
 

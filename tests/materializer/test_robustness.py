@@ -56,13 +56,13 @@ def test_poison_bytes_among_valid_events_are_all_stored_and_the_rest_applied(
         len(POISON),
         0,
     )
-    assert store.query("stock_levels", {}).data[0]["on_hand"] == 5 + len(POISON)
+    assert store.query("stock_levels", {}).wire[0]["on_hand"] == 5 + len(POISON)
     raw = dict(store.conn.execute("SELECT sequence, raw FROM rejected_events").fetchall())
     assert {seq: bytes(data) for seq, data in raw.items()} == {
         m.sequence: m.data for m in messages if m.sequence % 2 == 0
     }
     # Every reject is listed; the raw text of the lossy ones is readable.
-    rows = store.query("rejected_events", {"limit": 100}).data
+    rows = store.query("rejected_events", {"limit": 100}).wire
     assert len(rows) == len(POISON)
 
 
@@ -162,11 +162,11 @@ def _narrow_the_hourly_revenue(store: Store) -> None:
 
 
 def _everything(store: Store) -> dict[str, Any]:
-    state = store.query("pipeline", {}).data
+    state = store.query("pipeline", {}).wire
     return {
-        "sales_by_hour": store.query("sales_by_hour", ALL_TIME).data,
-        "top_products": store.query("top_products", ALL_TIME).data,
-        "stock_levels": store.query("stock_levels", {}).data,
+        "sales_by_hour": store.query("sales_by_hour", ALL_TIME).wire,
+        "top_products": store.query("top_products", ALL_TIME).wire,
+        "stock_levels": store.query("stock_levels", {}).wire,
         "counts": (state["last_sequence"], state["events_applied"], state["events_rejected"]),
     }
 
@@ -203,7 +203,7 @@ def test_a_batch_failing_in_sql_is_split_and_only_the_offending_event_rejected(
         assert (result.applied, result.rejected, result.duplicates) == (6, 1, 0)
         assert "sales" in result.aggregates and "stock" in result.aggregates
         assert result.changes.channels == ["store", "web"]
-        [row] = split.query("rejected_events", {}).data
+        [row] = split.query("rejected_events", {}).wire
         assert row["sequence"] == 4
         assert (row["event_id"], row["event_type"]) == ("overflow", "order.created")
         assert row["reason"].startswith("internal: ConversionException: ")
@@ -234,7 +234,7 @@ def test_the_split_survives_a_restart_and_ingest_goes_on(tmp_path: Path) -> None
         later = stream.order("O-9", time="2026-11-25T12:00:00Z")
         result = store.apply_batch([stream.move("SKU-1", "W", 10), later])
         assert (result.applied, result.rejected) == (2, 0)
-        assert store.query("stock_levels", {}).data[0]["on_hand"] == 13
+        assert store.query("stock_levels", {}).wire[0]["on_hand"] == 13
         assert store.stats()["events_rejected"] == 1
     finally:
         store.close()
@@ -276,10 +276,10 @@ def test_a_python_error_on_one_event_is_split_out_too(
     ]
     result = store.apply_batch(messages)
     assert (result.applied, result.rejected, result.last_sequence) == (18, 2, 20)
-    rows = store.query("rejected_events", {}).data
+    rows = store.query("rejected_events", {}).wire
     assert [(r["sequence"], r["event_id"]) for r in rows] == [(16, "p15"), (8, "p7")]
     assert {r["reason"] for r in rows} == {"internal: ValueError: cannot apply this move"}
-    assert store.query("stock_levels", {}).data[0]["on_hand"] == 18
+    assert store.query("stock_levels", {}).wire[0]["on_hand"] == 18
     assert store.stats()["events_rejected"] == 2
     # Two bad events in 20: a handful of attempts, not one per event.
     assert len(fail_on_poison_sku.calls) < 20
@@ -299,13 +299,13 @@ def test_an_infrastructure_fault_is_raised_unchanged_and_nothing_is_split(
     assert raised.value is fault
     assert len(fail_on_poison_sku.calls) == calls_before + 1  # tried once, not split
     assert store.last_sequence() == 1
-    assert store.query("rejected_events", {}).data == []
-    assert store.query("stock_levels", {}).data[0]["on_hand"] == 1
+    assert store.query("rejected_events", {}).wire == []
+    assert store.query("stock_levels", {}).wire[0]["on_hand"] == 1
     # Once the fault clears (here: the move is merely bad), the batch applies once.
     fail_on_poison_sku.error = ValueError("bad move")
     result = store.apply_batch(messages)
     assert (result.applied, result.rejected) == (1, 1)
-    assert store.query("stock_levels", {}).data[0]["on_hand"] == 2
+    assert store.query("stock_levels", {}).wire[0]["on_hand"] == 2
 
 
 def test_a_dead_letter_keeps_the_raw_bytes_id_and_type(
@@ -338,6 +338,6 @@ def test_a_failure_after_the_commit_does_not_apply_the_batch_twice(
     monkeypatch.setattr(store._seen.events, "add", add)
     result = store.apply_batch(messages)
     assert store.last_sequence() == 4
-    assert store.query("stock_levels", {}).data[0]["on_hand"] == 4
-    assert store.query("rejected_events", {}).data == []
+    assert store.query("stock_levels", {}).wire[0]["on_hand"] == 4
+    assert store.query("rejected_events", {}).wire == []
     assert result.rejected == 0

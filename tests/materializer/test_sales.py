@@ -12,11 +12,11 @@ from tests.materializer.eventkit import DAY, Stream
 
 def hours(store: Store, **params: Any) -> list[dict[str, Any]]:
     result = store.query("sales_by_hour", {**DAY, **params})
-    return result.data  # type: ignore[no-any-return]
+    return result.wire  # type: ignore[no-any-return]
 
 
 def summary(store: Store, **params: Any) -> dict[str, Any]:
-    return store.query("sales_summary", {**DAY, **params}).data  # type: ignore[no-any-return]
+    return store.query("sales_summary", {**DAY, **params}).wire  # type: ignore[no-any-return]
 
 
 def test_orders_count_in_the_utc_hour_of_their_time(store: Store, stream: Stream) -> None:
@@ -91,7 +91,7 @@ def test_order_and_cancellation_in_one_batch_apply_in_any_order(
     store.apply_batch(messages)
     row = hours(store)[0]
     assert (row["orders"], row["cancelled_orders"], row["cancelled_revenue"]) == (1, 1, "20.00")
-    assert store.query("pipeline", {}).data["events_applied"] == 2
+    assert store.query("pipeline", {}).wire["events_applied"] == 2
 
 
 def test_cancelling_twice_counts_once(store: Store, stream: Stream) -> None:
@@ -149,7 +149,7 @@ def test_range_is_inclusive_from_and_exclusive_to(store: Store, stream: Stream) 
         [stream.order("O-1", time="2026-11-25T09:30:00Z"), stream.order("O-2", time=DAY["to"])]
     )
     window = {"from": "2026-11-25T09:00:00Z", "to": "2026-11-26T00:00:00Z"}
-    assert [row["hour"] for row in store.query("sales_by_hour", window).data] == [
+    assert [row["hour"] for row in store.query("sales_by_hour", window).wire] == [
         "2026-11-25T09:00:00+00:00"
     ]
 
@@ -164,7 +164,7 @@ def test_order_id_created_again_under_another_event_id_is_rejected_and_not_count
         [stream.order("O-2", id="a"), stream.order("O-2", id="b", total="5.00")]
     )
     assert (in_batch.applied, in_batch.rejected) == (1, 1)
-    reasons = [row["reason"] for row in store.query("rejected_events", {}).data]
+    reasons = [row["reason"] for row in store.query("rejected_events", {}).wire]
     assert reasons == [
         "order_id 'O-2' already created by event 'a'",
         "order_id 'O-1' already created by event 'first'",
@@ -190,7 +190,7 @@ def test_top_products_rank_by_net_revenue_then_sku(store: Store, stream: Stream)
             stream.cancel("O-3"),
         ]
     )
-    top = store.query("top_products", DAY).data
+    top = store.query("top_products", DAY).wire
     assert top == [
         {"sku": "SKU-B", "name": "Bolt", "category": "hardware", "units": 2, "revenue": "10.00"},
         {"sku": "SKU-C", "name": None, "category": None, "units": 1, "revenue": "10.00"},
@@ -198,10 +198,10 @@ def test_top_products_rank_by_net_revenue_then_sku(store: Store, stream: Stream)
     ]
     # limit is the N of a top-N list, not a page size: no next page to follow.
     first = store.query("top_products", {**DAY, "limit": 1})
-    assert [row["sku"] for row in first.data] == ["SKU-B"]
+    assert [row["sku"] for row in first.wire] == ["SKU-B"]
     assert first.next_offset is None
     second = store.query("top_products", {**DAY, "limit": 1, "offset": 1})
-    assert [row["sku"] for row in second.data] == ["SKU-C"]
+    assert [row["sku"] for row in second.wire] == ["SKU-C"]
 
 
 def test_batch_reports_touched_hours_channels_skus_and_customers(

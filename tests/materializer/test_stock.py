@@ -7,7 +7,7 @@ from tests.materializer.eventkit import Stream
 
 
 def levels(store: Store, **params: str) -> list[tuple[str, str, int, int, bool]]:
-    rows = store.query("stock_levels", params).data
+    rows = store.query("stock_levels", params).wire
     return [
         (r["sku"], r["warehouse"], r["on_hand"], r["reorder_point"], r["low_stock"]) for r in rows
     ]
@@ -39,7 +39,7 @@ def test_last_movement_at_is_the_latest_movement_time(store: Store, stream: Stre
             stream.move("SKU-1", "W1", 1, time="2026-11-25T11:30:00+01:00"),
         ]
     )
-    row = store.query("stock_levels", {}).data[0]
+    row = store.query("stock_levels", {}).wire[0]
     assert row["last_movement_at"] == "2026-11-25T10:30:00+00:00"
 
 
@@ -52,7 +52,7 @@ def test_reorder_point_comes_from_the_latest_product_update(store: Store, stream
             stream.move("SKU-2", "W1", 1),
         ]
     )
-    rows = store.query("stock_levels", {}).data
+    rows = store.query("stock_levels", {}).wire
     assert rows[0] == {
         "sku": "SKU-1",
         "warehouse": "W1",
@@ -84,14 +84,14 @@ def test_low_stock_lists_rows_at_or_below_reorder_point_most_urgent_first(
             stream.move("C", "W1", -5),
         ]
     )
-    rows = store.query("low_stock", {}).data
+    rows = store.query("low_stock", {}).wire
     assert [(r["sku"], r["warehouse"], r["on_hand"]) for r in rows] == [
         ("A", "W2", 2),
         ("A", "W1", 9),
         ("B", "W1", 3),
     ]
     assert all(r["low_stock"] for r in rows)
-    only_w1 = store.query("low_stock", {"warehouse": "W1"}).data
+    only_w1 = store.query("low_stock", {"warehouse": "W1"}).wire
     assert [(r["sku"], r["warehouse"]) for r in only_w1] == [("A", "W1"), ("B", "W1")]
 
 
@@ -103,24 +103,24 @@ def test_stock_movements_are_newest_first_and_filtered(store: Store, stream: Str
             stream.move("A", "W2", 2, "adjustment"),
         ]
     )
-    rows = store.query("stock_movements", {}).data
+    rows = store.query("stock_movements", {}).wire
     assert [(r["sequence"], r["sku"], r["quantity_delta"], r["reason"]) for r in rows] == [
         (3, "A", 2, "adjustment"),
         (2, "B", -1, "shipment"),
         (1, "A", 5, "receipt"),
     ]
     assert rows[0]["time"] == "2026-11-25T10:04:05+00:00"
-    filtered = store.query("stock_movements", {"sku": "A", "warehouse": "W1"}).data
+    filtered = store.query("stock_movements", {"sku": "A", "warehouse": "W1"}).wire
     assert [r["sequence"] for r in filtered] == [1]
     limited = store.query("stock_movements", {"limit": 2})
-    assert [r["sequence"] for r in limited.data] == [3, 2]
+    assert [r["sequence"] for r in limited.wire] == [3, 2]
     assert limited.next_offset is None  # the latest N, not a page
 
 
 def test_unknown_movement_reason_is_rejected(store: Store, stream: Stream) -> None:
     result = store.apply_batch([stream.move("A", "W1", 5, reason="theft")])
     assert (result.applied, result.rejected) == (0, 1)
-    assert store.query("stock_levels", {}).data == []
+    assert store.query("stock_levels", {}).wire == []
 
 
 def test_batch_reports_stock_changes(store: Store, stream: Stream) -> None:

@@ -31,7 +31,7 @@ def store(path: Path) -> Iterator[Store]:
 
 
 def orders(store: Store) -> int:
-    return int(store.query("sales_summary", DAY).data["orders"])
+    return int(store.query("sales_summary", DAY).wire["orders"])
 
 
 def test_empty_store_starts_at_sequence_zero(store: Store) -> None:
@@ -93,7 +93,7 @@ def test_reopening_the_file_resumes_last_sequence_and_data(path: Path) -> None:
         assert reopened.stats()["events_applied"] == 2
         # The waiting cancellation survived the restart.
         reopened.apply_batch([stream.order("O-2")])
-        summary = reopened.query("sales_summary", DAY).data
+        summary = reopened.query("sales_summary", DAY).wire
         assert (summary["orders"], summary["cancelled_orders"]) == (2, 1)
     finally:
         reopened.close()
@@ -117,7 +117,7 @@ def test_same_event_id_in_a_later_batch_is_a_no_op(store: Store) -> None:
         ]
     )
     assert (result.applied, result.rejected, result.duplicates) == (1, 0, 3 - 1)
-    assert store.query("stock_levels", {}).data[0]["on_hand"] == 6
+    assert store.query("stock_levels", {}).wire[0]["on_hand"] == 6
     assert orders(store) == 1
     assert store.stats()["events_duplicate"] == 2
     # The sequence still advances past the duplicates.
@@ -152,7 +152,7 @@ def test_failed_batch_leaves_nothing_behind(store: Store, monkeypatch: pytest.Mo
     assert store.stats() == before
     assert store.last_sequence() == 1
     assert orders(store) == 1
-    assert store.query("rejected_events", {}).data == []
+    assert store.query("rejected_events", {}).wire == []
 
 
 def test_queries_run_concurrently_with_apply_batch(store: Store) -> None:
@@ -219,9 +219,9 @@ def test_seen_ids_and_keys_survive_a_restart(path: Path) -> None:
             ]
         )
         assert (result.applied, result.rejected, result.duplicates) == (2, 1, 2)
-        summary = store.query("sales_summary", DAY).data
+        summary = store.query("sales_summary", DAY).wire
         assert (summary["orders"], summary["cancelled_orders"]) == (1, 1)
-        aging = store.query("ar_aging", {"as_of": "2026-11-25"}).data
+        aging = store.query("ar_aging", {"as_of": "2026-11-25"}).wire
         assert aging["total"] == "6.00"
     finally:
         store.close()

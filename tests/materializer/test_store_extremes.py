@@ -25,7 +25,7 @@ def test_two_orders_of_the_largest_amount_in_one_hour_and_channel(store: Store) 
     # And once more in a later batch: the upsert adds to the stored sum.
     store.apply_batch([stream.order("O-3", total=MAX_MONEY, lines=lines)])
     store.apply_batch([stream.cancel("O-3")])
-    summary = store.query("sales_summary", ALL_TIME).data
+    summary = store.query("sales_summary", ALL_TIME).wire
     assert summary["orders"] == 3
     assert summary["cancelled_orders"] == 1
     assert summary["gross_revenue"] == "29999999999999999.97"
@@ -33,9 +33,9 @@ def test_two_orders_of_the_largest_amount_in_one_hour_and_channel(store: Store) 
     assert summary["net_revenue"] == "19999999999999999.98"
     assert summary["average_order_value"] == MAX_MONEY
     assert summary["units"] == 3_000_000_000
-    [hour] = store.query("sales_by_hour", ALL_TIME).data
+    [hour] = store.query("sales_by_hour", ALL_TIME).wire
     assert hour["gross_revenue"] == "29999999999999999.97"
-    [top] = store.query("top_products", ALL_TIME).data
+    [top] = store.query("top_products", ALL_TIME).wire
     assert top["units"] == 2_000_000_000
     assert top["revenue"] == "19999999999999999980000000.00"
 
@@ -45,7 +45,7 @@ def test_an_order_of_ten_thousand_lines_of_the_largest_quantity_and_price(store:
     lines = [("SKU-1", 1_000_000_000, MAX_MONEY)] * 10_000
     result = store.apply_batch([stream.order("O-1", total=MAX_MONEY, lines=lines)] * 1)
     assert result.applied == 1
-    [top] = store.query("top_products", ALL_TIME).data
+    [top] = store.query("top_products", ALL_TIME).wire
     assert top["units"] == 10_000 * 1_000_000_000
     assert top["revenue"] == "99999999999999999900000000000.00"
 
@@ -56,11 +56,11 @@ def test_three_moves_of_the_largest_delta_either_way(store: Store) -> None:
     store.apply_batch([stream.move("SKU-2", "W", -1_000_000_000) for _ in range(2)])
     store.apply_batch([stream.move("SKU-2", "W", -1_000_000_000)])
     store.apply_batch([stream.product("SKU-2", reorder_point=1_000_000_000)])
-    levels = {row["sku"]: row["on_hand"] for row in store.query("stock_levels", {}).data}
+    levels = {row["sku"]: row["on_hand"] for row in store.query("stock_levels", {}).wire}
     assert levels == {"SKU-1": 3_000_000_000, "SKU-2": -3_000_000_000}
-    [low] = store.query("low_stock", {}).data
+    [low] = store.query("low_stock", {}).wire
     assert (low["sku"], low["on_hand"], low["reorder_point"]) == ("SKU-2", -3_000_000_000, 10**9)
-    moves = store.query("stock_movements", {}).data
+    moves = store.query("stock_movements", {}).wire
     assert {row["quantity_delta"] for row in moves} == {10**9, -(10**9)}
 
 
@@ -79,12 +79,12 @@ def test_invoices_and_payments_of_the_largest_amount(store: Store) -> None:
         ]
     )
     store.apply_batch([stream.invoice("I-4", MAX_MONEY), stream.payment("P-5", "I-3", "0.01")])
-    aging = store.query("ar_aging", {"as_of": "2026-11-25"}).data
+    aging = store.query("ar_aging", {"as_of": "2026-11-25"}).wire
     assert aging["total"] == "19999999999999999.98"
     assert aging["over_90"] == MAX_MONEY
     assert aging["current"] == MAX_MONEY
     assert aging["open_invoices"] == 2
-    [overdue] = store.query("overdue_invoices", {"as_of": "2199-12-31"}).data
+    [overdue] = store.query("overdue_invoices", {"as_of": "2199-12-31"}).wire
     assert overdue["invoice_id"] == "I-1"
     assert overdue["days_overdue"] == (date(2199, 12, 31) - date(1970, 1, 1)).days
     assert overdue["balance"] == MAX_MONEY
@@ -99,9 +99,9 @@ def test_events_at_the_first_and_last_instant_of_the_time_window(store: Store) -
             stream.move("SKU-1", "W", 1, time="2199-12-31T23:59:59.999999Z"),
         ]
     )
-    hours = [row["hour"] for row in store.query("sales_by_hour", ALL_TIME).data]
+    hours = [row["hour"] for row in store.query("sales_by_hour", ALL_TIME).wire]
     assert hours == ["1970-01-01T00:00:00+00:00", "2199-12-31T23:00:00+00:00"]
-    state = store.query("pipeline", {}).data
+    state = store.query("pipeline", {}).wire
     assert state["last_event_time"] == "2199-12-31T23:59:59.999999+00:00"
-    [level] = store.query("stock_levels", {}).data
+    [level] = store.query("stock_levels", {}).wire
     assert level["last_movement_at"] == "2199-12-31T23:59:59.999999+00:00"

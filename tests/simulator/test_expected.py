@@ -1,4 +1,4 @@
-"""Expected aggregates follow PRODUCT.md's rules on small hand-built scenarios."""
+"""Expected aggregates follow docs/EVENTS.md's rules on small hand-built scenarios."""
 
 from __future__ import annotations
 

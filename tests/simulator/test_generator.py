@@ -21,7 +21,7 @@ from pulse_bi.simulator.rules import ContractError, validate
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 START = END - timedelta(hours=48)
 
-# The contract of PRODUCT.md as a JSON Schema, written separately from the simulator's
+# The event contract of docs/EVENTS.md as a JSON Schema, written separately from the simulator's
 # own rules so the two check each other.
 MONEY: dict[str, Any] = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^-?\d+(\.\d{1,2})?$"}]

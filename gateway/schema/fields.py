@@ -1,0 +1,177 @@
+"""Query and Subscription, built from the registry: one resolver per field, written once.
+
+For every ``QuerySpec`` of ``pulse_bi.contract.registry`` the schema gets a Query field
+and its live Subscription twin:
+
+- by default both are generated: the arguments are the spec's parameters (paging ones
+  left out: the gateway follows ``next_offset`` itself), the result type is generated
+  from the spec's row struct, and the resolver fills clock defaults (``window``) and
+  fetches. Rows are returned as they are decoded: their fields are the type's fields.
+- a domain module may write the Query resolver by hand (``@resolver(SPEC)``) when the
+  GraphQL shape differs from the rows (nested objects, arguments of nested fields); the
+  Subscription twin is still generated from it.
+
+The Subscription resolvers yield the Query resolver's result each time the topics the
+spec reads change (``live``); in this gateway the live hub runs the Query twin for every
+group of subscribers (gateway/live.py), so both share the same code path by construction.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import AsyncGenerator, Callable
+from typing import Annotated, Any
+
+import msgspec
+import strawberry
+
+from gateway.limits import check_limit
+from gateway.schema.base import Info, fetch, live, window
+from pulse_bi.contract import QUERIES, QuerySpec
+from pulse_bi.contract.spec import Row, unwrap
+
+Resolver = Callable[..., Any]
+
+_CUSTOM: dict[str, tuple[Resolver, Any]] = {}
+_OBJECT_TYPES: dict[type[Row], type] = {}
+
+
+def resolver(spec: QuerySpec) -> Callable[[Resolver], Resolver]:  # type: ignore[type-arg]
+    """Use this hand-written async function ``(info, **arguments) -> Type`` as the Query
+    resolver of ``spec`` (its Subscription twin is generated from it)."""
+
+    def register(function: Resolver) -> Resolver:
+        if spec.name in _CUSTOM:
+            raise TypeError(f"{spec.field} has two resolvers")
+        hints = typing.get_type_hints(function, include_extras=True)
+        _CUSTOM[spec.name] = (function, hints["return"])
+        return function
+
+    return register
+
+
+def object_type(row: type[Row]) -> type:
+    """The GraphQL object type of a row struct: same fields, same order, its docstring."""
+    known = _OBJECT_TYPES.get(row)
+    if known is not None:
+        return known
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {}
+    for info in msgspec.structs.fields(row):
+        annotations[info.name] = output_type(info.type)
+        _, _, meta = unwrap(info.type)
+        # `from_` in Python is `from` on the wire; the API may name a field otherwise.
+        name = row.graphql_fields.get(info.name, info.encode_name)
+        renamed = name if name != info.name else None
+        description = getattr(meta, "description", None)
+        if renamed or description:
+            namespace[info.name] = strawberry.field(name=renamed, description=description)
+    type_name = row.graphql_name or row.__name__.removesuffix("Row")
+    cls = type(type_name, (), {"__annotations__": annotations, **namespace})
+    cls.__module__ = __name__
+    made: type = strawberry.type(cls, description=inspect.cleandoc(row.__doc__ or ""))
+    _OBJECT_TYPES[row] = made
+    return made
+
+
+def output_type(annotation: Any) -> Any:
+    """A row field's annotation with row structs replaced by their object types."""
+    base, optional, _ = unwrap(annotation)
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        base = list[output_type(item)]  # type: ignore[misc]
+    elif isinstance(base, type) and issubclass(base, Row):
+        base = object_type(base)
+    return base | None if optional else base
+
+
+def _arguments(spec: QuerySpec) -> list[msgspec.structs.FieldInfo]:  # type: ignore[type-arg]
+    """The parameters a GraphQL client gives: all but the paging ones of a paged list."""
+    paging = {"offset", "limit"} if spec.shape == "page" else {"offset"}
+    return [f for f in msgspec.structs.fields(spec.params) if f.name not in paging]
+
+
+def _generated(spec: QuerySpec) -> tuple[Resolver, Any]:  # type: ignore[type-arg]
+    """The resolver and return type of a field that shows the spec's rows as they are."""
+    arguments = _arguments(spec)
+    defaults = {
+        f.name: None if f.required or f.name in spec.clock else f.default for f in arguments
+    }
+    start_end = spec.window
+
+    async def resolve(info: Info, **given: Any) -> Any:
+        values = {name: value for name, value in given.items() if value is not None}
+        if start_end is not None:
+            start, end = window(values.get(start_end[0]), values.get(start_end[1]))
+            values[start_end[0]], values[start_end[1]] = start, end
+        if "limit" in defaults:
+            values["limit"] = check_limit(given.get("limit"), int(defaults["limit"] or 0))
+        return await fetch(info.context, spec, spec.params(**values))
+
+    parameters = [inspect.Parameter("info", inspect.Parameter.KEYWORD_ONLY, annotation=Info)]
+    for f in arguments:
+        base, _, meta = unwrap(f.type)
+        argument = strawberry.argument(
+            name=spec.graphql_arg(f.name), description=getattr(meta, "description", None)
+        )
+        parameters.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=defaults[f.name],
+                annotation=Annotated[base | None, argument],
+            )
+        )
+    returns = output_type(spec.result)
+    resolve.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    return resolve, returns
+
+
+def _twin(spec: QuerySpec, query: Resolver, returns: Any) -> Resolver:  # type: ignore[type-arg]
+    """The Subscription resolver: the Query resolver's result, again on every change."""
+
+    async def subscribe(info: Info, **arguments: Any) -> AsyncGenerator[Any, None]:
+        async for _ in live(info.context, spec):
+            yield await query(info, **arguments)
+
+    signature = inspect.signature(query)
+    subscribe.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        return_annotation=AsyncGenerator[returns, None]
+    )
+    subscribe.__module__ = query.__module__
+    return subscribe
+
+
+def build() -> tuple[type, type]:
+    """Query and Subscription with one field each per spec, in the registry's order."""
+    import gateway.schema.receivables  # noqa: F401 - hand-written resolvers register on import
+
+    queries: dict[str, Any] = {}
+    subscriptions: dict[str, Any] = {}
+    for spec in QUERIES:
+        query, returns = _CUSTOM.get(spec.name) or _generated(spec)
+        name = _python_name(spec.field)
+        queries[name] = strawberry.field(
+            resolver=query, name=spec.field, description=spec.description
+        )
+        subscriptions[name] = strawberry.subscription(
+            resolver=_twin(spec, query, returns),
+            name=spec.field,
+            description=f"Live `{spec.field}`.",
+        )
+    return _root("Query", queries), _root("Subscription", subscriptions)
+
+
+def _root(name: str, fields: dict[str, Any]) -> type:
+    cls = type(name, (), fields)
+    cls.__module__ = __name__
+    made: type = strawberry.type(cls)
+    return made
+
+
+def _python_name(field: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in field)
+
+
+__all__ = ["build", "object_type", "resolver"]

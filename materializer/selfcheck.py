@@ -1,0 +1,54 @@
+"""Start-up self-check: the registry, the code and the file agree (docs/ARCHITECTURE.md).
+
+Every declared query has its SQL function and nothing undeclared is served; every event
+type the decoder knows is consumed by exactly one aggregate; every raw table an aggregate
+declares exists with an ``event_id`` column, and no table that holds applied event ids
+is left off the declarations (the store looks re-delivered events up in exactly those).
+The materializer refuses to start on a problem; a test runs the same check.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from materializer import aggregates, queries
+from pulse_bi.contract.registry import RAW_TABLES
+
+#: Tables with an ``event_id`` column that do not hold applied events: a rejected
+#: message is stored every time it comes (docs/EVENTS.md, "Bad events").
+NOT_APPLIED = frozenset({"rejected_events"})
+
+
+class RegistryMismatch(RuntimeError):
+    """The registry and the code or the file disagree; the message lists how."""
+
+
+def raw_table_problems(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Declared raw tables missing from the file, undeclared ones present in it."""
+    rows = cur.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE column_name = 'event_id'"
+        " AND database_name = current_database() AND schema_name = 'main'"
+    ).fetchall()
+    with_ids = {name for (name,) in rows} - NOT_APPLIED
+    problems = [
+        f"raw table {t} is declared but has no event_id column"
+        for t in RAW_TABLES
+        if t not in with_ids
+    ]
+    problems += [
+        f"table {t} holds event ids but no aggregate declares it in raw_tables"
+        for t in sorted(with_ids - set(RAW_TABLES))
+    ]
+    return problems
+
+
+def problems(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Everything that disagrees, in words."""
+    return [*queries.check_registry(), *aggregates.check_registry(), *raw_table_problems(cur)]
+
+
+def check(cur: duckdb.DuckDBPyConnection) -> None:
+    """Raise ``RegistryMismatch`` when anything disagrees."""
+    found = problems(cur)
+    if found:
+        raise RegistryMismatch("the registry does not match the code: " + "; ".join(found))
