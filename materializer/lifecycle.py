@@ -128,6 +128,7 @@ class Lifecycle:
         self.archive_bytes = 0
         #: True while the live file is being swapped for a rebuilt one.
         self.swapping = False
+        self._stopping = asyncio.Event()
 
     # -- start and stop ------------------------------------------------------------
 
@@ -196,17 +197,25 @@ class Lifecycle:
         if self.archive_horizon or self.settings.archive_after_days:
             store.archive = archive.ArchiveReader(self.settings.archive_path, self.archive_horizon)
 
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep between two runs of a schedule; False when stopping (cut short)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return not self._stopping.is_set()
+
     async def stop(self) -> None:
         """Stop the schedules and the endpoint; a backup being written is finished."""
+        self._stopping.set()
         if self._service is not None:
             await self._service.stop()
         if self._answering:
             await asyncio.wait(set(self._answering), timeout=60)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # Cancelled again until done: nats-py may turn a cancellation that reaches
+            # it in a fetch into a time-out, and the schedule would then sleep on.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         self._tasks.clear()
 
     # -- backups ---------------------------------------------------------------------
@@ -275,7 +284,8 @@ class Lifecycle:
         while True:
             found = backup.last_backup(self.settings.backup_path)
             due = interval if found is None else interval - backup.age(found[0]).total_seconds()
-            await asyncio.sleep(max(0.0, due) if found is not None else min(interval, 5.0))
+            if not await self._pause(max(0.0, due) if found is not None else min(interval, 5.0)):
+                return
             with contextlib.suppress(Exception):  # recorded in last_backup_error
                 await self.take_backup(self.settings.backup_path)
                 removed = await asyncio.to_thread(
@@ -286,8 +296,8 @@ class Lifecycle:
                 )
                 for path in removed:
                     log.info("old backup %s removed (BACKUP_KEEP_DAILY/WEEKLY)", path)
-            if self.last_backup_error:
-                await asyncio.sleep(min(interval, 300.0))
+            if self.last_backup_error and not await self._pause(min(interval, 300.0)):
+                return
 
     # -- swapping in a rebuilt file -----------------------------------------------------
 
@@ -441,9 +451,11 @@ class Lifecycle:
             except Exception as exc:
                 self.archive_error = faults.describe(exc)
                 log.warning("archive run failed: %s; next try in %.0f s", self.archive_error, 60)
-                await asyncio.sleep(min(60.0, self.settings.archive_interval))
+                if not await self._pause(min(60.0, self.settings.archive_interval)):
+                    return
                 continue
-            await asyncio.sleep(self.settings.archive_interval)
+            if not await self._pause(self.settings.archive_interval):
+                return
 
     async def archive_once(self, now: datetime | None = None) -> int:
         """Archive what is older than ARCHIVE_AFTER_DAYS and applied, retire it from the
@@ -480,14 +492,18 @@ class Lifecycle:
             applied = store.last_sequence()
             taken: list[Any] = []
             reached_cutoff = False
-            async for chunk in replay.stream_messages(js, horizon + 1, applied):
-                for message in chunk:
-                    if message.received_at > cutoff:
-                        reached_cutoff = True
+            # Closed when left early: its consumer is deleted at once, not at GC.
+            async with contextlib.aclosing(
+                replay.stream_messages(js, horizon + 1, applied)
+            ) as chunks:
+                async for chunk in chunks:
+                    for message in chunk:
+                        if message.received_at > cutoff:
+                            reached_cutoff = True
+                            break
+                        taken.append(message)
+                    if reached_cutoff or len(taken) >= ARCHIVE_RUN:
                         break
-                    taken.append(message)
-                if reached_cutoff or len(taken) >= ARCHIVE_RUN:
-                    break
             if not taken:
                 break
             run, written = await asyncio.to_thread(archive.write_run, root, taken)
@@ -540,7 +556,8 @@ class Lifecycle:
                 if problem != self.retention_problem:
                     self.retention_problem = problem
                     await self.m.announce_pipeline()  # status and reason changed
-            await asyncio.sleep(RETENTION_CHECK_INTERVAL)
+            if not await self._pause(RETENTION_CHECK_INTERVAL):
+                return
 
     async def check_retention(self, now: datetime | None = None) -> str | None:
         """Why the stream's ``max_age`` endangers events, before it deletes any."""

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time as clock
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +59,7 @@ async def stream_last_sequence(js: JetStreamContext) -> tuple[int, int]:
 
 async def stream_messages(
     js: JetStreamContext, start: int, last: int, chunk: int = CHUNK, timeout: float = 5.0
-) -> AsyncIterator[list[RawMessage]]:
+) -> AsyncGenerator[list[RawMessage], None]:
     """The stream's messages from ``start`` through ``last``, in chunks, oldest first.
 
     An ephemeral pull consumer without acks (deleted at the end, and by the server
@@ -155,11 +155,13 @@ async def replay(
         _, last = await stream_last_sequence(js)
         if until.sequence is not None:
             last = min(last, until.sequence)
-        async for chunk in stream_messages(js, store.last_sequence() + 1, last):
-            count, stopped = await asyncio.to_thread(_apply, store, chunk, until)
-            result.from_stream += count
-            if stopped:
-                break
+        chunks = stream_messages(js, store.last_sequence() + 1, last)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                count, stopped = await asyncio.to_thread(_apply, store, chunk, until)
+                result.from_stream += count
+                if stopped:
+                    break
         result.stream_seconds = clock.perf_counter() - started
     result.last_sequence = store.last_sequence()
     return result
