@@ -37,17 +37,13 @@ import pyarrow.parquet as pq
 from materializer import events
 from materializer.aggregates.batch import MONEY, TIME, ints, strings
 from materializer.store import RawMessage
+from pulse_bi.contract import registry
 
-#: Raw tables and the column holding the stream sequence of the event a row came from.
-RAW_TABLES: dict[str, str] = {
-    "order_events": "sequence",
-    "order_lines": "order_sequence",
-    "order_cancellations": "sequence",
-    "invoice_events": "sequence",
-    "payment_events": "sequence",
-    "stock_events": "sequence",
-    "product_events": "sequence",
-    "customer_events": "sequence",
+#: Raw tables and the column holding the stream sequence of the event a row came from:
+#: every aggregate's ``raw_tables`` (pulse_bi/contract/registry.py), and the lines of
+#: the orders in ``order_events``, which hold no event id of their own.
+RAW_TABLES: dict[str, str] = {table: "sequence" for table in registry.RAW_TABLES} | {
+    "order_lines": "order_sequence"
 }
 #: Partition of messages that are not valid events (kept byte for byte like the others).
 REJECTED = "rejected"
