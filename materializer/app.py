@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from materializer import continuity
 from materializer.consumer import Ingestor
 from materializer.http import HttpServer
+from materializer.lifecycle import Lifecycle
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import QueryContext
 from materializer.service import QueryService
@@ -53,6 +54,7 @@ class Materializer:
         self.ingestor: Ingestor | None = None
         self.service: QueryService | None = None
         self.http: HttpServer | None = None
+        self.lifecycle: Lifecycle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notice_version = 0
         self._stream_last_sequence = 0
@@ -109,17 +111,13 @@ class Materializer:
             reconnect_time_wait=0.5,
         )
         self.starting_step = "checking the stream"
-        info = await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
-        self.guard = await self._guard_stream(info)
-        self.ingestor = Ingestor(
+        info = await ensure_stream(
             self.js,
-            self.store,
-            s,
-            self.metrics,
-            self._announce,
-            self.guard,
-            self._reopen_store,
+            duplicate_window=s.stream_duplicate_window,
+            max_age=s.stream_max_age_days * 86400,
         )
+        self.guard = await self._guard_stream(info)
+        self.ingestor = self.new_ingestor()
         self.service = QueryService(
             self.nc,
             self.store,
@@ -132,6 +130,8 @@ class Materializer:
         await self.service.start()
         self._tasks.append(asyncio.create_task(self._progress(), name="progress"))
         await self.ingestor.start()
+        self.lifecycle = Lifecycle(self)
+        await self.lifecycle.start(self.nc)
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if s.http_port:
             self.http = HttpServer(self, s.http_host, s.http_port)
@@ -200,6 +200,24 @@ class Materializer:
 
     # -- state ---------------------------------------------------------------------
 
+    def new_ingestor(self) -> Ingestor:
+        """An ingestor for the current store (at start, and after a file swap)."""
+        assert self.js is not None and self.store is not None and self.guard is not None
+        return Ingestor(
+            self.js,
+            self.store,
+            self.settings,
+            self.metrics,
+            self._announce,
+            self.guard,
+            self._reopen_store,
+        )
+
+    @property
+    def control_connection(self) -> NATS | None:
+        """The NATS connection for stream checks (not the consumer's)."""
+        return self._control
+
     @property
     def last_sequence(self) -> int:
         """Last committed stream sequence."""
@@ -222,6 +240,7 @@ class Materializer:
             "last_event_time": _iso(self._state.get("last_event_time")),
             "last_batch_at": _iso(self._state.get("last_batch_at")),
             "nats_connected": bool(self.nc and self.nc.is_connected),
+            **(self.lifecycle.stats() if self.lifecycle is not None else {}),
         }
 
     def health(self) -> tuple[str, str]:
@@ -248,6 +267,8 @@ class Materializer:
         low = self._low_disk()
         if low:
             warnings.append(low)
+        if self.lifecycle is not None:
+            warnings.extend(self.lifecycle.health_warnings())
         if warnings:
             return "degraded", "; ".join(warnings)
         return "ok", "ok"
@@ -277,7 +298,10 @@ class Materializer:
         """Facts the named queries need that are not in DuckDB (stream position, health)."""
         status, reason = self.health()
         return QueryContext(
-            stream_last_sequence=self._stream_last_sequence, status=status, reason=reason
+            stream_last_sequence=self._stream_last_sequence,
+            status=status,
+            reason=reason,
+            lifecycle=self.lifecycle.stats() if self.lifecycle is not None else {},
         )
 
     async def wait_for_sequence(self, sequence: int, timeout: float = 30.0) -> None:
@@ -314,6 +338,14 @@ class Materializer:
             previous_version=previous,
         )
         await self._publish(notice)
+
+    async def announce_pipeline(self) -> None:
+        """A change notice for ``pipeline`` alone, at the same version: a backup, an
+        archive run or a file swap changed what it shows without a new batch."""
+        version = self._notice_version
+        notice = ChangeNotice(version=version, aggregates=["pipeline"], previous_version=version)
+        with contextlib.suppress(Exception):  # NATS away: the next batch refreshes it
+            await self._publish(notice)
 
     async def _publish(self, notice: ChangeNotice) -> None:
         if self.nc is None or self.nc.is_closed:
@@ -379,19 +411,32 @@ class Materializer:
 
     async def run_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set or ingest fails (then raise why)."""
-        assert self.ingestor is not None
         stopper = asyncio.create_task(stop.wait())
-        ingest = asyncio.create_task(self.ingestor.wait())
-        done, _ = await asyncio.wait({stopper, ingest}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if ingest in done:
-            ingest.result()
-        else:
-            ingest.cancel()
+        try:
+            while True:
+                ingestor = self.ingestor
+                assert ingestor is not None
+                ingest = asyncio.create_task(ingestor.wait())
+                done, _ = await asyncio.wait({stopper, ingest}, return_when=asyncio.FIRST_COMPLETED)
+                if ingest not in done:
+                    ingest.cancel()
+                    return
+                swapping = self.lifecycle is not None and self.lifecycle.swapping
+                if not swapping and self.ingestor is ingestor:
+                    ingest.result()
+                    return
+                # Ingest stopped for a file swap (docs/OPERATIONS.md, "Rebuilding"): go
+                # on with the ingestor of the new file.
+                while self.lifecycle is not None and self.lifecycle.swapping:
+                    await asyncio.sleep(0.05)
+        finally:
+            stopper.cancel()
 
     async def close(self) -> None:
         """Stop receiving, commit the last batch, close in reverse order."""
         started = time.perf_counter()
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
         if self.ingestor is not None:
             await self.ingestor.stop()
         for task in self._tasks:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -52,6 +52,7 @@ from pulse_bi.tracing import IngestTraces
 
 log = logging.getLogger("pulse_bi.materializer.consumer")
 
+_T = TypeVar("_T")
 BatchListener = Callable[[BatchResult], Awaitable[None]]
 StoreOpener = Callable[[], Awaitable[Store]]
 
@@ -421,6 +422,12 @@ class Ingestor:
             result.duplicates,
             seconds * 1000,
         )
+
+    async def between_batches(self, step: Callable[[], _T]) -> _T:
+        """Run ``step`` on the writer thread, after the batch being applied commits and
+        before the next one starts (backups, retention, compaction)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, step)
 
     async def wait(self) -> None:
         """Return when ingest ends; raise what stopped it (e.g. a disk error)."""

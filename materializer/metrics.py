@@ -80,6 +80,27 @@ class MaterializerMetrics:
             "Free space on the volume of the DuckDB file (at the last /health or heartbeat)",
             registry=r,
         )
+        self.last_backup_time = Gauge(
+            "pulse_materializer_last_backup_timestamp_seconds",
+            "When the newest backup was taken (Unix time; 0: none)",
+            registry=r,
+        )
+        self.last_backup_sequence = Gauge(
+            "pulse_materializer_last_backup_sequence",
+            "Stream sequence the newest backup holds",
+            registry=r,
+        )
+        self.archive_horizon = Gauge(
+            "pulse_materializer_archive_horizon",
+            "Raw events up to this sequence are in the Parquet archive only",
+            registry=r,
+        )
+        self.archive_bytes = Gauge(
+            "pulse_materializer_archive_bytes", "Size of the Parquet archive", registry=r
+        )
+        self.file_bytes = Gauge(
+            "pulse_materializer_file_bytes", "Size of the DuckDB file and its WAL", registry=r
+        )
         self.queries = Counter(
             "pulse_materializer_queries", "Named queries answered", ["query", "outcome"], registry=r
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Generic, Protocol, TypeVar
@@ -63,6 +63,9 @@ class QueryContext:
     #: shown by the ``pipeline`` query.
     status: str = "ok"
     reason: str = "ok"
+    #: Last backup, archive horizon, file size and free disk (``Lifecycle.stats``),
+    #: shown by the ``pipeline`` query; empty for a store without a materializer.
+    lifecycle: Mapping[str, Any] = field(default_factory=dict)
 
     def today_utc(self) -> date:
         """The as-of date default: today in UTC."""

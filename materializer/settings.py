@@ -30,8 +30,23 @@ from pulse_bi.settings import (
 __all__ = ["Settings", "SettingsError", "size_in_bytes"]
 
 
+#: Days the stream keeps an event beyond ARCHIVE_AFTER_DAYS at least: time for the
+#: archive to take it (runs every ARCHIVE_INTERVAL) even after a day offline.
+RETENTION_MARGIN_DAYS = 1.0
+#: Longest retention or archive age accepted (a century).
+MAX_DAYS = 36_500.0
+
+
 def _duckdb_path(values: Mapping[str, Any]) -> Path:
     return Path(values["data_path"]) / "pulse_bi.duckdb"
+
+
+def _backup_path(values: Mapping[str, Any]) -> Path:
+    return Path(values["data_path"]) / "backups"
+
+
+def _archive_path(values: Mapping[str, Any]) -> Path:
+    return Path(values["data_path"]) / "archive"
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,60 @@ class Settings:
         '(`0`: no warning); see "Disk space"',
         empty="0",
     )
+    backup_path: Path = setting(
+        "BACKUP_PATH",
+        PathKind(),
+        Path("data/backups"),
+        'directory backups are written to (see "Backup")',
+        shown_default="$DATA_PATH/backups",
+        derive=_backup_path,
+    )
+    backup_interval: float = setting(
+        "BACKUP_INTERVAL",
+        Float(0),
+        0.0,
+        "seconds between scheduled backups (`0`: only `pulse-bi backup`)",
+    )
+    backup_keep_daily: int = setting(
+        "BACKUP_KEEP_DAILY",
+        Int(0, 3660),
+        7,
+        "scheduled backups keep the newest of this many days",
+    )
+    backup_keep_weekly: int = setting(
+        "BACKUP_KEEP_WEEKLY",
+        Int(0, 520),
+        4,
+        "scheduled backups also keep the newest of this many ISO weeks",
+    )
+    archive_path: Path = setting(
+        "ARCHIVE_PATH",
+        PathKind(),
+        Path("data/archive"),
+        'directory of the Parquet archive (see "Archive and retention")',
+        shown_default="$DATA_PATH/archive",
+        derive=_archive_path,
+    )
+    archive_after_days: float = setting(
+        "ARCHIVE_AFTER_DAYS",
+        Float(0, MAX_DAYS),
+        0.0,
+        "raw events older than this many days (stream time) go to the archive and leave "
+        "DuckDB's raw tables (`0`: never)",
+    )
+    archive_interval: float = setting(
+        "ARCHIVE_INTERVAL",
+        Float(0, above=True),
+        3600.0,
+        "seconds between archive, retention and compaction runs",
+    )
+    stream_max_age_days: float = setting(
+        "STREAM_MAX_AGE_DAYS",
+        Float(0, MAX_DAYS),
+        0.0,
+        "`max_age` of the stream when the materializer creates it, checked on an existing "
+        "one (`0`: no limit); at least `ARCHIVE_AFTER_DAYS` + 1",
+    )
     log_level: str = setting(
         "LOG_LEVEL",
         Choice("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -147,6 +216,17 @@ class Settings:
         check_settings(self)
         if self.duckdb_path.exists() and self.duckdb_path.is_dir():
             raise SettingsError("DUCKDB_PATH", str(self.duckdb_path), "a file, not a directory")
+        if self.stream_max_age_days and (
+            not self.archive_after_days
+            or self.stream_max_age_days < self.archive_after_days + RETENTION_MARGIN_DAYS
+        ):
+            raise SettingsError(
+                "STREAM_MAX_AGE_DAYS",
+                f"{self.stream_max_age_days:g}",
+                "a retention that cannot delete events before they are archived: set "
+                f"ARCHIVE_AFTER_DAYS and keep this at least ARCHIVE_AFTER_DAYS + "
+                f'{RETENTION_MARGIN_DAYS:g} (docs/OPERATIONS.md, "Archive and retention")',
+            )
 
     @property
     def disk_free_min_bytes(self) -> int:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -41,6 +41,9 @@ from materializer.limits import clip
 from materializer.queries import BadQuery, QueryContext, QueryResult, run
 from materializer.seen import SeenIndex, confirm_seen
 from pulse_bi.contract import Changes
+
+if TYPE_CHECKING:
+    from materializer.archive import ArchiveReader
 
 __all__ = ["BadQuery", "BatchResult", "QueryResult", "RawMessage", "Store"]
 
@@ -85,6 +88,8 @@ class Store:
         #: Last sequence of the stream as seen by the consumer (None: not known yet);
         #: shown as lag in ``pipeline``.
         self.stream_last_sequence: int | None = None
+        #: Raw events older than its horizon are read back from the Parquet archive.
+        self.archive: ArchiveReader | None = None
 
     @classmethod
     def open(
@@ -220,6 +225,7 @@ class Store:
         self, cur: duckdb.DuckDBPyConnection, messages: list[RawMessage]
     ) -> tuple[BatchResult, Batch]:
         batch = Batch(cur)
+        batch.archive = self.archive
         by_type = batch.events
         ids: dict[str, int] = {}  # event id -> sequence
         duplicates = 0
@@ -313,6 +319,10 @@ class Store:
         hit, _ = self._seen.events.find(hashes)
         candidates = [event_ids[i] for i in np.flatnonzero(hit)]
         seen = confirm_seen(batch.cur, candidates)
+        if self.archive is not None and len(seen) < len(candidates):
+            # Applied before, then archived: its raw row left the file (materializer/archive.py).
+            rest = [c for c in candidates if c not in seen]
+            seen |= self.archive.confirm_ids(batch.cur, rest)
         if not seen:
             batch.event_ids = event_ids
             batch.event_hashes = hashes

@@ -191,6 +191,7 @@ def _add_commands() -> None:
     """Attach the commands that live next to the code they run."""
     from gateway.cli import gateway_command
     from pulse_bi.dev import dev_command
+    from pulse_bi.lifecycle import backup_command, rebuild_command, restore_command
     from pulse_bi.publish import publish_command
     from pulse_bi.simulator.cli import simulate_command
 
@@ -198,6 +199,9 @@ def _add_commands() -> None:
     main.add_command(simulate_command, "simulate")
     main.add_command(publish_command, "publish")
     main.add_command(gateway_command, "gateway")
+    main.add_command(backup_command, "backup")
+    main.add_command(restore_command, "restore")
+    main.add_command(rebuild_command, "rebuild")
 
 
 _add_commands()

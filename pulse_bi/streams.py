@@ -16,21 +16,28 @@ from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 DEFAULT_DUPLICATE_WINDOW = 120.0
 
 
-def stream_config(*, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW) -> StreamConfig:
-    """The configuration of the PULSE_EVENTS stream."""
+def stream_config(
+    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, max_age: float = 0.0
+) -> StreamConfig:
+    """The configuration of the PULSE_EVENTS stream (``max_age`` in seconds, 0: none)."""
     return StreamConfig(
         name=STREAM_NAME,
         subjects=list(STREAM_SUBJECTS),
         # The stream is the source of truth the aggregates are rebuilt from: keep it on
-        # disk and keep every event (limits retention, no limits set).
+        # disk and keep every event (limits retention), or, with a ``max_age``, every event
+        # the Parquet archive has not taken yet (docs/OPERATIONS.md, "Archive and retention").
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         duplicate_window=duplicate_window,
+        max_age=max_age or None,
     )
 
 
 async def ensure_stream(
-    js: JetStreamContext, *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
+    js: JetStreamContext,
+    *,
+    duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+    max_age: float = 0.0,
 ) -> StreamInfo:
     """Create the PULSE_EVENTS stream unless it exists; return its info.
 
@@ -41,7 +48,9 @@ async def ensure_stream(
     except NotFoundError:
         pass
     try:
-        return await js.add_stream(stream_config(duplicate_window=duplicate_window))
+        return await js.add_stream(
+            stream_config(duplicate_window=duplicate_window, max_age=max_age)
+        )
     except APIError:
         # Another process created it in the meantime, perhaps with other settings.
         return await js.stream_info(STREAM_NAME)

@@ -12,7 +12,16 @@ from pulse_bi.cli import main
 def test_every_process_and_tool_is_a_sub_command() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("materializer", "gateway", "simulate", "migrate", "dev"):
+    for command in (
+        "materializer",
+        "gateway",
+        "simulate",
+        "migrate",
+        "dev",
+        "backup",
+        "restore",
+        "rebuild",
+    ):
         assert f"  {command}" in result.output
 
 
@@ -45,3 +54,30 @@ def test_materializer_check_fails_when_nothing_answers() -> None:
     )
     assert result.exit_code == 1
     assert "unhealthy" in result.output
+
+
+def test_lifecycle_commands_turn_bad_input_into_one_line_and_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {
+        "DUCKDB_PATH": str(tmp_path / "live.duckdb"),
+        "NATS_URL": "nats://127.0.0.1:1",  # nothing answers: offline paths
+        "ARCHIVE_PATH": str(tmp_path / "archive"),
+    }
+    missing = runner.invoke(main, ["backup", str(tmp_path / "b")], env=env)
+    assert missing.exit_code == 2
+    assert "does not exist: nothing to back up" in missing.output
+    (tmp_path / "not-a-backup").mkdir()
+    not_backup = runner.invoke(main, ["restore", str(tmp_path / "not-a-backup")], env=env)
+    assert not_backup.exit_code == 2
+    assert "no manifest.json" in not_backup.output
+    nothing = runner.invoke(main, ["restore"], env=env)
+    assert nothing.exit_code == 2
+    assert "give a BACKUP" in nothing.output
+    negative = runner.invoke(main, ["restore", "--to-sequence", "-1"], env=env)
+    assert negative.exit_code == 2
+    bad_timeout = runner.invoke(main, ["backup", "--timeout", "nan"], env=env)
+    assert bad_timeout.exit_code == 2
+    assert "--timeout" in bad_timeout.output
+    same = runner.invoke(main, ["rebuild", "--output", str(tmp_path / "live.duckdb")], env=env)
+    assert same.exit_code == 2
+    assert "must not be DUCKDB_PATH" in same.output

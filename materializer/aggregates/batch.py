@@ -56,6 +56,9 @@ class Batch:
         self.aggregates: set[str] = {"pipeline"}
         #: The keys the batch touched, for its change notice (lists may repeat keys).
         self.changes = Changes()
+        #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows
+        #: older than its horizon left the file.
+        self.archive: Any = None
 
     def of_type(self, event_type: str) -> list[Accepted]:
         """Accepted events of one type in stream order."""

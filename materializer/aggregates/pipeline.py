@@ -135,8 +135,23 @@ def pipeline(
             last_event_time=utc(current["last_event_time"]),  # type: ignore[arg-type]
             last_batch_at=utc(current["last_batch_at"]),  # type: ignore[arg-type]
             version=last,
+            # Data lifecycle (docs/OPERATIONS.md, "Backup", "Archive and retention").
+            last_backup_at=_time(context.lifecycle.get("last_backup_at")),
+            last_backup_sequence=context.lifecycle.get("last_backup_sequence"),
+            archive_horizon=_archive_horizon(cur),
+            file_bytes=context.lifecycle.get("file_bytes"),
+            disk_free_bytes=context.lifecycle.get("disk_free_bytes"),
         )
     )
+
+
+def _archive_horizon(cur: duckdb.DuckDBPyConnection) -> int:
+    row = cur.execute("SELECT horizon FROM archive_state WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _time(text: str | None) -> datetime | None:
+    return utc(datetime.fromisoformat(text)) if text else None
 
 
 def _rejected(row: tuple[Any, ...]) -> registry.RejectedEventRow:

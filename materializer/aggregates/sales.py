@@ -233,15 +233,32 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
             " quantity * unit_price AS revenue, 0 AS c_units, 0 AS c_revenue FROM batch_lines"
         )
     if targets:
+        order_rows, line_rows = "order_events", "order_lines"
+        archive = batch.archive
+        old = [s for s in targets if archive is not None and s <= archive.horizon]
+        if old:
+            # Orders older than the archive horizon left the raw tables (docs/OPERATIONS.md,
+            # "Archive and retention"): their rows are read back from the archive.
+            archived = archive.orders(cur, old)
+            archived_orders = archived[0]  # noqa: F841 - read by DuckDB below
+            archived_lines = archived[1]  # noqa: F841 - read by DuckDB below
+            order_rows = (
+                "(SELECT sequence, hour, channel, total_amount, units FROM order_events"
+                " UNION ALL SELECT * FROM archived_orders)"
+            )
+            line_rows = (
+                "(SELECT order_sequence, hour, sku, quantity, unit_price FROM order_lines"
+                " UNION ALL SELECT * FROM archived_lines)"
+            )
         sales.append(
             "SELECT o.hour, o.channel, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
             " o.total_amount AS c_revenue, o.units AS c_units"
-            " FROM cancelled_orders c JOIN order_events o ON o.sequence = c.sequence"
+            f" FROM cancelled_orders c JOIN {order_rows} o ON o.sequence = c.sequence"
         )
         products.append(
             "SELECT l.hour, l.sku, 0 AS units, 0 AS revenue, l.quantity AS c_units,"
             " l.quantity * l.unit_price AS c_revenue"
-            " FROM cancelled_orders c JOIN order_lines l ON l.order_sequence = c.sequence"
+            f" FROM cancelled_orders c JOIN {line_rows} l ON l.order_sequence = c.sequence"
         )
     union_sales, union_products = " UNION ALL ".join(sales), " UNION ALL ".join(products)
     # What the change notice names: new orders' hours, channels and skus are known here;

@@ -383,6 +383,24 @@ class PipelineRow(Row, kw_only=True):
     ]
     events_missing: Annotated[BigInt, msgspec.Meta(description="Events lost in all recorded gaps.")]
     gaps: Annotated[list[GapRow], msgspec.Meta(description="The latest 100 gaps, newest first.")]
+    # Data lifecycle (docs/OPERATIONS.md, "Backup", "Archive and retention"); added later.
+    last_backup_at: Annotated[
+        dt.datetime | None,
+        msgspec.Meta(description="When the newest backup was taken (none: null)."),
+    ] = None
+    last_backup_sequence: Annotated[
+        BigInt | None, msgspec.Meta(description="Last stream sequence the newest backup holds.")
+    ] = None
+    archive_horizon: Annotated[
+        BigInt,
+        msgspec.Meta(description="Raw events up to this sequence are in the Parquet archive only."),
+    ] = 0
+    file_bytes: Annotated[
+        BigInt | None, msgspec.Meta(description="Size of the DuckDB file and its WAL.")
+    ] = None
+    disk_free_bytes: Annotated[
+        BigInt | None, msgspec.Meta(description="Free space on the DuckDB file's volume.")
+    ] = None
 
 
 class RejectedParams(Params, kw_only=True):

@@ -1,0 +1,335 @@
+"""The Parquet archive of raw events, and the retention that takes them out of DuckDB.
+
+Layout (docs/OPERATIONS.md, "Archive and retention")::
+
+    ARCHIVE_PATH/type=<event type>/day=<YYYY-MM-DD>/part-<first>-<last>.parquet
+    ARCHIVE_PATH/_runs/<first>-<last>.done
+
+An archive *run* takes the stream messages ``first``..``last`` (every one the stream
+still holds: valid, rejected or duplicate, byte for byte, with its stream sequence and
+time), writes one zstd Parquet file per event type and day of stream time, and then a
+``.done`` marker. Only then are the raw rows up to ``last`` deleted from DuckDB, in
+one transaction with the new horizon (``archive_state``). A crash before the marker
+leaves files no reader looks at (removed by the next run); a crash after it leaves a
+complete run the next run retires without writing it again.
+
+The aggregates never need a raw row again, with two exceptions read back from the
+archive: a cancellation of an order older than the horizon (its hour, channel and
+lines) and the check that a re-delivered event id really was applied before.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from materializer import events
+from materializer.aggregates.batch import MONEY, TIME, ints, strings
+from materializer.store import RawMessage
+from pulse_bi.contract import registry
+
+#: Raw tables and the column holding the stream sequence of the event a row came from:
+#: every aggregate's ``raw_tables`` (pulse_bi/contract/registry.py), and the lines of
+#: the orders in ``order_events``, which hold no event id of their own.
+RAW_TABLES: dict[str, str] = {table: "sequence" for table in registry.RAW_TABLES} | {
+    "order_lines": "order_sequence"
+}
+#: Partition of messages that are not valid events (kept byte for byte like the others).
+REJECTED = "rejected"
+RUNS = "_runs"
+#: Messages read back per chunk (a replay applies each in one transaction).
+CHUNK = 20_000
+_RUN = re.compile(r"^(\d+)-(\d+)\.done$")
+_PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+
+SCHEMA = pa.schema(
+    [
+        ("sequence", pa.int64()),
+        ("subject", pa.string()),
+        ("received_at", TIME),
+        ("event_id", pa.string()),
+        ("data", pa.binary()),
+    ]
+)
+
+
+class ArchiveError(Exception):
+    """The archive cannot take (or give back) what it should; the message says why."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Run:
+    """One finished archive run: stream sequences ``first``..``last``."""
+
+    first: int
+    last: int
+
+
+def _config() -> dict[str, str | bool | int | float | list[str]]:
+    return {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def runs(root: Path) -> list[Run]:
+    """Finished runs, oldest first."""
+    marks = root / RUNS
+    if not marks.is_dir():
+        return []
+    found = []
+    for entry in marks.iterdir():
+        match = _RUN.match(entry.name)
+        if match:
+            found.append(Run(int(match[1]), int(match[2])))
+    return sorted(found)
+
+
+def run_files(root: Path, run: Run) -> list[Path]:
+    """The Parquet files of ``run``."""
+    name = f"part-{run.first:020d}-{run.last:020d}.parquet"
+    return sorted(root.glob(f"type=*/day=*/{name}"))
+
+
+def _label(message: RawMessage) -> tuple[str, str | None]:
+    decoded = events.decode(message.subject, message.data)
+    if isinstance(decoded, events.Event):
+        return decoded.type, decoded.id
+    return REJECTED, decoded.id
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_run(root: Path, messages: Sequence[RawMessage]) -> tuple[Run, int]:
+    """Write ``messages`` (consecutive stream messages, oldest first) as one run; return
+    it and the bytes written."""
+    if not messages:
+        raise ArchiveError("an archive run needs at least one message")
+    run = Run(messages[0].sequence, messages[-1].sequence)
+    remove_unfinished(root)
+    groups: dict[tuple[str, str], list[tuple[RawMessage, str | None]]] = defaultdict(list)
+    for message in messages:
+        label, event_id = _label(message)
+        day = message.received_at.astimezone(UTC).date().isoformat()
+        groups[(label, day)].append((message, event_id))
+    written = 0
+    name = f"part-{run.first:020d}-{run.last:020d}.parquet"
+    for (label, day), rows in sorted(groups.items()):
+        folder = root / f"type={label}" / f"day={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = pa.table(
+            {
+                "sequence": ints(m.sequence for m, _ in rows),
+                "subject": strings(m.subject for m, _ in rows),
+                "received_at": pa.array([m.received_at for m, _ in rows], TIME),
+                "event_id": strings(event_id for _, event_id in rows),
+                "data": pa.array([m.data for m, _ in rows], pa.binary()),
+            },
+            schema=SCHEMA,
+        )
+        partial = folder / f".{name}.partial"
+        pq.write_table(table, partial, compression="zstd")
+        _fsync(partial)
+        partial.rename(folder / name)
+        written += (folder / name).stat().st_size
+    marks = root / RUNS
+    marks.mkdir(parents=True, exist_ok=True)
+    mark = marks / f"{run.first}-{run.last}.done"
+    mark.write_text(f"{len(messages)}\n")
+    _fsync(mark)
+    _fsync(marks)
+    return run, written
+
+
+def remove_unfinished(root: Path) -> list[Path]:
+    """Delete Parquet files of runs without a ``.done`` marker (a crash while writing)."""
+    if not root.is_dir():
+        return []
+    done = {(r.first, r.last) for r in runs(root)}
+    removed = []
+    for path in root.glob("type=*/day=*/*"):
+        match = _PART.match(path.name)
+        if match is None or (int(match[1]), int(match[2])) not in done:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[RawMessage]]:
+    """Archived messages with sequences above ``after``, oldest first, in chunks."""
+    conn = duckdb.connect(":memory:", config=_config())
+    try:
+        for run in runs(root):
+            if run.last <= after:
+                continue
+            files = [str(p) for p in run_files(root, run)]
+            if not files:
+                raise ArchiveError(f"archive run {run.first}-{run.last} has no files in {root}")
+            reader = conn.sql(
+                "SELECT sequence, subject, data, received_at FROM read_parquet($files,"
+                " hive_partitioning = false) WHERE sequence > $after ORDER BY sequence",
+                params={"files": files, "after": after},
+            ).to_arrow_reader(chunk)
+            for batch in reader:
+                columns = batch.to_pydict()
+                yield [
+                    RawMessage(s, subject, data, received)
+                    for s, subject, data, received in zip(
+                        columns["sequence"],
+                        columns["subject"],
+                        columns["data"],
+                        columns["received_at"],
+                        strict=True,
+                    )
+                ]
+    finally:
+        conn.close()
+
+
+def horizon(cur: duckdb.DuckDBPyConnection) -> int:
+    """Raw events up to this sequence are archived and gone from the file."""
+    row = cur.execute("SELECT horizon FROM archive_state WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def retire(conn: duckdb.DuckDBPyConnection, upto: int) -> int:
+    """Delete raw rows up to sequence ``upto`` and move the horizon there, in one
+    transaction (on the writer thread, between batches). Returns rows deleted."""
+    deleted = 0
+    conn.execute("BEGIN")
+    try:
+        for table, column in RAW_TABLES.items():
+            row = conn.execute(f"DELETE FROM {table} WHERE {column} <= ?", [upto]).fetchone()
+            deleted += int(row[0]) if row else 0
+        conn.execute(
+            "UPDATE archive_state SET horizon = greatest(horizon, ?), archived_at = ? WHERE id = 1",
+            [upto, datetime.now(UTC)],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def raw_rows_between(cur: duckdb.DuckDBPyConnection, first: int, last: int) -> int:
+    """Raw rows whose events have sequences ``first``..``last``."""
+    total = 0
+    for table, column in RAW_TABLES.items():
+        row = cur.execute(
+            f"SELECT count(*) FROM {table} WHERE {column} BETWEEN ? AND ?", [first, last]
+        ).fetchone()
+        total += int(row[0]) if row else 0
+    return total
+
+
+def size_bytes(root: Path) -> int:
+    """Bytes the archive takes on disk."""
+    if not root.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in root.glob("type=*/day=*/*.parquet"))
+
+
+def copy_tree(root: Path, target: Path) -> None:
+    """Copy the archive (tests and tools)."""
+    shutil.copytree(root, target, dirs_exist_ok=True)
+
+
+class ArchiveReader:
+    """What the aggregates read back from the archive for events older than the horizon."""
+
+    def __init__(self, root: Path, horizon: int) -> None:
+        self.root = root
+        self.horizon = horizon
+
+    def _files(self, label: str) -> list[str]:
+        done = {(r.first, r.last) for r in runs(self.root)}
+        found = []
+        for path in self.root.glob(f"type={label}/day=*/*.parquet"):
+            match = _PART.match(path.name)
+            if match and (int(match[1]), int(match[2])) in done:
+                found.append(str(path))
+        return sorted(found)
+
+    def confirm_ids(self, cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:
+        """The candidate event ids that were applied before and archived since."""
+        if not candidates or not self.horizon:
+            return set()
+        found: set[str] = set()
+        for label in events.EVENT_TYPES:
+            files = self._files(label)
+            if not files:
+                continue
+            rows = cur.execute(
+                "SELECT DISTINCT event_id FROM read_parquet(?, hive_partitioning = false)"
+                " WHERE sequence <= ? AND event_id IN (SELECT unnest(?::VARCHAR[]))",
+                [files, self.horizon, candidates],
+            ).fetchall()
+            found.update(event_id for (event_id,) in rows)
+        return found
+
+    def orders(
+        self, cur: duckdb.DuckDBPyConnection, sequences: list[int]
+    ) -> tuple[pa.Table, pa.Table]:
+        """``order_events`` and ``order_lines`` rows of archived orders, by sequence."""
+        files = self._files("order.created")
+        rows: list[Any] = []
+        if files and sequences:
+            rows = cur.execute(
+                "SELECT sequence, subject, data FROM read_parquet(?, hive_partitioning = false)"
+                " WHERE sequence IN (SELECT unnest(?::BIGINT[])) ORDER BY sequence",
+                [files, sequences],
+            ).fetchall()
+        orders: dict[str, list[Any]] = defaultdict(list)
+        lines: dict[str, list[Any]] = defaultdict(list)
+        for sequence, subject, data in rows:
+            decoded = events.decode(subject, bytes(data))
+            if not isinstance(decoded, events.Event):
+                continue
+            order = decoded.data
+            hour = decoded.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            orders["sequence"].append(int(sequence))
+            orders["hour"].append(hour)
+            orders["channel"].append(order.channel)
+            orders["total_amount"].append(order.total_amount)
+            orders["units"].append(sum(line.quantity for line in order.lines))
+            for line in order.lines:
+                lines["order_sequence"].append(int(sequence))
+                lines["hour"].append(hour)
+                lines["sku"].append(line.sku)
+                lines["quantity"].append(line.quantity)
+                lines["unit_price"].append(line.unit_price)
+        return (
+            pa.table(
+                {
+                    "sequence": ints(orders["sequence"]),
+                    "hour": pa.array(orders["hour"], TIME),
+                    "channel": strings(orders["channel"]),
+                    "total_amount": pa.array(orders["total_amount"], MONEY),
+                    "units": ints(orders["units"]),
+                }
+            ),
+            pa.table(
+                {
+                    "order_sequence": ints(lines["order_sequence"]),
+                    "hour": pa.array(lines["hour"], TIME),
+                    "sku": strings(lines["sku"]),
+                    "quantity": ints(lines["quantity"]),
+                    "unit_price": pa.array(lines["unit_price"], MONEY),
+                }
+            ),
+        )
