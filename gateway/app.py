@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from gateway import graphiql, landing, rest
 from gateway.bounded import Answerer
 from gateway.execution import Executor
+from gateway.exports import http as exports
 from gateway.graphql_http import ResponseCache, graphql_http_endpoint
 from gateway.live import Hub
 from gateway.metrics import Metrics, MetricsMiddleware
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql_http_endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws_endpoint),
         *rest.routes(),
+        *exports.routes(),
         *landing.routes(),
     ]
     if settings.graphiql:

@@ -123,6 +123,10 @@ class Settings:
     live_coalesce_ms: float = 5.0
     #: Live-query groups refreshed at the same time after a change.
     live_concurrency: int = 32
+    #: Exports (``/export/...``) one gateway runs at once; more are answered 429.
+    export_concurrency: int = 4
+    #: Most rows one export may write; a larger one fails (docs/EXPORTS.md).
+    export_max_rows: int = 5_000_000
     #: Log level of the gateway's loggers.
     log_level: str = "info"
 
@@ -197,5 +201,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ws_compression": _bool,
     "live_coalesce_ms": _float,
     "live_concurrency": lambda n, r: _int(n, r, 1),
+    "export_concurrency": lambda n, r: _int(n, r, 1),
+    "export_max_rows": lambda n, r: _int(n, r, 1),
     "log_level": _str,
 }
