@@ -185,6 +185,7 @@ def migrate_upgrade() -> None:
 def _add_commands() -> None:
     """Attach the commands that live next to the code they run."""
     from gateway.cli import gateway_command
+    from gateway.exports.cli import export_command
     from pulse_bi.dev import dev_command
     from pulse_bi.publish import publish_command
     from pulse_bi.simulator.cli import simulate_command
@@ -193,6 +194,7 @@ def _add_commands() -> None:
     main.add_command(simulate_command, "simulate")
     main.add_command(publish_command, "publish")
     main.add_command(gateway_command, "gateway")
+    main.add_command(export_command, "export")
 
 
 _add_commands()

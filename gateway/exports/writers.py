@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import io
 import os
 import tempfile
@@ -190,9 +189,9 @@ class ParquetWriter:
 class XlsxWriter:
     """XLSX by XlsxWriter in ``constant_memory`` mode, rows kept in a temporary file.
 
-    Money is a number cell formatted ``0.00``; times are ISO-8601 UTC text (exact, and
-    read the same in every locale); dates are date cells formatted ``yyyy-mm-dd``; text
-    is always a string cell (never a formula, whatever it starts with).
+    Money is a number cell formatted ``0.00``; times and dates are ISO-8601 text in UTC
+    (exact, the same in every locale, and year 1 fits, which Excel's date serials do not);
+    text is always a string cell (never a formula, whatever it starts with).
     """
 
     def __init__(self, columns: Sequence[Column], sheet_rows: int = XLSX_SHEET_ROWS) -> None:
@@ -206,7 +205,6 @@ class XlsxWriter:
         )
         self._header = self._book.add_format({"bold": True})
         self._money = self._book.add_format({"num_format": "0.00"})
-        self._date = self._book.add_format({"num_format": "yyyy-mm-dd"})
         self._sheets = 0
         self._row = 0
         self._sheet: Any = None
@@ -249,8 +247,6 @@ class XlsxWriter:
                         sheet.write_string(r, i, str(int(value)))
                 elif kind == "bool":
                     sheet.write_boolean(r, i, bool(value))
-                elif kind == "date":
-                    sheet.write_datetime(r, i, dt.datetime.combine(value, dt.time()), self._date)
                 else:
                     sheet.write_string(r, i, as_text(kind, value))
         return b""
