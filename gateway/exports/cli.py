@@ -29,9 +29,7 @@ from pulse_bi.contract import BY_NAME
 
 @click.command("export")
 @click.argument("query", type=click.Choice(list(BY_NAME)))
-@click.option(
-    "--format", "fmt", type=click.Choice(list(FORMATS)), default="csv", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="csv", show_default=True)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -48,7 +46,10 @@ from pulse_bi.contract import BY_NAME
 )
 @click.option("--nats-url", envvar="NATS_URL", default=None, help="NATS server URL (NATS_URL).")
 @click.option(
-    "--timeout", type=click.FloatRange(0.01), default=10.0, show_default=True,
+    "--timeout",
+    type=click.FloatRange(0.01),
+    default=10.0,
+    show_default=True,
     help="Seconds to wait for each page.",
 )
 def export_command(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gateway.exports.params import ExportParams
@@ -31,7 +31,7 @@ class TooManyRows(Exception):
 
 async def pages(
     request: Request, params: ExportParams, max_rows: int, page_rows: int = PAGE_ROWS
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """The query's typed rows, one materializer page at a time.
 
     A list without offset/limit (or a single struct) is one request. A list with them is

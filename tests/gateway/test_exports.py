@@ -20,7 +20,8 @@ import httpx
 import openpyxl
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from nats.micro.request import Request
 
@@ -141,7 +142,7 @@ def test_money_and_extremes_survive_every_format() -> None:
         (
             "INV-=1+1",
             "C-ü",
-            "@Acme\x01\t\"quoted\"",
+            '@Acme\x01\t"quoted"',
             None,
             Decimal("0.10"),
             Decimal("-0.01"),
@@ -162,7 +163,7 @@ def test_money_and_extremes_survive_every_format() -> None:
         header, row = read_back(fmt, body)
         assert header[0] == "Invoice ID"
         if fmt == "csv":
-            assert row[:3] == ["INV-=1+1", "C-ü", "@Acme\x01\t\"quoted\""]
+            assert row[:3] == ["INV-=1+1", "C-ü", '@Acme\x01\t"quoted"']
             assert row[4:7] == ["0.10", "-0.01", str(big)]
             assert row[7:9] == ["0001-01-01", "9999-12-31"]
         elif fmt == "parquet":
@@ -223,9 +224,9 @@ async def test_money_is_exact_and_times_utc_in_each_format(client: httpx.AsyncCl
     assert sheet["D2"].value == 300.1 and sheet["D2"].number_format == "0.00"
     assert sheet["A2"].value == "2026-11-25T10:00:00+00:00"
     response = await client.get(url.format("csv"))
-    assert "sales_by_hour_20261124T1900Z-20261126T0000Z.csv" in response.headers[
-        "content-disposition"
-    ]
+    assert (
+        "sales_by_hour_20261124T1900Z-20261126T0000Z.csv" in response.headers["content-disposition"]
+    )
 
 
 async def test_bad_requests_are_400_with_a_reason(client: httpx.AsyncClient) -> None:

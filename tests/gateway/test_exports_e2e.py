@@ -139,7 +139,7 @@ async def test_cli_writes_the_same_file_as_the_endpoint(
     assert done.returncode == 0, done.stderr
     assert f"{len(loaded['stock_levels'])} rows -> {out}" in done.stderr
     columns = table(BY_NAME["stock_levels"]).columns
-    header, *rows = read_back("parquet", out.read_bytes())
+    _header, *rows = read_back("parquet", out.read_bytes())
     got = [[wire(c.kind, v) for c, v in zip(columns, row, strict=True)] for row in rows]
     assert got == expected_rows("stock_levels", loaded["stock_levels"])
     bad = await asyncio.to_thread(
