@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from gateway import graphiql, landing, rest
+from gateway import alerts, graphiql, landing, rest
 from gateway.bounded import Answerer
 from gateway.execution import Executor
 from gateway.exports import http as exports
@@ -47,6 +47,7 @@ class Gateway:
         self.auth = Authenticator(settings)
         self.responses = ResponseCache(settings.response_cache_entries)
         self.connections: set[Connection] = set()
+        self.alerts = alerts.create(self)
         self.started = time.monotonic()
         self._keepalive: asyncio.Task[None] | None = None
         self._write_watchdog: asyncio.Task[None] | None = None
@@ -54,6 +55,8 @@ class Gateway:
     async def start(self) -> None:
         """Open the NATS connection (or keep trying), start the hub and the keep-alive timer."""
         await self.hub.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         await self.upstream.start()
         self._keepalive = asyncio.create_task(self._keepalive_loop(), name="ws-keepalive")
         self._write_watchdog = asyncio.create_task(self._write_loop(), name="ws-write-watchdog")
@@ -67,6 +70,8 @@ class Gateway:
                     await task
         for connection in list(self.connections):
             connection.close(1001, "server shutting down")
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.hub.close()
         await self.upstream.close()
         self.answerer.close()

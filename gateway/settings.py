@@ -127,6 +127,10 @@ class Settings:
     export_concurrency: int = 4
     #: Most rows one export may write; a larger one fails (docs/EXPORTS.md).
     export_max_rows: int = 5_000_000
+    #: Alert rules file (YAML or TOML); when set, this gateway evaluates and delivers alerts.
+    alert_rules: str | None = None
+    #: Alert state file (states and undelivered notifications); default next to the rules.
+    alert_state: str | None = None
     #: Log level of the gateway's loggers.
     log_level: str = "info"
 
@@ -203,5 +207,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "live_concurrency": lambda n, r: _int(n, r, 1),
     "export_concurrency": lambda n, r: _int(n, r, 1),
     "export_max_rows": lambda n, r: _int(n, r, 1),
+    "alert_rules": _optional,
+    "alert_state": _optional,
     "log_level": _str,
 }
