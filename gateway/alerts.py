@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.upstream import Upstream
+from gateway.versions import TRACKED
 from pulse_bi.alerts.delivery import Deliverer
 from pulse_bi.alerts.engine import Engine
 from pulse_bi.alerts.rules import Rules, load
@@ -150,6 +151,11 @@ class AlertService:
             self.m_firing.labels(name).set(1 if state.status == "firing" else 0)
         if self.engine.version != self._shown_version:
             self._shown_version = self.engine.version
+            # `alerts` is not a named query: the response cache keys it by every topic
+            # (gateway/execution.py `field_reads`), so a new generation of them all is
+            # what retires its cached answers. Alert changes are rare; the cost is one
+            # cache miss per cached query.
+            self.gateway.versions.bump(TRACKED)
             self._refresh_live()
 
     def _refresh_live(self) -> None:
@@ -177,9 +183,13 @@ class AlertService:
 _SERVICES: weakref.WeakKeyDictionary[Upstream, AlertService] = weakref.WeakKeyDictionary()
 
 
-def for_upstream(upstream: Upstream) -> AlertService | None:
-    """The alert service of the gateway that owns ``upstream``, if it has one."""
-    return _SERVICES.get(upstream)
+def for_upstream(upstream: Any) -> AlertService | None:
+    """The alert service of the gateway that owns ``upstream``, if it has one.
+
+    A costly GraphQL operation runs on a worker thread with a wrapper of the upstream
+    (gateway/bounded.py ``_MainLoopUpstream``): its ``_upstream`` is the gateway's.
+    """
+    return _SERVICES.get(getattr(upstream, "_upstream", upstream))
 
 
 def create(gateway: Gateway) -> AlertService | None:

@@ -215,6 +215,8 @@ def parse(text: str, suffix: str) -> Rules:
         spec = msgspec.convert(raw, RulesFile, strict=False)
     except msgspec.ValidationError as exc:
         raise RulesError(str(exc).replace("$.", "").replace("`$`", "the file")) from None
+    except UnicodeError:  # YAML's "\ud800" escapes give lone surrogates
+        raise RulesError("the file holds text that is not valid Unicode") from None
     return _check(spec)
 
 
