@@ -529,3 +529,39 @@ rules:
     fresh = Engine(rules, query, tmp_path / "state.json")
     assert fresh.state.outbox == {}
     assert (tmp_path / "state.json.unreadable").exists()
+
+
+@pytest.mark.slow
+async def test_live_alerts_subscription_sees_the_transition(
+    materializer: Any,
+    js: JetStreamContext,
+    settings: Settings,
+    server_factory: Any,
+    tmp_path: Path,
+) -> None:
+    import websockets
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: low, kind: low_stock}]\n")
+    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+    try:
+        await ws.send('{"type": "connection_init"}')
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+        query = "subscription { alerts { rule state value } }"
+        await ws.send(json.dumps({"id": "a", "type": "subscribe", "payload": {"query": query}}))
+
+        async def frame() -> dict[str, Any]:
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if message["type"] == "next":
+                    return dict(message["payload"]["data"]["alerts"][0])
+
+        assert (await frame())["state"] in ("inactive", "pending")
+        seq = await publish_events(js, product("SKU-1", 5), move("SKU-1", "WH-1", 1))
+        await materializer.wait_for_sequence(seq)
+        while (latest := await frame())["state"] != "firing":
+            pass
+        assert latest == {"rule": "low", "state": "firing", "value": "1"}
+    finally:
+        await ws.close()
