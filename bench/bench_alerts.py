@@ -52,7 +52,7 @@ def event(event_type: str, data: dict[str, Any]) -> bytes:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def main() -> None:
@@ -64,7 +64,7 @@ async def main() -> None:
     arrived = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length", 0)))
             arrivals.append(time.perf_counter())
             arrived.set()

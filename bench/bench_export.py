@@ -78,12 +78,12 @@ def run(command: list[str]) -> tuple[float, int, str]:
     import subprocess
 
     started = time.perf_counter()
-    err = tempfile.TemporaryFile()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    err.seek(0)
-    text = err.read().decode()
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        err.seek(0)
+        text = err.read().decode()
     if status != 0:
         raise RuntimeError(f"{command} failed: {text}")
     return elapsed, usage.ru_maxrss, text

@@ -8,6 +8,7 @@ gateway (more get 429), each at most ``GATEWAY_EXPORT_MAX_ROWS`` rows.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +127,17 @@ async def export(request: Request) -> Response:
         state.running -= 1
         raise
 
+    released = False
+
+    def release() -> None:
+        # Once, whether the body ran to its end, failed, or never started (a client that
+        # left before the response began: then the body is only garbage-collected).
+        nonlocal released
+        if not released:
+            released = True
+            state.running -= 1
+            job.writer.close()
+
     async def body() -> Any:
         outcome = "failed"
         try:
@@ -137,13 +149,15 @@ async def export(request: Request) -> Response:
             log.warning("export %s.%s cut off after %d rows: %s", name, fmt, job.rows, exc)
             raise
         finally:
-            state.running -= 1
+            release()
             state.exports.labels(name, fmt, outcome).inc()
             state.rows.labels(fmt).inc(job.rows)
 
     filename = file_name(params, fmt)
+    stream = body()
+    weakref.finalize(stream, release)
     return StreamingResponse(
-        body(),
+        stream,
         media_type=MEDIA_TYPES[fmt],
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',

@@ -152,7 +152,7 @@ def _twin(spec: QuerySpec, query: Resolver, returns: Any) -> Resolver:  # type: 
 
 def build() -> tuple[type, type]:
     """Query and Subscription with one field each per spec, in the registry's order."""
-    import gateway.schema.alerts  # noqa: F401 - root fields that are not named queries
+    import gateway.schema.alerts
     import gateway.schema.receivables  # noqa: F401 - hand-written resolvers register on import
 
     queries: dict[str, Any] = {}

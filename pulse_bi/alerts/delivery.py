@@ -188,9 +188,7 @@ def _send_mail(receiver: EmailReceiver, queued: list[Notification], timeout: flo
     resolved = len(queued) - firing
     parts = [f"{firing} firing"] if firing else []
     parts += [f"{resolved} resolved"] if resolved else []
-    message["Subject"] = f"[Pulse BI] {', '.join(parts)}: {', '.join(n.rule for n in queued)}"[
-        :200
-    ]
+    message["Subject"] = f"[Pulse BI] {', '.join(parts)}: {', '.join(n.rule for n in queued)}"[:200]
     message["From"] = receiver.sender
     message["To"] = ", ".join(receiver.to)
     message.set_content(text(queued))

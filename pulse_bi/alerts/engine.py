@@ -25,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from gateway.versions import spec_relevant, touched
+from pulse_bi.alerts.rules import Rule, Rules
 from pulse_bi.contract import ChangeNotice, QuerySpec
 from pulse_bi.contract.registry import (
     LOW_STOCK,
@@ -38,7 +39,6 @@ from pulse_bi.contract.registry import (
     StockLevelRow,
     WarehouseFilter,
 )
-from pulse_bi.alerts.rules import Rule, Rules
 
 log = logging.getLogger("pulse_bi.alerts")
 
