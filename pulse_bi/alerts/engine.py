@@ -68,6 +68,8 @@ class RuleState(msgspec.Struct, kw_only=True):
     evaluated_at: dt.datetime | None = None
     #: Why the last evaluation failed, if it did.
     error: str | None = None
+    #: Whether the current firing was notified (not silenced): only then is its end.
+    notified: bool = False
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -267,9 +269,14 @@ class Engine:
         at: dt.datetime,
         since: dt.datetime | None = None,
     ) -> None:
+        if status == "resolved" and not state.notified:
+            log.info("alert %s resolved (its firing was silenced)", rule.name)
+            return
         if self.rules.silenced(rule.name, at):
             log.info("alert %s %s (silenced)", rule.name, status)
+            state.notified = False
             return
+        state.notified = status == "firing"
         began = since or at
         notification = Notification(
             id=f"{rule.name}/{began.isoformat()}/{status}",

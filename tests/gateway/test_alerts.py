@@ -525,7 +525,12 @@ rules:
     revenue[hour] = "600.00"
     await engine.evaluate_all()
     assert engine.state.rules["rev"].status == "inactive"
-    assert [n.status for n in engine.state.outbox["hook"]] == ["resolved"]
+    assert engine.state.outbox.get("hook", []) == []  # its firing was silenced: no resolution
+    revenue[hour] = "100.00"  # outside the silence: fires and resolves, both notified
+    await engine.evaluate_all()
+    revenue[hour] = "700.00"
+    await engine.evaluate_all()
+    assert [n.status for n in engine.state.outbox["hook"]] == ["firing", "resolved"]
     # The state survives a new engine (a restart), and an unreadable file is set aside.
     again = Engine(rules, query, tmp_path / "state.json")
     assert again.state.outbox["hook"][0].rule == "rev"
