@@ -17,11 +17,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from gateway import graphiql, landing, rest
+from gateway import alerts, graphiql, landing, rest
 from gateway.bounded import Answerer
 from gateway.caching import ETags
 from gateway.compression import CompressionMiddleware
 from gateway.execution import Executor
+from gateway.exports import http as exports
 from gateway.graphql_http import ResponseCache, graphql_http_endpoint
 from gateway.live import Hub
 from gateway.metrics import Metrics, MetricsMiddleware
@@ -56,6 +57,7 @@ class Gateway:
         self.connections: set[Connection] = set()
         #: GraphQL over SSE streams open (gateway.sse).
         self.sse_streams = 0
+        self.alerts = alerts.create(self)
         self.started = time.monotonic()
         self._keepalive: asyncio.Task[None] | None = None
         self._write_watchdog: asyncio.Task[None] | None = None
@@ -63,6 +65,8 @@ class Gateway:
     async def start(self) -> None:
         """Open the NATS connection (or keep trying), start the hub and the keep-alive timer."""
         await self.hub.start()
+        if self.alerts is not None:
+            await self.alerts.start()
         await self.upstream.start()
         self._keepalive = asyncio.create_task(self._keepalive_loop(), name="ws-keepalive")
         self._write_watchdog = asyncio.create_task(self._write_loop(), name="ws-write-watchdog")
@@ -76,6 +80,8 @@ class Gateway:
                     await task
         for connection in list(self.connections):
             connection.close(1001, "server shutting down")
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.hub.close()
         await self.upstream.close()
         self.answerer.close()
@@ -154,6 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql_http_endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_ws_endpoint),
         *rest.routes(),
+        *exports.routes(),
         *landing.routes(),
     ]
     if settings.graphiql and gateway.persisted.graphiql:

@@ -139,6 +139,15 @@ async def health(request: Request) -> Response:
     }
     # The materializer answers but reports a problem (lost events, a fault, a replaced
     # stream): the gateway still serves what it has, so 200 with the materializer's reason.
+    if gateway.alerts is not None:
+        # A receiver that keeps failing: visible here, never blocking evaluation.
+        alerts = body["alerts"] = gateway.alerts.health()
+        failing = alerts["failing_receivers"]
+        if failing:
+            body["status"] = "degraded"
+            body["reason"] = "alert delivery failing: " + "; ".join(
+                f"{name}: {why}" for name, why in failing.items()
+            )
     state = reply.data if isinstance(reply.data, PipelineRow) else None
     upstream_status = state.status if state is not None else None
     if state is not None and upstream_status in ("degraded", "unavailable"):

@@ -237,6 +237,32 @@ class Settings:
         False,
         "OpenTelemetry traces (needs the `tracing` extra); see Tracing",
     )
+    export_concurrency: int = setting(
+        "GATEWAY_EXPORT_CONCURRENCY",
+        _POSITIVE,
+        4,
+        "exports one gateway runs at once; more get 429 (docs/EXPORTS.md)",
+    )
+    export_max_rows: int = setting(
+        "GATEWAY_EXPORT_MAX_ROWS",
+        _POSITIVE,
+        5_000_000,
+        "most rows one export may write; a larger one fails, never truncates (docs/EXPORTS.md)",
+    )
+    alert_rules: str | None = setting(
+        "GATEWAY_ALERT_RULES",
+        Secret(),
+        None,
+        "alert rules file (YAML or TOML); when set, this gateway evaluates and delivers alerts "
+        "(docs/ALERTS.md; one replica only)",
+    )
+    alert_state: str | None = setting(
+        "GATEWAY_ALERT_STATE",
+        Secret(),
+        None,
+        "alert state file: rule states and undelivered notifications (docs/ALERTS.md, "
+        '"Restarts"); empty: next to the rules file',
+    )
     log_level: str = setting(
         "GATEWAY_LOG_LEVEL",
         Choice("critical", "error", "warning", "info", "debug"),

@@ -190,6 +190,7 @@ def migrate_upgrade() -> None:
 def _add_commands() -> None:
     """Attach the commands that live next to the code they run."""
     from gateway.cli import gateway_command
+    from gateway.exports.cli import export_command
     from pulse_bi.dev import dev_command
     from pulse_bi.lifecycle import backup_command, rebuild_command, restore_command
     from pulse_bi.publish import publish_command
@@ -202,6 +203,7 @@ def _add_commands() -> None:
     main.add_command(backup_command, "backup")
     main.add_command(restore_command, "restore")
     main.add_command(rebuild_command, "rebuild")
+    main.add_command(export_command, "export")
 
 
 _add_commands()

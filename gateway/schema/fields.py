@@ -34,7 +34,14 @@ from pulse_bi.contract.spec import Row, unwrap
 Resolver = Callable[..., Any]
 
 _CUSTOM: dict[str, tuple[Resolver, Any]] = {}
+#: Root fields that are not named queries (``alerts``): python name -> (Query, Subscription).
+_EXTRA: dict[str, tuple[Any, Any]] = {}
 _OBJECT_TYPES: dict[type[Row], type] = {}
+
+
+def extra_field(name: str, query: Any, subscription: Any) -> None:
+    """Register a root field that is not a named query (after the registry's fields)."""
+    _EXTRA[name] = (query, subscription)
 
 
 def resolver(spec: QuerySpec) -> Callable[[Resolver], Resolver]:  # type: ignore[type-arg]
@@ -145,6 +152,7 @@ def _twin(spec: QuerySpec, query: Resolver, returns: Any) -> Resolver:  # type: 
 
 def build() -> tuple[type, type]:
     """Query and Subscription with one field each per spec, in the registry's order."""
+    import gateway.schema.alerts
     import gateway.schema.receivables  # noqa: F401 - hand-written resolvers register on import
 
     queries: dict[str, Any] = {}
@@ -160,6 +168,9 @@ def build() -> tuple[type, type]:
             name=spec.field,
             description=f"Live `{spec.field}`.",
         )
+    for name, (query_field, subscription_field) in _EXTRA.items():
+        queries[name] = query_field
+        subscriptions[name] = subscription_field
     return _root("Query", queries), _root("Subscription", subscriptions)
 
 
@@ -174,4 +185,4 @@ def _python_name(field: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in field)
 
 
-__all__ = ["build", "object_type", "resolver"]
+__all__ = ["build", "extra_field", "object_type", "resolver"]

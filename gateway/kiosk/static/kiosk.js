@@ -8,6 +8,7 @@ import { LiveClient, State } from "./gqlws.js";
 
 const TOKEN_KEY = "pulse-bi-kiosk-token";
 const LAG_WARNING = 1000;
+const ALERTS_QUERY = "subscription KioskAlerts { alerts { rule state } }";
 
 const byId = (id) => document.getElementById(id);
 
@@ -115,6 +116,19 @@ class Kiosk {
     if (this.has("fresh")) {
       add("pipeline", {}, ["fresh"], (d) => this.renderPipeline(d.pipeline));
     }
+    // The alert badge, on every screen; a gateway without alerts answers an error: hidden.
+    this.subs.alerts = this.client.subscribe(ALERTS_QUERY, {}, {
+      next: (data) => this.renderAlerts(data && data.alerts),
+      error: () => this.renderAlerts(null),
+    });
+  }
+
+  renderAlerts(alerts) {
+    const badge = byId("alerts");
+    const firing = (alerts || []).filter((a) => a.state === "firing").map((a) => a.rule);
+    badge.hidden = firing.length === 0;
+    badge.textContent = firing.length ? `⚠ ${firing.length} alert${firing.length > 1 ? "s" : ""}` : "";
+    badge.title = firing.join(", ");
   }
 
   receive(panels, data, errors, render) {

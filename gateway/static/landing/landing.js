@@ -105,8 +105,23 @@ async function pipeline() {
   }
 }
 
+// The alert badge: firing rules by name (docs/ALERTS.md); "–" on a gateway without alerts.
+async function alerts() {
+  try {
+    const reply = await graphql('{ alerts { rule state } }');
+    const rules = reply.data?.alerts;
+    if (!rules) { show('alerts-state', '–'); return; }
+    const firing = rules.filter((a) => a.state === 'firing').map((a) => a.rule);
+    if (!rules.length) show('alerts-state', 'no rules configured');
+    else if (!firing.length) show('alerts-state', `${rules.length} rules, none firing`, 'ok');
+    else show('alerts-state', `${firing.length} firing: ${firing.join(', ')}`, 'bad');
+  } catch (error) {
+    show('alerts-state', '–');
+  }
+}
+
 async function tick() {
-  await Promise.all([health(), pipeline()]);
+  await Promise.all([health(), pipeline(), alerts()]);
   setTimeout(tick, 2000);
 }
 tick();
