@@ -197,9 +197,10 @@ def repository_documents(root: Path) -> list[tuple[str, str]]:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
         for body in _dashboard_queries(dashboard):
             found.append((_name(body, path.stem), body))
-    kiosk = root / "gateway" / "kiosk" / "static" / "config.js"
-    for body in re.findall(r"`((?:query|subscription)\b[^`]*)`", kiosk.read_text("utf-8")):
-        found.append((_name(body, "kiosk"), body))
+    for script in ("config.js", "kiosk.js"):
+        kiosk = root / "gateway" / "kiosk" / "static" / script
+        for body in re.findall(r"`((?:query|subscription)\b[^`]*)`", kiosk.read_text("utf-8")):
+            found.append((_name(body, "kiosk"), body))
     found.extend(landing_documents(root / "gateway" / "static" / "landing" / "landing.js"))
     return found
 

@@ -8,7 +8,7 @@ import { LiveClient, State } from "./gqlws.js";
 
 const TOKEN_KEY = "pulse-bi-kiosk-token";
 const LAG_WARNING = 1000;
-const ALERTS_QUERY = "subscription KioskAlerts { alerts { rule state } }";
+const ALERTS_QUERY = `subscription KioskAlerts { alerts { rule state } }`;
 
 const byId = (id) => document.getElementById(id);
 

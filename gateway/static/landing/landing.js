@@ -108,7 +108,7 @@ async function pipeline() {
 // The alert badge: firing rules by name (docs/ALERTS.md); "–" on a gateway without alerts.
 async function alerts() {
   try {
-    const reply = await graphql('{ alerts { rule state } }');
+    const reply = await graphql(`{ alerts { rule state } }`);
     const rules = reply.data?.alerts;
     if (!rules) { show('alerts-state', '–'); return; }
     const firing = rules.filter((a) => a.state === 'firing').map((a) => a.rule);
