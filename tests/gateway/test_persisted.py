@@ -399,7 +399,7 @@ async def test_the_landing_page_figures_work_in_trusted_mode(
 ) -> None:
     # What landing.js does: ask which Pipeline fields exist, then read the leaves it wants.
     script = (ROOT / "gateway" / "static" / "landing" / "landing.js").read_text()
-    introspect, pipeline = re.findall(r"`(\{[^`]*)`", script)
+    introspect, pipeline, alerts = re.findall(r"`(\{[^`]*)`", script)
     wanted = re.findall(r"'(\w+)'", re.search(r"const wanted = \[([^\]]*)\]", script)[1])  # type: ignore[index]
 
     def leaf(kind: dict[str, Any]) -> str:
@@ -412,3 +412,7 @@ async def test_the_landing_page_figures_work_in_trusted_mode(
         answer = await post(http, {"query": pipeline.replace("${selection}", selection)})
         assert "errors" not in answer.json(), answer.json()
         assert answer.json()["data"]["pipeline"]["lastSequence"] == 12
+        # The alert badge's query is trusted too (this gateway has no rules: an answer
+        # without the refusal of an unlisted document).
+        badge = (await post(http, {"query": alerts})).json()
+        assert "PERSISTED_QUERY_NOT_IN_LIST" not in json.dumps(badge), badge
