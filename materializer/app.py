@@ -109,7 +109,9 @@ class Materializer:
             reconnect_time_wait=0.5,
         )
         self.starting_step = "checking the stream"
-        info = await ensure_stream(self.js, duplicate_window=s.stream_duplicate_window)
+        info = await ensure_stream(
+            self.js, duplicate_window=s.stream_duplicate_window, replicas=s.stream_replicas
+        )
         self.guard = await self._guard_stream(info)
         self.ingestor = Ingestor(
             self.js,

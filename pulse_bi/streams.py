@@ -16,8 +16,11 @@ from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 DEFAULT_DUPLICATE_WINDOW = 120.0
 
 
-def stream_config(*, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW) -> StreamConfig:
-    """The configuration of the PULSE_EVENTS stream."""
+def stream_config(
+    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
+) -> StreamConfig:
+    """The configuration of the PULSE_EVENTS stream (``replicas``: copies on a cluster,
+    docs/SCALING.md)."""
     return StreamConfig(
         name=STREAM_NAME,
         subjects=list(STREAM_SUBJECTS),
@@ -26,11 +29,15 @@ def stream_config(*, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW) -> Stre
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         duplicate_window=duplicate_window,
+        num_replicas=replicas,
     )
 
 
 async def ensure_stream(
-    js: JetStreamContext, *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
+    js: JetStreamContext,
+    *,
+    duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+    replicas: int = 1,
 ) -> StreamInfo:
     """Create the PULSE_EVENTS stream unless it exists; return its info.
 
@@ -41,7 +48,9 @@ async def ensure_stream(
     except NotFoundError:
         pass
     try:
-        return await js.add_stream(stream_config(duplicate_window=duplicate_window))
+        return await js.add_stream(
+            stream_config(duplicate_window=duplicate_window, replicas=replicas)
+        )
     except APIError:
         # Another process created it in the meantime, perhaps with other settings.
         return await js.stream_info(STREAM_NAME)
