@@ -26,6 +26,7 @@ from materializer.consumer import Ingestor
 from materializer.http import HttpServer
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import QueryContext
+from materializer.readiness import ReadGate
 from materializer.service import QueryService
 from materializer.settings import Settings
 from materializer.store import BatchResult, Store
@@ -63,6 +64,7 @@ class Materializer:
         self.starting_step = "not started"
         #: Gaps recorded in the file and the events they hold (``degraded`` while any).
         self._gaps = (0, 0)
+        self.read_gate: ReadGate | None = None
 
     async def __aenter__(self) -> Materializer:
         try:
@@ -130,8 +132,14 @@ class Materializer:
             s.query_workers,
             health=self.health,
             context=self.query_context,
+            wait_for=self.wait_for_sequence,
         )
         await self.service.start()
+        self.read_gate = ReadGate(self.service, self._lag, s.read_max_lag)
+        await self.read_gate.check()  # a replica replaying from far behind starts outside
+        self._tasks.append(
+            asyncio.create_task(self.read_gate.run(s.heartbeat_interval), name="read-gate")
+        )
         self._tasks.append(asyncio.create_task(self._progress(), name="progress"))
         await self.ingestor.start()
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
@@ -224,7 +232,11 @@ class Materializer:
             "last_event_time": _iso(self._state.get("last_event_time")),
             "last_batch_at": _iso(self._state.get("last_batch_at")),
             "nats_connected": bool(self.nc and self.nc.is_connected),
+            "reading": self.service is None or self.service.reading,
         }
+
+    def _lag(self) -> int:
+        return max(0, self._stream_last_sequence - self._notice_version)
 
     def health(self) -> tuple[str, str]:
         """``ok``, ``degraded`` (serving, but something needs attention) or

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +21,7 @@ from nats.micro import Request, ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 from prometheus_client import generate_latest
 
-from materializer import faults
+from materializer import faults, readiness
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import BadQuery, QueryContext
 from materializer.store import Store
@@ -61,6 +61,7 @@ class QueryService:
         *,
         health: Callable[[], tuple[str, str]] | None = None,
         context: Callable[[], QueryContext] | None = None,
+        wait_for: Callable[[int, float], Awaitable[None]] | None = None,
     ) -> None:
         self._nc = nc
         self._store = store
@@ -71,6 +72,10 @@ class QueryService:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="duckdb-query")
         self._service: Service | None = None
         self._answering: set[asyncio.Task[None]] = set()
+        self._wait_for = wait_for
+        self._query_endpoints: list[Any] = []
+        #: Whether this replica is in the read queue group (``materializer.readiness``).
+        self.reading = True
 
     async def start(self) -> None:
         """Register the service and its endpoints."""
@@ -92,6 +97,9 @@ class QueryService:
                     queue_group=QUERY_QUEUE_GROUP,
                 )
             )
+        # The query endpoints, to leave and join the queue group by (nats.micro 2.16
+        # has no public call to pause one endpoint; these are its own start and stop).
+        self._query_endpoints = list(self._service._endpoints)
         for name, subject, handler in (
             ("health", HEALTH_SUBJECT, self._health),
             ("stats", STATS_SUBJECT, self._stats_endpoint),
@@ -124,9 +132,26 @@ class QueryService:
 
         return handle
 
+    async def leave_reads(self) -> None:
+        """Stop taking named queries from the queue group (health and stats stay)."""
+        if self.reading:
+            self.reading = False
+            for endpoint in self._query_endpoints:
+                await endpoint._stop()
+
+    async def join_reads(self) -> None:
+        """Take named queries from the queue group again."""
+        if not self.reading:
+            for endpoint in self._query_endpoints:
+                await endpoint._start()
+            self.reading = True
+
     async def _respond(self, name: str, request: Request) -> None:
         tracer = continued("materializer", request.headers)
         try:
+            wanted = readiness.min_version(request.headers)
+            if wanted and self._wait_for is not None:
+                await readiness.wait_for_version(self._wait_for, wanted, self._store_version())
             if tracer is None:
                 reply = await self.answer(name, request.data)
             else:

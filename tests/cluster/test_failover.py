@@ -3,7 +3,6 @@ the materializer and the gateway carry on by themselves (docs/SCALING.md, "Failo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any

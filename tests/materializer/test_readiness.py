@@ -1,0 +1,93 @@
+"""The Pulse-Min-Version header of a named-query request: any value is a number or 0."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from materializer.readiness import MIN_VERSION_WAIT, ReadGate, min_version, wait_for_version
+from pulse_bi.contract import MIN_VERSION_HEADER
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("42", 42),
+        ("0", 0),
+        ("", 0),
+        ("-5", 0),
+        ("1e9", 0),
+        ("4.5", 0),
+        (" 7", 0),
+        ("٣", 0),  # a unicode digit is not a version
+        ("9" * 21, 0),  # beyond any stream sequence: ignored, not a crash
+        ("18446744073709551615", 18446744073709551615),
+        ("abc", 0),
+    ],
+)
+def test_header_values(raw: str, expected: int) -> None:
+    assert min_version({MIN_VERSION_HEADER: raw}) == expected
+
+
+def test_absent_header() -> None:
+    assert min_version(None) == 0
+    assert min_version({}) == 0
+    assert min_version({"Other": "5"}) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_any_text_is_a_version_or_zero(raw: str) -> None:
+    value = min_version({MIN_VERSION_HEADER: raw})
+    assert value >= 0
+    assert value == 0 or str(value) == raw.lstrip("0") or raw.strip("0") == ""
+
+
+async def test_wait_is_bounded_when_the_version_never_comes() -> None:
+    calls: list[tuple[int, float]] = []
+
+    async def never(version: int, timeout: float) -> None:
+        calls.append((version, timeout))
+        async with asyncio.timeout(timeout):
+            await asyncio.Event().wait()
+
+    await wait_for_version(never, 10, current=3)
+    assert calls == [(10, MIN_VERSION_WAIT)]
+    await wait_for_version(never, 3, current=3)  # already there: no wait
+    assert len(calls) == 1
+
+
+class Endpoints:
+    def __init__(self) -> None:
+        self.reading = True
+        self.switches: list[str] = []
+
+    async def leave_reads(self) -> None:
+        self.reading = False
+        self.switches.append("leave")
+
+    async def join_reads(self) -> None:
+        self.reading = True
+        self.switches.append("join")
+
+
+async def test_gate_leaves_beyond_the_limit_and_joins_within_half() -> None:
+    lag = [0]
+    endpoints = Endpoints()
+    gate = ReadGate(endpoints, lambda: lag[0], max_lag=100)
+    for value, reading in [(100, True), (101, False), (60, False), (50, True), (101, False)]:
+        lag[0] = value
+        await gate.check()
+        assert endpoints.reading is reading, value
+    assert endpoints.switches == ["leave", "join", "leave"]
+    assert gate.left == 2
+
+
+async def test_gate_off_never_leaves() -> None:
+    endpoints = Endpoints()
+    gate = ReadGate(endpoints, lambda: 10**12, max_lag=0)
+    await gate.check()
+    assert endpoints.switches == []
