@@ -158,3 +158,90 @@ class LocalNatsCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+@dataclass
+class ConfiguredServer:
+    """A nats-server started from a configuration file it is given as text."""
+
+    name: str
+    store_dir: Path
+    config: str
+    port: int
+    binary: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> ConfiguredServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        path = self.store_dir / f"{self.name}.conf"
+        path.write_text(self.config)
+        self.process = subprocess.Popen(
+            [find_nats_server(self.binary), "-c", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server {self.name} exited ({self.process.returncode})")
+            if _listening(self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"nats-server {self.name} did not listen on {self.port}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def hub_server(
+    store_dir: Path, leaf_port: int, domain: str = "hub", advertise: str | None = None
+) -> ConfiguredServer:
+    """The central server: JetStream in its own domain, accepting sites' leaf links.
+
+    ``advertise``: the leaf address sites are told to reconnect to (a relay or balancer
+    in front of the hub; sites otherwise learn and use the hub's own address).
+    """
+    port = free_port()
+    advertised = f', advertise: "{advertise}"' if advertise else ""
+    config = f"""
+server_name: {domain}
+listen: 127.0.0.1:{port}
+jetstream {{ store_dir: "{store_dir / domain}", domain: {domain} }}
+leafnodes {{ listen: 127.0.0.1:{leaf_port}{advertised} }}
+"""
+    return ConfiguredServer(domain, store_dir / domain, config, port)
+
+
+def site_server(store_dir: Path, site: str, hub_leaf_url: str) -> ConfiguredServer:
+    """A site's own server: JetStream in the site's domain, a leaf link to the hub.
+
+    Event subjects do not cross the link (``deny_exports``/``deny_imports``): the hub
+    gets a site's events only by sourcing its stream, once each (docs/SCALING.md).
+    """
+    port = free_port()
+    config = f"""
+server_name: {site}
+listen: 127.0.0.1:{port}
+jetstream {{ store_dir: "{store_dir / site}", domain: {site} }}
+leafnodes {{
+  reconnect: 1
+  remotes: [ {{
+    url: "{hub_leaf_url}"
+    deny_exports: ["pulse.events.>"]
+    deny_imports: ["pulse.events.>"]
+  }} ]
+}}
+"""
+    return ConfiguredServer(site, store_dir / site, config, port)

@@ -14,16 +14,19 @@ import itertools
 class RoundRobin:
     """Listens on 127.0.0.1:``port`` and pipes each connection to the next backend port."""
 
-    def __init__(self, backends: list[int]) -> None:
+    def __init__(self, backends: list[int], port: int = 0) -> None:
         self.backends = backends
         self._next = itertools.cycle(range(len(backends)))
         self.connections = [0] * len(backends)
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
-        self.port = 0
+        self.port = port
 
     async def start(self) -> RoundRobin:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        """Listen (again, on the same port after ``stop``)."""
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -57,8 +60,10 @@ class RoundRobin:
                 sink.close()
 
     async def stop(self) -> None:
+        """Stop listening and cut every connection (a link going down)."""
         if self._server is not None:
             self._server.close()
+            await self._server.wait_closed()
         for task in list(self._pipes):
             task.cancel()
         if self._pipes:

@@ -43,7 +43,9 @@ async def test_gateways_behind_one_address_agree_and_refresh_together(
     nats_server: LocalNatsServer, materializer: Any, js: JetStreamContext, server_factory: Any
 ) -> None:
     gateways = [
-        server_factory(GatewaySettings(nats_url=nats_server.url, host="127.0.0.1", port=free_port()))
+        server_factory(
+            GatewaySettings(nats_url=nats_server.url, host="127.0.0.1", port=free_port())
+        )
         for _ in range(2)
     ]
     balancer = await RoundRobin([g.settings.port for g in gateways]).start()
@@ -57,7 +59,9 @@ async def test_gateways_behind_one_address_agree_and_refresh_together(
             sockets.append(ws)
             await ws.send('{"type": "connection_init"}')
             assert (await frame(ws))["type"] == "connection_ack"
-            await ws.send(json.dumps({"id": f"s{index}", "type": "subscribe", "payload": {"query": LIVE}}))
+            await ws.send(
+                json.dumps({"id": f"s{index}", "type": "subscribe", "payload": {"query": LIVE}})
+            )
             assert await orders_over(ws) == 1
         assert balancer.connections == [2, 2]  # two live queries on each gateway
         expected = 1
