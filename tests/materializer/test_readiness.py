@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from materializer.readiness import MIN_VERSION_WAIT, ReadGate, min_version, wait_for_version
-from pulse_bi.contract import MIN_VERSION_HEADER
+from pulse_bi.contract import MIN_VERSION_HEADER, query_subject
 
 
 @pytest.mark.parametrize(
@@ -91,3 +94,24 @@ async def test_gate_off_never_leaves() -> None:
     gate = ReadGate(endpoints, lambda: 10**12, max_lag=0)
     await gate.check()
     assert endpoints.switches == []
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "-1", "1e99", "٣", "9" * 5000, "0"])
+async def test_any_header_gets_an_answer_over_real_nats(
+    materializer: Any, nc: Any, raw: str
+) -> None:
+    message = await nc.request(
+        query_subject("pipeline"), b"{}", timeout=5, headers={MIN_VERSION_HEADER: raw}
+    )
+    reply = msgspec.json.decode(message.data)
+    assert "error" not in reply, reply
+    assert reply.get("version", 0) == 0 and "data" in reply
+
+
+async def test_a_version_never_reached_costs_at_most_the_wait(materializer: Any, nc: Any) -> None:
+    started = time.monotonic()
+    message = await nc.request(
+        query_subject("pipeline"), b"{}", timeout=5, headers={MIN_VERSION_HEADER: str(10**15)}
+    )
+    assert MIN_VERSION_WAIT <= time.monotonic() - started < 5
+    assert msgspec.json.decode(message.data).get("version", 0) == 0  # what it has
