@@ -8,6 +8,7 @@ requests. Queries run on DuckDB cursors in worker threads, concurrently with ing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -138,12 +139,17 @@ class QueryService:
             self.reading = False
             for endpoint in self._query_endpoints:
                 await endpoint._stop()
+            # Once the server has the unsubscriptions, it sends no request here any more.
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
 
     async def join_reads(self) -> None:
         """Take named queries from the queue group again."""
         if not self.reading:
             for endpoint in self._query_endpoints:
                 await endpoint._start()
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
             self.reading = True
 
     async def _respond(self, name: str, request: Request) -> None:
@@ -225,6 +231,10 @@ class QueryService:
     async def stop(self) -> None:
         """Deregister the endpoints and wait for running queries."""
         if self._service is not None:
+            if not self.reading:  # their subscriptions are gone already (leave_reads)
+                self._service._endpoints = [
+                    e for e in self._service._endpoints if e not in self._query_endpoints
+                ]
             await self._service.stop()
         if self._answering:
             await asyncio.wait(set(self._answering), timeout=10)

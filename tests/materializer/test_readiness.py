@@ -10,9 +10,12 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from materializer.readiness import MIN_VERSION_WAIT, ReadGate, min_version, wait_for_version
 from pulse_bi.contract import MIN_VERSION_HEADER, query_subject
+from tests.gateway.conftest import until
 
 
 @pytest.mark.parametrize(
@@ -115,3 +118,44 @@ async def test_a_version_never_reached_costs_at_most_the_wait(materializer: Any,
     )
     assert MIN_VERSION_WAIT <= time.monotonic() - started < 5
     assert msgspec.json.decode(message.data).get("version", 0) == 0  # what it has
+
+
+async def _answered(nc: Any) -> bool:
+    """Whether a named query gets an answer now (False: nobody in the read group)."""
+    try:
+        reply = await nc.request(query_subject("pipeline"), b"{}", timeout=1)
+    except (NoRespondersError, NatsTimeoutError):
+        return False
+    return "data" in msgspec.json.decode(reply.data)
+
+
+async def test_leaving_and_joining_the_read_group_over_real_nats(
+    materializer: Any, nc: Any
+) -> None:
+    service = materializer.service
+    await service.leave_reads()
+    await service.leave_reads()  # twice: no error
+    # The server may take a moment to drop the interest; then nothing answers.
+    await until(lambda: _not(_answered(nc)), timeout=5, interval=0.05)
+    for _ in range(3):
+        assert not await _answered(nc)
+    # Health still answers while out of the read group.
+    health = await nc.request("pulse.bi.materializer.health", b"", timeout=2)
+    assert msgspec.json.decode(health.data)["reading"] is False
+    await service.join_reads()
+    await service.join_reads()
+    await until(lambda: _answered(nc), timeout=5, interval=0.05)
+    await service.leave_reads()  # the fixture then stops it while out: no error
+
+
+async def _not(value: Any) -> bool:
+    return not await value
+
+
+async def test_stopping_while_out_of_the_read_group(materializer_settings: Any) -> None:
+    from materializer.app import Materializer
+
+    async with Materializer(materializer_settings) as running:
+        assert running.service is not None
+        await running.service.leave_reads()
+    # Closed cleanly: nothing raised on the way out.
