@@ -18,9 +18,17 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from gateway.errors import BadUserInput, GatewayError, UpstreamError, UpstreamUnavailable
 from gateway.metrics import Metrics
+from gateway.replicas import Served
 from gateway.settings import Settings
 from gateway.versions import Versions, reads
-from pulse_bi.contract import QUERIES, QueryReply, query_subject, reply_decoder, to_wire
+from pulse_bi.contract import (
+    MIN_VERSION_HEADER,
+    QUERIES,
+    QueryReply,
+    query_subject,
+    reply_decoder,
+    to_wire,
+)
 from pulse_bi.tracing import Tracer, set_error
 
 log = logging.getLogger("gateway.upstream")
@@ -74,6 +82,8 @@ class Upstream:
         self.cache_hits = 0
         #: Spans and `traceparent` headers for named queries (set by the gateway).
         self.tracing = Tracer("gateway", False)
+        #: Newest result served per query and params: reads never go back in version.
+        self.served = Served(max(settings.cache_entries, 1000))
 
     # -- connection -------------------------------------------------------------------
 
@@ -230,8 +240,30 @@ class Upstream:
             self._cache.popitem(last=False)
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> Result:
+        """A result at least as new as any served before for this query and params
+        (gateway/replicas.py, docs/SCALING.md "Monotonic reads")."""
+        key = (name, _params_encoder.encode(params))
+        retries = self.settings.query_retries
+        for attempt in range(retries + 1):
+            floor = self.served.floor(key)
+            result = await self._fetch_pages(name, params, floor)
+            if result.version >= self.served.floor(key):
+                return self.served.serve(key, result)
+            self.served.older_replies += 1
+            log.info(
+                "%s answered at version %d, older than %d served: asking again (%d)",
+                name,
+                result.version,
+                self.served.floor(key),
+                attempt + 1,
+            )
+        newest = self.served.last(key)
+        assert newest is not None
+        return self.served.serve(key, newest)
+
+    async def _fetch_pages(self, name: str, params: dict[str, Any], floor: int) -> Result:
         """Ask the materializer, following `next_offset` until the list is complete."""
-        reply = await self.request(name, params)
+        reply = await self.request(name, params, min_version=floor)
         if reply.next_offset is None:
             return Result(reply.data, reply.version)
         rows = list(reply.data or [])
@@ -239,7 +271,8 @@ class Upstream:
             if reply.next_offset is None:
                 return Result(rows, reply.version)
             page = {**params, "offset": reply.next_offset, "limit": PAGE_SIZE}
-            reply = await self.request(name, page)
+            # Later pages from a replica at least as far as the first one's.
+            reply = await self.request(name, page, min_version=reply.version)
             rows.extend(reply.data or [])
         raise UpstreamError(f"{name}: more than {MAX_PAGES} pages, narrow the query")
 
@@ -249,6 +282,7 @@ class Upstream:
         params: dict[str, Any],
         timeout: float | None = None,
         retries: int | None = None,
+        min_version: int = 0,
     ) -> QueryReply:
         """One named query, asked again when no reply came (docs/GATEWAY.md, "Upstream").
 
@@ -260,7 +294,7 @@ class Upstream:
         retries = self.settings.query_retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
-                return await self._request_once(name, params, timeout)
+                return await self._request_once(name, params, timeout, min_version)
             except _NoReply as exc:
                 if attempt == retries:
                     raise exc.error from None
@@ -270,15 +304,18 @@ class Upstream:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _request_once(
-        self, name: str, params: dict[str, Any], timeout: float | None
+        self, name: str, params: dict[str, Any], timeout: float | None, min_version: int = 0
     ) -> QueryReply:
-        """One request/reply round trip, traced when tracing is on (W3C headers on NATS)."""
+        """One request/reply round trip, traced when tracing is on (W3C headers on NATS);
+        ``min_version`` goes in ``Pulse-Min-Version`` (docs/SCALING.md, "Monotonic reads")."""
+        floor = {MIN_VERSION_HEADER: str(min_version)} if min_version else {}
         if not self.tracing.enabled:
-            return await self._round_trip(name, params, timeout, None)
+            return await self._round_trip(name, params, timeout, floor or None)
         attributes = {"messaging.system": "nats", "messaging.destination.name": query_subject(name)}
         with self.tracing.span(f"query {name}", attributes=attributes) as span:
             try:
-                return await self._round_trip(name, params, timeout, self.tracing.headers())
+                headers = {**(self.tracing.headers() or {}), **floor}
+                return await self._round_trip(name, params, timeout, headers or None)
             except (GatewayError, _NoReply) as exc:
                 set_error(span, str(getattr(exc, "message", exc)))
                 raise

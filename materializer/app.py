@@ -27,6 +27,7 @@ from materializer.http import HttpServer
 from materializer.lifecycle import Lifecycle
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import QueryContext
+from materializer.readiness import ReadGate
 from materializer.service import QueryService
 from materializer.settings import Settings
 from materializer.store import BatchResult, Store
@@ -65,6 +66,7 @@ class Materializer:
         self.starting_step = "not started"
         #: Gaps recorded in the file and the events they hold (``degraded`` while any).
         self._gaps = (0, 0)
+        self.read_gate: ReadGate | None = None
 
     async def __aenter__(self) -> Materializer:
         try:
@@ -115,6 +117,7 @@ class Materializer:
             self.js,
             duplicate_window=s.stream_duplicate_window,
             max_age=s.stream_max_age_days * 86400,
+            replicas=s.stream_replicas,
         )
         self.guard = await self._guard_stream(info)
         self.ingestor = self.new_ingestor()
@@ -126,8 +129,14 @@ class Materializer:
             s.query_workers,
             health=self.health,
             context=self.query_context,
+            wait_for=self.wait_for_sequence,
         )
         await self.service.start()
+        self.read_gate = ReadGate(self.service, self._lag, s.read_max_lag)
+        await self.read_gate.check()  # a replica replaying from far behind starts outside
+        self._tasks.append(
+            asyncio.create_task(self.read_gate.run(s.heartbeat_interval), name="read-gate")
+        )
         self._tasks.append(asyncio.create_task(self._progress(), name="progress"))
         await self.ingestor.start()
         self.lifecycle = Lifecycle(self)
@@ -241,7 +250,11 @@ class Materializer:
             "last_batch_at": _iso(self._state.get("last_batch_at")),
             "nats_connected": bool(self.nc and self.nc.is_connected),
             **(self.lifecycle.stats() if self.lifecycle is not None else {}),
+            "reading": self.service is None or self.service.reading,
         }
+
+    def _lag(self) -> int:
+        return max(0, self._stream_last_sequence - self._notice_version)
 
     def health(self) -> tuple[str, str]:
         """``ok``, ``degraded`` (serving, but something needs attention) or

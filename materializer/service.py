@@ -8,10 +8,11 @@ requests. Queries run on DuckDB cursors in worker threads, concurrently with ing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +22,7 @@ from nats.micro import Request, ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 from prometheus_client import generate_latest
 
-from materializer import faults
+from materializer import faults, readiness
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import BadQuery, QueryContext
 from materializer.store import Store
@@ -61,6 +62,7 @@ class QueryService:
         *,
         health: Callable[[], tuple[str, str]] | None = None,
         context: Callable[[], QueryContext] | None = None,
+        wait_for: Callable[[int, float], Awaitable[None]] | None = None,
     ) -> None:
         self._nc = nc
         self._store = store
@@ -71,6 +73,10 @@ class QueryService:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="duckdb-query")
         self._service: Service | None = None
         self._answering: set[asyncio.Task[None]] = set()
+        self._wait_for = wait_for
+        self._query_endpoints: list[Any] = []
+        #: Whether this replica is in the read queue group (``materializer.readiness``).
+        self.reading = True
 
     async def start(self) -> None:
         """Register the service and its endpoints."""
@@ -92,6 +98,9 @@ class QueryService:
                     queue_group=QUERY_QUEUE_GROUP,
                 )
             )
+        # The query endpoints, to leave and join the queue group by (nats.micro 2.16
+        # has no public call to pause one endpoint; these are its own start and stop).
+        self._query_endpoints = list(self._service._endpoints)
         for name, subject, handler in (
             ("health", HEALTH_SUBJECT, self._health),
             ("stats", STATS_SUBJECT, self._stats_endpoint),
@@ -124,9 +133,31 @@ class QueryService:
 
         return handle
 
+    async def leave_reads(self) -> None:
+        """Stop taking named queries from the queue group (health and stats stay)."""
+        if self.reading:
+            self.reading = False
+            for endpoint in self._query_endpoints:
+                await endpoint._stop()
+            # Once the server has the unsubscriptions, it sends no request here any more.
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
+
+    async def join_reads(self) -> None:
+        """Take named queries from the queue group again."""
+        if not self.reading:
+            for endpoint in self._query_endpoints:
+                await endpoint._start()
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
+            self.reading = True
+
     async def _respond(self, name: str, request: Request) -> None:
         tracer = continued("materializer", request.headers)
         try:
+            wanted = readiness.min_version(request.headers)
+            if wanted and self._wait_for is not None:
+                await readiness.wait_for_version(self._wait_for, wanted, self._store_version())
             if tracer is None:
                 reply = await self.answer(name, request.data)
             else:
@@ -200,6 +231,10 @@ class QueryService:
     async def stop(self) -> None:
         """Deregister the endpoints and wait for running queries."""
         if self._service is not None:
+            if not self.reading:  # their subscriptions are gone already (leave_reads)
+                self._service._endpoints = [
+                    e for e in self._service._endpoints if e not in self._query_endpoints
+                ]
             await self._service.stop()
         if self._answering:
             await asyncio.wait(set(self._answering), timeout=10)

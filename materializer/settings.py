@@ -131,6 +131,21 @@ class Settings:
         "seconds JetStream drops a re-published `Nats-Msg-Id` (used when the materializer "
         "creates the stream)",
     )
+    stream_replicas: int = setting(
+        "STREAM_REPLICAS",
+        Int(1, 5),
+        1,
+        "copies of the stream on a NATS cluster, 1 to 5 (used when the materializer creates "
+        "the stream; `3` on a 3-node cluster, docs/SCALING.md)",
+    )
+    read_max_lag: int = setting(
+        "READ_MAX_LAG",
+        Int(0),
+        0,
+        "events behind the stream beyond which this replica leaves the read queue group "
+        "until it is back within half of that (0: always answers; docs/SCALING.md, "
+        '"Monotonic reads")',
+    )
     fault_retry_max: float = setting(
         "FAULT_RETRY_MAX",
         Float(0, above=True),

@@ -17,9 +17,13 @@ DEFAULT_DUPLICATE_WINDOW = 120.0
 
 
 def stream_config(
-    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, max_age: float = 0.0
+    *,
+    duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+    max_age: float = 0.0,
+    replicas: int = 1,
 ) -> StreamConfig:
-    """The configuration of the PULSE_EVENTS stream (``max_age`` in seconds, 0: none)."""
+    """The configuration of the PULSE_EVENTS stream (``max_age`` in seconds, 0: none;
+    ``replicas``: copies on a cluster, docs/SCALING.md)."""
     return StreamConfig(
         name=STREAM_NAME,
         subjects=list(STREAM_SUBJECTS),
@@ -30,6 +34,7 @@ def stream_config(
         retention=RetentionPolicy.LIMITS,
         duplicate_window=duplicate_window,
         max_age=max_age or None,
+        num_replicas=replicas,
     )
 
 
@@ -38,6 +43,7 @@ async def ensure_stream(
     *,
     duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
     max_age: float = 0.0,
+    replicas: int = 1,
 ) -> StreamInfo:
     """Create the PULSE_EVENTS stream unless it exists; return its info.
 
@@ -49,7 +55,7 @@ async def ensure_stream(
         pass
     try:
         return await js.add_stream(
-            stream_config(duplicate_window=duplicate_window, max_age=max_age)
+            stream_config(duplicate_window=duplicate_window, max_age=max_age, replicas=replicas)
         )
     except APIError:
         # Another process created it in the meantime, perhaps with other settings.

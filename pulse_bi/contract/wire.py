@@ -24,6 +24,9 @@ CHANGES_SUBJECT = "pulse.bi.changes"
 QUERY_SERVICE_NAME = "pulse-bi-materializer"
 QUERY_QUEUE_GROUP = "pulse-bi-materializer"
 QUERY_SUBJECT_PREFIX = "pulse.bi.query."
+#: Request header: the lowest version the asker will serve (docs/SCALING.md, "Monotonic
+#: reads"); a replica below it waits briefly before answering.
+MIN_VERSION_HEADER = "Pulse-Min-Version"
 
 
 def query_subject(name: str) -> str:
