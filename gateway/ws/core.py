@@ -304,6 +304,15 @@ class Connection:
                 self, sub_id, [_bad("payload needs a string query, an object of variables")]
             )
             return
+        # One span per operation, continuing the upgrade request's `traceparent`: the named
+        # queries it sends (the first result of a live query included) become its children.
+        attributes = {"graphql.websocket.protocol": self.handler.protocol}
+        with self.gateway.tracing.span("graphql websocket", self.ws.headers, True, attributes):
+            await self._start(sub_id, query, variables, operation_name)
+
+    async def _start(
+        self, sub_id: str, query: str, variables: dict[str, Any] | None, operation_name: Any
+    ) -> None:
         executor = self.gateway.executor
         prepared = executor.prepare(query)
         if prepared.errors:

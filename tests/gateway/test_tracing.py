@@ -6,10 +6,12 @@ tracer provider, whose spans go to the SDK's in-memory exporter.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -113,3 +115,37 @@ def test_tracing_without_the_packages_is_a_clear_error(monkeypatch: pytest.Monke
     with pytest.raises(TracingUnavailable, match=r"pulse-bi\[tracing\]"):
         Tracer("gateway", True)
     assert pulse_bi.tracing.continued("materializer", {"traceparent": TRACEPARENT}) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("operation", ["query", "subscription"])
+async def test_a_websocket_operation_is_traced_through_nats(
+    settings: Settings, materializer: Any, server_factory: Any, spans: Any, operation: str
+) -> None:
+    """The upgrade request's traceparent is continued by each operation on the socket."""
+    server = server_factory(settings.replace(tracing=True))
+    async with websockets.connect(
+        server.ws_url,
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        additional_headers={"traceparent": TRACEPARENT},
+    ) as ws:
+        await ws.send('{"type": "connection_init"}')
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        document = f"{operation} {{ pipeline {{ lastSequence }} }}"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": document}}))
+        while (message := json.loads(await ws.recv()))["type"] != "next":
+            pass
+        assert "errors" not in message["payload"], message
+
+    def finished() -> bool:
+        names = {s.name for s in spans.get_finished_spans()}
+        return {"graphql websocket", "query pipeline", "answer pipeline"} <= names
+
+    await until(finished)
+    socket = named(spans, "graphql websocket")
+    nats = named(spans, "query pipeline")
+    assert format(socket.context.trace_id, "032x") == TRACE_ID
+    assert socket.parent is not None and format(socket.parent.span_id, "016x") == PARENT_ID
+    assert socket.attributes is not None
+    assert socket.attributes["graphql.websocket.protocol"] == "graphql-transport-ws"
+    assert nats.parent is not None and nats.parent.span_id == socket.context.span_id
