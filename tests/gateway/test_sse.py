@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,16 @@ async def read_events(response: httpx.Response, count: int) -> list[tuple[str, s
     return found
 
 
+@contextlib.asynccontextmanager
+async def live_stream(server: Any) -> AsyncIterator[httpx.Response]:
+    """The LIVE subscription asked of a running gateway over SSE: its streaming response."""
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+        http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as response,
+    ):
+        yield response
+
+
 @pytest.mark.slow
 async def test_sse_and_websocket_subscribers_share_one_live_query_and_streams_keep_alive(
     settings: Settings, canned: Canned, server_factory: Any
@@ -146,8 +158,7 @@ async def test_sse_and_websocket_subscribers_share_one_live_query_and_streams_ke
     server = server_factory(settings.replace(ws_keepalive=0.2))
     gateway = gateway_of(server)
     async with (
-        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
-        http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as response,
+        live_stream(server) as response,
         websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws,
     ):
         assert response.status_code == 200
@@ -227,8 +238,7 @@ async def test_open_streams_do_not_keep_the_server_from_stopping(
     server = server_factory(settings.replace(request_timeout=1.0))
     gateway = gateway_of(server)
     async with (
-        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
-        http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as response,
+        live_stream(server) as response,
     ):
         assert (await read_events(response, 1))[0][0] == "next"
         started = time.monotonic()
