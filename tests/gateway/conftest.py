@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
+from playwright.async_api import Browser, async_playwright
 
 from gateway.app import create_app, state, uvicorn_options
 from gateway.settings import Settings
@@ -38,32 +40,28 @@ from pulse_bi.contract import (
     query_subject,
 )
 from pulse_bi.natsserver import LocalNatsServer, free_port
+from tests.gateway.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.gateway.kiosk_stack import Stack
 
 HOUR = "2026-11-25T10:00:00+00:00"
 
+#: The one hour of sales in ROWS, which is also the whole day's summary.
+SALES = {
+    "orders": 3,
+    "cancelled_orders": 1,
+    "gross_revenue": "300.10",
+    "cancelled_revenue": "100.00",
+    "net_revenue": "200.10",
+    "units": 7,
+    "average_order_value": "100.05",
+}
+
 ROWS: dict[str, Any] = {
-    "sales_by_hour": [
-        {
-            "hour": HOUR,
-            "orders": 3,
-            "cancelled_orders": 1,
-            "gross_revenue": "300.10",
-            "cancelled_revenue": "100.00",
-            "net_revenue": "200.10",
-            "units": 7,
-            "average_order_value": "100.05",
-        }
-    ],
+    "sales_by_hour": [{"hour": HOUR, **SALES}],
     "sales_summary": {
         "from": "2026-11-25T00:00:00+00:00",
         "to": "2026-11-26T00:00:00+00:00",
-        "orders": 3,
-        "cancelled_orders": 1,
-        "gross_revenue": "300.10",
-        "cancelled_revenue": "100.00",
-        "net_revenue": "200.10",
-        "units": 7,
-        "average_order_value": "100.05",
+        **SALES,
     },
     "top_products": [
         {"sku": "SKU-1", "name": "Widget", "category": "tools", "units": 5, "revenue": "150.00"}
@@ -327,9 +325,9 @@ async def until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) ->
         await asyncio.sleep(interval)
 
 
-@pytest.fixture
-async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process client of a gateway whose lifespan is running."""
+@contextlib.asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process httpx client of a gateway app (lifespan running, NATS connected)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         await until(lambda: state(app).upstream.connected)
@@ -337,3 +335,36 @@ async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.Asyn
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
             http.app = app  # type: ignore[attr-defined]
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of a gateway whose lifespan is running."""
+    async with app_client(settings) as http:
+        yield http
+
+
+# -- pages in a real browser (test_kiosk, test_landing, test_graphiql) -----------------
+
+
+@pytest.fixture
+def stack(nats_server: LocalNatsServer, tmp_path: Path) -> Iterator[Stack]:
+    """nats-server and the materializer running; each test starts the gateway it needs."""
+    running = Stack(nats=nats_server, tmp=tmp_path)
+    running.start_materializer()
+    try:
+        yield running
+    finally:
+        running.stop("gateway")
+        running.stop("materializer")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -20,12 +19,11 @@ from typing import Literal
 import httpx
 import jwt
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway import kiosk
-from pulse_bi.natsserver import LocalNatsServer
 from tests.gateway.kiosk_stack import (
     Publisher,
     Stack,
@@ -33,7 +31,6 @@ from tests.gateway.kiosk_stack import (
     open_kiosk,
     order,
     page_problems,
-    publish_world,
     start_with_world,
     text,
     visible_panels,
@@ -41,33 +38,8 @@ from tests.gateway.kiosk_stack import (
     wait_text,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 JWT_SECRET = "kiosk-test-secret-that-is-long-enough-for-hs256"
 SCREENSHOT = os.environ.get("KIOSK_SCREENSHOT")  # e.g. docs/kiosk.png: keep a picture
-
-
-@pytest.fixture
-def stack(nats_server: LocalNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    """The whole system minus the gateway, which each test starts as it needs it."""
-    running = Stack(nats=nats_server, tmp=tmp_path)
-    running.start_materializer()
-    try:
-        yield running
-    finally:
-        running.stop("gateway")
-        running.stop("materializer")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 # -- routes (no browser) -------------------------------------------------------------
@@ -163,9 +135,7 @@ async def test_published_events_change_the_numbers_without_reload_or_polling(
     stack: Stack, browser: Browser
 ) -> None:
     async with Publisher(stack.nats.url) as pub:
-        await publish_world(pub)
-        stack.start_gateway()
-        await wait_applied(stack, pub.sequence)
+        await start_with_world(stack, pub)
         page = await open_kiosk(browser, stack)
         await wait_text(page, "#revenue-net", "150.50")
         await wait_text(page, "#ar-total", "400.00")
@@ -202,9 +172,7 @@ async def test_gateway_restart_shows_the_stale_marker_then_recovers(
     stack: Stack, browser: Browser
 ) -> None:
     async with Publisher(stack.nats.url) as pub:
-        await publish_world(pub)
-        stack.start_gateway()
-        await wait_applied(stack, pub.sequence)
+        await start_with_world(stack, pub)
         page = await open_kiosk(browser, stack)
         await page.wait_for_selector("body[data-connection=live]")
         await wait_text(page, "#revenue-net", "150.50")
