@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,17 @@ SALES = {
     "average_order_value": "100.05",
 }
 
+#: The receivables buckets in ROWS: one customer owes all of it.
+AGING = {
+    "current": "10.00",
+    "days_1_30": "20.00",
+    "days_31_60": "0.00",
+    "days_61_90": "0.00",
+    "over_90": "5.55",
+    "total": "35.55",
+    "open_invoices": 3,
+}
+
 ROWS: dict[str, Any] = {
     "sales_by_hour": [{"hour": HOUR, **SALES}],
     "sales_summary": {
@@ -90,26 +102,8 @@ ROWS: dict[str, Any] = {
     ],
     "ar_aging": {
         "as_of": "2026-11-25",
-        "current": "10.00",
-        "days_1_30": "20.00",
-        "days_31_60": "0.00",
-        "days_61_90": "0.00",
-        "over_90": "5.55",
-        "total": "35.55",
-        "open_invoices": 3,
-        "by_customer": [
-            {
-                "customer_id": "C-1",
-                "customer_name": "Acme",
-                "current": "10.00",
-                "days_1_30": "20.00",
-                "days_31_60": "0.00",
-                "days_61_90": "0.00",
-                "over_90": "5.55",
-                "total": "35.55",
-                "open_invoices": 3,
-            }
-        ],
+        **AGING,
+        "by_customer": [{"customer_id": "C-1", "customer_name": "Acme", **AGING}],
     },
     "overdue_invoices": [
         {
@@ -342,6 +336,38 @@ async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.Asyn
     """An in-process client of a gateway whose lifespan is running."""
     async with app_client(settings) as http:
         yield http
+
+
+AUDIT = Path(__file__).parent / "audit"
+NodeScript = Callable[[str, str], Awaitable[tuple[int | None, str, str]]]
+
+
+@pytest.fixture
+def node_script(settings: Settings, canned: Canned, server_factory: Any) -> NodeScript:
+    """Runs `audit/<script>` on Node against a real gateway's /graphql.
+
+    Returns its exit status, stdout and stderr. Skips when Node.js is missing; fails when
+    `npm ci` has not installed the npm `package` the script needs.
+    """
+
+    async def run(script: str, package: str) -> tuple[int | None, str, str]:
+        node = shutil.which("node")
+        if node is None:
+            pytest.skip(f"node is not installed: {package} needs Node.js 20+")
+        if not (AUDIT / "node_modules" / package).exists():
+            pytest.fail("run `npm ci --prefix tests/gateway/audit` first (make test does)")
+        server = server_factory(settings)
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(AUDIT / script),
+            server.url + "/graphql",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode, stdout.decode(), stderr.decode()
+
+    return run
 
 
 # -- pages in a real browser (test_kiosk, test_landing, test_graphiql) -----------------

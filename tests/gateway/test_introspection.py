@@ -10,8 +10,7 @@ import pytest
 from graphql import build_client_schema, get_introspection_query
 
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned
-from tests.gateway.test_audit import run_node_script
+from tests.gateway.conftest import Canned, NodeScript
 
 
 async def test_graphql_core_introspection_builds_the_schema(
@@ -48,13 +47,8 @@ async def test_graphql_core_introspection_is_refused_when_switched_off(
 
 
 @pytest.mark.slow
-async def test_graphql_js_introspection_builds_the_schema(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings)
-    returncode, stdout, stderr = await run_node_script(
-        "introspect.mjs", "graphql", server.url + "/graphql"
-    )
+async def test_graphql_js_introspection_builds_the_schema(node_script: NodeScript) -> None:
+    returncode, stdout, stderr = await node_script("introspect.mjs", "graphql")
     assert returncode == 0, (stdout, stderr)
     result = json.loads(stdout)
     assert result["status"] == 200

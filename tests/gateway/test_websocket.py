@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -46,6 +47,19 @@ async def close_code(ws: ClientConnection, *, skip_messages: bool = False) -> in
             message = await asyncio.wait_for(ws.recv(), 5)
             assert skip_messages, f"expected the socket to close, got {message!r}"
     return ws.close_code
+
+
+SocketWith = Callable[..., Awaitable[ClientConnection]]
+
+
+@pytest.fixture
+def socket_with(settings: Settings, canned: Canned, server_factory: Any) -> SocketWith:
+    """Opens a `graphql-transport-ws` socket, acknowledged, to a gateway on changed settings."""
+
+    async def open_socket(**changes: Any) -> ClientConnection:
+        return await connect(server_factory(settings.replace(**changes)), "graphql-transport-ws")
+
+    return open_socket
 
 
 def start_message(protocol: str, sub_id: str, query: str, variables: Any = None) -> str:
@@ -204,20 +218,14 @@ async def test_no_connection_init_closes_4408(
     assert await close_code(ws) == 4408
 
 
-async def test_server_pings_and_drops_a_socket_that_never_pongs(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(ws_keepalive=0.1))
-    ws = await connect(server, "graphql-transport-ws")
+async def test_server_pings_and_drops_a_socket_that_never_pongs(socket_with: SocketWith) -> None:
+    ws = await socket_with(ws_keepalive=0.1)
     assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"type": "ping"}
     assert await close_code(ws, skip_messages=True) == 4408
 
 
-async def test_a_client_that_pongs_stays_connected(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(ws_keepalive=0.1))
-    ws = await connect(server, "graphql-transport-ws")
+async def test_a_client_that_pongs_stays_connected(socket_with: SocketWith) -> None:
+    ws = await socket_with(ws_keepalive=0.1)
     for _ in range(6):
         assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"type": "ping"}
         await ws.send('{"type": "pong"}')
@@ -237,10 +245,9 @@ async def test_cross_origin_socket_is_refused_4403(server: Server) -> None:
 
 
 async def test_subscriptions_beyond_the_per_socket_limit_get_an_error(
-    settings: Settings, canned: Canned, server_factory: Any
+    socket_with: SocketWith,
 ) -> None:
-    server = server_factory(settings.replace(ws_max_subscriptions=2))
-    ws = await connect(server, "graphql-transport-ws")
+    ws = await socket_with(ws_max_subscriptions=2)
     for sub_id in ("a", "b"):
         await ws.send(start_message("graphql-transport-ws", sub_id, PIPELINE))
         assert (await receive(ws))["type"] == "next"
