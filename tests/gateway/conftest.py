@@ -338,6 +338,20 @@ async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.Asyn
         yield http
 
 
+Serve = Callable[..., Server]
+
+
+@pytest.fixture
+def serve(settings: Settings, canned: Canned, server_factory: Any) -> Serve:
+    """Starts a real gateway (uvicorn) on the test settings with these changes, over `canned`."""
+
+    def start(**changes: Any) -> Server:
+        server: Server = server_factory(settings.replace(**changes))
+        return server
+
+    return start
+
+
 AUDIT = Path(__file__).parent / "audit"
 NodeScript = Callable[[str, str], Awaitable[tuple[int | None, str, str]]]
 

@@ -13,7 +13,7 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.app import state
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned, Server, until
+from tests.gateway.conftest import Canned, Serve, Server, until
 
 LOW_STOCK = "subscription { lowStock { sku onHand } }"
 PIPELINE = "subscription { pipeline { lastSequence } }"
@@ -53,11 +53,11 @@ SocketWith = Callable[..., Awaitable[ClientConnection]]
 
 
 @pytest.fixture
-def socket_with(settings: Settings, canned: Canned, server_factory: Any) -> SocketWith:
+def socket_with(serve: Serve) -> SocketWith:
     """Opens a `graphql-transport-ws` socket, acknowledged, to a gateway on changed settings."""
 
     async def open_socket(**changes: Any) -> ClientConnection:
-        return await connect(server_factory(settings.replace(**changes)), "graphql-transport-ws")
+        return await connect(serve(**changes), "graphql-transport-ws")
 
     return open_socket
 
