@@ -222,13 +222,7 @@ async def http_load(
         try:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
+                head, _ = await http_round_trip(reader, writer, request)
                 latencies.append(time.perf_counter() - started)
                 if not head.startswith(b"HTTP/1.1 " + expect):
                     errors += 1
@@ -237,6 +231,33 @@ async def http_load(
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return latencies, errors
+
+
+async def websocket_upgrade(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+) -> bytes:
+    """Ask for a `graphql-transport-ws` upgrade on /graphql; the head of the server's reply."""
+    writer.write(
+        (
+            f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+        ).encode()
+    )
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def http_round_trip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[bytes, bytes]:
+    """Send one raw HTTP/1.1 request on a kept-alive connection; the reply's head and body."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return head, await reader.readexactly(length)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -263,14 +284,7 @@ class RawWebSocket:
     async def connect(cls, port: int) -> RawWebSocket:
         """Open the socket and do the HTTP upgrade for graphql-transport-ws."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            (
-                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-            ).encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await websocket_upgrade(reader, writer, port)
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(head.decode(errors="replace"))
         return cls(reader, writer)
