@@ -237,14 +237,38 @@ async def websocket_upgrade(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
 ) -> bytes:
     """Ask for a `graphql-transport-ws` upgrade on /graphql; the head of the server's reply."""
-    writer.write(
-        (
-            f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-        ).encode()
-    )
+    writer.write(upgrade_request(port))
     return await reader.readuntil(b"\r\n\r\n")
+
+
+def upgrade_request(port: int) -> bytes:
+    """The HTTP/1.1 request that opens a `graphql-transport-ws` WebSocket on /graphql."""
+    return (
+        f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+    ).encode()
+
+
+def text_frame(data: bytes) -> bytes:
+    """One masked client text frame (an all-zero mask: the bytes go as they are)."""
+    length = len(data)
+    if length < 126:
+        header = bytes([0x81, 0x80 | length])
+    else:
+        header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+    return header + b"\0\0\0\0" + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Opcode and payload of the next (unmasked) server frame."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(length)
 
 
 async def http_round_trip(
@@ -290,26 +314,13 @@ class RawWebSocket:
         return cls(reader, writer)
 
     def send(self, text: str) -> None:
-        """Send one masked text frame (an all-zero mask: the bytes go as they are)."""
-        data = text.encode()
-        length = len(data)
-        if length < 126:
-            header = bytes([0x81, 0x80 | length])
-        else:
-            header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
-        self.writer.write(header + b"\0\0\0\0" + data)
+        """Send one text frame."""
+        self.writer.write(text_frame(text.encode()))
 
     async def recv(self) -> bytes:
         """The payload of the next text frame (answering pings on the way)."""
         while True:
-            first, second = await self.reader.readexactly(2)
-            length = second & 0x7F
-            if length == 126:
-                length = int.from_bytes(await self.reader.readexactly(2), "big")
-            elif length == 127:
-                length = int.from_bytes(await self.reader.readexactly(8), "big")
-            payload = await self.reader.readexactly(length)
-            opcode = first & 0x0F
+            opcode, payload = await read_frame(self.reader)
             if opcode == 0x9:
                 self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
                 continue
@@ -343,22 +354,11 @@ class Watcher(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the upgrade request."""
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        transport.write(  # type: ignore[attr-defined]
-            (
-                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-            ).encode()
-        )
+        transport.write(upgrade_request(self.port))  # type: ignore[attr-defined]
 
     def _send(self, data: bytes) -> None:
         assert self.transport is not None
-        length = len(data)
-        if length < 126:
-            header = bytes([0x81, 0x80 | length])
-        else:
-            header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
-        self.transport.write(header + b"\0\0\0\0" + data)
+        self.transport.write(text_frame(data))
 
     def data_received(self, data: bytes) -> None:
         """Parse whatever frames are complete."""

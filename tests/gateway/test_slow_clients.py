@@ -17,7 +17,7 @@ import psutil
 import pytest
 import websockets
 
-from bench.gateway_stack import websocket_upgrade
+from bench.gateway_stack import read_frame, websocket_upgrade
 from gateway.app import state
 from gateway.settings import Settings
 from tests.gateway.conftest import Canned, Server, until
@@ -58,13 +58,7 @@ class RawClient:
 
     async def frame(self) -> tuple[int, bytes]:
         """Opcode and payload of the next frame."""
-        first, second = await self.reader.readexactly(2)
-        length = second & 0x7F
-        if length == 126:
-            length = int.from_bytes(await self.reader.readexactly(2), "big")
-        elif length == 127:
-            length = int.from_bytes(await self.reader.readexactly(8), "big")
-        return first & 0x0F, await self.reader.readexactly(length)
+        return await read_frame(self.reader)
 
     async def read_to_end(self, timeout: float) -> int | None:
         """Read every frame until the connection ends: the close code, or None if cut off."""
