@@ -423,11 +423,9 @@ class Board:
                 self.done.set()
 
 
-async def watch(port: int, query: str, board: Board) -> Watcher:
-    """A connected watcher, after its first result."""
+async def watch(port: int, query: str, board: Board, kind: type[Watcher] = Watcher) -> Watcher:
+    """A connected watcher (of class `kind`), after its first result."""
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: Watcher(port, query, board), "127.0.0.1", port
-    )
+    _, protocol = await loop.create_connection(lambda: kind(port, query, board), "127.0.0.1", port)
     await protocol.first
     return protocol
