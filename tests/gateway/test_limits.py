@@ -178,18 +178,3 @@ async def test_introspection_answers_on_defaults(client: httpx.AsyncClient) -> N
     assert "errors" not in body, body
     names = {t["name"] for t in body["data"]["__schema"]["types"]}
     assert {"Query", "Subscription", "DateTime", "Money", "OverdueInvoice"} <= names
-
-
-def test_limit_settings_are_read_from_the_environment() -> None:
-    settings = Settings.from_env(
-        {
-            "GATEWAY_MAX_COST": "5000",
-            "GATEWAY_MAX_INTROSPECTION_DEPTH": "16",
-            "GATEWAY_MAX_RESPONSE_BYTES": "65536",
-            "GATEWAY_REQUEST_TIMEOUT": "2.5",
-            "GATEWAY_PUBLIC_STATS": "true",
-        }
-    )
-    assert (settings.max_cost, settings.max_introspection_depth) == (5000, 16)
-    assert (settings.max_response_bytes, settings.request_timeout) == (65536, 2.5)
-    assert settings.public_stats

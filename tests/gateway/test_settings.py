@@ -30,6 +30,11 @@ def test_values_come_from_the_environment() -> None:
             "GATEWAY_CORS_ORIGINS": "http://a.example, http://b.example",
             "GATEWAY_INTROSPECTION": "false",
             "GATEWAY_QUERY_TIMEOUT": "0.5",
+            "GATEWAY_MAX_COST": "5000",
+            "GATEWAY_MAX_INTROSPECTION_DEPTH": "16",
+            "GATEWAY_MAX_RESPONSE_BYTES": "65536",
+            "GATEWAY_REQUEST_TIMEOUT": "2.5",
+            "GATEWAY_PUBLIC_STATS": "true",
             "UNRELATED": "x",
         }
     )
@@ -38,6 +43,9 @@ def test_values_come_from_the_environment() -> None:
     assert settings.cors_origins == ("http://a.example", "http://b.example")
     assert settings.introspection is False
     assert settings.query_timeout == 0.5
+    assert (settings.max_cost, settings.max_introspection_depth) == (5000, 16)
+    assert (settings.max_response_bytes, settings.request_timeout) == (65536, 2.5)
+    assert settings.public_stats
     assert Settings.from_env({}) == Settings()
 
 
