@@ -15,19 +15,23 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class MetricSet:
     """Counters, gauges and histograms declared on one registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, namespace: str = "") -> None:
         self.registry = registry
+        #: Prefix of every name declared here (Prometheus joins it with "_").
+        self.namespace = namespace
 
     def counter(self, name: str, documentation: str, *labels: str) -> Counter:
         """A counter, labelled by `labels` when there are any."""
-        return Counter(name, documentation, labels, registry=self.registry)
+        return Counter(name, documentation, labels, self.namespace, registry=self.registry)
 
     def gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
         """A gauge, labelled by `labels` when there are any."""
-        return Gauge(name, documentation, labels, registry=self.registry)
+        return Gauge(name, documentation, labels, self.namespace, registry=self.registry)
 
     def histogram(
         self, name: str, documentation: str, buckets: Sequence[float], *labels: str
     ) -> Histogram:
         """A histogram with the given bucket bounds, labelled by `labels` when there are any."""
-        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+        return Histogram(
+            name, documentation, labels, self.namespace, buckets=buckets, registry=self.registry
+        )
