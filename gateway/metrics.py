@@ -31,45 +31,39 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        m = MetricSet(self.registry)
+        m = MetricSet(self.registry, "gateway")
         self._operation_names: set[str] = set()
-        self.requests = m.counter("gateway_http_requests", "HTTP requests served", "path", "status")
+        self.requests = m.counter("http_requests", "HTTP requests served", "path", "status")
         self.latency = m.histogram(
-            "gateway_http_request_seconds", "HTTP request latency", _LATENCY_BUCKETS, "path"
+            "http_request_seconds", "HTTP request latency", _LATENCY_BUCKETS, "path"
         )
-        self.subscriptions = m.gauge("gateway_active_subscriptions", "Live subscriptions open")
-        self.live_groups = m.gauge(
-            "gateway_live_groups", "Distinct live queries (shared executions)"
-        )
-        self.connections = m.gauge("gateway_websocket_connections", "WebSocket connections open")
-        self.cache_hits = m.counter("gateway_cache_hits", "Cache hits", "cache")
-        self.cache_misses = m.counter("gateway_cache_misses", "Cache misses", "cache")
+        self.subscriptions = m.gauge("active_subscriptions", "Live subscriptions open")
+        self.live_groups = m.gauge("live_groups", "Distinct live queries (shared executions)")
+        self.connections = m.gauge("websocket_connections", "WebSocket connections open")
+        self.cache_hits = m.counter("cache_hits", "Cache hits", "cache")
+        self.cache_misses = m.counter("cache_misses", "Cache misses", "cache")
         self.upstream_errors = m.counter(
-            "gateway_upstream_errors", "Failed named queries by reason", "reason"
+            "upstream_errors", "Failed named queries by reason", "reason"
         )
         self.upstream_seconds = m.histogram(
-            "gateway_upstream_request_seconds",
+            "upstream_request_seconds",
             "Named-query round trip to the materializer",
             _LATENCY_BUCKETS,
         )
-        self.live_refreshes = m.counter(
-            "gateway_live_refreshes", "Live-query executions after a change"
-        )
-        self.live_messages = m.counter("gateway_live_messages", "Live results sent to subscribers")
+        self.live_refreshes = m.counter("live_refreshes", "Live-query executions after a change")
+        self.live_messages = m.counter("live_messages", "Live results sent to subscribers")
         self.upstream_retries = m.counter(
-            "gateway_upstream_retries",
+            "upstream_retries",
             "Named queries asked again after no reply, by reason",
             "reason",
         )
         self.ws_dropped = m.counter(
-            "gateway_ws_slow_clients_dropped",
+            "ws_slow_clients_dropped",
             "WebSockets closed (1008) because the client did not read its frames",
         )
-        self.notices = m.counter(
-            "gateway_change_notices", "Change notices and heartbeats received", "kind"
-        )
+        self.notices = m.counter("change_notices", "Change notices and heartbeats received", "kind")
         self.operations = m.counter(
-            "gateway_graphql_operations",
+            "graphql_operations",
             "GraphQL operations by operation name, transport and outcome "
             "(ok, error, cached: from the response cache, not_modified: a 304)",
             "operation",
@@ -77,36 +71,36 @@ class Metrics:
             "outcome",
         )
         self.operation_seconds = m.histogram(
-            "gateway_graphql_operation_seconds",
+            "graphql_operation_seconds",
             "GraphQL operation latency by operation name",
             _LATENCY_BUCKETS,
             "operation",
         )
         self.named_queries = m.counter(
-            "gateway_named_queries",
+            "named_queries",
             "Named queries asked by the resolvers, by query and source "
             "(cache, shared: joined a request in flight, upstream: asked the materializer)",
             "query",
             "source",
         )
         self.named_query_seconds = m.histogram(
-            "gateway_named_query_seconds",
+            "named_query_seconds",
             "Named-query latency as the resolvers see it (cache hits included)",
             _LATENCY_BUCKETS,
             "query",
         )
         self.named_query_errors = m.counter(
-            "gateway_named_query_errors",
+            "named_query_errors",
             "Named queries that failed, by query and error code",
             "query",
             "code",
         )
         self.live_fanout = m.histogram(
-            "gateway_live_fanout",
+            "live_fanout",
             "Subscribers one live-query result was sent to",
             (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
         )
-        self.sse_streams = m.gauge("gateway_sse_streams", "GraphQL over SSE streams open")
+        self.sse_streams = m.gauge("sse_streams", "GraphQL over SSE streams open")
 
     def operation(self, name: str | None, limit: int) -> str:
         """The label of an operation name: at most `limit` distinct names, then "other"."""
