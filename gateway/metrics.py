@@ -31,12 +31,10 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        m = MetricSet(self.registry, "gateway")
+        m = MetricSet(self.registry, "gateway", _LATENCY_BUCKETS)
         self._operation_names: set[str] = set()
         self.requests = m.counter("http_requests", "HTTP requests served", "path", "status")
-        self.latency = m.histogram(
-            "http_request_seconds", "HTTP request latency", _LATENCY_BUCKETS, "path"
-        )
+        self.latency = m.histogram("http_request_seconds", "HTTP request latency", "path")
         self.subscriptions = m.gauge("active_subscriptions", "Live subscriptions open")
         self.live_groups = m.gauge("live_groups", "Distinct live queries (shared executions)")
         self.connections = m.gauge("websocket_connections", "WebSocket connections open")
@@ -46,16 +44,12 @@ class Metrics:
             "upstream_errors", "Failed named queries by reason", "reason"
         )
         self.upstream_seconds = m.histogram(
-            "upstream_request_seconds",
-            "Named-query round trip to the materializer",
-            _LATENCY_BUCKETS,
+            "upstream_request_seconds", "Named-query round trip to the materializer"
         )
         self.live_refreshes = m.counter("live_refreshes", "Live-query executions after a change")
         self.live_messages = m.counter("live_messages", "Live results sent to subscribers")
         self.upstream_retries = m.counter(
-            "upstream_retries",
-            "Named queries asked again after no reply, by reason",
-            "reason",
+            "upstream_retries", "Named queries asked again after no reply, by reason", "reason"
         )
         self.ws_dropped = m.counter(
             "ws_slow_clients_dropped",
@@ -71,10 +65,7 @@ class Metrics:
             "outcome",
         )
         self.operation_seconds = m.histogram(
-            "graphql_operation_seconds",
-            "GraphQL operation latency by operation name",
-            _LATENCY_BUCKETS,
-            "operation",
+            "graphql_operation_seconds", "GraphQL operation latency by operation name", "operation"
         )
         self.named_queries = m.counter(
             "named_queries",
@@ -86,7 +77,6 @@ class Metrics:
         self.named_query_seconds = m.histogram(
             "named_query_seconds",
             "Named-query latency as the resolvers see it (cache hits included)",
-            _LATENCY_BUCKETS,
             "query",
         )
         self.named_query_errors = m.counter(
@@ -98,7 +88,7 @@ class Metrics:
         self.live_fanout = m.histogram(
             "live_fanout",
             "Subscribers one live-query result was sent to",
-            (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
         )
         self.sse_streams = m.gauge("sse_streams", "GraphQL over SSE streams open")
 

@@ -22,17 +22,17 @@ class MaterializerMetrics:
         self.batch_seconds = m.histogram(
             "batch_seconds",
             "Time to apply and commit one batch",
-            (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.batch_events = m.histogram(
             "batch_events",
             "Events per committed batch",
-            (1, 10, 100, 1000, 5000, 10000, 20000, 50000),
+            buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000),
         )
         self.checkpoint_seconds = m.histogram(
             "checkpoint_seconds",
             "Time of one scheduled CHECKPOINT of the DuckDB file",
-            (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.checkpoint_retries = m.counter(
             "checkpoint_retries",
@@ -61,6 +61,6 @@ class MaterializerMetrics:
         self.query_seconds = m.histogram(
             "query_seconds",
             "Time to answer one named query",
-            (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
             "query",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
         )

@@ -15,10 +15,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class MetricSet:
     """Counters, gauges and histograms declared on one registry."""
 
-    def __init__(self, registry: CollectorRegistry, namespace: str = "") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        namespace: str = "",
+        buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+    ) -> None:
         self.registry = registry
         #: Prefix of every name declared here (Prometheus joins it with "_").
         self.namespace = namespace
+        #: Bucket bounds of a histogram that names none of its own.
+        self.buckets = buckets
 
     def counter(self, name: str, documentation: str, *labels: str) -> Counter:
         """A counter, labelled by `labels` when there are any."""
@@ -29,9 +36,14 @@ class MetricSet:
         return Gauge(name, documentation, labels, self.namespace, registry=self.registry)
 
     def histogram(
-        self, name: str, documentation: str, buckets: Sequence[float], *labels: str
+        self, name: str, documentation: str, *labels: str, buckets: Sequence[float] | None = None
     ) -> Histogram:
-        """A histogram with the given bucket bounds, labelled by `labels` when there are any."""
+        """A histogram (of the set's buckets unless given), labelled by `labels` if any."""
         return Histogram(
-            name, documentation, labels, self.namespace, buckets=buckets, registry=self.registry
+            name,
+            documentation,
+            labels,
+            self.namespace,
+            buckets=self.buckets if buckets is None else buckets,
+            registry=self.registry,
         )
