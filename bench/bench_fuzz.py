@@ -33,6 +33,7 @@ import msgspec
 import nats
 
 from bench.bench_ingest import machine
+from bench.paging import query_all
 from materializer.app import Materializer
 from materializer.settings import Settings
 from materializer.store import Store
@@ -190,20 +191,6 @@ async def ingest(url: str, path: Path, last: int) -> float:
         elapsed = time.perf_counter() - started
         assert running.ingestor is not None and running.ingestor.failed is None
     return last / elapsed
-
-
-def query_all(store: Store, name: str, params: dict[str, Any]) -> Any:
-    """A named query's whole result, following pages."""
-    rows: list[Any] = []
-    page = dict(params)
-    while True:
-        result = store.query(name, page)
-        if not isinstance(result.data, list):
-            return result.data
-        rows.extend(result.data)
-        if result.next_offset is None:
-            return rows
-        page["offset"] = result.next_offset
 
 
 def compare(path: Path, expected: dict[str, Any]) -> list[str]:

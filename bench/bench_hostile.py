@@ -62,13 +62,15 @@ def requests() -> dict[str, bytes]:
 
 
 async def health_during(http: httpx.AsyncClient, send: Any) -> tuple[Any, list[float]]:
-    """Poll /health every 5 ms while `send` runs."""
+    """Poll /health every 5 ms while `send` runs; its result and every /health round-trip time."""
     latencies: list[float] = []
     done = asyncio.Event()
 
     async def poll() -> None:
         while not done.is_set():
             started = time.perf_counter()
+            # Its status is not the point (on a loaded machine the materializer may answer
+            # late): how long the gateway takes to answer is.
             await http.get("/health")
             latencies.append(time.perf_counter() - started)
             await asyncio.sleep(0.005)

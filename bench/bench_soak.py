@@ -20,7 +20,7 @@ import nats
 import psutil
 
 from bench.bench_gateway import SALES_FIELDS, hour_start, machine, order_event, prefill
-from bench.gateway_stack import Board, Stack, percentile, running_stack
+from bench.gateway_stack import Board, Stack, http_round_trip, percentile, running_stack
 from bench.ws_clients import listen, silent_socket
 
 #: The query mix of the dashboard clients: (name, GraphQL document).
@@ -74,13 +74,7 @@ async def dashboard(port: int, deadline: float, offset: int, tally: Tally) -> No
             name, request = requests[index % len(requests)]
             index += 1
             started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            body = await reader.readexactly(length)
+            head, body = await http_round_trip(reader, writer, request)
             tally.record(name, time.perf_counter() - started, head, body)
     finally:
         writer.close()

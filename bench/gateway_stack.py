@@ -222,13 +222,7 @@ async def http_load(
         try:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
+                head, _ = await http_round_trip(reader, writer, request)
                 latencies.append(time.perf_counter() - started)
                 if not head.startswith(b"HTTP/1.1 " + expect):
                     errors += 1
@@ -237,6 +231,57 @@ async def http_load(
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return latencies, errors
+
+
+async def websocket_upgrade(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+) -> bytes:
+    """Ask for a `graphql-transport-ws` upgrade on /graphql; the head of the server's reply."""
+    writer.write(upgrade_request(port))
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+def upgrade_request(port: int) -> bytes:
+    """The HTTP/1.1 request that opens a `graphql-transport-ws` WebSocket on /graphql."""
+    return (
+        f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+    ).encode()
+
+
+def text_frame(data: bytes) -> bytes:
+    """One masked client text frame (an all-zero mask: the bytes go as they are)."""
+    length = len(data)
+    if length < 126:
+        header = bytes([0x81, 0x80 | length])
+    else:
+        header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
+    return header + b"\0\0\0\0" + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Opcode and payload of the next (unmasked) server frame."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def http_round_trip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[bytes, bytes]:
+    """Send one raw HTTP/1.1 request on a kept-alive connection; the reply's head and body."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return head, await reader.readexactly(length)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -263,39 +308,19 @@ class RawWebSocket:
     async def connect(cls, port: int) -> RawWebSocket:
         """Open the socket and do the HTTP upgrade for graphql-transport-ws."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            (
-                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-            ).encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await websocket_upgrade(reader, writer, port)
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(head.decode(errors="replace"))
         return cls(reader, writer)
 
     def send(self, text: str) -> None:
-        """Send one masked text frame (an all-zero mask: the bytes go as they are)."""
-        data = text.encode()
-        length = len(data)
-        if length < 126:
-            header = bytes([0x81, 0x80 | length])
-        else:
-            header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
-        self.writer.write(header + b"\0\0\0\0" + data)
+        """Send one text frame."""
+        self.writer.write(text_frame(text.encode()))
 
     async def recv(self) -> bytes:
         """The payload of the next text frame (answering pings on the way)."""
         while True:
-            first, second = await self.reader.readexactly(2)
-            length = second & 0x7F
-            if length == 126:
-                length = int.from_bytes(await self.reader.readexactly(2), "big")
-            elif length == 127:
-                length = int.from_bytes(await self.reader.readexactly(8), "big")
-            payload = await self.reader.readexactly(length)
-            opcode = first & 0x0F
+            opcode, payload = await read_frame(self.reader)
             if opcode == 0x9:
                 self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
                 continue
@@ -329,22 +354,11 @@ class Watcher(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send the upgrade request."""
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        transport.write(  # type: ignore[attr-defined]
-            (
-                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-            ).encode()
-        )
+        transport.write(upgrade_request(self.port))  # type: ignore[attr-defined]
 
     def _send(self, data: bytes) -> None:
         assert self.transport is not None
-        length = len(data)
-        if length < 126:
-            header = bytes([0x81, 0x80 | length])
-        else:
-            header = bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
-        self.transport.write(header + b"\0\0\0\0" + data)
+        self.transport.write(text_frame(data))
 
     def data_received(self, data: bytes) -> None:
         """Parse whatever frames are complete."""
@@ -409,11 +423,9 @@ class Board:
                 self.done.set()
 
 
-async def watch(port: int, query: str, board: Board) -> Watcher:
-    """A connected watcher, after its first result."""
+async def watch(port: int, query: str, board: Board, kind: type[Watcher] = Watcher) -> Watcher:
+    """A connected watcher (of class `kind`), after its first result."""
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: Watcher(port, query, board), "127.0.0.1", port
-    )
+    _, protocol = await loop.create_connection(lambda: kind(port, query, board), "127.0.0.1", port)
     await protocol.first
     return protocol

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from bench.gateway_stack import Board, Watcher
+from bench.gateway_stack import Board, Watcher, watch
 
 
 class Listener(Watcher):
@@ -66,12 +66,7 @@ class Listener(Watcher):
 
 async def listen(port: int, query: str, board: Board) -> Watcher:
     """A connected listener, after its first result."""
-    loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: Listener(port, query, board), "127.0.0.1", port
-    )
-    await protocol.first
-    return protocol
+    return await watch(port, query, board, Listener)
 
 
 async def silent_socket(port: int, query: str) -> asyncio.StreamWriter:

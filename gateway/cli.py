@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,14 +86,19 @@ def _check(settings: Settings) -> None:
     click.echo("gateway healthy")
 
 
+def _output_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--output/-o FILE`: where a command writes what it would print."""
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=help_text,
+    )
+
+
 @gateway_command.command("export-schema")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the SDL to this file instead of stdout (e.g. schema.graphql).",
-)
+@_output_option("Write the SDL to this file instead of stdout (e.g. schema.graphql).")
 def export_schema_command(output: Path | None) -> None:
     """Print the GraphQL schema (SDL), as checked in at schema.graphql."""
     from gateway.schema import export_schema
@@ -105,13 +112,9 @@ def export_schema_command(output: Path | None) -> None:
 
 
 @gateway_command.command("trusted-documents")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the manifest here instead of stdout (the built-in one is "
-    "gateway/trusted-documents.json).",
+@_output_option(
+    "Write the manifest here instead of stdout (the built-in one is "
+    "gateway/trusted-documents.json)."
 )
 @click.option(
     "--root",

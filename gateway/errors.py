@@ -16,30 +16,30 @@ class GatewayError(Exception):
     status: int = 500
     code: str = "INTERNAL_SERVER_ERROR"
 
+    def __init_subclass__(cls, status: int | None = None, code: str | None = None) -> None:
+        """Each error class names its HTTP status and code in its class line."""
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class BadRequest(GatewayError):
+class BadRequest(GatewayError, status=400, code="BAD_REQUEST"):
     """The HTTP request itself is malformed (not JSON, wrong parameter types, too large)."""
 
-    status = 400
-    code = "BAD_REQUEST"
 
-
-class BadUserInput(GatewayError):
+class BadUserInput(GatewayError, status=400, code="BAD_USER_INPUT"):
     """An argument value the materializer or the gateway rejects (e.g. `from` after `to`)."""
 
-    status = 400
-    code = "BAD_USER_INPUT"
 
-
-class Unauthorized(GatewayError):
+class Unauthorized(GatewayError, status=401, code="UNAUTHENTICATED"):
     """No valid credentials: HTTP 401, WebSocket close 4401."""
 
-    status = 401
-    code = "UNAUTHENTICATED"
     ws_close = 4401
 
 
@@ -49,40 +49,26 @@ class InvalidToken(Unauthorized):
     ws_close = 4403
 
 
-class Forbidden(GatewayError):
+class Forbidden(GatewayError, status=403, code="FORBIDDEN"):
     """Credentials present but refused (bad signature, expired, wrong origin): 403 / 4403."""
 
-    status = 403
-    code = "FORBIDDEN"
     ws_close = 4403
 
 
-class ResponseTooLarge(GatewayError):
+class ResponseTooLarge(GatewayError, status=400, code="RESPONSE_TOO_LARGE"):
     """An answer (or the rows fetched for it) larger than GATEWAY_MAX_RESPONSE_BYTES."""
 
-    status = 400
-    code = "RESPONSE_TOO_LARGE"
 
-
-class DeadlineExceeded(GatewayError):
+class DeadlineExceeded(GatewayError, status=504, code="DEADLINE_EXCEEDED"):
     """A request that took longer than GATEWAY_REQUEST_TIMEOUT."""
 
-    status = 504
-    code = "DEADLINE_EXCEEDED"
 
-
-class UpstreamUnavailable(GatewayError):
+class UpstreamUnavailable(GatewayError, status=503, code="UPSTREAM_UNAVAILABLE"):
     """The materializer (or NATS) cannot be reached right now; the gateway retries by itself."""
 
-    status = 503
-    code = "UPSTREAM_UNAVAILABLE"
 
-
-class UpstreamError(GatewayError):
+class UpstreamError(GatewayError, status=502, code="UPSTREAM_ERROR"):
     """The materializer answered with an error of its own."""
-
-    status = 502
-    code = "UPSTREAM_ERROR"
 
 
 def format_graphql_error(error: GraphQLError) -> dict[str, Any]:

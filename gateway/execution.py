@@ -17,13 +17,9 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
     parse,
     specified_rules,
     validate,
@@ -34,7 +30,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import format_graphql_error
 from gateway.limits import FLOOR, Measure, Measurer, list_field_sizes
-from gateway.persisted import PersistedQueries, not_in_list
+from gateway.persisted import PersistedQueries, fragment_definitions, not_in_list, root_fields
 from gateway.schema import Context, schema
 from gateway.settings import Settings
 from gateway.versions import TRACKED
@@ -175,12 +171,16 @@ class Executor:
                 [_formatted(e, "GRAPHQL_VALIDATION_FAILED") for e in errors],
                 kinds=kinds,
             )
-        fragments = _fragments(document)
+        fragments = fragment_definitions(document)
         operations: dict[str | None, Operation] = {}
         for definition in document.definitions:
             if not isinstance(definition, OperationDefinitionNode):
                 continue
-            roots = list(_root_fields(definition.selection_set, fragments))
+            roots = [
+                root
+                for root in root_fields(definition.selection_set, fragments)
+                if isinstance(root, FieldNode)
+            ]
             deps = sorted({d for f in roots for d in field_reads(f.name.value)})
             operation = Operation(
                 definition,
@@ -327,10 +327,6 @@ def cost_error(
     )
 
 
-def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
-    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-
-
 def _aliases(document: DocumentNode) -> Iterable[FieldNode]:
     stack: list[Any] = list(document.definitions)
     while stack:
@@ -340,26 +336,6 @@ def _aliases(document: DocumentNode) -> Iterable[FieldNode]:
         selection_set = getattr(node, "selection_set", None)
         if selection_set is not None:
             stack.extend(selection_set.selections)
-
-
-def _root_fields(
-    selection_set: SelectionSetNode,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    seen: set[str] | None = None,
-) -> Iterable[FieldNode]:
-    # Each fragment once: a fragment spread twice adds no root field the first did not.
-    seen = set() if seen is None else seen
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in seen:
-                seen.add(name)
-                yield from _root_fields(fragment.selection_set, fragments, seen)
 
 
 def _as_query(document: DocumentNode, operation: OperationDefinitionNode) -> DocumentNode:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pulse_bi.metrics import MetricSet
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -29,99 +31,66 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        m = MetricSet(self.registry, "gateway", _LATENCY_BUCKETS)
         self._operation_names: set[str] = set()
-        self.requests = Counter(
-            "gateway_http_requests", "HTTP requests served", ["path", "status"], registry=r
+        self.requests = m.counter("http_requests", "HTTP requests served", "path", "status")
+        self.latency = m.histogram("http_request_seconds", "HTTP request latency", "path")
+        self.subscriptions = m.gauge("active_subscriptions", "Live subscriptions open")
+        self.live_groups = m.gauge("live_groups", "Distinct live queries (shared executions)")
+        self.connections = m.gauge("websocket_connections", "WebSocket connections open")
+        self.cache_hits = m.counter("cache_hits", "Cache hits", "cache")
+        self.cache_misses = m.counter("cache_misses", "Cache misses", "cache")
+        self.upstream_errors = m.counter(
+            "upstream_errors", "Failed named queries by reason", "reason"
         )
-        self.latency = Histogram(
-            "gateway_http_request_seconds",
-            "HTTP request latency",
-            ["path"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_seconds = m.histogram(
+            "upstream_request_seconds", "Named-query round trip to the materializer"
         )
-        self.subscriptions = Gauge(
-            "gateway_active_subscriptions", "Live subscriptions open", registry=r
+        self.live_refreshes = m.counter("live_refreshes", "Live-query executions after a change")
+        self.live_messages = m.counter("live_messages", "Live results sent to subscribers")
+        self.upstream_retries = m.counter(
+            "upstream_retries", "Named queries asked again after no reply, by reason", "reason"
         )
-        self.live_groups = Gauge(
-            "gateway_live_groups", "Distinct live queries (shared executions)", registry=r
-        )
-        self.connections = Gauge(
-            "gateway_websocket_connections", "WebSocket connections open", registry=r
-        )
-        self.cache_hits = Counter("gateway_cache_hits", "Cache hits", ["cache"], registry=r)
-        self.cache_misses = Counter("gateway_cache_misses", "Cache misses", ["cache"], registry=r)
-        self.upstream_errors = Counter(
-            "gateway_upstream_errors", "Failed named queries by reason", ["reason"], registry=r
-        )
-        self.upstream_seconds = Histogram(
-            "gateway_upstream_request_seconds",
-            "Named-query round trip to the materializer",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.live_refreshes = Counter(
-            "gateway_live_refreshes", "Live-query executions after a change", registry=r
-        )
-        self.live_messages = Counter(
-            "gateway_live_messages", "Live results sent to subscribers", registry=r
-        )
-        self.upstream_retries = Counter(
-            "gateway_upstream_retries",
-            "Named queries asked again after no reply, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.ws_dropped = Counter(
-            "gateway_ws_slow_clients_dropped",
+        self.ws_dropped = m.counter(
+            "ws_slow_clients_dropped",
             "WebSockets closed (1008) because the client did not read its frames",
-            registry=r,
         )
-        self.notices = Counter(
-            "gateway_change_notices", "Change notices and heartbeats received", ["kind"], registry=r
-        )
-        self.operations = Counter(
-            "gateway_graphql_operations",
+        self.notices = m.counter("change_notices", "Change notices and heartbeats received", "kind")
+        self.operations = m.counter(
+            "graphql_operations",
             "GraphQL operations by operation name, transport and outcome "
             "(ok, error, cached: from the response cache, not_modified: a 304)",
-            ["operation", "transport", "outcome"],
-            registry=r,
+            "operation",
+            "transport",
+            "outcome",
         )
-        self.operation_seconds = Histogram(
-            "gateway_graphql_operation_seconds",
-            "GraphQL operation latency by operation name",
-            ["operation"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.operation_seconds = m.histogram(
+            "graphql_operation_seconds", "GraphQL operation latency by operation name", "operation"
         )
-        self.named_queries = Counter(
-            "gateway_named_queries",
+        self.named_queries = m.counter(
+            "named_queries",
             "Named queries asked by the resolvers, by query and source "
             "(cache, shared: joined a request in flight, upstream: asked the materializer)",
-            ["query", "source"],
-            registry=r,
+            "query",
+            "source",
         )
-        self.named_query_seconds = Histogram(
-            "gateway_named_query_seconds",
+        self.named_query_seconds = m.histogram(
+            "named_query_seconds",
             "Named-query latency as the resolvers see it (cache hits included)",
-            ["query"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            "query",
         )
-        self.named_query_errors = Counter(
-            "gateway_named_query_errors",
+        self.named_query_errors = m.counter(
+            "named_query_errors",
             "Named queries that failed, by query and error code",
-            ["query", "code"],
-            registry=r,
+            "query",
+            "code",
         )
-        self.live_fanout = Histogram(
-            "gateway_live_fanout",
+        self.live_fanout = m.histogram(
+            "live_fanout",
             "Subscribers one live-query result was sent to",
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
-            registry=r,
         )
-        self.sse_streams = Gauge("gateway_sse_streams", "GraphQL over SSE streams open", registry=r)
+        self.sse_streams = m.gauge("sse_streams", "GraphQL over SSE streams open")
 
     def operation(self, name: str | None, limit: int) -> str:
         """The label of an operation name: at most `limit` distinct names, then "other"."""

@@ -115,33 +115,45 @@ def signature(document: DocumentNode) -> str:
 
 def introspection_only(document: DocumentNode) -> bool:
     """Whether every root field of every operation is `__schema`, `__type` or `__typename`."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = fragment_definitions(document)
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    # A spread of an unknown fragment is not provably introspection.
     return bool(operations) and all(
-        field.name.value in _INTROSPECTION_FIELDS
+        isinstance(root, FieldNode) and root.name.value in _INTROSPECTION_FIELDS
         for operation in operations
-        for field in _roots(operation.selection_set, fragments, set())
+        for root in root_fields(operation.selection_set, fragments)
     )
 
 
-def _roots(
-    selection_set: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode], seen: set[str]
-) -> Iterator[FieldNode]:
+def fragment_definitions(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    """The document's fragments by name."""
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def root_fields(
+    selection_set: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    seen: set[str] | None = None,
+) -> Iterator[FieldNode | FragmentSpreadNode]:
+    """The root fields of an operation, through inline fragments and spreads.
+
+    Each fragment is followed once (a fragment spread twice adds no root field the first
+    did not); the spread of a fragment the document does not define is yielded as it is.
+    """
+    seen = set() if seen is None else seen
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             yield selection
         elif isinstance(selection, InlineFragmentNode):
-            yield from _roots(selection.selection_set, fragments, seen)
+            yield from root_fields(selection.selection_set, fragments, seen)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
-            if name in fragments and name not in seen:
+            fragment = fragments.get(name)
+            if fragment is None:
+                yield selection
+            elif name not in seen:
                 seen.add(name)
-                yield from _roots(fragments[name].selection_set, fragments, seen)
-            elif name not in fragments:
-                # An unknown fragment: not provably introspection.
-                yield FieldNode(name=selection.name)
+                yield from root_fields(fragment.selection_set, fragments, seen)
 
 
 def load_manifest(path: Path) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+
+from pulse_bi.metrics import MetricSet
 
 
 class MaterializerMetrics:
@@ -10,104 +12,66 @@ class MaterializerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.events_applied = Counter(
-            "pulse_materializer_events_applied", "Events applied to the aggregates", registry=r
+        m = MetricSet(self.registry, "pulse_materializer")
+        self.events_applied = m.counter("events_applied", "Events applied to the aggregates")
+        self.events_rejected = m.counter("events_rejected", "Events stored as rejected")
+        self.events_duplicate = m.counter(
+            "events_duplicate", "Re-delivered event ids ignored (no-op)"
         )
-        self.events_rejected = Counter(
-            "pulse_materializer_events_rejected", "Events stored as rejected", registry=r
-        )
-        self.events_duplicate = Counter(
-            "pulse_materializer_events_duplicate",
-            "Re-delivered event ids ignored (no-op)",
-            registry=r,
-        )
-        self.batches = Counter("pulse_materializer_batches", "Committed batches", registry=r)
-        self.batch_seconds = Histogram(
-            "pulse_materializer_batch_seconds",
+        self.batches = m.counter("batches", "Committed batches")
+        self.batch_seconds = m.histogram(
+            "batch_seconds",
             "Time to apply and commit one batch",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=r,
         )
-        self.batch_events = Histogram(
-            "pulse_materializer_batch_events",
+        self.batch_events = m.histogram(
+            "batch_events",
             "Events per committed batch",
             buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000),
-            registry=r,
         )
-        self.checkpoint_seconds = Histogram(
-            "pulse_materializer_checkpoint_seconds",
+        self.checkpoint_seconds = m.histogram(
+            "checkpoint_seconds",
             "Time of one scheduled CHECKPOINT of the DuckDB file",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
         )
-        self.checkpoint_retries = Counter(
-            "pulse_materializer_checkpoint_retries",
+        self.checkpoint_retries = m.counter(
+            "checkpoint_retries",
             "Scheduled checkpoints refused because a read was running (tried again)",
-            registry=r,
         )
-        self.last_sequence = Gauge(
-            "pulse_materializer_last_sequence", "Last applied stream sequence", registry=r
-        )
-        self.stream_last_sequence = Gauge(
-            "pulse_materializer_stream_last_sequence",
-            "Last sequence in the stream",
-            registry=r,
-        )
-        self.lag = Gauge(
-            "pulse_materializer_lag_events",
-            "Events in the stream not applied yet",
-            registry=r,
-        )
-        self.gaps = Counter(
-            "pulse_materializer_stream_gaps",
+        self.last_sequence = m.gauge("last_sequence", "Last applied stream sequence")
+        self.stream_last_sequence = m.gauge("stream_last_sequence", "Last sequence in the stream")
+        self.lag = m.gauge("lag_events", "Events in the stream not applied yet")
+        self.gaps = m.counter(
+            "stream_gaps",
             "Sequence gaps found in the stream (events deleted before they were applied)",
-            registry=r,
         )
-        self.events_missing = Counter(
-            "pulse_materializer_events_missing",
-            "Stream sequences lost in gaps (never applied)",
-            registry=r,
+        self.events_missing = m.counter(
+            "events_missing", "Stream sequences lost in gaps (never applied)"
         )
-        self.faults = Counter(
-            "pulse_materializer_faults",
+        self.faults = m.counter(
+            "faults",
             "Failed attempts to apply a batch or checkpoint, retried with backoff",
-            ["kind"],  # infrastructure (disk, I/O, memory) or internal (a bug)
-            registry=r,
+            "kind",  # infrastructure (disk, I/O, memory) or internal (a bug)
         )
-        self.disk_free_bytes = Gauge(
-            "pulse_materializer_disk_free_bytes",
+        self.disk_free_bytes = m.gauge(
+            "disk_free_bytes",
             "Free space on the volume of the DuckDB file (at the last /health or heartbeat)",
-            registry=r,
         )
-        self.last_backup_time = Gauge(
-            "pulse_materializer_last_backup_timestamp_seconds",
-            "When the newest backup was taken (Unix time; 0: none)",
-            registry=r,
+        self.last_backup_time = m.gauge(
+            "last_backup_timestamp_seconds", "When the newest backup was taken (Unix time; 0: none)"
         )
-        self.last_backup_sequence = Gauge(
-            "pulse_materializer_last_backup_sequence",
-            "Stream sequence the newest backup holds",
-            registry=r,
+        self.last_backup_sequence = m.gauge(
+            "last_backup_sequence", "Stream sequence the newest backup holds"
         )
-        self.archive_horizon = Gauge(
-            "pulse_materializer_archive_horizon",
-            "Raw events up to this sequence are in the Parquet archive only",
-            registry=r,
+        self.archive_horizon = m.gauge(
+            "archive_horizon", "Raw events up to this sequence are in the Parquet archive only"
         )
-        self.archive_bytes = Gauge(
-            "pulse_materializer_archive_bytes", "Size of the Parquet archive", registry=r
-        )
-        self.file_bytes = Gauge(
-            "pulse_materializer_file_bytes", "Size of the DuckDB file and its WAL", registry=r
-        )
-        self.queries = Counter(
-            "pulse_materializer_queries", "Named queries answered", ["query", "outcome"], registry=r
-        )
-        self.query_seconds = Histogram(
-            "pulse_materializer_query_seconds",
+        self.archive_bytes = m.gauge("archive_bytes", "Size of the Parquet archive")
+        self.file_bytes = m.gauge("file_bytes", "Size of the DuckDB file and its WAL")
+        self.queries = m.counter("queries", "Named queries answered", "query", "outcome")
+        self.query_seconds = m.histogram(
+            "query_seconds",
             "Time to answer one named query",
-            ["query"],
+            "query",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
-            registry=r,
         )

@@ -280,6 +280,43 @@ _MATERIALIZER_ONLY = {d.env for d in settings_of(MaterializerSettings).values()}
 }
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("GATEWAY_MAX_COST", "0", "expected a whole number 1 or more"),
+        ("GATEWAY_MAX_COST", "lots", "expected a whole number"),
+        ("GATEWAY_MAX_INTROSPECTION_DEPTH", "0", "expected a whole number 1 or more"),
+        ("GATEWAY_MAX_RESPONSE_BYTES", "100", "expected a whole number 1024 or more"),
+        ("GATEWAY_REQUEST_TIMEOUT", "0", "expected a number 0.01"),
+        ("GATEWAY_REQUEST_TIMEOUT", "nan", "expected a number"),
+        ("GATEWAY_PUBLIC_STATS", "sometimes", "expected true"),
+        ("GATEWAY_PORT", "http", "expected a whole number from 1 to 65535"),
+        ("GATEWAY_PORT", "70000", "expected a whole number from 1"),
+        ("GATEWAY_MAX_DEPTH", "0", "expected a whole number 1 or more"),
+        ("GATEWAY_INTROSPECTION", "maybe", "expected true or"),
+        ("GATEWAY_QUERY_TIMEOUT", "nan", "expected a number"),
+        ("GATEWAY_LOG_LEVEL", "loud", "expected one of"),
+        ("BATCH_MAX_EVENTS", "lots", "expected a whole number"),
+        ("BATCH_MAX_EVENTS", "0", "expected a whole number 1 or more"),
+        ("MATERIALIZER_HTTP_PORT", "70000", "expected a whole number from 0 to 65535"),
+        ("NATS_URL", "localhost:4222", "expected nats://host:port"),
+        ("DUCKDB_MEMORY_LIMIT", "lots", "expected a size"),
+        ("HEARTBEAT_INTERVAL", "-1", "expected a number greater than 0"),
+        ("LOG_LEVEL", "chatty", "expected one of DEBUG, INFO, WARNING"),
+        ("DISK_FREE_MIN", "plenty", "expected a size"),
+        ("DISK_FREE_MIN", "-1GB", "expected a size"),
+        ("FAULT_RETRY_MAX", "0", "expected a number greater than 0"),
+        ("FAULT_RETRY_MAX", "soon", "expected a number"),
+        ("FAULT_RETRY_MAX", "nan", "expected a number greater than 0"),
+        ("HEARTBEAT_INTERVAL", "inf", "expected a number"),
+        ("CHECKPOINT_INTERVAL", "-5", "expected a number 0 or more"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_fix(variable: str, value: str, expected: str) -> None:
+    read = materializer if variable in _MATERIALIZER_ONLY else gateway
+    assert f"{variable}={value!r}: {expected}" in refused(read, **{variable: value})
+
+
 def test_surrounding_spaces_and_case_are_forgiven_where_meaningless() -> None:
     read = gateway(
         GATEWAY_PORT=" 9000 ",

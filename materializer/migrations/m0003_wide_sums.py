@@ -9,7 +9,9 @@ column (the limits bound it). ``invoices.paid`` is a sum of payments.
 events"): a rejected message no longer makes its id a duplicate of anything.
 """
 
-SQL = """
+from materializer.migrations.m0002_seen_events import APPLIED_EVENT_IDS
+
+SQL = f"""
 ALTER TABLE sales_by_hour ALTER gross_revenue TYPE DECIMAL(38, 2);
 ALTER TABLE sales_by_hour ALTER cancelled_revenue TYPE DECIMAL(38, 2);
 ALTER TABLE sales_by_hour ALTER units TYPE HUGEINT;
@@ -29,13 +31,7 @@ WHERE h IN (
     SELECT md5_number_lower(event_id) FROM rejected_events WHERE event_id IS NOT NULL
     EXCEPT
     SELECT md5_number_lower(event_id) FROM (
-        SELECT event_id FROM order_events
-        UNION ALL SELECT event_id FROM order_cancellations
-        UNION ALL SELECT event_id FROM invoice_events
-        UNION ALL SELECT event_id FROM payment_events
-        UNION ALL SELECT event_id FROM stock_events
-        UNION ALL SELECT event_id FROM product_events
-        UNION ALL SELECT event_id FROM customer_events
+{APPLIED_EVENT_IDS}
     )
 );
 """

@@ -1,4 +1,4 @@
-"""A browser context that can reach only this machine, for pages that must work offline."""
+"""Headless Chromium for the page tests, and a browser context that reaches only this machine."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, BrowserContext, Route
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
 

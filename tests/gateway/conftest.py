@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
+from playwright.async_api import Browser, async_playwright
 
 from gateway.app import create_app, state, uvicorn_options
 from gateway.settings import Settings
@@ -38,32 +41,39 @@ from pulse_bi.contract import (
     query_subject,
 )
 from pulse_bi.natsserver import LocalNatsServer, free_port
+from tests.gateway.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.gateway.kiosk_stack import Stack
 
 HOUR = "2026-11-25T10:00:00+00:00"
 
+#: The one hour of sales in ROWS, which is also the whole day's summary.
+SALES = {
+    "orders": 3,
+    "cancelled_orders": 1,
+    "gross_revenue": "300.10",
+    "cancelled_revenue": "100.00",
+    "net_revenue": "200.10",
+    "units": 7,
+    "average_order_value": "100.05",
+}
+
+#: The receivables buckets in ROWS: one customer owes all of it.
+AGING = {
+    "current": "10.00",
+    "days_1_30": "20.00",
+    "days_31_60": "0.00",
+    "days_61_90": "0.00",
+    "over_90": "5.55",
+    "total": "35.55",
+    "open_invoices": 3,
+}
+
 ROWS: dict[str, Any] = {
-    "sales_by_hour": [
-        {
-            "hour": HOUR,
-            "orders": 3,
-            "cancelled_orders": 1,
-            "gross_revenue": "300.10",
-            "cancelled_revenue": "100.00",
-            "net_revenue": "200.10",
-            "units": 7,
-            "average_order_value": "100.05",
-        }
-    ],
+    "sales_by_hour": [{"hour": HOUR, **SALES}],
     "sales_summary": {
         "from": "2026-11-25T00:00:00+00:00",
         "to": "2026-11-26T00:00:00+00:00",
-        "orders": 3,
-        "cancelled_orders": 1,
-        "gross_revenue": "300.10",
-        "cancelled_revenue": "100.00",
-        "net_revenue": "200.10",
-        "units": 7,
-        "average_order_value": "100.05",
+        **SALES,
     },
     "top_products": [
         {"sku": "SKU-1", "name": "Widget", "category": "tools", "units": 5, "revenue": "150.00"}
@@ -92,26 +102,8 @@ ROWS: dict[str, Any] = {
     ],
     "ar_aging": {
         "as_of": "2026-11-25",
-        "current": "10.00",
-        "days_1_30": "20.00",
-        "days_31_60": "0.00",
-        "days_61_90": "0.00",
-        "over_90": "5.55",
-        "total": "35.55",
-        "open_invoices": 3,
-        "by_customer": [
-            {
-                "customer_id": "C-1",
-                "customer_name": "Acme",
-                "current": "10.00",
-                "days_1_30": "20.00",
-                "days_31_60": "0.00",
-                "days_61_90": "0.00",
-                "over_90": "5.55",
-                "total": "35.55",
-                "open_invoices": 3,
-            }
-        ],
+        **AGING,
+        "by_customer": [{"customer_id": "C-1", "customer_name": "Acme", **AGING}],
     },
     "overdue_invoices": [
         {
@@ -327,9 +319,9 @@ async def until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) ->
         await asyncio.sleep(interval)
 
 
-@pytest.fixture
-async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process client of a gateway whose lifespan is running."""
+@contextlib.asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process httpx client of a gateway app (lifespan running, NATS connected)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         await until(lambda: state(app).upstream.connected)
@@ -337,3 +329,82 @@ async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.Asyn
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
             http.app = app  # type: ignore[attr-defined]
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings, canned: Canned) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of a gateway whose lifespan is running."""
+    async with app_client(settings) as http:
+        yield http
+
+
+Serve = Callable[..., Server]
+
+
+@pytest.fixture
+def serve(settings: Settings, canned: Canned, server_factory: Any) -> Serve:
+    """Starts a real gateway (uvicorn) on the test settings with these changes, over `canned`."""
+
+    def start(**changes: Any) -> Server:
+        server: Server = server_factory(settings.replace(**changes))
+        return server
+
+    return start
+
+
+AUDIT = Path(__file__).parent / "audit"
+NodeScript = Callable[[str, str], Awaitable[tuple[int | None, str, str]]]
+
+
+@pytest.fixture
+def node_script(settings: Settings, canned: Canned, server_factory: Any) -> NodeScript:
+    """Runs `audit/<script>` on Node against a real gateway's /graphql.
+
+    Returns its exit status, stdout and stderr. Skips when Node.js is missing; fails when
+    `npm ci` has not installed the npm `package` the script needs.
+    """
+
+    async def run(script: str, package: str) -> tuple[int | None, str, str]:
+        node = shutil.which("node")
+        if node is None:
+            pytest.skip(f"node is not installed: {package} needs Node.js 20+")
+        if not (AUDIT / "node_modules" / package).exists():
+            pytest.fail("run `npm ci --prefix tests/gateway/audit` first (make test does)")
+        server = server_factory(settings)
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(AUDIT / script),
+            server.url + "/graphql",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode, stdout.decode(), stderr.decode()
+
+    return run
+
+
+# -- pages in a real browser (test_kiosk, test_landing, test_graphiql) -----------------
+
+
+@pytest.fixture
+def stack(nats_server: LocalNatsServer, tmp_path: Path) -> Iterator[Stack]:
+    """nats-server and the materializer running; each test starts the gateway it needs."""
+    running = Stack(nats=nats_server, tmp=tmp_path)
+    running.start_materializer()
+    try:
+        yield running
+    finally:
+        running.stop("gateway")
+        running.stop("materializer")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()

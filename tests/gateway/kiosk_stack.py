@@ -7,6 +7,7 @@ the `pulse-bi` CLI, as an operator runs them, so a test can stop and restart one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -197,9 +198,14 @@ async def publish_world(pub: Publisher) -> None:
     await pub.publish("payment.received", payment)
 
 
-async def start_with_world(stack: Stack) -> None:
-    """Publish the known day of business, start the gateway and wait until it is applied."""
-    async with Publisher(stack.nats.url) as pub:
+async def start_with_world(stack: Stack, pub: Publisher | None = None) -> None:
+    """Publish the known day of business, start the gateway and wait until it is applied.
+
+    A test that goes on publishing passes its open `pub`; otherwise one is opened here.
+    """
+    async with contextlib.AsyncExitStack() as opened:
+        if pub is None:
+            pub = await opened.enter_async_context(Publisher(stack.nats.url))
         await publish_world(pub)
     stack.start_gateway()
     await wait_applied(stack, pub.sequence)

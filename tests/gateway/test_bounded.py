@@ -18,6 +18,7 @@ import pytest
 import websockets
 from nats.aio.client import Client as NATS
 
+from bench.bench_hostile import health_during
 from gateway.settings import Settings
 from pulse_bi.contract import QUERY_QUEUE_GROUP, query_subject
 from tests.gateway.conftest import Canned, Server
@@ -30,30 +31,10 @@ ROWS = 3000
 
 async def health_latency(url: str, during: Awaitable[Any]) -> tuple[Any, list[float]]:
     """Poll /health while `during` runs; its result and every /health round-trip time."""
-    latencies: list[float] = []
-    done = asyncio.Event()
     # Made before polling starts: creating a client loads certificates, which takes a while.
-    http = httpx.AsyncClient(base_url=url, timeout=30)
-
-    async def poll() -> None:
-        while not done.is_set():
-            started = time.perf_counter()
-            # Its status is not the point (on a loaded machine the canned materializer, in
-            # this process, may answer late): how long the gateway takes to answer is.
-            await http.get("/health")
-            latencies.append(time.perf_counter() - started)
-            await asyncio.sleep(0.005)
-
-    async with http:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         await http.get("/health")
-        poller = asyncio.create_task(poll())
-        await asyncio.sleep(0.05)
-        try:
-            result = await during
-        finally:
-            done.set()
-            await poller
-    return result, latencies
+        return await health_during(http, during)
 
 
 async def baseline_health(url: str) -> float:

@@ -176,17 +176,22 @@ async def test_sales_by_channel_query_and_live_twin_follow_the_registry(
     await ws.close()
 
 
+@pytest.fixture
+def distrusting(settings: Settings, server_factory: Any) -> Server:
+    """A gateway that stops trusting its cache after 1.5 s without a heartbeat.
+
+    Heartbeats come every 0.5 s here, so 1.5 s of silence means the materializer is down.
+    """
+    server: Server = server_factory(settings.replace(version_ttl=1.5))
+    return server
+
+
 async def test_materializer_down_gives_error_and_503_then_recovers(
-    nats_server: Any,
-    materializer_settings: Any,
-    settings: Settings,
-    server_factory: Any,
-    js: JetStreamContext,
+    materializer_settings: Any, distrusting: Server, js: JetStreamContext
 ) -> None:
     from materializer.app import Materializer
 
-    # Heartbeats come every 0.5 s here: after 1.5 s of silence the cache is not trusted.
-    server = server_factory(settings.replace(version_ttl=1.5))
+    server = distrusting
     query = {"query": "{ pipeline { lastSequence eventsApplied } }"}
     async with httpx.AsyncClient(base_url=server.url) as http:
         async with Materializer(materializer_settings) as running:
@@ -218,14 +223,11 @@ async def test_materializer_down_gives_error_and_503_then_recovers(
 
 
 async def test_live_subscribers_see_the_materializer_outage_and_the_recovery(
-    materializer_settings: Any,
-    settings: Settings,
-    server_factory: Any,
-    js: JetStreamContext,
+    materializer_settings: Any, distrusting: Server, js: JetStreamContext
 ) -> None:
     from materializer.app import Materializer
 
-    server = server_factory(settings.replace(version_ttl=1.5))
+    server = distrusting
     subscription = "subscription { pipeline { eventsApplied } }"
     async with Materializer(materializer_settings) as running:
         sequence = await publish_events(js, order("1.00", 1))

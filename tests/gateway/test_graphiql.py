@@ -11,19 +11,17 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from gateway import graphiql
 from gateway.app import create_app
 from gateway.settings import Settings
-from pulse_bi.natsserver import LocalNatsServer
 from tests.gateway.browser import offline_context
 from tests.gateway.kiosk_stack import Publisher, Stack, order, start_with_world, wait_applied
 
@@ -32,8 +30,6 @@ from tests.gateway.kiosk_stack import Publisher, Stack, order, start_with_world,
 # constructor recursion depth mismatch" when pytest's import hook compiles it.
 assert anyio.open_file is not None
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = os.environ.get("GRAPHIQL_SCREENSHOT")  # e.g. docs/graphiql.png
 README = Path(__file__).parents[2] / "README.md"
 
@@ -121,29 +117,6 @@ def test_examples_embed_safely_in_the_page() -> None:
 
 
 # -- in Chromium, offline -------------------------------------------------------------
-
-
-@pytest.fixture
-def stack(nats_server: LocalNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    """nats-server and materializer running; each test starts the gateway."""
-    running = Stack(nats=nats_server, tmp=tmp_path)
-    running.start_materializer()
-    try:
-        yield running
-    finally:
-        running.stop("gateway")
-        running.stop("materializer")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def response_text(page: Page) -> str:

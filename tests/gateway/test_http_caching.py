@@ -17,8 +17,7 @@ from gateway.app import state
 from gateway.caching import matches
 from gateway.compression import choose
 from gateway.settings import Settings
-from tests.gateway.apps import app_client
-from tests.gateway.conftest import Canned, Server, until
+from tests.gateway.conftest import Canned, Server, app_client, until
 from tests.gateway.test_security import SECRET, token
 
 SALES = '{ salesSummary(from: "2026-11-25T00:00:00Z", to: "2026-11-26T00:00:00Z") { orders } }'

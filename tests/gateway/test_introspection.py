@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from typing import Any
 
 import httpx
@@ -12,8 +10,7 @@ import pytest
 from graphql import build_client_schema, get_introspection_query
 
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned
-from tests.gateway.test_audit import AUDIT
+from tests.gateway.conftest import Canned, NodeScript
 
 
 async def test_graphql_core_introspection_builds_the_schema(
@@ -50,24 +47,9 @@ async def test_graphql_core_introspection_is_refused_when_switched_off(
 
 
 @pytest.mark.slow
-async def test_graphql_js_introspection_builds_the_schema(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: graphql-js needs Node.js 20+")
-    if not (AUDIT / "node_modules" / "graphql").exists():
-        pytest.fail("run `npm ci --prefix tests/gateway/audit` first (make test does)")
-    server = server_factory(settings)
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(AUDIT / "introspect.mjs"),
-        server.url + "/graphql",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, (stdout.decode(), stderr.decode())
+async def test_graphql_js_introspection_builds_the_schema(node_script: NodeScript) -> None:
+    returncode, stdout, stderr = await node_script("introspect.mjs", "graphql")
+    assert returncode == 0, (stdout, stderr)
     result = json.loads(stdout)
     assert result["status"] == 200
     assert "salesByHour" in result["query"] and result["types"] > 20

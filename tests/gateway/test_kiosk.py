@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -20,12 +20,11 @@ from typing import Literal
 import httpx
 import jwt
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway import kiosk
-from pulse_bi.natsserver import LocalNatsServer
 from tests.gateway.kiosk_stack import (
     Publisher,
     Stack,
@@ -33,7 +32,6 @@ from tests.gateway.kiosk_stack import (
     open_kiosk,
     order,
     page_problems,
-    publish_world,
     start_with_world,
     text,
     visible_panels,
@@ -41,33 +39,18 @@ from tests.gateway.kiosk_stack import (
     wait_text,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 JWT_SECRET = "kiosk-test-secret-that-is-long-enough-for-hs256"
 SCREENSHOT = os.environ.get("KIOSK_SCREENSHOT")  # e.g. docs/kiosk.png: keep a picture
 
 
 @pytest.fixture
-def stack(nats_server: LocalNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    """The whole system minus the gateway, which each test starts as it needs it."""
-    running = Stack(nats=nats_server, tmp=tmp_path)
-    running.start_materializer()
-    try:
-        yield running
-    finally:
-        running.stop("gateway")
-        running.stop("materializer")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+async def world_kiosk(stack: Stack, browser: Browser) -> AsyncIterator[tuple[Publisher, Page]]:
+    """The kiosk showing the known day of business, and a publisher still open for more."""
+    async with Publisher(stack.nats.url) as pub:
+        await start_with_world(stack, pub)
+        page = await open_kiosk(browser, stack)
+        await wait_text(page, "#revenue-net", "150.50")
+        yield pub, page
 
 
 # -- routes (no browser) -------------------------------------------------------------
@@ -160,73 +143,63 @@ async def test_page_renders_the_current_values(stack: Stack, browser: Browser) -
 @pytest.mark.browser
 @pytest.mark.slow
 async def test_published_events_change_the_numbers_without_reload_or_polling(
-    stack: Stack, browser: Browser
+    world_kiosk: tuple[Publisher, Page],
 ) -> None:
-    async with Publisher(stack.nats.url) as pub:
-        await publish_world(pub)
-        stack.start_gateway()
-        await wait_applied(stack, pub.sequence)
-        page = await open_kiosk(browser, stack)
-        await wait_text(page, "#revenue-net", "150.50")
-        await wait_text(page, "#ar-total", "400.00")
-        await wait_text(page, "#stock-count", "2")
+    pub, page = world_kiosk
+    await wait_text(page, "#ar-total", "400.00")
+    await wait_text(page, "#stock-count", "2")
 
-        # From here on the page may only listen: any request would be polling or a reload.
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        await page.evaluate("window.sameDocument = true")
-        await pub.publish("order.created", order("O-4", "74.50"))
-        await wait_text(page, "#revenue-net", "225.00")
-        assert await text(page, "#revenue-orders") == "4"
-        assert await text(page, "#aov") == "75.00"
-        await page.wait_for_selector("#orders-chart rect.bar.current[data-orders='4']")
+    # From here on the page may only listen: any request would be polling or a reload.
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    await page.evaluate("window.sameDocument = true")
+    await pub.publish("order.created", order("O-4", "74.50"))
+    await wait_text(page, "#revenue-net", "225.00")
+    assert await text(page, "#revenue-orders") == "4"
+    assert await text(page, "#aov") == "75.00"
+    await page.wait_for_selector("#orders-chart rect.bar.current[data-orders='4']")
 
-        await pub.publish(
-            "stock.moved",
-            {"sku": "SKU-B", "warehouse": "WH-1", "quantity_delta": -46, "reason": "shipment"},
-        )
-        await wait_text(page, "#stock-count", "3")
-        await pub.publish(
-            "payment.received", {"payment_id": "P-2", "invoice_id": "INV-1", "amount": "50.00"}
-        )
-        await wait_text(page, "#ar-total", "350.00")
-        assert await text(page, "#ar-days31To60") == "150.00"
+    await pub.publish(
+        "stock.moved",
+        {"sku": "SKU-B", "warehouse": "WH-1", "quantity_delta": -46, "reason": "shipment"},
+    )
+    await wait_text(page, "#stock-count", "3")
+    await pub.publish(
+        "payment.received", {"payment_id": "P-2", "invoice_id": "INV-1", "amount": "50.00"}
+    )
+    await wait_text(page, "#ar-total", "350.00")
+    assert await text(page, "#ar-days31To60") == "150.00"
 
-        assert await page.evaluate("window.sameDocument") is True
-        assert requests == []
+    assert await page.evaluate("window.sameDocument") is True
+    assert requests == []
 
 
 @pytest.mark.browser
 @pytest.mark.slow
 async def test_gateway_restart_shows_the_stale_marker_then_recovers(
-    stack: Stack, browser: Browser
+    stack: Stack, world_kiosk: tuple[Publisher, Page]
 ) -> None:
-    async with Publisher(stack.nats.url) as pub:
-        await publish_world(pub)
-        stack.start_gateway()
-        await wait_applied(stack, pub.sequence)
-        page = await open_kiosk(browser, stack)
-        await page.wait_for_selector("body[data-connection=live]")
-        await wait_text(page, "#revenue-net", "150.50")
-        await page.evaluate("window.sameDocument = true")
+    pub, page = world_kiosk
+    await page.wait_for_selector("body[data-connection=live]")
+    await page.evaluate("window.sameDocument = true")
 
-        stack.stop("gateway")
-        await page.wait_for_selector("body[data-connection=stale]")
-        assert (await text(page, "#status-text")).startswith("Stale since")
-        # What is still on screen is marked as old, not blanked.
-        assert await text(page, "#revenue-net") == "150.50"
-        opacity = await page.eval_on_selector(
-            "[data-panel=revenue]", "p => getComputedStyle(p).opacity"
-        )
-        assert float(opacity) < 1
+    stack.stop("gateway")
+    await page.wait_for_selector("body[data-connection=stale]")
+    assert (await text(page, "#status-text")).startswith("Stale since")
+    # What is still on screen is marked as old, not blanked.
+    assert await text(page, "#revenue-net") == "150.50"
+    opacity = await page.eval_on_selector(
+        "[data-panel=revenue]", "p => getComputedStyle(p).opacity"
+    )
+    assert float(opacity) < 1
 
-        # Business goes on while the gateway is away; the page must catch up after.
-        await pub.publish("order.created", order("O-4", "74.50"))
-        stack.start_gateway()
-        await page.wait_for_selector("body[data-connection=live]")
-        await wait_text(page, "#revenue-net", "225.00")
-        assert await text(page, "#status-text") == "Live"
-        assert await page.evaluate("window.sameDocument") is True
+    # Business goes on while the gateway is away; the page must catch up after.
+    await pub.publish("order.created", order("O-4", "74.50"))
+    stack.start_gateway()
+    await page.wait_for_selector("body[data-connection=live]")
+    await wait_text(page, "#revenue-net", "225.00")
+    assert await text(page, "#status-text") == "Live"
+    assert await page.evaluate("window.sameDocument") is True
 
 
 @pytest.mark.browser

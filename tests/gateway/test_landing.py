@@ -7,18 +7,15 @@ another host aborted. The kiosk chart's axis check rides along: it needs a page 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from gateway import landing
 from gateway.app import create_app
 from gateway.settings import Settings
-from pulse_bi.natsserver import LocalNatsServer
 from tests.conftest import cloud_event, publish_events
 from tests.gateway.browser import offline_context
 from tests.gateway.kiosk_stack import Publisher, Stack, publish_world, wait_applied
@@ -28,8 +25,6 @@ from tests.gateway.kiosk_stack import Publisher, Stack, publish_world, wait_appl
 # constructor recursion depth mismatch" when pytest's import hook compiles it.
 assert anyio.open_file is not None
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = os.environ.get("LANDING_SCREENSHOT")  # e.g. docs/landing.png
 
 
@@ -53,27 +48,6 @@ def test_page_behind_a_proxy_prefix_links_under_it() -> None:
     page = landing.render_page("/bi")
     assert 'href="/bi/graphql"' in page and 'src="/bi/static/landing/landing.js"' in page
     assert 'href="/graphql"' not in page
-
-
-@pytest.fixture
-def stack(nats_server: LocalNatsServer, tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(nats=nats_server, tmp=tmp_path)
-    running.start_materializer()
-    try:
-        yield running
-    finally:
-        running.stop("gateway")
-        running.stop("materializer")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def text(page: Page, selector: str) -> str:

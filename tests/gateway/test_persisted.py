@@ -29,8 +29,7 @@ from gateway.persisted import (
     signature,
 )
 from gateway.settings import Settings, SettingsError
-from tests.gateway.apps import app_client
-from tests.gateway.conftest import Canned, Server
+from tests.gateway.conftest import Canned, Server, app_client
 from tests.grafana.infinity import (
     build_request,
     iter_targets,

@@ -17,6 +17,7 @@ import psutil
 import pytest
 import websockets
 
+from bench.gateway_stack import read_frame, websocket_upgrade
 from gateway.app import state
 from gateway.settings import Settings
 from tests.gateway.conftest import Canned, Server, until
@@ -41,14 +42,7 @@ class RawClient:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=2**22)
-        writer.write(
-            (
-                f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-            ).encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await websocket_upgrade(reader, writer, port)
         assert head.startswith(b"HTTP/1.1 101"), head
         client = cls(reader, writer)
         client.send('{"type":"connection_init"}')
@@ -64,13 +58,7 @@ class RawClient:
 
     async def frame(self) -> tuple[int, bytes]:
         """Opcode and payload of the next frame."""
-        first, second = await self.reader.readexactly(2)
-        length = second & 0x7F
-        if length == 126:
-            length = int.from_bytes(await self.reader.readexactly(2), "big")
-        elif length == 127:
-            length = int.from_bytes(await self.reader.readexactly(8), "big")
-        return first & 0x0F, await self.reader.readexactly(length)
+        return await read_frame(self.reader)
 
     async def read_to_end(self, timeout: float) -> int | None:
         """Read every frame until the connection ends: the close code, or None if cut off."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import websockets
 
 from gateway.app import state
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned, Server, until
+from tests.gateway.conftest import Canned, Serve, Server, until
 from tests.gateway.test_security import SECRET, token
 
 CLIENT = Path(__file__).parent / "sse"
@@ -94,10 +96,8 @@ async def test_graphql_sse_client_gets_queries_and_live_updates_then_releases_th
 
 
 @pytest.mark.slow
-async def test_graphql_sse_client_sees_request_errors_as_400(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(persisted_queries="trusted"))
+async def test_graphql_sse_client_sees_request_errors_as_400(serve: Serve) -> None:
+    server = serve(persisted_queries="trusted")
     process = await start_client(
         server.url,
         [
@@ -139,15 +139,24 @@ async def read_events(response: httpx.Response, count: int) -> list[tuple[str, s
     return found
 
 
-@pytest.mark.slow
-async def test_sse_and_websocket_subscribers_share_one_live_query_and_streams_keep_alive(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(ws_keepalive=0.2))
-    gateway = gateway_of(server)
+@contextlib.asynccontextmanager
+async def live_stream(server: Any) -> AsyncIterator[httpx.Response]:
+    """The LIVE subscription asked of a running gateway over SSE: its streaming response."""
     async with (
         httpx.AsyncClient(base_url=server.url, timeout=10) as http,
         http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as response,
+    ):
+        yield response
+
+
+@pytest.mark.slow
+async def test_sse_and_websocket_subscribers_share_one_live_query_and_streams_keep_alive(
+    serve: Serve,
+) -> None:
+    server = serve(ws_keepalive=0.2)
+    gateway = gateway_of(server)
+    async with (
+        live_stream(server) as response,
         websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws,
     ):
         assert response.status_code == 200
@@ -164,10 +173,8 @@ async def test_sse_and_websocket_subscribers_share_one_live_query_and_streams_ke
 
 
 @pytest.mark.slow
-async def test_sse_needs_the_same_token_as_http_and_ends_when_it_expires(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(jwt_secret=SECRET, ws_keepalive=0.2))
+async def test_sse_needs_the_same_token_as_http_and_ends_when_it_expires(serve: Serve) -> None:
+    server = serve(jwt_secret=SECRET, ws_keepalive=0.2)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         refused = await http.post("/graphql", json={"query": LIVE}, headers=SSE)
         assert refused.status_code == 401
@@ -188,10 +195,8 @@ async def _until_complete(response: httpx.Response) -> Any:
 
 
 @pytest.mark.slow
-async def test_sse_stream_limit_and_bad_requests_are_clear_errors(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(sse_max_streams=1))
+async def test_sse_stream_limit_and_bad_requests_are_clear_errors(serve: Serve) -> None:
+    server = serve(sse_max_streams=1)
     gateway = gateway_of(server)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         async with http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as first:
@@ -221,15 +226,10 @@ async def test_sse_stream_limit_and_bad_requests_are_clear_errors(
 
 
 @pytest.mark.slow
-async def test_open_streams_do_not_keep_the_server_from_stopping(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(request_timeout=1.0))
+async def test_open_streams_do_not_keep_the_server_from_stopping(serve: Serve) -> None:
+    server = serve(request_timeout=1.0)
     gateway = gateway_of(server)
-    async with (
-        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
-        http.stream("POST", "/graphql", json={"query": LIVE}, headers=SSE) as response,
-    ):
+    async with live_stream(server) as response:
         assert (await read_events(response, 1))[0][0] == "next"
         started = time.monotonic()
         await asyncio.to_thread(server.stop)

@@ -7,6 +7,7 @@ tracer provider, whose spans go to the SDK's in-memory exporter.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -31,6 +32,23 @@ def spans() -> InMemorySpanExporter:
     return span_exporter()
 
 
+Ask = Callable[..., Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def ask(settings: Settings, materializer: Any, server_factory: Any) -> Ask:
+    """POSTs a query with a `traceparent` header to a real gateway, tracing on by default."""
+
+    async def post(query: str, traceparent: str | bytes, tracing: bool = True) -> httpx.Response:
+        server = server_factory(settings.replace(tracing=tracing))
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            return await http.post(
+                "/graphql", json={"query": query}, headers={"traceparent": traceparent}
+            )
+
+    return post
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "query",
@@ -41,13 +59,9 @@ def spans() -> InMemorySpanExporter:
     ],
 )
 async def test_a_request_is_traced_through_nats_into_the_materializer(
-    settings: Settings, materializer: Any, server_factory: Any, spans: Any, query: str
+    ask: Ask, spans: Any, query: str
 ) -> None:
-    server = server_factory(settings.replace(tracing=True))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        response = await http.post(
-            "/graphql", json={"query": query}, headers={"traceparent": TRACEPARENT}
-        )
+    response = await ask(query, TRACEPARENT)
     assert response.status_code == 200 and "errors" not in response.json(), response.text
     field = "pipeline" if "pipeline" in query else "top_products"
 
@@ -75,16 +89,8 @@ async def test_a_request_is_traced_through_nats_into_the_materializer(
 @pytest.mark.parametrize(
     "header", ["garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "x" * 10_000, "00-é-é-01"]
 )
-async def test_a_bad_traceparent_starts_a_new_trace(
-    settings: Settings, materializer: Any, server_factory: Any, spans: Any, header: str
-) -> None:
-    server = server_factory(settings.replace(tracing=True))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        response = await http.post(
-            "/graphql",
-            json={"query": "{ pipeline { lag } }"},
-            headers={"traceparent": header.encode()},
-        )
+async def test_a_bad_traceparent_starts_a_new_trace(ask: Ask, spans: Any, header: str) -> None:
+    response = await ask("{ pipeline { lag } }", header.encode())
     assert response.status_code == 200 and "errors" not in response.json()
     await until(lambda: any(s.name == "answer pipeline" for s in spans.get_finished_spans()))
     request = named(spans, "graphql")
@@ -93,16 +99,8 @@ async def test_a_bad_traceparent_starts_a_new_trace(
 
 
 @pytest.mark.slow
-async def test_nothing_is_traced_when_tracing_is_off(
-    settings: Settings, materializer: Any, server_factory: Any, spans: Any
-) -> None:
-    server = server_factory(settings)
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        response = await http.post(
-            "/graphql",
-            json={"query": "{ pipeline { lag } }"},
-            headers={"traceparent": TRACEPARENT},
-        )
+async def test_nothing_is_traced_when_tracing_is_off(ask: Ask, spans: Any) -> None:
+    response = await ask("{ pipeline { lag } }", TRACEPARENT, tracing=False)
     assert response.status_code == 200 and "errors" not in response.json()
     # The gateway sent no traceparent over NATS, so the materializer did not trace either.
     assert spans.get_finished_spans() == ()

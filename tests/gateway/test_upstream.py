@@ -63,12 +63,19 @@ def retries(server: Server, reason: str) -> float:
     return float(gateway.metrics.upstream_retries.labels(reason)._value.get())
 
 
+async def ask_pipeline(
+    server_factory: Any, settings: Settings, **changes: Any
+) -> tuple[Server, dict[str, Any]]:
+    """A gateway on changed settings, and its reply to PIPELINE over HTTP."""
+    server: Server = server_factory(settings.replace(**changes))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        return server, (await http.post("/graphql", json=PIPELINE)).json()
+
+
 async def test_a_timed_out_reply_is_asked_again_and_answered(
     settings: Settings, slow: SlowFirst, server_factory: Any
 ) -> None:
-    server: Server = server_factory(settings.replace(query_timeout=0.3, query_retries=2))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        reply = (await http.post("/graphql", json=PIPELINE)).json()
+    server, reply = await ask_pipeline(server_factory, settings, query_timeout=0.3, query_retries=2)
     assert reply == {"data": {"pipeline": {"lastSequence": 12}}}
     assert slow.arrived == 2
     assert retries(server, "timeout") == 1
@@ -77,9 +84,7 @@ async def test_a_timed_out_reply_is_asked_again_and_answered(
 async def test_without_retries_the_timeout_is_an_upstream_error(
     settings: Settings, slow: SlowFirst, server_factory: Any
 ) -> None:
-    server: Server = server_factory(settings.replace(query_timeout=0.3, query_retries=0))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        reply = (await http.post("/graphql", json=PIPELINE)).json()
+    server, reply = await ask_pipeline(server_factory, settings, query_timeout=0.3, query_retries=0)
     error = reply["errors"][0]
     assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
     assert "did not answer pipeline within 0.3 s" in error["message"]
@@ -90,9 +95,7 @@ async def test_every_attempt_timing_out_gives_one_clear_error_after_the_retries(
     settings: Settings, slow: SlowFirst, server_factory: Any
 ) -> None:
     slow.slow = 10
-    server: Server = server_factory(settings.replace(query_timeout=0.2, query_retries=2))
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        reply = (await http.post("/graphql", json=PIPELINE)).json()
+    server, reply = await ask_pipeline(server_factory, settings, query_timeout=0.2, query_retries=2)
     assert reply["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
     assert slow.arrived == 3
     assert retries(server, "timeout") == 2

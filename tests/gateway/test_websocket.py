@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from websockets.asyncio.client import ClientConnection
 
 from gateway.app import state
 from gateway.settings import Settings
-from tests.gateway.conftest import Canned, Server, until
+from tests.gateway.conftest import Canned, Serve, Server, until
 
 LOW_STOCK = "subscription { lowStock { sku onHand } }"
 PIPELINE = "subscription { pipeline { lastSequence } }"
@@ -34,6 +35,31 @@ async def connect(server: Server, protocol: str, payload: Any = None) -> ClientC
     await ws.send(json.dumps(init))
     assert (await receive(ws))["type"] == "connection_ack"
     return ws
+
+
+async def close_code(ws: ClientConnection, *, skip_messages: bool = False) -> int | None:
+    """Wait for the server to close `ws` and return its close code.
+
+    A message before the close fails the test unless `skip_messages` lets it pass.
+    """
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            message = await asyncio.wait_for(ws.recv(), 5)
+            assert skip_messages, f"expected the socket to close, got {message!r}"
+    return ws.close_code
+
+
+SocketWith = Callable[..., Awaitable[ClientConnection]]
+
+
+@pytest.fixture
+def socket_with(serve: Serve) -> SocketWith:
+    """Opens a `graphql-transport-ws` socket, acknowledged, to a gateway on changed settings."""
+
+    async def open_socket(**changes: Any) -> ClientConnection:
+        return await connect(serve(**changes), "graphql-transport-ws")
+
+    return open_socket
 
 
 def start_message(protocol: str, sub_id: str, query: str, variables: Any = None) -> str:
@@ -168,10 +194,7 @@ async def test_protocol_violations_close_with_the_spec_codes(
     ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
     for message in messages:
         await ws.send(message)
-    with pytest.raises(websockets.ConnectionClosed):
-        while True:
-            await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == code
+    assert await close_code(ws, skip_messages=True) == code
 
 
 async def test_duplicate_subscription_id_closes_4409(server: Server) -> None:
@@ -179,17 +202,12 @@ async def test_duplicate_subscription_id_closes_4409(server: Server) -> None:
     await ws.send(start_message("graphql-transport-ws", "d", PIPELINE))
     await receive(ws)
     await ws.send(start_message("graphql-transport-ws", "d", PIPELINE))
-    with pytest.raises(websockets.ConnectionClosed):
-        while True:
-            await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == 4409
+    assert await close_code(ws, skip_messages=True) == 4409
 
 
 async def test_missing_subprotocol_closes_4406(server: Server) -> None:
     ws = await websockets.connect(server.ws_url)
-    with pytest.raises(websockets.ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == 4406
+    assert await close_code(ws) == 4406
 
 
 async def test_no_connection_init_closes_4408(
@@ -197,28 +215,17 @@ async def test_no_connection_init_closes_4408(
 ) -> None:
     server = server_factory(settings.replace(ws_init_timeout=0.2))
     ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
-    with pytest.raises(websockets.ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == 4408
+    assert await close_code(ws) == 4408
 
 
-async def test_server_pings_and_drops_a_socket_that_never_pongs(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(ws_keepalive=0.1))
-    ws = await connect(server, "graphql-transport-ws")
+async def test_server_pings_and_drops_a_socket_that_never_pongs(socket_with: SocketWith) -> None:
+    ws = await socket_with(ws_keepalive=0.1)
     assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"type": "ping"}
-    with pytest.raises(websockets.ConnectionClosed):
-        while True:
-            await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == 4408
+    assert await close_code(ws, skip_messages=True) == 4408
 
 
-async def test_a_client_that_pongs_stays_connected(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    server = server_factory(settings.replace(ws_keepalive=0.1))
-    ws = await connect(server, "graphql-transport-ws")
+async def test_a_client_that_pongs_stays_connected(socket_with: SocketWith) -> None:
+    ws = await socket_with(ws_keepalive=0.1)
     for _ in range(6):
         assert json.loads(await asyncio.wait_for(ws.recv(), 2)) == {"type": "ping"}
         await ws.send('{"type": "pong"}')
@@ -234,16 +241,13 @@ async def test_cross_origin_socket_is_refused_4403(server: Server) -> None:
         subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
         origin="http://evil.example",  # type: ignore[arg-type]
     )
-    with pytest.raises(websockets.ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
-    assert ws.close_code == 4403
+    assert await close_code(ws) == 4403
 
 
 async def test_subscriptions_beyond_the_per_socket_limit_get_an_error(
-    settings: Settings, canned: Canned, server_factory: Any
+    socket_with: SocketWith,
 ) -> None:
-    server = server_factory(settings.replace(ws_max_subscriptions=2))
-    ws = await connect(server, "graphql-transport-ws")
+    ws = await socket_with(ws_max_subscriptions=2)
     for sub_id in ("a", "b"):
         await ws.send(start_message("graphql-transport-ws", sub_id, PIPELINE))
         assert (await receive(ws))["type"] == "next"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -118,10 +121,11 @@ def test_status_of_an_open_connection(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _file_at_version_1(path: Path) -> Iterator[Any]:
+    """A connection to a new file with version 1's tables and an empty migrations table."""
     from materializer.migrations import m0001_initial
 
-    path = tmp_path / "v1.duckdb"
     conn = db.connect(path)
     try:
         conn.execute(m0001_initial.SQL)
@@ -129,6 +133,14 @@ def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: 
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
+        yield conn
+    finally:
+        conn.close()
+
+
+def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: Path) -> None:
+    path = tmp_path / "v1.duckdb"
+    with _file_at_version_1(path) as conn:
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'initial')")
         # What version 1 stored for one applied stock movement.
         conn.execute(
@@ -137,8 +149,6 @@ def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: 
         conn.execute("INSERT INTO seen_keys VALUES (md5_number('e:old-event'), 1)")
         conn.execute("INSERT INTO seen_keys VALUES (md5_number('o:O-1'), 1)")
         conn.execute("UPDATE pipeline_state SET last_sequence = 1")
-    finally:
-        conn.close()
     assert db.migration_status(path).current == 1
     store = Store.open(path)
     try:
@@ -154,15 +164,9 @@ def test_upgrade_from_version_1_moves_seen_event_ids_out_of_seen_keys(tmp_path: 
 
 def _file_at_version_2(path: Path) -> None:
     """A file as version 2 left it: narrow sums, rejected ids among the seen ones."""
-    from materializer.migrations import m0001_initial, m0002_seen_events
+    from materializer.migrations import m0002_seen_events
 
-    conn = db.connect(path)
-    try:
-        conn.execute(m0001_initial.SQL)
-        conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
+    with _file_at_version_1(path) as conn:
         conn.execute(
             "INSERT INTO stock_events VALUES (1, 'applied', now(), 'A', 'W', 5, 'receipt')"
         )
@@ -179,8 +183,6 @@ def _file_at_version_2(path: Path) -> None:
         conn.execute(m0002_seen_events.SQL)
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'initial')")
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (2, 'seen_events')")
-    finally:
-        conn.close()
 
 
 def test_upgrade_from_version_2_widens_the_sums_and_forgets_rejected_ids(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import httpx
 import nats
 import pytest
 
+from bench.paging import Paging
 from materializer.app import Materializer
 from materializer.settings import Settings
 from pulse_bi.contract import query_subject, reply_decoder
@@ -33,19 +34,15 @@ async def fetch_all(url: str, as_of: str) -> dict[str, Any]:
     nc = await nats.connect(url)
 
     async def ask(name: str, **params: Any) -> Any:
-        rows: list[Any] = []
-        page = dict(params)
-        while True:
-            payload = json.dumps(page).encode()
-            msg = await nc.request(query_subject(name), payload, timeout=30)
+        paging = Paging(params)
+        while paging.more:
+            msg = await nc.request(
+                query_subject(name), json.dumps(paging.page).encode(), timeout=30
+            )
             reply = reply_decoder.decode(msg.data)
             assert reply.error is None, reply.error
-            if not isinstance(reply.data, list):
-                return reply.data
-            rows.extend(reply.data)
-            if reply.next_offset is None:
-                return rows
-            page["offset"] = reply.next_offset
+            paging.add(reply.data, reply.next_offset)
+        return paging.result
 
     try:
         return {

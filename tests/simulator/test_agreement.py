@@ -13,6 +13,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from bench.paging import query_all
 from materializer.app import Materializer
 from materializer.store import RawMessage, Store
 from pulse_bi.simulator import events as ev
@@ -23,20 +24,6 @@ from pulse_bi.simulator.expected import Ledger, expected_aggregates
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 AS_OF = date(2026, 11, 25)
 ALL_TIME = {"from": "2000-01-01T00:00:00+00:00", "to": "2100-01-01T00:00:00+00:00"}
-
-
-def query_all(store: Store, name: str, params: dict[str, Any]) -> Any:
-    """A named query's whole result, following ``next_offset`` pages."""
-    rows: list[Any] = []
-    page = dict(params)
-    while True:
-        result = store.query(name, page)
-        if not isinstance(result.wire, list):
-            return result.wire
-        rows.extend(result.wire)
-        if result.next_offset is None:
-            return rows
-        page["offset"] = result.next_offset
 
 
 def test_expected_aggregates_equal_the_materializers_named_queries(tmp_path: Path) -> None:
@@ -53,19 +40,27 @@ def test_expected_aggregates_equal_the_materializers_named_queries(tmp_path: Pat
     try:
         for start in range(0, len(stored), 3000):
             store.apply_batch(stored[start : start + 3000])
-        assert query_all(store, "sales_by_hour", ALL_TIME) == expected["sales_by_hour"]
+        assert query_all(store, "sales_by_hour", ALL_TIME, wire=True) == expected["sales_by_hour"]
         for channel, rows in expected["sales_by_hour_by_channel"].items():
-            assert query_all(store, "sales_by_hour", {**ALL_TIME, "channel": channel}) == rows
-        assert query_all(store, "sales_by_channel", ALL_TIME) == expected["sales_by_channel"]
+            assert (
+                query_all(store, "sales_by_hour", {**ALL_TIME, "channel": channel}, wire=True)
+                == rows
+            )
+        assert (
+            query_all(store, "sales_by_channel", ALL_TIME, wire=True)
+            == expected["sales_by_channel"]
+        )
         assert len(expected["sales_by_channel"]) > 1
-        assert query_all(store, "stock_levels", {}) == expected["stock_levels"]
-        assert query_all(store, "low_stock", {}) == expected["low_stock"]
+        assert query_all(store, "stock_levels", {}, wire=True) == expected["stock_levels"]
+        assert query_all(store, "low_stock", {}, wire=True) == expected["low_stock"]
         as_of = {"as_of": AS_OF.isoformat()}
-        assert query_all(store, "ar_aging", as_of) == expected["ar_aging"]
-        assert query_all(store, "overdue_invoices", as_of) == expected["overdue_invoices"]
+        assert query_all(store, "ar_aging", as_of, wire=True) == expected["ar_aging"]
+        assert (
+            query_all(store, "overdue_invoices", as_of, wire=True) == expected["overdue_invoices"]
+        )
         top = store.query("top_products", {**ALL_TIME, "limit": 10}).wire
         assert top == expected["top_products"]
-        pipeline = query_all(store, "pipeline", {})
+        pipeline = query_all(store, "pipeline", {}, wire=True)
         assert pipeline["events_applied"] == expected["counts"]["applied"]
         assert pipeline["events_rejected"] == expected["counts"]["rejected"]
     finally:
@@ -96,17 +91,17 @@ async def test_an_invoice_id_issued_twice_is_rejected_alike_by_the_store_and_the
     store = materializer.store
     assert store is not None
     as_of = {"as_of": AS_OF.isoformat()}
-    overdue = query_all(store, "overdue_invoices", as_of)
+    overdue = query_all(store, "overdue_invoices", as_of, wire=True)
     assert overdue == expected["overdue_invoices"]
     assert [(r["invoice_id"], r["customer_id"], r["balance"]) for r in overdue] == [
         ("I-1", "C-1", "65.00"),
         ("I-2", "C-2", "50.00"),
     ]
-    assert query_all(store, "ar_aging", as_of) == expected["ar_aging"]
-    rejected = query_all(store, "rejected_events", {})
+    assert query_all(store, "ar_aging", as_of, wire=True) == expected["ar_aging"]
+    rejected = query_all(store, "rejected_events", {}, wire=True)
     assert [r["reason"] for r in rejected] == ledger.reasons
     assert ledger.reasons == ["invoice_id 'I-1' already issued by event 'e-first'"]
-    pipeline = query_all(store, "pipeline", {})
+    pipeline = query_all(store, "pipeline", {}, wire=True)
     assert pipeline["events_applied"] == expected["counts"]["applied"] == 4
     assert pipeline["events_rejected"] == expected["counts"]["rejected"] == 1
 

@@ -17,6 +17,7 @@ from pulse_bi.simulator.bad import BAD_KINDS
 from pulse_bi.simulator.events import DUPLICATE_NO_MSG_ID, DUPLICATE_SAME_MSG_ID
 from pulse_bi.simulator.expected import Ledger
 from pulse_bi.simulator.rules import ContractError, validate
+from tests.conftest import SUBJECTS as SUBJECT_SUFFIXES
 
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 START = END - timedelta(hours=48)
@@ -84,15 +85,7 @@ DATA_SCHEMAS = {
     ),
     "customer.updated": obj({"customer_id": TEXT, "name": TEXT}),
 }
-SUBJECTS = {
-    "order.created": "pulse.events.orders.created",
-    "order.cancelled": "pulse.events.orders.cancelled",
-    "invoice.issued": "pulse.events.invoices.issued",
-    "payment.received": "pulse.events.payments.received",
-    "stock.moved": "pulse.events.stock.moved",
-    "product.updated": "pulse.events.products.updated",
-    "customer.updated": "pulse.events.customers.updated",
-}
+SUBJECTS = {name: f"pulse.events.{suffix}" for name, suffix in SUBJECT_SUFFIXES.items()}
 ENVELOPE = {
     "type": "object",
     "required": ["specversion", "id", "source", "type", "time", "data"],
