@@ -2,7 +2,7 @@
 // live query over one WebSocket; nothing is polled. The URL configures the screen.
 
 import { drawHourlyBars } from "./chart.js";
-import { HOUR, QUERIES, readConfig, windows } from "./config.js";
+import { EXPORT_FORMATS, HOUR, QUERIES, exportUrl, readConfig, windows } from "./config.js";
 import { ago, makeFormatters } from "./format.js";
 import { LiveClient, State } from "./gqlws.js";
 
@@ -34,6 +34,7 @@ class Kiosk {
       onState: (state, detail) => this.showState(state, detail),
     });
     this.subscribeAll();
+    this.renderExports();
     this.client.start();
     this.tick();
     setInterval(() => this.tick(), 1000);
@@ -121,6 +122,31 @@ class Kiosk {
       next: (data) => this.renderAlerts(data && data.alerts),
       error: () => this.renderAlerts(null),
     });
+  }
+
+  /** Each panel's download links, for the query behind it with its current windows. */
+  renderExports() {
+    const path = document.body.dataset.exportPath || "/export";
+    for (const panel of document.querySelectorAll("[data-panel]")) {
+      let box = panel.querySelector(".exports");
+      if (!box) {
+        box = document.createElement("nav");
+        box.className = "exports";
+        box.setAttribute("aria-label", "Download");
+        for (const format of EXPORT_FORMATS) {
+          const link = document.createElement("a");
+          link.dataset.format = format;
+          link.textContent = format.toUpperCase();
+          link.title = `Download as ${format.toUpperCase()}`;
+          box.append(link);
+        }
+        panel.append(box);
+      }
+      for (const link of box.querySelectorAll("a")) {
+        const { format } = link.dataset;
+        link.href = exportUrl(path, panel.dataset.panel, format, this.windows, this.config);
+      }
+    }
   }
 
   renderAlerts(alerts) {
@@ -287,7 +313,9 @@ class Kiosk {
         this.subs[name].update(w[name]);
       }
     }
+    const moved = JSON.stringify(w) !== JSON.stringify(this.windows);
     this.windows = w;
+    if (moved) this.renderExports();
   }
 
   // -- connection state ------------------------------------------------------
