@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import email
 import hashlib
@@ -402,6 +403,53 @@ rules:
     hook = http_receiver.alerts("/hook")
     assert [(a["rule"], a["status"]) for a in hook] == [("gaps", "firing"), ("gaps", "resolved")]
     assert hook[0]["value"] == "2"
+
+
+@pytest.mark.slow
+async def test_pipeline_lag_fires_while_the_materializer_catches_up_and_resolves_after(
+    materializer_settings: Any,
+    js: JetStreamContext,
+    settings: Settings,
+    server_factory: Any,
+    http_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    from materializer.app import Materializer
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""
+receivers:
+  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
+defaults: {{receivers: [hook], group_wait: 0.1s}}
+rules:
+  - {{name: lag, kind: pipeline_lag, threshold: 100, hysteresis: 50}}
+"""
+    )
+    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+        async def lag() -> dict[str, Any]:
+            return (await alerts_query(http))["lag"]
+
+        async with Materializer(materializer_settings) as running:
+            seq = await publish_events(js, product("SKU-1", 5))
+            await running.wait_for_sequence(seq)
+            await until(lambda: _eq(lag(), "0", "value"), timeout=10)
+        # Published while the materializer is stopped: it restarts 1,500 events behind
+        # and catches up in small batches, each announced by a change notice.
+        seq = await publish_events(js, *(move("SKU-1", "WH-1", 1) for _ in range(1500)))
+        slow = dataclasses.replace(materializer_settings, batch_max_events=5)
+        async with Materializer(slow) as running:
+            await until(lambda: len(http_receiver.alerts("/hook")) >= 1, timeout=30)
+            await running.wait_for_sequence(seq)
+            await until(lambda: _eq(lag(), "inactive", "state"), timeout=10)
+            await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
+            await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
+            assert (await lag())["value"] == "0"
+    hook = http_receiver.alerts("/hook")
+    assert [(a["rule"], a["status"]) for a in hook] == [("lag", "firing"), ("lag", "resolved")]
+    assert int(hook[0]["value"]) > 100
 
 
 def _mail_count(box: Mailbox) -> int:
