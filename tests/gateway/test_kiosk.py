@@ -407,6 +407,21 @@ async def test_token_comes_from_the_url_or_a_prompt_when_jwt_is_configured(
     await from_url.wait_for_selector("body[data-connection=live]")
     await wait_text(from_url, "#revenue-net", "0.00")
 
+    # A link cannot carry the token: the page fetches the export with it and saves it.
+    href = await from_url.get_attribute("[data-panel=stock] a[data-format=csv]", "href")
+    assert href is not None
+    async with httpx.AsyncClient(base_url=stack.url) as client:
+        assert (await client.get(href)).status_code == 401
+    async with from_url.expect_download() as info:
+        await from_url.click("[data-panel=stock] a[data-format=csv]")
+    download = await info.value
+    assert download.suggested_filename.startswith("low_stock_")
+    saved = await download.path()
+    assert saved is not None
+    header = read_back("csv", Path(saved).read_bytes())[0]
+    assert header == [c.header for c in table(BY_NAME["low_stock"]).columns]
+    assert await page_problems(from_url) == []
+
 
 @pytest.mark.browser
 @pytest.mark.slow

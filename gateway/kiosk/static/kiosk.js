@@ -138,6 +138,7 @@ class Kiosk {
           link.dataset.format = format;
           link.textContent = format.toUpperCase();
           link.title = `Download as ${format.toUpperCase()}`;
+          link.addEventListener("click", (event) => this.download(event, link));
           box.append(link);
         }
         panel.append(box);
@@ -146,6 +147,32 @@ class Kiosk {
         const { format } = link.dataset;
         link.href = exportUrl(path, panel.dataset.panel, format, this.windows, this.config);
       }
+    }
+  }
+
+  /**
+   * With a token, a plain link cannot send it (docs/EXPORTS.md): fetch the file with the
+   * header and save it under the name the gateway gives.
+   */
+  async download(event, link) {
+    const token = this.token();
+    if (!token) return;
+    event.preventDefault();
+    const box = link.closest("[data-panel]").querySelector(".error");
+    try {
+      const reply = await fetch(link.href, { headers: { Authorization: `Bearer ${token}` } });
+      if (!reply.ok) throw new Error(`export refused (${reply.status})`);
+      const disposition = reply.headers.get("content-disposition") || "";
+      const name = /filename="([^"]+)"/.exec(disposition)?.[1] || "export";
+      const url = URL.createObjectURL(await reply.blob());
+      const save = document.createElement("a");
+      save.href = url;
+      save.download = name;
+      save.click();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (error) {
+      box.hidden = false;
+      box.textContent = `Download failed: ${error.message}`;
     }
   }
 
