@@ -21,13 +21,15 @@ _PAGE_HEADERS = page_headers(SAME_ORIGIN_POLICY)
 
 
 def render_page(root_path: str, app_root_path: str) -> str:
-    """The kiosk HTML with its base URL and GraphQL endpoint filled in."""
+    """The kiosk HTML with its base URL, GraphQL endpoint and export path filled in."""
     base = root_path.rstrip("/") + "/"
     graphql = app_root_path.rstrip("/") + "/graphql"
+    exports = app_root_path.rstrip("/") + "/export"
     return (
         template(STATIC_DIR)
         .replace("__BASE__", html.escape(base, quote=True))
         .replace("__GRAPHQL__", html.escape(graphql, quote=True))
+        .replace("__EXPORT__", html.escape(exports, quote=True))
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import email
 import hashlib
@@ -273,13 +274,192 @@ async def test_rules_fire_and_resolve_once_per_transition_everywhere(
         assert health["alerts"]["failing_receivers"] == {}
 
 
+def sale(order_id: str, total: str, at: dt.datetime) -> dict[str, Any]:
+    """An order.created event of one line at event time `at`."""
+    line = {"sku": "SKU-1", "quantity": 1, "unit_price": total}
+    data = {
+        "order_id": order_id,
+        "customer_id": "C-1",
+        "channel": "web",
+        "total_amount": total,
+        "lines": [line],
+    }
+    return cloud_event("order.created", data, time=at.isoformat())
+
+
+@pytest.mark.slow
+async def test_revenue_drop_fires_and_resolves_on_published_orders(
+    materializer: Any,
+    js: JetStreamContext,
+    settings: Settings,
+    server_factory: Any,
+    http_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    if hour + dt.timedelta(hours=1) - now < dt.timedelta(seconds=40):
+        # The rule compares the current hour: let it turn before the test, not during it.
+        await asyncio.sleep((hour + dt.timedelta(hours=1) - now).total_seconds() + 1)
+        now = dt.datetime.now(dt.UTC)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""
+receivers:
+  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
+defaults: {{receivers: [hook], group_wait: 0.1s}}
+rules:
+  - {{name: rev, kind: revenue_drop, threshold: 0.5, hysteresis: 0.1, for: 0.3s}}
+"""
+    )
+    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+        async def rev() -> dict[str, Any]:
+            return (await alerts_query(http))["rev"]
+
+        # Last week's same hour sold 1000.00, this hour 300.00 so far: ratio 0.3 < 0.5.
+        week_ago = hour - dt.timedelta(days=7) + dt.timedelta(minutes=1)
+        seq = await publish_events(
+            js,
+            sale("O-LW-1", "600.00", week_ago),
+            sale("O-LW-2", "400.00", week_ago),
+            sale("O-NOW-1", "300.00", hour),
+        )
+        await materializer.wait_for_sequence(seq)
+        await until(lambda: _eq(rev(), "firing", "state"), timeout=10)
+        assert Decimal((await rev())["value"]) == Decimal("0.3")
+        # 250.00 more: 0.55, back above 0.5 but inside the hysteresis: still firing.
+        seq = await publish_events(js, sale("O-NOW-2", "250.00", hour))
+        await materializer.wait_for_sequence(seq)
+
+        async def ratio() -> Decimal:
+            return Decimal((await rev())["value"])
+
+        await until(lambda: _eq(ratio(), Decimal("0.55")), timeout=10)
+        assert (await rev())["state"] == "firing"
+        # 100.00 more: 0.65 >= 0.5 + 0.1: resolved.
+        seq = await publish_events(js, sale("O-NOW-3", "100.00", hour))
+        await materializer.wait_for_sequence(seq)
+        await until(lambda: _eq(rev(), "inactive", "state"), timeout=10)
+        await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
+        await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
+        hook = http_receiver.alerts("/hook")
+        assert [(a["rule"], a["status"]) for a in hook] == [("rev", "firing"), ("rev", "resolved")]
+
+
+@pytest.mark.slow
+async def test_data_gaps_fire_on_a_real_gap_and_resolve_when_the_threshold_is_raised(
+    materializer_settings: Any,
+    js: JetStreamContext,
+    settings: Settings,
+    server_factory: Any,
+    http_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    from materializer.app import Materializer
+
+    rules = tmp_path / "rules.yaml"
+    rules_text = f"""
+receivers:
+  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
+defaults: {{receivers: [hook], group_wait: 0.1s}}
+rules:
+  - {{name: gaps, kind: data_gaps, threshold: THRESHOLD}}
+"""
+    rules.write_text(rules_text.replace("THRESHOLD", "0"))
+    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+        async def gaps() -> dict[str, Any]:
+            return (await alerts_query(http))["gaps"]
+
+        async with Materializer(materializer_settings) as running:
+            seq = await publish_events(js, product("SKU-1", 5))
+            await running.wait_for_sequence(seq)
+            await until(lambda: _eq(gaps(), "0", "value"), timeout=10)
+            assert (await gaps())["state"] == "inactive"
+        # While the materializer is down, two of four events leave the stream unapplied.
+        seq = await publish_events(js, *(move("SKU-1", "WH-1", 1) for _ in range(4)))
+        await js.delete_msg("PULSE_EVENTS", seq - 2)
+        await js.delete_msg("PULSE_EVENTS", seq - 1)
+        async with Materializer(materializer_settings) as running:
+            await running.wait_for_sequence(seq)
+            await until(lambda: _eq(gaps(), "firing", "state"), timeout=10)
+            assert (await gaps())["value"] == "2"
+            await until(lambda: len(http_receiver.alerts("/hook")) == 1, timeout=10)
+            server.stop()
+            # Counted since the file was built, a gap resolves when the threshold is raised.
+            rules.write_text(rules_text.replace("THRESHOLD", "2"))
+            again: Server = server_factory(
+                settings.replace(alert_rules=str(rules), port=free_port())
+            )
+            async with httpx.AsyncClient(base_url=again.url, timeout=10) as http2:
+                await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
+                await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
+                state = await alerts_query(http2)
+    assert state["gaps"]["state"] == "inactive"
+    hook = http_receiver.alerts("/hook")
+    assert [(a["rule"], a["status"]) for a in hook] == [("gaps", "firing"), ("gaps", "resolved")]
+    assert hook[0]["value"] == "2"
+
+
+@pytest.mark.slow
+async def test_pipeline_lag_fires_while_the_materializer_catches_up_and_resolves_after(
+    materializer_settings: Any,
+    js: JetStreamContext,
+    settings: Settings,
+    server_factory: Any,
+    http_receiver: HttpReceiver,
+    tmp_path: Path,
+) -> None:
+    from materializer.app import Materializer
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""
+receivers:
+  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
+defaults: {{receivers: [hook], group_wait: 0.1s}}
+rules:
+  - {{name: lag, kind: pipeline_lag, threshold: 100, hysteresis: 50}}
+"""
+    )
+    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+        async def lag() -> dict[str, Any]:
+            return (await alerts_query(http))["lag"]
+
+        async with Materializer(materializer_settings) as running:
+            seq = await publish_events(js, product("SKU-1", 5))
+            await running.wait_for_sequence(seq)
+            await until(lambda: _eq(lag(), "0", "value"), timeout=10)
+        # Published while the materializer is stopped: it restarts 1,500 events behind
+        # and catches up in small batches, each announced by a change notice.
+        seq = await publish_events(js, *(move("SKU-1", "WH-1", 1) for _ in range(1500)))
+        slow = dataclasses.replace(materializer_settings, batch_max_events=5)
+        async with Materializer(slow) as running:
+            await until(lambda: len(http_receiver.alerts("/hook")) >= 1, timeout=30)
+            await running.wait_for_sequence(seq)
+            await until(lambda: _eq(lag(), "inactive", "state"), timeout=10)
+            await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
+            await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
+            assert (await lag())["value"] == "0"
+    hook = http_receiver.alerts("/hook")
+    assert [(a["rule"], a["status"]) for a in hook] == [("lag", "firing"), ("lag", "resolved")]
+    assert int(hook[0]["value"]) > 100
+
+
 def _mail_count(box: Mailbox) -> int:
     bodies = [m.get_payload(decode=True).decode() for m in box.messages]  # type: ignore[union-attr]
     return sum(b.count("[FIRING]") + b.count("[RESOLVED]") for b in bodies)
 
 
-async def _eq(value: Any, wanted: Any) -> bool:
-    return bool(await value == wanted)
+async def _eq(value: Any, wanted: Any, key: str | None = None) -> bool:
+    got = await value
+    return bool((got[key] if key is not None else got) == wanted)
 
 
 @pytest.mark.slow

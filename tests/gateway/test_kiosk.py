@@ -25,6 +25,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from gateway import kiosk
+from gateway.exports.table import table
+from gateway.exports.writers import MEDIA_TYPES
+from pulse_bi.contract import BY_NAME
 from tests.gateway.kiosk_stack import (
     Publisher,
     Stack,
@@ -38,6 +41,7 @@ from tests.gateway.kiosk_stack import (
     wait_applied,
     wait_text,
 )
+from tests.gateway.test_exports import read_back
 
 JWT_SECRET = "kiosk-test-secret-that-is-long-enough-for-hs256"
 SCREENSHOT = os.environ.get("KIOSK_SCREENSHOT")  # e.g. docs/kiosk.png: keep a picture
@@ -88,6 +92,7 @@ async def test_page_behind_a_proxy_prefix_uses_that_prefix() -> None:
         page = await client.get("/bi/kiosk/")
         assert '<base href="/bi/kiosk/">' in page.text
         assert 'data-graphql-path="/bi/graphql"' in page.text
+        assert 'data-export-path="/bi/export"' in page.text
 
 
 async def test_unrendered_template_is_not_served_as_an_asset() -> None:
@@ -138,6 +143,80 @@ async def test_page_renders_the_current_values(stack: Stack, browser: Browser) -
     assert await page_problems(page) == []
     if SCREENSHOT:
         await page.screenshot(path=SCREENSHOT)
+
+
+#: The named query behind each panel (docs/KIOSK.md, "Downloads").
+PANEL_QUERIES = {
+    "revenue": "sales_summary",
+    "aov": "sales_summary",
+    "fresh": "pipeline",
+    "orders": "sales_by_hour",
+    "stock": "low_stock",
+    "ar": "ar_aging",
+}
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_every_panel_links_to_the_export_of_its_query_with_its_parameters(
+    stack: Stack, browser: Browser
+) -> None:
+    await start_with_world(stack)
+    page = await open_kiosk(browser, stack, "?channel=web")
+    await page.wait_for_selector("body[data-connection=live]")
+    await wait_text(page, "#stock-count", "2")
+    links = await page.eval_on_selector_all(
+        "[data-panel]:not([hidden]) .exports a",
+        "links => links.map(a => [a.closest('[data-panel]').dataset.panel, a.dataset.format,"
+        " a.href, a.textContent])",
+    )
+    by_panel: dict[str, dict[str, str]] = {}
+    for panel, fmt, href, label in links:
+        assert label == fmt.upper()
+        by_panel.setdefault(panel, {})[fmt] = href
+    assert sorted(by_panel) == sorted(PANEL_QUERIES)
+    async with httpx.AsyncClient(timeout=30) as client:
+        for panel, query in PANEL_QUERIES.items():
+            assert sorted(by_panel[panel]) == ["csv", "xlsx"], panel
+            for fmt, href in by_panel[panel].items():
+                assert href.startswith(f"{stack.url}/export/{query}.{fmt}"), href
+                reply = await client.get(href)
+                assert reply.status_code == 200, (href, reply.text)
+                assert reply.headers["content-type"].startswith(MEDIA_TYPES[fmt]), href
+                assert reply.content, href
+                header, *_rows = read_back(fmt, reply.content)
+                assert header == [c.header for c in table(BY_NAME[query]).columns], href
+    # The links carry the panels' own parameters: the channel, today's window, as_of.
+    summary = httpx.URL(by_panel["revenue"]["csv"]).params
+    assert summary["channel"] == "web"
+    assert summary["from"] < summary["to"]
+    assert httpx.URL(by_panel["orders"]["csv"]).params["channel"] == "web"
+    assert "as_of" in httpx.URL(by_panel["ar"]["csv"]).params
+    assert await page_problems(page) == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_export_links_follow_the_screen_warehouse_and_give_its_rows(
+    stack: Stack, browser: Browser
+) -> None:
+    await start_with_world(stack)
+    page = await open_kiosk(browser, stack, "?warehouse=WH-2&panels=stock,revenue")
+    await page.wait_for_selector("body[data-connection=live]")
+    await wait_text(page, "#revenue-net", "150.50")
+    stock = await page.get_attribute("[data-panel=stock] .exports a[data-format=csv]", "href")
+    revenue = await page.get_attribute("[data-panel=revenue] .exports a[data-format=csv]", "href")
+    assert stock is not None and revenue is not None
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+        # Same origin, from the gateway's root: the page's attribute is an absolute path.
+        assert stock.startswith("/export/low_stock.csv?")
+        stock_rows = read_back("csv", (await client.get(stock)).content)
+        revenue_rows = read_back("csv", (await client.get(revenue)).content)
+    assert httpx.URL(stock).params["warehouse"] == "WH-2"
+    sku, warehouse = stock_rows[0].index("SKU"), stock_rows[0].index("Warehouse")
+    assert [(row[sku], row[warehouse]) for row in stock_rows[1:]] == [("SKU-B", "WH-2")]
+    net = revenue_rows[0].index("Net revenue")
+    assert [row[net] for row in revenue_rows[1:]] == ["150.50"]
 
 
 @pytest.mark.browser
@@ -300,6 +379,21 @@ async def test_token_comes_from_the_url_or_a_prompt_when_jwt_is_configured(
     from_url = await open_kiosk(browser, stack, f"?token={token}")
     await from_url.wait_for_selector("body[data-connection=live]")
     await wait_text(from_url, "#revenue-net", "0.00")
+
+    # A link cannot carry the token: the page fetches the export with it and saves it.
+    href = await from_url.get_attribute("[data-panel=stock] a[data-format=csv]", "href")
+    assert href is not None
+    async with httpx.AsyncClient(base_url=stack.url) as client:
+        assert (await client.get(href)).status_code == 401
+    async with from_url.expect_download() as info:
+        await from_url.click("[data-panel=stock] a[data-format=csv]")
+    download = await info.value
+    assert download.suggested_filename.startswith("low_stock_")
+    saved = await download.path()
+    assert saved is not None
+    header = read_back("csv", Path(saved).read_bytes())[0]
+    assert header == [c.header for c in table(BY_NAME["low_stock"]).columns]
+    assert await page_problems(from_url) == []
 
 
 @pytest.mark.browser

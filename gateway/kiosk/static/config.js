@@ -30,6 +30,33 @@ export const QUERIES = {
 }`,
 };
 
+/**
+ * The named query behind each panel and its export parameters (docs/EXPORTS.md), from the
+ * panel's current windows `w` and the screen's configuration: one entry per panel.
+ */
+export const EXPORTS = {
+  revenue: { query: "sales_summary", params: (w) => w.summary },
+  aov: { query: "sales_summary", params: (w) => w.summary },
+  fresh: { query: "pipeline", params: () => ({}) },
+  orders: { query: "sales_by_hour", params: (w) => w.hourly },
+  stock: { query: "low_stock", params: (w, config) => ({ warehouse: config.warehouse }) },
+  ar: { query: "ar_aging", params: (w) => ({ as_of: w.aging.asOf }) },
+};
+
+/** The formats a panel links to, in link order. */
+export const EXPORT_FORMATS = ["csv", "xlsx"];
+
+/** The URL of a panel's export: `<exportPath>/<query>.<format>?<params>`, nulls left out. */
+export function exportUrl(exportPath, panel, format, w, config) {
+  const spec = EXPORTS[panel];
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(spec.params(w, config))) {
+    if (value != null && value !== "") params.set(key, value);
+  }
+  const query = params.toString();
+  return `${exportPath}/${spec.query}.${format}${query ? `?${query}` : ""}`;
+}
+
 /** The screen's configuration, from its URL. */
 export function readConfig(search) {
   const params = new URLSearchParams(search);

@@ -2,7 +2,7 @@
 // live query over one WebSocket; nothing is polled. The URL configures the screen.
 
 import { drawHourlyBars } from "./chart.js";
-import { HOUR, QUERIES, readConfig, windows } from "./config.js";
+import { EXPORT_FORMATS, HOUR, QUERIES, exportUrl, readConfig, windows } from "./config.js";
 import { ago, makeFormatters } from "./format.js";
 import { LiveClient, State } from "./gqlws.js";
 
@@ -34,6 +34,7 @@ class Kiosk {
       onState: (state, detail) => this.showState(state, detail),
     });
     this.subscribeAll();
+    this.renderExports();
     this.client.start();
     this.tick();
     setInterval(() => this.tick(), 1000);
@@ -121,6 +122,58 @@ class Kiosk {
       next: (data) => this.renderAlerts(data && data.alerts),
       error: () => this.renderAlerts(null),
     });
+  }
+
+  /** Each panel's download links, for the query behind it with its current windows. */
+  renderExports() {
+    const path = document.body.dataset.exportPath || "/export";
+    for (const panel of document.querySelectorAll("[data-panel]")) {
+      let box = panel.querySelector(".exports");
+      if (!box) {
+        box = document.createElement("nav");
+        box.className = "exports";
+        box.setAttribute("aria-label", "Download");
+        for (const format of EXPORT_FORMATS) {
+          const link = document.createElement("a");
+          link.dataset.format = format;
+          link.textContent = format.toUpperCase();
+          link.title = `Download as ${format.toUpperCase()}`;
+          link.addEventListener("click", (event) => this.download(event, link));
+          box.append(link);
+        }
+        panel.append(box);
+      }
+      for (const link of box.querySelectorAll("a")) {
+        const { format } = link.dataset;
+        link.href = exportUrl(path, panel.dataset.panel, format, this.windows, this.config);
+      }
+    }
+  }
+
+  /**
+   * With a token, a plain link cannot send it (docs/EXPORTS.md): fetch the file with the
+   * header and save it under the name the gateway gives.
+   */
+  async download(event, link) {
+    const token = this.token();
+    if (!token) return;
+    event.preventDefault();
+    const box = link.closest("[data-panel]").querySelector(".error");
+    try {
+      const reply = await fetch(link.href, { headers: { Authorization: `Bearer ${token}` } });
+      if (!reply.ok) throw new Error(`export refused (${reply.status})`);
+      const disposition = reply.headers.get("content-disposition") || "";
+      const name = /filename="([^"]+)"/.exec(disposition)?.[1] || "export";
+      const url = URL.createObjectURL(await reply.blob());
+      const save = document.createElement("a");
+      save.href = url;
+      save.download = name;
+      save.click();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (error) {
+      box.hidden = false;
+      box.textContent = `Download failed: ${error.message}`;
+    }
   }
 
   renderAlerts(alerts) {
@@ -287,7 +340,9 @@ class Kiosk {
         this.subs[name].update(w[name]);
       }
     }
+    const moved = JSON.stringify(w) !== JSON.stringify(this.windows);
     this.windows = w;
+    if (moved) this.renderExports();
   }
 
   // -- connection state ------------------------------------------------------
