@@ -19,10 +19,11 @@ import random
 import tempfile
 import time
 import uuid
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psutil
@@ -139,6 +140,45 @@ def generate(count: int, *, seed: int = 7, start_sequence: int = 1) -> Iterator[
         yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock)
 
 
+class TimedConnection:
+    """The store's connection with the time of every statement summed by its text.
+
+    DuckDB finds the Arrow tables a statement names in the caller's frame; through this
+    wrapper the caller is one frame further up, so ``python_scan_all_frames`` is set.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        conn.execute("SET python_scan_all_frames = true")
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def _timed(self, method: str, sql: str, *args: Any) -> Any:
+        key = " ".join(sql.split())[:70]
+        started = time.perf_counter()
+        try:
+            return getattr(self._conn, method)(sql, *args)
+        finally:
+            self.seconds[key] += time.perf_counter() - started
+            self.calls[key] += 1
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        """Run and time one statement."""
+        return self._timed("execute", sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        """Run and time one statement over many parameter sets."""
+        return self._timed("executemany", sql, *args)
+
+    def report(self, batches: int) -> None:
+        """Print the mean time per batch of each statement, the costliest first."""
+        for key, seconds in sorted(self.seconds.items(), key=lambda item: -item[1]):
+            print(f"  {seconds / batches * 1000:8.2f} ms/batch  {self.calls[key]:>6} calls  {key}")
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -151,6 +191,11 @@ def main() -> None:
         "--latency", type=int, default=0, help="small batches to time after the bulk run"
     )
     parser.add_argument("--latency-batch", type=int, default=20, help="events per small batch")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="time every SQL statement of the small batches and print them per batch",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.duckdb"
@@ -188,11 +233,17 @@ def main() -> None:
                     flush=True,
                 )
         latencies = []
+        timed = None
+        if args.profile:
+            timed = TimedConnection(store.conn)
+            store.conn = timed  # type: ignore[assignment]
         for _ in range(args.latency):
             batch = [m for _, m in zip(range(args.latency_batch), messages, strict=False)]
             started = time.perf_counter()
             store.apply_batch(batch)
             latencies.append(time.perf_counter() - started)
+        if timed is not None:
+            store.conn = timed._conn
         stats = store.stats()
         store.close()
         print(
@@ -211,6 +262,8 @@ def main() -> None:
                 f"{args.events:,}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
                 f"max {latencies[-1] * 1000:.1f} ms"
             )
+        if timed is not None:
+            timed.report(len(latencies))
 
 
 if __name__ == "__main__":

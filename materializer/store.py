@@ -34,7 +34,7 @@ import duckdb
 import numpy as np
 
 from materializer import continuity, db, events, selfcheck
-from materializer.aggregates import AGGREGATES, pipeline
+from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
 from materializer.faults import describe, is_infrastructure
 from materializer.limits import clip
@@ -85,6 +85,8 @@ class Store:
         self.conn = conn
         self._seen = SeenIndex(conn)
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
+        #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
+        self._delta_rows = self.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
         #: Last sequence of the stream as seen by the consumer (None: not known yet);
         #: shown as lag in ``pipeline``.
         self.stream_last_sequence: int | None = None
@@ -120,7 +122,25 @@ class Store:
         fresh = [m for m in messages if m.sequence > last]
         if not fresh:
             return BatchResult(last, last, 0, 0, 0, {"pipeline"})
+        if self._delta_rows >= deltas.COMPACT_ROWS:
+            self.compact()
         return self._apply_or_split(fresh)
+
+    def compact(self) -> None:
+        """Fold the aggregate deltas into their bases, in a transaction of its own.
+
+        Runs between batches; it changes how the aggregates are stored, not what any
+        read answers, so it needs no change notice.
+        """
+        cur = self.conn
+        cur.execute("BEGIN")
+        try:
+            deltas.compact(cur, FOLDED)
+            cur.execute("COMMIT")
+        except BaseException:
+            db.rollback(cur)
+            raise
+        self._delta_rows = 0
 
     def _apply_or_split(self, messages: list[RawMessage]) -> BatchResult:
         try:
@@ -157,6 +177,7 @@ class Store:
             result, batch = self._apply(cur, messages)
             result.gaps = gaps
             event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
+            delta_rows = batch.delta_rows
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
             del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
@@ -164,6 +185,7 @@ class Store:
             db.rollback(cur)  # a failed ROLLBACK must not hide why the batch failed
             raise
         self._last_sequence = result.last_sequence
+        self._delta_rows += delta_rows
         # Only what committed is seen from now on.
         seen = self._seen
         seen.events.add(event_hashes)

@@ -54,6 +54,8 @@ class Batch:
         #: Arrow tables an aggregate builds for one step and reads again in another.
         self.frames: dict[str, pa.Table] = {}
         self.aggregates: set[str] = {"pipeline"}
+        #: Rows appended to aggregate deltas (``materializer.aggregates.deltas``).
+        self.delta_rows = 0
         #: The keys the batch touched, for its change notice (lists may repeat keys).
         self.changes = Changes()
         #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows

@@ -30,6 +30,7 @@ from materializer.aggregates.batch import (
     iso,
     strings,
 )
+from materializer.aggregates.deltas import Folded
 from materializer.queries import (
     EXACT,
     Cursor,
@@ -43,6 +44,24 @@ from materializer.queries import (
 from pulse_bi.contract import UtcTime, registry
 
 SPEC = registry.SALES
+
+#: The hourly tables take appends (``materializer.aggregates.deltas``).
+SALES_BY_HOUR = Folded(
+    "sales_by_hour",
+    sums=(
+        "orders",
+        "gross_revenue",
+        "units",
+        "cancelled_orders",
+        "cancelled_revenue",
+        "cancelled_units",
+    ),
+)
+PRODUCT_SALES_BY_HOUR = Folded(
+    "product_sales_by_hour",
+    sums=("units", "revenue", "cancelled_units", "cancelled_revenue"),
+)
+FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -272,35 +291,24 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
         for hour in pc.unique(pc.floor_temporal(orders.column("time"), unit="hour")).to_pylist():
             batch.changes.sales_hours.append(iso(hour))
         batch.changes.channels.extend(pc.unique(orders.column("channel")).to_pylist())
-    # Grouped by the key first: an upsert must never see the same key twice.
-    cur.execute(
-        "INSERT INTO sales_by_hour SELECT hour, channel, sum(orders), sum(gross), sum(units),"
-        f" sum(c_orders), sum(c_revenue), sum(c_units) FROM ({union_sales}) GROUP BY ALL"
-        " ON CONFLICT DO UPDATE SET"
-        " orders = sales_by_hour.orders + excluded.orders,"
-        " gross_revenue = sales_by_hour.gross_revenue + excluded.gross_revenue,"
-        " units = sales_by_hour.units + excluded.units,"
-        " cancelled_orders = sales_by_hour.cancelled_orders + excluded.cancelled_orders,"
-        " cancelled_revenue = sales_by_hour.cancelled_revenue + excluded.cancelled_revenue,"
-        f" cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units"
-        f"{returning_sales}"
-    )
+    # Grouped by the key first: one delta row per key and batch.
+    rows = cur.execute(
+        f"INSERT INTO {SALES_BY_HOUR.delta} SELECT hour, channel, sum(orders), sum(gross),"
+        " sum(units), sum(c_orders), sum(c_revenue), sum(c_units)"
+        f" FROM ({union_sales}) GROUP BY ALL{returning_sales}"
+    ).fetchall()
+    batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
-        for hour, channel in cur.fetchall():
+        for hour, channel in rows:
             batch.changes.sales_hours.append(iso(hour))
             batch.changes.channels.append(channel)
-    cur.execute(
-        "INSERT INTO product_sales_by_hour SELECT hour, sku, sum(units), sum(revenue),"
-        f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL"
-        " ON CONFLICT DO UPDATE SET"
-        " units = product_sales_by_hour.units + excluded.units,"
-        " revenue = product_sales_by_hour.revenue + excluded.revenue,"
-        " cancelled_units = product_sales_by_hour.cancelled_units + excluded.cancelled_units,"
-        " cancelled_revenue = product_sales_by_hour.cancelled_revenue"
-        f" + excluded.cancelled_revenue{returning_products}"
-    )
+    rows = cur.execute(
+        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} SELECT hour, sku, sum(units), sum(revenue),"
+        f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL{returning_products}"
+    ).fetchall()
+    batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
-        batch.changes.skus.extend(sku for (sku,) in cur.fetchall())
+        batch.changes.skus.extend(sku for (sku,) in rows)
 
 
 # Named queries ----------------------------------------------------------------------
