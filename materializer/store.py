@@ -177,7 +177,7 @@ class Store:
             result, batch = self._apply(cur, messages)
             result.gaps = gaps
             event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
-            delta_rows = batch.delta_rows
+            delta_rows, event_ids = batch.delta_rows, batch.event_ids
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
             del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
@@ -189,6 +189,7 @@ class Store:
         # Only what committed is seen from now on.
         seen = self._seen
         seen.events.add(event_hashes)
+        seen.recent.add(event_ids)
         if key_hashes is not None:
             seen.keys.add(key_hashes[:, 0].copy(), key_hashes[:, 1].copy(), key_sequences)
         return result
@@ -340,7 +341,10 @@ class Store:
         hashes = md5_halves(event_ids)[:, 1].copy()
         hit, _ = self._seen.events.find(hashes)
         candidates = [event_ids[i] for i in np.flatnonzero(hit)]
-        seen = confirm_seen(batch.cur, candidates)
+        recent = self._seen.recent
+        seen = {c for c in candidates if c in recent}
+        if len(seen) < len(candidates):  # older than the recent ids, or a hash collision
+            seen |= confirm_seen(batch.cur, [c for c in candidates if c not in seen])
         if self.archive is not None and len(seen) < len(candidates):
             # Applied before, then archived: its raw row left the file (materializer/archive.py).
             rest = [c for c in candidates if c not in seen]
