@@ -339,7 +339,7 @@ class Store:
         batch.found = self._seen.find_keys(keys)
         event_ids = list(ids)
         hashes = md5_halves(event_ids)[:, 1].copy()
-        hit, _ = self._seen.events.find(hashes)
+        hit = self._seen.events.find(hashes)
         candidates = [event_ids[i] for i in np.flatnonzero(hit)]
         recent = self._seen.recent
         seen = {c for c in candidates if c in recent}

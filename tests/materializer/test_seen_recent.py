@@ -1,14 +1,16 @@
-"""Recent event ids: a re-delivered recent event is dropped without scanning the raw
-tables; older ones, collisions and rejected ids behave as before."""
+"""Seen event ids: 48-bit fingerprints find every id added; a re-delivered recent event
+is dropped without scanning the raw tables; older ones, collisions and rejected ids
+behave as before."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from materializer import store as store_module
-from materializer.seen import RecentIds
+from materializer.seen import EventFingerprints, RecentIds
 from materializer.store import Store
 from tests.materializer.eventkit import DAY, Stream
 
@@ -83,3 +85,44 @@ def test_recent_ids_forget_whole_batches_oldest_first() -> None:
     recent.add([f"x{n}" for n in range(10)])  # larger than capacity: kept whole
     assert len(recent) == 10 and "e" not in recent and "x0" in recent
     assert 5 not in recent and "" not in recent
+
+
+@pytest.mark.parametrize("merge_at", [1, 7, 1 << 16])
+def test_event_fingerprints_find_what_was_added_across_merges(
+    monkeypatch: pytest.MonkeyPatch, merge_at: int
+) -> None:
+    monkeypatch.setattr(EventFingerprints, "MERGE_AT", merge_at)
+    rng = np.random.default_rng(5)
+    added = rng.integers(0, 2**64, 3000, dtype=np.uint64)
+    # Crowd a few buckets: same top 16 bits, and pairs that differ only in the low 16.
+    crowded = (np.uint64(0xABCD) << np.uint64(48)) | rng.integers(0, 2**40, 200, np.uint64)
+    added = np.concatenate([added, crowded, crowded[:5] ^ np.uint64(1)])
+    index = EventFingerprints(added[:1000])
+    for start in range(1000, len(added), 97):
+        index.add(added[start : start + 97])
+    assert len(index) == len(added)
+    assert index.find(added).all()
+    assert index.find(added[::-1]).all()  # any order, repeated buckets
+    absent = rng.integers(0, 2**64, 20000, dtype=np.uint64)
+    fingerprints = {int(h) >> 16 for h in added}
+    expected = np.array([int(h) >> 16 in fingerprints for h in absent])
+    assert (index.find(absent) == expected).all()
+    assert not expected.any()  # 48 bits: no chance collision among these
+    # Same 48-bit fingerprint, other low 16 bits: a false hit (confirmed later) once
+    # merged into the buckets; the delta still compares whole hashes.
+    near = index.find(crowded[5:10] ^ np.uint64(2))
+    assert near.all() if merge_at == 1 else not near.any() if merge_at > len(added) else True
+    assert index.nbytes < len(added) * 4 + (1 << 16) * 8 + merge_at * 8 + 8
+
+
+def test_event_fingerprints_empty_and_edge_values() -> None:
+    index = EventFingerprints(np.empty(0, np.uint64))
+    assert len(index) == 0
+    assert not index.find(np.array([0, 2**64 - 1], np.uint64)).any()
+    assert index.find(np.empty(0, np.uint64)).shape == (0,)
+    extremes = np.array([0, 1, 2**64 - 1, 2**63], np.uint64)
+    index.add(extremes)
+    assert index.find(extremes).all()
+    full = EventFingerprints(extremes)
+    assert full.find(extremes).all()
+    assert not full.find(np.array([2**48, 2**40], np.uint64)).any()
