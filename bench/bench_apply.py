@@ -197,6 +197,17 @@ class TimedConnection:
             )
 
 
+def seen_index_bytes(store: Store) -> int:
+    """Bytes of the store's in-memory seen-id index (numpy arrays; not the recent ids)."""
+    seen = store._seen
+    keys = [c for level in (seen.keys._base, seen.keys._delta) for c in level if c is not None]
+    events = getattr(seen.events, "nbytes", None)
+    if events is None:  # a 64-bit sorted array
+        levels = (seen.events._base, seen.events._delta)  # type: ignore[attr-defined]
+        events = sum(c.nbytes for level in levels for c in level if c is not None)
+    return int(events + sum(c.nbytes for c in keys))
+
+
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -269,13 +280,15 @@ def main() -> None:
         if timed is not None:
             store.conn = timed._conn
         stats = store.stats()
+        memory = process.memory_full_info()
+        index = seen_index_bytes(store)
         store.close()
         print(
             f"apply_batch: {applied:,} events in {elapsed:.2f} s = {applied / elapsed:,.0f} "
             f"events/s (batch {args.batch:,}), {applied / cpu:,.0f} events per CPU-second; "
             f"applied {stats['events_applied']:,}, "
-            f"rejected {stats['events_rejected']:,}; RSS "
-            f"{process.memory_info().rss / 2**20:.0f} MB"
+            f"rejected {stats['events_rejected']:,}; RSS {memory.rss / 2**20:.0f} MB, "
+            f"USS {memory.uss / 2**20:.0f} MB (private), seen-id index {index / 2**20:.0f} MB"
         )
         if latencies:
             latencies.sort()
