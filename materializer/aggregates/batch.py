@@ -118,6 +118,19 @@ class Batch:
                 self.reject(event, event_type, f"{field} '{key}' already {verb} by event '{first}'")
         return accepted
 
+    def accept_with_followers(
+        self, aggregate: str, creates: tuple[str, str, str, str, str], follows: str
+    ) -> tuple[dict[str, Accepted], list[Accepted]] | None:
+        """The events that create ids (``accept_first(*creates)``) and those of type
+        ``follows`` that refer to them (cancellations, payments); None when the batch has
+        neither, else ``aggregate`` is marked as touched."""
+        created = self.accept_first(*creates)
+        followers = self.of_type(follows)
+        if not created and not followers:
+            return None
+        self.aggregates.add(aggregate)
+        return created, followers
+
     def insert(self, table: str, columns: dict[str, pa.Array], select: str = "*") -> None:
         """Insert columns into ``table`` by column name, in one statement."""
         # DuckDB reads the local Arrow table by its name (a replacement scan): cheaper

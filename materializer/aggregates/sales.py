@@ -43,6 +43,8 @@ from materializer.queries import (
 )
 from pulse_bi.contract import UtcTime, registry
 
+#: ``Batch.accept_first`` arguments of the events that create ids.
+CREATES = ("order.created", "order_id", "o:", "order_events", "created")
 SPEC = registry.SALES
 
 #: The hourly tables take appends (``materializer.aggregates.deltas``).
@@ -117,11 +119,9 @@ def _cancellation_targets(
 
 def apply(batch: Batch) -> None:
     """Store the batch's orders and cancellations and update the sales aggregates."""
-    created = batch.accept_first("order.created", "order_id", "o:", "order_events", "created")
-    cancels = batch.of_type("order.cancelled")
-    if not created and not cancels:
+    if (found := batch.accept_with_followers(SPEC.name, CREATES, "order.cancelled")) is None:
         return
-    batch.aggregates.add(SPEC.name)
+    created, cancels = found
     orders = list(created.values())
     targets, effects, waiting = _cancellation_targets(batch, created)
     if orders:
