@@ -33,6 +33,7 @@ from materializer.settings import Settings
 from materializer.store import BatchResult, Store
 from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_encoder
 from pulse_bi.streams import ensure_stream
+from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import current_headers
 
 log = logging.getLogger("pulse_bi.materializer")
@@ -452,11 +453,7 @@ class Materializer:
             await self.lifecycle.stop()
         if self.ingestor is not None:
             await self.ingestor.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_until_done(self._tasks)
         self._tasks.clear()
         if self.http is not None:
             await self.http.stop()
