@@ -32,6 +32,7 @@ from materializer.service import QueryService
 from materializer.settings import Settings
 from materializer.store import BatchResult, Store
 from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_encoder
+from pulse_bi.natsclient import client_options
 from pulse_bi.streams import ensure_stream
 from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import current_headers
@@ -95,10 +96,7 @@ class Materializer:
         self._notice_version = int(self._state.get("last_sequence") or 0)
         self.starting_step = f"connecting to NATS at {s.nats_url}"
         self.nc = await nats.connect(
-            s.nats_url.split(","),
-            name="pulse-bi-materializer",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            **client_options(s.nats_url, "pulse-bi-materializer"),
             error_cb=self._nats_error,
             disconnected_cb=self._nats_disconnected,
             reconnected_cb=self._nats_reconnected,
@@ -108,10 +106,7 @@ class Materializer:
         # their replies queue behind every message the server pushed ahead (seconds
         # during a bulk ingest on a busy machine).
         self._control = await nats.connect(
-            s.nats_url.split(","),
-            name="pulse-bi-materializer-control",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            **client_options(s.nats_url, "pulse-bi-materializer-control")
         )
         self.starting_step = "checking the stream"
         info = await ensure_stream(
