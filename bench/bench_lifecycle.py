@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -35,7 +36,7 @@ import nats
 from bench.bench_ingest import machine, prefill
 from materializer import archive, replay
 from materializer.app import Materializer
-from materializer.lifecycle import BACKUP_SUBJECT, BackupReply
+from materializer.backup_service import BACKUP_SUBJECT, BackupReply
 from materializer.settings import Settings
 from materializer.store import Store
 from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME
@@ -260,9 +261,10 @@ async def _archive_through(
     taken: list[Any] = []
     async for chunk in replay.stream_messages(js, horizon + 1, upto):
         taken.extend(chunk)
-    run, _ = await asyncio.to_thread(archive.write_run, lifecycle.settings.archive_path, taken)
-    await lifecycle.retire(run.last)
-    await lifecycle.compact()
+    root = lifecycle.settings.archive_path
+    run, _ = await asyncio.to_thread(store.read, functools.partial(archive.write_run, root, taken))
+    await lifecycle.archiving.retire(run.last)
+    await lifecycle.archiving.compact()
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from materializer import backup
 from materializer.app import Materializer
-from materializer.lifecycle import BACKUP_SUBJECT, BackupReply
+from materializer.backup_service import BACKUP_SUBJECT, BackupReply
 from materializer.settings import Settings
 from pulse_bi import __version__
 from pulse_bi.natsserver import LocalNatsServer, free_port
@@ -297,8 +297,8 @@ async def test_scheduled_backups_keep_the_newest_of_each_day_and_week(
         async with asyncio.timeout(60):
             # Pruning follows each backup: wait for the third and its pruning.
             while len(taken) < 3 or len(backup.list_backups(settings.backup_path)) != 1:
-                if running.lifecycle.last_backup is not None:
-                    taken.add(running.lifecycle.last_backup.path)
+                if running.lifecycle.backups.last_backup is not None:
+                    taken.add(running.lifecycle.backups.last_backup.path)
                 await asyncio.sleep(0.05)
         stats = running.stats()
         assert running.health()[0] == "ok"
