@@ -288,21 +288,14 @@ def verify(path: Path) -> Backup:
     return Backup(path, manifest)
 
 
-def install(backup: Backup, target: Path) -> Path | None:
-    """Put the backup's database at ``target`` (a stopped materializer's file).
-
-    The file there (and its WAL, which belongs to it and must never be replayed onto
-    the snapshot) is moved aside to ``<target>.before-restore-<time>``; returns that
-    path (None when there was no file).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    incoming = target.with_name(f"{target.name}.restoring")
+def copy_verified(backup: Backup, incoming: Path) -> None:
+    """Copy the backup's database to ``incoming`` (next to where it is restored), fsync
+    it and check its checksum again; ``swap_in`` then puts it in place."""
     shutil.copyfile(backup.database, incoming)
     fsync(incoming)
     if sha256_of(incoming) != backup.manifest.sha256:
         incoming.unlink()
         raise BackupError(f"copying {backup.database} to {incoming} changed it (disk fault?)")
-    return swap_in(incoming, target, "before-restore")
 
 
 def swap_in(incoming: Path, target: Path, label: str) -> Path | None:

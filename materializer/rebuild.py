@@ -178,10 +178,10 @@ async def rebuild(
         store.close()
     return Rebuilt(
         last_sequence=last,
-        from_archive=(loaded.messages if loaded else 0) + result.from_archive,
-        archive_seconds=archive_seconds + result.archive_seconds,
-        from_stream=result.from_stream,
-        stream_seconds=result.stream_seconds,
+        from_archive=(loaded.messages if loaded else 0) + result.archive.messages,
+        archive_seconds=archive_seconds + result.archive.seconds,
+        from_stream=result.stream.messages,
+        stream_seconds=result.stream.seconds,
         archive_horizon=horizon,
         set_based=loaded is not None,
     )

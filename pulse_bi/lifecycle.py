@@ -267,7 +267,7 @@ async def _restore(
         leftover.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     if verified is not None:
-        await asyncio.to_thread(_copy_checked, verified, incoming)
+        await asyncio.to_thread(backup.copy_verified, verified, incoming)
     until = replay.Until(sequence=to_sequence, time=until_time)
     store = await asyncio.to_thread(Store.open, incoming)
     try:
@@ -294,22 +294,11 @@ async def _restore(
     return {
         "restored": str(target),
         "last_sequence": last,
-        "from_archive": result.from_archive,
-        "from_stream": result.from_stream,
+        "from_archive": result.archive.messages,
+        "from_stream": result.stream.messages,
         "archive_horizon": horizon,
         "previous_file": str(aside) if aside else None,
     }
-
-
-def _copy_checked(verified: Any, incoming: Path) -> None:
-    import shutil
-
-    from materializer import backup
-
-    shutil.copyfile(verified.database, incoming)
-    if backup.sha256_of(incoming) != verified.manifest.sha256:
-        incoming.unlink()
-        raise backup.BackupError(f"copying {verified.database} changed it (disk fault?)")
 
 
 async def _connect(url: str, timeout: float = 5.0) -> Any:

@@ -3,9 +3,11 @@ DuckDB files compared, reference replays, and the CLI run as a separate process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ import duckdb
 import nats
 
 from materializer import archive, events, replay
+from materializer.app import Materializer
 from materializer.seen import SeenIndex
+from materializer.settings import Settings
 from materializer.store import RawMessage, Store
 from pulse_bi.contract import QUERIES
-from pulse_bi.simulator import generate, publish
+from pulse_bi.simulator import Scenario, generate, publish
 from pulse_bi.streams import ensure_stream
 
 #: Tables that say where a file stands rather than what it holds. ``seen_keys`` too: a
@@ -140,8 +144,9 @@ async def reference(url: str, path: Path, upto: int | None = None) -> Path:
     return path
 
 
-async def prefill(url: str, count: int, seed: int) -> int:
-    """Publish a seeded scenario (duplicates, bad events, late events); last sequence."""
+async def publish_scenario(url: str, count: int, seed: int) -> tuple[int, Scenario]:
+    """Publish a seeded scenario (duplicates, bad events, late events); the stream's
+    last sequence, and the scenario."""
     scenario = generate(seed, count, out_of_order=0.05, duplicates=0.02, bad=0.01)
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -149,7 +154,22 @@ async def prefill(url: str, count: int, seed: int) -> int:
     await publish(nc, scenario.messages)
     last = (await js.stream_info("PULSE_EVENTS")).state.last_seq
     await nc.drain()
-    return int(last)
+    return int(last), scenario
+
+
+async def prefill(url: str, count: int, seed: int) -> int:
+    """``publish_scenario``'s last sequence."""
+    last, _ = await publish_scenario(url, count, seed)
+    return last
+
+
+@contextlib.asynccontextmanager
+async def caught_up(settings: Settings, last: int) -> AsyncIterator[Materializer]:
+    """A materializer running on ``settings`` once it has applied sequence ``last``."""
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=60)
+        assert running.lifecycle is not None
+        yield running
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -238,33 +238,17 @@ async def test_point_in_time_restore_equals_a_replay_of_the_first_events(
     env = {"NATS_URL": nats_server.url, "ARCHIVE_PATH": str(settings.archive_path)}
     target = (early + middle) // 2 + 7
 
-    by_sequence = tmp_path / "audit-sequence.duckdb"
-    done = cli(
-        "restore",
-        str(taken.path),
-        "--to-sequence",
-        str(target),
-        "--output",
-        str(by_sequence),
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    expected = await reference(nats_server.url, tmp_path / "first-n.duckdb", upto=target)
-    assert_same(contents(by_sequence, raw=False), contents(expected, raw=False))
+    async def audit(option: str, value: str, upto: int) -> Path:
+        """``restore BACKUP option value`` into a file of its own: a replay to ``upto``."""
+        output = tmp_path / f"audit{option}.duckdb"
+        done = cli("restore", str(taken.path), option, value, "--output", str(output), env=env)
+        assert done.returncode == 0, done.stderr
+        expected = await reference(nats_server.url, tmp_path / f"replay{option}", upto=upto)
+        assert_same(contents(output, raw=False), contents(expected, raw=False))
+        return output
 
-    by_time = tmp_path / "audit-time.duckdb"
-    done = cli(
-        "restore",
-        str(taken.path),
-        "--to-time",
-        cut.isoformat(),
-        "--output",
-        str(by_time),
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    expected = await reference(nats_server.url, tmp_path / "until-cut.duckdb", upto=middle)
-    assert_same(contents(by_time, raw=False), contents(expected, raw=False))
+    by_sequence = await audit("--to-sequence", str(target), target)
+    await audit("--to-time", cut.isoformat(), middle)
 
     from_empty = tmp_path / "audit-empty.duckdb"
     done = cli("restore", "--to-sequence", str(target), "--output", str(from_empty), env=env)
