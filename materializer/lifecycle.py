@@ -29,6 +29,7 @@ from materializer.backup_service import BACKUP_SUBJECT, Backups
 from materializer.swap import SWAP_SUBJECT, Swapper
 from pulse_bi import __version__
 from pulse_bi.contract import QUERY_QUEUE_GROUP
+from pulse_bi.tasks import cancel_until_done
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -104,12 +105,9 @@ class Lifecycle:
             await self._service.stop()
         if self._answering:
             await asyncio.wait(set(self._answering), timeout=60)
-        for task in self._tasks:
-            # Cancelled again until done: nats-py may turn a cancellation that reaches
-            # it in a fetch into a time-out, and the schedule would then sleep on.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+        # Cancelled again until done: nats-py may turn a cancellation that reaches it
+        # in a fetch into a time-out, and the schedule would then sleep on.
+        await cancel_until_done(self._tasks)
         self._tasks.clear()
 
     def answer_in_task(
