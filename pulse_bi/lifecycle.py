@@ -343,9 +343,11 @@ async def _jetstream(url: str) -> tuple[Any, Any]:
 def rebuild_command(output: Path | None, swap: bool) -> None:
     """Build a new DuckDB file from the Parquet archive followed by the stream's tail.
 
-    Runs while the materializer keeps serving the old file. The new file applies every
-    archived message and then the stream up to its last sequence, through the same code
-    as live ingest, and ends with the same aggregates. With --swap (the default) it
+    Runs while the materializer keeps serving the old file. The new file loads the
+    archive's typed rows and recomputes every aggregate from them with set-based SQL
+    (an archive written before typed rows existed is applied message by message), then
+    applies the stream up to its last sequence through the same code as live ingest,
+    and ends with the same aggregates. With --swap (the default) it
     then replaces DUCKDB_PATH: a running materializer catches the new file up to its
     own sequence and swaps between two batches; a stopped one's file is swapped here.
     """
