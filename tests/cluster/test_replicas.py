@@ -24,7 +24,7 @@ from materializer.app import Materializer
 from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.natsserver import LocalNatsServer, free_port
 from tests.cluster.conftest import order_event
-from tests.conftest import publish_events
+from tests.conftest import local_materializer, publish_events
 from tests.gateway.conftest import Server, until
 
 pytestmark = pytest.mark.slow
@@ -33,14 +33,7 @@ SUMMARY = '{ salesSummary(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00
 
 
 def replica_settings(url: str, path: Path, **overrides: Any) -> MaterializerSettings:
-    return MaterializerSettings(
-        nats_url=url,
-        data_path=path.parent,
-        duckdb_path=path,
-        http_port=0,
-        heartbeat_interval=0.2,
-        **overrides,
-    )
+    return local_materializer(url, path, heartbeat_interval=0.2, **overrides)
 
 
 class Held:
