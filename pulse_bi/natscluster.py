@@ -27,10 +27,6 @@ class ClusterNode(NatsProcess):
     binary: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def label(self) -> str:
-        return f"nats-server {self.name}"
-
     def command(self) -> list[str]:
         return [
             find_nats_server(self.binary),
@@ -132,10 +128,6 @@ class ConfiguredServer(NatsProcess):
     port: int
     binary: str | None = None
     process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def label(self) -> str:
-        return f"nats-server {self.name}"
 
     def start(self, timeout: float = 10.0) -> ConfiguredServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)

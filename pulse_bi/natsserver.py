@@ -47,8 +47,9 @@ class NatsProcess:
 
     @property
     def label(self) -> str:
-        """How messages name this server."""
-        return "nats-server"
+        """How messages name this server: with its ``name`` where it has one (cluster
+        nodes, hub and sites)."""
+        return f"nats-server {getattr(self, 'name', '')}".rstrip()
 
     @property
     def url(self) -> str:
