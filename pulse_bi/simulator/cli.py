@@ -17,6 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from pulse_bi.options import SHOW_DEFAULTS
 from pulse_bi.simulator.generator import (
     generate,
     iter_messages,
@@ -66,12 +67,11 @@ def _parse_end(value: str | None) -> datetime | None:
 _FRACTION = click.FloatRange(0.0, 1.0)
 
 
-@click.command("simulate")
+@click.command("simulate", context_settings=SHOW_DEFAULTS)
 @click.option(
     "--nats-url",
     envvar=["PULSE_SIM_NATS_URL", "NATS_URL"],
     default="nats://127.0.0.1:4222",
-    show_default=True,
     help="NATS server to publish to (env PULSE_SIM_NATS_URL or NATS_URL).",
 )
 @click.option(
@@ -104,7 +104,6 @@ _FRACTION = click.FloatRange(0.0, 1.0)
     "--out-of-order",
     type=_FRACTION,
     default=0.02,
-    show_default=True,
     envvar="PULSE_SIM_OUT_OF_ORDER",
     help="Share of cancellations and payments published before their order or invoice.",
 )
@@ -112,7 +111,6 @@ _FRACTION = click.FloatRange(0.0, 1.0)
     "--duplicates",
     type=_FRACTION,
     default=0.01,
-    show_default=True,
     envvar="PULSE_SIM_DUPLICATES",
     help="Share of messages re-sending a recent event with the same id: half with the same "
     "Nats-Msg-Id (JetStream drops them), half without it (the consumer must ignore them).",
@@ -121,7 +119,6 @@ _FRACTION = click.FloatRange(0.0, 1.0)
     "--bad",
     type=_FRACTION,
     default=0.001,
-    show_default=True,
     envvar="PULSE_SIM_BAD",
     help="Share of messages with bad input, every kind in turn (invalid JSON, not a "
     "CloudEvent, unknown type, missing or mistyped field, >2 decimals, time without "
@@ -131,7 +128,6 @@ _FRACTION = click.FloatRange(0.0, 1.0)
     "--window-hours",
     type=click.FloatRange(min=0.0),
     default=48.0,
-    show_default=True,
     envvar="PULSE_SIM_WINDOW_HOURS",
     help="Without --rate: event times spread over this many hours before --end.",
 )
@@ -158,7 +154,6 @@ _FRACTION = click.FloatRange(0.0, 1.0)
     "--duplicate-window",
     type=click.FloatRange(min=0.0, min_open=True),
     default=120.0,
-    show_default=True,
     envvar="PULSE_SIM_DUPLICATE_WINDOW",
     help="Duplicate window (seconds) of the PULSE_EVENTS stream when this run creates it.",
 )
