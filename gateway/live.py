@@ -29,7 +29,7 @@ from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions, relevant
 from pulse_bi.contract import CHANGES_SUBJECT, QUERIES, ChangeNotice, notice_decoder
-from pulse_bi.tasks import cancel
+from pulse_bi.tasks import cancel_until_done
 
 log = logging.getLogger("gateway.live")
 
@@ -133,7 +133,9 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""
-        await cancel(*self._initial, self._runner, self._clock, self._watchdog)
+        await cancel_until_done(
+            t for t in [*self._initial, self._runner, self._clock, self._watchdog] if t
+        )
         self.groups.clear()
 
     # -- subscribing ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ import httpx
 
 from pulse_bi.alerts.engine import Engine, Notification
 from pulse_bi.alerts.rules import EmailReceiver, Receiver, SlackReceiver, WebhookReceiver
-from pulse_bi.tasks import cancel
+from pulse_bi.tasks import cancel_until_done
 
 log = logging.getLogger("pulse_bi.alerts.delivery")
 
@@ -100,7 +100,7 @@ class Deliverer:
             self._tasks.append(asyncio.create_task(self._worker(name), name=f"alerts-{name}"))
 
     async def close(self) -> None:
-        await cancel(*self._tasks)
+        await cancel_until_done(self._tasks)
         await self._http.aclose()
 
     def unhealthy(self) -> dict[str, str]:
