@@ -61,9 +61,10 @@ class Dependence(TypedDict, total=False):
     clock: tuple[str, ...]
 
 
-#: Row fields stand in this order: a class declared without ``kw_only`` puts its own
-#: fields before the keyword-only ones of its base (msgspec's field order), so a row
-#: lists its key (hour, channel, customer) first and the totals it shares after it.
+# Rows sharing a field group (SalesTotals, AgingBuckets) subclass it without `kw_only`:
+# msgspec puts such a class's own fields before the keyword-only ones of its base, so
+# the row lists its key (hour, channel, customer) first and the shared fields after it,
+# the order GraphQL and docs/API.md show.
 
 
 # Sales ------------------------------------------------------------------------------
