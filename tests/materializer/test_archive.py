@@ -401,3 +401,26 @@ async def test_kill_9_while_archiving_then_restart_ends_like_a_plain_replay(
     assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(covered))
     archived = sum(len(chunk) for chunk in archive.messages(root))
     assert archived == last
+
+
+async def test_the_next_batch_already_reads_retired_orders_from_the_archive(
+    nats_server: LocalNatsServer, tmp_path: Path
+) -> None:
+    settings = settings_for(nats_server, tmp_path, archive_after_days=AFTER)
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    last = await publish_events(js, order("R-1"), order("R-2"))
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=30)
+        assert running.lifecycle is not None and running.ingestor is not None
+        store = running.store
+        assert store is not None and store.archive is not None
+        retiring = asyncio.create_task(running.lifecycle.archiving.retire(last))
+        await asyncio.sleep(0)  # its step is on the writer thread's queue now
+        # The step queued right after it (where the next batch would be applied) must
+        # find the orders whose raw rows just left in the archive.
+        horizon = await running.ingestor.between_batches(lambda: store.archive.horizon)  # type: ignore[union-attr]
+        await retiring
+    assert horizon == last
+    await nc.drain()
