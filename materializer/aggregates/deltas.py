@@ -33,6 +33,11 @@ class Folded:
         """The table a batch appends to."""
         return f"{self.name}_delta"
 
+    @property
+    def base(self) -> str:
+        """The table of folded rows, one per key (a rebuild writes here)."""
+        return f"{self.name}_base"
+
     def grouped(self, source: str) -> str:
         """``source``'s rows folded to one per key: sums added up, ``latest`` the max."""
         values = ", ".join((*self.sums, *self.latest))
@@ -43,12 +48,12 @@ class Folded:
 
     def content_sql(self) -> str:
         """What the table holds, one row per key, however much is folded yet."""
-        parts = f"(SELECT * FROM {self.name}_base UNION ALL BY NAME SELECT * FROM {self.delta})"
+        parts = f"(SELECT * FROM {self.base} UNION ALL BY NAME SELECT * FROM {self.delta})"
         return self.grouped(parts)
 
     def fold_sql(self) -> str:
         """Add the delta's rows to the base, key by key (the key: every other column)."""
-        base = f"{self.name}_base"
+        base = self.base
         updates = ", ".join(
             [f"{c} = {base}.{c} + excluded.{c}" for c in self.sums]
             + [f"{c} = greatest({base}.{c}, excluded.{c})" for c in self.latest]

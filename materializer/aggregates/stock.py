@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from materializer.aggregates.batch import Batch, event_table, strings
 from materializer.aggregates.deltas import Folded
+from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
@@ -52,6 +53,20 @@ def apply(batch: Batch) -> None:
     batch.delta_rows += count
     batch.changes.skus.extend(skus)
     batch.changes.warehouses.extend(warehouses)
+
+
+#: Key columns of ``stock_snapshot`` (the rebuild groups by them).
+SNAPSHOT_KEYS = "sku, warehouse"
+
+
+def rebuild(history: History) -> None:
+    """``stock_snapshot`` (its base: one row per key) from every movement: on hand is
+    their sum."""
+    history.cur.execute(
+        f"INSERT INTO {STOCK_SNAPSHOT.base} BY NAME SELECT {SNAPSHOT_KEYS},"
+        " sum(quantity_delta) AS on_hand, max(time) AS last_movement_at"
+        f" FROM {history.of('stock_events')} GROUP BY {SNAPSHOT_KEYS}"
+    )
 
 
 # Named queries ----------------------------------------------------------------------
