@@ -1,0 +1,143 @@
+"""Bulk delivery: a subscription's messages as raw bytes, without nats-py's per-message work.
+
+nats-py turns every message into a ``Msg`` (subject and reply decoded, headers parsed
+into a dict), runs the ordered-consumer checks on it, queues it and lets a task await
+the callback with it: about 10 µs a message on the machines of docs/BENCHMARKS.md, more
+than decoding and validating the event. The materializer reads each stream message
+once and needs only its payload, subject, stream sequence, time and a header or two.
+
+``tap`` swaps the connection's protocol parser (nats-py's ``Parser``, which its read loop
+calls with every chunk read from the socket) for ``TapParser``, a subclass that splits
+the chunk itself and hands the ``MSG``/``HMSG`` frames of *tapped* subscriptions straight
+to a function, in order, on the event loop: subject, reply, raw header block and payload
+as bytes. Every other frame goes to nats-py exactly as before (other subscriptions,
+``PING``/``PONG``, ``INFO``, ``-ERR``), so connecting, authentication, reconnection and
+re-subscribing stay nats-py's. What the tapped subscription receives (JetStream flow
+control, idle heartbeats) is the tap function's business: ``materializer.consumer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nats.aio.client import Client
+from nats.errors import ProtocolError
+from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
+
+#: ``tap(subject, reply, header block or None, payload)``; must not raise.
+Tap = Callable[[bytes, bytes, bytes | None, bytes], None]
+
+_CRLF = b"\r\n"
+
+
+class TapParser(Parser):
+    """nats-py's protocol parser with a direct path for the frames of tapped subscriptions."""
+
+    def __init__(self, nc: Client) -> None:
+        super().__init__(nc)
+        #: Tap function by subscription id (``Subscription._id``).
+        self.taps: dict[int, Tap] = {}
+        self._resets = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self._resets = getattr(self, "_resets", 0) + 1
+
+    async def parse(self, data: bytes = b"") -> None:
+        if self.state != AWAITING_CONTROL_LINE:
+            # Only right after ``tap`` replaced a parser that was inside a message.
+            await super().parse(data)
+            return
+        buf = self.buf
+        buf.extend(data)
+        pos = 0
+        try:
+            while True:
+                end = buf.find(_CRLF, pos)
+                if end < 0:
+                    return
+                line = bytes(buf[pos:end])
+                if line[:4] == b"MSG ":
+                    args = line[4:].split()
+                    header_size = 0
+                    if len(args) == 4:
+                        subject, sid, reply, size = args
+                    elif len(args) == 3:
+                        (subject, sid, size), reply = args, b""
+                    else:
+                        raise ProtocolError("nats: malformed MSG")
+                elif line[:5] == b"HMSG ":
+                    args = line[5:].split()
+                    if len(args) == 5:
+                        subject, sid, reply, header, size = args
+                    elif len(args) == 4:
+                        (subject, sid, header, size), reply = args, b""
+                    else:
+                        raise ProtocolError("nats: malformed MSG")
+                    header_size = _number(header)
+                else:
+                    # Any other operation is one line: nats-py handles it.
+                    pos = end + 2
+                    if not await self._other(line + _CRLF):
+                        return  # the connection was reset meanwhile
+                    continue
+                start = end + 2
+                stop = start + _number(size)
+                if len(buf) < stop + 2:
+                    return  # the payload is still on its way
+                headers = bytes(buf[start : start + header_size]) if header_size else None
+                payload = bytes(buf[start + header_size : stop])
+                pos = stop + 2
+                number = _number(sid)
+                tap = self.taps.get(number)
+                if tap is not None:
+                    tap(subject, reply, headers, payload)
+                else:
+                    await self.nc._process_msg(number, subject, reply, payload, headers)  # type: ignore[arg-type]
+        finally:
+            del buf[:pos]
+
+    async def _other(self, line: bytes) -> bool:
+        """Let nats-py's parser handle one operation line; False when it reset the parser."""
+        buf, resets = self.buf, self._resets
+        self.buf = bytearray()
+        await super().parse(line)
+        if self._resets != resets:
+            return False
+        self.buf = buf
+        return True
+
+
+def _number(token: bytes) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise ProtocolError("nats: malformed MSG") from None
+
+
+def tap(nc: Client) -> TapParser:
+    """Install a ``TapParser`` on a connection (once; later calls return the same one)."""
+    parser = nc._ps
+    if isinstance(parser, TapParser):
+        return parser
+    tapping = TapParser(nc)
+    tapping.buf, tapping.state = parser.buf, parser.state
+    tapping.needed, tapping.header_needed = parser.needed, parser.header_needed
+    tapping.msg_arg = parser.msg_arg
+    nc._ps = tapping
+    return tapping
+
+
+def header_values(block: bytes) -> dict[str, str]:
+    """The headers of a raw ``NATS/1.0`` header block (after its status line)."""
+    values: dict[str, str] = {}
+    for line in block.split(_CRLF)[1:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            values[name.strip().decode(errors="replace")] = value.strip().decode(errors="replace")
+    return values
+
+
+def status_of(block: bytes) -> bytes:
+    """The status line of a header block after ``NATS/1.0``, e.g. ``b"100 Idle Heartbeat"``."""
+    return block[8 : block.find(_CRLF)].strip()
