@@ -18,6 +18,7 @@ control, idle heartbeats) is the tap function's business: ``materializer.consume
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from nats.aio.client import Client
@@ -28,6 +29,10 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 Tap = Callable[[bytes, bytes, bytes | None, bytes], None]
 
 _CRLF = b"\r\n"
+# ``MSG <subject> <sid> [reply] <size>`` and ``HMSG <subject> <sid> [reply] <header
+# size> <size>``, as nats-py's own patterns read them.
+_MSG = re.compile(rb"MSG[ \t]+(\S+)[ \t]+(\d+)[ \t]+(?:(\S+)[ \t]+)?(\d+)\r\n")
+_HMSG = re.compile(rb"HMSG[ \t]+(\S+)[ \t]+(\d+)[ \t]+(?:(\S+)[ \t]+)?(\d+)[ \t]+(\d+)\r\n")
 
 
 class TapParser(Parser):
@@ -48,54 +53,47 @@ class TapParser(Parser):
             # Only right after ``tap`` replaced a parser that was inside a message.
             await super().parse(data)
             return
-        buf = self.buf
-        buf.extend(data)
+        self.buf.extend(data)
+        chunk = bytes(self.buf)  # one copy: frames are then sliced out of bytes
+        size = len(chunk)
         pos = 0
+        taps = self.taps
         try:
-            while True:
-                end = buf.find(_CRLF, pos)
-                if end < 0:
-                    return
-                line = bytes(buf[pos:end])
-                if line[:4] == b"MSG ":
-                    args = line[4:].split()
+            while pos < size:
+                frame = _MSG.match(chunk, pos)
+                if frame is not None:
+                    subject, sid, reply, total = frame.groups()
                     header_size = 0
-                    if len(args) == 4:
-                        subject, sid, reply, size = args
-                    elif len(args) == 3:
-                        (subject, sid, size), reply = args, b""
-                    else:
-                        raise ProtocolError("nats: malformed MSG")
-                elif line[:5] == b"HMSG ":
-                    args = line[5:].split()
-                    if len(args) == 5:
-                        subject, sid, reply, header, size = args
-                    elif len(args) == 4:
-                        (subject, sid, header, size), reply = args, b""
-                    else:
-                        raise ProtocolError("nats: malformed MSG")
-                    header_size = _number(header)
                 else:
-                    # Any other operation is one line: nats-py handles it.
-                    pos = end + 2
-                    if not await self._other(line + _CRLF):
-                        return  # the connection was reset meanwhile
-                    continue
-                start = end + 2
-                stop = start + _number(size)
-                if len(buf) < stop + 2:
+                    frame = _HMSG.match(chunk, pos)
+                    if frame is None:
+                        end = chunk.find(_CRLF, pos)
+                        if end < 0:
+                            return  # the rest of the line is on its way
+                        if chunk.startswith((b"MSG", b"HMSG"), pos):
+                            raise ProtocolError("nats: malformed MSG")
+                        # Any other operation is one line: nats-py handles it.
+                        line, pos = chunk[pos : end + 2], end + 2
+                        if not await self._other(line):
+                            return  # the connection was reset meanwhile
+                        continue
+                    subject, sid, reply, header, total = frame.groups()
+                    header_size = int(header)
+                start = frame.end()
+                stop = start + int(total)
+                if size < stop + 2:
                     return  # the payload is still on its way
-                headers = bytes(buf[start : start + header_size]) if header_size else None
-                payload = bytes(buf[start + header_size : stop])
+                headers = chunk[start : start + header_size] if header_size else None
+                payload = chunk[start + header_size : stop]
                 pos = stop + 2
-                number = _number(sid)
-                tap = self.taps.get(number)
-                if tap is not None:
-                    tap(subject, reply, headers, payload)
+                number = int(sid)
+                deliver = taps.get(number)
+                if deliver is not None:
+                    deliver(subject, reply or b"", headers, payload)
                 else:
-                    await self.nc._process_msg(number, subject, reply, payload, headers)  # type: ignore[arg-type]
+                    await self.nc._process_msg(number, subject, reply or b"", payload, headers)
         finally:
-            del buf[:pos]
+            del self.buf[:pos]
 
     async def _other(self, line: bytes) -> bool:
         """Let nats-py's parser handle one operation line; False when it reset the parser."""
@@ -106,13 +104,6 @@ class TapParser(Parser):
             return False
         self.buf = buf
         return True
-
-
-def _number(token: bytes) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        raise ProtocolError("nats: malformed MSG") from None
 
 
 def tap(nc: Client) -> TapParser:

@@ -9,17 +9,20 @@ The ingestor on top of it must survive its consumer vanishing from the server.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 
 import nats
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from materializer.app import Materializer
-from materializer.delivery import header_values, status_of, tap
+from materializer.delivery import TapParser, header_values, status_of, tap
 from materializer.settings import Settings
 from pulse_bi.contract import STREAM_NAME
 from pulse_bi.natsserver import LocalNatsServer
@@ -112,3 +115,45 @@ async def test_ingest_subscribes_again_when_its_consumer_is_deleted(
     assert stats["last_sequence"] == last
     assert stats["events_applied"] == 50
     assert "no message or heartbeat" in caplog.text
+
+
+_TOKEN = st.text(st.sampled_from("abcxyz.$_-0123456789"), min_size=1, max_size=12).filter(
+    lambda s: not s.startswith(".") and not s.endswith(".")
+)
+_FRAME = st.tuples(
+    _TOKEN,  # subject
+    st.one_of(st.just(""), _TOKEN),  # reply
+    st.one_of(st.none(), st.binary(max_size=40)),  # header block
+    st.binary(max_size=300),  # payload, any bytes (CRLF included)
+)
+
+
+def _wire(sid: int, subject: str, reply: str, headers: bytes | None, payload: bytes) -> bytes:
+    """A frame as nats-server writes it."""
+    args = [subject, str(sid), *([reply] if reply else [])]
+    if headers is None:
+        return f"MSG {' '.join(args)} {len(payload)}\r\n".encode() + payload + b"\r\n"
+    total = len(headers) + len(payload)
+    line = f"HMSG {' '.join(args)} {len(headers)} {total}\r\n".encode()
+    return line + headers + payload + b"\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=st.lists(_FRAME, max_size=30), cuts=st.lists(st.integers(0, 5000), max_size=30))
+def test_frames_cut_anywhere_come_out_whole(
+    frames: list[tuple[str, str, bytes | None, bytes]], cuts: list[int]
+) -> None:
+    """Wherever the socket reads cut the stream, every frame comes out once, whole."""
+    parser = TapParser(NATS())  # tapped frames never reach the (unconnected) client
+    out: list[tuple[bytes, bytes, bytes | None, bytes]] = []
+    parser.taps[7] = lambda *frame: out.append(frame)
+    stream = b"".join(_wire(7, *frame) for frame in frames)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+
+    async def feed() -> None:
+        for start, stop in itertools.pairwise(bounds):
+            await parser.parse(stream[start:stop])
+
+    asyncio.run(feed())
+    assert out == [(s.encode(), r.encode(), h if h else None, p) for s, r, h, p in frames]
+    assert not parser.buf
