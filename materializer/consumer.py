@@ -110,6 +110,7 @@ class Ingestor:
         self._store_broken = False
         self._stopped = asyncio.Event()
         self._settings = settings
+        self._batch_max = settings.batch_max_events
         self._metrics = metrics
         self._on_batch = on_batch
         self._buffer: list[RawMessage] = []
@@ -247,7 +248,7 @@ class Ingestor:
             return
         self._last_received = sequence
         # Header names are case-insensitive; most events carry only Nats-Msg-Id.
-        if headers is not None and b"traceparent" in headers.lower():
+        if headers is not None and self._traces.enabled and b"traceparent" in headers.lower():
             self._traces.received(sequence, header_values(headers))
         name = self._subjects.get(subject)
         if name is None:
@@ -257,13 +258,14 @@ class Ingestor:
         self._buffer.append(
             RawMessage(sequence, name, payload, datetime.fromtimestamp(timestamp_ns / 1e9, UTC))
         )
-        if len(self._buffer) >= self._settings.batch_max_events:
+        buffered = len(self._buffer)
+        if buffered >= self._batch_max:
             self._has_messages.set()
-            if len(self._buffer) >= 3 * self._settings.batch_max_events:
+            if buffered >= 3 * self._batch_max:
                 self.pauses += 1
                 self._paused = True
                 self._in_background(self._pause())
-        elif len(self._buffer) == 1:
+        elif buffered == 1:
             self._has_messages.set()
 
     def _read_again(self) -> None:

@@ -29,6 +29,7 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 Tap = Callable[[bytes, bytes, bytes | None, bytes], None]
 
 _CRLF = b"\r\n"
+_H = ord("H")
 # ``MSG <subject> <sid> [reply] <size>`` and ``HMSG <subject> <sid> [reply] <header
 # size> <size>``, as nats-py's own patterns read them.
 _MSG = re.compile(rb"MSG[ \t]+(\S+)[ \t]+(\d+)[ \t]+(?:(\S+)[ \t]+)?(\d+)\r\n")
@@ -60,25 +61,27 @@ class TapParser(Parser):
         taps = self.taps
         try:
             while pos < size:
-                frame = _MSG.match(chunk, pos)
-                if frame is not None:
-                    subject, sid, reply, total = frame.groups()
-                    header_size = 0
-                else:
+                if chunk[pos] == _H:  # JetStream messages carry headers: most are HMSG
                     frame = _HMSG.match(chunk, pos)
-                    if frame is None:
-                        end = chunk.find(_CRLF, pos)
-                        if end < 0:
-                            return  # the rest of the line is on its way
-                        if chunk.startswith((b"MSG", b"HMSG"), pos):
-                            raise ProtocolError("nats: malformed MSG")
-                        # Any other operation is one line: nats-py handles it.
-                        line, pos = chunk[pos : end + 2], end + 2
-                        if not await self._other(line):
-                            return  # the connection was reset meanwhile
-                        continue
-                    subject, sid, reply, header, total = frame.groups()
-                    header_size = int(header)
+                    if frame is not None:
+                        subject, sid, reply, header, total = frame.groups()
+                        header_size = int(header)
+                else:
+                    frame = _MSG.match(chunk, pos)
+                    if frame is not None:
+                        subject, sid, reply, total = frame.groups()
+                        header_size = 0
+                if frame is None:
+                    end = chunk.find(_CRLF, pos)
+                    if end < 0:
+                        return  # the rest of the line is on its way
+                    if chunk.startswith((b"MSG", b"HMSG"), pos):
+                        raise ProtocolError("nats: malformed MSG")
+                    # Any other operation is one line: nats-py handles it.
+                    line, pos = chunk[pos : end + 2], end + 2
+                    if not await self._other(line):
+                        return  # the connection was reset meanwhile
+                    continue
                 start = frame.end()
                 stop = start + int(total)
                 if size < stop + 2:
