@@ -62,6 +62,9 @@ StoreOpener = Callable[[], Awaitable[Store]]
 FIRST_RETRY_SECONDS = 0.5
 #: Idle heartbeat interval of the consumer; two without anything mean it is gone.
 HEARTBEAT_SECONDS = 2.0
+#: Shortest header block with a valid W3C ``traceparent`` (its value is 55 characters):
+#: ``NATS/1.0\r\ntraceparent:<value>\r\n\r\n``.
+MIN_TRACED_HEADERS = len(b"NATS/1.0\r\ntraceparent:\r\n\r\n") + 55
 #: Distinct subjects whose decoded name is kept for reuse.
 MAX_SUBJECTS = 1024
 #: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
@@ -247,8 +250,14 @@ class Ingestor:
             self._read_again()
             return
         self._last_received = sequence
-        # Header names are case-insensitive; most events carry only Nats-Msg-Id.
-        if headers is not None and self._traces.enabled and b"traceparent" in headers.lower():
+        # Header names are case-insensitive. A block too short to hold a valid
+        # traceparent (most events carry only Nats-Msg-Id) is not searched.
+        if (
+            headers is not None
+            and len(headers) >= MIN_TRACED_HEADERS
+            and self._traces.enabled
+            and b"traceparent" in headers.lower()
+        ):
             self._traces.received(sequence, header_values(headers))
         name = self._subjects.get(subject)
         if name is None:
