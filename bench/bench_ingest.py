@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -88,14 +89,23 @@ async def raw_consume_rate(url: str, last: int) -> float:
     return last / elapsed
 
 
-async def ingest_rate(settings: Settings, last: int) -> tuple[float, float]:
-    """Events/s from an empty DuckDB file to the whole stream committed; and RSS MB."""
+async def ingest_rate(settings: Settings, last: int) -> tuple[float, float, dict[str, float]]:
+    """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; and the
+    CPU seconds each thread of this process spent meanwhile, by thread name."""
+    process = psutil.Process()
+    before = {t.id: t.user_time + t.system_time for t in process.threads()}
     started = time.perf_counter()
     async with Materializer(settings) as running:
         await running.wait_for_sequence(last, timeout=3600)
         elapsed = time.perf_counter() - started
-        rss = psutil.Process().memory_info().rss / 2**20
-    return last / elapsed, rss
+        rss = process.memory_info().rss / 2**20
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        cpu: dict[str, float] = {}
+        for thread in process.threads():
+            name = names.get(thread.id, "other")
+            used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
+            cpu[name] = cpu.get(name, 0.0) + used
+    return last / elapsed, rss, cpu
 
 
 async def notice_latency(settings: Settings, rate: int, seconds: float) -> list[float]:
@@ -187,6 +197,7 @@ async def main(args: argparse.Namespace) -> None:
             ingests: list[float] = []
             rss = 0.0
             cpu = {"raw": 0.0, "ingest": 0.0}  # this process's CPU seconds, all threads
+            threads: dict[str, float] = {}  # the same during ingest, by thread
             for round_ in range(args.rounds):
                 started = time.process_time()
                 raws.append(await raw_consume_rate(server.url, last))
@@ -195,9 +206,11 @@ async def main(args: argparse.Namespace) -> None:
                     nats_url=server.url, duckdb_path=root / f"ingest-{round_}.duckdb", http_port=0
                 )
                 started = time.process_time()
-                rate, rss = await ingest_rate(settings, last)
+                rate, rss, by_thread = await ingest_rate(settings, last)
                 cpu["ingest"] += time.process_time() - started
                 ingests.append(rate)
+                for name, seconds in by_thread.items():
+                    threads[name] = threads.get(name, 0.0) + seconds
             raw, ingest = statistics.median(raws), statistics.median(ingests)
             load_after = os.getloadavg()
             print(f"machine: {machine()}")
@@ -221,6 +234,11 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"CPU of this process per event: raw consume {cpu['raw'] / events * 1e6:.1f} us, "
                 f"ingest {cpu['ingest'] / events * 1e6:.1f} us (all threads, DuckDB's included)"
+            )
+            busiest = sorted(threads.items(), key=lambda item: -item[1])[:4]
+            print(
+                "ingest CPU per event by thread: "
+                + ", ".join(f"{name} {seconds / events * 1e6:.1f} us" for name, seconds in busiest)
             )
             reads = await query_round_trips(
                 Settings(nats_url=server.url, duckdb_path=root / "ingest-0.duckdb", http_port=0),

@@ -50,6 +50,7 @@ from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
 from materializer.store import BatchResult, RawMessage, Store
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
+from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import IngestTraces
 
 log = logging.getLogger("pulse_bi.materializer.consumer")
@@ -541,7 +542,7 @@ class Ingestor:
         self._stopping = True
         self._stopped.set()
         if self._watcher is not None:
-            self._watcher.cancel()
+            await cancel_until_done([self._watcher])
         async with self._flow_lock:
             await self._unsubscribe()
         self._has_messages.set()
