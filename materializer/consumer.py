@@ -1,23 +1,29 @@
 """Stream → DuckDB: consume PULSE_EVENTS in batches, commit each batch, announce it.
 
-Why an ordered push consumer and not a durable pull consumer: DuckDB already holds the
+Why an ephemeral push consumer and not a durable pull consumer: DuckDB already holds the
 last applied stream sequence, written in the same transaction as the data it produced.
 That sequence *is* the consumer's position, so a server-side durable consumer with acks
-would be a second, weaker copy of it. An ordered consumer (ephemeral, no acks, flow
-control, gap detection with automatic reset) started at ``last_sequence + 1`` delivers
-about three times the messages per second of a pull ``fetch`` here, and after a crash at
-any point the restart resumes exactly after the last committed batch: exactly once.
+would be a second, weaker copy of it. An ephemeral push consumer (no acks, flow control,
+idle heartbeats; what nats-py's ordered consumer creates) started at
+``last_sequence + 1`` delivers about three times the messages per second of a pull
+``fetch`` here, and after a crash at any point the restart resumes exactly after the
+last committed batch: exactly once.
 
-Back-pressure: nats-py answers JetStream flow control as soon as a message reaches a
-subscription callback, so the server never pauses a fast callback, and when the
-client's pending queue overflows it drops messages *after* the ordered consumer has
-counted them as delivered: they would be lost without a gap ever being noticed. So the
-callback never blocks; when the buffer holds three batches the ingestor unsubscribes
-(the server forgets the ephemeral consumer) and subscribes again from the sequence after
-the last one received once the writer has caught up. A sequence gap (a message that
-never arrived) triggers the same resubscription; a gap that is still there afterwards
-is real (messages deleted from the stream): it is accepted, and the store records it
-with the next batch (``materializer.continuity``).
+Its messages do not go through nats-py's per-message path (a ``Msg``, a header dict, a
+queue and a task per message, which cost more than decoding the event): the
+connection's parser hands them to ``_deliver`` as raw bytes (``materializer.delivery``),
+and this module does what nats-py's ordered consumer did: answer flow control, check
+every stream sequence and each idle heartbeat's last consumer sequence, and create the
+consumer again when two heartbeat intervals pass without anything (``_watch``).
+
+Back-pressure: flow control is answered as soon as a message arrives, so the server
+never pauses for a busy writer; nothing blocks the event loop. When the buffer holds
+three batches the ingestor unsubscribes (the server forgets the ephemeral consumer) and
+subscribes again from the sequence after the last one received once the writer has
+caught up. A sequence gap (a message that never arrived) triggers the same
+resubscription; a gap that is still there afterwards is real (messages deleted from the
+stream): it is accepted, and the store records it with the next batch
+(``materializer.continuity``).
 
 Before each batch is applied, ``StreamGuard`` confirms the stream is still the one the
 file was built from; a replaced stream stops ingest for good. A batch that fails on a
