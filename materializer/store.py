@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
+import msgspec
 import numpy as np
 
 from materializer import continuity, db, events, selfcheck
@@ -52,9 +53,13 @@ _T = TypeVar("_T")
 log = logging.getLogger("pulse_bi.materializer.store")
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One stream message as received."""
+class RawMessage(msgspec.Struct, frozen=True, gc=False):
+    """One stream message as received.
+
+    A msgspec Struct: the consumer builds one per message on the event loop, ~8x faster
+    than a frozen dataclass, and never tracked by the cycle collector (its fields
+    cannot form cycles; keep it so when adding one).
+    """
 
     sequence: int  # JetStream stream sequence
     subject: str
