@@ -46,7 +46,7 @@ from materializer import faults
 from materializer.continuity import StreamGuard
 from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
-from materializer.store import BatchResult, RawMessage, Store
+from materializer.store import BatchResult, RawMessage, Store, header_site
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 from pulse_bi.tracing import IngestTraces
 
@@ -208,6 +208,7 @@ class Ingestor:
                 msg.subject,
                 msg.data,
                 datetime.fromtimestamp(timestamp_ns / 1e9, UTC),
+                header_site(msg.headers),
             )
         )
         if len(self._buffer) >= self._settings.batch_max_events:

@@ -25,6 +25,7 @@ from pulse_bi.contract.spec import (
     QuerySpec,
     Row,
 )
+from pulse_bi.contract.wire import MAX_SITE_LENGTH, SITE_PATTERN
 
 #: Window bounds as the GraphQL arguments describe them (the wire requires both).
 Start = Annotated[
@@ -35,6 +36,18 @@ End = Annotated[
 ]
 #: An as-of date; the materializer takes today (UTC) when it is not given.
 AsOf = dt.date | None
+#: One site's share of an aggregate (docs/EVENTS.md, "Sites"); absent: every site summed.
+Site = (
+    Annotated[
+        str,
+        msgspec.Meta(
+            max_length=MAX_SITE_LENGTH,
+            pattern=SITE_PATTERN,
+            description="Only events of this site ('' is the central site; default all sites).",
+        ),
+    ]
+    | None
+)
 
 
 # Sales ------------------------------------------------------------------------------
@@ -46,6 +59,7 @@ class SalesWindow(Params, kw_only=True):
     from_: Start = msgspec.field(name="from")
     to: End
     channel: str | None = None
+    site: Site = None
 
 
 class PagedSalesWindow(SalesWindow, kw_only=True):
@@ -89,6 +103,7 @@ class TopProductsParams(Params, kw_only=True):
     to: End
     offset: Offset = 0
     limit: PageSize = 10
+    site: Site = None
 
 
 class ProductSalesRow(Row, kw_only=True):
@@ -163,12 +178,14 @@ class StockFilter(Page, kw_only=True):
 
     warehouse: str | None = None
     sku: str | None = None
+    site: Site = None
 
 
 class WarehouseFilter(Page, kw_only=True):
     """An optional warehouse filter of a paged list."""
 
     warehouse: str | None = None
+    site: Site = None
 
 
 class StockLevelRow(Row, kw_only=True):
@@ -191,6 +208,7 @@ class MovementsParams(Params, kw_only=True):
     sku: str | None = None
     offset: Offset = 0
     limit: PageSize = 50
+    site: Site = None
 
 
 class StockMovementRow(Row, kw_only=True):
@@ -249,6 +267,7 @@ class AgingParams(Params, kw_only=True):
 
     as_of: AsOf = None
     customer_limit: PageSize = 100
+    site: Site = None
 
 
 #: The API's names of the aging buckets.
@@ -292,6 +311,7 @@ class OverdueParams(Page, kw_only=True):
     as_of: AsOf = None
     min_days_overdue: Annotated[int, msgspec.Meta(ge=-100_000, le=100_000)] = 1
     customer_id: str | None = None
+    site: Site = None
 
 
 class OverdueInvoiceRow(Row, kw_only=True):
