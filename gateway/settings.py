@@ -102,7 +102,7 @@ class Settings:
     max_cost: int = setting(
         "GATEWAY_MAX_COST",
         _POSITIVE,
-        100_000,
+        150_000,
         'highest operation cost: fields times the list sizes they may return (see "Limits")',
     )
     max_introspection_depth: int = setting(
