@@ -1,0 +1,269 @@
+"""Sites (docs/EVENTS.md, "Sites"): each event's ``Pulse-Site`` is stored and splits the
+aggregates; a site-filtered query equals the same query over only that site's events."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.paging import query_all
+from materializer.store import RawMessage, Store
+from pulse_bi.simulator import generate
+from pulse_bi.simulator.events import SimMessage, stored_by_stream
+from pulse_bi.simulator.expected import expected_aggregates
+from tests.materializer.eventkit import Stream
+
+END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+AS_OF = date(2026, 11, 25)
+ALL_TIME = {"from": "2000-01-01T00:00:00+00:00", "to": "2100-01-01T00:00:00+00:00"}
+#: Products and customers are global: every site's updates count for every site.
+CATALOG = ("pulse.events.products.updated", "pulse.events.customers.updated")
+#: Each named query the oracle computes, with its parameters and the oracle's key.
+COMPARED = (
+    ("sales_by_hour", ALL_TIME, "sales_by_hour"),
+    ("sales_by_channel", ALL_TIME, "sales_by_channel"),
+    ("stock_levels", {}, "stock_levels"),
+    ("low_stock", {}, "low_stock"),
+    ("ar_aging", {"as_of": AS_OF.isoformat()}, "ar_aging"),
+    ("overdue_invoices", {"as_of": AS_OF.isoformat()}, "overdue_invoices"),
+    ("top_products", {**ALL_TIME, "limit": 10}, "top_products"),
+)
+
+
+def _interleaved(*runs: list[SimMessage]) -> list[tuple[str, SimMessage]]:
+    """Messages of several sites as one central stream receives them: alternating."""
+    out: list[tuple[str, SimMessage]] = []
+    longest = max(len(run) for run in runs)
+    for index in range(longest):
+        for site, run in zip(("wh1", "wh2", "wh3"), runs, strict=False):
+            if index < len(run):
+                out.append((site, run[index]))
+    return out
+
+
+def test_each_site_filtered_query_equals_the_same_query_over_that_sites_events(
+    tmp_path: Path,
+) -> None:
+    scenarios = [
+        generate(seed, 4000, out_of_order=0.1, duplicates=0.05, bad=0.02, end=END)
+        for seed in (41, 42)
+    ]
+    mixed = _interleaved(*(s.messages for s in scenarios))
+    stored_ids: set[str] = set()
+    stored: list[tuple[str, SimMessage]] = []
+    for site, message in mixed:  # what JetStream keeps (its duplicate window)
+        if message.msg_id is not None:
+            if message.msg_id in stored_ids:
+                continue
+            stored_ids.add(message.msg_id)
+        stored.append((site, message))
+    raw = [
+        RawMessage(sequence, message.subject, message.data, END, site)
+        for sequence, (site, message) in enumerate(stored, start=1)
+    ]
+    store = Store.open(tmp_path / "sites.duckdb")
+    try:
+        for start in range(0, len(raw), 1500):
+            store.apply_batch(raw[start : start + 1500])
+        everything = expected_aggregates([m for _, m in stored], as_of=AS_OF)
+        for name, params, key in COMPARED:
+            assert _answer(store, name, params) == everything[key], name
+        for site in ("wh1", "wh2"):
+            own = [m for s, m in stored if s == site or m.subject in CATALOG]
+            expected = expected_aggregates(own, as_of=AS_OF)
+            for name, params, key in COMPARED:
+                answer = _answer(store, name, {**params, "site": site})
+                assert answer == expected[key], (site, name)
+            assert expected["sales_by_hour"] and expected["stock_levels"]
+            assert expected["overdue_invoices"]
+        # The central site ('') has no events here: its share is empty.
+        assert query_all(store, "sales_by_hour", {**ALL_TIME, "site": ""}, wire=True) == []
+        assert query_all(store, "stock_levels", {"site": ""}, wire=True) == []
+        # Every site's share differs from the whole (the split is not a no-op).
+        for site in ("wh1", "wh2"):
+            share = query_all(store, "sales_by_hour", {**ALL_TIME, "site": site}, wire=True)
+            assert share != everything["sales_by_hour"]
+    finally:
+        store.close()
+
+
+def _answer(store: Store, name: str, params: dict[str, Any]) -> Any:
+    if name == "top_products":
+        return store.query(name, params).wire
+    return query_all(store, name, params, wire=True)
+
+
+def _order(stream: Stream, order_id: str, amount: str, site: str | None) -> RawMessage:
+    data = {
+        "order_id": order_id,
+        "customer_id": "C-1",
+        "channel": "web",
+        "total_amount": amount,
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": amount}],
+    }
+    return dataclasses.replace(stream.event("order.created", data), site=site)
+
+
+def _cancel(stream: Stream, order_id: str, site: str | None) -> RawMessage:
+    data = {"order_id": order_id, "reason": "customer"}
+    return dataclasses.replace(stream.event("order.cancelled", data), site=site)
+
+
+def _totals(store: Store, site: str | None) -> tuple[int, int, str]:
+    params: dict[str, Any] = dict(ALL_TIME)
+    if site is not None:
+        params["site"] = site
+    row = store.query("sales_summary", params).wire
+    return row["orders"], row["cancelled_orders"], row["net_revenue"]
+
+
+def test_an_order_created_at_one_site_and_cancelled_at_another_counts_at_its_own_site(
+    tmp_path: Path,
+) -> None:
+    stream = Stream()
+    store = Store.open(tmp_path / "cross.duckdb")
+    try:
+        store.apply_batch([_order(stream, "O-1", "10.00", "wh1")])
+        # Cancelled at another site, in a later batch and in the same one as the order.
+        store.apply_batch([_cancel(stream, "O-1", "wh2")])
+        store.apply_batch([_order(stream, "O-2", "7.00", "wh1"), _cancel(stream, "O-2", None)])
+        # A cancellation that arrives (at wh2) before its order (at wh1) waits for it.
+        store.apply_batch([_cancel(stream, "O-3", "wh2")])
+        store.apply_batch(
+            [_order(stream, "O-3", "5.00", "wh1"), _order(stream, "O-4", "2.50", "wh2")]
+        )
+        assert _totals(store, "wh1") == (3, 3, "0.00")
+        assert _totals(store, "wh2") == (1, 0, "2.50")
+        assert _totals(store, "") == (0, 0, "0.00")
+        assert _totals(store, None) == (4, 3, "2.50")
+        top = store.query("top_products", {**ALL_TIME, "site": "wh1"}).wire
+        assert [(r["sku"], r["units"], r["revenue"]) for r in top] == [("SKU-1", 0, "0.00")]
+        # Each raw row keeps the site it was taken at.
+        cancellations = store.read(
+            lambda cur: cur.execute(
+                "SELECT order_id, site, effect FROM order_cancellations ORDER BY sequence"
+            ).fetchall()
+        )
+        assert cancellations == [
+            ("O-1", "wh2", "applied"),
+            ("O-2", "", "applied"),
+            ("O-3", "wh2", "pending"),
+        ]
+        # Ids are global: the same order id at another site is the same order, refused.
+        store.apply_batch([_order(stream, "O-1", "99.00", "wh2")])
+        rejected = store.query("rejected_events", {}).wire
+        assert rejected[0]["reason"].startswith("order_id 'O-1' already created by event")
+        assert _totals(store, "wh2") == (1, 0, "2.50")
+    finally:
+        store.close()
+
+
+def test_a_payment_at_another_site_settles_the_invoice_of_its_own_site(tmp_path: Path) -> None:
+    stream = Stream()
+    invoice = {
+        "invoice_id": "I-1",
+        "customer_id": "C-1",
+        "amount": "100.00",
+        "issued_on": "2026-09-01",
+        "due_date": "2026-10-01",
+    }
+    payment = {"payment_id": "P-1", "invoice_id": "I-1", "amount": "40.00"}
+    moves = [
+        {"sku": "SKU-1", "warehouse": "W1", "quantity_delta": delta, "reason": "receipt"}
+        for delta in (5, 7)
+    ]
+    store = Store.open(tmp_path / "ar.duckdb")
+    try:
+        store.apply_batch(
+            [
+                dataclasses.replace(stream.event("invoice.issued", invoice), site="wh1"),
+                dataclasses.replace(stream.event("payment.received", payment), site="wh2"),
+                dataclasses.replace(stream.event("stock.moved", moves[0]), site="wh1"),
+                dataclasses.replace(stream.event("stock.moved", moves[1]), site="wh2"),
+            ]
+        )
+        as_of = {"as_of": "2026-11-25"}
+        by_site = {
+            site: store.query("overdue_invoices", {**as_of, "site": site}).wire
+            for site in ("wh1", "wh2")
+        }
+        assert [(r["invoice_id"], r["balance"]) for r in by_site["wh1"]] == [("I-1", "60.00")]
+        assert by_site["wh2"] == []
+        assert store.query("ar_aging", {**as_of, "site": "wh2"}).wire["total"] == "0.00"
+        assert store.query("ar_aging", {**as_of, "site": "wh1"}).wire["total"] == "60.00"
+        levels = {
+            site: [r["on_hand"] for r in store.query("stock_levels", {"site": site}).wire]
+            for site in ("wh1", "wh2", None)
+        }
+        assert levels == {"wh1": [5], "wh2": [7], None: [12]}
+        movements = store.query("stock_movements", {"site": "wh2"}).wire
+        assert [r["quantity_delta"] for r in movements] == [7]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("site", "reason"),
+    [
+        ("", "Pulse-Site header: empty (leave the header out for the central site)"),
+        ("w" * 10_240, "Pulse-Site header: 10240 characters, the limit is 64"),
+        ("w" * 65, "Pulse-Site header: 65 characters, the limit is 64"),
+        ("lager-münchen", "Pulse-Site header: 'lager-münchen' is not a site name"),
+        ("wh\x001", "Pulse-Site header: 'wh\\x001' is not a site name"),
+        ("wh 1", "Pulse-Site header: 'wh 1' is not a site name"),
+        ("wh1\r\nX: y", "Pulse-Site header: 'wh1\\r\\nX: y' is not a site name"),
+        ("wh.1", "Pulse-Site header: 'wh.1' is not a site name"),
+        ("\ufffd", "Pulse-Site header: '\ufffd' is not a site name"),
+    ],
+)
+def test_a_bad_site_header_is_a_stored_reject_with_its_reason(
+    tmp_path: Path, site: str, reason: str
+) -> None:
+    stream = Stream()
+    store = Store.open(tmp_path / "bad.duckdb")
+    try:
+        bad = _order(stream, "O-1", "10.00", site)
+        good = _order(stream, "O-2", "3.00", "w" * 64)
+        result = store.apply_batch([bad, good])
+        assert (result.applied, result.rejected) == (1, 1)
+        (rejected,) = store.query("rejected_events", {}).wire
+        assert rejected["reason"].startswith(reason)
+        assert len(rejected["reason"]) <= 500
+        assert rejected["event_type"] == "order.created"
+        assert rejected["event_id"] is not None
+        assert _totals(store, None) == (1, 0, "3.00")
+        assert _totals(store, "w" * 64) == (1, 0, "3.00")
+        # The rejected event's id is not seen: sent again with a good site, it counts.
+        again = dataclasses.replace(bad, sequence=stream.next_sequence, site="wh1")
+        assert store.apply_batch([again]).applied == 1
+        assert _totals(store, "wh1") == (1, 0, "10.00")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("site", "problem"),
+    [
+        ("w" * 10_240, "is longer than 64 characters"),
+        ("wh\x001", "must match"),
+        ("lager-münchen", "must match"),
+        (17, "must be a string"),
+    ],
+)
+def test_a_bad_site_parameter_is_a_clear_error(tmp_path: Path, site: Any, problem: str) -> None:
+    from materializer.store import BadQuery
+
+    store = Store.open(tmp_path / "params.duckdb")
+    try:
+        for name, params, _ in COMPARED:
+            with pytest.raises(BadQuery, match=f"parameter 'site' {problem}"):
+                store.query(name, {**params, "site": site})
+        # Queries that cannot be split by site refuse the parameter.
+        with pytest.raises(BadQuery, match="unknown parameter"):
+            store.query("pipeline", {"site": "wh1"})
+    finally:
+        store.close()
