@@ -83,3 +83,19 @@ async def test_rest_passes_the_site_on(
     huge = await client.get(path, params={"site": "w" * 10_240})
     assert huge.status_code == 400
     assert "'site' is 10240 characters long" in huge.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(("field", "name", "selection"), FIELDS)
+async def test_exports_take_the_site_from_the_declaration(
+    client: httpx.AsyncClient, canned: Canned, field: str, name: str, selection: str
+) -> None:
+    response = await client.get(f"/export/{name}.csv", params={"site": "wh1"})
+    assert response.status_code == 200, response.text
+    asked = [params for query_name, params in canned.requests if query_name == name]
+    assert asked[-1]["site"] == "wh1"
+    # An empty URL parameter is refused as everywhere in exports (docs/EXPORTS.md).
+    empty = await client.get(f"/export/{name}.csv", params={"site": ""})
+    assert empty.status_code == 400
+    assert "parameter 'site' is empty" in empty.text
+    (entry,) = [q for q in (await client.get("/export")).json()["queries"] if q["query"] == name]
+    assert {"name": "site", "type": "string", "required": False} in entry["parameters"]

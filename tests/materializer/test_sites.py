@@ -3,18 +3,24 @@ aggregates; a site-filtered query equals the same query over only that site's ev
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.js import JetStreamContext
 
 from bench.paging import query_all
+from materializer.app import Materializer
 from materializer.store import RawMessage, Store
 from pulse_bi.simulator import generate
 from pulse_bi.simulator.events import SimMessage, stored_by_stream
 from pulse_bi.simulator.expected import expected_aggregates
+from pulse_bi.natsserver import LocalNatsServer
+from tests.conftest import cloud_event
 from tests.materializer.eventkit import Stream
 
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -267,3 +273,68 @@ def test_a_bad_site_parameter_is_a_clear_error(tmp_path: Path, site: Any, proble
             store.query("pipeline", {"site": "wh1"})
     finally:
         store.close()
+
+
+async def _raw_publish(url: str, subject: str, header_lines: list[str], payload: bytes) -> None:
+    """Publish with header lines exactly as given (a NATS client keeps one per name)."""
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        headers = "NATS/1.0\r\n" + "".join(f"{line}\r\n" for line in header_lines) + "\r\n"
+        block = headers.encode()
+        writer.write(
+            b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n'
+            + f"HPUB {subject} {len(block)} {len(block) + len(payload)}\r\n".encode()
+            + block
+            + payload
+            + b"\r\nPING\r\n"
+        )
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"PONG")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_sites_arrive_through_the_stream_headers(
+    nats_server: LocalNatsServer, js: JetStreamContext, materializer: Materializer
+) -> None:
+    def order(order_id: str, total: str) -> bytes:
+        data = {
+            "order_id": order_id,
+            "customer_id": "C-1",
+            "channel": "web",
+            "total_amount": total,
+            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": total}],
+        }
+        return json.dumps(cloud_event("order.created", data)).encode()
+
+    subject = "pulse.events.orders.created"
+    await js.publish(subject, order("O-1", "1.00"), headers={"Pulse-Site": "wh1"})
+    await js.publish(subject, order("O-2", "2.00"))
+    await js.publish(subject, order("O-3", "4.00"), headers={"Pulse-Site": ""})
+    await js.publish(subject, order("O-4", "8.00"), headers={"Pulse-Site": "w" * 10_240})
+    # Repeated: the last line counts.
+    await _raw_publish(
+        nats_server.url, subject, ["Pulse-Site: wh9", "Pulse-Site: wh2"], order("O-5", "16.00")
+    )
+    await _raw_publish(
+        nats_server.url, subject, ["Pulse-Site: wh2", "Pulse-Site: w h"], order("O-6", "32.00")
+    )
+    await materializer.wait_for_sequence(6)
+    store = materializer.store
+    assert store is not None
+    assert {site: _totals(store, site) for site in ("wh1", "", "wh2", "wh9", None)} == {
+        "wh1": (1, 0, "1.00"),
+        "": (1, 0, "2.00"),
+        "wh2": (1, 0, "16.00"),
+        "wh9": (0, 0, "0.00"),
+        None: (3, 0, "19.00"),
+    }
+    reasons = [r["reason"] for r in store.query("rejected_events", {}).wire]
+    assert reasons == [
+        "Pulse-Site header: 'w h' is not a site name (ASCII letters, digits, '-' and '_')",
+        "Pulse-Site header: 10240 characters, the limit is 64",
+        "Pulse-Site header: empty (leave the header out for the central site)",
+    ]
