@@ -159,6 +159,13 @@ def write_run(root: Path, messages: Sequence[RawMessage]) -> tuple[Run, int]:
     return run, written
 
 
+def _site(files: list[str]) -> str:
+    """The ``site`` column of these files: null in files written before sites."""
+    if any("site" in pq.read_schema(path).names for path in files):
+        return "site"  # files without it read as null (``union_by_name``)
+    return "NULL::VARCHAR AS site"
+
+
 def remove_unfinished(root: Path) -> list[Path]:
     """Delete Parquet files of runs without a ``.done`` marker (a crash while writing)."""
     if not root.is_dir():
@@ -184,8 +191,8 @@ def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[Ra
             if not files:
                 raise ArchiveError(f"archive run {run.first}-{run.last} has no files in {root}")
             reader = conn.sql(
-                "SELECT sequence, subject, data, received_at, site FROM read_parquet($files,"
-                " hive_partitioning = false, union_by_name = true)"
+                f"SELECT sequence, subject, data, received_at, {_site(files)}"
+                " FROM read_parquet($files, hive_partitioning = false, union_by_name = true)"
                 " WHERE sequence > $after ORDER BY sequence",
                 params={"files": files, "after": after},
             ).to_arrow_reader(chunk)
@@ -296,7 +303,7 @@ class ArchiveReader:
         rows: list[Any] = []
         if files and sequences:
             rows = cur.execute(
-                "SELECT sequence, subject, data, site FROM read_parquet(?,"
+                f"SELECT sequence, subject, data, {_site(files)} FROM read_parquet(?,"
                 " hive_partitioning = false, union_by_name = true)"
                 " WHERE sequence IN (SELECT unnest(?::BIGINT[])) ORDER BY sequence",
                 [files, sequences],

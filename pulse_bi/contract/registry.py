@@ -480,6 +480,32 @@ SALES_BY_CHANNEL: QuerySpec[PagedSalesWindow, list[ChannelSalesRow]] = QuerySpec
 )
 
 
+class SitesParams(Page, kw_only=True):
+    """No filters: every site that sent an applied event."""
+
+
+class SiteRow(Row, kw_only=True):
+    """One site and the events the materializer applied from it (docs/EVENTS.md, "Sites")."""
+
+    site: Annotated[str, msgspec.Meta(description="The site's name ('' is the central site).")]
+    events: Annotated[BigInt, msgspec.Meta(description="Events applied from it.")]
+    last_event_time: Annotated[
+        dt.datetime | None,
+        msgspec.Meta(description="The latest `time` among them."),
+    ]
+
+
+SITES: QuerySpec[SitesParams, list[SiteRow]] = QuerySpec(
+    name="sites",
+    field="sites",
+    params=SitesParams,
+    result=list[SiteRow],
+    description="Sites events came from, with their applied event counts.",
+    doc="one row per site with applied events, by site; `''` is the central site",
+    reads=("pipeline",),
+)
+
+
 QUERIES: tuple[QuerySpec, ...] = (  # type: ignore[type-arg]
     SALES_BY_HOUR,
     SALES_SUMMARY,
@@ -492,6 +518,7 @@ QUERIES: tuple[QuerySpec, ...] = (  # type: ignore[type-arg]
     PIPELINE,
     REJECTED_EVENTS,
     SALES_BY_CHANNEL,
+    SITES,
 )
 QUERY_NAMES = tuple(spec.name for spec in QUERIES)
 BY_NAME = {spec.name: spec for spec in QUERIES}
@@ -524,6 +551,13 @@ RECEIVABLES = AggregateSpec(
     raw_tables=("invoice_events", "payment_events"),
     topics=("receivables", "customers"),
 )
+#: Applied events per site (``SITES``): after the others, which may still reject events.
+SITES_SEEN = AggregateSpec(
+    name="sites",
+    event_types=(),
+    raw_tables=(),
+    topics=("pipeline",),
+)
 PIPELINE_STATE = AggregateSpec(
     name="pipeline",
     event_types=(),
@@ -533,6 +567,6 @@ PIPELINE_STATE = AggregateSpec(
 
 #: Applied in this order within a batch's transaction. Catalog first, so a product or
 #: customer arriving with the events that mention it is there for the change notice.
-AGGREGATES = (CATALOG, SALES, STOCK, RECEIVABLES, PIPELINE_STATE)
+AGGREGATES = (CATALOG, SALES, STOCK, RECEIVABLES, SITES_SEEN, PIPELINE_STATE)
 #: Every raw table holding applied event ids.
 RAW_TABLES = tuple(table for spec in AGGREGATES for table in spec.raw_tables)

@@ -16,10 +16,10 @@ from nats.js import JetStreamContext
 from bench.paging import query_all
 from materializer.app import Materializer
 from materializer.store import RawMessage, Store
+from pulse_bi.natsserver import LocalNatsServer
 from pulse_bi.simulator import generate
 from pulse_bi.simulator.events import SimMessage, stored_by_stream
 from pulse_bi.simulator.expected import expected_aggregates
-from pulse_bi.natsserver import LocalNatsServer
 from tests.conftest import cloud_event
 from tests.materializer.eventkit import Stream
 
@@ -59,14 +59,8 @@ def test_each_site_filtered_query_equals_the_same_query_over_that_sites_events(
         for seed in (41, 42)
     ]
     mixed = _interleaved(*(s.messages for s in scenarios))
-    stored_ids: set[str] = set()
-    stored: list[tuple[str, SimMessage]] = []
-    for site, message in mixed:  # what JetStream keeps (its duplicate window)
-        if message.msg_id is not None:
-            if message.msg_id in stored_ids:
-                continue
-            stored_ids.add(message.msg_id)
-        stored.append((site, message))
+    site_of = {id(message): site for site, message in mixed}
+    stored = [(site_of[id(m)], m) for m in stored_by_stream(m for _, m in mixed)]
     raw = [
         RawMessage(sequence, message.subject, message.data, END, site)
         for sequence, (site, message) in enumerate(stored, start=1)
@@ -86,6 +80,20 @@ def test_each_site_filtered_query_equals_the_same_query_over_that_sites_events(
                 assert answer == expected[key], (site, name)
             assert expected["sales_by_hour"] and expected["stock_levels"]
             assert expected["overdue_invoices"]
+        # `sites`: each site's applied events, as the oracle counts them on its own.
+        listed = {row["site"]: row for row in query_all(store, "sites", {}, wire=True)}
+        assert sorted(listed) == ["wh1", "wh2"]
+        for site, row in listed.items():
+            alone = [m for s, m in stored if s == site]
+            assert row["events"] == expected_aggregates(alone, as_of=AS_OF)["counts"]["applied"]
+            times = [
+                datetime.fromisoformat(json.loads(m.data)["time"])
+                for m in alone
+                if m.kind == "event"
+            ]
+            assert datetime.fromisoformat(row["last_event_time"]) == max(times)
+        total = sum(row["events"] for row in listed.values())
+        assert total == query_all(store, "pipeline", {}, wire=True)["events_applied"]
         # The central site ('') has no events here: its share is empty.
         assert query_all(store, "sales_by_hour", {**ALL_TIME, "site": ""}, wire=True) == []
         assert query_all(store, "stock_levels", {"site": ""}, wire=True) == []
@@ -164,6 +172,12 @@ def test_an_order_created_at_one_site_and_cancelled_at_another_counts_at_its_own
         rejected = store.query("rejected_events", {}).wire
         assert rejected[0]["reason"].startswith("order_id 'O-1' already created by event")
         assert _totals(store, "wh2") == (1, 0, "2.50")
+        listed = store.query("sites", {}).wire
+        assert [(row["site"], row["events"]) for row in listed] == [
+            ("", 1),
+            ("wh1", 3),
+            ("wh2", 3),  # the refused O-1 does not count
+        ]
     finally:
         store.close()
 
@@ -338,3 +352,97 @@ async def test_sites_arrive_through_the_stream_headers(
         "Pulse-Site header: 10240 characters, the limit is 64",
         "Pulse-Site header: empty (leave the header out for the central site)",
     ]
+
+
+def test_the_archive_keeps_each_messages_site_and_archived_orders_cancel_at_their_site(
+    tmp_path: Path,
+) -> None:
+    from materializer import archive
+
+    stream = Stream()
+    first = [_order(stream, "O-1", "10.00", "wh1"), _order(stream, "O-2", "5.00", None)]
+    bad = _order(stream, "O-3", "1.00", "w h")  # a bad header is archived as received
+    root = tmp_path / "archive"
+    store = Store.open(tmp_path / "archived.duckdb")
+    try:
+        store.apply_batch([*first, bad])
+        archive.write_run(root, [*first, bad])
+        back = [m for chunk in archive.messages(root) for m in chunk]
+        assert [(m.sequence, m.site) for m in back] == [(1, "wh1"), (2, None), (3, "w h")]
+        # Retention: the raw rows leave the file, the archive answers for them.
+        store.conn.execute("DELETE FROM order_events WHERE sequence <= 3")
+        store.conn.execute("DELETE FROM order_lines WHERE order_sequence <= 3")
+        store.archive = archive.ArchiveReader(root, 3)
+        store.apply_batch([_cancel(stream, "O-1", "wh2"), _cancel(stream, "O-2", "wh2")])
+        assert _totals(store, "wh1") == (1, 1, "0.00")
+        assert _totals(store, "") == (1, 1, "0.00")
+        assert _totals(store, "wh2") == (0, 0, "0.00")
+    finally:
+        store.close()
+
+
+def test_an_archive_written_before_sites_reads_back_without_them(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from materializer import archive
+
+    stream = Stream()
+    message = _order(stream, "O-1", "10.00", "wh1")
+    root = tmp_path / "archive"
+    archive.write_run(root, [message])
+    (path,) = root.glob("type=*/day=*/*.parquet")
+    old = pq.read_table(path).drop_columns(["site"])
+    assert "site" not in old.schema.names and isinstance(old, pa.Table)
+    pq.write_table(old, path)
+    (back,) = [m for chunk in archive.messages(root) for m in chunk]
+    assert (back.sequence, back.data, back.site) == (1, message.data, None)
+
+
+def test_m0007_gives_rows_stored_before_sites_the_central_site(tmp_path: Path) -> None:
+    from materializer import db
+
+    path = tmp_path / "v6.duckdb"
+    conn = db.connect(path)
+    try:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for migration in db.available_migrations():
+            if migration.version < 7:
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                    [migration.version, migration.name],
+                )
+        conn.execute(
+            "INSERT INTO sales_by_hour VALUES ('2026-11-25 10:00:00+00', 'web', 2, 20, 2, 1, 10, 1)"
+        )
+        conn.execute("INSERT INTO stock_snapshot VALUES ('A', 'W', 5, '2026-11-25 10:00:00+00')")
+        conn.execute(
+            "UPDATE pipeline_state SET last_sequence = 9, events_applied = 9,"
+            " last_event_time = '2026-11-25 10:04:05+00'"
+        )
+    finally:
+        conn.close()
+    assert db.migration_status(path).current == 6
+    store = Store.open(path)
+    try:
+        for site in (None, ""):
+            assert _totals(store, site) == (2, 1, "10.00")
+            params = {} if site is None else {"site": site}
+            assert [r["on_hand"] for r in store.query("stock_levels", params).wire] == [5]
+        assert _totals(store, "wh1") == (0, 0, "0.00")
+        assert [(r["site"], r["events"]) for r in store.query("sites", {}).wire] == [("", 9)]
+        with_site = {
+            name
+            for (name,) in store.conn.execute(
+                "SELECT table_name FROM duckdb_columns() WHERE column_name = 'site'"
+            ).fetchall()
+        }
+        assert {"order_events", "order_lines", "stock_events", "invoices", "stock_snapshot"} <= (
+            with_site
+        )
+    finally:
+        store.close()

@@ -1,0 +1,60 @@
+"""Sites: how many events the materializer applied from each site, and the latest time.
+
+No events of its own (``registry.SITES_SEEN``): it counts what the other aggregates
+applied in the batch, so it runs after them (they may still reject an event: an order
+id created again). Table (DDL in ``migrations/m0007_sites.py``): ``site_events``. The
+site of an event is its message's ``Pulse-Site`` ('' without one; docs/EVENTS.md,
+"Sites").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+
+from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.queries import Cursor, QueryContext, Select, implements
+from pulse_bi.contract import registry
+
+SPEC = registry.SITES_SEEN
+
+
+def probe(batch: Batch) -> list[str]:
+    """Sites need no lookups of earlier keys."""
+    return []
+
+
+def apply(batch: Batch) -> None:
+    """Add the batch's applied events to their sites' counts."""
+    rejected = {reject[0] for reject in batch.rejects}  # stream sequences
+    counts: dict[str, int] = {}
+    latest: dict[str, datetime] = {}
+    for group in batch.events.values():
+        for event in group:
+            if event.sequence in rejected:
+                continue
+            site = event.message.site or ""
+            counts[site] = counts.get(site, 0) + 1
+            if site not in latest or event.time > latest[site]:
+                latest[site] = event.time
+    if not counts:
+        return
+    batch_sites = pa.table(  # noqa: F841 - read by DuckDB below
+        {
+            "site": strings(counts),
+            "events": ints(counts.values()),
+            "last_event_time": pa.array([latest[site] for site in counts], TIME),
+        }
+    )
+    batch.cur.execute(
+        "INSERT INTO site_events SELECT * FROM batch_sites ON CONFLICT DO UPDATE SET"
+        " events = site_events.events + excluded.events,"
+        " last_event_time = greatest(site_events.last_event_time, excluded.last_event_time)"
+    )
+
+
+@implements(registry.SITES)
+def sites(cur: Cursor, params: registry.SitesParams, _: QueryContext) -> Select:
+    """Every site with applied events, by name."""
+    return Select("SELECT site, events, last_event_time FROM site_events ORDER BY site", [])
