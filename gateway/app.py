@@ -32,6 +32,7 @@ from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions
 from gateway.ws import Connection, graphql_ws_endpoint
+from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import Tracer
 
 log = logging.getLogger("gateway")
@@ -73,11 +74,7 @@ class Gateway:
 
     async def close(self) -> None:
         """Close in reverse order of opening."""
-        for task in (self._keepalive, self._write_watchdog):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_until_done(t for t in (self._keepalive, self._write_watchdog) if t)
         for connection in list(self.connections):
             connection.close(1001, "server shutting down")
         if self.alerts is not None:

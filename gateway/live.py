@@ -11,7 +11,6 @@ refresh runs are refreshed once more afterwards, not once per notice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from gateway.settings import Settings
 from gateway.upstream import Upstream
 from gateway.versions import Versions, relevant
 from pulse_bi.contract import CHANGES_SUBJECT, QUERIES, ChangeNotice, notice_decoder
+from pulse_bi.tasks import cancel_until_done
 
 log = logging.getLogger("gateway.live")
 
@@ -133,11 +133,9 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""
-        for task in [*self._initial, self._runner, self._clock, self._watchdog]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_until_done(
+            t for t in [*self._initial, self._runner, self._clock, self._watchdog] if t
+        )
         self.groups.clear()
 
     # -- subscribing ----------------------------------------------------------------------

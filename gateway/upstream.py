@@ -29,6 +29,7 @@ from pulse_bi.contract import (
     reply_decoder,
     to_wire,
 )
+from pulse_bi.natsclient import client_options
 from pulse_bi.tracing import Tracer, set_error
 
 log = logging.getLogger("gateway.upstream")
@@ -100,12 +101,7 @@ class Upstream:
     async def _connect(self) -> None:
         try:
             nc = await nats.connect(
-                servers=[s.strip() for s in self.settings.nats_url.split(",")],
-                name="pulse-bi-gateway",
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=2,
+                **client_options(self.settings.nats_url, "pulse-bi-gateway"),
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnect,
                 reconnected_cb=self._on_reconnect,

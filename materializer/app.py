@@ -32,7 +32,9 @@ from materializer.service import QueryService
 from materializer.settings import Settings
 from materializer.store import BatchResult, Store
 from pulse_bi.contract import CHANGES_SUBJECT, ChangeNotice, notice_encoder
+from pulse_bi.natsclient import client_options
 from pulse_bi.streams import ensure_stream
+from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import current_headers
 
 log = logging.getLogger("pulse_bi.materializer")
@@ -94,10 +96,7 @@ class Materializer:
         self._notice_version = int(self._state.get("last_sequence") or 0)
         self.starting_step = f"connecting to NATS at {s.nats_url}"
         self.nc = await nats.connect(
-            s.nats_url.split(","),
-            name="pulse-bi-materializer",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            **client_options(s.nats_url, "pulse-bi-materializer"),
             error_cb=self._nats_error,
             disconnected_cb=self._nats_disconnected,
             reconnected_cb=self._nats_reconnected,
@@ -107,10 +106,7 @@ class Materializer:
         # their replies queue behind every message the server pushed ahead (seconds
         # during a bulk ingest on a busy machine).
         self._control = await nats.connect(
-            s.nats_url.split(","),
-            name="pulse-bi-materializer-control",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            **client_options(s.nats_url, "pulse-bi-materializer-control")
         )
         self.starting_step = "checking the stream"
         info = await ensure_stream(
@@ -452,11 +448,7 @@ class Materializer:
             await self.lifecycle.stop()
         if self.ingestor is not None:
             await self.ingestor.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_until_done(self._tasks)
         self._tasks.clear()
         if self.http is not None:
             await self.http.stop()

@@ -199,8 +199,9 @@ class Canned:
             await self.service.stop()
             self.service = None
 
-    async def notify(self, aggregates: list[str], **changes: Any) -> None:
-        """Publish a change notice for a new version."""
+    async def notify(self, aggregates: list[str], *, flush: bool = True, **changes: Any) -> None:
+        """Publish a change notice for a new version (``flush=False`` leaves it buffered,
+        so that a burst reaches the gateway in one write)."""
         previous, self.version = self.version, self.version + 1
         notice = ChangeNotice(
             version=self.version,
@@ -209,7 +210,8 @@ class Canned:
             previous_version=previous,
         )
         await self.nc.publish(CHANGES_SUBJECT, notice_encoder.encode(notice))
-        await self.nc.flush()
+        if flush:
+            await self.nc.flush()
 
     async def heartbeat(self) -> None:
         """Publish a version heartbeat."""
