@@ -9,7 +9,9 @@ site of an event is its message's ``Pulse-Site`` ('' without one; docs/EVENTS.md
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from operator import attrgetter
 
 import pyarrow as pa
 
@@ -18,6 +20,7 @@ from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
 SPEC = registry.SITES_SEEN
+_TIME = attrgetter("time")
 
 
 def probe(batch: Batch) -> list[str]:
@@ -31,13 +34,22 @@ def apply(batch: Batch) -> None:
     counts: dict[str, int] = {}
     latest: dict[str, datetime] = {}
     for group in batch.events.values():
-        for event in group:
-            if event.sequence in rejected:
-                continue
-            site = event.message.site or ""
-            counts[site] = counts.get(site, 0) + 1
-            if site not in latest or event.time > latest[site]:
-                latest[site] = event.time
+        if rejected:  # an aggregate may have refused some (they are not applied)
+            group = [event for event in group if event.sequence not in rejected]
+        if not group:
+            continue
+        names = [event.message.site or "" for event in group]
+        first = names[0]
+        if names.count(first) == len(names):  # the usual case: one site per batch
+            pairs: Iterable[tuple[str, datetime]] = [(first, max(map(_TIME, group)))]
+            counts[first] = counts.get(first, 0) + len(names)
+        else:
+            pairs = zip(names, map(_TIME, group), strict=True)
+            for site in names:
+                counts[site] = counts.get(site, 0) + 1
+        for site, time in pairs:
+            if site not in latest or time > latest[site]:
+                latest[site] = time
     if not counts:
         return
     batch_sites = pa.table(  # noqa: F841 - read by DuckDB below
