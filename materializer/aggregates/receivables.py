@@ -25,16 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from materializer.aggregates.batch import (
-    MONEY,
-    TIME,
-    Accepted,
-    Batch,
-    event_table,
-    ints,
-    sites,
-    strings,
-)
+from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, money
 from pulse_bi.contract import registry
 
@@ -83,7 +74,7 @@ def apply(batch: Batch) -> None:
                 "payment_id": strings(e.data.payment_id for e in payments),
                 "invoice_id": strings(e.data.invoice_id for e in payments),
                 "amount": pa.array([e.data.amount for e in payments], MONEY),
-                "site": sites(payments),
+                "site": batch.site_column(payments),
             },
         )
     if issued:

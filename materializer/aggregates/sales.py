@@ -28,7 +28,6 @@ from materializer.aggregates.batch import (
     event_table,
     ints,
     iso,
-    sites,
     strings,
 )
 from materializer.queries import (
@@ -118,7 +117,7 @@ def apply(batch: Batch) -> None:
                 "order_id": strings(e.data.order_id for e in cancels),
                 "reason": strings(e.data.reason for e in cancels),
                 "effect": strings(effects),
-                "site": sites(cancels),
+                "site": batch.site_column(cancels),
             },
         )
     if waiting:

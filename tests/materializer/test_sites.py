@@ -20,7 +20,6 @@ from pulse_bi.natsserver import LocalNatsServer
 from pulse_bi.simulator import generate
 from pulse_bi.simulator.events import SimMessage, stored_by_stream
 from pulse_bi.simulator.expected import expected_aggregates
-from tests.conftest import cloud_event
 from tests.materializer.eventkit import Stream
 
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -314,15 +313,10 @@ async def _raw_publish(url: str, subject: str, header_lines: list[str], payload:
 async def test_sites_arrive_through_the_stream_headers(
     nats_server: LocalNatsServer, js: JetStreamContext, materializer: Materializer
 ) -> None:
+    stream = Stream()
+
     def order(order_id: str, total: str) -> bytes:
-        data = {
-            "order_id": order_id,
-            "customer_id": "C-1",
-            "channel": "web",
-            "total_amount": total,
-            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": total}],
-        }
-        return json.dumps(cloud_event("order.created", data)).encode()
+        return _order(stream, order_id, total, None).data
 
     subject = "pulse.events.orders.created"
     await js.publish(subject, order("O-1", "1.00"), headers={"Pulse-Site": "wh1"})
