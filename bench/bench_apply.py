@@ -40,6 +40,7 @@ def generate(
     """A stream of ``count`` messages in stream order; about 1 % bad input. With
     ``sites``, each message carries one of that many sites, taken at random."""
     rng = random.Random(seed)
+    site_rng = random.Random(seed + 1)  # apart, so the event mix is the same with sites
     encode = msgspec.json.encode
     clock = datetime(2026, 11, 25, tzinfo=UTC)
     step = timedelta(milliseconds=20)
@@ -139,7 +140,7 @@ def generate(
         )
         if rng.random() < 0.01:
             payload = payload[:-7]  # bad input: truncated JSON
-        site = f"wh{rng.randrange(sites)}" if sites else None
+        site = f"wh{site_rng.randrange(sites)}" if sites else None
         yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock, site)
 
 
