@@ -30,10 +30,10 @@ import nats
 from gateway.app import create_app, state
 from gateway.settings import Settings
 from materializer.app import Materializer
-from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.contract import CHANGES_SUBJECT
 from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.streams import ensure_stream
+from tests.conftest import local_materializer
 
 
 def event(event_type: str, data: dict[str, Any]) -> bytes:
@@ -85,14 +85,7 @@ rules: [{{name: low, kind: low_stock, warehouse: WH-1}}]
 """
     )
     server = LocalNatsServer(store_dir=work / "js").start()
-    msettings = MaterializerSettings(
-        nats_url=server.url,
-        data_path=work,
-        duckdb_path=work / "bench.duckdb",
-        http_port=0,
-        heartbeat_interval=0.5,
-        batch_max_wait_ms=5,
-    )
+    msettings = local_materializer(server.url, work / "bench.duckdb", batch_max_wait_ms=5)
     nc = await nats.connect(server.url)
     js = nc.jetstream()
     await ensure_stream(js)

@@ -25,7 +25,6 @@ import platform
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.simulator import generate, publish
 from pulse_bi.streams import ensure_stream, stream_config
 from tests.cluster.balancer import RoundRobin
+from tests.cluster.conftest import order_event
+from tests.conftest import local_materializer
 from tests.gateway.conftest import Server
 
 WINDOW = 'from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z"'
@@ -58,34 +59,12 @@ def machine() -> str:
 
 
 def settings_for(url: str, path: Path, **extra: Any) -> Settings:
-    return Settings(
-        nats_url=url,
-        data_path=path.parent,
-        duckdb_path=path,
-        http_port=0,
-        heartbeat_interval=0.5,
-        **extra,
-    )
+    return local_materializer(url, path, **extra)
 
 
 def order(site: str | None = None) -> tuple[str, bytes, dict[str, str]]:
-    event_id = uuid.uuid4().hex
-    event = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": "/bench",
-        "type": "order.created",
-        "time": "2026-11-25T10:04:05Z",
-        "datacontenttype": "application/json",
-        "data": {
-            "order_id": event_id,
-            "customer_id": "C-1",
-            "channel": "web",
-            "total_amount": "10.00",
-            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}],
-        },
-    }
-    headers = {"Nats-Msg-Id": event_id}
+    event = order_event()
+    headers = {"Nats-Msg-Id": event["id"]}
     if site:
         headers["Pulse-Site"] = site
     return "pulse.events.orders.created", json.dumps(event).encode(), headers

@@ -15,7 +15,6 @@ import platform
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from bench.gateway_stack import (
 from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, notice_decoder
 from pulse_bi.simulator import generate, publish
 from pulse_bi.streams import ensure_stream
+from tests.cluster.conftest import order_event as cluster_order
 
 SALES_FIELDS = "hour orders grossRevenue netRevenue units averageOrderValue"
 
@@ -78,23 +78,8 @@ async def prefill(stack: Stack, count: int) -> int:
 
 def order_event(now: dt.datetime) -> tuple[str, bytes]:
     """An order.created CloudEvent of the current hour: its id and JSON."""
-    event_id = uuid.uuid4().hex
-    event = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": "/bench",
-        "type": "order.created",
-        "time": now.isoformat(),
-        "datacontenttype": "application/json",
-        "data": {
-            "order_id": event_id,
-            "customer_id": "C-BENCH",
-            "channel": "web",
-            "total_amount": "12.34",
-            "lines": [{"sku": "SKU-BENCH", "quantity": 1, "unit_price": "12.34"}],
-        },
-    }
-    return event_id, json.dumps(event).encode()
+    event = cluster_order(total="12.34", time_=now.isoformat())
+    return event["id"], json.dumps(event).encode()
 
 
 # -- HTTP ---------------------------------------------------------------------------------

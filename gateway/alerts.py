@@ -26,6 +26,7 @@ from pulse_bi.alerts.delivery import Deliverer
 from pulse_bi.alerts.engine import Engine
 from pulse_bi.alerts.rules import Rules, load
 from pulse_bi.contract import CHANGES_SUBJECT, notice_decoder
+from pulse_bi.tasks import cancel_until_done
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -80,11 +81,7 @@ class AlertService:
         self._tasks.append(asyncio.create_task(self._clock(), name="alerts-clock"))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done(self._tasks)
         await self.deliverer.close()
         await self.engine.close()
 

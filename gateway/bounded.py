@@ -25,7 +25,8 @@ from gateway.errors import DeadlineExceeded, GatewayError, ResponseTooLarge, req
 from gateway.execution import encoder, result_payload
 
 if TYPE_CHECKING:
-    from gateway.execution import Executor
+    from gateway.execution import Executor, Operation, Prepared
+    from gateway.graphql_http import Params
     from gateway.schema.base import Context
     from gateway.upstream import Result, Upstream
 
@@ -120,6 +121,19 @@ class Answerer:
                 f"The request took longer than {timeout:g} s (GATEWAY_REQUEST_TIMEOUT)."
             )
             return _error(error)
+
+    async def answer_request(
+        self,
+        prepared: Prepared,
+        operation: Operation,
+        coerced: Any,
+        context: Context,
+        params: Params,
+    ) -> Answer:
+        """``answer`` of one request's operation, with its coerced variables' cost."""
+        cost = self.executor.cost(operation, coerced)
+        document: DocumentNode = prepared.document  # type: ignore[assignment]
+        return await self.answer(document, context, params.variables, params.operation_name, cost)
 
     async def _offload(
         self,

@@ -29,8 +29,8 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from gateway.errors import format_graphql_error
-from gateway.limits import FLOOR, Measure, Measurer, list_field_sizes
-from gateway.persisted import PersistedQueries, fragment_definitions, not_in_list, root_fields
+from gateway.limits import FLOOR, Measure, Measurer, fragment_definitions, list_field_sizes
+from gateway.persisted import PersistedQueries, not_in_list, root_fields
 from gateway.schema import Context, schema
 from gateway.settings import Settings
 from gateway.versions import TRACKED

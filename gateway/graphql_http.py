@@ -462,13 +462,7 @@ async def _run(
             observed.error()
             return _request_errors(coerced, media)
     context = Context(gateway.upstream, gateway.versions, claims)
-    answer = await gateway.answerer.answer(
-        prepared.document,  # type: ignore[arg-type]
-        context,
-        params.variables,
-        params.operation_name,
-        executor.cost(operation, coerced),
-    )
+    answer = await gateway.answerer.answer_request(prepared, operation, coerced, context, params)
     if key is not None and answer.cacheable:
         gateway.responses.put(key, stamp, answer.body)
     if not answer.cacheable:

@@ -63,6 +63,11 @@ MAX_TEXT_ARGUMENT = 256
 INTROSPECTION_ROOTS = frozenset(["__schema", "__type"])
 
 
+def fragment_definitions(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    """The document's fragments by name."""
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
 def check_limit(value: int | None, default: int) -> int:
     """A list argument `limit`: its default when not given, else 1 to MAX_LIMIT."""
     if value is None:
@@ -149,9 +154,7 @@ class Measurer:
         self.sizes = sizes
         self.variables = variables
         self.uses_variables = False
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+        self.fragments = fragment_definitions(document)
         self._measured: dict[str, _Total] = {}
         self._visiting: set[str] = set()
 

@@ -46,6 +46,7 @@ from graphql import (
 )
 
 from gateway.errors import BadRequest, GatewayError
+from gateway.limits import fragment_definitions
 from gateway.settings import Settings
 
 #: The manifest of the repository's own clients (regenerate with the CLI command).
@@ -123,11 +124,6 @@ def introspection_only(document: DocumentNode) -> bool:
         for operation in operations
         for root in root_fields(operation.selection_set, fragments)
     )
-
-
-def fragment_definitions(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
-    """The document's fragments by name."""
-    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
 
 
 def root_fields(
@@ -257,9 +253,7 @@ def graphql_file_documents(path: Path) -> list[tuple[str, str]]:
         document = parse(text)
     except GraphQLError as exc:
         raise ManifestError(f"{path} does not parse: {exc.message}") from None
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = fragment_definitions(document)
     found = []
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):

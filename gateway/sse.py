@@ -218,12 +218,8 @@ async def _start(
         return Response(encoder.encode(body), 503, {"Retry-After": "5"}, JSON)
     context = Context(gateway.upstream, gateway.versions, claims)
     if operation.kind is not OperationType.SUBSCRIPTION or operation.as_query is None:
-        answer = await gateway.answerer.answer(
-            prepared.document,  # type: ignore[arg-type]
-            context,
-            params.variables,
-            params.operation_name,
-            executor.cost(operation, coerced),
+        answer = await gateway.answerer.answer_request(
+            prepared, operation, coerced, context, params
         )
         if not answer.cacheable:
             observed.error()

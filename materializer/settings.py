@@ -1,7 +1,8 @@
 """The materializer's settings: read once from the environment, validated, frozen.
 
-Each field is one setting declared with `pulse_bi.settings.setting` (variable, kind,
-default, doc); docs/OPERATIONS.md's settings table is generated from these declarations.
+A field is one `pulse_bi.settings.setting` (kind, default, doc) whose variable is its name
+in capitals (the HTTP server's take a ``MATERIALIZER_`` prefix). The settings table of
+docs/OPERATIONS.md is generated from them.
 """
 
 from __future__ import annotations
@@ -36,42 +37,35 @@ RETENTION_MARGIN_DAYS = 1.0
 #: Longest retention or archive age accepted (a century).
 MAX_DAYS = 36_500.0
 
+#: The kinds several settings share: seconds where 0 turns a schedule off, a period
+#: that must be positive, an age in days (0: never), a count (0 allowed).
+_SECONDS = Float(0)
+_INTERVAL = Float(0, above=True)
+_DAYS = Float(0, MAX_DAYS)
+_COUNT = Int(0)
 
-def _duckdb_path(values: Mapping[str, Any]) -> Path:
-    return Path(values["data_path"]) / "pulse_bi.duckdb"
 
+def _in_data_path(name: str, doc: str) -> Path:
+    """A path setting whose default is ``name`` in DATA_PATH (wherever that is set)."""
 
-def _backup_path(values: Mapping[str, Any]) -> Path:
-    return Path(values["data_path"]) / "backups"
+    def derive(values: Mapping[str, Any]) -> Path:
+        return Path(values["data_path"]) / name
 
-
-def _archive_path(values: Mapping[str, Any]) -> Path:
-    return Path(values["data_path"]) / "archive"
+    return setting(
+        PathKind(), Path("data") / name, doc, shown_default=f"$DATA_PATH/{name}", derive=derive
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the materializer can be told, with its environment variable."""
 
-    nats_url: str = setting(
-        "NATS_URL", NatsUrls(), "nats://127.0.0.1:4222", "NATS server(s), comma-separated"
-    )
+    nats_url: str = setting(NatsUrls(), "nats://127.0.0.1:4222", "NATS server(s), comma-separated")
     data_path: Path = setting(
-        "DATA_PATH",
-        PathKind(),
-        Path("data"),
-        "directory for the DuckDB file (created when missing)",
+        PathKind(), Path("data"), "directory for the DuckDB file (created when missing)"
     )
-    duckdb_path: Path = setting(
-        "DUCKDB_PATH",
-        PathKind(),
-        Path("data/pulse_bi.duckdb"),
-        "the DuckDB file",
-        shown_default="$DATA_PATH/pulse_bi.duckdb",
-        derive=_duckdb_path,
-    )
+    duckdb_path: Path = _in_data_path("pulse_bi.duckdb", "the DuckDB file")
     duckdb_memory_limit: str = setting(
-        "DUCKDB_MEMORY_LIMIT",
         Size("empty: DuckDB's default, 80 % of RAM"),
         "128MB",
         "DuckDB's memory limit (empty: DuckDB's default, 80 % of RAM); see "
@@ -79,147 +73,102 @@ class Settings:
         empty="",
     )
     duckdb_threads: int = setting(
-        "DUCKDB_THREADS",
-        Int(0),
+        _COUNT,
         1,
         "DuckDB worker threads (0: one per core); one is as fast for the batch statements "
         "and leaves a core to NATS",
     )
     http_host: str = setting(
-        "MATERIALIZER_HTTP_HOST",
         Host(),
         "127.0.0.1",
         "address of the `/health`, `/stats`, `/metrics` server (`0.0.0.0` in containers)",
+        env="MATERIALIZER_HTTP_HOST",
     )
     http_port: int = setting(
-        "MATERIALIZER_HTTP_PORT", Int(0, 65535), 8005, "its port (0: no HTTP server)"
+        Int(0, 65535), 8005, "its port (0: no HTTP server)", env="MATERIALIZER_HTTP_PORT"
     )
-    batch_max_events: int = setting(
-        "BATCH_MAX_EVENTS", Int(1), 20_000, "most events applied in one DuckDB transaction"
-    )
+    batch_max_events: int = setting(Int(1), 20_000, "most events applied in one DuckDB transaction")
     batch_max_wait_ms: int = setting(
-        "BATCH_MAX_WAIT_MS",
-        Int(0),
+        _COUNT,
         0,
         "how long a batch may wait to fill once the writer is free (0: at once; batches "
         "still form from what arrives while the previous one commits, so bulk ingest keeps "
         "large batches and a trickle keeps low latency)",
     )
     checkpoint_interval: float = setting(
-        "CHECKPOINT_INTERVAL",
-        Float(0),
+        _SECONDS,
         300.0,
         "seconds between checkpoints of the DuckDB file while events arrive (0: only when "
         'the WAL reaches 256 MB); see "Checkpoints"',
     )
     heartbeat_interval: float = setting(
-        "HEARTBEAT_INTERVAL",
-        Float(0, above=True),
-        2.0,
-        "seconds between version heartbeats on `pulse.bi.changes`",
+        _INTERVAL, 2.0, "seconds between version heartbeats on `pulse.bi.changes`"
     )
     query_workers: int = setting(
-        "QUERY_WORKERS",
-        Int(1, 64),
-        4,
-        "threads answering named queries concurrently with ingest",
+        Int(1, 64), 4, "threads answering named queries concurrently with ingest"
     )
     stream_duplicate_window: float = setting(
-        "STREAM_DUPLICATE_WINDOW",
-        Float(0, above=True),
+        _INTERVAL,
         120.0,
         "seconds JetStream drops a re-published `Nats-Msg-Id` (used when the materializer "
         "creates the stream)",
     )
     stream_replicas: int = setting(
-        "STREAM_REPLICAS",
         Int(1, 5),
         1,
         "copies of the stream on a NATS cluster, 1 to 5 (used when the materializer creates "
         "the stream; `3` on a 3-node cluster, docs/SCALING.md)",
     )
     read_max_lag: int = setting(
-        "READ_MAX_LAG",
-        Int(0),
+        _COUNT,
         0,
         "events behind the stream beyond which this replica leaves the read queue group "
         "until it is back within half of that (0: always answers; docs/SCALING.md, "
         '"Monotonic reads")',
     )
     fault_retry_max: float = setting(
-        "FAULT_RETRY_MAX",
-        Float(0, above=True),
+        _INTERVAL,
         30.0,
         "longest wait in seconds between retries of a batch that failed on a fault; waits "
         'start at 0.5 s and double up to it (see "Faults")',
     )
     disk_free_min: str = setting(
-        "DISK_FREE_MIN",
         Size("empty or 0: no warning"),
         "1GB",
         "free space on the DuckDB file's volume below which `/health` says `degraded` "
         '(`0`: no warning); see "Disk space"',
         empty="0",
     )
-    backup_path: Path = setting(
-        "BACKUP_PATH",
-        PathKind(),
-        Path("data/backups"),
-        'directory backups are written to (see "Backup")',
-        shown_default="$DATA_PATH/backups",
-        derive=_backup_path,
-    )
+    backup_path: Path = _in_data_path("backups", 'directory backups are written to (see "Backup")')
     backup_interval: float = setting(
-        "BACKUP_INTERVAL",
-        Float(0),
-        0.0,
-        "seconds between scheduled backups (`0`: only `pulse-bi backup`)",
+        _SECONDS, 0.0, "seconds between scheduled backups (`0`: only `pulse-bi backup`)"
     )
     backup_keep_daily: int = setting(
-        "BACKUP_KEEP_DAILY",
-        Int(0, 3660),
-        7,
-        "scheduled backups keep the newest of this many days",
+        Int(0, 3660), 7, "scheduled backups keep the newest of this many days"
     )
     backup_keep_weekly: int = setting(
-        "BACKUP_KEEP_WEEKLY",
-        Int(0, 520),
-        4,
-        "scheduled backups also keep the newest of this many ISO weeks",
+        Int(0, 520), 4, "scheduled backups also keep the newest of this many ISO weeks"
     )
-    archive_path: Path = setting(
-        "ARCHIVE_PATH",
-        PathKind(),
-        Path("data/archive"),
-        'directory of the Parquet archive (see "Archive and retention")',
-        shown_default="$DATA_PATH/archive",
-        derive=_archive_path,
+    archive_path: Path = _in_data_path(
+        "archive", 'directory of the Parquet archive (see "Archive and retention")'
     )
     archive_after_days: float = setting(
-        "ARCHIVE_AFTER_DAYS",
-        Float(0, MAX_DAYS),
+        _DAYS,
         0.0,
         "raw events older than this many days (stream time) go to the archive and leave "
         "DuckDB's raw tables (`0`: never)",
     )
     archive_interval: float = setting(
-        "ARCHIVE_INTERVAL",
-        Float(0, above=True),
-        3600.0,
-        "seconds between archive, retention and compaction runs",
+        _INTERVAL, 3600.0, "seconds between archive, retention and compaction runs"
     )
     stream_max_age_days: float = setting(
-        "STREAM_MAX_AGE_DAYS",
-        Float(0, MAX_DAYS),
+        _DAYS,
         0.0,
         "`max_age` of the stream when the materializer creates it, checked on an existing "
         "one (`0`: no limit); at least `ARCHIVE_AFTER_DAYS` + 1",
     )
     log_level: str = setting(
-        "LOG_LEVEL",
-        Choice("DEBUG", "INFO", "WARNING", "ERROR"),
-        "INFO",
-        "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
+        Choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`"
     )
 
     @classmethod

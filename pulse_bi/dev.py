@@ -23,7 +23,7 @@ import click
 from rich.console import Console
 
 from pulse_bi.natsserver import LocalNatsServer, NatsServerNotFound
-from pulse_bi.options import PORT, EnvNumber
+from pulse_bi.options import PORT, SHOW_DEFAULTS, EnvNumber
 from pulse_bi.ports import holder, port_free
 from pulse_bi.settings import Float, Int
 
@@ -149,12 +149,11 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     (data_path / SEED_MARKER).write_text(f"{count} events at {stamp}\n", encoding="utf-8")
 
 
-@click.command()
+@click.command(context_settings=SHOW_DEFAULTS)
 @click.option(
     "--data-path",
     envvar="DATA_PATH",
     default="data",
-    show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for the DuckDB file and the NATS store (DATA_PATH).",
 )
@@ -162,7 +161,6 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     "--host",
     envvar="PULSE_DEV_HOST",
     default="127.0.0.1",
-    show_default=True,
     help="Interface the gateway and the materializer's HTTP server bind to "
     "(PULSE_DEV_HOST; 0.0.0.0 opens the unauthenticated dev API to the network).",
 )
@@ -170,7 +168,6 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     "--port",
     envvar="GATEWAY_PORT",
     default=8004,
-    show_default=True,
     type=PORT,
     help="Gateway HTTP port: GraphQL, GraphiQL, REST, kiosk (GATEWAY_PORT).",
 )
@@ -178,7 +175,6 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     "--nats-port",
     envvar="PULSE_DEV_NATS_PORT",
     default=4250,
-    show_default=True,
     type=PORT,
     help="Port of the local nats-server started for this run (PULSE_DEV_NATS_PORT).",
 )
@@ -186,7 +182,6 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     "--materializer-port",
     envvar="MATERIALIZER_HTTP_PORT",
     default=8005,
-    show_default=True,
     type=PORT,
     help="Port of the materializer's /health and /metrics (MATERIALIZER_HTTP_PORT).",
 )
@@ -194,7 +189,6 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     "--rate",
     envvar="PULSE_DEV_RATE",
     default=0.5,
-    show_default=True,
     type=EnvNumber(Float(0)),
     help="Live simulated events per second, about a fifth of them orders: 0.5 makes about "
     "as many orders an hour as the seeded history has (PULSE_DEV_RATE; 0: none).",
@@ -203,7 +197,6 @@ def _seed(children: Children, data_path: Path, count: int) -> None:
     "--seed-events",
     envvar="PULSE_DEV_SEED_EVENTS",
     default=40_000,
-    show_default=True,
     type=EnvNumber(Int(0)),
     help="Events of demo history over the last 24 h, published once per data directory "
     "(PULSE_DEV_SEED_EVENTS).",

@@ -7,25 +7,15 @@ streams): this module only starts the processes with the right flags.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pulse_bi.natsserver import find_nats_server, free_port
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+from pulse_bi.natsserver import NatsProcess, find_nats_server, free_port
 
 
 @dataclass
-class ClusterNode:
+class ClusterNode(NatsProcess):
     """One nats-server of a :class:`LocalNatsCluster`."""
 
     name: str
@@ -36,14 +26,6 @@ class ClusterNode:
     cluster_name: str
     binary: str | None = None
     process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
         return [
@@ -68,37 +50,7 @@ class ClusterNode:
     def launch(self) -> None:
         """Start the process (does not wait for it to listen)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-    def wait_listening(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"nats-server {self.name} exited ({self.process.returncode})")
-            if _listening(self.port):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"nats-server {self.name} did not listen on {self.port}")
-
-    def kill(self) -> None:
-        """SIGKILL: the node dies as in a crash (no lame-duck, no clean shutdown)."""
-        if self.running:
-            assert self.process is not None
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if not self.running:
-            return
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.spawn(self.command())
 
 
 @dataclass
@@ -159,9 +111,15 @@ class LocalNatsCluster:
         for node in self.nodes:
             node.stop()
 
+    def __enter__(self) -> LocalNatsCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @dataclass
-class ConfiguredServer:
+class ConfiguredServer(NatsProcess):
     """A nats-server started from a configuration file it is given as text."""
 
     name: str
@@ -171,38 +129,13 @@ class ConfiguredServer:
     binary: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
     def start(self, timeout: float = 10.0) -> ConfiguredServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         path = self.store_dir / f"{self.name}.conf"
         path.write_text(self.config)
-        self.process = subprocess.Popen(
-            [find_nats_server(self.binary), "-c", str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server {self.name} exited ({self.process.returncode})")
-            if _listening(self.port):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"nats-server {self.name} did not listen on {self.port}")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.spawn([find_nats_server(self.binary), "-c", str(path)])
+        self.wait_listening(timeout)
+        return self
 
 
 def hub_server(

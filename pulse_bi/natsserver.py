@@ -35,8 +35,73 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class NatsProcess:
+    """A nats-server child process listening for clients on 127.0.0.1:``port``.
+
+    The start-up and shutdown every local server shares: subclasses (dataclasses) hold
+    ``port`` and ``process`` and say how the process is started.
+    """
+
+    port: int
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def label(self) -> str:
+        """How messages name this server: with its ``name`` where it has one (cluster
+        nodes, hub and sites)."""
+        return f"nats-server {getattr(self, 'name', '')}".rstrip()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def spawn(self, command: list[str], own_session: bool = False) -> None:
+        """Start ``command`` (its output discarded); does not wait for it to listen."""
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=own_session,
+        )
+
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        """Wait until the port accepts connections; stop the process if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with code {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.label} did not listen on port {self.port} in {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as in a crash (no lame-duck, no clean shutdown)."""
+        if self.process is not None and self.running:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        if self.process is None or not self.running:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 @dataclass
-class LocalNatsServer:
+class LocalNatsServer(NatsProcess):
     """A nats-server child process with JetStream and its own store directory."""
 
     store_dir: Path
@@ -47,46 +112,26 @@ class LocalNatsServer:
     own_session: bool = False
     process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
     def start(self, timeout: float = 10.0) -> LocalNatsServer:
         """Start the server and wait until it accepts connections."""
         if not self.port:
             self.port = free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         binary = find_nats_server(self.binary)
-        self.process = subprocess.Popen(
+        self.spawn(
             [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=self.own_session,
+            own_session=self.own_session,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with code {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"nats-server did not listen on port {self.port} in {timeout}s")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.wait_listening(timeout)
+        return self
 
     def restart(self) -> None:
         """Stop and start again on the same port and store (keeps the stream)."""
         self.stop()
         self.start()
+
+    def __enter__(self) -> LocalNatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -44,3 +44,6 @@ def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
 
 #: A TCP port, 1-65535.
 PORT = EnvNumber(Int(1, 65535))
+
+#: ``context_settings`` of a command whose help shows every option's default.
+SHOW_DEFAULTS = {"show_default": True}

@@ -21,6 +21,7 @@ import click
 import msgspec
 
 from pulse_bi.contract import EVENT_SUBJECT_PREFIX, query_subject, reply_decoder
+from pulse_bi.options import SHOW_DEFAULTS
 
 #: Largest event accepted from a file or stdin; real events are a few hundred bytes.
 MAX_EVENT_BYTES = 1 << 20
@@ -108,13 +109,12 @@ async def publish(
         await nc.close()
 
 
-@click.command("publish")
+@click.command("publish", context_settings=SHOW_DEFAULTS)
 @click.argument("source", type=click.File("rb"), default="-")
 @click.option(
     "--nats-url",
     envvar="NATS_URL",
     default="nats://127.0.0.1:4222",
-    show_default=True,
     help="NATS server to publish to (NATS_URL; `pulse-bi dev` prints its own).",
 )
 @click.option("--subject", help="Publish to this subject instead of the one of the event's type.")
@@ -130,7 +130,6 @@ async def publish(
     "--wait",
     type=click.FloatRange(min=0),
     default=5.0,
-    show_default=True,
     help="Seconds to wait for the materializer's verdict (0: publish and return).",
 )
 def publish_command(

@@ -22,11 +22,8 @@ from pulse_bi.streams import ensure_stream
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[LocalNatsServer]:
     """A fresh nats-server with JetStream and a temporary store, stopped after the test."""
-    server = LocalNatsServer(store_dir=tmp_path / "jetstream").start()
-    try:
+    with LocalNatsServer(store_dir=tmp_path / "jetstream") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -39,17 +36,22 @@ async def nc(nats_server: LocalNatsServer) -> AsyncIterator[NATS]:
         await client.drain()
 
 
+def local_materializer(nats_url: str, duckdb_path: Path, **changes: Any) -> MaterializerSettings:
+    """Settings of an in-process materializer of tests and benchmarks: no HTTP port, its
+    data directory beside the DuckDB file, a version heartbeat every 0.5 s."""
+    defaults: dict[str, Any] = {"http_port": 0, "heartbeat_interval": 0.5}
+    return MaterializerSettings(
+        nats_url=nats_url,
+        data_path=duckdb_path.parent,
+        duckdb_path=duckdb_path,
+        **(defaults | changes),
+    )
+
+
 @pytest.fixture
 def materializer_settings(nats_server: LocalNatsServer, tmp_path: Path) -> MaterializerSettings:
     """Settings of an in-process materializer on the test server and a tmp DuckDB file."""
-    return MaterializerSettings(
-        nats_url=nats_server.url,
-        data_path=tmp_path,
-        duckdb_path=tmp_path / "pulse_bi.duckdb",
-        http_port=0,
-        heartbeat_interval=0.5,
-        batch_max_wait_ms=5,
-    )
+    return local_materializer(nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_wait_ms=5)
 
 
 @pytest.fixture

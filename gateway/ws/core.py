@@ -63,7 +63,8 @@ class Handler(ABC):
 
     @abstractmethod
     async def handle(self, connection: Connection, kind: str, message: dict[str, Any]) -> None:
-        """Act on one client message of type ``kind``; raise `Close` to end the socket."""
+        """Act on one client message of type ``kind`` (other than `connection_init`, which
+        the core answers); raise `Close` to end the socket."""
 
     @abstractmethod
     def acknowledge(self, connection: Connection) -> None:
@@ -258,7 +259,10 @@ class Connection:
             raise Close(4400, "Invalid message received: nested too deeply") from None
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise Close(4400, "Invalid message received: no type")
-        await self.handler.handle(self, message["type"], message)
+        if message["type"] == "connection_init":  # both protocols open alike
+            await self.init(message.get("payload"))
+        else:
+            await self.handler.handle(self, message["type"], message)
 
     async def init(self, payload: Any) -> None:
         """`connection_init`: authenticate once, then acknowledge (or refuse and close)."""

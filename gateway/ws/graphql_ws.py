@@ -21,8 +21,6 @@ class GraphQLWSHandler(Handler):
     async def handle(self, connection: Connection, kind: str, message: dict[str, Any]) -> None:
         """Act on one client message."""
         match kind:
-            case "connection_init":
-                await connection.init(message.get("payload"))
             case "start":
                 await connection.subscribe(message)
             case "stop":

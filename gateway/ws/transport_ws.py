@@ -21,8 +21,6 @@ class TransportWSHandler(Handler):
     async def handle(self, connection: Connection, kind: str, message: dict[str, Any]) -> None:
         """Act on one client message."""
         match kind:
-            case "connection_init":
-                await connection.init(message.get("payload"))
             case "ping":
                 connection.send_json({"type": "pong"})
             case "pong":

@@ -10,7 +10,6 @@ and metrics; evaluation never waits for delivery (docs/ALERTS.md, "Delivery").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -26,6 +25,7 @@ import httpx
 
 from pulse_bi.alerts.engine import Engine, Notification
 from pulse_bi.alerts.rules import EmailReceiver, Receiver, SlackReceiver, WebhookReceiver
+from pulse_bi.tasks import cancel_until_done
 
 log = logging.getLogger("pulse_bi.alerts.delivery")
 
@@ -100,11 +100,7 @@ class Deliverer:
             self._tasks.append(asyncio.create_task(self._worker(name), name=f"alerts-{name}"))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done(self._tasks)
         await self._http.aclose()
 
     def unhealthy(self) -> dict[str, str]:

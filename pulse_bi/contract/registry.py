@@ -9,7 +9,8 @@ docs/API.md lists it (checked by a test). Order here is the order of the GraphQL
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Required, TypedDict
 
 import msgspec
 
@@ -19,7 +20,6 @@ from pulse_bi.contract.spec import (
     BigInt,
     Money,
     Offset,
-    Page,
     PageSize,
     Params,
     QuerySpec,
@@ -50,16 +50,52 @@ Site = (
 )
 
 
+class AggregateParams(Params, kw_only=True):
+    """Base of the parameters of every query over the aggregates: a parameter all of
+    them take is declared here, once."""
+
+    site: Site = None
+
+
+class AggregatePage(AggregateParams, kw_only=True):
+    """Parameters of a paged list over the aggregates: ``next_offset`` is set while more
+    rows follow."""
+
+    offset: Offset = 0
+    limit: PageSize = DEFAULT_PAGE
+
+
+class Dependence(TypedDict, total=False):
+    """What the results of queries alike depend on (the ``QuerySpec`` fields of that name),
+    declared once for all of them."""
+
+    reads: Required[tuple[str, ...]]
+    always: tuple[str, ...]
+    filters: Mapping[str, str]
+    window: tuple[str, str]
+    clock: tuple[str, ...]
+
+
+# Rows sharing a field group (SalesTotals, AgingBuckets) subclass it without `kw_only`:
+# msgspec puts such a class's own fields before the keyword-only ones of its base, so
+# the row lists its key (hour, channel, customer) first and the shared fields after it,
+# the order GraphQL and docs/API.md show.
+
+
 # Sales ------------------------------------------------------------------------------
 
 
-class SalesWindow(Params, kw_only=True):
-    """A time range of hour buckets, optionally one sales channel."""
+class Window(AggregateParams, kw_only=True):
+    """A time range of hour buckets."""
 
     from_: Start = msgspec.field(name="from")
     to: End
+
+
+class SalesWindow(Window, kw_only=True):
+    """A time range of hour buckets, optionally one sales channel."""
+
     channel: str | None = None
-    site: Site = None
 
 
 class PagedSalesWindow(SalesWindow, kw_only=True):
@@ -69,10 +105,9 @@ class PagedSalesWindow(SalesWindow, kw_only=True):
     limit: PageSize = DEFAULT_PAGE
 
 
-class HourlySalesRow(Row, kw_only=True):
-    """Sales of one UTC hour (only hours with orders are listed)."""
+class SalesTotals(Row, kw_only=True):
+    """Sales totals: the fields every sales row ends with."""
 
-    hour: dt.datetime
     orders: BigInt
     cancelled_orders: BigInt
     gross_revenue: Money
@@ -82,28 +117,24 @@ class HourlySalesRow(Row, kw_only=True):
     average_order_value: Money
 
 
-class SalesSummaryRow(Row, kw_only=True):
+class HourlySalesRow(SalesTotals):
+    """Sales of one UTC hour (only hours with orders are listed)."""
+
+    hour: dt.datetime
+
+
+class SalesSummaryRow(SalesTotals):
     """Sales totals over a time range."""
 
     from_: dt.datetime = msgspec.field(name="from")
     to: dt.datetime
-    orders: BigInt
-    cancelled_orders: BigInt
-    gross_revenue: Money
-    cancelled_revenue: Money
-    net_revenue: Money
-    units: BigInt
-    average_order_value: Money
 
 
-class TopProductsParams(Params, kw_only=True):
+class TopProductsParams(Window, kw_only=True):
     """The N best products of a time range."""
 
-    from_: Start = msgspec.field(name="from")
-    to: End
     offset: Offset = 0
     limit: PageSize = 10
-    site: Site = None
 
 
 class ProductSalesRow(Row, kw_only=True):
@@ -116,48 +147,38 @@ class ProductSalesRow(Row, kw_only=True):
     revenue: Money
 
 
-class ChannelSalesRow(Row, kw_only=True):
+class ChannelSalesRow(SalesTotals):
     """Sales of one channel over a time range."""
 
     channel: str
-    orders: BigInt
-    cancelled_orders: BigInt
-    gross_revenue: Money
-    cancelled_revenue: Money
-    net_revenue: Money
-    units: BigInt
-    average_order_value: Money
 
 
-_SALES = ("sales",)
-SALES_BY_HOUR: QuerySpec[PagedSalesWindow, list[HourlySalesRow]] = QuerySpec(
+#: Sales over a window of hours, narrowed by channel, relative to the clock by default.
+_SALES_WINDOW: Dependence = {
+    "reads": ("sales",),
+    "filters": {"channel": "channels"},
+    "window": ("from_", "to"),
+    "clock": ("from_", "to"),
+}
+SALES_BY_HOUR = QuerySpec(
     name="sales_by_hour",
-    field="salesByHour",
     params=PagedSalesWindow,
     result=list[HourlySalesRow],
     description="Sales per UTC hour in [from, to); default the last 24 h.",
     doc="hourly rows ordered by hour; only hours that have data",
-    reads=_SALES,
-    filters={"channel": "channels"},
-    window=("from_", "to"),
-    clock=("from_", "to"),
+    **_SALES_WINDOW,
 )
-SALES_SUMMARY: QuerySpec[SalesWindow, SalesSummaryRow] = QuerySpec(
+SALES_SUMMARY = QuerySpec(
     name="sales_summary",
-    field="salesSummary",
     params=SalesWindow,
     result=SalesSummaryRow,
     description="Sales totals in [from, to); default the last 24 h.",
     doc="totals over the range",
-    reads=_SALES,
-    filters={"channel": "channels"},
-    window=("from_", "to"),
-    clock=("from_", "to"),
     shape="one",
+    **_SALES_WINDOW,
 )
-TOP_PRODUCTS: QuerySpec[TopProductsParams, list[ProductSalesRow]] = QuerySpec(
+TOP_PRODUCTS = QuerySpec(
     name="top_products",
-    field="topProducts",
     params=TopProductsParams,
     result=list[ProductSalesRow],
     description="Products by net revenue in [from, to), best first.",
@@ -173,19 +194,17 @@ TOP_PRODUCTS: QuerySpec[TopProductsParams, list[ProductSalesRow]] = QuerySpec(
 # Inventory --------------------------------------------------------------------------
 
 
-class StockFilter(Page, kw_only=True):
+class StockFilter(AggregatePage, kw_only=True):
     """Optional warehouse and sku filters of a paged stock list."""
 
     warehouse: str | None = None
     sku: str | None = None
-    site: Site = None
 
 
-class WarehouseFilter(Page, kw_only=True):
+class WarehouseFilter(AggregatePage, kw_only=True):
     """An optional warehouse filter of a paged list."""
 
     warehouse: str | None = None
-    site: Site = None
 
 
 class StockLevelRow(Row, kw_only=True):
@@ -201,14 +220,13 @@ class StockLevelRow(Row, kw_only=True):
     last_movement_at: dt.datetime | None
 
 
-class MovementsParams(Params, kw_only=True):
+class MovementsParams(AggregateParams, kw_only=True):
     """The latest N movements, optionally of one warehouse and sku."""
 
     warehouse: str | None = None
     sku: str | None = None
     offset: Offset = 0
     limit: PageSize = 50
-    site: Site = None
 
 
 class StockMovementRow(Row, kw_only=True):
@@ -222,33 +240,29 @@ class StockMovementRow(Row, kw_only=True):
     reason: str
 
 
-_STOCK = ("stock", "products")
-STOCK_LEVELS: QuerySpec[StockFilter, list[StockLevelRow]] = QuerySpec(
+STOCK_LEVELS = QuerySpec(
     name="stock_levels",
-    field="stockLevels",
     params=StockFilter,
     result=list[StockLevelRow],
     description="Stock on hand per SKU and warehouse, by sku then warehouse.",
     doc="by sku, warehouse",
-    reads=_STOCK,
+    reads=("stock", "products"),
     always=("products",),
     filters={"warehouse": "warehouses", "sku": "skus"},
 )
-LOW_STOCK: QuerySpec[WarehouseFilter, list[StockLevelRow]] = QuerySpec(
+LOW_STOCK = QuerySpec(
     name="low_stock",
-    field="lowStock",
     params=WarehouseFilter,
     result=list[StockLevelRow],
     description="Items at or below their reorder point, most urgent first.",
     doc="the `stock_levels` rows at or below their reorder point, by"
     " `on_hand - reorder_point` then sku, warehouse",
-    reads=_STOCK,
+    reads=("stock", "products"),
     always=("products",),
     filters={"warehouse": "warehouses"},
 )
-STOCK_MOVEMENTS: QuerySpec[MovementsParams, list[StockMovementRow]] = QuerySpec(
+STOCK_MOVEMENTS = QuerySpec(
     name="stock_movements",
-    field="stockMovements",
     params=MovementsParams,
     result=list[StockMovementRow],
     description="Latest stock movements, newest first.",
@@ -262,19 +276,29 @@ STOCK_MOVEMENTS: QuerySpec[MovementsParams, list[StockMovementRow]] = QuerySpec(
 # Receivables ------------------------------------------------------------------------
 
 
-class AgingParams(Params, kw_only=True):
+class AgingParams(AggregateParams, kw_only=True):
     """An as-of date and how many customers to list."""
 
     as_of: AsOf = None
     customer_limit: PageSize = 100
-    site: Site = None
 
 
 #: The API's names of the aging buckets.
 _BUCKET_NAMES = {"days_1_30": "days1To30", "days_31_60": "days31To60", "days_61_90": "days61To90"}
 
 
-class CustomerAgingRow(Row, kw_only=True):
+class AgingBuckets(Row, kw_only=True):
+    """Open balances by days overdue, and their total."""
+
+    current: Money
+    days_1_30: Money
+    days_31_60: Money
+    days_61_90: Money
+    over_90: Money
+    total: Money
+
+
+class CustomerAgingRow(AgingBuckets):
     """One customer's open balances by days overdue."""
 
     graphql_name = "CustomerAging"
@@ -283,35 +307,25 @@ class CustomerAgingRow(Row, kw_only=True):
     customer_id: str
     customer_name: str | None
     open_invoices: BigInt
-    current: Money
-    days_1_30: Money
-    days_31_60: Money
-    days_61_90: Money
-    over_90: Money
-    total: Money
 
 
-class AgingRow(Row, kw_only=True):
+class _DatedBuckets(AgingBuckets):
+    as_of: dt.date  # stands before the buckets; the fields of AgingRow after them
+
+
+class AgingRow(_DatedBuckets, kw_only=True):
     """Accounts receivable aging as of a date."""
 
-    as_of: dt.date
-    current: Money
-    days_1_30: Money
-    days_31_60: Money
-    days_61_90: Money
-    over_90: Money
-    total: Money
     open_invoices: BigInt
     by_customer: list[CustomerAgingRow]
 
 
-class OverdueParams(Page, kw_only=True):
+class OverdueParams(AggregatePage, kw_only=True):
     """Open invoices at least some days overdue, optionally of one customer."""
 
     as_of: AsOf = None
     min_days_overdue: Annotated[int, msgspec.Meta(ge=-100_000, le=100_000)] = 1
     customer_id: str | None = None
-    site: Site = None
 
 
 class OverdueInvoiceRow(Row, kw_only=True):
@@ -330,28 +344,25 @@ class OverdueInvoiceRow(Row, kw_only=True):
     bucket: str
 
 
-_RECEIVABLES = ("receivables", "customers")
-AR_AGING: QuerySpec[AgingParams, AgingRow] = QuerySpec(
+AR_AGING = QuerySpec(
     name="ar_aging",
-    field="arAging",
     params=AgingParams,
     result=AgingRow,
     description="AR aging as of a date (default today, UTC).",
     doc="open balances by bucket overall and per customer; `by_customer` by total desc"
     " then customer_id",
-    reads=_RECEIVABLES,
+    reads=("receivables", "customers"),
     clock=("as_of",),
     shape="one",
 )
-OVERDUE_INVOICES: QuerySpec[OverdueParams, list[OverdueInvoiceRow]] = QuerySpec(
+OVERDUE_INVOICES = QuerySpec(
     name="overdue_invoices",
-    field="overdueInvoices",
     params=OverdueParams,
     result=list[OverdueInvoiceRow],
     description="Open invoices by days overdue, latest first.",
     doc="open invoices only, by days_overdue desc then invoice_id; bucket one of"
     " `current`, `1-30`, `31-60`, `61-90`, `over-90`",
-    reads=_RECEIVABLES,
+    reads=("receivables", "customers"),
     always=("receivables",),
     filters={"customer_id": "customers"},
     clock=("as_of",),
@@ -442,9 +453,8 @@ class RejectedEventRow(Row, kw_only=True):
     raw: str
 
 
-PIPELINE: QuerySpec[NoParams, PipelineRow] = QuerySpec(
+PIPELINE = QuerySpec(
     name="pipeline",
-    field="pipeline",
     params=NoParams,
     result=PipelineRow,
     description="Last applied sequence, counters, last event time and lag.",
@@ -453,9 +463,8 @@ PIPELINE: QuerySpec[NoParams, PipelineRow] = QuerySpec(
     reads=("pipeline",),
     shape="one",
 )
-REJECTED_EVENTS: QuerySpec[RejectedParams, list[RejectedEventRow]] = QuerySpec(
+REJECTED_EVENTS = QuerySpec(
     name="rejected_events",
-    field="rejectedEvents",
     params=RejectedParams,
     result=list[RejectedEventRow],
     description="Events stored as rejected, newest first, with reasons.",
@@ -466,22 +475,21 @@ REJECTED_EVENTS: QuerySpec[RejectedParams, list[RejectedEventRow]] = QuerySpec(
 
 # Added after the first release: new fields go last, so schema.graphql only grows.
 
-SALES_BY_CHANNEL: QuerySpec[PagedSalesWindow, list[ChannelSalesRow]] = QuerySpec(
+SALES_BY_CHANNEL = QuerySpec(
     name="sales_by_channel",
-    field="salesByChannel",
     params=PagedSalesWindow,
     result=list[ChannelSalesRow],
     description="Sales per channel in [from, to), by net revenue; default the last 24 h.",
     doc="one row per channel with orders in the range, by net revenue desc then channel",
-    reads=_SALES,
-    filters={"channel": "channels"},
-    window=("from_", "to"),
-    clock=("from_", "to"),
+    **_SALES_WINDOW,
 )
 
 
-class SitesParams(Page, kw_only=True):
+class SitesParams(Params, kw_only=True):
     """No filters: every site that sent an applied event."""
+
+    offset: Offset = 0
+    limit: PageSize = DEFAULT_PAGE
 
 
 class SiteRow(Row, kw_only=True):

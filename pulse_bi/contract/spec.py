@@ -46,13 +46,6 @@ class Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defa
     """Base of every query's parameters: unknown names are refused, not ignored."""
 
 
-class Page(Params, kw_only=True):
-    """Parameters of a paged list: ``next_offset`` is set while more rows follow."""
-
-    offset: Offset = 0
-    limit: PageSize = DEFAULT_PAGE
-
-
 class Row(msgspec.Struct, kw_only=True):
     """Base of every result row: built by field name, so a renamed column is an error.
 
@@ -72,18 +65,19 @@ class QuerySpec(Generic[P, R]):
 
     #: NATS name (snake_case): subject ``pulse.bi.query.<name>``.
     name: str
-    #: GraphQL root field (camelCase) of Query and of its live Subscription twin.
-    field: str
     #: Parameters (a ``Params`` struct; wire names are the struct's encode names).
     params: type[P]
     #: The reply's ``data``: ``list[SomeRow]`` or one row struct.
-    result: Any
+    result: type[R]
     #: The GraphQL field's description.
     description: str
     #: One line for docs/API.md: what the data is and how it is ordered.
     doc: str
     #: Topics (``wire.TOPICS``) whose change may change the result.
     reads: tuple[str, ...]
+    #: GraphQL root field of Query and of its live Subscription twin (default: the name
+    #: in camelCase, ``sales_by_hour`` -> ``salesByHour``).
+    field: str = ""
     #: ``Changes`` flags (``products``, ``receivables``) that make a notice count whatever
     #: the filters say: the result depends on every item they stand for.
     always: tuple[str, ...] = ()
@@ -101,6 +95,8 @@ class QuerySpec(Generic[P, R]):
     shape: Literal["page", "top", "one"] = "page"
 
     def __post_init__(self) -> None:
+        if not self.field:
+            object.__setattr__(self, "field", camel_case(self.name))
         names = {f.name for f in msgspec.structs.fields(self.params)}
         known = {*self.filters, *(self.window or ()), *self.clock}
         if not known <= names:
@@ -123,8 +119,7 @@ class QuerySpec(Generic[P, R]):
 
     def graphql_arg(self, param: str) -> str:
         """The GraphQL argument name of a parameter (``as_of`` -> ``asOf``)."""
-        words = self.wire_name(param).split("_")
-        return words[0] + "".join(word.title() for word in words[1:])
+        return camel_case(self.wire_name(param))
 
     @property
     def row(self) -> type[Row]:
@@ -147,6 +142,12 @@ class AggregateSpec:
     raw_tables: tuple[str, ...]
     #: Topics its batches announce (``wire.TOPICS``).
     topics: tuple[str, ...]
+
+
+def camel_case(name: str) -> str:
+    """A snake_case name as GraphQL spells it (``sales_by_hour`` -> ``salesByHour``)."""
+    first, *rest = name.split("_")
+    return first + "".join(word.title() for word in rest)
 
 
 def unwrap(annotation: Any) -> tuple[Any, bool, Any]:

@@ -1,7 +1,9 @@
 """Settings of every process, declared once: environment variable, kind, default, doc.
 
 Each process keeps one frozen dataclass (`gateway.settings.Settings`,
-`materializer.settings.Settings`) whose fields are declared with `setting()`. From
+`materializer.settings.Settings`) whose fields are declared with `setting()`; a field's
+variable is its name in capitals after the class's ``env_prefix`` (``query_timeout`` of
+the gateway: ``GATEWAY_QUERY_TIMEOUT``) unless the declaration names another. From
 that one declaration come the parser (`read_settings`), the checks of values set in
 code (`check_settings`), and the settings tables of docs/GATEWAY.md and
 docs/OPERATIONS.md (`docs.py`; `python -m pulse_bi.settings --write` rewrites them, a
@@ -19,6 +21,7 @@ control characters are refused everywhere.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,12 +91,13 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Setting(Generic[T]):
-    """One setting: its variable, kind, default and one-line doc."""
+    """One setting: its kind, default, one-line doc and variable."""
 
-    env: str
     kind: Kind[T]
     default: T
     doc: str
+    #: The environment variable ("" in a declaration: derived from the field's name).
+    env: str = ""
     #: The value of an empty or blank variable (default: the default).
     empty: T = _NO_VALUE
     #: How the docs show the default, when not the value itself.
@@ -141,24 +145,34 @@ class Setting(Generic[T]):
 
 
 def setting(
-    env: str,
     kind: Kind[T],
     default: T,
     doc: str,
     *,
+    env: str = "",
     empty: T = _NO_VALUE,
     shown_default: str | None = None,
     derive: Callable[[Mapping[str, Any]], T] | None = None,
     secret: bool = False,
 ) -> T:
     """A dataclass field that is one setting (typed as its value for the checker)."""
-    declared = Setting(env, kind, default, doc, empty, shown_default, derive, secret)
+    declared = Setting(kind, default, doc, env, empty, shown_default, derive, secret)
     return cast(T, dataclasses.field(default=default, metadata={"setting": declared}))
 
 
 def settings_of(cls: type) -> dict[str, Setting[Any]]:
     """The settings of a settings dataclass, by field name, in declaration order."""
-    return {f.name: f.metadata["setting"] for f in dataclasses.fields(cls)}
+    return dict(_settings_of(cls))
+
+
+@functools.cache
+def _settings_of(cls: type) -> dict[str, Setting[Any]]:
+    prefix = getattr(cls, "env_prefix", "")
+    found: dict[str, Setting[Any]] = {}
+    for f in dataclasses.fields(cls):
+        declared = f.metadata["setting"]
+        found[f.name] = dataclasses.replace(declared, env=declared.env or prefix + f.name.upper())
+    return found
 
 
 S = TypeVar("S")

@@ -9,14 +9,16 @@ import asyncio
 import itertools
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
+from pulse_bi.options import SHOW_DEFAULTS
 from pulse_bi.simulator.generator import (
     generate,
     iter_messages,
@@ -64,116 +66,104 @@ def _parse_end(value: str | None) -> datetime | None:
 
 
 _FRACTION = click.FloatRange(0.0, 1.0)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.command("simulate")
+def _option(flag: str, *names: str, **attributes: Any) -> Callable[[F], F]:
+    """An option also read from PULSE_SIM_<its flag> (``--out-of-order``:
+    PULSE_SIM_OUT_OF_ORDER)."""
+    envvar = "PULSE_SIM_" + flag.removeprefix("--").replace("-", "_").upper()
+    return click.option(flag, *names, envvar=envvar, **attributes)
+
+
+@click.command("simulate", context_settings=SHOW_DEFAULTS)
 @click.option(
     "--nats-url",
     envvar=["PULSE_SIM_NATS_URL", "NATS_URL"],
     default="nats://127.0.0.1:4222",
-    show_default=True,
     help="NATS server to publish to (env PULSE_SIM_NATS_URL or NATS_URL).",
 )
-@click.option(
+@_option(
     "--count",
     type=click.IntRange(min=0),
-    envvar="PULSE_SIM_COUNT",
     help=f"Publish this many messages, then stop (default {DEFAULT_COUNT:,} without --rate).",
 )
-@click.option(
+@_option(
     "--rate",
     type=click.FloatRange(min=0.0, min_open=True),
-    envvar="PULSE_SIM_RATE",
     help="Messages per second, with event times following the clock. Without --count it "
     "runs until Ctrl-C or --duration.",
 )
-@click.option(
+@_option(
     "--duration",
     type=click.FloatRange(min=0.0, min_open=True),
-    envvar="PULSE_SIM_DURATION",
     help="Stop after this many seconds.",
 )
-@click.option(
+@_option(
     "--seed",
     type=int,
-    envvar="PULSE_SIM_SEED",
     help="Random seed; the same seed (and --end) gives the same events and ids. "
     "Default: a fresh seed, printed at the end.",
 )
-@click.option(
+@_option(
     "--out-of-order",
     type=_FRACTION,
     default=0.02,
-    show_default=True,
-    envvar="PULSE_SIM_OUT_OF_ORDER",
     help="Share of cancellations and payments published before their order or invoice.",
 )
-@click.option(
+@_option(
     "--duplicates",
     type=_FRACTION,
     default=0.01,
-    show_default=True,
-    envvar="PULSE_SIM_DUPLICATES",
     help="Share of messages re-sending a recent event with the same id: half with the same "
     "Nats-Msg-Id (JetStream drops them), half without it (the consumer must ignore them).",
 )
-@click.option(
+@_option(
     "--bad",
     type=_FRACTION,
     default=0.001,
-    show_default=True,
-    envvar="PULSE_SIM_BAD",
     help="Share of messages with bad input, every kind in turn (invalid JSON, not a "
     "CloudEvent, unknown type, missing or mistyped field, >2 decimals, time without "
     "timezone, order id created twice).",
 )
-@click.option(
+@_option(
     "--window-hours",
     type=click.FloatRange(min=0.0),
     default=48.0,
-    show_default=True,
-    envvar="PULSE_SIM_WINDOW_HOURS",
     help="Without --rate: event times spread over this many hours before --end.",
 )
-@click.option(
+@_option(
     "--end",
-    envvar="PULSE_SIM_END",
     help="ISO-8601 time (with offset) the event window ends at; with --rate, the time of "
     "the first event. Default: now.",
 )
-@click.option(
+@_option(
     "--expected",
     "expected_path",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    envvar="PULSE_SIM_EXPECTED",
     help="Write the aggregates the published messages must produce to this JSON file.",
 )
-@click.option(
+@_option(
     "--as-of",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    envvar="PULSE_SIM_AS_OF",
     help="AR aging date of the expected aggregates. Default: the UTC date of the window end.",
 )
-@click.option(
+@_option(
     "--duplicate-window",
     type=click.FloatRange(min=0.0, min_open=True),
     default=120.0,
-    show_default=True,
-    envvar="PULSE_SIM_DUPLICATE_WINDOW",
     help="Duplicate window (seconds) of the PULSE_EVENTS stream when this run creates it.",
 )
-@click.option(
+@_option(
     "--ack-every",
     type=click.IntRange(min=1),
-    envvar="PULSE_SIM_ACK_EVERY",
     help=f"Ask JetStream to acknowledge every N-th message only (default {FAST_ACK_EVERY} "
     "without --rate, else 1); stored and dropped counts then come from the stream's "
     "sequence, exact only while nothing else publishes to it.",
 )
-@click.option(
+@_option(
     "--quiet",
     is_flag=True,
-    envvar="PULSE_SIM_QUIET",
     help="Print nothing but errors.",
 )
 def simulate_command(

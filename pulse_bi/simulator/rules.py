@@ -86,59 +86,53 @@ def _lines(value: Any, name: str) -> list[dict[str, Any]]:
 
 
 _Check = Callable[[Any, str], Any]
-_LINE: dict[str, tuple[_Check, bool]] = {
-    "sku": (_text, True),
-    "quantity": (_integer, True),
-    "unit_price": (_money, True),
-}
-#: event type → field → (check, required).
-SCHEMAS: dict[str, dict[str, tuple[_Check, bool]]] = {
+_LINE: dict[str, _Check] = {"sku": _text, "quantity": _integer, "unit_price": _money}
+#: event type → field → its check. Every field is required but those in OPTIONAL.
+SCHEMAS: dict[str, dict[str, _Check]] = {
     "order.created": {
-        "order_id": (_text, True),
-        "customer_id": (_text, True),
-        "channel": (_text, True),
-        "total_amount": (_money, True),
-        "lines": (_lines, True),
+        "order_id": _text,
+        "customer_id": _text,
+        "channel": _text,
+        "total_amount": _money,
+        "lines": _lines,
     },
-    "order.cancelled": {"order_id": (_text, True), "reason": (_text, True)},
+    "order.cancelled": {"order_id": _text, "reason": _text},
     "invoice.issued": {
-        "invoice_id": (_text, True),
-        "customer_id": (_text, True),
-        "order_id": (_text, False),
-        "amount": (_money, True),
-        "issued_on": (_date, True),
-        "due_date": (_date, True),
+        "invoice_id": _text,
+        "customer_id": _text,
+        "order_id": _text,
+        "amount": _money,
+        "issued_on": _date,
+        "due_date": _date,
     },
-    "payment.received": {
-        "payment_id": (_text, True),
-        "invoice_id": (_text, True),
-        "amount": (_money, True),
-    },
-    "stock.moved": {
-        "sku": (_text, True),
-        "warehouse": (_text, True),
-        "quantity_delta": (_integer, True),
-        "reason": (_text, True),
-    },
+    "payment.received": {"payment_id": _text, "invoice_id": _text, "amount": _money},
+    "stock.moved": {"sku": _text, "warehouse": _text, "quantity_delta": _integer, "reason": _text},
     "product.updated": {
-        "sku": (_text, True),
-        "name": (_text, True),
-        "category": (_text, True),
-        "reorder_point": (_integer, True),
-        "unit_cost": (_money, True),
+        "sku": _text,
+        "name": _text,
+        "category": _text,
+        "reorder_point": _integer,
+        "unit_cost": _money,
     },
-    "customer.updated": {"customer_id": (_text, True), "name": (_text, True)},
+    "customer.updated": {"customer_id": _text, "name": _text},
 }
+
+
+#: event type → its data fields that may be null or left out.
+OPTIONAL: dict[str, frozenset[str]] = {"invoice.issued": frozenset({"order_id"})}
 
 
 def _fields(
-    document: dict[str, Any], schema: dict[str, tuple[_Check, bool]], where: str
+    document: dict[str, Any],
+    schema: dict[str, _Check],
+    where: str,
+    optional: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for name, (check, required) in schema.items():
+    for name, check in schema.items():
         value = document.get(name)
         if value is None:
-            if required:
+            if name not in optional:
                 raise ContractError(f"{where}.{name}: missing")
             result[name] = None
             continue
@@ -183,7 +177,12 @@ def validate(subject: str, raw: bytes) -> Event:
     data = document.get("data")
     if not isinstance(data, dict):
         raise ContractError("data: expected an object")
-    return Event(document["id"], event_type, time, _fields(data, SCHEMAS[event_type], "data"))
+    return Event(
+        document["id"],
+        event_type,
+        time,
+        _fields(data, SCHEMAS[event_type], "data", OPTIONAL.get(event_type, frozenset())),
+    )
 
 
 __all__ = ["SCHEMAS", "ContractError", "Event", "validate"]

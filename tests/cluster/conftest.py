@@ -31,11 +31,8 @@ from tests.gateway.conftest import server_factory  # noqa: F401  (fixture)
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalNatsCluster]:
     """Three nats-servers with JetStream on free ports, routed to each other."""
-    running = LocalNatsCluster(store_dir=tmp_path / "cluster").start()
-    try:
+    with LocalNatsCluster(store_dir=tmp_path / "cluster") as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def connect(urls: list[str] | str, **options: Any) -> NATS:

@@ -14,11 +14,11 @@ from nats.js import JetStreamContext
 
 from gateway.settings import Settings as GatewaySettings
 from materializer.app import Materializer
-from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, notice_decoder
 from pulse_bi.natscluster import LocalNatsCluster
 from pulse_bi.natsserver import free_port
 from tests.cluster.conftest import connect, order_event, publish_until_acked, stream_leader
+from tests.conftest import local_materializer
 from tests.gateway.conftest import until
 
 #: Slow on a busy 2-core machine: three servers, a RAFT election, drains after it.
@@ -41,14 +41,7 @@ async def test_killing_the_stream_leader_mid_ingest_loses_nothing(
     tmp_path: Path,
     server_factory: Any,
 ) -> None:
-    settings = MaterializerSettings(
-        nats_url=cluster.url,
-        data_path=tmp_path,
-        duckdb_path=tmp_path / "m.duckdb",
-        http_port=0,
-        heartbeat_interval=0.5,
-        stream_replicas=3,
-    )
+    settings = local_materializer(cluster.url, tmp_path / "m.duckdb", stream_replicas=3)
     gateway = server_factory(
         GatewaySettings(nats_url=cluster.url, host="127.0.0.1", port=free_port())
     )

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,9 @@ from nats.js import JetStreamContext
 from gateway.app import state
 from gateway.settings import Settings as GatewaySettings
 from materializer.app import Materializer
-from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.natsserver import LocalNatsServer, free_port
 from tests.cluster.conftest import order_event
-from tests.conftest import publish_events
+from tests.conftest import local_materializer, publish_events
 from tests.gateway.conftest import Server, until
 
 pytestmark = pytest.mark.slow
@@ -32,15 +31,22 @@ pytestmark = pytest.mark.slow
 SUMMARY = '{ salesSummary(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { orders } }'
 
 
-def replica_settings(url: str, path: Path, **overrides: Any) -> MaterializerSettings:
-    return MaterializerSettings(
-        nats_url=url,
-        data_path=path.parent,
-        duckdb_path=path,
-        http_port=0,
-        heartbeat_interval=0.2,
-        **overrides,
-    )
+#: Makes an in-process replica: ``replica("a", **setting_changes)``.
+Replica = Callable[..., Materializer]
+#: A gateway without caches (every read reaches a replica) and a client of it.
+UncachedGateway = tuple[Server, httpx.AsyncClient]
+
+
+@pytest.fixture
+def replica(nats_server: LocalNatsServer, tmp_path: Path) -> Replica:
+    """An in-process replica on the test server with a DuckDB file of its own (``name``)."""
+
+    def make(name: str, **changes: Any) -> Materializer:
+        path = tmp_path / f"{name}.duckdb"
+        settings = local_materializer(nats_server.url, path, heartbeat_interval=0.2, **changes)
+        return Materializer(settings)
+
+    return make
 
 
 class Held:
@@ -74,7 +80,7 @@ async def orders(http: httpx.AsyncClient) -> int:
 @pytest.fixture
 async def uncached_gateway(
     nats_server: LocalNatsServer, server_factory: Any
-) -> AsyncIterator[tuple[Server, httpx.AsyncClient]]:
+) -> AsyncIterator[UncachedGateway]:
     """A gateway that asks the materializers on every request (no result cache)."""
     settings = GatewaySettings(
         nats_url=nats_server.url,
@@ -90,17 +96,13 @@ async def uncached_gateway(
 
 
 async def test_reads_never_go_back_when_one_replica_lags(
-    nats_server: LocalNatsServer,
     js: JetStreamContext,
-    tmp_path: Path,
-    uncached_gateway: tuple[Server, httpx.AsyncClient],
+    replica: Replica,
+    uncached_gateway: UncachedGateway,
 ) -> None:
     server, http = uncached_gateway
     first = await publish_events(js, *(order_event() for _ in range(5)))
-    async with (
-        Materializer(replica_settings(nats_server.url, tmp_path / "a.duckdb")) as a,
-        Materializer(replica_settings(nats_server.url, tmp_path / "b.duckdb")) as b,
-    ):
+    async with replica("a") as a, replica("b") as b:
         await a.wait_for_sequence(first)
         await b.wait_for_sequence(first)
         with Held(b):
@@ -114,17 +116,12 @@ async def test_reads_never_go_back_when_one_replica_lags(
 
 
 async def test_a_replica_far_behind_leaves_the_read_group_until_it_catches_up(
-    nats_server: LocalNatsServer,
     js: JetStreamContext,
-    tmp_path: Path,
-    uncached_gateway: tuple[Server, httpx.AsyncClient],
+    replica: Replica,
+    uncached_gateway: UncachedGateway,
 ) -> None:
     _, http = uncached_gateway
-    lagging = replica_settings(nats_server.url, tmp_path / "b.duckdb", read_max_lag=10)
-    async with (
-        Materializer(replica_settings(nats_server.url, tmp_path / "a.duckdb")) as a,
-        Materializer(lagging) as b,
-    ):
+    async with replica("a") as a, replica("b", read_max_lag=10) as b:
         assert b.service is not None and b.service.reading
         with Held(b):
             last = await publish_events(js, *(order_event() for _ in range(30)))
@@ -190,7 +187,7 @@ async def _applied(port: int) -> int:
 async def test_killing_the_answering_replica_costs_clients_nothing(
     js: JetStreamContext,
     replica_processes: list[Any],
-    uncached_gateway: tuple[Server, httpx.AsyncClient],
+    uncached_gateway: UncachedGateway,
 ) -> None:
     _, http = uncached_gateway
     last = await publish_events(js, *(order_event() for _ in range(9)))

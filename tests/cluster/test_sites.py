@@ -18,14 +18,13 @@ from nats.js import JetStreamContext
 from nats.js.api import ExternalStream, StreamSource
 
 from materializer.app import Materializer
-from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.contract import STREAM_NAME
 from pulse_bi.natscluster import ConfiguredServer, hub_server, site_server
 from pulse_bi.natsserver import free_port
 from pulse_bi.streams import ensure_stream, stream_config
 from tests.cluster.balancer import RoundRobin
 from tests.cluster.conftest import order_event
-from tests.conftest import publish_events
+from tests.conftest import local_materializer, publish_events
 
 pytestmark = pytest.mark.slow
 
@@ -95,13 +94,7 @@ async def test_a_site_offline_during_10k_events_catches_up_exactly_once(
         StreamSource(name=STREAM_NAME, external=ExternalStream(api=f"$JS.{SITE}.API"))
     ]
     await hub_js.add_stream(config)
-    settings = MaterializerSettings(
-        nats_url=hub.url,
-        data_path=tmp_path,
-        duckdb_path=tmp_path / "central.duckdb",
-        http_port=0,
-        heartbeat_interval=0.5,
-    )
+    settings = local_materializer(hub.url, tmp_path / "central.duckdb")
 
     async def central_messages() -> int:
         return int((await hub_js.stream_info(STREAM_NAME)).state.messages)

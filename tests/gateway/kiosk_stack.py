@@ -121,6 +121,13 @@ async def open_kiosk(
     return page
 
 
+async def open_live(browser: Browser, stack: Stack, query: str = "") -> Page:
+    """``open_kiosk``, once the page's live connection is up."""
+    page = await open_kiosk(browser, stack, query)
+    await page.wait_for_selector("body[data-connection=live]")
+    return page
+
+
 async def page_problems(page: Page) -> list[str]:
     """Script errors and Content-Security-Policy violations the page has had."""
     violations = await page.evaluate("window.cspViolations ?? []")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -112,6 +112,40 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
+@dataclass
+class Alerting:
+    """Starts gateways that evaluate the alert rules written to a file of ``directory``."""
+
+    settings: Settings
+    server_factory: Any
+    directory: Path
+
+    def start(self, rules: str | None = None, file: str = "rules.yaml", **changes: Any) -> Server:
+        """Write ``rules`` (None: keep the file as it is) and start a gateway on them."""
+        path = self.directory / file
+        if rules is not None:
+            path.write_text(rules)
+        return cast(
+            Server, self.server_factory(self.settings.replace(alert_rules=str(path), **changes))
+        )
+
+
+@pytest.fixture
+def alerting(settings: Settings, server_factory: Any, tmp_path: Path) -> Alerting:
+    return Alerting(settings, server_factory, tmp_path)
+
+
+def hook_rules(receiver: HttpReceiver, rules: str, defaults: str = "group_wait: 0.1s") -> str:
+    """A rules file sending every rule to one signed webhook of ``receiver``."""
+    return f"""
+receivers:
+  hook: {{type: webhook, url: "{receiver.url}/hook", secret: {SECRET}}}
+defaults: {{receivers: [hook], {defaults}}}
+rules:
+{rules}
+"""
+
+
 def rules_yaml(receiver: HttpReceiver, smtp_port: int, extra: str = "") -> str:
     return f"""
 receivers:
@@ -187,6 +221,11 @@ async def alerts_query(http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     return {a["rule"]: a for a in response.json()["data"]["alerts"]}
 
 
+async def alert(http: httpx.AsyncClient, rule: str) -> dict[str, Any]:
+    """One rule's state as the `alerts` query shows it."""
+    return (await alerts_query(http))[rule]
+
+
 # -- end to end -------------------------------------------------------------------------
 
 
@@ -194,18 +233,13 @@ async def alerts_query(http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
 async def test_rules_fire_and_resolve_once_per_transition_everywhere(
     materializer: Any,
     js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
+    alerting: Alerting,
     http_receiver: HttpReceiver,
     smtp: tuple[Mailbox, int],
-    tmp_path: Path,
 ) -> None:
     box, smtp_port = smtp
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(rules_yaml(http_receiver, smtp_port))
     http_receiver.fail = 2  # the first two webhook/slack posts fail: retried
-    gw = settings.replace(alert_rules=str(rules))
-    server: Server = server_factory(gw)
+    server = alerting.start(rules_yaml(http_receiver, smtp_port))
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         seq = await publish_events(js, product("SKU-1", 5), move("SKU-1", "WH-1", 10))
         await materializer.wait_for_sequence(seq)
@@ -289,12 +323,7 @@ def sale(order_id: str, total: str, at: dt.datetime) -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_revenue_drop_fires_and_resolves_on_published_orders(
-    materializer: Any,
-    js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
-    http_receiver: HttpReceiver,
-    tmp_path: Path,
+    materializer: Any, js: JetStreamContext, alerting: Alerting, http_receiver: HttpReceiver
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
@@ -303,22 +332,9 @@ async def test_revenue_drop_fires_and_resolves_on_published_orders(
         await asyncio.sleep((hour + dt.timedelta(hours=1) - now).total_seconds() + 1)
         now = dt.datetime.now(dt.UTC)
         hour = now.replace(minute=0, second=0, microsecond=0)
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"""
-receivers:
-  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
-defaults: {{receivers: [hook], group_wait: 0.1s}}
-rules:
-  - {{name: rev, kind: revenue_drop, threshold: 0.5, hysteresis: 0.1, for: 0.3s}}
-"""
-    )
-    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    rule = "  - {name: rev, kind: revenue_drop, threshold: 0.5, hysteresis: 0.1, for: 0.3s}"
+    server = alerting.start(hook_rules(http_receiver, rule))
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-
-        async def rev() -> dict[str, Any]:
-            return (await alerts_query(http))["rev"]
-
         # Last week's same hour sold 1000.00, this hour 300.00 so far: ratio 0.3 < 0.5.
         week_ago = hour - dt.timedelta(days=7) + dt.timedelta(minutes=1)
         seq = await publish_events(
@@ -328,21 +344,21 @@ rules:
             sale("O-NOW-1", "300.00", hour),
         )
         await materializer.wait_for_sequence(seq)
-        await until(lambda: _eq(rev(), "firing", "state"), timeout=10)
-        assert Decimal((await rev())["value"]) == Decimal("0.3")
+        await until(lambda: _eq(alert(http, "rev"), "firing", "state"), timeout=10)
+        assert Decimal((await alert(http, "rev"))["value"]) == Decimal("0.3")
         # 250.00 more: 0.55, back above 0.5 but inside the hysteresis: still firing.
         seq = await publish_events(js, sale("O-NOW-2", "250.00", hour))
         await materializer.wait_for_sequence(seq)
 
         async def ratio() -> Decimal:
-            return Decimal((await rev())["value"])
+            return Decimal((await alert(http, "rev"))["value"])
 
         await until(lambda: _eq(ratio(), Decimal("0.55")), timeout=10)
-        assert (await rev())["state"] == "firing"
+        assert (await alert(http, "rev"))["state"] == "firing"
         # 100.00 more: 0.65 >= 0.5 + 0.1: resolved.
         seq = await publish_events(js, sale("O-NOW-3", "100.00", hour))
         await materializer.wait_for_sequence(seq)
-        await until(lambda: _eq(rev(), "inactive", "state"), timeout=10)
+        await until(lambda: _eq(alert(http, "rev"), "inactive", "state"), timeout=10)
         await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
         await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
         hook = http_receiver.alerts("/hook")
@@ -353,48 +369,33 @@ rules:
 async def test_data_gaps_fire_on_a_real_gap_and_resolve_when_the_threshold_is_raised(
     materializer_settings: Any,
     js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
+    alerting: Alerting,
     http_receiver: HttpReceiver,
-    tmp_path: Path,
 ) -> None:
     from materializer.app import Materializer
 
-    rules = tmp_path / "rules.yaml"
-    rules_text = f"""
-receivers:
-  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
-defaults: {{receivers: [hook], group_wait: 0.1s}}
-rules:
-  - {{name: gaps, kind: data_gaps, threshold: THRESHOLD}}
-"""
-    rules.write_text(rules_text.replace("THRESHOLD", "0"))
-    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    rules_text = hook_rules(
+        http_receiver, "  - {name: gaps, kind: data_gaps, threshold: THRESHOLD}"
+    )
+    server = alerting.start(rules_text.replace("THRESHOLD", "0"))
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-
-        async def gaps() -> dict[str, Any]:
-            return (await alerts_query(http))["gaps"]
-
         async with Materializer(materializer_settings) as running:
             seq = await publish_events(js, product("SKU-1", 5))
             await running.wait_for_sequence(seq)
-            await until(lambda: _eq(gaps(), "0", "value"), timeout=10)
-            assert (await gaps())["state"] == "inactive"
+            await until(lambda: _eq(alert(http, "gaps"), "0", "value"), timeout=10)
+            assert (await alert(http, "gaps"))["state"] == "inactive"
         # While the materializer is down, two of four events leave the stream unapplied.
         seq = await publish_events(js, *(move("SKU-1", "WH-1", 1) for _ in range(4)))
         await js.delete_msg("PULSE_EVENTS", seq - 2)
         await js.delete_msg("PULSE_EVENTS", seq - 1)
         async with Materializer(materializer_settings) as running:
             await running.wait_for_sequence(seq)
-            await until(lambda: _eq(gaps(), "firing", "state"), timeout=10)
-            assert (await gaps())["value"] == "2"
+            await until(lambda: _eq(alert(http, "gaps"), "firing", "state"), timeout=10)
+            assert (await alert(http, "gaps"))["value"] == "2"
             await until(lambda: len(http_receiver.alerts("/hook")) == 1, timeout=10)
             server.stop()
             # Counted since the file was built, a gap resolves when the threshold is raised.
-            rules.write_text(rules_text.replace("THRESHOLD", "2"))
-            again: Server = server_factory(
-                settings.replace(alert_rules=str(rules), port=free_port())
-            )
+            again = alerting.start(rules_text.replace("THRESHOLD", "2"), port=free_port())
             async with httpx.AsyncClient(base_url=again.url, timeout=10) as http2:
                 await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
                 await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
@@ -409,33 +410,18 @@ rules:
 async def test_pipeline_lag_fires_while_the_materializer_catches_up_and_resolves_after(
     materializer_settings: Any,
     js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
+    alerting: Alerting,
     http_receiver: HttpReceiver,
-    tmp_path: Path,
 ) -> None:
     from materializer.app import Materializer
 
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"""
-receivers:
-  hook: {{type: webhook, url: "{http_receiver.url}/hook", secret: {SECRET}}}
-defaults: {{receivers: [hook], group_wait: 0.1s}}
-rules:
-  - {{name: lag, kind: pipeline_lag, threshold: 100, hysteresis: 50}}
-"""
-    )
-    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    rule = "  - {name: lag, kind: pipeline_lag, threshold: 100, hysteresis: 50}"
+    server = alerting.start(hook_rules(http_receiver, rule))
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-
-        async def lag() -> dict[str, Any]:
-            return (await alerts_query(http))["lag"]
-
         async with Materializer(materializer_settings) as running:
             seq = await publish_events(js, product("SKU-1", 5))
             await running.wait_for_sequence(seq)
-            await until(lambda: _eq(lag(), "0", "value"), timeout=10)
+            await until(lambda: _eq(alert(http, "lag"), "0", "value"), timeout=10)
         # Published while the materializer is stopped: it restarts 1,500 events behind
         # and catches up in small batches, each announced by a change notice.
         seq = await publish_events(js, *(move("SKU-1", "WH-1", 1) for _ in range(1500)))
@@ -443,10 +429,10 @@ rules:
         async with Materializer(slow) as running:
             await until(lambda: len(http_receiver.alerts("/hook")) >= 1, timeout=30)
             await running.wait_for_sequence(seq)
-            await until(lambda: _eq(lag(), "inactive", "state"), timeout=10)
+            await until(lambda: _eq(alert(http, "lag"), "inactive", "state"), timeout=10)
             await until(lambda: len(http_receiver.alerts("/hook")) == 2, timeout=10)
             await asyncio.sleep(1.0)  # nothing more arrives: exactly one per transition
-            assert (await lag())["value"] == "0"
+            assert (await alert(http, "lag"))["value"] == "0"
     hook = http_receiver.alerts("/hook")
     assert [(a["rule"], a["status"]) for a in hook] == [("lag", "firing"), ("lag", "resolved")]
     assert int(hook[0]["value"]) > 100
@@ -464,16 +450,9 @@ async def _eq(value: Any, wanted: Any, key: str | None = None) -> bool:
 
 @pytest.mark.slow
 async def test_a_failing_receiver_shows_in_health_and_never_blocks_evaluation(
-    materializer: Any,
-    js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
-    http_receiver: HttpReceiver,
-    tmp_path: Path,
+    materializer: Any, js: JetStreamContext, alerting: Alerting, http_receiver: HttpReceiver
 ) -> None:
-    rules = tmp_path / "rules.toml"
-    rules.write_text(
-        f"""
+    rules = f"""
 [receivers.hook]
 type = "webhook"
 url = "{http_receiver.url}/hook"
@@ -488,9 +467,8 @@ unhealthy_after = 3
 name = "low"
 kind = "low_stock"
 """
-    )
     http_receiver.fail = 10**6
-    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    server = alerting.start(rules, file="rules.toml")
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         seq = await publish_events(js, product("SKU-1", 5), move("SKU-1", "WH-1", 1))
         await materializer.wait_for_sequence(seq)
@@ -521,14 +499,11 @@ kind = "low_stock"
 async def test_restart_neither_resends_nor_loses_notifications(
     materializer: Any,
     js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
+    alerting: Alerting,
     http_receiver: HttpReceiver,
     tmp_path: Path,
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"""
+    rules = f"""
 receivers:
   hook: {{type: webhook, url: "{http_receiver.url}/hook"}}
 defaults: {{receivers: [hook], group_wait: 0, retry: {{backoff: 0.05s, max_backoff: 0.1s}}}}
@@ -536,8 +511,7 @@ rules:
   - {{name: low, kind: low_stock}}
   - {{name: rejects, kind: rejected_events}}
 """
-    )
-    first: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    first = alerting.start(rules)
     seq = await publish_events(js, product("SKU-1", 5), move("SKU-1", "WH-1", 1))
     await materializer.wait_for_sequence(seq)
     await until(lambda: len(http_receiver.alerts()) == 1, timeout=10)
@@ -552,7 +526,7 @@ rules:
     seq = await publish_events(js, move("SKU-1", "WH-1", 50))
     await materializer.wait_for_sequence(seq)
     http_receiver.fail = 0
-    second: Server = server_factory(settings.replace(alert_rules=str(rules), port=free_port()))
+    second = alerting.start(port=free_port())
     await until(lambda: len(http_receiver.alerts()) == 3, timeout=15)
     await asyncio.sleep(0.5)
     got = [(a["rule"], a["status"]) for a in http_receiver.alerts()]
@@ -722,17 +696,11 @@ rules:
 
 @pytest.mark.slow
 async def test_live_alerts_subscription_sees_the_transition(
-    materializer: Any,
-    js: JetStreamContext,
-    settings: Settings,
-    server_factory: Any,
-    tmp_path: Path,
+    materializer: Any, js: JetStreamContext, alerting: Alerting
 ) -> None:
     import websockets
 
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules: [{name: low, kind: low_stock}]\n")
-    server: Server = server_factory(settings.replace(alert_rules=str(rules)))
+    server = alerting.start("rules: [{name: low, kind: low_stock}]\n")
     ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
     try:
         await ws.send('{"type": "connection_init"}')

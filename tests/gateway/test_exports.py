@@ -13,8 +13,9 @@ import io
 import json
 import time
 import tracemalloc
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openpyxl
@@ -306,6 +307,27 @@ class Synthetic:
         await msg.respond(json.dumps({"version": 1, "data": rows}).encode())
 
 
+@dataclass
+class Movements:
+    """stock_movements answered by a synthetic service, and gateways started over it."""
+
+    synthetic: Synthetic
+    settings: Settings
+    server_factory: Any
+
+    def gateway(self, total: int, **changes: Any) -> Server:
+        """A gateway (settings changed by ``changes``) over ``total`` synthetic movements."""
+        self.synthetic.total = total
+        return cast(Server, self.server_factory(self.settings.replace(**changes)))
+
+
+@pytest.fixture
+async def movements(settings: Settings, canned: Canned, server_factory: Any) -> Movements:
+    synthetic = Synthetic(canned, 0)
+    await synthetic.start()
+    return Movements(synthetic, settings, server_factory)
+
+
 async def _download(url: str, pause_after_first: float = 0.0) -> tuple[int, int]:
     """(bytes, body lines) of a streamed export, read chunk by chunk."""
     size = lines = 0
@@ -322,13 +344,10 @@ async def _download(url: str, pause_after_first: float = 0.0) -> tuple[int, int]
 
 
 @pytest.mark.slow
-async def test_a_large_export_is_streamed_with_bounded_memory(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
+async def test_a_large_export_is_streamed_with_bounded_memory(movements: Movements) -> None:
     _ = Request  # the synthetic service answers on a plain subscription
-    synthetic = Synthetic(canned, 0)
-    await synthetic.start()
-    server: Server = server_factory(settings.replace(query_timeout=20.0, query_retries=0))
+    server = movements.gateway(0, query_timeout=20.0, query_retries=0)
+    synthetic = movements.synthetic
     url = f"{server.url}/export/stock_movements.csv"
     peaks = {}
     for total in (5_000, 50_000):
@@ -346,12 +365,9 @@ async def test_a_large_export_is_streamed_with_bounded_memory(
 
 
 @pytest.mark.slow
-async def test_a_slow_reader_holds_back_the_pages(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    synthetic = Synthetic(canned, 200_000)
-    await synthetic.start()
-    server: Server = server_factory(settings)
+async def test_a_slow_reader_holds_back_the_pages(movements: Movements) -> None:
+    server = movements.gateway(200_000)
+    synthetic = movements.synthetic
     url = f"{server.url}/export/stock_movements.csv"
     async with httpx.AsyncClient(timeout=60) as http, http.stream("GET", url) as response:
         iterator = response.aiter_bytes()
@@ -364,12 +380,8 @@ async def test_a_slow_reader_holds_back_the_pages(
     assert synthetic.pages == 41
 
 
-async def test_too_many_concurrent_exports_get_429(
-    settings: Settings, canned: Canned, server_factory: Any
-) -> None:
-    synthetic = Synthetic(canned, 200_000)
-    await synthetic.start()
-    server: Server = server_factory(settings.replace(export_concurrency=1))
+async def test_too_many_concurrent_exports_get_429(movements: Movements) -> None:
+    server = movements.gateway(200_000, export_concurrency=1)
     url = f"{server.url}/export/stock_movements.csv"
     async with httpx.AsyncClient(timeout=60) as http, http.stream("GET", url) as first:
         await anext(first.aiter_bytes())
@@ -388,16 +400,14 @@ async def test_too_many_concurrent_exports_get_429(
 
 
 async def test_an_export_over_the_row_cap_fails_instead_of_truncating(
-    settings: Settings, canned: Canned, server_factory: Any
+    movements: Movements,
 ) -> None:
-    synthetic = Synthetic(canned, 12_000)
-    await synthetic.start()
-    server: Server = server_factory(settings.replace(export_max_rows=4_000))
+    server = movements.gateway(12_000, export_max_rows=4_000)
     async with httpx.AsyncClient(timeout=60) as http:
         response = await http.get(f"{server.url}/export/stock_movements.csv")
         assert response.status_code == 400
         assert "more than 4000 rows" in response.text
-        server2: Server = server_factory(settings.replace(export_max_rows=7_000, port=_port()))
+        server2 = movements.gateway(12_000, export_max_rows=7_000, port=_port())
         with pytest.raises(httpx.RemoteProtocolError):
             await http.get(f"{server2.url}/export/stock_movements.csv")
         capped = await http.get(f"{server2.url}/export/stock_movements.csv?limit=6500")

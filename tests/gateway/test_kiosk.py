@@ -33,6 +33,7 @@ from tests.gateway.kiosk_stack import (
     Stack,
     assert_fits,
     open_kiosk,
+    open_live,
     order,
     page_problems,
     start_with_world,
@@ -114,8 +115,7 @@ def test_page_loads_nothing_from_a_cdn() -> None:
 async def test_page_renders_the_current_values(stack: Stack, browser: Browser) -> None:
     await start_with_world(stack)
 
-    page = await open_kiosk(browser, stack)
-    await page.wait_for_selector("body[data-connection=live]")
+    page = await open_live(browser, stack)
     await wait_text(page, "#revenue-net", "150.50")
     assert await text(page, "#revenue-orders") == "3"
     assert await text(page, "#revenue-cancelled") == "1"
@@ -162,8 +162,7 @@ async def test_every_panel_links_to_the_export_of_its_query_with_its_parameters(
     stack: Stack, browser: Browser
 ) -> None:
     await start_with_world(stack)
-    page = await open_kiosk(browser, stack, "?channel=web")
-    await page.wait_for_selector("body[data-connection=live]")
+    page = await open_live(browser, stack, "?channel=web")
     await wait_text(page, "#stock-count", "2")
     links = await page.eval_on_selector_all(
         "[data-panel]:not([hidden]) .exports a",
@@ -201,8 +200,7 @@ async def test_export_links_follow_the_screen_warehouse_and_give_its_rows(
     stack: Stack, browser: Browser
 ) -> None:
     await start_with_world(stack)
-    page = await open_kiosk(browser, stack, "?warehouse=WH-2&panels=stock,revenue")
-    await page.wait_for_selector("body[data-connection=live]")
+    page = await open_live(browser, stack, "?warehouse=WH-2&panels=stock,revenue")
     await wait_text(page, "#revenue-net", "150.50")
     stock = await page.get_attribute("[data-panel=stock] .exports a[data-format=csv]", "href")
     revenue = await page.get_attribute("[data-panel=revenue] .exports a[data-format=csv]", "href")
@@ -287,8 +285,7 @@ async def test_network_loss_shows_stale_and_reconnects_when_it_returns(
     stack: Stack, browser: Browser
 ) -> None:
     stack.start_gateway()
-    page = await open_kiosk(browser, stack)
-    await page.wait_for_selector("body[data-connection=live]")
+    page = await open_live(browser, stack)
     await page.context.set_offline(True)
     await page.wait_for_selector("body[data-connection=stale]")
     await page.context.set_offline(False)
@@ -376,8 +373,7 @@ async def test_token_comes_from_the_url_or_a_prompt_when_jwt_is_configured(
     await page.wait_for_selector("body[data-connection=live]")
     assert await page.is_hidden("#auth")
 
-    from_url = await open_kiosk(browser, stack, f"?token={token}")
-    await from_url.wait_for_selector("body[data-connection=live]")
+    from_url = await open_live(browser, stack, f"?token={token}")
     await wait_text(from_url, "#revenue-net", "0.00")
 
     # A link cannot carry the token: the page fetches the export with it and saves it.
@@ -411,8 +407,7 @@ async def test_simulated_traffic_shows_the_figures_the_simulator_expects(
     stack.start_gateway()
     await wait_applied(stack, info.state.last_seq)
 
-    page = await open_kiosk(browser, stack, "?currency=EUR")
-    await page.wait_for_selector("body[data-connection=live]")
+    page = await open_live(browser, stack, "?currency=EUR")
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     today = [h for h in expected["sales_by_hour"] if datetime.fromisoformat(h["hour"]) >= midnight]
     net_today = sum(float(h["net_revenue"]) for h in today)

@@ -56,13 +56,43 @@ def refused_or(parse: Any, value: Any) -> Any:
         return None
 
 
+def _utc(parsed: Any, value: Any) -> None:
+    assert parsed.tzinfo is not None and parsed.utcoffset() == dt.timedelta(0)
+    assert parsed.year >= 1973 or not isinstance(value, int | float)
+
+
+def _date(parsed: Any, value: Any) -> None:
+    assert isinstance(parsed, dt.date) and not isinstance(parsed, dt.datetime)
+
+
+def _cents(parsed: Any, value: Any) -> None:
+    assert isinstance(parsed, Decimal) and parsed.is_finite()
+    assert parsed.as_tuple().exponent == -2
+
+
+def _int64(parsed: Any, value: Any) -> None:
+    assert type(parsed) is int and -(2**63) <= parsed < 2**63
+
+
+@pytest.mark.parametrize(
+    ("parse", "values", "check"),
+    [
+        (parse_datetime, json_values | numeric_text, _utc),
+        (parse_date, json_values | st.dates().map(str) | st.dates(), _date),
+        (to_money, json_values | numeric_text, _cents),
+        (parse_bigint, json_values | numeric_text, _int64),
+    ],
+    ids=["datetime: UTC", "date: a date", "money: cents", "bigint: an int64"],
+)
 @BOUNDED
-@given(json_values | numeric_text)
-def test_datetime_parser_returns_utc_or_a_graphql_error(value: Any) -> None:
-    parsed = refused_or(parse_datetime, value)
+@given(data=st.data())
+def test_each_parser_returns_its_value_or_a_graphql_error(
+    parse: Any, values: Any, check: Any, data: st.DataObject
+) -> None:
+    value = data.draw(values)
+    parsed = refused_or(parse, value)
     if parsed is not None:
-        assert parsed.tzinfo is not None and parsed.utcoffset() == dt.timedelta(0)
-        assert parsed.year >= 1973 or not isinstance(value, int | float)
+        check(parsed, value)
 
 
 @BOUNDED
@@ -92,26 +122,9 @@ def test_every_ten_digit_epoch_seconds_value_is_refused(seconds: int) -> None:
 
 
 @BOUNDED
-@given(json_values | st.dates().map(str) | st.dates())
-def test_date_parser_returns_a_date_or_a_graphql_error(value: Any) -> None:
-    parsed = refused_or(parse_date, value)
-    if parsed is not None:
-        assert isinstance(parsed, dt.date) and not isinstance(parsed, dt.datetime)
-
-
-@BOUNDED
 @given(st.dates())
 def test_every_date_from_year_1_to_9999_round_trips(day: dt.date) -> None:
     assert parse_date(day.isoformat()) == day
-
-
-@BOUNDED
-@given(json_values | numeric_text)
-def test_money_parser_returns_cents_or_a_graphql_error(value: Any) -> None:
-    parsed = refused_or(to_money, value)
-    if parsed is not None:
-        assert isinstance(parsed, Decimal) and parsed.is_finite()
-        assert parsed.as_tuple().exponent == -2
 
 
 @BOUNDED
@@ -121,14 +134,6 @@ def test_money_is_exact_to_the_cent_as_a_json_number(amount: Decimal) -> None:
     assert money == amount
     encoded = msgspec.json.Encoder(decimal_format="number").encode(money)
     assert Decimal(encoded.decode()) == amount
-
-
-@BOUNDED
-@given(json_values | numeric_text)
-def test_bigint_parser_returns_an_int64_or_a_graphql_error(value: Any) -> None:
-    parsed = refused_or(parse_bigint, value)
-    if parsed is not None:
-        assert type(parsed) is int and -(2**63) <= parsed < 2**63
 
 
 @BOUNDED
