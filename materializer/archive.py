@@ -3,12 +3,15 @@
 Layout (docs/OPERATIONS.md, "Archive and retention")::
 
     ARCHIVE_PATH/type=<event type>/day=<YYYY-MM-DD>/part-<first>-<last>.parquet
+    ARCHIVE_PATH/rows/<raw table>/part-<first>-<last>.parquet
     ARCHIVE_PATH/_runs/<first>-<last>.done
 
 An archive *run* takes the stream messages ``first``..``last`` (every one the stream
 still holds: valid, rejected or duplicate, byte for byte, with its stream sequence and
-time), writes one zstd Parquet file per event type and day of stream time, and then a
-``.done`` marker. Only then are the raw rows up to ``last`` deleted from DuckDB, in
+time), writes one zstd Parquet file per event type and day of stream time, the typed
+rows those messages left in each raw table and in ``rejected_events`` (format 2: what a
+set-based rebuild loads, ``materializer/rebuild.py``), and then a ``.done`` marker
+naming the format. Only then are the raw rows up to ``last`` deleted from DuckDB, in
 one transaction with the new horizon (``archive_state``). A crash before the marker
 leaves files no reader looks at (removed by the next run); a crash after it leaves a
 complete run the next run retires without writing it again.
@@ -20,7 +23,7 @@ lines) and the check that a re-delivered event id really was applied before.
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import shutil
 from collections import defaultdict
@@ -36,6 +39,7 @@ import pyarrow.parquet as pq
 
 from materializer import events
 from materializer.aggregates.batch import MONEY, TIME, ints, strings
+from materializer.files import duckdb_config, finish, fsync, sql_literal
 from materializer.store import RawMessage
 from pulse_bi.contract import registry
 
@@ -48,6 +52,12 @@ RAW_TABLES: dict[str, str] = {table: "sequence" for table in registry.RAW_TABLES
 #: Partition of messages that are not valid events (kept byte for byte like the others).
 REJECTED = "rejected"
 RUNS = "_runs"
+#: Typed rows of a run, one folder per table: the raw tables and ``rejected_events``.
+ROWS = "rows"
+ROW_TABLES: dict[str, str] = RAW_TABLES | {"rejected_events": "sequence"}
+#: Archive layout written by this code (docs/OPERATIONS.md, "Archive format"): 1 had
+#: messages only; 2 adds the typed rows of every run.
+FORMAT = 2
 #: Messages read back per chunk (a replay applies each in one transaction).
 CHUNK = 20_000
 _RUN = re.compile(r"^(\d+)-(\d+)\.done$")
@@ -79,10 +89,6 @@ class Run:
     last: int
 
 
-def _config() -> dict[str, str | bool | int | float | list[str]]:
-    return {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-
-
 def runs(root: Path) -> list[Run]:
     """Finished runs, oldest first."""
     marks = root / RUNS
@@ -96,10 +102,27 @@ def runs(root: Path) -> list[Run]:
     return sorted(found)
 
 
+def _part(run: Run) -> str:
+    return f"part-{run.first:020d}-{run.last:020d}.parquet"
+
+
 def run_files(root: Path, run: Run) -> list[Path]:
-    """The Parquet files of ``run``."""
-    name = f"part-{run.first:020d}-{run.last:020d}.parquet"
-    return sorted(root.glob(f"type=*/day=*/{name}"))
+    """The Parquet files of ``run``'s messages."""
+    return sorted(root.glob(f"type=*/day=*/{_part(run)}"))
+
+
+def run_format(root: Path, run: Run) -> int:
+    """The archive format ``run`` was written in (its marker says; a bare count is 1)."""
+    text = (root / RUNS / f"{run.first}-{run.last}.done").read_text()
+    try:
+        return int(json.loads(text).get("format", 1)) if text.lstrip().startswith("{") else 1
+    except (ValueError, AttributeError):
+        return 1
+
+
+def row_files(root: Path, table: str, runs: Sequence[Run]) -> list[str]:
+    """The typed-row files of ``table`` for ``runs`` (format 2)."""
+    return [str(root / ROWS / table / _part(run)) for run in runs]
 
 
 def _label(message: RawMessage) -> tuple[str, str | None]:
@@ -109,17 +132,12 @@ def _label(message: RawMessage) -> tuple[str, str | None]:
     return REJECTED, decoded.id
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_run(root: Path, messages: Sequence[RawMessage]) -> tuple[Run, int]:
-    """Write ``messages`` (consecutive stream messages, oldest first) as one run; return
-    it and the bytes written."""
+def write_run(
+    root: Path, messages: Sequence[RawMessage], cur: duckdb.DuckDBPyConnection
+) -> tuple[Run, int]:
+    """Write ``messages`` (consecutive stream messages, oldest first) as one run, with
+    the typed rows they left in the file open on ``cur`` (not retired yet); return the
+    run and the bytes written."""
     if not messages:
         raise ArchiveError("an archive run needs at least one message")
     run = Run(messages[0].sequence, messages[-1].sequence)
@@ -147,15 +165,14 @@ def write_run(root: Path, messages: Sequence[RawMessage]) -> tuple[Run, int]:
         )
         partial = folder / f".{name}.partial"
         pq.write_table(table, partial, compression="zstd")
-        _fsync(partial)
-        partial.rename(folder / name)
-        written += (folder / name).stat().st_size
+        written += finish(partial, folder / name)
+    written += _write_rows(root, run, cur)
     marks = root / RUNS
     marks.mkdir(parents=True, exist_ok=True)
     mark = marks / f"{run.first}-{run.last}.done"
-    mark.write_text(f"{len(messages)}\n")
-    _fsync(mark)
-    _fsync(marks)
+    mark.write_text(json.dumps({"format": FORMAT, "messages": len(messages)}) + "\n")
+    fsync(mark)
+    fsync(marks)
     return run, written
 
 
@@ -166,13 +183,30 @@ def _site(files: list[str]) -> str:
     return "NULL::VARCHAR AS site"
 
 
+def _write_rows(root: Path, run: Run, cur: duckdb.DuckDBPyConnection) -> int:
+    """One zstd Parquet file per table of ``ROW_TABLES``: its rows of ``run``'s events,
+    in sequence order (a file with no rows keeps the table's columns)."""
+    written = 0
+    for table, column in ROW_TABLES.items():
+        folder = root / ROWS / table
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{_part(run)}.partial"
+        cur.execute(
+            f"COPY (SELECT * FROM {table} WHERE {column} BETWEEN {int(run.first)}"
+            f" AND {int(run.last)} ORDER BY ALL) TO '{sql_literal(partial)}'"
+            " (FORMAT parquet, COMPRESSION zstd)"
+        )
+        written += finish(partial, folder / _part(run))
+    return written
+
+
 def remove_unfinished(root: Path) -> list[Path]:
     """Delete Parquet files of runs without a ``.done`` marker (a crash while writing)."""
     if not root.is_dir():
         return []
     done = {(r.first, r.last) for r in runs(root)}
     removed = []
-    for path in root.glob("type=*/day=*/*"):
+    for path in [*root.glob("type=*/day=*/*"), *root.glob(f"{ROWS}/*/*")]:
         match = _PART.match(path.name)
         if match is None or (int(match[1]), int(match[2])) not in done:
             path.unlink(missing_ok=True)
@@ -182,7 +216,7 @@ def remove_unfinished(root: Path) -> list[Path]:
 
 def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[RawMessage]]:
     """Archived messages with sequences above ``after``, oldest first, in chunks."""
-    conn = duckdb.connect(":memory:", config=_config())
+    conn = duckdb.connect(":memory:", config=duckdb_config())
     try:
         for run in runs(root):
             if run.last <= after:
@@ -254,7 +288,8 @@ def size_bytes(root: Path) -> int:
     """Bytes the archive takes on disk."""
     if not root.is_dir():
         return 0
-    return sum(p.stat().st_size for p in root.glob("type=*/day=*/*.parquet"))
+    files = [*root.glob("type=*/day=*/*.parquet"), *root.glob(f"{ROWS}/*/*.parquet")]
+    return sum(p.stat().st_size for p in files)
 
 
 def copy_tree(root: Path, target: Path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import shutil
 import time
@@ -31,6 +30,7 @@ import duckdb
 import msgspec
 
 from materializer import db
+from materializer.files import duckdb_config, fsync, sql_literal
 
 #: Name of the database file inside a backup directory.
 DATABASE_FILE = "pulse_bi.duckdb"
@@ -87,11 +87,6 @@ class Backup:
         return self.path / self.manifest.file
 
 
-def _config() -> dict[str, str | bool | int | float | list[str]]:
-    # As db.connect: nothing downloaded at run time.
-    return {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-
-
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -101,27 +96,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_catalog(cur: duckdb.DuckDBPyConnection, source: str, target: Path) -> None:
     """``COPY FROM DATABASE source`` into a new DuckDB file at ``target``."""
     alias = f"backup_{uuid.uuid4().hex[:12]}"
-    cur.execute(f"ATTACH '{_quoted(target)}' AS {alias}")
+    cur.execute(f"ATTACH '{sql_literal(target)}' AS {alias}")
     try:
         cur.execute(f'COPY FROM DATABASE "{source}" TO {alias}')
     finally:
         # DETACH checkpoints the copy: the file is complete, with no WAL beside it.
         cur.execute(f"DETACH {alias}")
-
-
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def snapshot_online(conn: duckdb.DuckDBPyConnection, root: Path, version: str) -> Backup:
@@ -138,10 +121,10 @@ def snapshot_offline(path: Path, root: Path, version: str) -> Backup:
     if not path.exists():
         raise BackupError(f"{path} does not exist: nothing to back up")
     db.check_file(path)
-    conn = duckdb.connect(":memory:", config=_config())
+    conn = duckdb.connect(":memory:", config=duckdb_config())
     try:
         try:
-            conn.execute(f"ATTACH '{_quoted(path)}' AS source (READ_ONLY)")
+            conn.execute(f"ATTACH '{sql_literal(path)}' AS source (READ_ONLY)")
         except duckdb.Error as exc:
             error = db.file_error(path, exc)
             raise BackupError(str(error or exc)) from exc
@@ -159,7 +142,7 @@ def _snapshot(cur: duckdb.DuckDBPyConnection, source: str, root: Path, version: 
     try:
         target = partial / DATABASE_FILE
         _copy_catalog(cur, source, target)
-        _fsync(target)
+        fsync(target)
         manifest = _describe(target, time.perf_counter() - started, version)
         stamp = datetime.fromisoformat(manifest.created_at).strftime("%Y%m%dT%H%M%SZ")
         final = root / f"pulse-bi-{stamp}-{manifest.last_sequence}"
@@ -167,9 +150,9 @@ def _snapshot(cur: duckdb.DuckDBPyConnection, source: str, root: Path, version: 
             raise BackupError(f"{final} exists already")
         # The manifest last: a directory without one is never taken for a backup.
         (partial / MANIFEST_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
-        _fsync(partial / MANIFEST_FILE)
+        fsync(partial / MANIFEST_FILE)
         partial.rename(final)
-        _fsync(root)
+        fsync(root)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -187,7 +170,7 @@ def remove_partials(root: Path) -> list[Path]:
 
 def _describe(path: Path, seconds: float, version: str) -> Manifest:
     """The manifest of the snapshot file at ``path`` (read back from the copy itself)."""
-    conn = duckdb.connect(str(path), read_only=True, config=_config())
+    conn = duckdb.connect(str(path), read_only=True, config=duckdb_config())
     try:
         figures = _figures(conn)
     finally:
@@ -292,7 +275,7 @@ def verify(path: Path) -> Backup:
             f"pulse-bi knows (latest {latest}): restore it with the pulse-bi that wrote it"
         )
     try:
-        conn = duckdb.connect(str(database), read_only=True, config=_config())
+        conn = duckdb.connect(str(database), read_only=True, config=duckdb_config())
         try:
             figures = _figures(conn)
         finally:
@@ -305,21 +288,14 @@ def verify(path: Path) -> Backup:
     return Backup(path, manifest)
 
 
-def install(backup: Backup, target: Path) -> Path | None:
-    """Put the backup's database at ``target`` (a stopped materializer's file).
-
-    The file there (and its WAL, which belongs to it and must never be replayed onto
-    the snapshot) is moved aside to ``<target>.before-restore-<time>``; returns that
-    path (None when there was no file).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    incoming = target.with_name(f"{target.name}.restoring")
+def copy_verified(backup: Backup, incoming: Path) -> None:
+    """Copy the backup's database to ``incoming`` (next to where it is restored), fsync
+    it and check its checksum again; ``swap_in`` then puts it in place."""
     shutil.copyfile(backup.database, incoming)
-    _fsync(incoming)
+    fsync(incoming)
     if sha256_of(incoming) != backup.manifest.sha256:
         incoming.unlink()
         raise BackupError(f"copying {backup.database} to {incoming} changed it (disk fault?)")
-    return swap_in(incoming, target, "before-restore")
 
 
 def swap_in(incoming: Path, target: Path, label: str) -> Path | None:
@@ -338,7 +314,7 @@ def swap_in(incoming: Path, target: Path, label: str) -> Path | None:
     if incoming_wal.exists():
         incoming_wal.rename(wal)
     with contextlib.suppress(OSError):
-        _fsync(target.parent)
+        fsync(target.parent)
     return moved
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time as clock
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -115,13 +115,19 @@ async def stream_messages(
 
 
 @dataclass(slots=True)
-class ReplayResult:
-    """What a replay applied."""
+class Applied:
+    """Messages applied from one source, and the seconds it took."""
 
-    from_archive: int = 0
-    from_stream: int = 0
-    archive_seconds: float = 0.0
-    stream_seconds: float = 0.0
+    messages: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What a replay applied from the archive and from the stream."""
+
+    archive: Applied = field(default_factory=Applied)
+    stream: Applied = field(default_factory=Applied)
     last_sequence: int = 0
 
 
@@ -147,10 +153,10 @@ async def replay(
         started = clock.perf_counter()
         for chunk in archive.messages(archive_root, after=store.last_sequence()):
             count, stopped = await asyncio.to_thread(_apply, store, chunk, until)
-            result.from_archive += count
+            result.archive.messages += count
             if stopped:
                 break
-        result.archive_seconds = clock.perf_counter() - started
+        result.archive.seconds = clock.perf_counter() - started
     if not stopped and js is not None:
         started = clock.perf_counter()
         _, last = await stream_last_sequence(js)
@@ -160,9 +166,9 @@ async def replay(
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 count, stopped = await asyncio.to_thread(_apply, store, chunk, until)
-                result.from_stream += count
+                result.stream.messages += count
                 if stopped:
                     break
-        result.stream_seconds = clock.perf_counter() - started
+        result.stream.seconds = clock.perf_counter() - started
     result.last_sequence = store.last_sequence()
     return result

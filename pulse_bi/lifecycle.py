@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +24,13 @@ from pulse_bi.settings import Float
 
 #: How long ``pulse-bi backup`` waits for the materializer's answer by default (seconds).
 BACKUP_TIMEOUT = 600.0
+
+_R = TypeVar("_R")
+
+#: ``--output`` of ``restore`` and ``rebuild``: the file written instead of DUCKDB_PATH.
+_output = functools.partial(
+    click.option, "--output", type=click.Path(dir_okay=False, path_type=Path), default=None
+)
 
 
 def _settings() -> Any:
@@ -92,13 +100,17 @@ def backup_command(dest: Path | None, offline: bool, timeout: float) -> None:
     Prints the backup's directory and manifest; exit 2 when no backup was written.
     """
     from materializer.backup import snapshot_offline
+    from materializer.backup_service import BACKUP_SUBJECT, BackupReply, BackupRequest
     from pulse_bi import __version__
 
     settings = _settings()
     root = (dest or settings.backup_path).absolute()
     with _domain_errors():
         if not offline:
-            answered = asyncio.run(_ask_backup(settings.nats_url, root, timeout))
+            asked = BackupRequest(dest=str(root))
+            answered = asyncio.run(
+                _ask(settings.nats_url, BACKUP_SUBJECT, asked, BackupReply, timeout)
+            )
             if answered is not None:
                 reply = answered
                 if reply.error:
@@ -115,26 +127,24 @@ def backup_command(dest: Path | None, offline: bool, timeout: float) -> None:
         _print_backup(taken.path, taken.manifest)
 
 
-async def _ask_backup(url: str, root: Path, timeout: float) -> Any:
-    """The materializer's ``BackupReply``, or None when none answers (or NATS is down)."""
+async def _ask(url: str, subject: str, request: Any, reply: type[_R], timeout: float) -> _R | None:
+    """The running materializer's reply of type ``reply`` to ``request`` on ``subject``,
+    or None when none answers (or NATS is down); exit 2 when it does not answer in time."""
     import msgspec
     from nats.errors import NoRespondersError
     from nats.errors import TimeoutError as NatsTimeout
-
-    from materializer.lifecycle import BACKUP_SUBJECT, BackupReply, BackupRequest
 
     nc = await _connect(url)
     if nc is None:
         return None
     try:
-        payload = msgspec.json.encode(BackupRequest(dest=str(root)))
         try:
-            msg = await nc.request(BACKUP_SUBJECT, payload, timeout=timeout)
+            msg = await nc.request(subject, msgspec.json.encode(request), timeout=timeout)
         except NoRespondersError:
             return None
         except NatsTimeout:
-            _fail(f"the materializer did not answer within {timeout:g} s (BACKUP_TIMEOUT)")
-        return msgspec.json.decode(msg.data, type=BackupReply)
+            _fail(f"the materializer did not answer within {timeout:g} s")
+        return msgspec.json.decode(msg.data, type=reply)
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -195,12 +205,7 @@ def _refuse_if_in_use(path: Path) -> Any:
     help="Replay only the events the stream received up to this time (ISO 8601, UTC "
     "when no offset is given).",
 )
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the restored file here instead of DUCKDB_PATH (an audit copy).",
-)
+@_output(help="Write the restored file here instead of DUCKDB_PATH (an audit copy).")
 def restore_command(
     backup: Path | None, to_sequence: int | None, to_time: str | None, output: Path | None
 ) -> None:
@@ -254,7 +259,7 @@ async def _restore(
     *,
     replay_stream: bool,
 ) -> dict[str, Any]:
-    from materializer import archive, backup, replay
+    from materializer import archive, backup, rebuild, replay
     from materializer.store import Store
 
     incoming = target.with_name(f"{target.name}.restoring")
@@ -262,7 +267,7 @@ async def _restore(
         leftover.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     if verified is not None:
-        await asyncio.to_thread(_copy_checked, verified, incoming)
+        await asyncio.to_thread(backup.copy_verified, verified, incoming)
     until = replay.Until(sequence=to_sequence, time=until_time)
     store = await asyncio.to_thread(Store.open, incoming)
     try:
@@ -272,13 +277,13 @@ async def _restore(
         if replay_stream:
             js_connection, js = await _jetstream(settings.nats_url)
             if verified is None:
-                await _keep_identity(store, js)
+                await rebuild.keep_identity(store, js)
         try:
             result = await replay.replay(store, js, settings.archive_path, until)
         finally:
             if js_connection is not None:
                 await js_connection.close()
-        horizon = await asyncio.to_thread(_retire_archived, store, settings.archive_path)
+        horizon = await asyncio.to_thread(rebuild.retire_archived, store, settings.archive_path)
         store.checkpoint(force=True)
         last = store.last_sequence()
     finally:
@@ -289,49 +294,11 @@ async def _restore(
     return {
         "restored": str(target),
         "last_sequence": last,
-        "from_archive": result.from_archive,
-        "from_stream": result.from_stream,
+        "from_archive": result.archive.messages,
+        "from_stream": result.stream.messages,
         "archive_horizon": horizon,
         "previous_file": str(aside) if aside else None,
     }
-
-
-def _copy_checked(verified: Any, incoming: Path) -> None:
-    import shutil
-
-    from materializer import backup
-
-    shutil.copyfile(verified.database, incoming)
-    if backup.sha256_of(incoming) != verified.manifest.sha256:
-        incoming.unlink()
-        raise backup.BackupError(f"copying {verified.database} changed it (disk fault?)")
-
-
-def _retire_archived(store: Any, root: Path) -> int:
-    """Take the raw rows the archive holds out of a replayed file, as the live one had."""
-    from materializer import archive
-
-    current = store.read(archive.horizon)
-    done = [r.last for r in archive.runs(root) if r.last <= store.last_sequence()]
-    upto = max(done, default=0)
-    if upto > current:
-        archive.retire(store.conn, upto)
-        if store.archive is not None:
-            store.archive.horizon = upto
-        return upto
-    return int(current)
-
-
-async def _keep_identity(store: Any, js: Any) -> None:
-    """A file built from nothing belongs to the stream it replays (as at first ingest)."""
-    from nats.js.errors import NotFoundError
-
-    from materializer import continuity
-    from pulse_bi.contract import STREAM_NAME
-
-    with contextlib.suppress(NotFoundError):
-        info = await js.stream_info(STREAM_NAME)
-        continuity.save_identity(store.conn, continuity.identity_of(info))
 
 
 async def _connect(url: str, timeout: float = 5.0) -> Any:
@@ -365,12 +332,7 @@ async def _jetstream(url: str) -> tuple[Any, Any]:
 
 
 @click.command("rebuild")
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where the new file is written (default: DUCKDB_PATH with .rebuilt appended).",
-)
+@_output(help="Where the new file is written (default: DUCKDB_PATH with .rebuilt appended).")
 @click.option(
     "--swap/--no-swap",
     default=True,
@@ -381,12 +343,16 @@ async def _jetstream(url: str) -> tuple[Any, Any]:
 def rebuild_command(output: Path | None, swap: bool) -> None:
     """Build a new DuckDB file from the Parquet archive followed by the stream's tail.
 
-    Runs while the materializer keeps serving the old file. The new file applies every
-    archived message and then the stream up to its last sequence, through the same code
-    as live ingest, and ends with the same aggregates. With --swap (the default) it
+    Runs while the materializer keeps serving the old file. The new file loads the
+    archive's typed rows and recomputes every aggregate from them with set-based SQL
+    (an archive written before typed rows existed is applied message by message), then
+    applies the stream up to its last sequence through the same code as live ingest,
+    and ends with the same aggregates. With --swap (the default) it
     then replaces DUCKDB_PATH: a running materializer catches the new file up to its
     own sequence and swaps between two batches; a stopped one's file is swapped here.
     """
+    from materializer.swap import SWAP_SUBJECT, SwapReply, SwapRequest
+
     settings = _settings()
     target = output or settings.duckdb_path.with_name(settings.duckdb_path.name + ".rebuilt")
     target = target.absolute()
@@ -396,7 +362,15 @@ def rebuild_command(output: Path | None, swap: bool) -> None:
         result = asyncio.run(_rebuild(settings, target))
         click.echo(json.dumps(result))
         if swap:
-            answered = asyncio.run(_ask_swap(settings.nats_url, target))
+            answered = asyncio.run(
+                _ask(
+                    settings.nats_url,
+                    SWAP_SUBJECT,
+                    SwapRequest(str(target)),
+                    SwapReply,
+                    BACKUP_TIMEOUT,
+                )
+            )
             if answered is not None:
                 if answered.error:
                     _fail(f"the materializer did not swap the files: {answered.error}")
@@ -415,56 +389,15 @@ def rebuild_command(output: Path | None, swap: bool) -> None:
             click.echo(f"swapped: {settings.duckdb_path} (previous file: {aside})")
 
 
-async def _ask_swap(url: str, target: Path) -> Any:
-    """The running materializer's ``SwapReply``, or None when none answers."""
-    import msgspec
-    from nats.errors import NoRespondersError
-    from nats.errors import TimeoutError as NatsTimeout
-
-    from materializer.lifecycle import SWAP_SUBJECT, SwapReply, SwapRequest
-
-    nc = await _connect(url)
-    if nc is None:
-        return None
-    try:
-        payload = msgspec.json.encode(SwapRequest(path=str(target)))
-        try:
-            msg = await nc.request(SWAP_SUBJECT, payload, timeout=BACKUP_TIMEOUT)
-        except NoRespondersError:
-            return None
-        except NatsTimeout:
-            _fail("the materializer did not answer the swap within 600 s")
-        return msgspec.json.decode(msg.data, type=SwapReply)
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
 async def _rebuild(settings: Any, target: Path) -> dict[str, Any]:
-    from materializer import archive, replay
-    from materializer.store import Store
+    from materializer import rebuild
 
     for leftover in (target, Path(f"{target}.wal")):
         leftover.unlink(missing_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    store = await asyncio.to_thread(Store.open, target)
     nc, js = await _jetstream(settings.nats_url)
     try:
-        await _keep_identity(store, js)
-        store.archive = archive.ArchiveReader(settings.archive_path, 0)
-        result = await replay.replay(store, js, settings.archive_path, replay.Until())
-        horizon = await asyncio.to_thread(_retire_archived, store, settings.archive_path)
-        store.checkpoint(force=True)
-        last = store.last_sequence()
+        result = await rebuild.rebuild(target, settings.archive_path, js)
     finally:
         await nc.close()
-        store.close()
-    return {
-        "rebuilt": str(target),
-        "last_sequence": last,
-        "from_archive": result.from_archive,
-        "archive_seconds": round(result.archive_seconds, 3),
-        "from_stream": result.from_stream,
-        "stream_seconds": round(result.stream_seconds, 3),
-        "archive_horizon": horizon,
-    }
+    return {"rebuilt": str(target), **result.report()}

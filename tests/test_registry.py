@@ -238,3 +238,14 @@ def test_extreme_times_are_bad_queries_not_crashes(value: Any) -> None:
     params = {"from": value, "to": "2026-11-26T00:00:00+00:00"}
     with pytest.raises(BadQuery, match="sales_by_channel: parameter 'from'"):
         parse(registry.SALES_BY_CHANNEL, params)
+
+
+def test_an_aggregate_module_without_rebuild_stops_the_materializer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from materializer.aggregates import stock
+
+    monkeypatch.delattr(stock, "rebuild")
+    assert "aggregate module materializer.aggregates.stock has no rebuild()" in (
+        aggregates.check_registry()
+    )

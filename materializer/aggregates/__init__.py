@@ -1,6 +1,7 @@
 """Aggregates: one module per ``AggregateSpec`` of ``pulse_bi.contract.registry``, each
-with its tables, how a batch is applied (``probe`` then ``apply``) and the SQL functions
-of its named queries (``@implements``).
+with its tables, how a batch is applied (``probe`` then ``apply``), how its tables are
+recomputed from the raw rows of a history (``rebuild``, ``aggregates/history.py``) and
+the SQL functions of its named queries (``@implements``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ AGGREGATES = (catalog, sales, stock, receivables, sites, pipeline)
 
 
 def check_registry() -> list[str]:
-    """Aggregates declared without a module or out of order, event types nobody consumes."""
+    """Aggregates declared without a module or out of order, modules missing ``probe``,
+    ``apply`` or ``rebuild``, event types nobody consumes."""
     from materializer.events import EVENT_TYPES
 
     problems = []
     if tuple(m.SPEC for m in AGGREGATES) != registry.AGGREGATES:
         problems.append("materializer.aggregates.AGGREGATES differs from registry.AGGREGATES")
+    problems += [
+        f"aggregate module {m.__name__} has no {name}()"
+        for m in AGGREGATES
+        for name in ("probe", "apply", "rebuild")
+        if not callable(getattr(m, name, None))
+    ]
     consumed = [t for spec in registry.AGGREGATES for t in spec.event_types]
     problems += [
         f"event type {t} is consumed by no aggregate" for t in EVENT_TYPES if t not in consumed

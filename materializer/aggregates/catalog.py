@@ -11,6 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from materializer.aggregates.batch import MONEY, Accepted, Batch, event_table, strings
+from materializer.aggregates.history import History
 from pulse_bi.contract import registry
 
 SPEC = registry.CATALOG
@@ -71,3 +72,25 @@ def _apply_customers(batch: Batch, events: list[Accepted]) -> None:
     batch.changes.customers.extend(ids)
     # Customer names show in AR aging and overdue invoices.
     batch.aggregates.add("receivables")
+
+
+#: Key columns of ``products`` and ``customers`` (the rebuild groups by them).
+PRODUCT_KEYS = "sku"
+CUSTOMER_KEYS = "customer_id"
+
+
+def rebuild(history: History) -> None:
+    """``products`` and ``customers`` from every update: the highest sequence per key."""
+    history.cur.execute(
+        f"INSERT INTO products BY NAME SELECT {PRODUCT_KEYS}, arg_max(name, sequence) AS name,"
+        " arg_max(category, sequence) AS category,"
+        " arg_max(reorder_point, sequence) AS reorder_point,"
+        " arg_max(unit_cost, sequence) AS unit_cost, max(sequence) AS sequence,"
+        f" arg_max(time, sequence) AS updated_at FROM {history.of('product_events')}"
+        f" GROUP BY {PRODUCT_KEYS}"
+    )
+    history.cur.execute(
+        f"INSERT INTO customers BY NAME SELECT {CUSTOMER_KEYS}, arg_max(name, sequence) AS name,"
+        " max(sequence) AS sequence, arg_max(time, sequence) AS updated_at"
+        f" FROM {history.of('customer_events')} GROUP BY {CUSTOMER_KEYS}"
+    )

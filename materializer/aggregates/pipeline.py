@@ -13,8 +13,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from materializer import continuity
+from materializer import continuity, events
 from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
+from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, utc
 from pulse_bi.contract import UtcTime, registry
 
@@ -80,6 +81,50 @@ def record(
             len(batch.rejects),
             duplicates,
             last_event_time,
+            datetime.now(UTC),
+        ],
+    )
+
+
+def rebuild(history: History) -> None:
+    """Rejects, seen event ids and the pipeline state after the history.
+
+    Every message was applied, rejected or a duplicate: duplicates are the messages
+    that left no row. The last event time is that of the latest applied event or of an
+    event an aggregate rejected while applying it (``apply`` counts those too; a
+    message rejected by the decoder or stored as an internal dead letter does not).
+    """
+    cur = history.cur
+    rejected = history.of("rejected_events")
+    cur.execute(f"INSERT INTO rejected_events BY NAME SELECT * FROM {rejected}")
+    applied = " UNION ALL ".join(
+        f"SELECT event_id, time FROM {history.of(table)}" for table in registry.RAW_TABLES
+    )
+    cur.execute(f"INSERT INTO seen_events SELECT md5_number_lower(event_id) FROM ({applied})")
+    row = cur.execute(
+        f"SELECT (SELECT count(*) FROM ({applied})), (SELECT max(time) FROM ({applied})),"
+        f" (SELECT count(*) FROM {rejected}), (SELECT count(*) FROM {history.messages})"
+    ).fetchone()
+    assert row is not None
+    applied_count, last_time, rejected_count, messages = row
+    late = cur.execute(
+        f"SELECT subject, raw FROM {rejected} WHERE event_type IS NOT NULL"
+        " AND NOT starts_with(reason, 'internal: ')"
+    ).fetchall()
+    for subject, raw in late:
+        decoded = events.decode(subject, bytes(raw))
+        if isinstance(decoded, events.Event) and (last_time is None or decoded.time > last_time):
+            last_time = decoded.time
+    cur.execute(
+        "UPDATE pipeline_state SET last_sequence = ?, events_applied = ?, events_rejected = ?,"
+        " events_duplicate = ?, batches = ?, last_event_time = ?, last_batch_at = ? WHERE id = 1",
+        [
+            history.last_sequence,
+            applied_count,
+            rejected_count,
+            messages - applied_count - rejected_count,
+            history.runs,
+            last_time,
             datetime.now(UTC),
         ],
     )

@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
+from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, money
 from pulse_bi.contract import registry
 
@@ -154,6 +155,44 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
             "WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
         )
     batch.changes.customers.extend(customers)
+
+
+#: Columns of ``invoices`` copied from ``invoice_events`` (``paid`` is computed).
+INVOICE_COLUMNS = "invoice_id, sequence, customer_id, order_id, amount, issued_on, due_date, site"
+
+
+def rebuild(history: History) -> None:
+    """Open items, waiting payments and invoice keys from every invoice and payment.
+
+    An invoice leaves the open items for good at the first payment that brings what is
+    paid to its amount: payments that came before it count at once when it arrives,
+    later ones one by one in stream order. With payments only adding this is "the sum
+    of its payments is below the amount"; with negative payments (refunds) a file
+    built in batches decides per batch instead (docs/OPERATIONS.md, "Rebuilding").
+    """
+    cur = history.cur
+    invoices, payments = history.of("invoice_events"), history.of("payment_events")
+    steps = (
+        "SELECT invoice_id, greatest(p.sequence, i.sequence) AS step, sum(p.amount) AS amount"
+        f" FROM {payments} p JOIN {invoices} i USING (invoice_id) GROUP BY ALL"
+    )
+    running = (
+        "SELECT invoice_id, max(paid) AS highest, arg_max(paid, step) AS paid FROM ("
+        " SELECT invoice_id, step, sum(amount) OVER (PARTITION BY invoice_id ORDER BY step)"
+        f" AS paid FROM ({steps})) GROUP BY invoice_id"
+    )
+    cur.execute(
+        f"INSERT INTO invoices BY NAME SELECT {INVOICE_COLUMNS}, coalesce(r.paid, 0) AS paid"
+        f" FROM {invoices} LEFT JOIN ({running}) r USING (invoice_id)"
+        " WHERE coalesce(r.highest, 0) < amount"
+    )
+    waiting = (
+        f"SELECT invoice_id, sequence, amount FROM {payments}"
+        f" WHERE invoice_id NOT IN (SELECT invoice_id FROM {invoices})"
+    )
+    cur.execute(f"INSERT INTO pending_payments BY NAME {waiting}")
+    history.add_keys(f"SELECT 'i:' || invoice_id AS key, sequence FROM {invoices}")
+    history.add_keys(f"SELECT 'q:' || invoice_id AS key, sequence FROM ({waiting})")
 
 
 # Named queries ----------------------------------------------------------------------

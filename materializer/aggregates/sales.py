@@ -30,6 +30,7 @@ from materializer.aggregates.batch import (
     iso,
     strings,
 )
+from materializer.aggregates.history import History
 from materializer.queries import (
     EXACT,
     Cursor,
@@ -306,6 +307,54 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     )
     if targets:
         batch.changes.skus.extend(sku for (sku,) in cur.fetchall())
+
+
+#: Key columns of ``sales_by_hour`` and ``product_sales_by_hour`` (the rebuild groups
+#: by them; each is also a column of ``order_events`` or ``order_lines``).
+SALES_KEYS = "hour, channel, site"
+PRODUCT_SALES_KEYS = "hour, sku, site"
+
+
+def rebuild(history: History) -> None:
+    """The hourly tables, waiting cancellations and order keys from every order and
+    cancellation: an order counts as cancelled, once, when any cancellation of its id
+    exists (whether it came before or after the order); a cancellation whose order
+    never came waits."""
+    cur = history.cur
+    orders, lines = history.of("order_events"), history.of("order_lines")
+    cancellations = history.of("order_cancellations")
+    cancelled = f"(SELECT DISTINCT order_id, true AS cancelled FROM {cancellations})"
+    cur.execute(
+        f"INSERT INTO sales_by_hour BY NAME SELECT {SALES_KEYS}, count(*) AS orders,"
+        " sum(total_amount) AS gross_revenue, sum(units) AS units,"
+        " count(cancelled) AS cancelled_orders,"
+        " coalesce(sum(total_amount) FILTER (WHERE cancelled), 0) AS cancelled_revenue,"
+        " coalesce(sum(units) FILTER (WHERE cancelled), 0) AS cancelled_units"
+        f" FROM {orders} LEFT JOIN {cancelled} c USING (order_id) GROUP BY {SALES_KEYS}"
+    )
+    cur.execute(
+        f"INSERT INTO product_sales_by_hour BY NAME SELECT {PRODUCT_SALES_KEYS},"
+        " sum(quantity) AS units, sum(quantity * unit_price) AS revenue,"
+        " coalesce(sum(quantity) FILTER (WHERE cancelled), 0) AS cancelled_units,"
+        " coalesce(sum(quantity * unit_price) FILTER (WHERE cancelled), 0)"
+        f" AS cancelled_revenue FROM {lines} LEFT JOIN {cancelled} c USING (order_id)"
+        f" GROUP BY {PRODUCT_SALES_KEYS}"
+    )
+    waiting = (
+        f"SELECT order_id, sequence FROM {cancellations} WHERE effect = 'pending'"
+        f" AND order_id NOT IN (SELECT order_id FROM {orders})"
+    )
+    cur.execute(f"INSERT INTO pending_cancellations BY NAME {waiting}")
+    history.add_keys(f"SELECT 'o:' || order_id AS key, sequence FROM {orders}")
+    history.add_keys(f"SELECT 'p:' || order_id AS key, sequence FROM ({waiting})")
+    # The cancellation that counted: the one applied to the order, or the first that
+    # waited for it (only the key's existence decides anything later).
+    history.add_keys(
+        "SELECT 'c:' || order_id AS key, coalesce(min(sequence) FILTER"
+        " (WHERE effect = 'applied'), min(sequence)) AS sequence"
+        f" FROM {cancellations} WHERE effect IN ('applied', 'pending')"
+        f" AND order_id IN (SELECT order_id FROM {orders}) GROUP BY order_id"
+    )
 
 
 # Named queries ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from operator import attrgetter
 import pyarrow as pa
 
 from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
@@ -63,6 +64,16 @@ def apply(batch: Batch) -> None:
         "INSERT INTO site_events SELECT * FROM batch_sites ON CONFLICT DO UPDATE SET"
         " events = site_events.events + excluded.events,"
         " last_event_time = greatest(site_events.last_event_time, excluded.last_event_time)"
+    )
+
+
+def rebuild(history: History) -> None:
+    """``site_events`` from every applied event: the raw rows of every raw table."""
+    applied = " UNION ALL ".join(
+        f"SELECT site, time FROM {history.of(table)}" for table in registry.RAW_TABLES
+    )
+    history.cur.execute(
+        f"INSERT INTO site_events SELECT site, count(*), max(time) FROM ({applied}) GROUP BY site"
     )
 
 

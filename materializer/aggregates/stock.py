@@ -14,6 +14,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from materializer.aggregates.batch import Batch, event_table, strings
+from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
@@ -50,6 +51,19 @@ def apply(batch: Batch) -> None:
     )
     batch.changes.skus.extend(skus)
     batch.changes.warehouses.extend(warehouses)
+
+
+#: Key columns of ``stock_snapshot`` (the rebuild groups by them).
+SNAPSHOT_KEYS = "sku, warehouse, site"
+
+
+def rebuild(history: History) -> None:
+    """``stock_snapshot`` from every movement: on hand is their sum."""
+    history.cur.execute(
+        f"INSERT INTO stock_snapshot BY NAME SELECT {SNAPSHOT_KEYS},"
+        " sum(quantity_delta) AS on_hand, max(time) AS last_movement_at"
+        f" FROM {history.of('stock_events')} GROUP BY {SNAPSHOT_KEYS}"
+    )
 
 
 # Named queries ----------------------------------------------------------------------

@@ -3,18 +3,24 @@ DuckDB files compared, reference replays, and the CLI run as a separate process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import nats
 
-from materializer import archive, replay
-from materializer.store import Store
-from pulse_bi.simulator import generate, publish
+from materializer import archive, events, replay
+from materializer.app import Materializer
+from materializer.seen import SeenIndex
+from materializer.settings import Settings
+from materializer.store import RawMessage, Store
+from pulse_bi.contract import QUERIES
+from pulse_bi.simulator import Scenario, generate, publish
 from pulse_bi.streams import ensure_stream
 
 #: Tables that say where a file stands rather than what it holds. ``seen_keys`` too: a
@@ -66,6 +72,66 @@ def assert_same(left: dict[str, Any], right: dict[str, Any]) -> None:
         assert left[table] == right[table], table
 
 
+def seen_answers(path: Path, messages: list[RawMessage]) -> dict[str, Any]:
+    """What the seen index of the file at ``path`` answers for every order and invoice
+    id of ``messages``: the sequence that created each order and invoice, which orders
+    are cancelled, which cancellations and payments still wait; and every seen event id.
+
+    Keys a file keeps that decide nothing any more (a "waiting" key whose order or
+    invoice came since: it exists or not depending on batch sizes) are not asked for.
+    """
+    orders: set[str] = set()
+    arrived_orders: set[str] = set()
+    invoices: set[str] = set()
+    arrived_invoices: set[str] = set()
+    for message in messages:
+        decoded = events.decode(message.subject, message.data)
+        if not isinstance(decoded, events.Event):
+            continue
+        data = decoded.data
+        if decoded.type in ("order.created", "order.cancelled"):
+            orders.add(data.order_id)
+            if decoded.type == "order.created":
+                arrived_orders.add(data.order_id)
+        elif decoded.type in ("invoice.issued", "payment.received"):
+            invoices.add(data.invoice_id)
+            if decoded.type == "invoice.issued":
+                arrived_invoices.add(data.invoice_id)
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        index = SeenIndex(conn)
+        hashes = sorted(h for (h,) in conn.execute("SELECT h FROM seen_events").fetchall())
+    finally:
+        conn.close()
+    created = index.find_keys([f"o:{o}" for o in sorted(orders)] + [f"i:{i}" for i in invoices])
+    exist = [f"c:{o}" for o in orders]
+    exist += [f"p:{o}" for o in orders - arrived_orders]
+    exist += [f"q:{i}" for i in invoices - arrived_invoices]
+    return {"created": created, "exist": sorted(index.find_keys(exist)), "events": hashes}
+
+
+#: Parameters that make every named query answer about all of history.
+ALL_TIME = {"from": "2000-01-01T00:00:00+00:00", "to": "2100-01-01T00:00:00+00:00"}
+
+
+def answers(path: Path) -> dict[str, Any]:
+    """Every named query's answer (first page) from the file at ``path``, without the
+    pipeline fields that say when and in how many batches it was written."""
+    store = Store.open(path)
+    try:
+        out = {}
+        for spec in QUERIES:
+            params = {**(ALL_TIME if spec.window else {})}
+            if "as_of" in spec.clock:
+                params["as_of"] = "2026-11-25"
+            out[spec.name] = store.query(spec.name, params).wire
+        for volatile in ("last_batch_at", "batches"):
+            out["pipeline"].pop(volatile, None)
+        return out
+    finally:
+        store.close()
+
+
 async def reference(url: str, path: Path, upto: int | None = None) -> Path:
     """A fresh file replaying the stream from sequence 1 (to ``upto``) with the store."""
     nc = await nats.connect(url)
@@ -78,8 +144,9 @@ async def reference(url: str, path: Path, upto: int | None = None) -> Path:
     return path
 
 
-async def prefill(url: str, count: int, seed: int) -> int:
-    """Publish a seeded scenario (duplicates, bad events, late events); last sequence."""
+async def publish_scenario(url: str, count: int, seed: int) -> tuple[int, Scenario]:
+    """Publish a seeded scenario (duplicates, bad events, late events); the stream's
+    last sequence, and the scenario."""
     scenario = generate(seed, count, out_of_order=0.05, duplicates=0.02, bad=0.01)
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -87,7 +154,22 @@ async def prefill(url: str, count: int, seed: int) -> int:
     await publish(nc, scenario.messages)
     last = (await js.stream_info("PULSE_EVENTS")).state.last_seq
     await nc.drain()
-    return int(last)
+    return int(last), scenario
+
+
+async def prefill(url: str, count: int, seed: int) -> int:
+    """``publish_scenario``'s last sequence."""
+    last, _ = await publish_scenario(url, count, seed)
+    return last
+
+
+@contextlib.asynccontextmanager
+async def caught_up(settings: Settings, last: int) -> AsyncIterator[Materializer]:
+    """A materializer running on ``settings`` once it has applied sequence ``last``."""
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=60)
+        assert running.lifecycle is not None
+        yield running
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

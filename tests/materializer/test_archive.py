@@ -21,13 +21,21 @@ import nats
 import pyarrow.parquet as pq
 import pytest
 
-from materializer import archive, backup, replay
+from materializer import archive, backup, rebuild, replay
 from materializer.app import Materializer
 from materializer.settings import Settings, SettingsError
 from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.streams import ensure_stream, stream_config
 from tests.conftest import cloud_event, publish_events
-from tests.materializer.lifecycle_kit import assert_same, cli, contents, prefill, reference
+from tests.materializer.lifecycle_kit import (
+    answers,
+    assert_same,
+    cli,
+    contents,
+    prefill,
+    reference,
+    seen_answers,
+)
 from tests.materializer.test_backup import settings_for
 
 # Several processes and replays each: more than the default 120 s on a loaded machine.
@@ -117,7 +125,12 @@ async def test_archive_retention_and_rebuild_give_the_aggregates_of_a_plain_repl
     messages: list[Any] = []
     async for chunk in replay.stream_messages(js, start, last):
         messages.extend(chunk)
-    finished, _ = archive.write_run(settings.archive_path, messages[:2])
+    # The run's typed rows come from the stopped file, as the materializer writes them.
+    conn = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        finished, _ = archive.write_run(settings.archive_path, messages[:2], conn)
+    finally:
+        conn.close()
     stray = settings.archive_path / "type=order.created" / "day=2026-01-01"
     stray.mkdir(parents=True)
     (stray / f"part-{last:020d}-{last:020d}.parquet").write_bytes(b"half")
@@ -147,7 +160,19 @@ async def test_archive_retention_and_rebuild_give_the_aggregates_of_a_plain_repl
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["from_archive"] == last and report["from_stream"] == 0
-    assert_same(contents(rebuilt), contents(settings.duckdb_path))
+    assert report["set_based"] is True
+    # The set-based rebuild, a message-by-message one and the live file agree on every
+    # table, every named query and what the seen index answers.
+    each_path = tmp_path / "each.duckdb"
+    each = await rebuild.rebuild(each_path, settings.archive_path, js, set_based=False)
+    assert not each.set_based and each.from_archive == last
+    everything: list[Any] = []
+    async for chunk in replay.stream_messages(js, 1, last):
+        everything.extend(chunk)
+    for path in (rebuilt, each_path):
+        assert_same(contents(path), contents(settings.duckdb_path))
+        assert answers(path) == answers(settings.duckdb_path)
+        assert seen_answers(path, everything) == seen_answers(settings.duckdb_path, everything)
     await nc.drain()
     assert first < last
 
@@ -213,33 +238,17 @@ async def test_point_in_time_restore_equals_a_replay_of_the_first_events(
     env = {"NATS_URL": nats_server.url, "ARCHIVE_PATH": str(settings.archive_path)}
     target = (early + middle) // 2 + 7
 
-    by_sequence = tmp_path / "audit-sequence.duckdb"
-    done = cli(
-        "restore",
-        str(taken.path),
-        "--to-sequence",
-        str(target),
-        "--output",
-        str(by_sequence),
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    expected = await reference(nats_server.url, tmp_path / "first-n.duckdb", upto=target)
-    assert_same(contents(by_sequence, raw=False), contents(expected, raw=False))
+    async def audit(option: str, value: str, upto: int) -> Path:
+        """``restore BACKUP option value`` into a file of its own: a replay to ``upto``."""
+        output = tmp_path / f"audit{option}.duckdb"
+        done = cli("restore", str(taken.path), option, value, "--output", str(output), env=env)
+        assert done.returncode == 0, done.stderr
+        expected = await reference(nats_server.url, tmp_path / f"replay{option}", upto=upto)
+        assert_same(contents(output, raw=False), contents(expected, raw=False))
+        return output
 
-    by_time = tmp_path / "audit-time.duckdb"
-    done = cli(
-        "restore",
-        str(taken.path),
-        "--to-time",
-        cut.isoformat(),
-        "--output",
-        str(by_time),
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    expected = await reference(nats_server.url, tmp_path / "until-cut.duckdb", upto=middle)
-    assert_same(contents(by_time, raw=False), contents(expected, raw=False))
+    by_sequence = await audit("--to-sequence", str(target), target)
+    await audit("--to-time", cut.isoformat(), middle)
 
     from_empty = tmp_path / "audit-empty.duckdb"
     done = cli("restore", "--to-sequence", str(target), "--output", str(from_empty), env=env)
@@ -294,7 +303,7 @@ async def test_the_stream_gets_max_age_and_health_warns_before_it_deletes_unarch
         info = await running.js.stream_info("PULSE_EVENTS")
         assert info.config.max_age == 31 * 86400
         assert running.lifecycle is not None
-        assert await running.lifecycle.check_retention() is None
+        assert await running.lifecycle.archiving.check_retention() is None
         await running.js.delete_stream("PULSE_EVENTS")
 
     # Someone created the stream with an 11-hour max_age, and the archive is off.
@@ -306,7 +315,9 @@ async def test_the_stream_gets_max_age_and_health_warns_before_it_deletes_unarch
     async with Materializer(settings) as running:
         await running.wait_for_sequence(last, timeout=30)
         assert running.lifecycle is not None
-        running.lifecycle.retention_problem = await running.lifecycle.check_retention()
+        running.lifecycle.archiving.retention_problem = (
+            await running.lifecycle.archiving.check_retention()
+        )
         status, reason = running.health()
     assert status == "degraded"
     assert "before the archive takes them" in reason
@@ -328,7 +339,7 @@ async def test_the_archive_refuses_to_retire_rows_the_stream_no_longer_holds(
         assert running.lifecycle is not None
         with pytest.raises(archive.ArchiveError, match="no longer holds sequences 1-3"):
             await running.lifecycle.archive_once(later())
-        running.lifecycle.archive_error = "the stream no longer holds sequences 1-3"
+        running.lifecycle.archiving.error = "the stream no longer holds sequences 1-3"
         status, reason = running.health()
     assert status == "degraded" and "archive failing" in reason
     assert raw_rows(settings.duckdb_path) == 6  # three orders and their lines, kept
@@ -390,3 +401,26 @@ async def test_kill_9_while_archiving_then_restart_ends_like_a_plain_replay(
     assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(covered))
     archived = sum(len(chunk) for chunk in archive.messages(root))
     assert archived == last
+
+
+async def test_the_next_batch_already_reads_retired_orders_from_the_archive(
+    nats_server: LocalNatsServer, tmp_path: Path
+) -> None:
+    settings = settings_for(nats_server, tmp_path, archive_after_days=AFTER)
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    last = await publish_events(js, order("R-1"), order("R-2"))
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=30)
+        assert running.lifecycle is not None and running.ingestor is not None
+        store = running.store
+        assert store is not None and store.archive is not None
+        retiring = asyncio.create_task(running.lifecycle.archiving.retire(last))
+        await asyncio.sleep(0)  # its step is on the writer thread's queue now
+        # The step queued right after it (where the next batch would be applied) must
+        # find the orders whose raw rows just left in the archive.
+        horizon = await running.ingestor.between_batches(lambda: store.archive.horizon)  # type: ignore[union-attr]
+        await retiring
+    assert horizon == last
+    await nc.drain()

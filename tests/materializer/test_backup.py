@@ -15,11 +15,18 @@ import pytest
 
 from materializer import backup
 from materializer.app import Materializer
-from materializer.lifecycle import BACKUP_SUBJECT, BackupReply
+from materializer.backup_service import BACKUP_SUBJECT, BackupReply
 from materializer.settings import Settings
 from pulse_bi import __version__
 from pulse_bi.natsserver import LocalNatsServer, free_port
-from tests.materializer.lifecycle_kit import assert_same, cli, contents, prefill, reference
+from tests.materializer.lifecycle_kit import (
+    assert_same,
+    caught_up,
+    cli,
+    contents,
+    prefill,
+    reference,
+)
 from tests.materializer.test_recovery import applied_sequence, spawn_materializer
 
 # Several processes and replays each: more than the default 120 s on a loaded machine.
@@ -91,8 +98,7 @@ async def test_restore_onto_a_running_materializer_is_refused_and_leaves_it_alon
 ) -> None:
     last = await prefill(nats_server.url, 2_000, seed=4)
     settings = settings_for(nats_server, tmp_path)
-    async with Materializer(settings) as running:
-        await running.wait_for_sequence(last, timeout=60)
+    async with caught_up(settings, last) as running:
         reply = await ask_backup(
             nats_server.url, json.dumps({"dest": str(tmp_path / "b")}).encode()
         )
@@ -116,8 +122,7 @@ async def test_offline_backup_of_a_stopped_file_and_refused_while_the_file_is_he
 ) -> None:
     last = await prefill(nats_server.url, 2_000, seed=5)
     settings = settings_for(nats_server, tmp_path)
-    async with Materializer(settings) as running:
-        await running.wait_for_sequence(last, timeout=60)
+    async with caught_up(settings, last):
         with pytest.raises(backup.BackupError, match=r"(?i)in use"):
             await asyncio.to_thread(
                 backup.snapshot_offline, settings.duckdb_path, tmp_path / "off", __version__
@@ -291,14 +296,13 @@ async def test_scheduled_backups_keep_the_newest_of_each_day_and_week(
         nats_server, tmp_path, backup_interval=1.2, backup_keep_daily=1, backup_keep_weekly=1
     )
     taken: set[Path] = set()
-    async with Materializer(settings) as running:
-        await running.wait_for_sequence(last, timeout=60)
+    async with caught_up(settings, last) as running:
         assert running.lifecycle is not None
         async with asyncio.timeout(60):
             # Pruning follows each backup: wait for the third and its pruning.
             while len(taken) < 3 or len(backup.list_backups(settings.backup_path)) != 1:
-                if running.lifecycle.last_backup is not None:
-                    taken.add(running.lifecycle.last_backup.path)
+                if running.lifecycle.backups.last_backup is not None:
+                    taken.add(running.lifecycle.backups.last_backup.path)
                 await asyncio.sleep(0.05)
         stats = running.stats()
         assert running.health()[0] == "ok"

@@ -4,17 +4,19 @@ the archive's round trip of any message, byte for byte."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from materializer import archive, backup
-from materializer.lifecycle import BackupRequest, bad_dest
+from materializer.backup_service import BackupRequest, bad_dest
 from materializer.store import RawMessage, Store
 from pulse_bi import __version__
 
@@ -78,6 +80,16 @@ def test_a_tampered_manifest_is_refused_with_a_backup_error(
         path.write_bytes(original)
 
 
+@pytest.fixture(scope="module")
+def empty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A migrated file with no rows: the typed rows a run of these messages holds."""
+    store = Store.open(tmp_path_factory.mktemp("empty") / "pulse.duckdb")
+    try:
+        yield store.conn
+    finally:
+        store.close()
+
+
 _times = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
 )
@@ -90,30 +102,35 @@ _times = st.datetimes(
     )
 )
 def test_the_archive_gives_back_every_message_byte_for_byte(
-    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, bytes, datetime]]
+    tmp_path_factory: pytest.TempPathFactory,
+    empty: duckdb.DuckDBPyConnection,
+    rows: list[tuple[str, bytes, datetime]],
 ) -> None:
     root = tmp_path_factory.mktemp("archive")
     messages = [
         RawMessage(100 + i, subject, data, when.replace(microsecond=when.microsecond))
         for i, (subject, data, when) in enumerate(rows)
     ]
-    run, written = archive.write_run(root, messages)
+    run, written = archive.write_run(root, messages, empty)
     assert (run.first, run.last) == (100, 100 + len(rows) - 1) and written > 0
     back = [m for chunk in archive.messages(root, after=0, chunk=7) for m in chunk]
     assert back == messages
     assert [m for chunk in archive.messages(root, after=run.last) for m in chunk] == []
 
 
-def test_a_run_needs_messages_and_unfinished_runs_are_never_read(tmp_path: Path) -> None:
+def test_a_run_needs_messages_and_unfinished_runs_are_never_read(
+    tmp_path: Path, empty: duckdb.DuckDBPyConnection
+) -> None:
     with pytest.raises(archive.ArchiveError):
-        archive.write_run(tmp_path, [])
+        archive.write_run(tmp_path, [], empty)
     when = datetime(2026, 11, 30, tzinfo=UTC)
     message = RawMessage(1, "pulse.events.orders.created", b"{}", when)
-    archive.write_run(tmp_path, [message])
+    archive.write_run(tmp_path, [message], empty)
     (tmp_path / archive.RUNS / "1-1.done").unlink()
     assert [m for chunk in archive.messages(tmp_path) for m in chunk] == []
     assert archive.remove_unfinished(tmp_path)
     assert not list(tmp_path.glob("type=*/day=*/*.parquet"))
+    assert not list(tmp_path.glob("rows/*/*.parquet"))
     later = RawMessage(2, "pulse.events.orders.created", b"{}", when + timedelta(days=1))
-    archive.write_run(tmp_path, [later])
+    archive.write_run(tmp_path, [later], empty)
     assert [m.sequence for chunk in archive.messages(tmp_path) for m in chunk] == [2]

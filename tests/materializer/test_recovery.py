@@ -21,8 +21,7 @@ from materializer.app import Materializer
 from materializer.settings import Settings
 from pulse_bi.contract import query_subject, reply_decoder
 from pulse_bi.natsserver import LocalNatsServer, free_port
-from pulse_bi.simulator import generate, publish
-from pulse_bi.streams import ensure_stream
+from tests.materializer.lifecycle_kit import publish_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -87,21 +86,10 @@ async def applied_sequence(http_port: int) -> int:
         return int(response.json()["last_sequence"])
 
 
-async def prefill(url: str, count: int, seed: int) -> tuple[int, Any]:
-    scenario = generate(seed, count, out_of_order=0.05, duplicates=0.02, bad=0.01)
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    await ensure_stream(js)
-    await publish(nc, scenario.messages)
-    last = (await js.stream_info("PULSE_EVENTS")).state.last_seq
-    await nc.drain()
-    return int(last), scenario
-
-
 async def test_kill_9_in_the_middle_of_a_large_ingest_then_restart_gives_the_expected_tables(
     nats_server: LocalNatsServer, tmp_path: Path
 ) -> None:
-    last, scenario = await prefill(nats_server.url, 60_000, seed=42)
+    last, scenario = await publish_scenario(nats_server.url, 60_000, seed=42)
     as_of = datetime.now(UTC).date().isoformat()
     port = free_port()
     duckdb_path = tmp_path / "crash.duckdb"
@@ -133,7 +121,7 @@ async def test_kill_9_in_the_middle_of_a_large_ingest_then_restart_gives_the_exp
 async def test_a_nats_server_restart_during_ingest_loses_nothing(
     nats_server: LocalNatsServer, tmp_path: Path
 ) -> None:
-    last, scenario = await prefill(nats_server.url, 40_000, seed=9)
+    last, scenario = await publish_scenario(nats_server.url, 40_000, seed=9)
     as_of = datetime.now(UTC).date().isoformat()
     settings = Settings(
         nats_url=nats_server.url,
@@ -154,7 +142,7 @@ async def test_a_nats_server_restart_during_ingest_loses_nothing(
 async def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     nats_server: LocalNatsServer, tmp_path: Path
 ) -> None:
-    last, _ = await prefill(nats_server.url, 20_000, seed=5)
+    last, _ = await publish_scenario(nats_server.url, 20_000, seed=5)
     port = free_port()
     duckdb_path = tmp_path / "term.duckdb"
     process = spawn_materializer(nats_server.url, duckdb_path, port)

@@ -360,7 +360,7 @@ def test_the_archive_keeps_each_messages_site_and_archived_orders_cancel_at_thei
     store = Store.open(tmp_path / "archived.duckdb")
     try:
         store.apply_batch([*first, bad])
-        archive.write_run(root, [*first, bad])
+        archive.write_run(root, [*first, bad], store.conn)
         back = [m for chunk in archive.messages(root) for m in chunk]
         assert [(m.sequence, m.site) for m in back] == [(1, "wh1"), (2, None), (3, "w h")]
         # Retention: the raw rows leave the file, the archive answers for them.
@@ -384,7 +384,12 @@ def test_an_archive_written_before_sites_reads_back_without_them(tmp_path: Path)
     stream = Stream()
     message = _order(stream, "O-1", "10.00", "wh1")
     root = tmp_path / "archive"
-    archive.write_run(root, [message])
+    store = Store.open(tmp_path / "old.duckdb")
+    try:
+        store.apply_batch([message])
+        archive.write_run(root, [message], store.conn)
+    finally:
+        store.close()
     (path,) = root.glob("type=*/day=*/*.parquet")
     old = pq.read_table(path).drop_columns(["site"])
     assert "site" not in old.schema.names and isinstance(old, pa.Table)
@@ -438,5 +443,52 @@ def test_m0007_gives_rows_stored_before_sites_the_central_site(tmp_path: Path) -
         assert {"order_events", "order_lines", "stock_events", "invoices", "stock_snapshot"} <= (
             with_site
         )
+    finally:
+        store.close()
+
+
+def test_a_set_based_rebuild_from_the_archive_keeps_every_sites_share(tmp_path: Path) -> None:
+    from materializer import archive, rebuild
+    from tests.materializer.lifecycle_kit import assert_same, contents
+
+    scenarios = [generate(seed, 1500, bad=0.02, end=END) for seed in (51, 52)]
+    mixed = _interleaved(*(s.messages for s in scenarios))
+    raw = [
+        RawMessage(sequence, message.subject, message.data, END, site)
+        for sequence, (site, message) in enumerate(mixed, start=1)
+    ]
+    root = tmp_path / "archive"
+    live = Store.open(tmp_path / "live.duckdb")
+    try:
+        live.apply_batch(raw)
+        archive.write_run(root, raw, live.conn)
+    finally:
+        live.close()
+    rebuilt = Store.open(tmp_path / "rebuilt.duckdb")
+    try:
+        assert rebuild.load(rebuilt.conn, root) is not None
+        for site in ("wh1", "wh2", ""):
+            assert rebuilt.query("sales_summary", {**ALL_TIME, "site": site}).wire == (
+                _answer_of(tmp_path / "live.duckdb", "sales_summary", {**ALL_TIME, "site": site})
+            )
+    finally:
+        rebuilt.close()
+    # Every aggregate table, site columns and the per-site counts included.
+    left, right = contents(tmp_path / "rebuilt.duckdb"), contents(tmp_path / "live.duckdb")
+    for table in ("sales_by_hour", "product_sales_by_hour", "stock_snapshot", "invoices"):
+        assert left[table] == right[table], table
+        assert {row for row in left[table] if "wh1" in row}, table
+    assert left["site_events"] == right["site_events"]
+    assert [row[0] for row in right["site_events"]] == ["wh1", "wh2"]
+    assert_same(
+        {k: v for k, v in left.items() if k not in archive.RAW_TABLES},
+        {k: v for k, v in right.items() if k not in archive.RAW_TABLES},
+    )
+
+
+def _answer_of(path: Path, name: str, params: dict[str, Any]) -> Any:
+    store = Store.open(path)
+    try:
+        return store.query(name, params).wire
     finally:
         store.close()
