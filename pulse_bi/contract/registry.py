@@ -503,9 +503,8 @@ class SiteRow(Row, kw_only=True):
     ]
 
 
-SITES: QuerySpec[SitesParams, list[SiteRow]] = QuerySpec(
+SITES = QuerySpec(
     name="sites",
-    field="sites",
     params=SitesParams,
     result=list[SiteRow],
     description="Sites events came from, with their applied event counts.",
