@@ -3,7 +3,11 @@
 Run: ``.venv/bin/python -m bench.bench_ingest [--events 500000] [--rss-events 5000000]``.
 Every figure is measured in the same run against a baseline of the same run, since the
 machines are shared and noisy: the ingest rate is reported next to the raw consume rate
-of the same stream (same consumer, no processing).
+of the same stream. The raw consume rate is nats-py's ordered push consumer (the plain
+JetStream client path, as ``js.subscribe(ordered_consumer=True)`` gives it) with a
+callback that only counts: the speed at which a Python client receives the stream at
+all. Raw consume and ingest alternate ``--rounds`` times (medians are reported, and each
+round's ratio), so a change of load during the run hits both alike.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -55,7 +60,7 @@ async def prefill(url: str, count: int, seed: int = 7) -> int:
 
 
 async def raw_consume_rate(url: str, last: int) -> float:
-    """Events/s of the materializer's consumer reading the stream and doing nothing else."""
+    """Events/s of nats-py's ordered consumer reading the stream, its callback only counting."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     done = asyncio.Event()
@@ -84,14 +89,23 @@ async def raw_consume_rate(url: str, last: int) -> float:
     return last / elapsed
 
 
-async def ingest_rate(settings: Settings, last: int) -> tuple[float, float]:
-    """Events/s from an empty DuckDB file to the whole stream committed; and RSS MB."""
+async def ingest_rate(settings: Settings, last: int) -> tuple[float, float, dict[str, float]]:
+    """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; and the
+    CPU seconds each thread of this process spent meanwhile, by thread name."""
+    process = psutil.Process()
+    before = {t.id: t.user_time + t.system_time for t in process.threads()}
     started = time.perf_counter()
     async with Materializer(settings) as running:
         await running.wait_for_sequence(last, timeout=3600)
         elapsed = time.perf_counter() - started
-        rss = psutil.Process().memory_info().rss / 2**20
-    return last / elapsed, rss
+        rss = process.memory_info().rss / 2**20
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        cpu: dict[str, float] = {}
+        for thread in process.threads():
+            name = names.get(thread.id, "other")
+            used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
+            cpu[name] = cpu.get(name, 0.0) + used
+    return last / elapsed, rss, cpu
 
 
 async def notice_latency(settings: Settings, rate: int, seconds: float) -> list[float]:
@@ -178,18 +192,56 @@ async def main(args: argparse.Namespace) -> None:
         server = LocalNatsServer(store_dir=root / "nats").start()
         try:
             last = await prefill(server.url, args.events)
-            raw = statistics.median([await raw_consume_rate(server.url, last) for _ in range(3)])
-            base = Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0)
-            ingest, rss = await ingest_rate(base, last)
+            load_before = os.getloadavg()
+            raws: list[float] = []
+            ingests: list[float] = []
+            rss = 0.0
+            cpu = {"raw": 0.0, "ingest": 0.0}  # this process's CPU seconds, all threads
+            threads: dict[str, float] = {}  # the same during ingest, by thread
+            for round_ in range(args.rounds):
+                started = time.process_time()
+                raws.append(await raw_consume_rate(server.url, last))
+                cpu["raw"] += time.process_time() - started
+                settings = Settings(
+                    nats_url=server.url, duckdb_path=root / f"ingest-{round_}.duckdb", http_port=0
+                )
+                started = time.process_time()
+                rate, rss, by_thread = await ingest_rate(settings, last)
+                cpu["ingest"] += time.process_time() - started
+                ingests.append(rate)
+                for name, seconds in by_thread.items():
+                    threads[name] = threads.get(name, 0.0) + seconds
+            raw, ingest = statistics.median(raws), statistics.median(ingests)
+            load_after = os.getloadavg()
             print(f"machine: {machine()}")
             print(f"stream: {last} events")
-            print(f"raw consume: {raw:,.0f} events/s")
+            print(
+                "load average (1, 5, 15 min): "
+                f"{' '.join(f'{x:.2f}' for x in load_before)} before, "
+                f"{' '.join(f'{x:.2f}' for x in load_after)} after"
+            )
+            print(
+                f"raw consume (nats-py ordered consumer, no work): {raw:,.0f} events/s "
+                f"(rounds: {', '.join(f'{r:,.0f}' for r in raws)})"
+            )
             print(
                 f"ingest to committed aggregates: {ingest:,.0f} events/s "
-                f"({ingest / raw:.2f} x raw), RSS {rss:.0f} MB"
+                f"({ingest / raw:.2f} x raw), RSS {rss:.0f} MB "
+                f"(rounds: {', '.join(f'{r:,.0f}' for r in ingests)}; ratio per round: "
+                f"{', '.join(f'{i / r:.2f}' for i, r in zip(ingests, raws, strict=True))})"
+            )
+            events = last * args.rounds
+            print(
+                f"CPU of this process per event: raw consume {cpu['raw'] / events * 1e6:.1f} us, "
+                f"ingest {cpu['ingest'] / events * 1e6:.1f} us (all threads, DuckDB's included)"
+            )
+            busiest = sorted(threads.items(), key=lambda item: -item[1])[:4]
+            print(
+                "ingest CPU per event by thread: "
+                + ", ".join(f"{name} {seconds / events * 1e6:.1f} us" for name, seconds in busiest)
             )
             reads = await query_round_trips(
-                Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0),
+                Settings(nats_url=server.url, duckdb_path=root / "ingest-0.duckdb", http_port=0),
                 args.queries,
             )
             print(
@@ -197,7 +249,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"p99 {percentile(reads, 99):.2f} ms ({len(reads)} requests)"
             )
             lat = await notice_latency(
-                Settings(nats_url=server.url, duckdb_path=root / "ingest.duckdb", http_port=0),
+                Settings(nats_url=server.url, duckdb_path=root / "ingest-0.duckdb", http_port=0),
                 rate=1000,
                 seconds=args.latency_seconds,
             )
@@ -220,6 +272,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=3, help="raw consume / ingest pairs")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--rss-events", type=int, default=0, help="e.g. 5000000")

@@ -1,23 +1,29 @@
 """Stream → DuckDB: consume PULSE_EVENTS in batches, commit each batch, announce it.
 
-Why an ordered push consumer and not a durable pull consumer: DuckDB already holds the
+Why an ephemeral push consumer and not a durable pull consumer: DuckDB already holds the
 last applied stream sequence, written in the same transaction as the data it produced.
 That sequence *is* the consumer's position, so a server-side durable consumer with acks
-would be a second, weaker copy of it. An ordered consumer (ephemeral, no acks, flow
-control, gap detection with automatic reset) started at ``last_sequence + 1`` delivers
-about three times the messages per second of a pull ``fetch`` here, and after a crash at
-any point the restart resumes exactly after the last committed batch: exactly once.
+would be a second, weaker copy of it. An ephemeral push consumer (no acks, flow control,
+idle heartbeats; what nats-py's ordered consumer creates) started at
+``last_sequence + 1`` delivers about three times the messages per second of a pull
+``fetch`` here, and after a crash at any point the restart resumes exactly after the
+last committed batch: exactly once.
 
-Back-pressure: nats-py answers JetStream flow control as soon as a message reaches a
-subscription callback, so the server never pauses a fast callback, and when the
-client's pending queue overflows it drops messages *after* the ordered consumer has
-counted them as delivered: they would be lost without a gap ever being noticed. So the
-callback never blocks; when the buffer holds three batches the ingestor unsubscribes
-(the server forgets the ephemeral consumer) and subscribes again from the sequence after
-the last one received once the writer has caught up. A sequence gap (a message that
-never arrived) triggers the same resubscription; a gap that is still there afterwards
-is real (messages deleted from the stream): it is accepted, and the store records it
-with the next batch (``materializer.continuity``).
+Its messages do not go through nats-py's per-message path (a ``Msg``, a header dict, a
+queue and a task per message, which cost more than decoding the event): the
+connection's parser hands them to ``_deliver`` as raw bytes (``materializer.delivery``),
+and this module does what nats-py's ordered consumer did: answer flow control, check
+every stream sequence and each idle heartbeat's last consumer sequence, and create the
+consumer again when two heartbeat intervals pass without anything (``_watch``).
+
+Back-pressure: flow control is answered as soon as a message arrives, so the server
+never pauses for a busy writer; nothing blocks the event loop. When the buffer holds
+three batches the ingestor unsubscribes (the server forgets the ephemeral consumer) and
+subscribes again from the sequence after the last one received once the writer has
+caught up. A sequence gap (a message that never arrived) triggers the same
+resubscription; a gap that is still there afterwards is real (messages deleted from the
+stream): it is accepted, and the store records it with the next batch
+(``materializer.continuity``).
 
 Before each batch is applied, ``StreamGuard`` confirms the stream is still the one the
 file was built from; a replaced stream stops ingest for good. A batch that fails on a
@@ -38,16 +44,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from nats.aio.msg import Msg
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header
 
 from materializer import faults
 from materializer.continuity import StreamGuard
+from materializer.delivery import header_values, status_of, tap
 from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
 from materializer.store import BatchResult, RawMessage, Store, header_site
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
+from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import IngestTraces
 
 log = logging.getLogger("pulse_bi.materializer.consumer")
@@ -58,17 +67,31 @@ StoreOpener = Callable[[], Awaitable[Store]]
 
 #: First wait before retrying after a fault; it doubles up to ``FAULT_RETRY_MAX``.
 FIRST_RETRY_SECONDS = 0.5
+#: Idle heartbeat interval of the consumer; two without anything mean it is gone.
+HEARTBEAT_SECONDS = 2.0
+#: Shortest header block with a valid W3C ``traceparent`` (its value is 55 characters):
+#: ``NATS/1.0\r\ntraceparent:<value>\r\n\r\n``.
+MIN_TRACED_HEADERS = len(b"NATS/1.0\r\ntraceparent:\r\n\r\n") + 55
+#: Distinct subjects whose decoded name is kept for reuse.
+MAX_SUBJECTS = 1024
 #: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
 CHECKPOINT_TRIES = 5
 
 
 def _position(reply: str) -> tuple[int, int]:
     """Stream sequence and timestamp (ns) from a JetStream ack subject (v1 or v2 form)."""
-    tokens = reply.split(".")
+    sequence, _, timestamp_ns = _ack_position(reply.encode())
+    return sequence, timestamp_ns
+
+
+def _ack_position(reply: bytes) -> tuple[int, int, int]:
+    """Stream sequence, consumer sequence and timestamp (ns) from a JetStream ack
+    subject (v1 or v2 form)."""
+    tokens = reply.split(b".")
     if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
-        return int(tokens[5]), int(tokens[7])
+        return int(tokens[5]), int(tokens[6]), int(tokens[7])
     # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>...
-    return int(tokens[7]), int(tokens[9])
+    return int(tokens[7]), int(tokens[8]), int(tokens[9])
 
 
 class Ingestor:
@@ -85,12 +108,19 @@ class Ingestor:
         reopen: StoreOpener,
     ) -> None:
         self._js = js
+        # The consumer's connection; its parser hands our messages over as raw bytes.
+        self._nc: Client = js._nc
+        self._parser = tap(self._nc)
+        self._subjects: dict[bytes, str] = {}
+        self._consumer_sequence = 0
+        self._active = False
         self._store = store
         self._guard = guard
         self._reopen = reopen
         self._store_broken = False
         self._stopped = asyncio.Event()
         self._settings = settings
+        self._batch_max = settings.batch_max_events
         self._metrics = metrics
         self._on_batch = on_batch
         self._buffer: list[RawMessage] = []
@@ -106,8 +136,9 @@ class Ingestor:
         #: Times delivery was paused because the writer fell behind, and gaps re-read.
         self.pauses = 0
         self.gaps = 0
-        self._subscription: JetStreamContext.PushSubscription | None = None
+        self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         # One thread: DuckDB writes are serialised anyway, and the store expects one
         # writer thread. DuckDB releases the GIL, so the event loop keeps receiving.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
@@ -129,29 +160,49 @@ class Ingestor:
         if self._guard.replaced is None:
             await self._subscribe(self.last_sequence + 1)
         self._task = asyncio.create_task(self._apply_loop(), name="materializer-ingest")
+        self._watcher = asyncio.create_task(self._watch(), name="materializer-heartbeats")
         self.started.set()
 
     async def _subscribe(self, start: int) -> None:
+        """Create an ephemeral push consumer from ``start`` and tap its deliveries.
+
+        The consumer is what nats-py's ordered consumer creates (flow control, idle
+        heartbeats, no acks, memory storage, one replica); its messages reach
+        ``_deliver`` as raw bytes (``materializer.delivery``).
+        """
+        inbox = self._nc.new_inbox()
+        subscription = await self._nc.subscribe(inbox)
+        self._parser.taps[subscription._id] = self._deliver
+        self._consumer_sequence = 0
         config = ConsumerConfig(
+            deliver_subject=inbox,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=start,
+            filter_subject=STREAM_SUBJECTS[0],
             ack_policy=AckPolicy.NONE,
+            max_deliver=1,
+            ack_wait=22 * 3600,
+            flow_control=True,
+            idle_heartbeat=HEARTBEAT_SECONDS,
+            num_replicas=1,
+            mem_storage=True,
         )
         if start == 1:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
-        self._subscription = await self._js.subscribe(
-            STREAM_SUBJECTS[0],
-            stream=STREAM_NAME,
-            cb=self._receive,
-            ordered_consumer=True,
-            idle_heartbeat=2.0,
-            config=config,
-        )
+            config.deliver_policy, config.opt_start_seq = DeliverPolicy.ALL, None
+        self._subscription = subscription
+        try:
+            await self._js.add_consumer(STREAM_NAME, config)
+        except BaseException:
+            await self._unsubscribe()
+            raise
         log.debug("consuming %s from sequence %d", STREAM_NAME, start)
 
     async def _unsubscribe(self) -> None:
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
+            # Nothing more reaches ``_deliver``; the server forgets the ephemeral
+            # consumer once its subscription is gone.
+            self._parser.taps.pop(subscription._id, None)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
@@ -184,41 +235,104 @@ class Ingestor:
                 else:
                     return
 
-    async def _receive(self, msg: Msg) -> None:
+    def _deliver(self, subject: bytes, reply: bytes, headers: bytes | None, payload: bytes) -> None:
+        """One frame of the tapped subscription, in order, on the event loop."""
+        self._active = True
+        if not reply.startswith(b"$JS.ACK."):
+            if headers is not None:
+                self._control(reply, headers)
+            return
         if self._paused or self._guard.replaced is not None:
             return  # in flight before the pause; read again on resume
-        sequence, timestamp_ns = _position(msg.reply)
+        sequence, delivered, timestamp_ns = _ack_position(reply)
+        self._consumer_sequence = delivered
         if sequence <= self._last_received:
-            return  # delivered again after an ordered-consumer reset
+            return  # delivered again after a resubscription
         if sequence != self._last_received + 1 and sequence != self._accepted_gap:
             # Something between was not delivered (dropped on the way): read again
             # from the first missing one. If the gap is still there, it is real.
             log.info("sequence gap %d..%d: reading again", self._last_received + 1, sequence)
             self._accepted_gap = sequence
             self.gaps += 1
-            self._paused = True
-            self._in_background(self._resume())
+            self._read_again()
             return
         self._last_received = sequence
-        if msg.headers:
-            self._traces.received(sequence, msg.headers)
+        # Header names are case-insensitive. A block too short to hold a valid
+        # traceparent (most events carry only Nats-Msg-Id) is not searched.
+        if (
+            headers is not None
+            and len(headers) >= MIN_TRACED_HEADERS
+            and self._traces.enabled
+            and b"traceparent" in headers.lower()
+        ):
+            self._traces.received(sequence, header_values(headers))
+        name = self._subjects.get(subject)
+        if name is None:
+            name = subject.decode(errors="replace")
+            if len(self._subjects) < MAX_SUBJECTS:
+                self._subjects[subject] = name
         self._buffer.append(
             RawMessage(
                 sequence,
-                msg.subject,
-                msg.data,
+                name,
+                payload,
                 datetime.fromtimestamp(timestamp_ns / 1e9, UTC),
-                header_site(msg.headers),
+                header_site(headers),
             )
         )
-        if len(self._buffer) >= self._settings.batch_max_events:
+        buffered = len(self._buffer)
+        if buffered >= self._batch_max:
             self._has_messages.set()
-            if len(self._buffer) >= 3 * self._settings.batch_max_events:
+            if buffered >= 3 * self._batch_max:
                 self.pauses += 1
                 self._paused = True
                 self._in_background(self._pause())
-        elif len(self._buffer) == 1:
+        elif buffered == 1:
             self._has_messages.set()
+
+    def _read_again(self) -> None:
+        """Subscribe again from the message after the last one received."""
+        self._paused = True
+        self._in_background(self._resume())
+
+    def _control(self, reply: bytes, headers: bytes) -> None:
+        """Answer JetStream flow control and check idle heartbeats, as nats-py's ordered
+        consumer does."""
+        status = status_of(headers)
+        if not status.startswith(b"100"):
+            return
+        if b"FlowControl" in status:
+            if reply:
+                self._in_background(self._nc.publish(reply.decode()))
+            return
+        values = header_values(headers)
+        stalled = values.get(Header.CONSUMER_STALLED)
+        if stalled:
+            self._in_background(self._nc.publish(stalled))
+        last = values.get(Header.LAST_CONSUMER)
+        if (
+            last is not None
+            and last.isdigit()
+            and int(last) != self._consumer_sequence
+            and not self._paused
+        ):
+            # The server delivered more than arrived: messages were lost on the way.
+            log.info(
+                "idle heartbeat says %s delivered, %d arrived: reading again",
+                last,
+                self._consumer_sequence,
+            )
+            self._read_again()
+
+    async def _watch(self) -> None:
+        """Subscribe again when neither a message nor a heartbeat arrived for two
+        heartbeat intervals (the consumer is gone, e.g. after a reconnection)."""
+        while not self._stopping:
+            await asyncio.sleep(2 * HEARTBEAT_SECONDS)
+            if not self._active and self._subscription is not None and not self._paused:
+                log.info("no message or heartbeat from %s: subscribing again", STREAM_NAME)
+                self._read_again()
+            self._active = False
 
     async def _apply_loop(self) -> None:
         try:
@@ -439,6 +553,8 @@ class Ingestor:
         """Stop receiving, apply and commit what was received, then return."""
         self._stopping = True
         self._stopped.set()
+        if self._watcher is not None:
+            await cancel_until_done([self._watcher])
         async with self._flow_lock:
             await self._unsubscribe()
         self._has_messages.set()

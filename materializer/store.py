@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
+import msgspec
 import numpy as np
 
 from materializer import continuity, db, events, selfcheck
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
+from materializer.delivery import header_values
 from materializer.faults import describe, is_infrastructure
 from materializer.limits import clip, site_problem
 from materializer.queries import BadQuery, QueryContext, QueryResult, run
@@ -52,9 +54,13 @@ _T = TypeVar("_T")
 log = logging.getLogger("pulse_bi.materializer.store")
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One stream message as received."""
+class RawMessage(msgspec.Struct, frozen=True, gc=False):
+    """One stream message as received.
+
+    A msgspec Struct: the consumer builds one per message on the event loop, ~8x faster
+    than a frozen dataclass, and never tracked by the cycle collector (its fields
+    cannot form cycles; keep it so when adding one).
+    """
 
     sequence: int  # JetStream stream sequence
     subject: str
@@ -65,9 +71,20 @@ class RawMessage:
     site: str | None = None
 
 
-def header_site(headers: Mapping[str, str] | None) -> str | None:
-    """The site a message's headers name (docs/EVENTS.md, "Sites"), unchecked."""
-    return headers.get(SITE_HEADER) if headers else None
+_SITE_NAME = SITE_HEADER.encode()
+
+
+def header_site(headers: bytes | Mapping[str, str] | None) -> str | None:
+    """The site a message's headers name (docs/EVENTS.md, "Sites"), unchecked: from the
+    raw ``NATS/1.0`` header block of a consumer frame, or headers nats-py parsed. A name
+    repeated counts once, its last line (as nats-py keeps it)."""
+    if not headers:
+        return None
+    if isinstance(headers, bytes):
+        if _SITE_NAME not in headers:  # most events: no site, one search
+            return None
+        return header_values(headers).get(SITE_HEADER)
+    return headers.get(SITE_HEADER)
 
 
 @dataclass(slots=True)

@@ -4,12 +4,12 @@ aggregates; a site-filtered query equals the same query over only that site's ev
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from nats.js import JetStreamContext
 
@@ -118,12 +118,12 @@ def _order(stream: Stream, order_id: str, amount: str, site: str | None) -> RawM
         "total_amount": amount,
         "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": amount}],
     }
-    return dataclasses.replace(stream.event("order.created", data), site=site)
+    return msgspec.structs.replace(stream.event("order.created", data), site=site)
 
 
 def _cancel(stream: Stream, order_id: str, site: str | None) -> RawMessage:
     data = {"order_id": order_id, "reason": "customer"}
-    return dataclasses.replace(stream.event("order.cancelled", data), site=site)
+    return msgspec.structs.replace(stream.event("order.cancelled", data), site=site)
 
 
 def _totals(store: Store, site: str | None) -> tuple[int, int, str]:
@@ -199,10 +199,10 @@ def test_a_payment_at_another_site_settles_the_invoice_of_its_own_site(tmp_path:
     try:
         store.apply_batch(
             [
-                dataclasses.replace(stream.event("invoice.issued", invoice), site="wh1"),
-                dataclasses.replace(stream.event("payment.received", payment), site="wh2"),
-                dataclasses.replace(stream.event("stock.moved", moves[0]), site="wh1"),
-                dataclasses.replace(stream.event("stock.moved", moves[1]), site="wh2"),
+                msgspec.structs.replace(stream.event("invoice.issued", invoice), site="wh1"),
+                msgspec.structs.replace(stream.event("payment.received", payment), site="wh2"),
+                msgspec.structs.replace(stream.event("stock.moved", moves[0]), site="wh1"),
+                msgspec.structs.replace(stream.event("stock.moved", moves[1]), site="wh2"),
             ]
         )
         as_of = {"as_of": "2026-11-25"}
@@ -257,7 +257,7 @@ def test_a_bad_site_header_is_a_stored_reject_with_its_reason(
         assert _totals(store, None) == (1, 0, "3.00")
         assert _totals(store, "w" * 64) == (1, 0, "3.00")
         # The rejected event's id is not seen: sent again with a good site, it counts.
-        again = dataclasses.replace(bad, sequence=stream.next_sequence, site="wh1")
+        again = msgspec.structs.replace(bad, sequence=stream.next_sequence, site="wh1")
         assert store.apply_batch([again]).applied == 1
         assert _totals(store, "wh1") == (1, 0, "10.00")
     finally:

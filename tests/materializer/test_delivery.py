@@ -1,0 +1,159 @@
+"""Bulk delivery (materializer/delivery.py) over a real nats-server.
+
+A tapped subscription must see every frame byte for byte and in order (headers or not,
+reply or not, empty, binary and 1 MiB payloads split over many socket reads), while the
+same connection keeps serving other subscriptions, requests and pings through nats-py.
+The ingestor on top of it must survive its consumer vanishing from the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+
+import nats
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from materializer.app import Materializer
+from materializer.delivery import TapParser, header_values, status_of, tap
+from materializer.settings import Settings
+from pulse_bi.contract import STREAM_NAME
+from pulse_bi.natsserver import LocalNatsServer
+from tests.conftest import publish_events
+from tests.materializer.test_runtime import order
+
+
+async def test_tapped_frames_arrive_whole_and_in_order_beside_ordinary_traffic(
+    nats_server: LocalNatsServer,
+) -> None:
+    receiver = await nats.connect(nats_server.url)
+    sender = await nats.connect(nats_server.url)
+    try:
+        parser = tap(receiver)
+        assert tap(receiver) is parser  # installed once
+        frames: list[tuple[bytes, bytes, bytes | None, bytes]] = []
+        tapped = await receiver.subscribe("tap.>")
+        parser.taps[tapped._id] = lambda *frame: frames.append(frame)
+        ordinary: list[Msg] = []
+
+        async def collect(msg: Msg) -> None:
+            ordinary.append(msg)
+
+        await receiver.subscribe("plain.>", cb=collect)
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(msg.data[::-1])
+
+        await sender.subscribe("echo", cb=echo)
+        await sender.flush()
+        await receiver.flush()
+
+        big = os.urandom(1024 * 1024 - 4096)
+        sent: list[tuple[bytes, bytes, bytes | None, bytes]] = []
+        for i in range(300):
+            payload = [b"", b"\xff\xfe\x00 not utf-8", f"event {i}".encode(), big][i % 4]
+            headers = {"Nats-Msg-Id": f"m-{i}", "traceparent": "00-x"} if i % 3 == 0 else None
+            reply = f"answer.{i}" if i % 2 else ""
+            subject = f"tap.s.{i % 5}"
+            await sender.publish(subject, payload, reply=reply, headers=headers)
+            sent.append((subject.encode(), reply.encode(), headers and b"", payload))
+            if i % 50 == 0:
+                await sender.publish("plain.x", f"plain {i}".encode())
+        await sender.flush()
+        answer = await receiver.request("echo", b"abc", timeout=5)
+        assert answer.data == b"cba"
+        for _ in range(200):
+            if len(frames) == len(sent) and len(ordinary) == 6:
+                break
+            await asyncio.sleep(0.05)
+        assert [(s, r, p) for s, r, _, p in frames] == [(s, r, p) for s, r, _, p in sent]
+        for i, (_, _, block, _) in enumerate(frames):
+            if i % 3 == 0:
+                assert block is not None
+                assert header_values(block) == {"Nats-Msg-Id": f"m-{i}", "traceparent": "00-x"}
+                assert status_of(block) == b""
+            else:
+                assert block is None
+        assert [m.data for m in ordinary] == [f"plain {i}".encode() for i in range(0, 300, 50)]
+        # Untapped again: the subscription's frames go back to nats-py.
+        del parser.taps[tapped._id]
+        await sender.publish("tap.s.0", b"after")
+        await sender.flush()
+        assert (await tapped.next_msg(timeout=5)).data == b"after"
+    finally:
+        await sender.drain()
+        await receiver.drain()
+
+
+async def test_ingest_subscribes_again_when_its_consumer_is_deleted(
+    materializer_settings: Settings,
+    js: JetStreamContext,
+    nc: NATS,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No heartbeat for two intervals: the ingestor creates a consumer again after the
+    last message it received, and nothing is lost or applied twice."""
+    first = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(20)]
+    later = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(20, 50)]
+    caplog.set_level(logging.INFO, "pulse_bi.materializer.consumer")
+    async with Materializer(materializer_settings) as running:
+        await running.wait_for_sequence(await publish_events(js, *first), timeout=30)
+        consumers = await js.consumers_info(STREAM_NAME)
+        assert consumers
+        for consumer in consumers:
+            await js.delete_consumer(STREAM_NAME, consumer.name)
+        last = await publish_events(js, *later)
+        await running.wait_for_sequence(last, timeout=30)
+        stats = running.store.stats()
+    assert stats["last_sequence"] == last
+    assert stats["events_applied"] == 50
+    assert "no message or heartbeat" in caplog.text
+
+
+_TOKEN = st.text(st.sampled_from("abcxyz.$_-0123456789"), min_size=1, max_size=12).filter(
+    lambda s: not s.startswith(".") and not s.endswith(".")
+)
+_FRAME = st.tuples(
+    _TOKEN,  # subject
+    st.one_of(st.just(""), _TOKEN),  # reply
+    st.one_of(st.none(), st.binary(max_size=40)),  # header block
+    st.binary(max_size=300),  # payload, any bytes (CRLF included)
+)
+
+
+def _wire(sid: int, subject: str, reply: str, headers: bytes | None, payload: bytes) -> bytes:
+    """A frame as nats-server writes it."""
+    args = [subject, str(sid), *([reply] if reply else [])]
+    if headers is None:
+        return f"MSG {' '.join(args)} {len(payload)}\r\n".encode() + payload + b"\r\n"
+    total = len(headers) + len(payload)
+    line = f"HMSG {' '.join(args)} {len(headers)} {total}\r\n".encode()
+    return line + headers + payload + b"\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=st.lists(_FRAME, max_size=30), cuts=st.lists(st.integers(0, 5000), max_size=30))
+def test_frames_cut_anywhere_come_out_whole(
+    frames: list[tuple[str, str, bytes | None, bytes]], cuts: list[int]
+) -> None:
+    """Wherever the socket reads cut the stream, every frame comes out once, whole."""
+    parser = TapParser(NATS())  # tapped frames never reach the (unconnected) client
+    out: list[tuple[bytes, bytes, bytes | None, bytes]] = []
+    parser.taps[7] = lambda *frame: out.append(frame)
+    stream = b"".join(_wire(7, *frame) for frame in frames)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+
+    async def feed() -> None:
+        for start, stop in itertools.pairwise(bounds):
+            await parser.parse(stream[start:stop])
+
+    asyncio.run(feed())
+    assert out == [(s.encode(), r.encode(), h if h else None, p) for s, r, h, p in frames]
+    assert not parser.buf
