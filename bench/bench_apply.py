@@ -34,9 +34,13 @@ WAREHOUSES = ("W1", "W2", "W3")
 REASONS = ("receipt", "shipment", "adjustment", "return")
 
 
-def generate(count: int, *, seed: int = 7, start_sequence: int = 1) -> Iterator[RawMessage]:
-    """A stream of ``count`` messages in stream order; about 1 % bad input."""
+def generate(
+    count: int, *, seed: int = 7, start_sequence: int = 1, sites: int = 0
+) -> Iterator[RawMessage]:
+    """A stream of ``count`` messages in stream order; about 1 % bad input. With
+    ``sites``, each message carries one of that many sites, taken at random."""
     rng = random.Random(seed)
+    site_rng = random.Random(seed + 1)  # apart, so the event mix is the same with sites
     encode = msgspec.json.encode
     clock = datetime(2026, 11, 25, tzinfo=UTC)
     step = timedelta(milliseconds=20)
@@ -136,7 +140,8 @@ def generate(count: int, *, seed: int = 7, start_sequence: int = 1) -> Iterator[
         )
         if rng.random() < 0.01:
             payload = payload[:-7]  # bad input: truncated JSON
-        yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock)
+        site = f"wh{site_rng.randrange(sites)}" if sites else None
+        yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock, site)
 
 
 def main() -> None:
@@ -151,6 +156,9 @@ def main() -> None:
         "--latency", type=int, default=0, help="small batches to time after the bulk run"
     )
     parser.add_argument("--latency-batch", type=int, default=20, help="events per small batch")
+    parser.add_argument(
+        "--sites", type=int, default=0, help="sites the events come from (0: no Pulse-Site)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.duckdb"
@@ -164,6 +172,7 @@ def main() -> None:
         messages = generate(
             args.events + args.latency * args.latency_batch,
             start_sequence=store.last_sequence() + 1,
+            sites=args.sites,
         )
         remaining = args.events
         while True:
