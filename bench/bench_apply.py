@@ -36,13 +36,20 @@ REASONS = ("receipt", "shipment", "adjustment", "return")
 
 
 def generate(
-    count: int, *, seed: int = 7, start_sequence: int = 1, duplicates: float = 0.0
+    count: int,
+    *,
+    seed: int = 7,
+    start_sequence: int = 1,
+    sites: int = 0,
+    duplicates: float = 0.0,
 ) -> Iterator[RawMessage]:
-    """A stream of ``count`` messages in stream order; about 1 % bad input, and the
-    share ``duplicates`` re-sending one of the last 48 messages (as the simulator does)."""
+    """A stream of ``count`` messages in stream order; about 1 % bad input. With
+    ``sites``, each message carries one of that many sites, taken at random; the share
+    ``duplicates`` re-sends one of the last 48 messages (as the simulator does)."""
     rng = random.Random(seed)
+    site_rng = random.Random(seed + 1)  # apart, so the event mix is the same with sites
     resend = random.Random(seed + 1)  # its own stream: the other messages stay the same
-    recent: deque[tuple[str, bytes]] = deque(maxlen=48)
+    recent: deque[tuple[str, bytes, str | None]] = deque(maxlen=48)
     encode = msgspec.json.encode
     clock = datetime(2026, 11, 25, tzinfo=UTC)
     step = timedelta(milliseconds=20)
@@ -57,8 +64,8 @@ def generate(
         sequence = start_sequence + offset
         clock += step
         if duplicates and recent and resend.random() < duplicates:
-            subject, again = recent[resend.randrange(len(recent))]
-            yield RawMessage(sequence, subject, again, clock)
+            subject, again, site = recent[resend.randrange(len(recent))]
+            yield RawMessage(sequence, subject, again, clock, site)
             continue
         roll = rng.random()
         if roll < 0.40:
@@ -146,8 +153,9 @@ def generate(
         )
         if rng.random() < 0.01:
             payload = payload[:-7]  # bad input: truncated JSON
-        recent.append((f"pulse.events.{kind}", payload))
-        yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock)
+        site = f"wh{site_rng.randrange(sites)}" if sites else None
+        recent.append((f"pulse.events.{kind}", payload, site))
+        yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock, site)
 
 
 class TimedConnection:
@@ -221,6 +229,9 @@ def main() -> None:
     )
     parser.add_argument("--latency-batch", type=int, default=20, help="events per small batch")
     parser.add_argument(
+        "--sites", type=int, default=0, help="sites the events come from (0: no Pulse-Site)"
+    )
+    parser.add_argument(
         "--duplicates", type=float, default=0.0, help="share of re-sent recent messages"
     )
     parser.add_argument(
@@ -242,6 +253,7 @@ def main() -> None:
             args.events + args.latency * args.latency_batch,
             start_sequence=store.last_sequence() + 1,
             duplicates=args.duplicates,
+            sites=args.sites,
         )
         remaining = args.events
         while True:

@@ -83,15 +83,20 @@ async def sales_hourly(request: Request) -> Response:
         return _json(gateway_error_body(exc), 400)
     end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     start = end - dt.timedelta(hours=hours)
-    params = {"from": start.isoformat(), "to": end.isoformat()}
+    params: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat()}
     if request.query_params.get("channel"):
         params["channel"] = request.query_params["channel"]
+    params["site"] = request.query_params.get("site")
     return await _named(request, "sales_by_hour", params)
 
 
 async def inventory_low_stock(request: Request) -> Response:
     """Items at or below their reorder point."""
-    return await _named(request, "low_stock", {"warehouse": request.query_params.get("warehouse")})
+    params = {
+        "warehouse": request.query_params.get("warehouse"),
+        "site": request.query_params.get("site"),
+    }
+    return await _named(request, "low_stock", params)
 
 
 async def ar_overdue(request: Request) -> Response:
@@ -104,6 +109,7 @@ async def ar_overdue(request: Request) -> Response:
         "as_of": request.query_params.get("as_of"),
         "min_days_overdue": min_days,
         "customer_id": request.query_params.get("customer_id"),
+        "site": request.query_params.get("site"),
     }
     return await _named(request, "overdue_invoices", params)
 

@@ -70,6 +70,9 @@ SCHEMA = pa.schema(
         ("received_at", TIME),
         ("event_id", pa.string()),
         ("data", pa.binary()),
+        # The Pulse-Site header as received (null: none); runs written before sites
+        # have no such column and read back as null (``union_by_name``).
+        ("site", pa.string()),
     ]
 )
 
@@ -156,6 +159,7 @@ def write_run(
                 "received_at": pa.array([m.received_at for m, _ in rows], TIME),
                 "event_id": strings(event_id for _, event_id in rows),
                 "data": pa.array([m.data for m, _ in rows], pa.binary()),
+                "site": strings(m.site for m, _ in rows),
             },
             schema=SCHEMA,
         )
@@ -170,6 +174,13 @@ def write_run(
     fsync(mark)
     fsync(marks)
     return run, written
+
+
+def _site(files: list[str]) -> str:
+    """The ``site`` column of these files: null in files written before sites."""
+    if any("site" in pq.read_schema(path).names for path in files):
+        return "site"  # files without it read as null (``union_by_name``)
+    return "NULL::VARCHAR AS site"
 
 
 def _write_rows(root: Path, run: Run, cur: duckdb.DuckDBPyConnection) -> int:
@@ -214,19 +225,21 @@ def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[Ra
             if not files:
                 raise ArchiveError(f"archive run {run.first}-{run.last} has no files in {root}")
             reader = conn.sql(
-                "SELECT sequence, subject, data, received_at FROM read_parquet($files,"
-                " hive_partitioning = false) WHERE sequence > $after ORDER BY sequence",
+                f"SELECT sequence, subject, data, received_at, {_site(files)}"
+                " FROM read_parquet($files, hive_partitioning = false, union_by_name = true)"
+                " WHERE sequence > $after ORDER BY sequence",
                 params={"files": files, "after": after},
             ).to_arrow_reader(chunk)
             for batch in reader:
                 columns = batch.to_pydict()
                 yield [
-                    RawMessage(s, subject, data, received)
-                    for s, subject, data, received in zip(
+                    RawMessage(s, subject, data, received, site)
+                    for s, subject, data, received, site in zip(
                         columns["sequence"],
                         columns["subject"],
                         columns["data"],
                         columns["received_at"],
+                        columns["site"],
                         strict=True,
                     )
                 ]
@@ -325,13 +338,14 @@ class ArchiveReader:
         rows: list[Any] = []
         if files and sequences:
             rows = cur.execute(
-                "SELECT sequence, subject, data FROM read_parquet(?, hive_partitioning = false)"
+                f"SELECT sequence, subject, data, {_site(files)} FROM read_parquet(?,"
+                " hive_partitioning = false, union_by_name = true)"
                 " WHERE sequence IN (SELECT unnest(?::BIGINT[])) ORDER BY sequence",
                 [files, sequences],
             ).fetchall()
         orders: dict[str, list[Any]] = defaultdict(list)
         lines: dict[str, list[Any]] = defaultdict(list)
-        for sequence, subject, data in rows:
+        for sequence, subject, data, site in rows:
             decoded = events.decode(subject, bytes(data))
             if not isinstance(decoded, events.Event):
                 continue
@@ -342,12 +356,14 @@ class ArchiveReader:
             orders["channel"].append(order.channel)
             orders["total_amount"].append(order.total_amount)
             orders["units"].append(sum(line.quantity for line in order.lines))
+            orders["site"].append(site or "")
             for line in order.lines:
                 lines["order_sequence"].append(int(sequence))
                 lines["hour"].append(hour)
                 lines["sku"].append(line.sku)
                 lines["quantity"].append(line.quantity)
                 lines["unit_price"].append(line.unit_price)
+                lines["site"].append(site or "")
         return (
             pa.table(
                 {
@@ -356,6 +372,7 @@ class ArchiveReader:
                     "channel": strings(orders["channel"]),
                     "total_amount": pa.array(orders["total_amount"], MONEY),
                     "units": ints(orders["units"]),
+                    "site": strings(orders["site"]),
                 }
             ),
             pa.table(
@@ -365,6 +382,7 @@ class ArchiveReader:
                     "sku": strings(lines["sku"]),
                     "quantity": ints(lines["quantity"]),
                     "unit_price": pa.array(lines["unit_price"], MONEY),
+                    "site": strings(lines["site"]),
                 }
             ),
         )

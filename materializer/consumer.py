@@ -54,7 +54,7 @@ from materializer.continuity import StreamGuard
 from materializer.delivery import header_values, status_of, tap
 from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
-from materializer.store import BatchResult, RawMessage, Store
+from materializer.store import BatchResult, RawMessage, Store, header_site
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import IngestTraces
@@ -272,7 +272,13 @@ class Ingestor:
             if len(self._subjects) < MAX_SUBJECTS:
                 self._subjects[subject] = name
         self._buffer.append(
-            RawMessage(sequence, name, payload, datetime.fromtimestamp(timestamp_ns / 1e9, UTC))
+            RawMessage(
+                sequence,
+                name,
+                payload,
+                datetime.fromtimestamp(timestamp_ns / 1e9, UTC),
+                header_site(headers),
+            )
         )
         buffered = len(self._buffer)
         if buffered >= self._batch_max:

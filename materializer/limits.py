@@ -7,11 +7,14 @@ one is a rejection with a reason that names the field and the limit.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
+
+from pulse_bi.contract.wire import MAX_SITE_LENGTH, SITE_HEADER
 
 #: Largest message payload; the default ``max_payload`` of nats-server.
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -59,6 +62,23 @@ def money_problem(value: Decimal, field: str) -> str | None:
     if abs(value) >= MONEY_LIMIT:
         return f"data.{field}: out of range {_MONEY_RANGE}"
     return f"data.{field}: more than 2 decimals"
+
+
+_SITE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_SITE_LENGTH}}}")
+
+
+def site_problem(site: str) -> str | None:
+    """Why a ``Pulse-Site`` header value is not a site's name, or None when it is one."""
+    if _SITE.fullmatch(site):
+        return None
+    if not site:
+        return f"{SITE_HEADER} header: empty (leave the header out for the central site)"
+    if len(site) > MAX_SITE_LENGTH:
+        return f"{SITE_HEADER} header: {len(site)} characters, the limit is {MAX_SITE_LENGTH}"
+    return (
+        f"{SITE_HEADER} header: {clip(repr(site), 80)} is not a site name"
+        " (ASCII letters, digits, '-' and '_')"
+    )
 
 
 def date_problem(value: date, field: str) -> str | None:

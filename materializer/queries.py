@@ -11,6 +11,7 @@ strings on the wire), times as UTC with offset, dates as ``YYYY-MM-DD``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -198,6 +199,12 @@ def _value(query: str, key: str, annotation: Any, value: Any) -> Any:
     if base is str:
         if not isinstance(value, str):
             raise bad("must be a string")
+        longest = getattr(meta, "max_length", None)
+        if longest is not None and len(value) > longest:
+            raise bad(f"is longer than {longest} characters")
+        pattern = getattr(meta, "pattern", None)
+        if pattern is not None and re.search(pattern, value) is None:
+            raise bad(f"must match {pattern}")
         return value
     raise bad(f"has a type this materializer cannot read ({describe_type(annotation)})")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -66,12 +67,22 @@ def why_not(root: Path) -> str | None:
     return None
 
 
+def _rows(table: str, files: list[str]) -> str:
+    """The relation of ``table``'s archived rows. Rows archived before sites have no
+    ``site``: their events are the central site's, '' (docs/EVENTS.md, "Sites")."""
+    source = f"read_parquet({_files(files)}, union_by_name = true)"
+    if table not in archive.RAW_TABLES:
+        return source
+    if any("site" in pq.read_schema(path).names for path in files):
+        return f"(SELECT * REPLACE (coalesce(site, '') AS site) FROM {source})"
+    return f"(SELECT *, '' AS site FROM {source})"
+
+
 def history(cur: duckdb.DuckDBPyConnection, root: Path) -> History:
     """The archive's runs as a ``History`` over their Parquet files."""
     runs = archive.runs(root)
     rows = {
-        table: f"read_parquet({_files(archive.row_files(root, table, runs))}, union_by_name = true)"
-        for table in archive.ROW_TABLES
+        table: _rows(table, archive.row_files(root, table, runs)) for table in archive.ROW_TABLES
     }
     messages = [str(p) for run in runs for p in archive.run_files(root, run)]
     return History(

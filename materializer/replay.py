@@ -24,7 +24,7 @@ from nats.js.errors import NotFoundError
 
 from materializer import archive
 from materializer.consumer import _position as position
-from materializer.store import RawMessage, Store
+from materializer.store import RawMessage, Store, header_site
 from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
 
 log = logging.getLogger("pulse_bi.materializer.replay")
@@ -98,6 +98,7 @@ async def stream_messages(
                         msg.subject,
                         msg.data,
                         datetime.fromtimestamp(nanoseconds / 1e9, UTC),
+                        header_site(msg.headers),
                     )
                 )
                 if sequence == last:

@@ -37,11 +37,12 @@ import numpy as np
 from materializer import continuity, db, events, selfcheck
 from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
+from materializer.delivery import header_values
 from materializer.faults import describe, is_infrastructure
-from materializer.limits import clip
+from materializer.limits import clip, site_problem
 from materializer.queries import BadQuery, QueryContext, QueryResult, run
 from materializer.seen import SeenIndex, confirm_seen
-from pulse_bi.contract import Changes
+from pulse_bi.contract import SITE_HEADER, Changes
 
 if TYPE_CHECKING:
     from materializer.archive import ArchiveReader
@@ -65,6 +66,25 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     subject: str
     data: bytes  # message payload as received
     received_at: datetime  # JetStream timestamp (aware, UTC)
+    #: The ``Pulse-Site`` header as received (None: no header, the central site);
+    #: checked when the batch is applied (``limits.site_problem``).
+    site: str | None = None
+
+
+_SITE_NAME = SITE_HEADER.encode()
+
+
+def header_site(headers: bytes | Mapping[str, str] | None) -> str | None:
+    """The site a message's headers name (docs/EVENTS.md, "Sites"), unchecked: from the
+    raw ``NATS/1.0`` header block of a consumer frame, or headers nats-py parsed. A name
+    repeated counts once, its last line (as nats-py keeps it)."""
+    if not headers:
+        return None
+    if isinstance(headers, bytes):
+        if _SITE_NAME not in headers:  # most events: no site, one search
+            return None
+        return header_values(headers).get(SITE_HEADER)
+    return headers.get(SITE_HEADER)
 
 
 @dataclass(slots=True)
@@ -259,6 +279,7 @@ class Store:
         duplicates = 0
         decode = events.decode
         Event = events.Event
+        known_sites: set[str] = set()
         # Decoding allocates many small objects that cannot form cycles; the collector
         # would only burn time walking them.
         gc_was_enabled = gc.isenabled()
@@ -266,6 +287,13 @@ class Store:
         try:
             for message in messages:
                 decoded = decode(message.subject, message.data)
+                site = message.site
+                if site is not None and site not in known_sites:
+                    problem = site_problem(site)
+                    if problem is None:
+                        known_sites.add(site)
+                    else:
+                        decoded = events.Rejection(problem, decoded.id, decoded.type)
                 event_id = decoded.id
                 if type(decoded) is Event:
                     # Only valid events are de-duplicated: every rejected message is

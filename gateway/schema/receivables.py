@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
@@ -11,10 +11,13 @@ from gateway.limits import check_limit
 from gateway.scalars import BigInt, Money
 from gateway.schema.base import Context, Info, fetch
 from gateway.schema.fields import object_type, resolver
-from pulse_bi.contract.registry import AR_AGING, AgingParams, AgingRow, CustomerAgingRow
+from pulse_bi.contract.registry import AR_AGING, AgingParams, AgingRow, CustomerAgingRow, Site
+from pulse_bi.contract.spec import unwrap
 
 #: Customers fetched with the aging by default (the named query's default too).
 DEFAULT_CUSTOMERS = AgingParams().customer_limit
+#: The ``site`` argument, described as the registry declares it.
+_SITE_ARGUMENT = strawberry.argument(description=unwrap(Site)[2].description)
 
 
 @strawberry.type(description="Open balances by days overdue.")
@@ -53,6 +56,7 @@ class ArAging:
     open_invoices: BigInt
     _customers: strawberry.Private[list[CustomerAgingRow]]
     _context: strawberry.Private[Context]
+    _site: strawberry.Private[str | None] = None
 
     @strawberry.field(description="Customers by open balance, largest first.")
     async def by_customer(self, limit: int | None = DEFAULT_CUSTOMERS) -> list[CustomerAging]:
@@ -60,15 +64,19 @@ class ArAging:
         rows = self._customers
         if limit > len(rows) and len(rows) >= DEFAULT_CUSTOMERS:
             # More customers than came with the aging: ask for exactly as many as wanted.
-            params = AgingParams(as_of=self.as_of, customer_limit=limit)
+            params = AgingParams(as_of=self.as_of, customer_limit=limit, site=self._site)
             rows = (await fetch(self._context, AR_AGING, params)).by_customer
         return rows[:limit]
 
 
 @resolver(AR_AGING)
-async def ar_aging(info: Info, as_of: dt.date | None = None) -> ArAging:
+async def ar_aging(
+    info: Info,
+    as_of: dt.date | None = None,
+    site: Annotated[str | None, _SITE_ARGUMENT] = None,
+) -> ArAging:
     """Aging buckets overall and per customer."""
-    data = await fetch(info.context, AR_AGING, AgingParams(as_of=as_of))
+    data = await fetch(info.context, AR_AGING, AgingParams(as_of=as_of, site=site))
     return ArAging(
         as_of=data.as_of,
         buckets=AgingBuckets.of(data),
@@ -76,4 +84,5 @@ async def ar_aging(info: Info, as_of: dt.date | None = None) -> ArAging:
         open_invoices=data.open_invoices,
         _customers=data.by_customer,
         _context=info.context,
+        _site=site,
     )

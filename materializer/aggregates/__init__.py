@@ -6,12 +6,12 @@ the SQL functions of its named queries (``@implements``).
 
 from __future__ import annotations
 
-from materializer.aggregates import catalog, pipeline, receivables, sales, stock
+from materializer.aggregates import catalog, pipeline, receivables, sales, sites, stock
 from pulse_bi.contract import registry
 
 #: The modules in the registry's order (``registry.AGGREGATES``: the order a batch's
 #: transaction applies them).
-AGGREGATES = (catalog, sales, stock, receivables, pipeline)
+AGGREGATES = (catalog, sales, stock, receivables, sites, pipeline)
 
 #: Aggregate tables kept as base + delta (``materializer.aggregates.deltas``).
 FOLDED = (*sales.FOLDED, *stock.FOLDED)

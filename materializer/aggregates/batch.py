@@ -131,6 +131,16 @@ class Batch:
         self.aggregates.add(aggregate)
         return created, followers
 
+    @staticmethod
+    def site_column(events: list[Accepted]) -> pa.Array:
+        """Each event's site (its message's checked ``Pulse-Site``; '' without one)."""
+        values = [e.message.site for e in events]
+        first = values[0] if values else None
+        if values.count(first) == len(values):
+            # One site per batch is the usual case: one value repeated, no per-row strings.
+            return pa.repeat(pa.scalar(first or "", pa.string()), len(values))
+        return pa.array([site or "" for site in values], pa.string())
+
     def insert(self, table: str, columns: dict[str, pa.Array], select: str = "*") -> None:
         """Insert columns into ``table`` by column name, in one statement."""
         # DuckDB reads the local Arrow table by its name (a replacement scan): cheaper
@@ -143,7 +153,8 @@ def event_table(
     events: list[Accepted], fields: Mapping[str, pa.DataType], **columns: pa.Array
 ) -> pa.Table:
     """The events as an Arrow table: ``sequence``, ``event_id``, ``time``, then each data
-    field named in ``fields`` as that type, then ``columns`` built by the caller."""
+    field named in ``fields`` as that type, then ``columns`` built by the caller, then
+    ``site``."""
     data = [e.data for e in events]
     table: dict[str, pa.Array] = {
         "sequence": ints(e.sequence for e in events),
@@ -152,7 +163,7 @@ def event_table(
     }
     for name, kind in fields.items():
         table[name] = pa.array(list(map(attrgetter(name), data)), kind)
-    return pa.table({**table, **columns})
+    return pa.table({**table, **columns, "site": Batch.site_column(events)})
 
 
 def iso(value: datetime) -> str:

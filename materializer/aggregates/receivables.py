@@ -75,6 +75,7 @@ def apply(batch: Batch) -> None:
                 "payment_id": strings(e.data.payment_id for e in payments),
                 "invoice_id": strings(e.data.invoice_id for e in payments),
                 "amount": pa.array([e.data.amount for e in payments], MONEY),
+                "site": batch.site_column(payments),
             },
         )
     if issued:
@@ -144,7 +145,7 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
         cur.execute(
             "INSERT INTO invoices BY NAME SELECT * FROM (SELECT b.invoice_id, b.sequence,"
             " b.customer_id, b.order_id, b.amount, b.issued_on, b.due_date,"
-            " b.paid_now + coalesce(p.amount, 0) AS paid"
+            " b.paid_now + coalesce(p.amount, 0) AS paid, b.site"
             " FROM batch_invoices b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
             " FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
             " GROUP BY invoice_id) p USING (invoice_id)) WHERE paid < amount"
@@ -157,7 +158,7 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
 
 
 #: Columns of ``invoices`` copied from ``invoice_events`` (``paid`` is computed).
-INVOICE_COLUMNS = "invoice_id, sequence, customer_id, order_id, amount, issued_on, due_date"
+INVOICE_COLUMNS = "invoice_id, sequence, customer_id, order_id, amount, issued_on, due_date, site"
 
 
 def rebuild(history: History) -> None:
@@ -204,7 +205,7 @@ _OPEN_ITEMS = (
     " WHEN days_overdue <= 60 THEN '31-60' WHEN days_overdue <= 90 THEN '61-90'"
     " ELSE 'over-90' END AS bucket"
     " FROM invoices i LEFT JOIN customers c USING (customer_id)"
-    " WHERE i.paid < i.amount"
+    " WHERE i.paid < i.amount AND (?::VARCHAR IS NULL OR i.site = ?)"
 )
 _BUCKETS = (
     "sum(balance) FILTER (WHERE days_overdue <= 0),"
@@ -237,7 +238,7 @@ def ar_aging(
         f"SELECT customer_id, any_value(customer_name), {_BUCKETS} FROM ({_OPEN_ITEMS}) "
         "GROUP BY GROUPING SETS ((customer_id), ()) "
         "ORDER BY customer_id IS NOT NULL, sum(balance) DESC, customer_id LIMIT ?",
-        [as_of, params.customer_limit + 1],
+        [as_of, params.site, params.site, params.customer_limit + 1],
     ).fetchall()
     total = rows[0][2:] if rows and rows[0][0] is None else (None,) * 7
     by_customer = [
@@ -258,4 +259,5 @@ _OVERDUE = (
 def overdue_invoices(cur: Cursor, params: registry.OverdueParams, context: QueryContext) -> Select:
     """Open invoices at least ``min_days_overdue`` days past due, most overdue first."""
     as_of, customer = params.as_of or context.today_utc(), params.customer_id
-    return Select(_OVERDUE, [as_of, params.min_days_overdue, customer, customer])
+    arguments = [as_of, params.site, params.site, params.min_days_overdue, customer, customer]
+    return Select(_OVERDUE, arguments)

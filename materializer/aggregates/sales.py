@@ -137,6 +137,7 @@ def apply(batch: Batch) -> None:
                 "order_id": strings(e.data.order_id for e in cancels),
                 "reason": strings(e.data.reason for e in cancels),
                 "effect": strings(effects),
+                "site": batch.site_column(cancels),
             },
         )
     if waiting:
@@ -172,8 +173,10 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
     quantities: list[int] = []
     prices: list[Any] = []
     units: list[int] = []
+    line_sites: list[str] = []
     for event in orders:
         data = event.data
+        site = event.message.site or ""
         count = 0
         for number, line in enumerate(data.lines):
             line_sequences.append(event.sequence)
@@ -183,6 +186,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             skus.append(line.sku)
             quantities.append(line.quantity)
             prices.append(line.unit_price)
+            line_sites.append(site)
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
@@ -205,6 +209,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             "quantity": ints(quantities),
             "unit_price": pa.array(prices, MONEY),
             "time": pa.array(line_times, TIME),
+            "site": strings(line_sites),
         }
     )
     batch_orders = batch.frames["batch_orders"]  # noqa: F841 - read by DuckDB below
@@ -244,12 +249,12 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     products: list[str] = []
     if new_orders:
         sales.append(
-            "SELECT date_trunc('hour', time) AS hour, channel, 1 AS orders,"
+            "SELECT date_trunc('hour', time) AS hour, channel, site, 1 AS orders,"
             " total_amount AS gross, units, 0 AS c_orders, 0 AS c_revenue, 0 AS c_units"
             " FROM batch_orders"
         )
         products.append(
-            "SELECT date_trunc('hour', time) AS hour, sku, quantity AS units,"
+            "SELECT date_trunc('hour', time) AS hour, sku, site, quantity AS units,"
             " quantity * unit_price AS revenue, 0 AS c_units, 0 AS c_revenue FROM batch_lines"
         )
     if targets:
@@ -263,20 +268,20 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
             archived_orders = archived[0]  # noqa: F841 - read by DuckDB below
             archived_lines = archived[1]  # noqa: F841 - read by DuckDB below
             order_rows = (
-                "(SELECT sequence, hour, channel, total_amount, units FROM order_events"
+                "(SELECT sequence, hour, channel, total_amount, units, site FROM order_events"
                 " UNION ALL SELECT * FROM archived_orders)"
             )
             line_rows = (
-                "(SELECT order_sequence, hour, sku, quantity, unit_price FROM order_lines"
+                "(SELECT order_sequence, hour, sku, quantity, unit_price, site FROM order_lines"
                 " UNION ALL SELECT * FROM archived_lines)"
             )
         sales.append(
-            "SELECT o.hour, o.channel, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
+            "SELECT o.hour, o.channel, o.site, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
             " o.total_amount AS c_revenue, o.units AS c_units"
             f" FROM cancelled_orders c JOIN {order_rows} o ON o.sequence = c.sequence"
         )
         products.append(
-            "SELECT l.hour, l.sku, 0 AS units, 0 AS revenue, l.quantity AS c_units,"
+            "SELECT l.hour, l.sku, l.site, 0 AS units, 0 AS revenue, l.quantity AS c_units,"
             " l.quantity * l.unit_price AS c_revenue"
             f" FROM cancelled_orders c JOIN {line_rows} l ON l.order_sequence = c.sequence"
         )
@@ -294,8 +299,8 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
         batch.changes.channels.extend(pc.unique(orders.column("channel")).to_pylist())
     # Grouped by the key first: one delta row per key and batch.
     rows = cur.execute(
-        f"INSERT INTO {SALES_BY_HOUR.delta} SELECT hour, channel, sum(orders), sum(gross),"
-        " sum(units), sum(c_orders), sum(c_revenue), sum(c_units)"
+        f"INSERT INTO {SALES_BY_HOUR.delta} SELECT hour, channel, site, sum(orders),"
+        " sum(gross), sum(units), sum(c_orders), sum(c_revenue), sum(c_units)"
         f" FROM ({union_sales}) GROUP BY ALL{returning_sales}"
     ).fetchall()
     batch.delta_rows += len(rows) if targets else rows[0][0]
@@ -304,8 +309,9 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
             batch.changes.sales_hours.append(iso(hour))
             batch.changes.channels.append(channel)
     rows = cur.execute(
-        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} SELECT hour, sku, sum(units), sum(revenue),"
-        f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL{returning_products}"
+        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} SELECT hour, sku, site, sum(units),"
+        f" sum(revenue), sum(c_units), sum(c_revenue) FROM ({union_products})"
+        f" GROUP BY ALL{returning_products}"
     ).fetchall()
     batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
@@ -314,8 +320,8 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
 
 #: Key columns of ``sales_by_hour`` and ``product_sales_by_hour`` (the rebuild groups
 #: by them; each is also a column of ``order_events`` or ``order_lines``).
-SALES_KEYS = "hour, channel"
-PRODUCT_SALES_KEYS = "hour, sku"
+SALES_KEYS = "hour, channel, site"
+PRODUCT_SALES_KEYS = "hour, sku, site"
 
 
 def rebuild(history: History) -> None:
@@ -382,11 +388,14 @@ def _figures(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-_IN_WINDOW = "hour >= ? AND hour < ? AND (?::VARCHAR IS NULL OR channel = ?)"
+_IN_WINDOW = (
+    "hour >= ? AND hour < ? AND (?::VARCHAR IS NULL OR channel = ?)"
+    " AND (?::VARCHAR IS NULL OR site = ?)"
+)
 
 
 def _window(params: registry.SalesWindow) -> list[Any]:
-    return [params.from_, params.to, params.channel, params.channel]
+    return [params.from_, params.to, params.channel, params.channel, params.site, params.site]
 
 
 def _hourly(row: tuple[Any, ...]) -> registry.HourlySalesRow:
@@ -428,7 +437,8 @@ _TOP_PRODUCTS = (
     "SELECT s.sku, p.name, p.category, s.units, s.revenue FROM ("
     " SELECT sku, sum(units) - sum(cancelled_units) AS units,"
     " sum(revenue) - sum(cancelled_revenue) AS revenue"
-    " FROM product_sales_by_hour WHERE hour >= ? AND hour < ? GROUP BY sku) s"
+    " FROM product_sales_by_hour WHERE hour >= ? AND hour < ?"
+    " AND (?::VARCHAR IS NULL OR site = ?) GROUP BY sku) s"
     " LEFT JOIN products p USING (sku) ORDER BY s.revenue DESC, s.sku"
 )
 
@@ -436,4 +446,4 @@ _TOP_PRODUCTS = (
 @implements(registry.TOP_PRODUCTS)
 def top_products(cur: Cursor, params: registry.TopProductsParams, _: QueryContext) -> Select:
     """Best-selling products in ``[from, to)`` by net revenue, then sku."""
-    return Select(_TOP_PRODUCTS, [params.from_, params.to])
+    return Select(_TOP_PRODUCTS, [params.from_, params.to, params.site, params.site])

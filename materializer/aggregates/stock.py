@@ -1,8 +1,9 @@
 """Stock: movements → on-hand snapshot per (sku, warehouse).
 
 Consumes ``stock.moved`` (``registry.STOCK``). Tables (DDL in
-``migrations/m0001_initial.py``): ``stock_events`` (raw movements) and
-``stock_snapshot`` (on_hand = Σ quantity_delta, last_movement_at). Low stock
+``migrations/m0001_initial.py``, sites in ``m0007_sites.py``): ``stock_events`` (raw
+movements) and ``stock_snapshot`` (per sku, warehouse and site: on_hand = Σ
+quantity_delta, last_movement_at; reads sum the sites asked for). Low stock
 (docs/API.md, ``low_stock``): the latest ``product.updated`` reorder point of the sku is
 > 0 and on_hand ≤ it; it is computed at query time so a new reorder point applies at
 once.
@@ -47,7 +48,7 @@ def apply(batch: Batch) -> None:
     batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
     # Grouped by the key first: one delta row per key and batch.
     (count,) = batch.cur.execute(
-        f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, sum(quantity_delta),"
+        f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, site, sum(quantity_delta),"
         " max(time) FROM batch_moves GROUP BY ALL"
     ).fetchall()[0]
     batch.delta_rows += count
@@ -56,7 +57,7 @@ def apply(batch: Batch) -> None:
 
 
 #: Key columns of ``stock_snapshot`` (the rebuild groups by them).
-SNAPSHOT_KEYS = "sku, warehouse"
+SNAPSHOT_KEYS = "sku, warehouse, site"
 
 
 def rebuild(history: History) -> None:
@@ -71,11 +72,15 @@ def rebuild(history: History) -> None:
 
 # Named queries ----------------------------------------------------------------------
 
+# The snapshot holds one row per site: summed over the sites asked for (all by default).
 _LEVELS = (
     "SELECT s.sku, s.warehouse, s.on_hand, coalesce(p.reorder_point, 0) AS reorder_point,"
     " coalesce(p.reorder_point, 0) > 0 AND s.on_hand <= p.reorder_point AS low_stock,"
     " p.name, p.category, s.last_movement_at"
-    " FROM stock_snapshot s LEFT JOIN products p USING (sku)"
+    " FROM (SELECT sku, warehouse, sum(on_hand) AS on_hand,"
+    " max(last_movement_at) AS last_movement_at FROM stock_snapshot"
+    " WHERE (?::VARCHAR IS NULL OR site = ?) GROUP BY sku, warehouse) s"
+    " LEFT JOIN products p USING (sku)"
     " WHERE (?::VARCHAR IS NULL OR s.warehouse = ?)"
 )
 
@@ -84,7 +89,8 @@ _LEVELS = (
 def stock_levels(cur: Cursor, params: registry.StockFilter, context: QueryContext) -> Select:
     """On hand per sku and warehouse, optionally filtered, by sku then warehouse."""
     where = "AND (?::VARCHAR IS NULL OR s.sku = ?) ORDER BY s.sku, s.warehouse"
-    return Select(f"{_LEVELS} {where}", [*_twice(params.warehouse), *_twice(params.sku)])
+    arguments = [*_twice(params.site), *_twice(params.warehouse), *_twice(params.sku)]
+    return Select(f"{_LEVELS} {where}", arguments)
 
 
 @implements(registry.LOW_STOCK)
@@ -92,20 +98,21 @@ def low_stock(cur: Cursor, params: registry.WarehouseFilter, context: QueryConte
     """Rows at or below their reorder point, most urgent first."""
     urgent = "AND p.reorder_point > 0 AND s.on_hand <= p.reorder_point ORDER BY"
     order = "s.on_hand - p.reorder_point, s.sku, s.warehouse"
-    return Select(f"{_LEVELS} {urgent} {order}", _twice(params.warehouse))
+    return Select(f"{_LEVELS} {urgent} {order}", [*_twice(params.site), *_twice(params.warehouse)])
 
 
 _MOVEMENTS = (
     "SELECT sequence, time, sku, warehouse, quantity_delta, reason FROM stock_events "
     "WHERE (?::VARCHAR IS NULL OR warehouse = ?) AND (?::VARCHAR IS NULL OR sku = ?) "
-    "ORDER BY sequence DESC"
+    "AND (?::VARCHAR IS NULL OR site = ?) ORDER BY sequence DESC"
 )
 
 
 @implements(registry.STOCK_MOVEMENTS)
 def stock_movements(cur: Cursor, params: registry.MovementsParams, _: QueryContext) -> Select:
     """Latest movements, newest (highest stream sequence) first."""
-    return Select(_MOVEMENTS, [*_twice(params.warehouse), *_twice(params.sku)])
+    arguments = [*_twice(params.warehouse), *_twice(params.sku), *_twice(params.site)]
+    return Select(_MOVEMENTS, arguments)
 
 
 def _twice(value: str | None) -> list[str | None]:

@@ -25,6 +25,7 @@ from pulse_bi.contract.spec import (
     QuerySpec,
     Row,
 )
+from pulse_bi.contract.wire import MAX_SITE_LENGTH, SITE_PATTERN
 
 #: Window bounds as the GraphQL arguments describe them (the wire requires both).
 Start = Annotated[
@@ -35,11 +36,25 @@ End = Annotated[
 ]
 #: An as-of date; the materializer takes today (UTC) when it is not given.
 AsOf = dt.date | None
+#: One site's share of an aggregate (docs/EVENTS.md, "Sites"); absent: every site summed.
+Site = (
+    Annotated[
+        str,
+        msgspec.Meta(
+            max_length=MAX_SITE_LENGTH,
+            pattern=SITE_PATTERN,
+            description="Only events of this site ('' is the central site; default all sites).",
+        ),
+    ]
+    | None
+)
 
 
 class AggregateParams(Params, kw_only=True):
     """Base of the parameters of every query over the aggregates: a parameter all of
     them take is declared here, once."""
+
+    site: Site = None
 
 
 class AggregatePage(AggregateParams, kw_only=True):
@@ -470,6 +485,34 @@ SALES_BY_CHANNEL = QuerySpec(
 )
 
 
+class SitesParams(Params, kw_only=True):
+    """No filters: every site that sent an applied event."""
+
+    offset: Offset = 0
+    limit: PageSize = DEFAULT_PAGE
+
+
+class SiteRow(Row, kw_only=True):
+    """One site and the events the materializer applied from it (docs/EVENTS.md, "Sites")."""
+
+    site: Annotated[str, msgspec.Meta(description="The site's name ('' is the central site).")]
+    events: Annotated[BigInt, msgspec.Meta(description="Events applied from it.")]
+    last_event_time: Annotated[
+        dt.datetime | None,
+        msgspec.Meta(description="The latest `time` among them."),
+    ]
+
+
+SITES = QuerySpec(
+    name="sites",
+    params=SitesParams,
+    result=list[SiteRow],
+    description="Sites events came from, with their applied event counts.",
+    doc="one row per site with applied events, by site; `''` is the central site",
+    reads=("pipeline",),
+)
+
+
 QUERIES: tuple[QuerySpec, ...] = (  # type: ignore[type-arg]
     SALES_BY_HOUR,
     SALES_SUMMARY,
@@ -482,6 +525,7 @@ QUERIES: tuple[QuerySpec, ...] = (  # type: ignore[type-arg]
     PIPELINE,
     REJECTED_EVENTS,
     SALES_BY_CHANNEL,
+    SITES,
 )
 QUERY_NAMES = tuple(spec.name for spec in QUERIES)
 BY_NAME = {spec.name: spec for spec in QUERIES}
@@ -514,6 +558,13 @@ RECEIVABLES = AggregateSpec(
     raw_tables=("invoice_events", "payment_events"),
     topics=("receivables", "customers"),
 )
+#: Applied events per site (``SITES``): after the others, which may still reject events.
+SITES_SEEN = AggregateSpec(
+    name="sites",
+    event_types=(),
+    raw_tables=(),
+    topics=("pipeline",),
+)
 PIPELINE_STATE = AggregateSpec(
     name="pipeline",
     event_types=(),
@@ -523,6 +574,6 @@ PIPELINE_STATE = AggregateSpec(
 
 #: Applied in this order within a batch's transaction. Catalog first, so a product or
 #: customer arriving with the events that mention it is there for the change notice.
-AGGREGATES = (CATALOG, SALES, STOCK, RECEIVABLES, PIPELINE_STATE)
+AGGREGATES = (CATALOG, SALES, STOCK, RECEIVABLES, SITES_SEEN, PIPELINE_STATE)
 #: Every raw table holding applied event ids.
 RAW_TABLES = tuple(table for spec in AGGREGATES for table in spec.raw_tables)

@@ -161,6 +161,10 @@ def unwrap(annotation: Any) -> tuple[Any, bool, Any]:
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(members) < len(typing.get_args(annotation))
         annotation = members[0] if len(members) == 1 else annotation
+        # ``Annotated[str, Meta(...)] | None``: msgspec puts string bounds inside.
+        if meta is None and typing.get_origin(annotation) is typing.Annotated:
+            annotation, *extra = typing.get_args(annotation)
+            meta = next((m for m in extra if isinstance(m, msgspec.Meta)), None)
     return annotation, optional, meta
 
 

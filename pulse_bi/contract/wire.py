@@ -27,6 +27,13 @@ QUERY_SUBJECT_PREFIX = "pulse.bi.query."
 #: Request header: the lowest version the asker will serve (docs/SCALING.md, "Monotonic
 #: reads"); a replica below it waits briefly before answering.
 MIN_VERSION_HEADER = "Pulse-Min-Version"
+#: Message header naming the site an event was taken at (docs/SCALING.md, "Many
+#: sites"); without it an event belongs to the empty site, the central one.
+SITE_HEADER = "Pulse-Site"
+#: A site's name: 1 to ``MAX_SITE_LENGTH`` ASCII letters, digits, ``-`` or ``_`` (a
+#: JetStream domain and server name; docs/EVENTS.md, "Limits").
+MAX_SITE_LENGTH = 64
+SITE_PATTERN = "^[A-Za-z0-9_-]*$"
 
 
 def query_subject(name: str) -> str:

@@ -145,6 +145,7 @@ ROWS["sales_by_channel"] = [
         **{k: v for k, v in ROWS["sales_summary"].items() if k not in ("from", "to")},
     }
 ]
+ROWS["sites"] = [{"site": "wh1", "events": 7, "last_event_time": "2026-11-25T10:04:05+00:00"}]
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""Sites: how many events the materializer applied from each site, and the latest time.
+
+No events of its own (``registry.SITES_SEEN``): it counts what the other aggregates
+applied in the batch, so it runs after them (they may still reject an event: an order
+id created again). Table (DDL in ``migrations/m0007_sites.py``): ``site_events``. The
+site of an event is its message's ``Pulse-Site`` ('' without one; docs/EVENTS.md,
+"Sites").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from operator import attrgetter
+
+import pyarrow as pa
+
+from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.aggregates.history import History
+from materializer.queries import Cursor, QueryContext, Select, implements
+from pulse_bi.contract import registry
+
+SPEC = registry.SITES_SEEN
+_TIME = attrgetter("time")
+
+
+def probe(batch: Batch) -> list[str]:
+    """Sites need no lookups of earlier keys."""
+    return []
+
+
+def apply(batch: Batch) -> None:
+    """Add the batch's applied events to their sites' counts."""
+    rejected = {reject[0] for reject in batch.rejects}  # stream sequences
+    counts: dict[str, int] = {}
+    latest: dict[str, datetime] = {}
+    for group in batch.events.values():
+        if rejected:  # an aggregate may have refused some (they are not applied)
+            group = [event for event in group if event.sequence not in rejected]
+        if not group:
+            continue
+        names = [event.message.site or "" for event in group]
+        first = names[0]
+        if names.count(first) == len(names):  # the usual case: one site per batch
+            pairs: Iterable[tuple[str, datetime]] = [(first, max(map(_TIME, group)))]
+            counts[first] = counts.get(first, 0) + len(names)
+        else:
+            pairs = zip(names, map(_TIME, group), strict=True)
+            for site in names:
+                counts[site] = counts.get(site, 0) + 1
+        for site, time in pairs:
+            if site not in latest or time > latest[site]:
+                latest[site] = time
+    if not counts:
+        return
+    batch_sites = pa.table(  # noqa: F841 - read by DuckDB below
+        {
+            "site": strings(counts),
+            "events": ints(counts.values()),
+            "last_event_time": pa.array([latest[site] for site in counts], TIME),
+        }
+    )
+    batch.cur.execute(
+        "INSERT INTO site_events SELECT * FROM batch_sites ON CONFLICT DO UPDATE SET"
+        " events = site_events.events + excluded.events,"
+        " last_event_time = greatest(site_events.last_event_time, excluded.last_event_time)"
+    )
+
+
+def rebuild(history: History) -> None:
+    """``site_events`` from every applied event: the raw rows of every raw table."""
+    applied = " UNION ALL ".join(
+        f"SELECT site, time FROM {history.of(table)}" for table in registry.RAW_TABLES
+    )
+    history.cur.execute(
+        f"INSERT INTO site_events SELECT site, count(*), max(time) FROM ({applied}) GROUP BY site"
+    )
+
+
+@implements(registry.SITES)
+def sites(cur: Cursor, params: registry.SitesParams, _: QueryContext) -> Select:
+    """Every site with applied events, by name."""
+    return Select("SELECT site, events, last_event_time FROM site_events ORDER BY site", [])
