@@ -11,7 +11,7 @@ The fold names only the value columns: every other column is the key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -27,16 +27,14 @@ class Folded:
     name: str
     sums: tuple[str, ...]
     latest: tuple[str, ...] = ()
+    delta: str = field(init=False)
+    base: str = field(init=False)
 
-    @property
-    def delta(self) -> str:
-        """The table a batch appends to."""
-        return f"{self.name}_delta"
-
-    @property
-    def base(self) -> str:
-        """The table of folded rows, one per key (a rebuild writes here)."""
-        return f"{self.name}_base"
+    def __post_init__(self) -> None:
+        #: ``delta``: the table a batch appends to; ``base``: the folded rows, one per
+        #: key (a rebuild writes here).
+        object.__setattr__(self, "delta", f"{self.name}_delta")
+        object.__setattr__(self, "base", f"{self.name}_base")
 
     def grouped(self, source: str) -> str:
         """``source``'s rows folded to one per key: sums added up, ``latest`` the max."""

@@ -49,17 +49,8 @@ CREATES = ("order.created", "order_id", "o:", "order_events", "created")
 SPEC = registry.SALES
 
 #: The hourly tables take appends (``materializer.aggregates.deltas``).
-SALES_BY_HOUR = Folded(
-    "sales_by_hour",
-    sums=(
-        "orders",
-        "gross_revenue",
-        "units",
-        "cancelled_orders",
-        "cancelled_revenue",
-        "cancelled_units",
-    ),
-)
+_SALES_SUMS = "orders gross_revenue units cancelled_orders cancelled_revenue cancelled_units"
+SALES_BY_HOUR = Folded("sales_by_hour", sums=tuple(_SALES_SUMS.split()))
 PRODUCT_SALES_BY_HOUR = Folded(
     "product_sales_by_hour",
     sums=("units", "revenue", "cancelled_units", "cancelled_revenue"),
