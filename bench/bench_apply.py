@@ -19,10 +19,11 @@ import random
 import tempfile
 import time
 import uuid
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psutil
@@ -35,12 +36,20 @@ REASONS = ("receipt", "shipment", "adjustment", "return")
 
 
 def generate(
-    count: int, *, seed: int = 7, start_sequence: int = 1, sites: int = 0
+    count: int,
+    *,
+    seed: int = 7,
+    start_sequence: int = 1,
+    sites: int = 0,
+    duplicates: float = 0.0,
 ) -> Iterator[RawMessage]:
     """A stream of ``count`` messages in stream order; about 1 % bad input. With
-    ``sites``, each message carries one of that many sites, taken at random."""
+    ``sites``, each message carries one of that many sites, taken at random; the share
+    ``duplicates`` re-sends one of the last 48 messages (as the simulator does)."""
     rng = random.Random(seed)
     site_rng = random.Random(seed + 1)  # apart, so the event mix is the same with sites
+    resend = random.Random(seed + 1)  # its own stream: the other messages stay the same
+    recent: deque[tuple[str, bytes, str | None]] = deque(maxlen=48)
     encode = msgspec.json.encode
     clock = datetime(2026, 11, 25, tzinfo=UTC)
     step = timedelta(milliseconds=20)
@@ -54,6 +63,10 @@ def generate(
     for offset in range(count):
         sequence = start_sequence + offset
         clock += step
+        if duplicates and recent and resend.random() < duplicates:
+            subject, again, site = recent[resend.randrange(len(recent))]
+            yield RawMessage(sequence, subject, again, clock, site)
+            continue
         roll = rng.random()
         if roll < 0.40:
             order_id = f"O-{sequence}"
@@ -141,7 +154,66 @@ def generate(
         if rng.random() < 0.01:
             payload = payload[:-7]  # bad input: truncated JSON
         site = f"wh{site_rng.randrange(sites)}" if sites else None
+        recent.append((f"pulse.events.{kind}", payload, site))
         yield RawMessage(sequence, f"pulse.events.{kind}", payload, clock, site)
+
+
+class TimedConnection:
+    """The store's connection with the time of every statement summed by its text.
+
+    DuckDB finds the Arrow tables a statement names in the caller's frame; through this
+    wrapper the caller is one frame further up, so ``python_scan_all_frames`` is set.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        conn.execute("SET python_scan_all_frames = true")
+        self.seconds: dict[str, float] = defaultdict(float)
+        #: CPU time of the calling thread (DuckDB with one thread runs the statement on
+        #: it): on a busy machine wall time measures the neighbours too.
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def _timed(self, method: str, sql: str, *args: Any) -> Any:
+        key = " ".join(sql.split())[:70]
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            return getattr(self._conn, method)(sql, *args)
+        finally:
+            self.seconds[key] += time.perf_counter() - started
+            self.cpu[key] += time.thread_time() - cpu_started
+            self.calls[key] += 1
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        """Run and time one statement."""
+        return self._timed("execute", sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        """Run and time one statement over many parameter sets."""
+        return self._timed("executemany", sql, *args)
+
+    def report(self, batches: int) -> None:
+        """Print the mean wall and CPU time per batch of each statement, costliest first."""
+        print(f"  {sum(self.cpu.values()) / batches * 1000:8.2f} ms CPU per batch in SQL, of:")
+        for key, cpu in sorted(self.cpu.items(), key=lambda item: -item[1]):
+            wall, calls = self.seconds[key] / batches * 1000, self.calls[key]
+            print(
+                f"  {cpu / batches * 1000:8.2f} ms CPU {wall:8.2f} ms wall {calls:>6} calls  {key}"
+            )
+
+
+def seen_index_bytes(store: Store) -> int:
+    """Bytes of the store's in-memory seen-id index (numpy arrays; not the recent ids)."""
+    seen = store._seen
+    keys = [c for level in (seen.keys._base, seen.keys._delta) for c in level if c is not None]
+    events = getattr(seen.events, "nbytes", None)
+    if events is None:  # a 64-bit sorted array
+        levels = (seen.events._base, seen.events._delta)  # type: ignore[attr-defined]
+        events = sum(c.nbytes for level in levels for c in level if c is not None)
+    return int(events + sum(c.nbytes for c in keys))
 
 
 def main() -> None:
@@ -159,6 +231,14 @@ def main() -> None:
     parser.add_argument(
         "--sites", type=int, default=0, help="sites the events come from (0: no Pulse-Site)"
     )
+    parser.add_argument(
+        "--duplicates", type=float, default=0.0, help="share of re-sent recent messages"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="time every SQL statement of the small batches and print them per batch",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.duckdb"
@@ -172,6 +252,7 @@ def main() -> None:
         messages = generate(
             args.events + args.latency * args.latency_batch,
             start_sequence=store.last_sequence() + 1,
+            duplicates=args.duplicates,
             sites=args.sites,
         )
         remaining = args.events
@@ -197,19 +278,29 @@ def main() -> None:
                     flush=True,
                 )
         latencies = []
+        cpu_latencies = []
+        timed = None
+        if args.profile:
+            timed = TimedConnection(store.conn)
+            store.conn = timed  # type: ignore[assignment]
         for _ in range(args.latency):
             batch = [m for _, m in zip(range(args.latency_batch), messages, strict=False)]
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             store.apply_batch(batch)
             latencies.append(time.perf_counter() - started)
+            cpu_latencies.append(time.process_time() - cpu_started)
+        if timed is not None:
+            store.conn = timed._conn
         stats = store.stats()
+        memory = process.memory_full_info()
+        index = seen_index_bytes(store)
         store.close()
         print(
             f"apply_batch: {applied:,} events in {elapsed:.2f} s = {applied / elapsed:,.0f} "
             f"events/s (batch {args.batch:,}), {applied / cpu:,.0f} events per CPU-second; "
             f"applied {stats['events_applied']:,}, "
-            f"rejected {stats['events_rejected']:,}; RSS "
-            f"{process.memory_info().rss / 2**20:.0f} MB"
+            f"rejected {stats['events_rejected']:,}; RSS {memory.rss / 2**20:.0f} MB, "
+            f"USS {memory.uss / 2**20:.0f} MB (private), seen-id index {index / 2**20:.0f} MB"
         )
         if latencies:
             latencies.sort()
@@ -220,6 +311,12 @@ def main() -> None:
                 f"{args.events:,}: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
                 f"max {latencies[-1] * 1000:.1f} ms"
             )
+            cpu_latencies.sort()
+            cpu50 = cpu_latencies[len(cpu_latencies) // 2]
+            cpu99 = cpu_latencies[min(len(cpu_latencies) - 1, int(len(cpu_latencies) * 0.99))]
+            print(f"CPU per batch: p50 {cpu50 * 1000:.1f} ms, p99 {cpu99 * 1000:.1f} ms")
+        if timed is not None:
+            timed.report(len(latencies))
 
 
 if __name__ == "__main__":

@@ -278,7 +278,9 @@ class Soak:
                         figures["batches_total"] = int(s.value)
             gateway = await http.get(self.stack.gateway_url + "/health")
             figures["gateway_health"] = gateway.status_code
-        except (httpx.HTTPError, ValueError) as exc:
+        except Exception as exc:  # a failed scrape must not end the sampling
+            # (a run once lost its sampler to an import that failed while the virtualenv
+            # was being reinstalled under it)
             figures["sample_error"] = f"{type(exc).__name__}: {exc}"
         return figures
 

@@ -3,7 +3,7 @@ and ``seen_keys`` (docs/OPERATIONS.md), and the check that confirms a hit.
 
 Seen event ids and keys are md5 hashes in tables without an index: a primary key's ART
 index costs ~60 bytes per key in memory (it ran out of a 200 MB budget at 3.2M keys).
-``SeenIndex`` keeps a sorted numpy copy of both (8 bytes per event id, 24 per key),
+``SeenIndex`` keeps a sorted numpy copy of both (4 bytes per event id, 24 per key),
 loaded at open and extended after each commit, and looks a batch up with a binary
 search: a join against the tables scanned all of them per batch, ~47 ms at 5M events.
 
@@ -13,6 +13,7 @@ makes its id a duplicate of anything.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import duckdb
@@ -39,6 +40,37 @@ def confirm_seen(cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[s
         [candidates],
     ).fetchall()
     return {event_id for (event_id,) in rows}
+
+
+class RecentIds:
+    """The ids of the last ``capacity`` applied events, as text: a hit of the hash index
+    on one of them is confirmed here, without SQL.
+
+    Re-delivered events are nearly always recent (a publisher's retry, a redelivery,
+    the simulator's re-sent messages); confirming one against the raw tables scans
+    every raw table (~250 ms at 1M events), so a batch with a duplicate cost more the
+    longer the file's history. Only older duplicates go to the raw tables now.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._ids: set[str] = set()
+        self._batches: deque[list[str]] = deque()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, event_ids: list[str]) -> None:
+        """Add one committed batch's applied ids; forget the oldest batches beyond capacity."""
+        if not event_ids:
+            return
+        self._batches.append(event_ids)
+        self._ids.update(event_ids)
+        while len(self._ids) > self.capacity and len(self._batches) > 1:
+            self._ids.difference_update(self._batches.popleft())
 
 
 U64 = npt.NDArray[np.uint64]
@@ -129,17 +161,100 @@ class _SortedHashes:
                 into[i] = np.insert(into[i], positions, added)
 
 
+class EventFingerprints:
+    """Seen event ids as 48-bit fingerprints in 4 bytes each (half the 8 of a sorted
+    64-bit array): the top 16 bits of the 64-bit hash choose a bucket and are not stored
+    (``_starts`` holds where each bucket begins), the next 32 are stored, sorted within
+    their bucket, and the last 16 are dropped.
+
+    A hit may be a false one (about n / 2**48 per lookup: 1 in 56 million at 5M ids);
+    every hit is confirmed (``RecentIds``, then the raw tables), so it costs a confirm
+    and never loses an event. New hashes wait in a small sorted ``delta`` of full
+    hashes and are merged into the buckets once it reaches ``MERGE_AT``.
+    """
+
+    MERGE_AT = 1 << 16
+    _BUCKETS = 1 << 16
+
+    def __init__(self, hashes: U64) -> None:
+        ordered = np.sort(hashes)
+        buckets, self._fps = self._split(ordered)
+        del ordered
+        self._starts = np.zeros(self._BUCKETS + 1, np.int64)
+        np.cumsum(np.bincount(buckets, minlength=self._BUCKETS), out=self._starts[1:])
+        self._delta: U64 = np.empty(0, np.uint64)
+
+    @staticmethod
+    def _split(hashes: U64) -> tuple[Any, Any]:
+        buckets = (hashes >> np.uint64(48)).astype(np.intp)
+        fingerprints = ((hashes >> np.uint64(16)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        return buckets, fingerprints
+
+    def __len__(self) -> int:
+        return len(self._fps) + len(self._delta)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the index holds."""
+        return int(self._fps.nbytes + self._starts.nbytes + self._delta.nbytes)
+
+    def _positions(self, buckets: Any, fingerprints: Any) -> Any:
+        """Where each fingerprint is, or would go, in its bucket: a binary search of all
+        queries at once, one numpy step per halving (~10 at 5M ids)."""
+        low = self._starts[buckets]
+        high = self._starts[buckets + 1]
+        stored = self._fps
+        while True:
+            active = low < high
+            if not active.any():
+                return low
+            middle = (low + high) >> 1
+            less = stored[np.where(active, middle, 0)] < fingerprints
+            low = np.where(active & less, middle + 1, low)
+            high = np.where(active & ~less, middle, high)
+
+    def find(self, hashes: U64) -> Any:
+        """Which hashes may have been seen (bool mask)."""
+        found = np.zeros(len(hashes), bool)
+        if len(hashes) == 0:
+            return found
+        if len(self._fps):
+            buckets, fingerprints = self._split(hashes)
+            at = self._positions(buckets, fingerprints)
+            inside = at < self._starts[buckets + 1]
+            found = inside & (self._fps[np.minimum(at, len(self._fps) - 1)] == fingerprints)
+        if len(self._delta):
+            at = np.minimum(np.searchsorted(self._delta, hashes), len(self._delta) - 1)
+            found |= self._delta[at] == hashes
+        return found
+
+    def add(self, hashes: U64) -> None:
+        """Add hashes (after the transaction that stored them committed)."""
+        if len(hashes) == 0:
+            return
+        new = np.sort(hashes)
+        self._delta = np.insert(self._delta, np.searchsorted(self._delta, new), new)
+        if len(self._delta) >= self.MERGE_AT:
+            # Sorted full hashes are sorted by (bucket, fingerprint) too.
+            buckets, fingerprints = self._split(self._delta)
+            self._fps = np.insert(self._fps, self._positions(buckets, fingerprints), fingerprints)
+            self._starts[1:] += np.cumsum(np.bincount(buckets, minlength=self._BUCKETS))
+            self._delta = np.empty(0, np.uint64)
+
+
 class SeenIndex:
     """In-memory copy of ``seen_events`` and ``seen_keys`` for lookups without SQL.
 
-    Event ids: the 64-bit ``md5_number_lower`` stored in ``seen_events`` (a hit is
-    confirmed against the raw tables). Keys: the full 128-bit ``md5_number`` of
+    Event ids: 48 bits of the 64-bit ``md5_number_lower`` stored in ``seen_events``
+    (``EventFingerprints``; a hit is confirmed). Keys: the full 128-bit ``md5_number`` of
     ``seen_keys`` as two words, with the sequence that created the key.
     """
 
     def __init__(self, cur: duckdb.DuckDBPyConnection) -> None:
+        self.recent = RecentIds()
         events = cur.execute("SELECT h FROM seen_events").fetchnumpy()
-        self.events = _SortedHashes(np.ascontiguousarray(events["h"], np.uint64))
+        self.events = EventFingerprints(np.ascontiguousarray(events["h"], np.uint64))
+        del events
         keys = cur.execute(
             "SELECT (k & 18446744073709551615::UHUGEINT)::UBIGINT AS lo,"
             " (k >> 64)::UBIGINT AS hi, sequence FROM seen_keys"

@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 
 from materializer import continuity, db, events, selfcheck
-from materializer.aggregates import AGGREGATES, pipeline
+from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
 from materializer.delivery import header_values
 from materializer.faults import describe, is_infrastructure
@@ -110,6 +110,8 @@ class Store:
         self.conn = conn
         self._seen = SeenIndex(conn)
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
+        #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
+        self._delta_rows = self.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
         #: Last sequence of the stream as seen by the consumer (None: not known yet);
         #: shown as lag in ``pipeline``.
         self.stream_last_sequence: int | None = None
@@ -145,7 +147,25 @@ class Store:
         fresh = [m for m in messages if m.sequence > last]
         if not fresh:
             return BatchResult(last, last, 0, 0, 0, {"pipeline"})
+        if self._delta_rows >= deltas.COMPACT_ROWS:
+            self.compact()
         return self._apply_or_split(fresh)
+
+    def compact(self) -> None:
+        """Fold the aggregate deltas into their bases, in a transaction of its own.
+
+        Runs between batches; it changes how the aggregates are stored, not what any
+        read answers, so it needs no change notice.
+        """
+        cur = self.conn
+        cur.execute("BEGIN")
+        try:
+            deltas.compact(cur, FOLDED)
+            cur.execute("COMMIT")
+        except BaseException:
+            db.rollback(cur)
+            raise
+        self._delta_rows = 0
 
     def _apply_or_split(self, messages: list[RawMessage]) -> BatchResult:
         try:
@@ -182,6 +202,7 @@ class Store:
             result, batch = self._apply(cur, messages)
             result.gaps = gaps
             event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
+            delta_rows, event_ids = batch.delta_rows, batch.event_ids
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
             del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
@@ -189,9 +210,11 @@ class Store:
             db.rollback(cur)  # a failed ROLLBACK must not hide why the batch failed
             raise
         self._last_sequence = result.last_sequence
+        self._delta_rows += delta_rows
         # Only what committed is seen from now on.
         seen = self._seen
         seen.events.add(event_hashes)
+        seen.recent.add(event_ids)
         if key_hashes is not None:
             seen.keys.add(key_hashes[:, 0].copy(), key_hashes[:, 1].copy(), key_sequences)
         return result
@@ -349,9 +372,12 @@ class Store:
         batch.found = self._seen.find_keys(keys)
         event_ids = list(ids)
         hashes = md5_halves(event_ids)[:, 1].copy()
-        hit, _ = self._seen.events.find(hashes)
+        hit = self._seen.events.find(hashes)
         candidates = [event_ids[i] for i in np.flatnonzero(hit)]
-        seen = confirm_seen(batch.cur, candidates)
+        recent = self._seen.recent
+        seen = {c for c in candidates if c in recent}
+        if len(seen) < len(candidates):  # older than the recent ids, or a hash collision
+            seen |= confirm_seen(batch.cur, [c for c in candidates if c not in seen])
         if self.archive is not None and len(seen) < len(candidates):
             # Applied before, then archived: its raw row left the file (materializer/archive.py).
             rest = [c for c in candidates if c not in seen]

@@ -13,6 +13,9 @@ from pulse_bi.contract import registry
 #: transaction applies them).
 AGGREGATES = (catalog, sales, stock, receivables, sites, pipeline)
 
+#: Aggregate tables kept as base + delta (``materializer.aggregates.deltas``).
+FOLDED = (*sales.FOLDED, *stock.FOLDED)
+
 
 def check_registry() -> list[str]:
     """Aggregates declared without a module or out of order, modules missing ``probe``,

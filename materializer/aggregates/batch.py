@@ -54,6 +54,8 @@ class Batch:
         #: Arrow tables an aggregate builds for one step and reads again in another.
         self.frames: dict[str, pa.Table] = {}
         self.aggregates: set[str] = {"pipeline"}
+        #: Rows appended to aggregate deltas (``materializer.aggregates.deltas``).
+        self.delta_rows = 0
         #: The keys the batch touched, for its change notice (lists may repeat keys).
         self.changes = Changes()
         #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows
@@ -115,6 +117,19 @@ class Batch:
                 first = by_sequence.get(sequence, "?")
                 self.reject(event, event_type, f"{field} '{key}' already {verb} by event '{first}'")
         return accepted
+
+    def accept_with_followers(
+        self, aggregate: str, creates: tuple[str, str, str, str, str], follows: str
+    ) -> tuple[dict[str, Accepted], list[Accepted]] | None:
+        """The events that create ids (``accept_first(*creates)``) and those of type
+        ``follows`` that refer to them (cancellations, payments); None when the batch has
+        neither, else ``aggregate`` is marked as touched."""
+        created = self.accept_first(*creates)
+        followers = self.of_type(follows)
+        if not created and not followers:
+            return None
+        self.aggregates.add(aggregate)
+        return created, followers
 
     @staticmethod
     def site_column(events: list[Accepted]) -> pa.Array:

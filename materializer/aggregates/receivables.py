@@ -30,6 +30,8 @@ from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, money
 from pulse_bi.contract import registry
 
+#: ``Batch.accept_first`` arguments of the events that create ids.
+CREATES = ("invoice.issued", "invoice_id", "i:", "invoice_events", "issued")
 SPEC = registry.RECEIVABLES
 
 
@@ -45,11 +47,9 @@ def probe(batch: Batch) -> list[str]:
 
 def apply(batch: Batch) -> None:
     """Store invoices and payments and bring the open items up to date."""
-    issued = batch.accept_first("invoice.issued", "invoice_id", "i:", "invoice_events", "issued")
-    payments = batch.of_type("payment.received")
-    if not issued and not payments:
+    if (found := batch.accept_with_followers(SPEC.name, CREATES, "payment.received")) is None:
         return
-    batch.aggregates.add(SPEC.name)
+    issued, payments = found
     batch.changes.receivables = True
     cur = batch.cur
     paid_now: dict[str, Decimal] = defaultdict(Decimal)  # invoices of this batch

@@ -30,6 +30,7 @@ from materializer.aggregates.batch import (
     iso,
     strings,
 )
+from materializer.aggregates.deltas import Folded
 from materializer.aggregates.history import History
 from materializer.queries import (
     EXACT,
@@ -43,7 +44,18 @@ from materializer.queries import (
 )
 from pulse_bi.contract import UtcTime, registry
 
+#: ``Batch.accept_first`` arguments of the events that create ids.
+CREATES = ("order.created", "order_id", "o:", "order_events", "created")
 SPEC = registry.SALES
+
+#: The hourly tables take appends (``materializer.aggregates.deltas``).
+_SALES_SUMS = "orders gross_revenue units cancelled_orders cancelled_revenue cancelled_units"
+SALES_BY_HOUR = Folded("sales_by_hour", sums=tuple(_SALES_SUMS.split()))
+PRODUCT_SALES_BY_HOUR = Folded(
+    "product_sales_by_hour",
+    sums=("units", "revenue", "cancelled_units", "cancelled_revenue"),
+)
+FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -99,11 +111,9 @@ def _cancellation_targets(
 
 def apply(batch: Batch) -> None:
     """Store the batch's orders and cancellations and update the sales aggregates."""
-    created = batch.accept_first("order.created", "order_id", "o:", "order_events", "created")
-    cancels = batch.of_type("order.cancelled")
-    if not created and not cancels:
+    if (found := batch.accept_with_followers(SPEC.name, CREATES, "order.cancelled")) is None:
         return
-    batch.aggregates.add(SPEC.name)
+    created, cancels = found
     orders = list(created.values())
     targets, effects, waiting = _cancellation_targets(batch, created)
     if orders:
@@ -278,35 +288,25 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
         for hour in pc.unique(pc.floor_temporal(orders.column("time"), unit="hour")).to_pylist():
             batch.changes.sales_hours.append(iso(hour))
         batch.changes.channels.extend(pc.unique(orders.column("channel")).to_pylist())
-    # Grouped by the key first: an upsert must never see the same key twice.
-    cur.execute(
-        "INSERT INTO sales_by_hour SELECT hour, channel, site, sum(orders), sum(gross), sum(units),"
-        f" sum(c_orders), sum(c_revenue), sum(c_units) FROM ({union_sales}) GROUP BY ALL"
-        " ON CONFLICT DO UPDATE SET"
-        " orders = sales_by_hour.orders + excluded.orders,"
-        " gross_revenue = sales_by_hour.gross_revenue + excluded.gross_revenue,"
-        " units = sales_by_hour.units + excluded.units,"
-        " cancelled_orders = sales_by_hour.cancelled_orders + excluded.cancelled_orders,"
-        " cancelled_revenue = sales_by_hour.cancelled_revenue + excluded.cancelled_revenue,"
-        f" cancelled_units = sales_by_hour.cancelled_units + excluded.cancelled_units"
-        f"{returning_sales}"
-    )
+    # Grouped by the key first: one delta row per key and batch.
+    rows = cur.execute(
+        f"INSERT INTO {SALES_BY_HOUR.delta} SELECT hour, channel, site, sum(orders),"
+        " sum(gross), sum(units), sum(c_orders), sum(c_revenue), sum(c_units)"
+        f" FROM ({union_sales}) GROUP BY ALL{returning_sales}"
+    ).fetchall()
+    batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
-        for hour, channel in cur.fetchall():
+        for hour, channel in rows:
             batch.changes.sales_hours.append(iso(hour))
             batch.changes.channels.append(channel)
-    cur.execute(
-        "INSERT INTO product_sales_by_hour SELECT hour, sku, site, sum(units), sum(revenue),"
-        f" sum(c_units), sum(c_revenue) FROM ({union_products}) GROUP BY ALL"
-        " ON CONFLICT DO UPDATE SET"
-        " units = product_sales_by_hour.units + excluded.units,"
-        " revenue = product_sales_by_hour.revenue + excluded.revenue,"
-        " cancelled_units = product_sales_by_hour.cancelled_units + excluded.cancelled_units,"
-        " cancelled_revenue = product_sales_by_hour.cancelled_revenue"
-        f" + excluded.cancelled_revenue{returning_products}"
-    )
+    rows = cur.execute(
+        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} SELECT hour, sku, site, sum(units),"
+        f" sum(revenue), sum(c_units), sum(c_revenue) FROM ({union_products})"
+        f" GROUP BY ALL{returning_products}"
+    ).fetchall()
+    batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
-        batch.changes.skus.extend(sku for (sku,) in cur.fetchall())
+        batch.changes.skus.extend(sku for (sku,) in rows)
 
 
 #: Key columns of ``sales_by_hour`` and ``product_sales_by_hour`` (the rebuild groups
@@ -325,7 +325,7 @@ def rebuild(history: History) -> None:
     cancellations = history.of("order_cancellations")
     cancelled = f"(SELECT DISTINCT order_id, true AS cancelled FROM {cancellations})"
     cur.execute(
-        f"INSERT INTO sales_by_hour BY NAME SELECT {SALES_KEYS}, count(*) AS orders,"
+        f"INSERT INTO {SALES_BY_HOUR.base} BY NAME SELECT {SALES_KEYS}, count(*) AS orders,"
         " sum(total_amount) AS gross_revenue, sum(units) AS units,"
         " count(cancelled) AS cancelled_orders,"
         " coalesce(sum(total_amount) FILTER (WHERE cancelled), 0) AS cancelled_revenue,"
@@ -333,7 +333,7 @@ def rebuild(history: History) -> None:
         f" FROM {orders} LEFT JOIN {cancelled} c USING (order_id) GROUP BY {SALES_KEYS}"
     )
     cur.execute(
-        f"INSERT INTO product_sales_by_hour BY NAME SELECT {PRODUCT_SALES_KEYS},"
+        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.base} BY NAME SELECT {PRODUCT_SALES_KEYS},"
         " sum(quantity) AS units, sum(quantity * unit_price) AS revenue,"
         " coalesce(sum(quantity) FILTER (WHERE cancelled), 0) AS cancelled_units,"
         " coalesce(sum(quantity * unit_price) FILTER (WHERE cancelled), 0)"

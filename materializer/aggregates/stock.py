@@ -14,11 +14,16 @@ from __future__ import annotations
 import pyarrow as pa
 
 from materializer.aggregates.batch import Batch, event_table, strings
+from materializer.aggregates.deltas import Folded
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
 SPEC = registry.STOCK
+
+#: The snapshot takes appends (``materializer.aggregates.deltas``).
+STOCK_SNAPSHOT = Folded("stock_snapshot", sums=("on_hand",), latest=("last_movement_at",))
+FOLDED = (STOCK_SNAPSHOT,)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -41,14 +46,12 @@ def apply(batch: Batch) -> None:
         warehouse=strings(warehouses),
     )
     batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
-    # Grouped by the key first: an upsert must never see the same key twice.
-    batch.cur.execute(
-        "INSERT INTO stock_snapshot SELECT sku, warehouse, site, sum(quantity_delta), max(time) "
-        "FROM batch_moves GROUP BY ALL ON CONFLICT DO UPDATE SET "
-        "on_hand = stock_snapshot.on_hand + excluded.on_hand, "
-        "last_movement_at = greatest(stock_snapshot.last_movement_at, "
-        "excluded.last_movement_at)"
-    )
+    # Grouped by the key first: one delta row per key and batch.
+    (count,) = batch.cur.execute(
+        f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, site, sum(quantity_delta),"
+        " max(time) FROM batch_moves GROUP BY ALL"
+    ).fetchall()[0]
+    batch.delta_rows += count
     batch.changes.skus.extend(skus)
     batch.changes.warehouses.extend(warehouses)
 
@@ -58,9 +61,10 @@ SNAPSHOT_KEYS = "sku, warehouse, site"
 
 
 def rebuild(history: History) -> None:
-    """``stock_snapshot`` from every movement: on hand is their sum."""
+    """``stock_snapshot`` (its base: one row per key) from every movement: on hand is
+    their sum."""
     history.cur.execute(
-        f"INSERT INTO stock_snapshot BY NAME SELECT {SNAPSHOT_KEYS},"
+        f"INSERT INTO {STOCK_SNAPSHOT.base} BY NAME SELECT {SNAPSHOT_KEYS},"
         " sum(quantity_delta) AS on_hand, max(time) AS last_movement_at"
         f" FROM {history.of('stock_events')} GROUP BY {SNAPSHOT_KEYS}"
     )

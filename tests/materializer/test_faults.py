@@ -159,7 +159,10 @@ async def test_a_damaged_file_is_retried_not_dead_lettered_and_a_stop_during_it_
     async with Materializer(settings) as running:
         await running.wait_for_sequence(await publish_events(js, *orders(0, 10)))
         assert running.store is not None
-        running.store.conn.execute("ALTER TABLE sales_by_hour RENAME TO sales_by_hour_away")
+        # The table batches write the hourly sales to (m0008).
+        running.store.conn.execute(
+            "ALTER TABLE sales_by_hour_delta RENAME TO sales_by_hour_delta_away"
+        )
         await publish_events(js, *orders(10, 5))
         await until(lambda: running.health()[0] == "unavailable")
         reason = running.health()[1]
@@ -171,7 +174,7 @@ async def test_a_damaged_file_is_retried_not_dead_lettered_and_a_stop_during_it_
     conn = duckdb.connect(str(settings.duckdb_path))
     try:
         assert conn.execute("SELECT last_sequence FROM pipeline_state").fetchone() == (10,)
-        conn.execute("ALTER TABLE sales_by_hour_away RENAME TO sales_by_hour")
+        conn.execute("ALTER TABLE sales_by_hour_delta_away RENAME TO sales_by_hour_delta")
     finally:
         conn.close()
 

@@ -156,9 +156,9 @@ def test_text_and_line_limits() -> None:
 
 
 def _narrow_the_hourly_revenue(store: Store) -> None:
-    """Give ``sales_by_hour`` the DECIMAL(18,2) revenue of schema version 2, so that two
-    orders of the largest amount in one hour fail in SQL, as they once did."""
-    store.conn.execute("ALTER TABLE sales_by_hour ALTER gross_revenue TYPE DECIMAL(18, 2)")
+    """Give the hourly revenue that batches write (``sales_by_hour_delta``, m0008) a
+    DECIMAL(17,2), so that an order of the largest amount fails in SQL."""
+    store.conn.execute("ALTER TABLE sales_by_hour_delta ALTER gross_revenue TYPE DECIMAL(17, 2)")
 
 
 def _everything(store: Store) -> dict[str, Any]:
@@ -174,7 +174,7 @@ def _everything(store: Store) -> dict[str, Any]:
 def _batch_with_an_overflowing_order(stream: Stream, bad: bytes | None = None) -> list[Any]:
     big = [("SKU-1", 1, MAX_MONEY)]
     messages = [
-        stream.order("O-1", total=MAX_MONEY, lines=big),
+        stream.order("O-1", total="12.00", lines=[("SKU-1", 1, "12.00")]),
         stream.move("SKU-1", "W", 5),
         stream.order("O-2", total="5.00", channel="store"),
     ]
@@ -207,7 +207,7 @@ def test_a_batch_failing_in_sql_is_split_and_only_the_offending_event_rejected(
         assert row["sequence"] == 4
         assert (row["event_id"], row["event_type"]) == ("overflow", "order.created")
         assert row["reason"].startswith("internal: ConversionException: ")
-        assert "DECIMAL(18,2)" in row["reason"]
+        assert "DECIMAL(17,2)" in row["reason"]
         # The same as if that message had been rejected at decode.
         decoded.apply_batch(_batch_with_an_overflowing_order(Stream(), bad=b"junk"))
         assert _everything(split) == _everything(decoded)

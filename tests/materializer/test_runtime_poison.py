@@ -77,16 +77,16 @@ async def test_a_restart_over_a_stream_holding_poison_does_not_crash(
 async def test_an_event_that_fails_in_sql_is_dead_lettered_while_running(
     materializer_settings: Settings, js: JetStreamContext, nc: NATS
 ) -> None:
-    # A file whose hourly revenue is still DECIMAL(18,2), as before schema version 3:
-    # the second order of the largest amount in one hour fails in SQL.
+    # A file whose hourly revenue (what batches write, m0008) is DECIMAL(17,2): an order
+    # of the largest amount fails in SQL.
     store = Store.open(materializer_settings.duckdb_path)
-    store.conn.execute("ALTER TABLE sales_by_hour ALTER gross_revenue TYPE DECIMAL(18, 2)")
+    store.conn.execute("ALTER TABLE sales_by_hour_delta ALTER gross_revenue TYPE DECIMAL(17, 2)")
     store.close()
     port = free_port()
     settings = dataclasses.replace(materializer_settings, http_port=port)
     async with Materializer(settings) as running:
         last = await publish_events(
-            js, order("O-1", MAX_MONEY), order("O-2", MAX_MONEY), order("O-3", "0.00")
+            js, order("O-1", "12.00"), order("O-2", MAX_MONEY), order("O-3", "0.00")
         )
         await running.wait_for_sequence(last)
         status, body = await health(port)

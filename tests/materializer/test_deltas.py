@@ -1,0 +1,173 @@
+"""Aggregate deltas: batches append, the store folds them into the bases between batches;
+no read answers differently, whether the rows are folded, waiting, or a restart away."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from materializer.aggregates import FOLDED, deltas
+from materializer.store import RawMessage, Store
+from tests.materializer.eventkit import DAY, Stream
+
+READS: list[tuple[str, dict[str, Any]]] = [
+    ("sales_by_hour", DAY),
+    ("sales_by_hour", {**DAY, "channel": "shop"}),
+    ("sales_by_channel", DAY),
+    ("sales_summary", DAY),
+    ("top_products", DAY),
+    ("stock_levels", {}),
+    ("low_stock", {}),
+]
+
+
+def answers(store: Store) -> list[Any]:
+    return [store.query(name, params).wire for name, params in READS]
+
+
+def traffic(stream: Stream, batches: int, seed: int = 3) -> list[list[RawMessage]]:
+    """Orders over a few hours and channels, cancellations of new and old orders (some
+    before their order), stock movements and reorder points."""
+    rng = random.Random(seed)
+    out: list[list[RawMessage]] = []
+    orders = 0
+    for _ in range(batches):
+        batch = []
+        for _ in range(rng.randint(1, 12)):
+            roll = rng.random()
+            hour = rng.randint(0, 5)
+            time = f"2026-11-25T{hour:02d}:{rng.randint(0, 59):02d}:00Z"
+            if roll < 0.45:
+                orders += 1
+                sku = f"SKU-{rng.randint(1, 6)}"
+                quantity, price = rng.randint(1, 4), f"{rng.randint(1, 9999) / 100:.2f}"
+                channel = rng.choice(["web", "shop", "phone"])
+                batch.append(
+                    stream.order(
+                        f"O-{orders}", lines=[(sku, quantity, price)], channel=channel, time=time
+                    )
+                )
+            elif roll < 0.6 and orders:
+                # Now and then one of an order that comes later (it waits for it).
+                batch.append(stream.cancel(f"O-{rng.randint(1, orders + 2)}", time=time))
+            elif roll < 0.95:
+                sku, warehouse = f"SKU-{rng.randint(1, 6)}", rng.choice(["W1", "W2"])
+                batch.append(stream.move(sku, warehouse, rng.randint(-9, 20), time=time))
+            else:
+                batch.append(stream.product(f"SKU-{rng.randint(1, 6)}", reorder_point=5))
+        out.append(batch)
+    return out
+
+
+def delta_rows(store: Store) -> int:
+    return store.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
+
+
+def base_keys_unique(store: Store) -> bool:
+    sql = (
+        "SELECT (SELECT count(*) FROM sales_by_hour_base) = (SELECT count(DISTINCT (hour,"
+        " channel)) FROM sales_by_hour_base) AND (SELECT count(*) FROM"
+        " product_sales_by_hour_base) = (SELECT count(DISTINCT (hour, sku)) FROM"
+        " product_sales_by_hour_base) AND (SELECT count(*) FROM stock_snapshot_base) ="
+        " (SELECT count(DISTINCT (sku, warehouse)) FROM stock_snapshot_base)"
+    )
+    return bool(store.read(lambda cursor: cursor.execute(sql).fetchall())[0][0])
+
+
+def test_folding_changes_no_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same traffic into a store that never folds and one that folds every few batches
+    gives the same answers after every batch; an explicit fold changes nothing either."""
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 10**9)
+    never = Store.open(tmp_path / "never.duckdb")
+    often = Store.open(tmp_path / "often.duckdb")
+    try:
+        for number, batch in enumerate(traffic(Stream(), 120)):
+            never.apply_batch(batch)
+            monkeypatch.setattr(deltas, "COMPACT_ROWS", 25)
+            often.apply_batch(batch)
+            monkeypatch.setattr(deltas, "COMPACT_ROWS", 10**9)
+            if number % 10 == 0:
+                assert answers(often) == answers(never)
+        assert answers(often) == answers(never)
+        assert delta_rows(often) < delta_rows(never)
+        expected = answers(never)
+        assert any(expected[0]) and any(expected[5])  # the traffic reached the tables
+        never.compact()
+        assert delta_rows(never) == 0
+        assert answers(never) == expected
+        assert base_keys_unique(never) and base_keys_unique(often)
+    finally:
+        never.close()
+        often.close()
+
+
+def test_a_batch_appends_to_the_deltas_and_the_fold_empties_them(
+    store: Store, stream: Stream
+) -> None:
+    store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 5)])
+    store.apply_batch([stream.order("O-2"), stream.move("SKU-1", "W1", -2)])
+    # Two batches, each one row per table: sales, product sales, stock.
+    assert delta_rows(store) == 6
+    levels = store.query("stock_levels", {}).wire
+    assert [(r["sku"], r["on_hand"]) for r in levels] == [("SKU-1", 3)]
+    store.compact()
+    assert delta_rows(store) == 0
+    assert store.query("stock_levels", {}).wire == levels
+    assert store.query("sales_summary", DAY).wire["orders"] == 2
+
+
+def test_the_store_folds_once_the_deltas_reach_the_threshold(
+    store: Store, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 5)
+    store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 5)])  # 3 rows
+    store.apply_batch([stream.order("O-2"), stream.move("SKU-2", "W1", 1)])  # 6 rows
+    assert delta_rows(store) == 6
+    store.apply_batch([stream.move("SKU-1", "W1", 1)])  # folds first, then 1 row
+    assert delta_rows(store) == 1
+    assert store.query("sales_summary", DAY).wire["orders"] == 2
+    levels = store.query("stock_levels", {}).wire
+    assert [(r["sku"], r["on_hand"]) for r in levels] == [("SKU-1", 6), ("SKU-2", 1)]
+
+
+def test_deltas_survive_a_restart_and_count_towards_the_next_fold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pulse.duckdb"
+    stream = Stream()
+    store = Store.open(path)
+    store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 5)])
+    before = answers(store)
+    store.close()
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 3)
+    store = Store.open(path)
+    try:
+        assert delta_rows(store) == 3
+        assert answers(store) == before
+        store.apply_batch([stream.cancel("O-1")])  # folds the 3 rows first
+        assert delta_rows(store) == 2  # the cancellation's sales and product rows
+        assert store.query("sales_summary", DAY).wire["cancelled_orders"] == 1
+        assert store.query("stock_levels", {}).wire[0]["on_hand"] == 5
+    finally:
+        store.close()
+
+
+def test_the_snapshot_view_folds_movements_of_one_key_across_base_and_delta(
+    store: Store, stream: Stream
+) -> None:
+    store.apply_batch([stream.move("SKU-1", "W1", 5, time="2026-11-25T11:00:00Z")])
+    store.compact()
+    store.apply_batch([stream.move("SKU-1", "W1", -7, time="2026-11-25T09:00:00Z")])
+    (row,) = store.query("stock_levels", {}).wire
+    assert row["on_hand"] == -2
+    assert row["last_movement_at"] == "2026-11-25T11:00:00+00:00"  # the latest, not the last
+
+
+def test_folding_an_empty_store_does_nothing(store: Store) -> None:
+    store.compact()
+    assert delta_rows(store) == 0
+    assert answers(store) == answers(store)
+    assert store.query("stock_levels", {}).wire == []
