@@ -1,0 +1,120 @@
+"""Attacks on the ingest path as a whole: an unlucky producer and an unlucky operator
+(nats-server restarted mid-ingest, a slow writer that makes the consumer pause, payloads
+at the size limit, site headers spelled oddly). Exactly once must hold throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from msgspec import structs
+from nats.js import JetStreamContext
+
+from materializer import archive, rebuild
+from materializer.app import Materializer
+from materializer.settings import Settings
+from materializer.store import Store
+from pulse_bi.natsserver import LocalNatsServer
+from tests.conftest import local_materializer
+from tests.materializer.eventkit import Stream
+from tests.materializer.test_runtime import order
+
+
+def _big_order(order_id: str, size: int) -> dict[str, Any]:
+    """A valid order whose JSON is about ``size`` bytes (a long extension attribute)."""
+    event = order(order_id, "10.00", time="2026-11-25T10:00:00Z")
+    event["note"] = ""
+    event["note"] = "n" * (size - len(json.dumps(event).encode()))
+    return event
+
+
+async def _publish(js: JetStreamContext, event: dict[str, Any], site_line: str | None) -> int:
+    headers = {"Nats-Msg-Id": event["id"]}
+    if site_line is not None:
+        headers["Pulse-Site"] = site_line
+    ack = await js.publish(
+        "pulse.events.orders.created", json.dumps(event).encode(), headers=headers
+    )
+    return ack.seq
+
+
+async def test_exactly_once_through_a_server_restart_pauses_and_big_payloads(
+    nats_server: LocalNatsServer,
+    js: JetStreamContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow writer (the buffer fills: pause, resubscribe), payloads up to 1 MiB and a
+    nats-server restart in the middle: every event is applied once, none lost."""
+    settings: Settings = local_materializer(
+        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=5
+    )
+    apply = Store.apply_batch
+
+    def slow(self: Store, batch: Any) -> Any:
+        time.sleep(0.01)
+        return apply(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", slow)
+    sites = [None, "wh1", " wh2 ", "WH1"]
+    expected: dict[str, int] = {}
+    published = 0
+    async with Materializer(settings) as running:
+        last = 0
+        for i in range(300):
+            size = 1024 * 1024 - 200 if i % 50 == 7 else 300
+            site = sites[i % len(sites)]
+            last = await _publish(js, _big_order(f"O-{i}", size), site)
+            key = (site or "").strip()
+            expected[key] = expected.get(key, 0) + 1
+            published += 1
+            if i == 150:
+                nats_server.restart()
+                await asyncio.sleep(0.5)
+                await js._nc.flush(timeout=10)
+        await running.wait_for_sequence(last, timeout=90)
+        stats = running.store.stats()
+        sites_seen = {row["site"]: row["events"] for row in running.store.query("sites", {}).wire}
+        gaps = running.store.read(
+            lambda c: c.execute("SELECT count(*) FROM stream_gaps").fetchall()[0][0]
+        )
+    assert stats["last_sequence"] == last
+    assert stats["events_applied"] == published
+    assert stats["events_duplicate"] == 0
+    assert gaps == 0
+    assert sites_seen == expected
+
+
+def test_a_rebuild_does_not_take_a_bad_site_rejects_time_as_the_last_event_time(
+    tmp_path: Path,
+) -> None:
+    """A message rejected for its Pulse-Site header never reached an aggregate: live
+    ingest does not count its time, and neither may a set-based rebuild (its raw bytes
+    alone decode as a valid event)."""
+    stream = Stream()
+    good = structs.replace(stream.order("O-1", time="2026-11-25T10:00:00Z"), site="wh1")
+    bad = structs.replace(stream.order("O-2", time="2026-11-25T11:00:00Z"), site="wh 1")
+    live = Store.open(tmp_path / "live.duckdb")
+    try:
+        live.apply_batch([good, bad])
+        archive.write_run(tmp_path / "archive", [good, bad], live.conn)
+        expected = live.stats()
+    finally:
+        live.close()
+    assert expected["events_rejected"] == 1
+    rebuilt = Store.open(tmp_path / "rebuilt.duckdb")
+    try:
+        assert rebuild.load(rebuilt.conn, tmp_path / "archive") is not None
+        got = rebuilt.stats()
+    finally:
+        rebuilt.close()
+    assert (
+        got["last_event_time"]
+        == expected["last_event_time"]
+        == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    )
