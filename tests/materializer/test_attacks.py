@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from materializer import archive, rebuild
 from materializer.app import Materializer
 from materializer.settings import Settings
-from materializer.store import Store
+from materializer.store import BadQuery, Store
 from pulse_bi.natsserver import LocalNatsServer
 from tests.conftest import local_materializer
 from tests.materializer.eventkit import Stream
@@ -118,3 +118,17 @@ def test_a_rebuild_does_not_take_a_bad_site_rejects_time_as_the_last_event_time(
         == expected["last_event_time"]
         == datetime(2026, 11, 25, 10, tzinfo=UTC)
     )
+
+
+@pytest.mark.parametrize("site", ["wh1\n", "\n", "wh1\n\n", "wh1 "])
+def test_a_site_parameter_with_a_trailing_newline_is_refused(tmp_path: Path, site: str) -> None:
+    """``$`` in a searched pattern also matches before a final newline: 'wh1\\n' is not
+    a site name and must be a clear error, not an empty answer."""
+    store = Store.open(tmp_path / "params.duckdb")
+    try:
+        for name in ("stock_levels", "low_stock", "stock_movements"):
+            with pytest.raises(BadQuery, match="parameter 'site' must match"):
+                store.query(name, {"site": site})
+        assert store.query("stock_levels", {"site": "wh1"}).wire == []
+    finally:
+        store.close()
