@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +18,14 @@ from msgspec import structs
 from nats.js import JetStreamContext
 
 from materializer import archive, rebuild
+from materializer.aggregates import deltas
 from materializer.app import Materializer
 from materializer.settings import Settings
-from materializer.store import BadQuery, Store
+from materializer.store import BadQuery, RawMessage, Store
 from pulse_bi.natsserver import LocalNatsServer
 from tests.conftest import local_materializer
 from tests.materializer.eventkit import Stream
+from tests.materializer.test_deltas import READS, answers, traffic
 from tests.materializer.test_runtime import order
 
 
@@ -132,3 +136,91 @@ def test_a_site_parameter_with_a_trailing_newline_is_refused(tmp_path: Path, sit
         assert store.query("stock_levels", {"site": "wh1"}).wire == []
     finally:
         store.close()
+
+
+_CHILD = """
+import sys
+from msgspec import structs
+from materializer.aggregates import deltas
+from materializer.store import Store
+from tests.materializer.eventkit import Stream
+from tests.materializer.test_deltas import READS, answers, traffic
+from tests.materializer.test_deltas import traffic
+
+deltas.COMPACT_ROWS = 7
+store = Store.open(sys.argv[1])
+for number, batch in enumerate(traffic(Stream(), 400, seed=11)):
+    site = ("", "wh1", "wh2")[number % 3] or None
+    batch = [structs.replace(m, site=site) for m in batch]
+    store.apply_batch(batch)  # folds first whenever the deltas hold 7 rows
+    if number == 20:
+        print("running", flush=True)
+"""
+
+
+def _site_batches() -> list[list[RawMessage]]:
+    return [
+        [structs.replace(m, site=("", "wh1", "wh2")[number % 3] or None) for m in batch]
+        for number, batch in enumerate(traffic(Stream(), 400, seed=11))
+    ]
+
+
+def _base_keys_unique(store: Store) -> bool:
+    """One base row per key, the site among the key columns."""
+    keys = {
+        "sales_by_hour_base": "hour, channel, site",
+        "product_sales_by_hour_base": "hour, sku, site",
+        "stock_snapshot_base": "sku, warehouse, site",
+    }
+    sql = " AND ".join(
+        f"(SELECT count(*) FROM {t}) = (SELECT count(DISTINCT ({k})) FROM {t})"
+        for t, k in keys.items()
+    )
+    return bool(store.read(lambda cursor: cursor.execute(f"SELECT {sql}").fetchall())[0][0])
+
+
+@pytest.mark.parametrize("after", [0.2, 0.6])
+def test_a_kill_between_batches_and_folds_loses_nothing_and_counts_nothing_twice(
+    tmp_path: Path, after: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL a writer that folds every few batches, wherever it is (in a batch, in a
+    fold, between them): the file reopens at a batch boundary with exactly that
+    prefix's answers, per site too, and ingest goes on from there exactly."""
+    path = tmp_path / "killed.duckdb"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"running\n"
+        time.sleep(after)
+    finally:
+        child.kill()
+        child.wait()
+    batches = _site_batches()
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 10**9)
+    killed = Store.open(path)
+    reference = Store.open(tmp_path / "reference.duckdb")
+    try:
+        last = killed.last_sequence()
+        done = [b for b in batches if b[-1].sequence <= last]
+        assert done and done[-1][-1].sequence == last  # a batch boundary
+        assert len(done) < len(batches)  # killed mid-ingest
+        reference.apply_batch([m for b in done for m in b])
+        for site in (None, "", "wh1", "wh2"):
+            params = {} if site is None else {"site": site}
+            for name, window in READS:
+                assert killed.query(name, {**window, **params}).wire == (
+                    reference.query(name, {**window, **params}).wire
+                ), (name, site)
+        monkeypatch.setattr(deltas, "COMPACT_ROWS", 7)
+        for batch in batches[len(done) :]:
+            killed.apply_batch(batch)
+            reference.apply_batch(batch)
+        assert killed.stats()["events_applied"] == reference.stats()["events_applied"]
+        assert answers(killed) == answers(reference)
+        assert _base_keys_unique(killed)
+    finally:
+        killed.close()
+        reference.close()
