@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import pytest
 from msgspec import structs
 from nats.js import JetStreamContext
@@ -41,10 +42,16 @@ async def _publish(js: JetStreamContext, event: dict[str, Any], site_line: str |
     headers = {"Nats-Msg-Id": event["id"]}
     if site_line is not None:
         headers["Pulse-Site"] = site_line
-    ack = await js.publish(
-        "pulse.events.orders.created", json.dumps(event).encode(), headers=headers
-    )
-    return ack.seq
+    for _ in range(60):  # JetStream takes a moment to come back after a restart
+        try:
+            ack = await js.publish(
+                "pulse.events.orders.created", json.dumps(event).encode(), headers=headers
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            await asyncio.sleep(0.5)  # re-sent with its Nats-Msg-Id: stored once
+        else:
+            return ack.seq
+    raise AssertionError("JetStream did not come back")
 
 
 async def test_exactly_once_through_a_server_restart_pauses_and_big_payloads(
@@ -67,26 +74,36 @@ async def test_exactly_once_through_a_server_restart_pauses_and_big_payloads(
     monkeypatch.setattr(Store, "apply_batch", slow)
     sites = [None, "wh1", " wh2 ", "WH1"]
     expected: dict[str, int] = {}
-    published = 0
-    async with Materializer(settings) as running:
-        last = 0
-        for i in range(300):
+    last = 0
+
+    async def publish(numbers: range) -> int:
+        sequence = 0
+        for i in numbers:
             size = 1024 * 1024 - 200 if i % 50 == 7 else 300
             site = sites[i % len(sites)]
-            last = await _publish(js, _big_order(f"O-{i}", size), site)
+            sequence = await _publish(js, _big_order(f"O-{i}", size), site)
             key = (site or "").strip()
             expected[key] = expected.get(key, 0) + 1
-            published += 1
-            if i == 150:
-                nats_server.restart()
-                await asyncio.sleep(0.5)
-                await js._nc.flush(timeout=10)
-        await running.wait_for_sequence(last, timeout=90)
+        return sequence
+
+    await publish(range(400))  # a backlog: the buffer fills, delivery pauses
+    async with Materializer(settings) as running:
+        assert running.ingestor is not None
+        await asyncio.sleep(0.3)
+        nats_server.restart()  # mid-backlog
+        async with asyncio.timeout(30):
+            while not js._nc.is_connected:  # the test's own client reconnects too
+                await asyncio.sleep(0.1)
+        last = await publish(range(400, 500))
+        await running.wait_for_sequence(last, timeout=120)
+        pauses = running.ingestor.pauses
         stats = running.store.stats()
         sites_seen = {row["site"]: row["events"] for row in running.store.query("sites", {}).wire}
         gaps = running.store.read(
             lambda c: c.execute("SELECT count(*) FROM stream_gaps").fetchall()[0][0]
         )
+    assert pauses > 0
+    published = 500
     assert stats["last_sequence"] == last
     assert stats["events_applied"] == published
     assert stats["events_duplicate"] == 0
