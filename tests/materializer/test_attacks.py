@@ -23,6 +23,7 @@ from materializer.aggregates import deltas
 from materializer.app import Materializer
 from materializer.settings import Settings
 from materializer.store import BadQuery, RawMessage, Store
+from pulse_bi.contract import STREAM_NAME
 from pulse_bi.natsserver import LocalNatsServer
 from tests.conftest import local_materializer
 from tests.materializer.eventkit import Stream
@@ -241,3 +242,31 @@ def test_a_kill_between_batches_and_folds_loses_nothing_and_counts_nothing_twice
     finally:
         killed.close()
         reference.close()
+
+
+async def test_messages_deleted_from_the_stream_are_gaps_recorded_once(
+    nats_server: LocalNatsServer, js: JetStreamContext, tmp_path: Path
+) -> None:
+    """Real gaps (the first message, a lone one, three in a row, the last before a
+    resubscription) in a backlog that makes delivery pause: each is re-read once,
+    then accepted and recorded; everything else is applied exactly once."""
+    settings: Settings = local_materializer(
+        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=10, batch_max_wait_ms=5
+    )
+    last = 0
+    for i in range(200):
+        last = await _publish(js, _big_order(f"O-{i}", 300), "wh1" if i % 2 else None)
+    deleted = [1, 17, 60, 61, 62, 150]
+    for sequence in deleted:
+        await js.delete_msg(STREAM_NAME, sequence)
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(last, timeout=60)
+        stats = running.store.stats()
+        gaps = running.store.read(
+            lambda c: c.execute(
+                "SELECT from_sequence, to_sequence FROM stream_gaps ORDER BY ALL"
+            ).fetchall()
+        )
+    assert stats["events_applied"] == 200 - len(deleted)
+    assert stats["events_duplicate"] == 0
+    assert gaps == [(1, 1), (17, 17), (60, 62), (150, 150)]
