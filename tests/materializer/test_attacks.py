@@ -18,7 +18,7 @@ import pytest
 from msgspec import structs
 from nats.js import JetStreamContext
 
-from materializer import archive, rebuild
+from materializer import archive, consumer, rebuild
 from materializer.aggregates import deltas
 from materializer.app import Materializer
 from materializer.settings import Settings
@@ -270,3 +270,46 @@ async def test_messages_deleted_from_the_stream_are_gaps_recorded_once(
     assert stats["events_applied"] == 200 - len(deleted)
     assert stats["events_duplicate"] == 0
     assert gaps == [(1, 1), (17, 17), (60, 62), (150, 150)]
+
+
+async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_bytes(
+    nats_server: LocalNatsServer,
+    js: JetStreamContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog of ~1 MiB events behind a slow writer: counted in events alone, the
+    buffer would hold them all (three times ``batch_max_events`` of them: tens of GiB at
+    the default). Batches stop at ``BATCH_MAX_BYTES`` and delivery pauses at three
+    batches' worth of bytes; every event is still applied once."""
+    monkeypatch.setattr(consumer, "BATCH_MAX_BYTES", 4 * 1024 * 1024)
+    settings: Settings = local_materializer(
+        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=100, batch_max_wait_ms=5
+    )
+    last = 0
+    for i in range(60):
+        last = await _publish(js, _big_order(f"O-{i}", 1024 * 1024 - 300), None)
+    apply = Store.apply_batch
+    batch_bytes: list[int] = []
+
+    def slow(self: Store, batch: Any) -> Any:
+        batch_bytes.append(sum(len(m.data) for m in batch))
+        time.sleep(0.2)
+        return apply(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", slow)
+    async with Materializer(settings) as running:
+        ingestor = running.ingestor
+        assert ingestor is not None
+        peak = 0
+        while running.store.last_sequence() < last:
+            peak = max(peak, sum(len(m.data) for m in ingestor._buffer))
+            await asyncio.sleep(0.02)
+        await running.wait_for_sequence(last, timeout=60)
+        pauses = ingestor.pauses
+        stats = running.store.stats()
+    assert stats["events_applied"] == 60
+    assert stats["events_duplicate"] == 0
+    assert pauses > 0
+    assert max(batch_bytes) <= 4 * 1024 * 1024
+    assert peak <= 3 * 4 * 1024 * 1024 + 1024 * 1024
