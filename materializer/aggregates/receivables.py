@@ -10,10 +10,11 @@ Aging depends on the as-of date, so buckets are computed at query time from the 
 items (balance = amount - paid > 0): days overdue = as_of - due_date; current (≤ 0),
 1-30, 31-60, 61-90, over 90.
 
-``invoices`` holds open items only: an invoice paid in full leaves it (payments only
-add, so it can never be open again), and one paid in full before or as it arrives never
-enters it. So the reads cost in proportion to the open items, not to every invoice
-ever issued (docs/BENCHMARKS.md). The raw tables keep the whole history.
+``invoices`` holds open items only: an invoice paid in full moves to
+``settled_invoices`` (migration m0009), or goes there straight when it is paid in full
+before or as it arrives, and comes back when a later payment (a refund is a negative
+one) leaves a balance again (docs/EVENTS.md). So the reads cost in proportion to the
+open items, not to every invoice ever issued (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ def apply(batch: Batch) -> None:
         return
     issued, payments = found
     batch.changes.receivables = True
-    cur = batch.cur
     paid_now: dict[str, Decimal] = defaultdict(Decimal)  # invoices of this batch
     paid_before: dict[int, Decimal] = defaultdict(Decimal)  # by invoice sequence
     pending: list[Accepted] = []
@@ -92,25 +92,58 @@ def apply(batch: Batch) -> None:
             },
         )
     if paid_before:
-        batch_paid = pa.table(  # noqa: F841 - read by DuckDB below
-            {
-                "sequence": ints(paid_before),
-                "amount": pa.array(list(paid_before.values()), pa.decimal128(38, 2)),
-            }
-        )
-        rows = cur.execute(
-            "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
-            "WHERE invoices.sequence >= ? AND invoices.sequence = p.sequence "
-            "RETURNING invoices.customer_id, invoices.paid >= invoices.amount",
-            [min(paid_before)],
-        ).fetchall()
-        batch.changes.customers.extend(customer for customer, _ in rows)
-        if any(settled for _, settled in rows):
-            cur.execute(
-                "DELETE FROM invoices WHERE sequence >= ? AND paid >= amount"
-                " AND sequence IN (SELECT sequence FROM batch_paid)",
-                [min(paid_before)],
-            )
+        _pay_earlier_invoices(batch, paid_before)
+
+
+def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None:
+    """Add payments to invoices of earlier batches, open or settled (by invoice sequence).
+
+    An open invoice paid in full moves to ``settled_invoices``; a settled one that a
+    payment (a refund is a negative one) leaves with a balance moves back. Moving rows
+    between the two tables keeps the reads on the open items only.
+    """
+    cur = batch.cur
+    batch_paid = pa.table(  # read by DuckDB below
+        {
+            "sequence": ints(paid_before),
+            "amount": pa.array(list(paid_before.values()), pa.decimal128(38, 2)),
+        }
+    )
+    first = min(paid_before)
+    updated = cur.execute(
+        "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
+        "WHERE invoices.sequence >= ? AND invoices.sequence = p.sequence "
+        "RETURNING invoices.sequence, invoices.customer_id, invoices.paid >= invoices.amount",
+        [first],
+    ).fetchall()
+    batch.changes.customers.extend(customer for _, customer, _ in updated)
+    if any(settled for _, _, settled in updated):
+        _move("invoices", "settled_invoices", "paid >= amount", first, cur, batch_paid)
+    if len(updated) == len(paid_before):
+        return
+    reopened = cur.execute(  # rare: a payment after the invoice was paid in full
+        "UPDATE settled_invoices SET paid = settled_invoices.paid + p.amount FROM batch_paid p"
+        " WHERE settled_invoices.sequence >= ? AND settled_invoices.sequence = p.sequence"
+        " AND p.sequence NOT IN (SELECT unnest(?::BIGINT[]))"
+        " RETURNING settled_invoices.customer_id, settled_invoices.paid < settled_invoices.amount",
+        [first, [sequence for sequence, _, _ in updated]],
+    ).fetchall()
+    batch.changes.customers.extend(customer for customer, _ in reopened)
+    if any(is_open for _, is_open in reopened):
+        _move("settled_invoices", "invoices", "paid < amount", first, cur, batch_paid)
+
+
+def _move(
+    source: str, target: str, condition: str, first: int, cur: Cursor, batch_paid: pa.Table
+) -> None:
+    """Move the batch's invoices that meet ``condition`` from one table to the other
+    (``batch_paid`` is read by DuckDB by its name)."""
+    rows = (
+        f"{source}.sequence >= {first:d} AND {condition}"
+        " AND sequence IN (SELECT sequence FROM batch_paid)"
+    )
+    cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source} WHERE {rows}")
+    cur.execute(f"DELETE FROM {source} WHERE {rows}")
 
 
 def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str, Decimal]) -> None:
@@ -136,20 +169,26 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     cur.execute(
         "INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM batch_invoices"
     )
-    if not any(("q:" + e.data.invoice_id) in batch.found for e in invoices):
-        cur.execute(
-            "INSERT INTO invoices BY NAME SELECT * EXCLUDE (event_id, time, paid_now),"
-            " paid_now AS paid FROM batch_invoices WHERE paid_now < amount"
+    waited = any(("q:" + e.data.invoice_id) in batch.found for e in invoices)
+    if not waited:
+        arrived = (
+            "SELECT * EXCLUDE (event_id, time, paid_now), paid_now AS paid FROM batch_invoices"
         )
     else:  # rare: payments that arrived before their invoice count now
-        cur.execute(
-            "INSERT INTO invoices BY NAME SELECT * FROM (SELECT b.invoice_id, b.sequence,"
-            " b.customer_id, b.order_id, b.amount, b.issued_on, b.due_date,"
-            " b.paid_now + coalesce(p.amount, 0) AS paid, b.site"
+        arrived = (
+            "SELECT b.invoice_id, b.sequence, b.customer_id, b.order_id, b.amount, b.issued_on,"
+            " b.due_date, b.paid_now + coalesce(p.amount, 0) AS paid, b.site"
             " FROM batch_invoices b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
             " FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
-            " GROUP BY invoice_id) p USING (invoice_id)) WHERE paid < amount"
+            " GROUP BY invoice_id) p USING (invoice_id)"
         )
+    # Each new invoice is open or, paid in full before or as it arrived, settled.
+    cur.execute(f"INSERT INTO invoices BY NAME SELECT * FROM ({arrived}) WHERE paid < amount")
+    if waited or any(paid_now.get(e.data.invoice_id, 0) >= e.data.amount for e in invoices):
+        cur.execute(
+            f"INSERT INTO settled_invoices BY NAME SELECT * FROM ({arrived}) WHERE paid >= amount"
+        )
+    if waited:
         cur.execute(
             "DELETE FROM pending_payments "
             "WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
@@ -162,30 +201,19 @@ INVOICE_COLUMNS = "invoice_id, sequence, customer_id, order_id, amount, issued_o
 
 
 def rebuild(history: History) -> None:
-    """Open items, waiting payments and invoice keys from every invoice and payment.
-
-    An invoice leaves the open items for good at the first payment that brings what is
-    paid to its amount: payments that came before it count at once when it arrives,
-    later ones one by one in stream order. With payments only adding this is "the sum
-    of its payments is below the amount"; with negative payments (refunds) a file
-    built in batches decides per batch instead (docs/OPERATIONS.md, "Rebuilding").
+    """Open and settled invoices, waiting payments and invoice keys from every invoice
+    and payment: what is paid is the sum of the invoice's payments, whenever they came,
+    and it is open while that is below its amount, as in ``apply``.
     """
     cur = history.cur
     invoices, payments = history.of("invoice_events"), history.of("payment_events")
-    steps = (
-        "SELECT invoice_id, greatest(p.sequence, i.sequence) AS step, sum(p.amount) AS amount"
-        f" FROM {payments} p JOIN {invoices} i USING (invoice_id) GROUP BY ALL"
+    paid = (
+        f"SELECT {INVOICE_COLUMNS}, coalesce(p.paid, 0) AS paid FROM {invoices}"
+        f" LEFT JOIN (SELECT invoice_id, sum(amount) AS paid FROM {payments}"
+        " GROUP BY invoice_id) p USING (invoice_id)"
     )
-    running = (
-        "SELECT invoice_id, max(paid) AS highest, arg_max(paid, step) AS paid FROM ("
-        " SELECT invoice_id, step, sum(amount) OVER (PARTITION BY invoice_id ORDER BY step)"
-        f" AS paid FROM ({steps})) GROUP BY invoice_id"
-    )
-    cur.execute(
-        f"INSERT INTO invoices BY NAME SELECT {INVOICE_COLUMNS}, coalesce(r.paid, 0) AS paid"
-        f" FROM {invoices} LEFT JOIN ({running}) r USING (invoice_id)"
-        " WHERE coalesce(r.highest, 0) < amount"
-    )
+    cur.execute(f"INSERT INTO invoices BY NAME SELECT * FROM ({paid}) WHERE paid < amount")
+    cur.execute(f"INSERT INTO settled_invoices BY NAME SELECT * FROM ({paid}) WHERE paid >= amount")
     waiting = (
         f"SELECT invoice_id, sequence, amount FROM {payments}"
         f" WHERE invoice_id NOT IN (SELECT invoice_id FROM {invoices})"

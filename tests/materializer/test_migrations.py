@@ -246,3 +246,28 @@ def test_upgrade_drops_invoices_paid_in_full(tmp_path: Path) -> None:
         assert conn.execute("SELECT invoice_id FROM invoices").fetchall() == [("I-open",)]
     finally:
         conn.close()
+
+
+def test_upgrade_to_version_9_recovers_settled_invoices_so_a_refund_reopens_one(
+    tmp_path: Path,
+) -> None:
+    path, stream = tmp_path / "pulse.duckdb", Stream()
+    store = Store.open(path)
+    store.apply_batch([stream.invoice("I-1", "100.00"), stream.invoice("I-2", "80.00")])
+    store.apply_batch([stream.payment("P-1", "I-1", "60.00"), stream.payment("P-2", "I-1", "40")])
+    store.close()
+    conn = db.connect(path)  # what version 8 left: the settled invoice only in raw rows
+    conn.execute("DROP TABLE settled_invoices")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 9")
+    conn.close()
+    store = Store.open(path)
+    try:
+        settled = store.read(
+            lambda cur: cur.execute("SELECT invoice_id, paid FROM settled_invoices").fetchall()
+        )
+        assert [(i, str(p)) for i, p in settled] == [("I-1", "100.00")]
+        store.apply_batch([stream.payment("P-3", "I-1", "-10.00")])
+        aging = store.query("ar_aging", {"as_of": "2026-11-25"}).wire
+        assert (aging["open_invoices"], aging["total"]) == (2, "90.00")
+    finally:
+        store.close()

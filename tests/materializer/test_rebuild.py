@@ -104,8 +104,7 @@ def crafted(stream: Stream) -> tuple[list[list[RawMessage]], list[list[RawMessag
             stream.payment("PAY-7", "I-2", "20.00"),  # settles an archived invoice
             stream.invoice("I-4", "200.00"),
             stream.product("SKU-2", name="Renamed", reorder_point=4),
-            # A refund once the invoice left the open items (in another archive run
-            # than its settling payment: within one batch it would count against it).
+            # A refund once the invoice left the open items: it is open again.
             stream.payment("PAY-6", "I-5", "-20.00"),
         ],
     ]

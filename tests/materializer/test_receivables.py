@@ -212,3 +212,59 @@ def test_aging_of_no_open_items_is_zero_with_no_customers(store: Store, stream: 
     store.apply_batch([stream.invoice("I-1", "10.00"), stream.payment("P-1", "I-1", "10.00")])
     result = aging(store)
     assert (result["total"], result["open_invoices"], result["by_customer"]) == ("0.00", 0, [])
+
+
+REFUND_SCENARIO = [
+    ("invoice", "I-1", "100.00"),
+    ("payment", "P-1", "I-1", "100.00"),  # settles it
+    ("payment", "P-2", "I-1", "-30.00"),  # a refund: 30.00 open again
+    ("payment", "P-3", "I-1", "30.00"),  # settled again
+    ("payment", "P-4", "I-1", "-0.01"),
+    ("payment", "P-5", "I-2", "50.00"),  # before its invoice, paying it in full
+    ("invoice", "I-2", "50.00"),
+    ("payment", "P-6", "I-2", "-50.00"),
+]
+
+
+def _refund_events(stream: Stream) -> list[Any]:
+    return [
+        stream.invoice(step[1], step[2]) if step[0] == "invoice" else stream.payment(*step[1:])
+        for step in REFUND_SCENARIO
+    ]
+
+
+def test_a_refund_reopens_a_settled_invoice_whatever_the_batches(tmp_path: Any) -> None:
+    """Balance = amount - the sum of its payments, open while above zero (docs/EVENTS.md),
+    also when a negative payment comes after the invoice was paid in full: the answer
+    does not depend on how the stream was cut into batches."""
+    answers = []
+    for size in (1, 2, 3, len(REFUND_SCENARIO)):
+        store = Store.open(tmp_path / f"batches-{size}.duckdb")
+        events = _refund_events(Stream())
+        for start in range(0, len(events), size):
+            store.apply_batch(events[start : start + size])
+        answers.append([(r["invoice_id"], r["paid"], r["balance"]) for r in overdue(store)])
+        settled = store.read(
+            lambda cur: cur.execute("SELECT count(*) FROM settled_invoices").fetchone()
+        )
+        assert settled == (0,)
+        store.close()
+    assert answers == [[("I-1", "99.99", "0.01"), ("I-2", "0.00", "50.00")]] * 4
+
+
+def test_settled_invoices_leave_the_open_items_and_come_back(store: Store, stream: Stream) -> None:
+    store.apply_batch([stream.invoice("I-1", "100.00"), stream.invoice("I-2", "10.00")])
+    store.apply_batch([stream.payment("P-1", "I-1", "100.00")])
+    assert [r["invoice_id"] for r in overdue(store)] == ["I-2"]
+    assert aging(store)["open_invoices"] == 1
+    store.apply_batch([stream.payment("P-2", "I-1", "-25.00")])
+    assert aging(store)["open_invoices"] == 2
+    assert aging(store)["total"] == "35.00"
+    store.apply_batch([stream.payment("P-3", "I-1", "25.00"), stream.payment("P-4", "I-2", "10")])
+    assert aging(store)["open_invoices"] == 0
+    rows = store.read(
+        lambda cur: cur.execute(
+            "SELECT invoice_id, paid FROM settled_invoices ORDER BY invoice_id"
+        ).fetchall()
+    )
+    assert [(i, str(p)) for i, p in rows] == [("I-1", "100.00"), ("I-2", "10.00")]
