@@ -314,9 +314,28 @@ class ArchiveReader:
         return sorted(found)
 
     def confirm_ids(self, cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[str]:
-        """The candidate event ids that were applied before and archived since."""
+        """The candidate event ids that were applied before and archived since.
+
+        A type's partition holds its rejected messages too; the ``rejected_events`` rows
+        of format-2 runs leave them out, so that a corrected re-send of a rejected event
+        still counts (docs/EVENTS.md, "Bad events"). Format-1 runs have no such rows.
+        """
         if not candidates or not self.horizon:
             return set()
+        rejected = [
+            path
+            for path in row_files(
+                self.root,
+                "rejected_events",
+                [r for r in runs(self.root) if run_format(self.root, r) >= 2],
+            )
+            if Path(path).is_file()
+        ]
+        skip = (
+            " AND sequence NOT IN (SELECT sequence FROM read_parquet(?, hive_partitioning = false))"
+            if rejected
+            else ""
+        )
         found: set[str] = set()
         for label in events.EVENT_TYPES:
             files = self._files(label)
@@ -324,8 +343,8 @@ class ArchiveReader:
                 continue
             rows = cur.execute(
                 "SELECT DISTINCT event_id FROM read_parquet(?, hive_partitioning = false)"
-                " WHERE sequence <= ? AND event_id IN (SELECT unnest(?::VARCHAR[]))",
-                [files, self.horizon, candidates],
+                " WHERE sequence <= ? AND event_id IN (SELECT unnest(?::VARCHAR[]))" + skip,
+                [files, self.horizon, candidates, *([rejected] if rejected else [])],
             ).fetchall()
             found.update(event_id for (event_id,) in rows)
         return found

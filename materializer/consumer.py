@@ -18,12 +18,12 @@ consumer again when two heartbeat intervals pass without anything (``_watch``).
 
 Back-pressure: flow control is answered as soon as a message arrives, so the server
 never pauses for a busy writer; nothing blocks the event loop. When the buffer holds
-three batches the ingestor unsubscribes (the server forgets the ephemeral consumer) and
-subscribes again from the sequence after the last one received once the writer has
-caught up. A sequence gap (a message that never arrived) triggers the same
-resubscription; a gap that is still there afterwards is real (messages deleted from the
-stream): it is accepted, and the store records it with the next batch
-(``materializer.continuity``).
+three batches (by events or by payload bytes) the ingestor unsubscribes (the server
+forgets the ephemeral consumer) and subscribes again from the sequence after the last
+one received once the writer has caught up. A sequence gap (a message that never
+arrived) triggers the same resubscription; a gap that is still there afterwards is
+real (messages deleted from the stream): it is accepted, and the store records it with
+the next batch (``materializer.continuity``).
 
 Before each batch is applied, ``StreamGuard`` confirms the stream is still the one the
 file was built from; a replaced stream stops ingest for good. A batch that fails on a
@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -74,6 +75,10 @@ HEARTBEAT_SECONDS = 2.0
 MIN_TRACED_HEADERS = len(b"NATS/1.0\r\ntraceparent:\r\n\r\n") + 55
 #: Distinct subjects whose decoded name is kept for reuse.
 MAX_SUBJECTS = 1024
+#: Payload bytes of a batch (its first message whatever its size); delivery pauses at
+#: three batches' worth, as at three times ``batch_max_events``: events near the 1 MiB
+#: limit must not make one batch, or the buffer, tens of GiB (docs/OPERATIONS.md).
+BATCH_MAX_BYTES = 64 * 1024 * 1024
 #: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
 CHECKPOINT_TRIES = 5
 
@@ -124,6 +129,7 @@ class Ingestor:
         self._metrics = metrics
         self._on_batch = on_batch
         self._buffer: list[RawMessage] = []
+        self._buffered_bytes = 0  # payload bytes in ``_buffer``
         #: Traces the events' publishers started (pulse_bi/tracing.py).
         self._traces = IngestTraces()
         self._has_messages = asyncio.Event()
@@ -281,9 +287,10 @@ class Ingestor:
             )
         )
         buffered = len(self._buffer)
-        if buffered >= self._batch_max:
+        self._buffered_bytes += len(payload)
+        if buffered >= self._batch_max or self._buffered_bytes >= BATCH_MAX_BYTES:
             self._has_messages.set()
-            if buffered >= 3 * self._batch_max:
+            if buffered >= 3 * self._batch_max or self._buffered_bytes >= 3 * BATCH_MAX_BYTES:
                 self.pauses += 1
                 self._paused = True
                 self._in_background(self._pause())
@@ -351,9 +358,12 @@ class Ingestor:
             await self._has_messages.wait()
             if wait and len(self._buffer) < self._settings.batch_max_events and not self._stopping:
                 await asyncio.sleep(wait)  # let a burst fill the batch
-            batch = self._buffer[: self._settings.batch_max_events]
-            del self._buffer[: len(batch)]
-            if self._paused and len(self._buffer) < self._settings.batch_max_events:
+            batch = self._take()
+            if (
+                self._paused
+                and len(self._buffer) < self._settings.batch_max_events
+                and self._buffered_bytes < BATCH_MAX_BYTES
+            ):
                 await self._resume()
             if not self._buffer:
                 self._has_messages.clear()
@@ -380,6 +390,24 @@ class Ingestor:
             if self._stopping and not self._buffer:
                 return
 
+    def _take(self) -> list[RawMessage]:
+        """The next batch off the buffer: ``batch_max_events`` messages at most, and no
+        more than ``BATCH_MAX_BYTES`` of payload past its first message."""
+        size = self._settings.batch_max_events
+        if len(self._buffer) <= size and self._buffered_bytes <= BATCH_MAX_BYTES:
+            batch, self._buffer, self._buffered_bytes = self._buffer, [], 0
+            return batch
+        count = total = 0
+        for message in itertools.islice(self._buffer, size):
+            if count and total + len(message.data) > BATCH_MAX_BYTES:
+                break
+            count += 1
+            total += len(message.data)
+        batch = self._buffer[:count]
+        del self._buffer[:count]
+        self._buffered_bytes -= total
+        return batch
+
     async def _stream_confirmed(self) -> bool:
         """Wait until JetStream confirms the stream is the file's; False when it was
         replaced (``guard.replaced``) or when stopping."""
@@ -399,6 +427,7 @@ class Ingestor:
         async with self._flow_lock:
             await self._unsubscribe()
         self._buffer.clear()
+        self._buffered_bytes = 0
         self._has_messages.clear()
         self._last_received = self.last_sequence
         await self._stopped.wait()

@@ -17,7 +17,7 @@ from materializer import continuity, events
 from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, utc
-from pulse_bi.contract import UtcTime, registry
+from pulse_bi.contract import SITE_HEADER, UtcTime, registry
 
 SPEC = registry.PIPELINE_STATE
 
@@ -92,7 +92,8 @@ def rebuild(history: History) -> None:
     Every message was applied, rejected or a duplicate: duplicates are the messages
     that left no row. The last event time is that of the latest applied event or of an
     event an aggregate rejected while applying it (``apply`` counts those too; a
-    message rejected by the decoder or stored as an internal dead letter does not).
+    message rejected by the decoder, for its ``Pulse-Site`` header or stored as an internal
+    dead letter does not).
     """
     cur = history.cur
     rejected = history.of("rejected_events")
@@ -107,9 +108,12 @@ def rebuild(history: History) -> None:
     ).fetchone()
     assert row is not None
     applied_count, last_time, rejected_count, messages = row
+    # A bad Pulse-Site header is rejected before any aggregate sees the event, though
+    # its raw bytes decode as a valid event: its time does not count either.
     late = cur.execute(
         f"SELECT subject, raw FROM {rejected} WHERE event_type IS NOT NULL"
-        " AND NOT starts_with(reason, 'internal: ')"
+        " AND NOT starts_with(reason, 'internal: ') AND NOT starts_with(reason, ?)",
+        [f"{SITE_HEADER} header: "],
     ).fetchall()
     for subject, raw in late:
         decoded = events.decode(subject, bytes(raw))

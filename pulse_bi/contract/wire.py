@@ -33,7 +33,9 @@ SITE_HEADER = "Pulse-Site"
 #: A site's name: 1 to ``MAX_SITE_LENGTH`` ASCII letters, digits, ``-`` or ``_`` (a
 #: JetStream domain and server name; docs/EVENTS.md, "Limits").
 MAX_SITE_LENGTH = 64
-SITE_PATTERN = "^[A-Za-z0-9_-]*$"
+#: The ``site`` parameter's pattern (msgspec searches it: ``\Z``, since ``$`` would also
+#: match before a trailing newline).
+SITE_PATTERN = r"^[A-Za-z0-9_-]*\Z"
 
 
 def query_subject(name: str) -> str:

@@ -188,3 +188,24 @@ async def test_a_set_based_rebuild_needs_an_empty_file(tmp_path: Path) -> None:
         rebuild.load(live.store.conn, root)
     live.store.close()
     assert rebuild.why_not(tmp_path / "nothing") == "the archive has no finished run"
+
+
+def test_an_archived_reject_does_not_confirm_its_id_as_applied(tmp_path: Path) -> None:
+    """A message rejected for its site header keeps its event id unseen; once archived,
+    the archive must not answer "applied before" for that id either (a fingerprint hit
+    for the corrected re-send is confirmed there), or the re-send would be dropped."""
+    import msgspec
+
+    stream = Stream()
+    live = Live(tmp_path / "live.duckdb", tmp_path / "archive")
+    bad = msgspec.structs.replace(stream.order("O-1"), site="wh 1")
+    good = stream.order("O-2")
+    live.apply([bad, good])
+    live.archive()
+    reader = live.store.archive
+    assert reader is not None
+    bad_id = msgspec.json.decode(bad.data)["id"]
+    good_id = msgspec.json.decode(good.data)["id"]
+    confirmed = live.store.read(lambda cur: reader.confirm_ids(cur, [bad_id, good_id]))
+    assert confirmed == {good_id}
+    live.store.close()
