@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from materializer.aggregates import FOLDED, deltas
@@ -171,3 +172,22 @@ def test_folding_an_empty_store_does_nothing(store: Store) -> None:
     assert delta_rows(store) == 0
     assert answers(store) == answers(store)
     assert store.query("stock_levels", {}).wire == []
+
+
+def test_a_null_never_reaches_a_delta_or_the_settled_invoices(store: Store) -> None:
+    """A NULL fails the insert of the batch that carries it (which is then split down to
+    the one event), never the fold before some later batch (m0010)."""
+    tables = ("sales_by_hour", "product_sales_by_hour", "stock_snapshot")
+    nullable = store.read(
+        lambda cur: cur.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE is_nullable = 'YES' AND (table_name IN (SELECT unnest(?::VARCHAR[]))"
+            " OR table_name = 'settled_invoices')",
+            [[f"{t}_delta" for t in tables]],
+        ).fetchall()
+    )
+    assert nullable == [("settled_invoices", "order_id")]
+    with pytest.raises(duckdb.ConstraintException):
+        store.conn.execute(
+            "INSERT INTO stock_snapshot_delta VALUES ('SKU-1', 'WH-1', '', NULL, now())"
+        )
