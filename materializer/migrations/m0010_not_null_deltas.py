@@ -8,29 +8,14 @@ the bad row, and that batch is split until the one event is stored as rejected
 (docs/EVENTS.md, "Dead letters").
 """
 
+from materializer.migrations.m0007_sites import _SPLIT
+
+#: Every column of each delta (the split aggregates' keys, ``site``, their values), and
+#: of ``settled_invoices`` but ``order_id``, which is optional on an invoice.
 _COLUMNS = {
-    "sales_by_hour_delta": (
-        "hour",
-        "channel",
-        "site",
-        "orders",
-        "gross_revenue",
-        "units",
-        "cancelled_orders",
-        "cancelled_revenue",
-        "cancelled_units",
-    ),
-    "product_sales_by_hour_delta": (
-        "hour",
-        "sku",
-        "site",
-        "units",
-        "revenue",
-        "cancelled_units",
-        "cancelled_revenue",
-    ),
-    "stock_snapshot_delta": ("sku", "warehouse", "site", "on_hand", "last_movement_at"),
-    # ``order_id`` is optional on an invoice.
+    f"{table}_delta": (*keys.split(", "), "site", *values)
+    for table, (keys, values) in _SPLIT.items()
+} | {
     "settled_invoices": (
         "invoice_id",
         "sequence",
@@ -40,7 +25,7 @@ _COLUMNS = {
         "issued_on",
         "due_date",
         "site",
-    ),
+    )
 }
 
 SQL = "".join(
