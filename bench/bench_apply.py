@@ -208,12 +208,7 @@ class TimedConnection:
 def seen_index_bytes(store: Store) -> int:
     """Bytes of the store's in-memory seen-id index (numpy arrays; not the recent ids)."""
     seen = store._seen
-    keys = [c for level in (seen.keys._base, seen.keys._delta) for c in level if c is not None]
-    events = getattr(seen.events, "nbytes", None)
-    if events is None:  # a 64-bit sorted array
-        levels = (seen.events._base, seen.events._delta)  # type: ignore[attr-defined]
-        events = sum(c.nbytes for level in levels for c in level if c is not None)
-    return int(events + sum(c.nbytes for c in keys))
+    return int(seen.events.nbytes + seen.keys.nbytes)
 
 
 def main() -> None:

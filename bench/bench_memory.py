@@ -8,7 +8,8 @@ A writer thread applies ``--batch``-event batches to a ``Store`` (as the materia
 writer does) and, after each, ``--queries`` named queries run on a pool of query threads
 (the gateway's live-query refreshes; the materializer answers them on four threads),
 and a forced checkpoint every ``--checkpoint`` seconds (the app's ``CHECKPOINT_INTERVAL``).
-Every ``--sample`` seconds one line: batches, RSS, USS, DuckDB's own accounting
+Every ``--sample`` seconds one line: batches, RSS (and its file-backed part: the pages
+of the shared libraries, ``RssFile``), USS, DuckDB's own accounting
 (``duckdb_memory()``), glibc's heap (``mallinfo2``: bytes in use and bytes free but kept
 by the allocator), the seen-id index, and with ``--tracemalloc`` the Python heap. At the
 end, the figures again after ``malloc_trim(0)``: what the allocator kept but did not use.
@@ -31,6 +32,7 @@ from typing import Any
 import psutil
 
 from bench.bench_apply import generate, seen_index_bytes
+from materializer.app import limit_malloc_arenas
 from materializer.store import Store
 
 MB = 2**20
@@ -74,6 +76,7 @@ _LIBC.mallinfo2.restype = MallInfo2
 def sample(store: Store, process: psutil.Process, batches: int) -> dict[str, float]:
     """One line's figures, in MB."""
     memory = process.memory_full_info()
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     info = _LIBC.mallinfo2()
     with store.conn.cursor() as cur:
         rows = cur.execute(
@@ -82,6 +85,7 @@ def sample(store: Store, process: psutil.Process, batches: int) -> dict[str, flo
     figures = {
         "batches": batches,
         "rss": memory.rss / MB,
+        "file": int(status["RssFile"].split()[0]) / 1024,
         "uss": memory.uss / MB,
         "duckdb": sum(b for _, b in rows) / MB,
         "heap_used": (info.uordblks + info.hblkhd) / MB,
@@ -100,7 +104,8 @@ def show(figures: dict[str, float]) -> None:
     tags = " ".join(f"{k[7:]}={v:.0f}" for k, v in figures.items() if k.startswith("duckdb:"))
     python = f" python {figures['python']:6.1f}" if "python" in figures else ""
     print(
-        f"{figures['batches']:>8.0f} batches  RSS {figures['rss']:6.1f}  USS {figures['uss']:6.1f}"
+        f"{figures['batches']:>8.0f} batches  RSS {figures['rss']:6.1f}"
+        f" (file {figures['file']:5.1f})  USS {figures['uss']:6.1f}"
         f"  duckdb {figures['duckdb']:6.1f} ({tags})  malloc used {figures['heap_used']:6.1f}"
         f" free {figures['heap_free']:6.1f}  seen {figures['seen']:5.1f}{python}",
         flush=True,
@@ -121,12 +126,16 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", type=float, default=300.0, help="seconds between checkpoints (app: 300)"
     )
+    parser.add_argument(
+        "--malloc-arena-max", type=int, default=2, help="glibc arenas (app: MALLOC_ARENA_MAX)"
+    )
     parser.add_argument("--tracemalloc", action="store_true", help="trace the Python heap")
     parser.add_argument(
         "--set", action="append", default=[], help="a DuckDB setting: name=value (repeatable)"
     )
     parser.add_argument("--path", type=Path, default=None, help="DuckDB file (default: temp)")
     args = parser.parse_args()
+    limit_malloc_arenas(args.malloc_arena_max)  # before any thread, as the app does
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "memory.duckdb"
         store = Store.open(path, memory_limit=args.memory_limit, threads=args.threads)

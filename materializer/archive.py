@@ -35,7 +35,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from materializer import events
 from materializer.aggregates.batch import MONEY, TIME, ints, strings
@@ -164,7 +163,7 @@ def write_run(
             schema=SCHEMA,
         )
         partial = folder / f".{name}.partial"
-        pq.write_table(table, partial, compression="zstd")
+        parquet().write_table(table, partial, compression="zstd")
         written += finish(partial, folder / name)
     written += _write_rows(root, run, cur)
     marks = root / RUNS
@@ -176,9 +175,24 @@ def write_run(
     return run, written
 
 
+def parquet() -> Any:
+    """``pyarrow.parquet``, imported when first needed: it loads Arrow's Parquet and
+    file-system libraries (8 MB of RSS), which the ingest path never uses
+    (docs/OPERATIONS.md, "Memory")."""
+    import pyarrow.parquet
+
+    return pyarrow.parquet
+
+
+def has_site(files: list[str]) -> bool:
+    """Whether any of these archive files has the ``site`` column (files written before
+    sites have none)."""
+    return any("site" in parquet().read_schema(path).names for path in files)
+
+
 def _site(files: list[str]) -> str:
     """The ``site`` column of these files: null in files written before sites."""
-    if any("site" in pq.read_schema(path).names for path in files):
+    if has_site(files):
         return "site"  # files without it read as null (``union_by_name``)
     return "NULL::VARCHAR AS site"
 

@@ -26,6 +26,9 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: DuckDB files carry "DUCK" at byte 8.
 _DUCKDB_MAGIC = b"DUCK"
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+#: ``DUCKDB_CHECKPOINT_THRESHOLD``'s default (materializer/settings.py), for every
+#: read-write connection (``set_checkpoint_threshold``).
+CHECKPOINT_THRESHOLD = "32MB"
 _CORRUPT_WORDS = ("could not read enough bytes", "corrupt", "checksum", "not a valid duckdb")
 
 
@@ -170,13 +173,27 @@ def connect(
     # session. GLOBAL, so that every cursor (``Store.read``) starts in UTC too: a cursor
     # does not inherit the SET of the connection it came from.
     conn.execute("SET GLOBAL TimeZone = 'UTC'")
-    # Each checkpoint rewrites the partly filled last row group of every growing table;
-    # at the default 16 MB of WAL that happens every few batches and costs more than the
-    # batches' own inserts. 256 MB measured 15 % more events per CPU-second at the same
-    # peak RSS; the price is a longer WAL replay after a crash (seconds).
     if not read_only:
-        conn.execute("SET checkpoint_threshold = '256MB'")
+        set_checkpoint_threshold(conn, CHECKPOINT_THRESHOLD)
     return conn
+
+
+def set_checkpoint_threshold(conn: duckdb.DuckDBPyConnection, size: str) -> None:
+    """Make DuckDB checkpoint on its own once the WAL reaches ``size`` (empty: DuckDB's
+    default, 16MB).
+
+    Rows appended since the last checkpoint are held in memory (``IN_MEMORY_TABLE`` in
+    ``duckdb_memory()``) until a checkpoint writes them to the file, so the threshold
+    bounds the RSS of a bulk catch-up, which the scheduled checkpoints
+    (``CHECKPOINT_INTERVAL``) do not: 5M events take less than that interval
+    (docs/OPERATIONS.md, "Memory"; docs/BENCHMARKS.md, "Where the materializer's RSS
+    grows"). Each checkpoint also rewrites the partly filled last row group of every
+    growing table, so a smaller threshold costs ingest rate.
+    """
+    if size:
+        conn.execute(f"SET checkpoint_threshold = '{size}'")
+    else:
+        conn.execute("RESET checkpoint_threshold")
 
 
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:

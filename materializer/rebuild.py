@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -73,7 +72,7 @@ def _rows(table: str, files: list[str]) -> str:
     source = f"read_parquet({_files(files)}, union_by_name = true)"
     if table not in archive.RAW_TABLES:
         return source
-    if any("site" in pq.read_schema(path).names for path in files):
+    if archive.has_site(files):
         return f"(SELECT * REPLACE (coalesce(site, '') AS site) FROM {source})"
     return f"(SELECT *, '' AS site FROM {source})"
 

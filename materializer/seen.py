@@ -3,7 +3,7 @@ and ``seen_keys`` (docs/OPERATIONS.md), and the check that confirms a hit.
 
 Seen event ids and keys are md5 hashes in tables without an index: a primary key's ART
 index costs ~60 bytes per key in memory (it ran out of a 200 MB budget at 3.2M keys).
-``SeenIndex`` keeps a sorted numpy copy of both (4 bytes per event id, 24 per key),
+``SeenIndex`` keeps a sorted numpy copy of both (4 bytes per event id, 20 per key),
 loaded at open and extended after each commit, and looks a batch up with a binary
 search: a join against the tables scanned all of them per batch, ~47 ms at 5M events.
 
@@ -77,10 +77,24 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 
 
+def _narrow(values: Any) -> Any:
+    """``values`` as uint32 when they all fit (stream sequences below 2**32, the usual
+    case: 4 bytes a key instead of 8), else as int64."""
+    if len(values) == 0 or (values.min() >= 0 and values.max() <= _U32_MAX):
+        return values.astype(np.uint32)
+    return values.astype(np.int64)
+
+
+_U32_MAX = np.iinfo(np.uint32).max
+
+
 class _SortedHashes:
     """Sorted 64-bit hashes, each with an optional second hash word (checked on a hit)
-    and an optional int64 value: a large ``base`` and a small ``delta`` merged into it
+    and an optional integer value: a large ``base`` and a small ``delta`` merged into it
     when it grows past ``MERGE_AT``, so adding a batch costs O(delta), not O(history).
+
+    Values are held as uint32 while they fit (``_narrow``) and widened to int64, base and
+    delta alike, by the first that does not: lookups return them as int64 either way.
     """
 
     MERGE_AT = 1 << 16
@@ -89,11 +103,13 @@ class _SortedHashes:
         self._has_check = check is not None
         self._has_values = values is not None
         order = np.argsort(primary, kind="stable")
+        if values is not None:
+            values = _narrow(values)
         self._base = self._columns(primary, check, values, order)
         self._delta = self._columns(
             np.empty(0, np.uint64),
             np.empty(0, np.uint64) if self._has_check else None,
-            np.empty(0, np.int64) if self._has_values else None,
+            self._base[2][:0].copy() if self._has_values else None,
             None,
         )
 
@@ -106,6 +122,11 @@ class _SortedHashes:
 
     def __len__(self) -> int:
         return len(self._base[0]) + len(self._delta[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the index holds."""
+        return sum(c.nbytes for level in (self._base, self._delta) for c in level if c is not None)
 
     def find(self, primary: U64, check: U64 | None = None) -> tuple[Any, I64]:
         """Which queries are present (bool mask) and their value (0 when absent)."""
@@ -145,6 +166,12 @@ class _SortedHashes:
         if len(primary) == 0:
             return
         order = np.argsort(primary, kind="stable")
+        if values is not None:
+            values = _narrow(np.asarray(values))
+            if values.dtype == np.int64 and self._base[2].dtype != np.int64:
+                for level in (self._base, self._delta):  # the first value beyond 2**32 - 1
+                    level[2] = level[2].astype(np.int64)
+            values = values.astype(self._base[2].dtype, copy=False)
         new = self._columns(primary, check, values, order)
         self._merge(self._delta, new)
         if len(self._delta[0]) >= self.MERGE_AT:

@@ -78,6 +78,21 @@ class Settings:
         "DuckDB worker threads (0: one per core); one is as fast for the batch statements "
         "and leaves a core to NATS",
     )
+    duckdb_checkpoint_threshold: str = setting(
+        Size("empty: DuckDB's default, 16MB"),
+        "32MB",
+        "WAL size at which DuckDB checkpoints on its own, between the scheduled checkpoints: "
+        "rows appended since the last checkpoint stay in memory until then, so it bounds "
+        'the RSS of a bulk catch-up; see "Memory"',
+        empty="",
+    )
+    malloc_arena_max: int = setting(
+        _COUNT,
+        2,
+        "glibc malloc arenas, set at start-up (glibc reads the same variable; `0`: glibc's "
+        'default, 8 per core); fewer arenas keep less freed memory, see "Memory"',
+        env="MALLOC_ARENA_MAX",
+    )
     http_host: str = setting(
         Host(),
         "127.0.0.1",
@@ -99,7 +114,7 @@ class Settings:
         _SECONDS,
         300.0,
         "seconds between checkpoints of the DuckDB file while events arrive (0: only when "
-        'the WAL reaches 256 MB); see "Checkpoints"',
+        'the WAL reaches `DUCKDB_CHECKPOINT_THRESHOLD`); see "Checkpoints"',
     )
     heartbeat_interval: float = setting(
         _INTERVAL, 2.0, "seconds between version heartbeats on `pulse.bi.changes`"

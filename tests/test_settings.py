@@ -123,7 +123,9 @@ def _cli_variables() -> set[str]:
     while commands:
         command = commands.pop()
         if isinstance(command, click.Group):
-            commands.extend(command.commands.values())
+            context = click.Context(command)  # commands are imported when asked for
+            named = (command.get_command(context, n) for n in command.list_commands(context))
+            commands.extend(c for c in named if c is not None)
         for param in command.params:
             envvar = getattr(param, "envvar", None)
             found.update([envvar] if isinstance(envvar, str) else envvar or [])

@@ -273,6 +273,28 @@ def test_sorted_hashes_find_across_merges(monkeypatch: pytest.MonkeyPatch) -> No
     assert not index.find(absent, absent)[0].any()
 
 
+def test_sorted_hashes_widen_values_beyond_32_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequences are held in 4 bytes while they fit; the first that does not widens the
+    index, and every value still comes back exact."""
+    import numpy as np
+
+    from materializer.seen import _SortedHashes
+
+    monkeypatch.setattr(_SortedHashes, "MERGE_AT", 64)
+    rng = np.random.default_rng(11)
+    first = rng.integers(0, 2**64, 300, dtype=np.uint64)
+    values = np.arange(1, 301, dtype=np.int64) + (2**32 - 150)  # crosses 2**32 - 1
+    index = _SortedHashes(first[:100], first[:100], values[:100])
+    narrow = index.nbytes
+    assert narrow == 100 * (8 + 8 + 4)
+    for start in range(100, 300, 40):  # in the delta, merged, widened on the way
+        index.add(first[start : start + 40], first[start : start + 40], values[start : start + 40])
+    found, got = index.find(first, first)
+    assert found.all()
+    assert (got == values).all()
+    assert index.nbytes == 300 * (8 + 8 + 8)
+
+
 def test_md5_halves_match_duckdb(store: Store) -> None:
     from materializer.aggregates.batch import md5_halves
 
