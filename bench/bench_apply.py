@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 import psutil
 
+from materializer import db
 from materializer.store import RawMessage, Store
 
 CHANNELS = ("web", "shop", "phone", "marketplace")
@@ -220,6 +221,11 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="256MB", help="DuckDB memory_limit")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     parser.add_argument(
+        "--checkpoint-threshold",
+        default=db.CHECKPOINT_THRESHOLD,
+        help="WAL size at which DuckDB checkpoints (DUCKDB_CHECKPOINT_THRESHOLD)",
+    )
+    parser.add_argument(
         "--latency", type=int, default=0, help="small batches to time after the bulk run"
     )
     parser.add_argument("--latency-batch", type=int, default=20, help="events per small batch")
@@ -238,6 +244,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.duckdb"
         store = Store.open(path, memory_limit=args.memory_limit, threads=args.threads)
+        db.set_checkpoint_threshold(store.conn, args.checkpoint_threshold)
         process = psutil.Process()
         applied = 0
         elapsed = 0.0
