@@ -75,6 +75,7 @@ class RecentIds:
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
+_U32_MAX = np.iinfo(np.uint32).max
 
 
 def _narrow(values: Any) -> Any:
@@ -83,9 +84,6 @@ def _narrow(values: Any) -> Any:
     if len(values) == 0 or (values.min() >= 0 and values.max() <= _U32_MAX):
         return values.astype(np.uint32)
     return values.astype(np.int64)
-
-
-_U32_MAX = np.iinfo(np.uint32).max
 
 
 class _SortedHashes:
