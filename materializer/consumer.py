@@ -25,8 +25,10 @@ arrived) triggers the same resubscription; a gap that is still there afterwards 
 real (messages deleted from the stream): it is accepted, and the store records it with
 the next batch (``materializer.continuity``).
 
-Before each batch is applied, ``StreamGuard`` confirms the stream is still the one the
-file was built from; a replaced stream stops ingest for good. A batch that fails on a
+After each (re)subscription, before the first batch holding its messages is applied,
+``StreamGuard`` confirms the stream is still the one the file was built from (a
+consumer only ever delivers the stream it was created on); the heartbeats check it too.
+A replaced stream stops ingest for good. A batch that fails on a
 fault (disk full, I/O error, or a bug) is rolled back and retried with exponential
 backoff, the store reopened first when DuckDB invalidated it, until it commits: the
 process stays up and reports the cause (docs/OPERATIONS.md, "Faults").
@@ -143,6 +145,11 @@ class Ingestor:
         self.pauses = 0
         self.gaps = 0
         self._subscription: Subscription | None = None
+        #: Subscriptions started, and the one whose consumer existed when the stream was
+        #: last confirmed: later batches need no check until the next one (_confirm).
+        self._subscriptions = 0
+        self._created = 0
+        self._confirmed = 0
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         # One thread: DuckDB writes are serialised anyway, and the store expects one
@@ -176,6 +183,8 @@ class Ingestor:
         heartbeats, no acks, memory storage, one replica); its messages reach
         ``_deliver`` as raw bytes (``materializer.delivery``).
         """
+        self._subscriptions += 1
+        generation = self._subscriptions
         inbox = self._nc.new_inbox()
         subscription = await self._nc.subscribe(inbox)
         self._parser.taps[subscription._id] = self._deliver
@@ -201,6 +210,7 @@ class Ingestor:
         except BaseException:
             await self._unsubscribe()
             raise
+        self._created = max(self._created, generation)
         log.debug("consuming %s from sequence %d", STREAM_NAME, start)
 
     async def _unsubscribe(self) -> None:
@@ -371,7 +381,7 @@ class Ingestor:
                 if self._stopping:
                     return
                 continue
-            if not await self._stream_confirmed():
+            if not await self._confirm():
                 if self._guard.replaced is not None:
                     await self._halt()
                 return  # stopping: what was not applied is read again after a restart
@@ -407,6 +417,28 @@ class Ingestor:
         del self._buffer[:count]
         self._buffered_bytes -= total
         return batch
+
+    async def _confirm(self) -> bool:
+        """Whether the batch just taken may be applied: False when the stream was
+        replaced (``guard.replaced``, also set by the heartbeats) or when stopping.
+
+        A consumer delivers only the stream it was created on, and deleting a stream
+        deletes its consumers: so one confirmation asked after a consumer was created
+        covers every message it delivers (docs/OPERATIONS.md, "Stream check per
+        subscription"). The batch's messages were all received before the question, so
+        the answer covers the consumers that delivered them. A subscription whose
+        consumer creation had not returned yet when the question was asked is confirmed
+        again with the next batch.
+        """
+        if self._guard.replaced is not None:
+            return False
+        if self._confirmed == self._subscriptions:
+            return True
+        created = self._created  # consumers that surely exist before the question
+        if not await self._stream_confirmed():
+            return False
+        self._confirmed = max(self._confirmed, created)
+        return True
 
     async def _stream_confirmed(self) -> bool:
         """Wait until JetStream confirms the stream is the file's; False when it was
