@@ -392,11 +392,12 @@ class Ingestor:
                 if result is None:
                     return  # stopping during a fault: the batch was not committed
                 self._record(result, time.perf_counter() - started, len(batch))
-                await self._checkpoint_when_due()
                 try:
                     await self._on_batch(result)
                 except Exception:  # a failed notice must not stop ingest
                     log.exception("could not announce batch ending at %d", result.last_sequence)
+            # After the notice: a checkpoint changes no answer, and must not delay one.
+            await self._checkpoint_when_due()
             if self._stopping and not self._buffer:
                 return
 
