@@ -291,7 +291,8 @@ async def test_the_stream_is_confirmed_once_per_subscription_not_per_batch(
             await until(lambda: ingestor.last_sequence == last)  # noqa: B023
         asked_first = guard.asked
         ingestor._read_again()  # a resubscription (as after back-pressure or a gap)
-        await until(lambda: ingestor._subscription is not None and not ingestor._paused)
+        # Its consumer exists before its first batch: that batch asks once, the next none.
+        await until(lambda: ingestor._created == 2)
         for i in range(4, 7):
             last = await publish_events(js, *orders(i, 1))
             await until(lambda: ingestor.last_sequence == last)  # noqa: B023
