@@ -97,7 +97,8 @@ def _option(flag: str, *names: str, **attributes: Any) -> Callable[[F], F]:
 @_option(
     "--duration",
     type=click.FloatRange(min=0.0, min_open=True),
-    help="Stop after this many seconds.",
+    help="Stop after this many seconds of publishing (with --rate: after the messages due "
+    "in them).",
 )
 @_option(
     "--seed",

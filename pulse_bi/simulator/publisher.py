@@ -77,6 +77,7 @@ async def publish(
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     stats: PublishStats | None = None,
     stop: asyncio.Event | None = None,
+    duration: float | None = None,
     ack_timeout: float = ACK_TIMEOUT,
 ) -> PublishStats:
     """Publish ``messages`` in order and wait until JetStream confirmed them all.
@@ -84,8 +85,11 @@ async def publish(
     ``rate`` caps messages per second (None: as fast as acks allow). ``ack_every`` > 1
     asks for fewer acks (faster) and then counts stored and dropped messages from the
     stream's sequence, which is exact only while nobody else publishes to the stream.
-    Setting ``stop`` ends the run with the message in hand; pass ``stats`` to watch
-    progress. Raises PublishError when JetStream refused a message or acks did not come.
+    Setting ``stop`` ends the run with the message in hand; ``duration`` ends it once
+    that many seconds have passed since the first message, or, with ``rate``, before the
+    first message due after them (so a stalled process that catches up never sends
+    more than ``rate * duration`` messages); pass ``stats`` to watch progress. Raises
+    PublishError when JetStream refused a message or acks did not come.
     """
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
@@ -133,14 +137,16 @@ async def publish(
         message = next(source, None)
         while message is not None:
             # Look one ahead: the last message must ask for an ack to confirm the run.
-            following = None if stop is not None and stop.is_set() else next(source, None)
+            position = stats.published + 1
+            following = (
+                None if _ends(stop, duration, stats, position, interval) else next(source, None)
+            )
             if stats.published - stats.acked >= max_in_flight:
                 room.clear()
                 try:
                     await asyncio.wait_for(room.wait(), ack_timeout)
                 except TimeoutError as error:
                     raise PublishError(_no_acks(stats, ack_timeout)) from error
-            position = stats.published + 1
             wants_ack = following is None or position % ack_every == 0
             reply = inbox + str(position) if wants_ack else ""
             await nc.publish(message.subject, message.data, reply=reply, headers=message.headers)
@@ -169,6 +175,23 @@ async def publish(
             f"JetStream refused {stats.errors} of {stats.published} messages: {stats.first_error}"
         )
     return stats
+
+
+def _ends(
+    stop: asyncio.Event | None,
+    duration: float | None,
+    stats: PublishStats,
+    position: int,
+    interval: float,
+) -> bool:
+    """Whether the message at ``position`` is the run's last: stopped, or the one after
+    it would be sent (or is due, when paced) ``duration`` seconds or more after the first."""
+    if stop is not None and stop.is_set():
+        return True
+    if duration is None:
+        return False
+    due = position * interval if interval else time.perf_counter() - stats.started
+    return due >= duration
 
 
 async def _stream_last_sequence(nc: NATS) -> int:

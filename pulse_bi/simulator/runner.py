@@ -125,7 +125,6 @@ async def run_simulation(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)  # Ctrl-C ends the run, acks still counted
             handled.append(sig)
-    timer = loop.call_later(duration, stop.set) if duration else None
     stats = PublishStats()
     result = RunResult(stats)
     display = None
@@ -135,7 +134,15 @@ async def run_simulation(
         if show_progress and console is not None:
             display = asyncio.create_task(_show_progress(stats, console, total, finished))
         messages = _recorded(source, result.messages) if record else source
-        await publish(nc, messages, rate=rate, ack_every=ack_every, stats=stats, stop=stop)
+        await publish(
+            nc,
+            messages,
+            rate=rate,
+            ack_every=ack_every,
+            stats=stats,
+            stop=stop,
+            duration=duration,
+        )
         info = await js.stream_info(STREAM_NAME)
         result.stream_messages = info.state.messages
         result.stream_last_sequence = info.state.last_seq
@@ -147,8 +154,6 @@ async def run_simulation(
         finished.set()
         if display is not None:
             await display
-        if timer is not None:
-            timer.cancel()
         for sig in handled:
             loop.remove_signal_handler(sig)
         with contextlib.suppress(NatsError):
