@@ -25,8 +25,10 @@ arrived) triggers the same resubscription; a gap that is still there afterwards 
 real (messages deleted from the stream): it is accepted, and the store records it with
 the next batch (``materializer.continuity``).
 
-Before each batch is applied, ``StreamGuard`` confirms the stream is still the one the
-file was built from; a replaced stream stops ingest for good. A batch that fails on a
+After each (re)subscription, before the first batch holding its messages is applied,
+``StreamGuard`` confirms the stream is still the one the file was built from (a
+consumer only ever delivers the stream it was created on); the heartbeats check it too.
+A replaced stream stops ingest for good. A batch that fails on a
 fault (disk full, I/O error, or a bug) is rolled back and retried with exponential
 backoff, the store reopened first when DuckDB invalidated it, until it commits: the
 process stays up and reports the cause (docs/OPERATIONS.md, "Faults").
@@ -42,7 +44,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
@@ -56,7 +57,7 @@ from materializer.delivery import header_values, status_of, tap
 from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
 from materializer.store import BatchResult, RawMessage, Store, header_site
-from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
+from pulse_bi.contract import SITE_HEADER, STREAM_NAME, STREAM_SUBJECTS
 from pulse_bi.tasks import cancel_until_done
 from pulse_bi.tracing import IngestTraces
 
@@ -73,6 +74,7 @@ HEARTBEAT_SECONDS = 2.0
 #: Shortest header block with a valid W3C ``traceparent`` (its value is 55 characters):
 #: ``NATS/1.0\r\ntraceparent:<value>\r\n\r\n``.
 MIN_TRACED_HEADERS = len(b"NATS/1.0\r\ntraceparent:\r\n\r\n") + 55
+_SITE_NAME = SITE_HEADER.encode()
 #: Distinct subjects whose decoded name is kept for reuse.
 MAX_SUBJECTS = 1024
 #: Payload bytes of a batch (its first message whatever its size); delivery pauses at
@@ -117,7 +119,8 @@ class Ingestor:
         self._nc: Client = js._nc
         self._parser = tap(self._nc)
         self._subjects: dict[bytes, str] = {}
-        self._consumer_sequence = 0
+        #: Consumer sequence of the last delivery (ASCII digits), for the idle heartbeats.
+        self._delivered = b"0"
         self._active = False
         self._store = store
         self._guard = guard
@@ -143,6 +146,11 @@ class Ingestor:
         self.pauses = 0
         self.gaps = 0
         self._subscription: Subscription | None = None
+        #: Subscriptions started, and the one whose consumer existed when the stream was
+        #: last confirmed: later batches need no check until the next one (_confirm).
+        self._subscriptions = 0
+        self._created = 0
+        self._confirmed = 0
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         # One thread: DuckDB writes are serialised anyway, and the store expects one
@@ -176,10 +184,12 @@ class Ingestor:
         heartbeats, no acks, memory storage, one replica); its messages reach
         ``_deliver`` as raw bytes (``materializer.delivery``).
         """
+        self._subscriptions += 1
+        generation = self._subscriptions
         inbox = self._nc.new_inbox()
         subscription = await self._nc.subscribe(inbox)
-        self._parser.taps[subscription._id] = self._deliver
-        self._consumer_sequence = 0
+        self._parser.add(subscription._id, self._deliver, self._receive)
+        self._delivered = b"0"
         config = ConsumerConfig(
             deliver_subject=inbox,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -201,6 +211,7 @@ class Ingestor:
         except BaseException:
             await self._unsubscribe()
             raise
+        self._created = max(self._created, generation)
         log.debug("consuming %s from sequence %d", STREAM_NAME, start)
 
     async def _unsubscribe(self) -> None:
@@ -208,7 +219,7 @@ class Ingestor:
         if subscription is not None:
             # Nothing more reaches ``_deliver``; the server forgets the ephemeral
             # consumer once its subscription is gone.
-            self._parser.taps.pop(subscription._id, None)
+            self._parser.remove(subscription._id)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
@@ -242,51 +253,69 @@ class Ingestor:
                     return
 
     def _deliver(self, subject: bytes, reply: bytes, headers: bytes | None, payload: bytes) -> None:
-        """One frame of the tapped subscription, in order, on the event loop."""
+        """A frame of the tapped subscription that is not a usual JetStream delivery
+        (``_receive`` takes those): control messages, or an ack subject of another form."""
         self._active = True
         if not reply.startswith(b"$JS.ACK."):
             if headers is not None:
                 self._control(reply, headers)
             return
+        sequence, delivered, timestamp_ns = _ack_position(reply)
+        self._receive(subject, sequence, b"%d" % delivered, b"%d" % timestamp_ns, headers, payload)
+
+    def _receive(
+        self,
+        subject: bytes,
+        sequence: int,
+        delivered: bytes,
+        timestamp: bytes,
+        headers: bytes | None,
+        payload: bytes,
+    ) -> None:
+        """One JetStream delivery, in order, on the event loop (``materializer.delivery``).
+
+        This runs for every message while the writer thread applies the batch before:
+        both share the GIL, so it does as little as it can (the consumer sequence is
+        kept as digits for the next heartbeat, the timestamp as nanoseconds for
+        ``RawMessage.received_at``).
+        """
+        self._active = True
         if self._paused or self._guard.replaced is not None:
             return  # in flight before the pause; read again on resume
-        sequence, delivered, timestamp_ns = _ack_position(reply)
-        self._consumer_sequence = delivered
-        if sequence <= self._last_received:
-            return  # delivered again after a resubscription
-        if sequence != self._last_received + 1 and sequence != self._accepted_gap:
-            # Something between was not delivered (dropped on the way): read again
-            # from the first missing one. If the gap is still there, it is real.
-            log.info("sequence gap %d..%d: reading again", self._last_received + 1, sequence)
-            self._accepted_gap = sequence
-            self.gaps += 1
-            self._read_again()
-            return
+        self._delivered = delivered
+        last = self._last_received
+        if sequence != last + 1:
+            if sequence <= last:
+                return  # delivered again after a resubscription
+            if sequence != self._accepted_gap:
+                # Something between was not delivered (dropped on the way): read again
+                # from the first missing one. If the gap is still there, it is real.
+                log.info("sequence gap %d..%d: reading again", last + 1, sequence)
+                self._accepted_gap = sequence
+                self.gaps += 1
+                self._read_again()
+                return
         self._last_received = sequence
-        # Header names are case-insensitive. A block too short to hold a valid
-        # traceparent (most events carry only Nats-Msg-Id) is not searched.
-        if (
-            headers is not None
-            and len(headers) >= MIN_TRACED_HEADERS
-            and self._traces.enabled
-            and b"traceparent" in headers.lower()
-        ):
-            self._traces.received(sequence, header_values(headers))
+        site = None
+        if headers is not None:
+            # Header names are case-insensitive. A block too short to hold a valid
+            # traceparent (most events carry only Nats-Msg-Id) is not searched.
+            if (
+                len(headers) >= MIN_TRACED_HEADERS
+                and self._traces.enabled
+                and b"traceparent" in headers.lower()
+            ):
+                self._traces.received(sequence, header_values(headers))
+            if _SITE_NAME in headers:  # most events: no site, one search
+                site = header_site(headers)
         name = self._subjects.get(subject)
         if name is None:
             name = subject.decode(errors="replace")
             if len(self._subjects) < MAX_SUBJECTS:
                 self._subjects[subject] = name
-        self._buffer.append(
-            RawMessage(
-                sequence,
-                name,
-                payload,
-                datetime.fromtimestamp(timestamp_ns / 1e9, UTC),
-                header_site(headers),
-            )
-        )
-        buffered = len(self._buffer)
+        buffer = self._buffer
+        buffer.append(RawMessage(sequence, name, payload, int(timestamp), site))
+        buffered = len(buffer)
         self._buffered_bytes += len(payload)
         if buffered >= self._batch_max or self._buffered_bytes >= BATCH_MAX_BYTES:
             self._has_messages.set()
@@ -320,14 +349,14 @@ class Ingestor:
         if (
             last is not None
             and last.isdigit()
-            and int(last) != self._consumer_sequence
+            and int(last) != int(self._delivered)
             and not self._paused
         ):
             # The server delivered more than arrived: messages were lost on the way.
             log.info(
-                "idle heartbeat says %s delivered, %d arrived: reading again",
+                "idle heartbeat says %s delivered, %s arrived: reading again",
                 last,
-                self._consumer_sequence,
+                self._delivered.decode(),
             )
             self._read_again()
 
@@ -371,7 +400,7 @@ class Ingestor:
                 if self._stopping:
                     return
                 continue
-            if not await self._stream_confirmed():
+            if not await self._confirm():
                 if self._guard.replaced is not None:
                     await self._halt()
                 return  # stopping: what was not applied is read again after a restart
@@ -382,11 +411,12 @@ class Ingestor:
                 if result is None:
                     return  # stopping during a fault: the batch was not committed
                 self._record(result, time.perf_counter() - started, len(batch))
-                await self._checkpoint_when_due()
                 try:
                     await self._on_batch(result)
                 except Exception:  # a failed notice must not stop ingest
                     log.exception("could not announce batch ending at %d", result.last_sequence)
+            # After the notice: a checkpoint changes no answer, and must not delay one.
+            await self._checkpoint_when_due()
             if self._stopping and not self._buffer:
                 return
 
@@ -407,6 +437,28 @@ class Ingestor:
         del self._buffer[:count]
         self._buffered_bytes -= total
         return batch
+
+    async def _confirm(self) -> bool:
+        """Whether the batch just taken may be applied: False when the stream was
+        replaced (``guard.replaced``, also set by the heartbeats) or when stopping.
+
+        A consumer delivers only the stream it was created on, and deleting a stream
+        deletes its consumers: so one confirmation asked after a consumer was created
+        covers every message it delivers (docs/OPERATIONS.md, "Stream check per
+        subscription"). The batch's messages were all received before the question, so
+        the answer covers the consumers that delivered them. A subscription whose
+        consumer creation had not returned yet when the question was asked is confirmed
+        again with the next batch.
+        """
+        if self._guard.replaced is not None:
+            return False
+        if self._confirmed == self._subscriptions:
+            return True
+        created = self._created  # consumers that surely exist before the question
+        if not await self._stream_confirmed():
+            return False
+        self._confirmed = max(self._confirmed, created)
+        return True
 
     async def _stream_confirmed(self) -> bool:
         """Wait until JetStream confirms the stream is the file's; False when it was

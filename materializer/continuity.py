@@ -14,9 +14,11 @@ Two ways the stream can stop being what the DuckDB file was built from
   over, so applying them would mix two histories. The stream's creation time is kept
   in ``stream_identity`` when the file first consumes it; a different creation time,
   or a last sequence below the last applied one, stops ingest for good (unhealthy)
-  until the file is rebuilt. ``StreamGuard`` checks it before every batch is applied
-  (the batch's messages were received before the check, so none of them can be from a
-  stream created after it) and on every heartbeat.
+  until the file is rebuilt. ``StreamGuard`` checks it on every heartbeat and, after
+  each (re)subscription, before the first batch holding that consumer's messages is
+  applied: a consumer delivers only the stream it was created on, and the batch's
+  messages were received before the check, so none of them can be from a stream
+  created after it (``consumer.Ingestor._confirm``).
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def replaced_reason(
 
 
 class StreamGuard:
-    """Asks JetStream whether the stream is still the file's, before batches and on beats."""
+    """Asks JetStream whether the stream is still the file's, after subscribing and on beats."""
 
     def __init__(self, js: JetStreamContext, identity: StreamIdentity | None, path: Path) -> None:
         self._js = js

@@ -14,6 +14,14 @@ as bytes. Every other frame goes to nats-py exactly as before (other subscriptio
 ``PING``/``PONG``, ``INFO``, ``-ERR``), so connecting, authentication, reconnection and
 re-subscribing stay nats-py's. What the tapped subscription receives (JetStream flow
 control, idle heartbeats) is the tap function's business: ``materializer.consumer``.
+
+JetStream deliveries are most of what a consumer's subscription receives, so they have
+a shorter path: a subscription registered with a ``Receiver`` too gets every frame whose
+reply is a JetStream ack subject of the usual form (``$JS.ACK.<stream>.<consumer>.
+<delivered>.<stream seq>.<consumer seq>.<timestamp>.<pending>``) with the positions
+already read off by the regular expression that splits the frame: one match per message
+and no second pass over the ack subject. Anything else (control messages, an ack subject
+of another form) reaches its ``Tap`` as before.
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 
 #: ``tap(subject, reply, header block or None, payload)``; must not raise.
 Tap = Callable[[bytes, bytes, bytes | None, bytes], None]
+#: ``receive(subject, stream sequence, consumer sequence, timestamp, header block or None,
+#: payload)`` for a JetStream delivery: the stream sequence as an int, the consumer sequence
+#: and the timestamp (nanoseconds since the epoch) as the ASCII digits of the ack subject,
+#: parsed only when needed; must not raise.
+Receiver = Callable[[bytes, int, bytes, bytes, bytes | None, bytes], None]
 
 _CRLF = b"\r\n"
 _H = ord("H")
@@ -34,6 +47,13 @@ _H = ord("H")
 # size> <size>``, as nats-py's own patterns read them.
 _MSG = re.compile(rb"MSG[ \t]+(\S+)[ \t]+(\d+)[ \t]+(?:(\S+)[ \t]+)?(\d+)\r\n")
 _HMSG = re.compile(rb"HMSG[ \t]+(\S+)[ \t]+(\d+)[ \t]+(?:(\S+)[ \t]+)?(\d+)[ \t]+(\d+)\r\n")
+# The same, as nats-server writes them (one space between fields), with a JetStream ack
+# subject of nine tokens as the reply (stream and consumer names hold no dots): subject,
+# sid, stream sequence, consumer sequence, timestamp, header size (empty for MSG), size.
+# Any other frame takes the patterns above.
+_ACK = rb"\$JS\.ACK\.[^.\s]+\.[^.\s]+\.\d+\.(\d+)\.(\d+)\.(\d+)\.\d+"
+_JS_MSG = re.compile(rb"MSG (\S+) (\d+) " + _ACK + rb" ()(\d+)\r\n")
+_JS_HMSG = re.compile(rb"HMSG (\S+) (\d+) " + _ACK + rb" (\d+) (\d+)\r\n")
 
 
 class TapParser(Parser):
@@ -43,7 +63,21 @@ class TapParser(Parser):
         super().__init__(nc)
         #: Tap function by subscription id (``Subscription._id``).
         self.taps: dict[int, Tap] = {}
+        #: Receiver of JetStream deliveries by subscription id as on the wire (``b"7"``).
+        self.receivers: dict[bytes, Receiver] = {}
         self._resets = 0
+
+    def add(self, sid: int, frames: Tap, deliveries: Receiver | None = None) -> None:
+        """Tap subscription ``sid``: its JetStream deliveries go to ``deliveries`` (when
+        given) and every other frame to ``frames``."""
+        self.taps[sid] = frames
+        if deliveries is not None:
+            self.receivers[str(sid).encode()] = deliveries
+
+    def remove(self, sid: int) -> None:
+        """Hand subscription ``sid``'s frames back to nats-py."""
+        self.taps.pop(sid, None)
+        self.receivers.pop(str(sid).encode(), None)
 
     def reset(self) -> None:
         super().reset()
@@ -58,10 +92,33 @@ class TapParser(Parser):
         chunk = bytes(self.buf)  # one copy: frames are then sliced out of bytes
         size = len(chunk)
         pos = 0
-        taps = self.taps
+        taps, receivers = self.taps, self.receivers
         try:
             while pos < size:
-                if chunk[pos] == _H:  # JetStream messages carry headers: most are HMSG
+                headed = chunk[pos] == _H  # JetStream messages carry headers: most are HMSG
+                if receivers:
+                    fast = (_JS_HMSG if headed else _JS_MSG).match(chunk, pos)
+                    if fast is not None:
+                        subject, sid, sequence, delivered, timestamp, header, total = fast.groups()
+                        receive = receivers.get(sid)
+                        if receive is not None:
+                            start = fast.end()
+                            stop = start + int(total)
+                            if size < stop + 2:
+                                return  # the payload is still on its way
+                            pos = stop + 2
+                            header_size = int(header) if header else 0
+                            middle = start + header_size
+                            receive(
+                                subject,
+                                int(sequence),
+                                delivered,
+                                timestamp,
+                                chunk[start:middle] if header_size else None,
+                                chunk[middle:stop],
+                            )
+                            continue
+                if headed:
                     frame = _HMSG.match(chunk, pos)
                     if frame is not None:
                         subject, sid, reply, header, total = frame.groups()

@@ -26,7 +26,8 @@ import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,13 +66,25 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     sequence: int  # JetStream stream sequence
     subject: str
     data: bytes  # message payload as received
-    received_at: datetime  # JetStream timestamp (aware, UTC)
+    #: JetStream timestamp: aware UTC, or nanoseconds since the epoch as the consumer
+    #: reads them off the ack subject (``received_at`` converts them when asked: most
+    #: messages never are, and the conversion costs more than the rest of receiving one).
+    received: datetime | int
     #: The ``Pulse-Site`` header as received (None: no header, the central site);
     #: checked when the batch is applied (``limits.site_problem``).
     site: str | None = None
 
+    @property
+    def received_at(self) -> datetime:
+        """The JetStream timestamp, aware UTC."""
+        received = self.received
+        if isinstance(received, int):
+            return datetime.fromtimestamp(received / 1e9, UTC)
+        return received
+
 
 _SITE_NAME = SITE_HEADER.encode()
+_TIME = attrgetter("time")
 
 
 def header_site(headers: bytes | Mapping[str, str] | None) -> str | None:
@@ -278,7 +291,7 @@ class Store:
         ids: dict[str, int] = {}  # event id -> sequence
         duplicates = 0
         decode = events.decode
-        Event = events.Event
+        Rejection = events.Rejection
         known_sites: set[str] = set()
         # Decoding allocates many small objects that cannot form cycles; the collector
         # would only burn time walking them.
@@ -293,25 +306,26 @@ class Store:
                     if problem is None:
                         known_sites.add(site)
                     else:
-                        decoded = events.Rejection(problem, decoded.id, decoded.type)
+                        decoded = Rejection(problem, decoded.id, decoded.type)
                 event_id = decoded.id
-                if type(decoded) is Event:
+                if type(decoded) is not Rejection:  # an Event (of its type's class)
                     # Only valid events are de-duplicated: every rejected message is
                     # stored, whatever its id (docs/EVENTS.md, "Bad events").
                     if event_id in ids:
                         duplicates += 1
                         continue
-                    ids[event_id] = message.sequence  # type: ignore[index]
+                    sequence = message.sequence
+                    ids[event_id] = sequence  # type: ignore[index]
                     accepted = Accepted(
-                        message.sequence,
+                        sequence,
                         event_id,  # type: ignore[arg-type]
-                        decoded.time,
-                        decoded.data,
+                        decoded.time,  # type: ignore[union-attr]
+                        decoded.data,  # type: ignore[union-attr]
                         message,
                     )
-                    group = by_type.get(decoded.type)
+                    group = by_type.get(decoded.type)  # type: ignore[arg-type]
                     if group is None:
-                        by_type[decoded.type] = [accepted]
+                        by_type[decoded.type] = [accepted]  # type: ignore[index]
                     else:
                         group.append(accepted)
                 else:
@@ -340,7 +354,9 @@ class Store:
         if late_rejects:
             _unsee(batch, {reject[2] for reject in late_rejects})
         applied = accepted_count - len(late_rejects)
-        last_event_time = max((e.time for group in by_type.values() for e in group), default=None)
+        last_event_time = max(
+            (max(map(_TIME, group)) for group in by_type.values() if group), default=None
+        )
         pipeline.record(
             batch,
             last_sequence=messages[-1].sequence,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from hashlib import md5
 from operator import attrgetter
@@ -181,10 +181,25 @@ def ints(values: Iterable[int]) -> pa.Array:
     return pa.array(list(values), pa.int64())
 
 
+def _short_md5() -> Callable[[bytes], Any]:
+    """CPython's own md5 when it has one: for ids of a few dozen bytes, setting up
+    OpenSSL's digest (what ``hashlib.md5`` calls) costs more than hashing, and this runs
+    for every event id and key of a batch on the writer thread, under the GIL."""
+    try:
+        from _md5 import md5 as builtin  # type: ignore[import-not-found]
+    except ImportError:  # a build without it: OpenSSL's, same digest
+        return md5
+    return builtin  # type: ignore[no-any-return]
+
+
+_md5 = _short_md5()
+
+
 def md5_halves(values: Iterable[str]) -> npt.NDArray[np.uint64]:
     """md5 of each utf-8 string as an (n, 2) uint64 array, as DuckDB computes it:
     column 0 holds the low and column 1 the high 64 bits of ``md5_number``; column 1
     is also ``md5_number_lower``.
     """
-    digests = b"".join([md5(value.encode()).digest() for value in values])
+    digest = _md5
+    digests = b"".join([digest(value).digest() for value in map(str.encode, values)])
     return np.frombuffer(digests, dtype="<u8").reshape(-1, 2)

@@ -103,7 +103,7 @@ def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None
     between the two tables keeps the reads on the open items only.
     """
     cur = batch.cur
-    batch_paid = pa.table(  # read by DuckDB below
+    batch_paid = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "sequence": ints(paid_before),
             "amount": pa.array(list(paid_before.values()), pa.decimal128(38, 2)),
@@ -117,31 +117,32 @@ def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None
         [first],
     ).fetchall()
     batch.changes.customers.extend(customer for _, customer, _ in updated)
-    if any(settled for _, _, settled in updated):
-        _move("invoices", "settled_invoices", "paid >= amount", first, cur, batch_paid)
+    _move("invoices", "settled_invoices", [sequence for sequence, _, paid in updated if paid], cur)
     if len(updated) == len(paid_before):
         return
     reopened = cur.execute(  # rare: a payment after the invoice was paid in full
         "UPDATE settled_invoices SET paid = settled_invoices.paid + p.amount FROM batch_paid p"
         " WHERE settled_invoices.sequence >= ? AND settled_invoices.sequence = p.sequence"
         " AND p.sequence NOT IN (SELECT unnest(?::BIGINT[]))"
-        " RETURNING settled_invoices.customer_id, settled_invoices.paid < settled_invoices.amount",
+        " RETURNING settled_invoices.sequence, settled_invoices.customer_id,"
+        " settled_invoices.paid < settled_invoices.amount",
         [first, [sequence for sequence, _, _ in updated]],
     ).fetchall()
-    batch.changes.customers.extend(customer for customer, _ in reopened)
-    if any(is_open for _, is_open in reopened):
-        _move("settled_invoices", "invoices", "paid < amount", first, cur, batch_paid)
+    batch.changes.customers.extend(customer for _, customer, _ in reopened)
+    _move("settled_invoices", "invoices", [sequence for sequence, _, o in reopened if o], cur)
 
 
-def _move(
-    source: str, target: str, condition: str, first: int, cur: Cursor, batch_paid: pa.Table
-) -> None:
-    """Move the batch's invoices that meet ``condition`` from one table to the other
-    (``batch_paid`` is read by DuckDB by its name)."""
-    rows = (
-        f"{source}.sequence >= {first:d} AND {condition}"
-        " AND sequence IN (SELECT sequence FROM batch_paid)"
-    )
+def _move(source: str, target: str, sequences: list[int], cur: Cursor) -> None:
+    """Move the invoices with these sequences from one table to the other.
+
+    The sequences (integers, the UPDATE's RETURNING) are written into the SQL as a
+    constant list: DuckDB filters the scan with it and skips the row groups outside its
+    range, where a join with the batch's payments read every open invoice from the
+    oldest one paid (~5 ms a batch at 1,000 events/s).
+    """
+    if not sequences:
+        return
+    rows = f"sequence IN ({', '.join(f'{s:d}' for s in sequences)})"
     cur.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source} WHERE {rows}")
     cur.execute(f"DELETE FROM {source} WHERE {rows}")
 

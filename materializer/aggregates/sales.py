@@ -220,7 +220,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
 
 def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
-    channel) to the hourly tables: one grouped upsert per table, whose RETURNING names
+    channel) to the hourly tables: one append of grouped rows to each delta, whose RETURNING names
     the hours, channels and skus for the change notice.
 
     New orders come from the batch's Arrow tables. Cancelled orders (of this batch or
@@ -236,17 +236,19 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     batch_orders = batch.frames.get("batch_orders")  # noqa: F841 - read by DuckDB below
     batch_lines = batch.frames.get("batch_lines")  # noqa: F841 - read by DuckDB below
     cancelled_orders = pa.table({"sequence": ints(targets)})  # noqa: F841 - read by DuckDB
+    # Each part is grouped by the key already: a delta row per key, part and batch.
     sales: list[str] = []
     products: list[str] = []
     if new_orders:
         sales.append(
-            "SELECT date_trunc('hour', time) AS hour, channel, site, 1 AS orders,"
-            " total_amount AS gross, units, 0 AS c_orders, 0 AS c_revenue, 0 AS c_units"
-            " FROM batch_orders"
+            "SELECT date_trunc('hour', time) AS hour, channel, site, count(*) AS orders,"
+            " sum(total_amount) AS gross_revenue, sum(units) AS units, 0 AS cancelled_orders,"
+            " 0 AS cancelled_revenue, 0 AS cancelled_units FROM batch_orders GROUP BY 1, 2, 3"
         )
         products.append(
-            "SELECT date_trunc('hour', time) AS hour, sku, site, quantity AS units,"
-            " quantity * unit_price AS revenue, 0 AS c_units, 0 AS c_revenue FROM batch_lines"
+            "SELECT date_trunc('hour', time) AS hour, sku, site, sum(quantity) AS units,"
+            " sum(quantity * unit_price) AS revenue, 0 AS cancelled_units,"
+            " 0 AS cancelled_revenue FROM batch_lines GROUP BY 1, 2, 3"
         )
     if targets:
         order_rows, line_rows = "order_events", "order_lines"
@@ -267,16 +269,21 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
                 " UNION ALL SELECT * FROM archived_lines)"
             )
         sales.append(
-            "SELECT o.hour, o.channel, o.site, 0 AS orders, 0 AS gross, 0 AS units, 1 AS c_orders,"
-            " o.total_amount AS c_revenue, o.units AS c_units"
+            "SELECT o.hour, o.channel, o.site, 0 AS orders, 0 AS gross_revenue, 0 AS units,"
+            " count(*) AS cancelled_orders, sum(o.total_amount) AS cancelled_revenue,"
+            " sum(o.units) AS cancelled_units"
             f" FROM cancelled_orders c JOIN {order_rows} o ON o.sequence = c.sequence"
+            " GROUP BY 1, 2, 3"
         )
         products.append(
-            "SELECT l.hour, l.sku, l.site, 0 AS units, 0 AS revenue, l.quantity AS c_units,"
-            " l.quantity * l.unit_price AS c_revenue"
+            "SELECT l.hour, l.sku, l.site, 0 AS units, 0 AS revenue,"
+            " sum(l.quantity) AS cancelled_units,"
+            " sum(l.quantity * l.unit_price) AS cancelled_revenue"
             f" FROM cancelled_orders c JOIN {line_rows} l ON l.order_sequence = c.sequence"
+            " GROUP BY 1, 2, 3"
         )
-    union_sales, union_products = " UNION ALL ".join(sales), " UNION ALL ".join(products)
+    union_sales = " UNION ALL BY NAME ".join(sales)
+    union_products = " UNION ALL BY NAME ".join(products)
     # What the change notice names: new orders' hours, channels and skus are known here;
     # those of cancelled orders come back from the upserts (RETURNING costs ~0.5 ms each,
     # so only batches with cancellations pay it).
@@ -288,11 +295,8 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
         for hour in pc.unique(pc.floor_temporal(orders.column("time"), unit="hour")).to_pylist():
             batch.changes.sales_hours.append(iso(hour))
         batch.changes.channels.extend(pc.unique(orders.column("channel")).to_pylist())
-    # Grouped by the key first: one delta row per key and batch.
     rows = cur.execute(
-        f"INSERT INTO {SALES_BY_HOUR.delta} SELECT hour, channel, site, sum(orders),"
-        " sum(gross), sum(units), sum(c_orders), sum(c_revenue), sum(c_units)"
-        f" FROM ({union_sales}) GROUP BY ALL{returning_sales}"
+        f"INSERT INTO {SALES_BY_HOUR.delta} BY NAME {union_sales}{returning_sales}"
     ).fetchall()
     batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
@@ -300,9 +304,7 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
             batch.changes.sales_hours.append(iso(hour))
             batch.changes.channels.append(channel)
     rows = cur.execute(
-        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} SELECT hour, sku, site, sum(units),"
-        f" sum(revenue), sum(c_units), sum(c_revenue) FROM ({union_products})"
-        f" GROUP BY ALL{returning_products}"
+        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} BY NAME {union_products}{returning_products}"
     ).fetchall()
     batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import duckdb
 import httpx
+import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from materializer import continuity
 from materializer.app import Materializer
+from materializer.consumer import Ingestor
+from materializer.metrics import MaterializerMetrics
 from materializer.settings import Settings
+from materializer.store import BatchResult, Store
 from pulse_bi.contract import STREAM_NAME
 from pulse_bi.natsserver import free_port
 from pulse_bi.streams import ensure_stream
@@ -234,3 +239,90 @@ async def test_a_deleted_stream_makes_health_unavailable(
         await js.delete_stream(STREAM_NAME)
         await until(lambda: running.health()[0] == "unavailable")
         assert "not found" in running.health()[1]
+
+
+class CountingGuard(continuity.StreamGuard):
+    """A stream guard that counts the questions it asks JetStream."""
+
+    asked = 0
+
+    async def check(self, applied: int) -> bool | None:
+        self.asked += 1
+        return await super().check(applied)
+
+
+@asynccontextmanager
+async def ingesting(
+    settings: Settings, js: JetStreamContext
+) -> AsyncIterator[tuple[Ingestor, CountingGuard, list[BatchResult]]]:
+    """An ingestor alone on its own connection, without the materializer's heartbeats
+    (which check the stream too): what it applies is its own stream checks' doing."""
+    store = Store.open(settings.duckdb_path)
+    identity = continuity.identity_of(await js.stream_info(STREAM_NAME))
+    continuity.save_identity(store.conn, identity)
+    guard = CountingGuard(js, identity, settings.duckdb_path)
+    consumer = await nats.connect(settings.nats_url)
+    batches: list[BatchResult] = []
+
+    async def on_batch(result: BatchResult) -> None:
+        batches.append(result)
+
+    async def reopen() -> Store:
+        raise AssertionError("the store is never broken here")
+
+    ingestor = Ingestor(
+        consumer.jetstream(), store, settings, MaterializerMetrics(), on_batch, guard, reopen
+    )
+    try:
+        await ingestor.start()
+        yield ingestor, guard, batches
+    finally:
+        await ingestor.stop()
+        await consumer.close()
+        store.close()
+
+
+async def test_the_stream_is_confirmed_once_per_subscription_not_per_batch(
+    materializer_settings: Settings, js: JetStreamContext
+) -> None:
+    async with ingesting(materializer_settings, js) as (ingestor, guard, batches):
+        for i in range(4):  # one batch each
+            last = await publish_events(js, *orders(i, 1))
+            await until(lambda: ingestor.last_sequence == last)  # noqa: B023
+        asked_first = guard.asked
+        ingestor._read_again()  # a resubscription (as after back-pressure or a gap)
+        # Its consumer exists before its first batch: that batch asks once, the next none.
+        await until(lambda: ingestor._created == 2)
+        for i in range(4, 7):
+            last = await publish_events(js, *orders(i, 1))
+            await until(lambda: ingestor.last_sequence == last)  # noqa: B023
+
+    assert len(batches) == 7
+    assert asked_first == 1
+    assert guard.asked == 2
+
+
+async def test_a_consumer_created_on_a_recreated_stream_is_never_applied(
+    materializer_settings: Settings, js: JetStreamContext
+) -> None:
+    """The consumer of the old stream is gone with it; the one created again (here at
+    once, as after two silent heartbeat intervals) delivers the new stream's sequences
+    1-40, past the 5 applied: its first batch is checked, and ingest stops."""
+    async with ingesting(materializer_settings, js) as (ingestor, guard, batches):
+        old_last = await publish_events(js, *orders(0, 5))
+        await until(lambda: ingestor.last_sequence == old_last)
+        await recreate(js)
+        await publish_events(js, *orders(100, 40))
+        ingestor._read_again()
+        await until(lambda: guard.replaced is not None)
+        await asyncio.sleep(0.5)  # time to do harm
+        applied = ingestor.last_sequence
+
+    assert old_last == 5 and applied == 5
+    assert sum(batch.applied for batch in batches) == 5
+    assert guard.replaced is not None and "deleted and created again" in guard.replaced
+    conn = duckdb.connect(str(materializer_settings.duckdb_path), read_only=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM order_events").fetchone() == (5,)
+    finally:
+        conn.close()

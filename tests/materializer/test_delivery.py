@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import os
+from typing import Any
 
 import nats
 import pytest
@@ -40,7 +41,7 @@ async def test_tapped_frames_arrive_whole_and_in_order_beside_ordinary_traffic(
         assert tap(receiver) is parser  # installed once
         frames: list[tuple[bytes, bytes, bytes | None, bytes]] = []
         tapped = await receiver.subscribe("tap.>")
-        parser.taps[tapped._id] = lambda *frame: frames.append(frame)
+        parser.add(tapped._id, lambda *frame: frames.append(frame))
         ordinary: list[Msg] = []
 
         async def collect(msg: Msg) -> None:
@@ -83,7 +84,7 @@ async def test_tapped_frames_arrive_whole_and_in_order_beside_ordinary_traffic(
                 assert block is None
         assert [m.data for m in ordinary] == [f"plain {i}".encode() for i in range(0, 300, 50)]
         # Untapped again: the subscription's frames go back to nats-py.
-        del parser.taps[tapped._id]
+        parser.remove(tapped._id)
         await sender.publish("tap.s.0", b"after")
         await sender.flush()
         assert (await tapped.next_msg(timeout=5)).data == b"after"
@@ -120,9 +121,17 @@ async def test_ingest_subscribes_again_when_its_consumer_is_deleted(
 _TOKEN = st.text(st.sampled_from("abcxyz.$_-0123456789"), min_size=1, max_size=12).filter(
     lambda s: not s.startswith(".") and not s.endswith(".")
 )
+_NAME = st.text(st.sampled_from("abcXYZ_-0123456789"), min_size=1, max_size=8)
+#: JetStream ack subjects: the usual form (two names, five numbers) and near misses
+#: (the domain form's four names, a number too few or too many, names that are numbers).
+_ACK_REPLY = st.builds(
+    lambda names, numbers: ".".join(["$JS", "ACK", *names, *map(str, numbers)]),
+    st.lists(_NAME, min_size=1, max_size=4),
+    st.lists(st.integers(0, 2**64), min_size=4, max_size=6),
+)
 _FRAME = st.tuples(
     _TOKEN,  # subject
-    st.one_of(st.just(""), _TOKEN),  # reply
+    st.one_of(st.just(""), _TOKEN, _ACK_REPLY),  # reply
     st.one_of(st.none(), st.binary(max_size=40)),  # header block
     st.binary(max_size=300),  # payload, any bytes (CRLF included)
 )
@@ -138,22 +147,51 @@ def _wire(sid: int, subject: str, reply: str, headers: bytes | None, payload: by
     return line + headers + payload + b"\r\n"
 
 
-@settings(max_examples=200, deadline=None)
+def _expected(subject: str, reply: str, headers: bytes | None, payload: bytes) -> tuple[Any, ...]:
+    """What a subscription tapped with a receiver gets for one frame: a JetStream delivery
+    when its reply is an ack subject of the usual form, else the frame."""
+    tokens = reply.split(".")
+    if len(tokens) == 9 and tokens[:2] == ["$JS", "ACK"] and all(t.isdigit() for t in tokens[4:]):
+        _, _, _, _, _, sequence, delivered, timestamp, _ = tokens
+        return (
+            "delivery",
+            subject.encode(),
+            int(sequence),
+            delivered.encode(),
+            timestamp.encode(),
+            headers or None,
+            payload,
+        )
+    return ("frame", subject.encode(), reply.encode(), headers or None, payload)
+
+
+@settings(max_examples=300, deadline=None)
 @given(frames=st.lists(_FRAME, max_size=30), cuts=st.lists(st.integers(0, 5000), max_size=30))
 def test_frames_cut_anywhere_come_out_whole(
     frames: list[tuple[str, str, bytes | None, bytes]], cuts: list[int]
 ) -> None:
-    """Wherever the socket reads cut the stream, every frame comes out once, whole."""
-    parser = TapParser(NATS())  # tapped frames never reach the (unconnected) client
-    out: list[tuple[bytes, bytes, bytes | None, bytes]] = []
-    parser.taps[7] = lambda *frame: out.append(frame)
+    """Wherever the socket reads cut the stream, every frame comes out once, whole: to the
+    tap, or to the receiver with the ack subject's positions when it is a JetStream
+    delivery of the usual form."""
     stream = b"".join(_wire(7, *frame) for frame in frames)
     bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
 
-    async def feed() -> None:
-        for start, stop in itertools.pairwise(bounds):
-            await parser.parse(stream[start:stop])
+    def run(receiving: bool) -> list[tuple[Any, ...]]:
+        parser = TapParser(NATS())  # tapped frames never reach the (unconnected) client
+        out: list[tuple[Any, ...]] = []
+        parser.add(
+            7,
+            lambda *frame: out.append(("frame", *frame)),
+            (lambda *delivery: out.append(("delivery", *delivery))) if receiving else None,
+        )
 
-    asyncio.run(feed())
-    assert out == [(s.encode(), r.encode(), h if h else None, p) for s, r, h, p in frames]
-    assert not parser.buf
+        async def feed() -> None:
+            for start, stop in itertools.pairwise(bounds):
+                await parser.parse(stream[start:stop])
+
+        asyncio.run(feed())
+        assert not parser.buf
+        return out
+
+    assert run(False) == [("frame", s.encode(), r.encode(), h or None, p) for s, r, h, p in frames]
+    assert run(True) == [_expected(*frame) for frame in frames]

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from materializer import limits
-from materializer.events import EVENT_TYPES, Event, Rejection, decode
+from materializer.events import EVENT_TYPES, Event, Rejection, _decode_checked, decode
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import RECEIVED
 from tests.materializer.poison import POISON
@@ -190,6 +190,48 @@ def test_decode_turns_any_mutated_event_into_an_event_or_a_rejection(
         check_within_limits(result)
     else:
         assert result.reason and len(result.reason) <= 500
+
+
+def _outcome(result: Event | Rejection) -> tuple[Any, ...]:
+    """A decode result as plain values: an event of the strict fast path and one of the
+    checked path are instances of different classes."""
+    if isinstance(result, Rejection):
+        return ("rejected", result.reason, result.id, result.type)
+    return ("event", result.type, result.id, result.time, msgspec.to_builtins(result.data))
+
+
+@st.composite
+def events_with_extra_fields(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A valid event with fields outside the contract (any JSON, nested or not) in its
+    envelope, data or lines, then maybe a mutation of its bytes."""
+    event_type = draw(st.sampled_from(sorted(EVENT_TYPES)))
+    document = valid_document(event_type)
+    targets = [document, document["data"]]
+    if event_type == "order.created":
+        targets.append(document["data"]["lines"][0])
+    for target in draw(st.lists(st.sampled_from(targets), min_size=1, max_size=3)):
+        name = "x-" + draw(st.text(max_size=6))  # no field of the contract
+        target[name] = draw(json_values | st.sampled_from(EXTREMES))
+    payload = msgspec.json.encode(document)
+    if draw(st.booleans()):
+        position = draw(st.integers(0, len(payload)))
+        payload = payload[:position] + draw(st.binary(min_size=1, max_size=4)) + payload[position:]
+    return EVENT_TYPES[event_type].subject, payload
+
+
+@FUZZ
+@given(mutated_events() | events_with_extra_fields())
+def test_the_strict_fast_path_decides_as_every_check_in_order(message: tuple[str, bytes]) -> None:
+    """``decode`` first tries a decoder that refuses any field outside the contract, before
+    the UTF-8 and nesting checks: whatever it decides, the checks in their order decide
+    the same (docs/EVENTS.md: the reasons and their order)."""
+    assert _outcome(decode(*message)) == _outcome(_decode_checked(*message))
+
+
+def test_the_strict_fast_path_decides_as_every_check_in_order_on_poison() -> None:
+    for _, payload, _ in POISON:
+        subject = EVENT_TYPES["order.created"].subject
+        assert _outcome(decode(subject, payload)) == _outcome(_decode_checked(subject, payload))
 
 
 # Through the store -------------------------------------------------------------------
