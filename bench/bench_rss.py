@@ -1,6 +1,6 @@
 """RSS of real ``pulse-bi materializer`` processes after a catch-up, code side by side.
 
-    python -m bench.bench_rss --events 5000000 --code main=/work/main --code this=.
+    python -m bench.bench_rss --events 5000000 --code main=../main-checkout --code this=.
 
 One stream of ``--events`` simulated events, then one materializer process per
 ``--code`` (its checkout first on ``PYTHONPATH``), all started at once on their own
