@@ -87,7 +87,7 @@ class Settings:
         empty="",
     )
     malloc_arena_max: int = setting(
-        _COUNT,
+        Int(0, 1024),  # glibc's ``int``; more than 8 per core is never useful
         2,
         "glibc malloc arenas, set at start-up (glibc reads the same variable; `0`: glibc's "
         'default, 8 per core); fewer arenas keep less freed memory, see "Memory"',
@@ -148,7 +148,7 @@ class Settings:
         'start at 0.5 s and double up to it (see "Faults")',
     )
     disk_free_min: str = setting(
-        Size("empty or 0: no warning"),
+        Size("empty or 0: no warning; a bare number is bytes", bare=True),
         "1GB",
         "free space on the DuckDB file's volume below which `/health` says `degraded` "
         '(`0`: no warning); see "Disk space"',

@@ -303,6 +303,15 @@ _MATERIALIZER_ONLY = {d.env for d in settings_of(MaterializerSettings).values()}
         ("MATERIALIZER_HTTP_PORT", "70000", "expected a whole number from 0 to 65535"),
         ("NATS_URL", "localhost:4222", "expected nats://host:port"),
         ("DUCKDB_MEMORY_LIMIT", "lots", "expected a size"),
+        # DuckDB refuses these when it opens the file: refused here with the setting's name.
+        ("DUCKDB_MEMORY_LIMIT", "0", "expected a size"),
+        ("DUCKDB_MEMORY_LIMIT", "512", "expected a size"),
+        ("DUCKDB_CHECKPOINT_THRESHOLD", "0MB", "expected a size"),
+        ("DUCKDB_CHECKPOINT_THRESHOLD", "99999999999999999999TB", "expected a size"),
+        ("DISK_FREE_MIN", "2EiB", "expected a size"),
+        # glibc's mallopt takes a C int: a larger value would wrap, silently.
+        ("MALLOC_ARENA_MAX", "2147483649", "expected a whole number from 0 to 1024"),
+        ("MALLOC_ARENA_MAX", "-2", "expected a whole number"),
         ("HEARTBEAT_INTERVAL", "-1", "expected a number greater than 0"),
         ("LOG_LEVEL", "chatty", "expected one of DEBUG, INFO, WARNING"),
         ("DISK_FREE_MIN", "plenty", "expected a size"),

@@ -251,11 +251,20 @@ class Words(Kind[tuple[str, ...]]):
 
 
 class Size(Kind[str]):
-    """A size like ``512MB`` or ``1.5GiB`` (KB = 1000, KiB = 1024, as DuckDB reads them)."""
+    """A size like ``512MB`` or ``1.5GiB`` (KB = 1000, KiB = 1024, as DuckDB reads them).
 
-    def __init__(self, note: str) -> None:
+    At most ``MAX_BYTES``. A size handed to DuckDB (``bare=False``) needs a unit and must
+    be above zero: DuckDB refuses a bare number or a size past 2**64 bytes only when it
+    opens the file, where the setting's own message is clearer, and takes 0 literally.
+    A size read by this code (``bare=True``) may be a bare number of bytes, or 0.
+    """
+
+    MAX_BYTES = 2**60  # 1 EiB
+
+    def __init__(self, note: str, *, bare: bool = False) -> None:
         #: What empty (or 0) means, e.g. "empty: DuckDB's default".
-        self.expected = f"a size like 512MB or 1GB ({note})"
+        self.expected = f"a size like 512MB or 1GB, up to 1EiB ({note})"
+        self.bare = bare
 
     def parse(self, text: str) -> str:
         """The size as written (not blank: empty means what the setting says)."""
@@ -265,8 +274,14 @@ class Size(Kind[str]):
         return text
 
     def check(self, value: str) -> None:
-        """Empty, or a number with an optional unit."""
-        if value and not _SIZE.fullmatch(value.strip()):
+        """Empty, or a number with a unit (or bare, where allowed) within the bounds."""
+        if not value:
+            return
+        match = _SIZE.fullmatch(value.strip())
+        if match is None or (match[2] is None and not self.bare):
+            raise Invalid(self.expected)
+        size = size_in_bytes(value)
+        if size > self.MAX_BYTES or (size == 0 and not self.bare):
             raise Invalid(self.expected)
 
 

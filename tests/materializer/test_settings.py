@@ -52,7 +52,7 @@ def test_every_setting_is_documented() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1GB", 10**9), ("512MB", 512 * 10**6), ("1.5GiB", 3 * 2**29), ("0", 0), ("", 0)],
+    [("1GB", 10**9), ("512MB", 512 * 10**6), ("1.5GiB", 3 * 2**29), ("0", 0), ("0MB", 0), ("", 0)],
 )
 def test_disk_free_min_is_read_as_bytes(raw: str, expected: int) -> None:
     assert Settings.from_env({"DISK_FREE_MIN": raw}).disk_free_min_bytes == expected
