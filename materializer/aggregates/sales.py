@@ -217,7 +217,8 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
     batch.changes.customers.extend(e.data.customer_id for e in orders)
     batch.changes.skus.extend(skus)
     # The UTC hours ``date_trunc('hour', time)`` gives in the UTC session, and the
-    # channels: in Python, so the materializer never loads pyarrow.compute (7 to 8 MB of RSS).
+    # channels: in Python, so the materializer never loads pyarrow.compute (5 to 9 MB
+    # of RSS, bench/bench_imports.py).
     hours = {e.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for e in orders}
     batch.changes.sales_hours.extend(map(iso, hours))
     batch.changes.channels.extend({e.data.channel for e in orders})

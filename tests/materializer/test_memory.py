@@ -19,7 +19,7 @@ from materializer.store import Store
 ROOT = Path(__file__).parents[2]
 #: Modules the materializer's ingest path never needs: the gateway's, and Arrow's Parquet
 #: and file-system libraries (8 MB of RSS; the archive imports them when it runs).
-#: Nor Arrow's compute functions (7 to 8 MB): the batches build their change notices without.
+#: Nor Arrow's compute functions (5 to 9 MB): the batches build their change notices without.
 NOT_LOADED = (
     "gateway",
     "strawberry",

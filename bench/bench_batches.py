@@ -1,0 +1,137 @@
+"""What the slow batches are at a steady rate: every batch's time and steps, DuckDB's
+automatic checkpoints and the delta folds, on one timeline.
+
+Run: ``.venv/bin/python -m bench.bench_batches [--rate 1000] [--seconds 150]``.
+An in-process materializer on a fresh stream and file (``bench_ingest.notice_latency``:
+events published one ack at a time at ``--rate``). Recorded: each batch's wall and CPU
+time and the time of each aggregate's ``apply`` in it, the WAL's size every 20 ms (a
+drop is a checkpoint), and each fold of the aggregate deltas (``Store.compact``).
+Prints the latency and batch percentiles, the checkpoints and folds, and the slowest
+batches with what they spent their time on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.bench_ingest import notice_latency, percentile
+from materializer.aggregates import AGGREGATES, pipeline
+from materializer.settings import Settings
+from materializer.store import Store
+from pulse_bi.natsserver import LocalNatsServer
+
+
+class Timeline:
+    """Batches, folds and checkpoints, timed from the first batch."""
+
+    def __init__(self) -> None:
+        self.steps: Counter[str] = Counter()
+        #: (monotonic time, wall ms, CPU ms, messages, ms per step over 1 ms)
+        self.batches: list[tuple[float, float, float, int, dict[str, int]]] = []
+        self.folds: list[tuple[float, float]] = []  # (monotonic time, ms)
+        self.checkpoints: list[tuple[float, int]] = []  # (monotonic time, WAL bytes before)
+
+    def time_step(self, owner: Any, name: str, label: str) -> None:
+        """Add the wall time of ``owner.name`` to the current batch's ``label``."""
+        inner: Callable[..., Any] = getattr(owner, name)
+
+        @functools.wraps(inner)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.steps[label] += time.perf_counter() - started
+
+        setattr(owner, name, timed)
+
+    def instrument(self) -> None:
+        """Wrap the store's batch, fold and aggregate steps (this process only)."""
+        for module in AGGREGATES:
+            self.time_step(module, "apply", module.__name__.rsplit(".", 1)[-1])
+        self.time_step(pipeline, "record", "pipeline")
+        apply_batch, compact = Store.apply_batch, Store.compact
+
+        def batch(store: Store, messages: Any) -> Any:
+            self.steps.clear()
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return apply_batch(store, messages)
+            finally:
+                wall = (time.perf_counter() - started) * 1000
+                steps = {k: round(v * 1000) for k, v in self.steps.items() if v >= 0.001}
+                cpu_ms = (time.thread_time() - cpu) * 1000
+                self.batches.append((time.monotonic(), wall, cpu_ms, len(messages), steps))
+
+        def fold(store: Store) -> None:
+            started = time.monotonic()
+            compact(store)
+            self.folds.append((started, (time.monotonic() - started) * 1000))
+
+        Store.apply_batch = batch  # type: ignore[method-assign]
+        Store.compact = fold  # type: ignore[method-assign]
+
+    async def watch_wal(self, wal: Path) -> None:
+        """Record each drop of the WAL's size (a checkpoint) until cancelled."""
+        last = 0
+        while True:
+            size = wal.stat().st_size if wal.exists() else 0
+            if size < last:
+                self.checkpoints.append((time.monotonic(), last))
+            last = size
+            await asyncio.sleep(0.02)
+
+
+async def main(args: argparse.Namespace) -> None:
+    timeline = Timeline()
+    timeline.instrument()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        server = LocalNatsServer(store_dir=root / "nats").start()
+        path = root / "batches.duckdb"
+        watcher = asyncio.create_task(timeline.watch_wal(path.with_name(path.name + ".wal")))
+        try:
+            settings = Settings(nats_url=server.url, duckdb_path=path, http_port=0)
+            latencies = await notice_latency(settings, rate=args.rate, seconds=args.seconds)
+        finally:
+            watcher.cancel()
+            server.stop()
+    batches = timeline.batches
+    start = batches[0][0]
+    walls = [wall for _, wall, _, _, _ in batches]
+    print(
+        f"publish -> notice at {args.rate}/s for {args.seconds:.0f} s: "
+        f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms"
+    )
+    print(
+        f"{len(batches)} batches: p50 {percentile(walls, 50):.1f} ms, "
+        f"p99 {percentile(walls, 99):.1f} ms, max {max(walls):.1f} ms"
+    )
+    print(
+        "checkpoints (s, WAL MB before): "
+        + ", ".join(f"{t - start:.1f} s {size / 2**20:.1f}" for t, size in timeline.checkpoints)
+    )
+    print("folds (s, ms): " + ", ".join(f"{t - start:.1f} s {ms:.0f}" for t, ms in timeline.folds))
+    events = [t for t, _ in timeline.checkpoints] + [t for t, _ in timeline.folds]
+    for moment, wall, cpu, count, steps in sorted(batches, key=lambda b: -b[1])[: args.slowest]:
+        near = min((abs(moment - t) for t in events), default=float("inf"))
+        print(
+            f"  {wall:.0f} ms ({cpu:.0f} ms CPU), {count} events at {moment - start:.1f} s, "
+            f"nearest checkpoint or fold {near:.2f} s away; steps (ms): {steps}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=150)
+    parser.add_argument("--slowest", type=int, default=8)
+    asyncio.run(main(parser.parse_args()))
