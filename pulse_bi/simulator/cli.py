@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from pulse_bi.options import SHOW_DEFAULTS
+from pulse_bi.options import SHOW_DEFAULTS, EnvNumber
+from pulse_bi.settings import Float
 from pulse_bi.simulator.generator import (
     generate,
     iter_messages,
@@ -65,7 +66,14 @@ def _parse_end(value: str | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-_FRACTION = click.FloatRange(0.0, 1.0)
+# Numbers parsed like settings: finite (no nan, which would never end a --duration, nor
+# inf), within bounds, with the same errors (pulse_bi/options.py).
+_FRACTION = EnvNumber(Float(0.0, 1.0))
+_POSITIVE = EnvNumber(Float(0.0, above=True))
+#: A century of hours: past it the event times leave the contract's years.
+_HOURS = EnvNumber(Float(0.0, 24 * 366 * 100))
+#: A year: JetStream keeps the window in nanoseconds.
+_WINDOW_SECONDS = EnvNumber(Float(0.0, 366 * 86400, above=True))
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -90,13 +98,13 @@ def _option(flag: str, *names: str, **attributes: Any) -> Callable[[F], F]:
 )
 @_option(
     "--rate",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=_POSITIVE,
     help="Messages per second, with event times following the clock. Without --count it "
     "runs until Ctrl-C or --duration.",
 )
 @_option(
     "--duration",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=_POSITIVE,
     help="Stop after this many seconds of publishing (with --rate: after the messages due "
     "in them).",
 )
@@ -129,7 +137,7 @@ def _option(flag: str, *names: str, **attributes: Any) -> Callable[[F], F]:
 )
 @_option(
     "--window-hours",
-    type=click.FloatRange(min=0.0),
+    type=_HOURS,
     default=48.0,
     help="Without --rate: event times spread over this many hours before --end.",
 )
@@ -151,7 +159,7 @@ def _option(flag: str, *names: str, **attributes: Any) -> Callable[[F], F]:
 )
 @_option(
     "--duplicate-window",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=_WINDOW_SECONDS,
     default=120.0,
     help="Duplicate window (seconds) of the PULSE_EVENTS stream when this run creates it.",
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import nats
+import pytest
 from click.testing import CliRunner
 
 from pulse_bi.contract import STREAM_NAME
@@ -121,6 +122,25 @@ def test_rate_with_duration_stops_on_time(nats_server: LocalNatsServer) -> None:
     # however late the process runs (the count follows the schedule, not the clock).
     assert result.output.startswith("published 100 messages in ")
     assert 0 < messages <= 100  # re-sent duplicates among them are dropped by JetStream
+
+
+@pytest.mark.parametrize("duration", ["1e-9", "0.001"])
+def test_a_duration_shorter_than_one_interval_sends_the_first_message_only(
+    nats_server: LocalNatsServer, duration: str
+) -> None:
+    args = ["--rate", "100", "--duration", duration, "--seed", "3"]
+    result = CliRunner().invoke(simulate_command, args, env={"NATS_URL": nats_server.url})
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("published 1 messages in ")
+
+
+@pytest.mark.parametrize("duration", ["0", "-1", "nan", "inf", "soon"])
+def test_a_duration_that_is_no_time_is_a_usage_error(duration: str) -> None:
+    # nan used to pass click's range check and then never end the run.
+    args = ["--rate", "100", "--duration", duration, "--nats-url", "nats://127.0.0.1:1"]
+    result = CliRunner().invoke(simulate_command, args)
+    assert result.exit_code == 2, result.output
+    assert "--duration" in result.output
 
 
 def test_unreachable_server_is_a_clean_cli_error() -> None:
