@@ -11,13 +11,27 @@ The fold names only the value columns: every other column is the key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Context, localcontext
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 #: Delta rows (all tables together) at which the store folds them into the bases:
 #: ~10 ms per fold of 20,000 rows, and at most that many extra rows per read.
 COMPACT_ROWS = 20_000
+
+#: A batch's rows for a delta are grouped by key in Python up to this many rows, and by
+#: DuckDB above: DuckDB's hash aggregate costs 0.3 to 0.9 ms however few rows it groups,
+#: which every small batch (~25 events at 1,000 events/s) paid three times, and
+#: Python's cost grows with the rows (docs/BENCHMARKS.md, "Grouping small batches").
+GROUP_IN_PYTHON_MAX = 256
+
+#: Sums in Python are exact: the largest (a line's quantity x unit price, ~10^25, added
+#: up) pass the 28 digits of Python's default decimal context (docs/EVENTS.md, "Limits").
+_EXACT = Context(prec=80)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +74,27 @@ class Folded:
             f"INSERT INTO {base} BY NAME {self.grouped(self.delta)}"
             f" ON CONFLICT DO UPDATE SET {updates}"
         )
+
+
+def group_in_python(
+    rows: Iterable[tuple[tuple[Any, ...], tuple[Any, ...]]], sums: int, schema: pa.Schema
+) -> pa.Table:
+    """``(key, values)`` rows folded to one per key, as an Arrow table of ``schema`` (the
+    key's columns, then the values'): the first ``sums`` values are added up, the others
+    keep their maximum, as ``Folded.grouped`` does in SQL."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    with localcontext(_EXACT):
+        for key, values in rows:
+            total = groups.get(key)
+            if total is None:
+                groups[key] = list(values)
+                continue
+            for i, value in enumerate(values):
+                total[i] = total[i] + value if i < sums else max(total[i], value)
+    columns = list(zip(*(key + tuple(values) for key, values in groups.items()), strict=True))
+    if not columns:
+        columns = [() for _ in schema]
+    return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema)
 
 
 def pending_rows(cur: duckdb.DuckDBPyConnection, tables: tuple[Folded, ...]) -> int:

@@ -14,7 +14,7 @@ id is rejected.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ from materializer.aggregates.batch import (
     iso,
     strings,
 )
-from materializer.aggregates.deltas import Folded
+from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
 from materializer.queries import (
     EXACT,
@@ -56,6 +56,24 @@ PRODUCT_SALES_BY_HOUR = Folded(
     sums=("units", "revenue", "cancelled_units", "cancelled_revenue"),
 )
 FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
+#: A small batch's new orders and lines grouped in Python (``deltas.group_in_python``).
+#: Unit sums are DECIMAL(38,0) here: those of many large orders pass BIGINT (HUGEINT in
+#: DuckDB, docs/EVENTS.md "Limits"); a line's quantity x unit price has 2 decimals.
+_UNITS = pa.decimal128(38, 0)
+_SUM = pa.decimal128(38, 2)
+_NEW_SALES = pa.schema(
+    {
+        "hour": TIME,
+        "channel": pa.string(),
+        "site": pa.string(),
+        "orders": pa.int64(),
+        "gross_revenue": _SUM,
+        "units": _UNITS,
+    }
+)
+_NEW_PRODUCT_SALES = pa.schema(
+    {"hour": TIME, "sku": pa.string(), "site": pa.string(), "units": _UNITS, "revenue": _SUM}
+)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -165,9 +183,15 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
     prices: list[Any] = []
     units: list[int] = []
     line_sites: list[str] = []
+    # The UTC hour ``date_trunc('hour', time)`` gives in the UTC session, in Python: for
+    # the change notice and the grouping of small batches.
+    hours: list[datetime] = []
+    line_hours: list[datetime] = []
     for event in orders:
         data = event.data
         site = event.message.site or ""
+        hour = event.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        hours.append(hour)
         count = 0
         for number, line in enumerate(data.lines):
             line_sequences.append(event.sequence)
@@ -178,6 +202,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             quantities.append(line.quantity)
             prices.append(line.unit_price)
             line_sites.append(site)
+            line_hours.append(hour)
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
@@ -216,12 +241,24 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
     )
     batch.changes.customers.extend(e.data.customer_id for e in orders)
     batch.changes.skus.extend(skus)
-    # The UTC hours ``date_trunc('hour', time)`` gives in the UTC session, and the
-    # channels: in Python, so the materializer never loads pyarrow.compute (5 to 9 MB
-    # of RSS, bench/bench_imports.py).
-    hours = {e.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for e in orders}
-    batch.changes.sales_hours.extend(map(iso, hours))
+    # Hours and channels in Python, so the materializer never loads pyarrow.compute (5 to
+    # 9 MB of RSS, bench/bench_imports.py).
+    batch.changes.sales_hours.extend(map(iso, set(hours)))
     batch.changes.channels.extend({e.data.channel for e in orders})
+    if len(orders) <= GROUP_IN_PYTHON_MAX:
+        order_rows = (
+            ((hour, e.data.channel, e.message.site or ""), (1, e.data.total_amount, count))
+            for hour, e, count in zip(hours, orders, units, strict=True)
+        )
+        batch.frames["new_sales"] = group_in_python(order_rows, 3, _NEW_SALES)
+    if len(skus) <= GROUP_IN_PYTHON_MAX:
+        line_rows = (
+            ((hour, sku, site), (quantity, quantity * price))
+            for hour, sku, site, quantity, price in zip(
+                line_hours, skus, line_sites, quantities, prices, strict=True
+            )
+        )
+        batch.frames["new_product_sales"] = group_in_python(line_rows, 2, _NEW_PRODUCT_SALES)
 
 
 def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
@@ -245,17 +282,28 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     # Each part is grouped by the key already: a delta row per key, part and batch.
     sales: list[str] = []
     products: list[str] = []
+    new_sales = batch.frames.get("new_sales")  # read by DuckDB below
+    new_product_sales = batch.frames.get("new_product_sales")  # read by DuckDB
     if new_orders:
-        sales.append(
-            "SELECT date_trunc('hour', time) AS hour, channel, site, count(*) AS orders,"
-            " sum(total_amount) AS gross_revenue, sum(units) AS units, 0 AS cancelled_orders,"
-            " 0 AS cancelled_revenue, 0 AS cancelled_units FROM batch_orders GROUP BY 1, 2, 3"
-        )
-        products.append(
-            "SELECT date_trunc('hour', time) AS hour, sku, site, sum(quantity) AS units,"
-            " sum(quantity * unit_price) AS revenue, 0 AS cancelled_units,"
-            " 0 AS cancelled_revenue FROM batch_lines GROUP BY 1, 2, 3"
-        )
+        cancelled = "0 AS cancelled_orders, 0 AS cancelled_revenue, 0 AS cancelled_units"
+        if new_sales is not None:  # grouped in Python (a small batch)
+            sales.append(f"SELECT *, {cancelled} FROM new_sales")
+        else:
+            sales.append(
+                "SELECT date_trunc('hour', time) AS hour, channel, site, count(*) AS orders,"
+                f" sum(total_amount) AS gross_revenue, sum(units) AS units, {cancelled}"
+                " FROM batch_orders GROUP BY 1, 2, 3"
+            )
+        if new_product_sales is not None:
+            products.append(
+                "SELECT *, 0 AS cancelled_units, 0 AS cancelled_revenue FROM new_product_sales"
+            )
+        else:
+            products.append(
+                "SELECT date_trunc('hour', time) AS hour, sku, site, sum(quantity) AS units,"
+                " sum(quantity * unit_price) AS revenue, 0 AS cancelled_units,"
+                " 0 AS cancelled_revenue FROM batch_lines GROUP BY 1, 2, 3"
+            )
     if targets:
         order_rows, line_rows = "order_events", "order_lines"
         archive = batch.archive

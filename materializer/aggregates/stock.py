@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from materializer.aggregates.batch import Batch, event_table, strings
-from materializer.aggregates.deltas import Folded
+from materializer.aggregates.batch import TIME, Batch, event_table, strings
+from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
@@ -24,6 +24,16 @@ SPEC = registry.STOCK
 #: The snapshot takes appends (``materializer.aggregates.deltas``).
 STOCK_SNAPSHOT = Folded("stock_snapshot", sums=("on_hand",), latest=("last_movement_at",))
 FOLDED = (STOCK_SNAPSHOT,)
+#: A small batch's delta rows, grouped in Python (``deltas.group_in_python``).
+_DELTA_ROWS = pa.schema(
+    {
+        "sku": pa.string(),
+        "warehouse": pa.string(),
+        "site": pa.string(),
+        "on_hand": pa.int64(),  # a batch's sum: at most 256 x 10^9
+        "last_movement_at": TIME,
+    }
+)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -47,10 +57,19 @@ def apply(batch: Batch) -> None:
     )
     batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
     # Grouped by the key first: one delta row per key and batch.
-    (count,) = batch.cur.execute(
-        f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, site, sum(quantity_delta),"
-        " max(time) FROM batch_moves GROUP BY ALL"
-    ).fetchall()[0]
+    if len(moves) <= GROUP_IN_PYTHON_MAX:
+        rows = (
+            ((e.data.sku, e.data.warehouse, e.message.site or ""), (e.data.quantity_delta, e.time))
+            for e in moves
+        )
+        grouped = group_in_python(rows, 1, _DELTA_ROWS)  # read by DuckDB below
+        batch.cur.execute(f"INSERT INTO {STOCK_SNAPSHOT.delta} BY NAME SELECT * FROM grouped")
+        count = grouped.num_rows
+    else:
+        (count,) = batch.cur.execute(
+            f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, site,"
+            " sum(quantity_delta), max(time) FROM batch_moves GROUP BY ALL"
+        ).fetchall()[0]
     batch.delta_rows += count
     batch.changes.skus.extend(skus)
     batch.changes.warehouses.extend(warehouses)

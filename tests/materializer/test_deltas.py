@@ -4,6 +4,7 @@ no read answers differently, whether the rows are folded, waiting, or a restart 
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,61 @@ def test_a_null_never_reaches_a_delta_or_the_settled_invoices(store: Store) -> N
         store.conn.execute(
             "INSERT INTO stock_snapshot_delta VALUES ('SKU-1', 'WH-1', '', NULL, now())"
         )
+
+
+MAX_PRICE = "9999999999999999.99"
+DELTA_TABLES = ("sales_by_hour_delta", "product_sales_by_hour_delta", "stock_snapshot_delta")
+
+
+def delta_contents(store: Store) -> list[Any]:
+    return [
+        store.read(lambda cur, t=table: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall())
+        for table in DELTA_TABLES
+    ]
+
+
+def test_grouping_in_python_and_in_duckdb_append_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches group their delta rows in Python, large ones in DuckDB
+    (``GROUP_IN_PYTHON_MAX``): the same batches give the same delta rows either way,
+    sites, repeated keys, cancellations and the largest sums included (a line's
+    quantity x unit price added up past 28 digits: Python's default decimal precision)."""
+    stream = Stream()
+    sites = ("wh1", "wh2", None)
+    batches = [
+        [
+            RawMessage(m.sequence, m.subject, m.data, m.received, sites[m.sequence % 3])
+            for m in batch
+        ]
+        for batch in traffic(stream, 40, seed=11)
+    ]
+    big_line = ("SKU-1", 999_999_999, MAX_PRICE)
+    big = [
+        stream.order(f"BIG-{i}", lines=[big_line] * 300, total=MAX_PRICE, channel="web")
+        for i in range(3)
+    ]
+    moves = [stream.move("SKU-9", "W1", 10**9 * (-1) ** i) for i in range(300)]
+    batches += [big, moves, [stream.cancel("BIG-1"), stream.cancel("BIG-2")]]
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 10**9)
+    stores = {}
+    for name, most in (("python", 10**9), ("duckdb", 0)):
+        monkeypatch.setattr(deltas, "GROUP_IN_PYTHON_MAX", most)
+        for module in ("sales", "stock"):
+            monkeypatch.setattr(f"materializer.aggregates.{module}.GROUP_IN_PYTHON_MAX", most)
+        stores[name] = store = Store.open(tmp_path / f"{name}.duckdb")
+        for batch in batches:
+            store.apply_batch(batch)
+    try:
+        python, duckdb_grouped = (delta_contents(stores[n]) for n in ("python", "duckdb"))
+        assert python == duckdb_grouped
+        assert all(python)  # every delta took rows
+        # The big orders' revenue: 900 lines of ~10^9 x the largest price, to the cent.
+        # product_sales_by_hour_delta: hour, sku, site, units, revenue, cancelled_...
+        (row,) = [r for r in python[1] if r[1] == "SKU-1" and r[4] >= 10**24]
+        units = 900 * 999_999_999
+        assert (row[3], row[4]) == (units, units * Decimal(MAX_PRICE))
+        assert answers(stores["python"]) == answers(stores["duckdb"])
+    finally:
+        for store in stores.values():
+            store.close()
