@@ -58,6 +58,8 @@ class Timeline:
         for module in AGGREGATES:
             self.time_step(module, "apply", module.__name__.rsplit(".", 1)[-1])
         self.time_step(pipeline, "record", "pipeline")
+        # Everything before the COMMIT: the batch's wall time less this is the COMMIT.
+        self.time_step(Store, "_apply", "before COMMIT")
         apply_batch, compact = Store.apply_batch, Store.compact
 
         def batch(store: Store, messages: Any) -> Any:
