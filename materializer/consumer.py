@@ -260,7 +260,13 @@ class Ingestor:
             if headers is not None:
                 self._control(reply, headers)
             return
-        sequence, delivered, timestamp_ns = _ack_position(reply)
+        try:
+            sequence, delivered, timestamp_ns = _ack_position(reply)
+        except (IndexError, ValueError):
+            # Not an ack subject nats-server writes. Ignoring it loses nothing: were it a
+            # delivery, the next one's sequence would show the gap and read it again.
+            log.warning("ignored a message on the consumer's inbox with reply %.200r", reply)
+            return
         self._receive(subject, sequence, b"%d" % delivered, b"%d" % timestamp_ns, headers, payload)
 
     def _receive(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 from typing import Any
@@ -23,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from materializer.app import Materializer
+from materializer.consumer import _ack_position
 from materializer.delivery import TapParser, header_values, status_of, tap
 from materializer.settings import Settings
 from pulse_bi.contract import STREAM_NAME
@@ -195,3 +197,72 @@ def test_frames_cut_anywhere_come_out_whole(
 
     assert run(False) == [("frame", s.encode(), r.encode(), h or None, p) for s, r, h, p in frames]
     assert run(True) == [_expected(*frame) for frame in frames]
+
+
+async def test_frames_on_the_ingest_inbox_that_are_not_deliveries_of_the_stream(
+    materializer_settings: Settings,
+    js: JetStreamContext,
+    nc: NATS,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever reaches the consumer's inbox besides the stream's deliveries is never
+    applied and never stops ingest: messages published to it (nats-server refuses a
+    ``$JS.ACK`` reply from a client, so those have another reply or none), and frames
+    with ack subjects the server does not write (cut short, words for numbers). An ack
+    subject of the domain form is a delivery like the usual one: applied when it is the
+    next sequence, ignored when it comes again."""
+    caplog.set_level(logging.WARNING, "pulse_bi.materializer.consumer")
+    first = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(5)]
+    later = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(5, 10)]
+    async with Materializer(materializer_settings) as running:
+        await running.wait_for_sequence(await publish_events(js, *first), timeout=30)
+        ingestor = running.ingestor
+        assert ingestor is not None and ingestor._subscription is not None
+        stranger = json.dumps(order("O-stranger", "9.00", time="2026-11-25T10:00:00Z")).encode()
+        for reply in ("other.reply", ""):
+            await nc.publish(ingestor._subscription.subject, stranger, reply=reply)
+        await nc.flush()
+        # Frames as the server would write them, handed to the consumer directly.
+        subject = b"pulse.events.orders.created"
+        timestamp = 1796091716234651890
+        for reply in (
+            b"$JS.ACK.PULSE_EVENTS.c.1.6",  # cut short
+            b"$JS.ACK.PULSE_EVENTS.c.1.x.6." + b"%d" % timestamp + b".0",
+            b"$JS.ACK.a.b.c.d.e.f.g.h.i.j.k",  # the domain form's length, words
+            b"$JS.ACK.",
+            # The domain form, again for an applied sequence: not applied twice.
+            b"$JS.ACK.wh1.ACCHASH.PULSE_EVENTS.c.2.3.9." + b"%d" % timestamp + b".0.tok",
+        ):
+            ingestor._deliver(subject, reply, None, stranger)
+        assert "ignored a message on the consumer's inbox" in caplog.text
+        # The domain form for the next sequence: applied as that message of the stream.
+        domain_form = b"$JS.ACK.wh1.ACCHASH.PULSE_EVENTS.c.1.6.6." + b"%d" % timestamp + b".0"
+        ingestor._deliver(subject, domain_form, None, stranger)
+        await running.wait_for_sequence(6, timeout=30)
+        last = await publish_events(js, *later)  # the stream's own 6 comes after the forged one
+        await running.wait_for_sequence(last, timeout=30)
+        stats = running.store.stats()
+        status = running.health()
+        assert status[0] == "ok", status
+        received = running.store.read(
+            lambda cur: cur.execute(
+                "SELECT order_id FROM order_events WHERE sequence = 6"
+            ).fetchall()
+        )
+    assert (stats["last_sequence"], stats["events_applied"]) == (last, 10)
+    assert stats["events_rejected"] == 0
+    assert received == [("O-stranger",)]
+
+
+@pytest.mark.parametrize(
+    ("reply", "position"),
+    [
+        # The usual form: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
+        ("$JS.ACK.S.c.1.42.7.1796091716234651890.0", (42, 7, 1796091716234651890)),
+        # The domain form, with and without the trailing token.
+        ("$JS.ACK.wh1.ACCHASH.S.c.1.42.7.1796091716234651890.0", (42, 7, 1796091716234651890)),
+        ("$JS.ACK._.ACCHASH.S.c.3.42.7.1796091716234651890.0.tok", (42, 7, 1796091716234651890)),
+    ],
+)
+def test_ack_subject_positions(reply: str, position: tuple[int, int, int]) -> None:
+    assert _ack_position(reply.encode()) == position
