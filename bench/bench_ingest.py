@@ -7,13 +7,17 @@ of the same stream. The raw consume rate is nats-py's ordered push consumer (the
 JetStream client path, as ``js.subscribe(ordered_consumer=True)`` gives it) with a
 callback that only counts: the speed at which a Python client receives the stream at
 all. Raw consume and ingest alternate ``--rounds`` times (medians are reported, and each
-round's ratio), so a change of load during the run hits both alike.
+round's ratio), so a change of load during the run hits both alike. The writer
+thread's batches are timed (``WriterClock``): how busy it was, and how much of its time
+in a batch it spent off the CPU, waiting for the GIL the event loop holds while it
+receives, or for the COMMIT's I/O.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +37,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from materializer.app import Materializer
 from materializer.settings import Settings
+from materializer.store import Store
 from pulse_bi.contract import CHANGES_SUBJECT, STREAM_NAME, notice_decoder, query_subject
 from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.simulator import generate, publish
@@ -89,22 +94,60 @@ async def raw_consume_rate(url: str, last: int) -> float:
     return last / elapsed
 
 
-async def ingest_rate(settings: Settings, last: int) -> tuple[float, float, dict[str, float]]:
+class WriterClock:
+    """Times every ``Store.apply_batch`` of this process (the writer thread's batches):
+    wall and thread CPU summed, and the span from the first batch's start to the last's
+    end. Wall time the writer spends off the CPU inside a batch is time it waited: for
+    the GIL (the event loop receives meanwhile) or for I/O (the COMMIT's fsync)."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = self.span = 0.0
+        self.events = 0
+        self.first = self.last = 0.0
+
+    def __enter__(self) -> WriterClock:
+        self.first = 0.0
+        inner = self._inner = Store.apply_batch
+
+        def timed(store: Store, messages: Any) -> Any:
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return inner(store, messages)
+            finally:
+                self.last = time.perf_counter()
+                self.first = self.first or started
+                self.wall += self.last - started
+                self.cpu += time.thread_time() - cpu
+                self.events += len(messages)
+
+        Store.apply_batch = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        Store.apply_batch = self._inner  # type: ignore[method-assign]
+        self.span += self.last - self.first
+
+
+async def ingest_rate(
+    settings: Settings, last: int, clock: WriterClock | None = None
+) -> tuple[float, float, dict[str, float]]:
     """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; and the
-    CPU seconds each thread of this process spent meanwhile, by thread name."""
+    CPU seconds each thread of this process spent meanwhile, by thread name. With a
+    ``clock``, the writer's batches are timed too."""
     process = psutil.Process()
     before = {t.id: t.user_time + t.system_time for t in process.threads()}
     started = time.perf_counter()
-    async with Materializer(settings) as running:
-        await running.wait_for_sequence(last, timeout=3600)
-        elapsed = time.perf_counter() - started
-        rss = process.memory_info().rss / 2**20
-        names = {t.native_id: t.name for t in threading.enumerate()}
-        cpu: dict[str, float] = {}
-        for thread in process.threads():
-            name = names.get(thread.id, "other")
-            used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
-            cpu[name] = cpu.get(name, 0.0) + used
+    with clock or contextlib.nullcontext():
+        async with Materializer(settings) as running:
+            await running.wait_for_sequence(last, timeout=3600)
+            elapsed = time.perf_counter() - started
+            rss = process.memory_info().rss / 2**20
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            cpu: dict[str, float] = {}
+            for thread in process.threads():
+                name = names.get(thread.id, "other")
+                used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
+                cpu[name] = cpu.get(name, 0.0) + used
     return last / elapsed, rss, cpu
 
 
@@ -198,6 +241,7 @@ async def main(args: argparse.Namespace) -> None:
             rss = 0.0
             cpu = {"raw": 0.0, "ingest": 0.0}  # this process's CPU seconds, all threads
             threads: dict[str, float] = {}  # the same during ingest, by thread
+            clock = WriterClock()  # the writer's batches, all rounds
             for round_ in range(args.rounds):
                 started = time.process_time()
                 raws.append(await raw_consume_rate(server.url, last))
@@ -206,7 +250,7 @@ async def main(args: argparse.Namespace) -> None:
                     nats_url=server.url, duckdb_path=root / f"ingest-{round_}.duckdb", http_port=0
                 )
                 started = time.process_time()
-                rate, rss, by_thread = await ingest_rate(settings, last)
+                rate, rss, by_thread = await ingest_rate(settings, last, clock)
                 cpu["ingest"] += time.process_time() - started
                 ingests.append(rate)
                 for name, seconds in by_thread.items():
@@ -239,6 +283,13 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 "ingest CPU per event by thread: "
                 + ", ".join(f"{name} {seconds / events * 1e6:.1f} us" for name, seconds in busiest)
+            )
+            print(
+                f"writer thread in its batches: busy {100 * clock.wall / clock.span:.0f} % of"
+                f" the time from the first batch to the last; per event wall"
+                f" {clock.wall / events * 1e6:.1f} us, CPU {clock.cpu / events * 1e6:.1f} us (the"
+                " rest waiting for the GIL or I/O); its CPU alone caps ingest at"
+                f" {events / clock.cpu:,.0f} events/s ({events / clock.cpu / raw:.2f} x raw)"
             )
             reads = await query_round_trips(
                 Settings(nats_url=server.url, duckdb_path=root / "ingest-0.duckdb", http_port=0),
