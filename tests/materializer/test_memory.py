@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
+
 from bench.bench_apply import generate
 from materializer import db
-from materializer.app import limit_malloc_arenas
+from materializer.app import arrow_on_malloc, limit_malloc_arenas
 from materializer.settings import Settings
 from materializer.store import Store
 
@@ -116,3 +119,22 @@ def test_malloc_arena_cap_is_set_by_default_and_zero_leaves_glibc_alone() -> Non
     assert limit_malloc_arenas(0) is False
     if sys.platform == "linux" and os.confstr("CS_GNU_LIBC_VERSION"):
         assert limit_malloc_arenas(2) is True
+
+
+def test_arrow_allocates_from_malloc_unless_a_pool_was_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        assert arrow_on_malloc() is False
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        assert arrow_on_malloc() is True
+        assert pa.default_memory_pool().backend_name == "system"
+        held = pa.system_memory_pool().bytes_allocated()
+        column = pa.array(["a batch's column"] * 1000)
+        assert pa.system_memory_pool().bytes_allocated() >= held + column.nbytes
+    finally:
+        pa.set_memory_pool(before)
