@@ -75,7 +75,7 @@ def arrow_on_malloc() -> bool:
     True when changed. Unless ``ARROW_DEFAULT_MEMORY_POOL`` chose a pool.
 
     Every batch builds its Arrow tables and frees them after its statements; mimalloc
-    kept 11 to 16 MB of that memory after a catch-up, where malloc (its arenas capped by
+    kept 4 to 16 MB of that memory after a catch-up, where malloc (its arenas capped by
     ``limit_malloc_arenas``) reuses it, at the same ingest rate (docs/BENCHMARKS.md,
     "Arrow's allocator").
     """

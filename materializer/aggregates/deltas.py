@@ -26,7 +26,8 @@ COMPACT_ROWS = 20_000
 #: A batch's rows for a delta are grouped by key in Python up to this many rows, and by
 #: DuckDB above: DuckDB's hash aggregate costs 0.3 to 0.9 ms however few rows it groups,
 #: which every small batch (~25 events at 1,000 events/s) paid three times, and
-#: Python's cost grows with the rows (docs/BENCHMARKS.md, "Grouping small batches").
+#: Python's cost grows with the rows (docs/BENCHMARKS.md, "On a quiet machine, and small
+#: batches grouped in Python").
 GROUP_IN_PYTHON_MAX = 256
 
 #: Sums in Python are exact: the largest (a line's quantity x unit price, ~10^25, added
