@@ -4,12 +4,16 @@ no read answers differently, whether the rows are folded, waiting, or a restart 
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from materializer.aggregates import FOLDED, deltas
 from materializer.store import RawMessage, Store
@@ -250,3 +254,58 @@ def test_grouping_in_python_and_in_duckdb_append_the_same_rows(
     finally:
         for store in stores.values():
             store.close()
+
+
+#: Up to a line's largest quantity x unit price (10^9 x 10^16, docs/EVENTS.md "Limits"):
+#: sixty of them add up past the 28 digits of Python's default decimal context.
+_LINE = Decimal(10**25) - Decimal("0.01")
+_MONEY = st.decimals(min_value=-_LINE, max_value=_LINE, places=2, allow_nan=False)
+#: Event times inside the contract's window (docs/EVENTS.md, "Limits"), in any offset.
+_TIMES = st.builds(
+    lambda moment, minutes: moment.astimezone(timezone(timedelta(minutes=minutes))),
+    st.datetimes(datetime(1970, 1, 2), datetime(2199, 12, 30), timezones=st.just(UTC)),
+    st.integers(-900, 900),
+)
+_KEYS = st.tuples(
+    st.sampled_from(["", "SKU-1", "sku-1", "ß", "\u00e9", "e\u0301", "🙂"]),
+    st.sampled_from(["", "wh1", "wh-2"]),
+)
+_VALUES = st.tuples(st.integers(-(10**13), 10**13), _MONEY, _TIMES)
+_GROUPED = pa.schema(
+    {
+        "k1": pa.string(),
+        "k2": pa.string(),
+        "n": pa.decimal128(38, 0),
+        "money": pa.decimal128(38, 2),
+        "latest": pa.timestamp("us", tz="UTC"),
+    }
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(rows=st.lists(st.tuples(_KEYS, _VALUES), max_size=60))
+@example(rows=[(("SKU-1", ""), (10**13, _LINE, datetime(2199, 12, 29, tzinfo=UTC)))] * 12)
+def test_grouping_in_python_equals_duckdbs_group_by(
+    rows: list[tuple[tuple[str, str], tuple[int, Decimal, datetime]]],
+) -> None:
+    """``group_in_python`` against DuckDB's ``GROUP BY`` of the same rows: equal keys
+    (unicode compared as DuckDB does, byte for byte), exact sums of the largest values,
+    the latest of times given in any offset."""
+    grouped = deltas.group_in_python(((k, (n, m, t)) for k, (n, m, t) in rows), 2, _GROUPED)
+    raw = pa.table(  # noqa: F841 - read by DuckDB below
+        {
+            "k1": pa.array([k[0] for k, _ in rows], pa.string()),
+            "k2": pa.array([k[1] for k, _ in rows], pa.string()),
+            "n": pa.array([v[0] for _, v in rows], pa.decimal128(38, 0)),
+            "money": pa.array([v[1] for _, v in rows], pa.decimal128(38, 2)),
+            "latest": pa.array([v[2] for _, v in rows], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        expected = conn.execute(
+            "SELECT k1, k2, sum(n), sum(money), max(latest) FROM raw GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        got = conn.execute("SELECT * FROM grouped ORDER BY ALL").fetchall()
+    assert got == expected
+    assert grouped.schema == _GROUPED
