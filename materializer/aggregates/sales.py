@@ -186,7 +186,6 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
     # The UTC hour ``date_trunc('hour', time)`` gives in the UTC session, in Python: for
     # the change notice and the grouping of small batches.
     hours: list[datetime] = []
-    line_hours: list[datetime] = []
     for event in orders:
         data = event.data
         site = event.message.site or ""
@@ -202,7 +201,6 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             quantities.append(line.quantity)
             prices.append(line.unit_price)
             line_sites.append(site)
-            line_hours.append(hour)
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
@@ -253,10 +251,12 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
         batch.frames["new_sales"] = group_in_python(order_rows, 3, _NEW_SALES)
     if len(skus) <= GROUP_IN_PYTHON_MAX:
         line_rows = (
-            ((hour, sku, site), (quantity, quantity * price))
-            for hour, sku, site, quantity, price in zip(
-                line_hours, skus, line_sites, quantities, prices, strict=True
+            (
+                (hour, line.sku, e.message.site or ""),
+                (line.quantity, line.quantity * line.unit_price),
             )
+            for hour, e in zip(hours, orders, strict=True)
+            for line in e.data.lines
         )
         batch.frames["new_product_sales"] = group_in_python(line_rows, 2, _NEW_PRODUCT_SALES)
 
