@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.bench_ingest import notice_latency, percentile
+from bench.bench_write_steps import timed
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.settings import Settings
 from materializer.store import Store
@@ -41,17 +40,7 @@ class Timeline:
 
     def time_step(self, owner: Any, name: str, label: str) -> None:
         """Add the wall time of ``owner.name`` to the current batch's ``label``."""
-        inner: Callable[..., Any] = getattr(owner, name)
-
-        @functools.wraps(inner)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.steps[label] += time.perf_counter() - started
-
-        setattr(owner, name, timed)
+        timed(owner, name, label, self.steps, time.perf_counter)
 
     def instrument(self) -> None:
         """Wrap the store's batch, fold and aggregate steps (this process only)."""
