@@ -64,15 +64,17 @@ LIVE_QUERIES = {
     "arAging": "subscription { arAging { totalOutstanding openInvoices } }",
     "topProducts": "subscription { topProducts(limit: 5) { sku units revenue } }",
 }
-#: Named queries sent over HTTP in turn, as a dashboard would.
-HTTP_QUERIES = [
-    "{ salesByHour { hour orders netRevenue } }",
-    "{ arAging { totalOutstanding openInvoices byCustomer(limit: 10) { customerId total } } }",
-    "{ overdueInvoices(minDaysOverdue: 1) { invoiceId balance daysOverdue } }",
-    "{ topProducts(limit: 10) { sku units revenue } }",
-    "{ lowStock { sku warehouse onHand } }",
-    "{ pipeline { lastSequence lag } }",
-]
+#: Named queries sent over HTTP in turn, as a dashboard would (``--http-queries`` picks).
+HTTP_QUERIES = {
+    "salesByHour": "{ salesByHour { hour orders netRevenue } }",
+    "arAging": (
+        "{ arAging { totalOutstanding openInvoices byCustomer(limit: 10) { customerId total } } }"
+    ),
+    "overdueInvoices": ("{ overdueInvoices(minDaysOverdue: 1) { invoiceId balance daysOverdue } }"),
+    "topProducts": "{ topProducts(limit: 10) { sku units revenue } }",
+    "lowStock": "{ lowStock { sku warehouse onHand } }",
+    "pipeline": "{ pipeline { lastSequence lag } }",
+}
 MAX_IN_FLIGHT = 20_000
 
 
@@ -188,8 +190,9 @@ class Soak:
         """Named queries over HTTP in turn, one at a time, ``--query-interval`` apart."""
         async with httpx.AsyncClient(base_url=self.stack.gateway_url, timeout=30) as http:
             turn = 0
+            queries = [HTTP_QUERIES[name] for name in self.args.http_queries]
             while not self.stop.is_set():
-                query = HTTP_QUERIES[turn % len(HTTP_QUERIES)]
+                query = queries[turn % len(queries)]
                 turn += 1
                 started = time.perf_counter()
                 try:
@@ -446,7 +449,16 @@ def main() -> None:
         "--gateway-env", action="append", default=[], help="KEY=VALUE for the gateway"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
+    parser.add_argument(
+        "--http-queries",
+        type=lambda text: [name.strip() for name in text.split(",")],
+        default=list(HTTP_QUERIES),
+        help=f"comma-separated, in turn (default all: {','.join(HTTP_QUERIES)})",
+    )
     args = parser.parse_args()
+    unknown = [name for name in args.http_queries if name not in HTTP_QUERIES]
+    if unknown or not args.http_queries:
+        parser.error(f"--http-queries: unknown {unknown}; known: {', '.join(HTTP_QUERIES)}")
     out_path = args.out or Path(f"soak-{args.rate:g}.jsonl")
     env = {"LOG_LEVEL": "INFO"}
     if args.checkpoint_interval is not None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 COMPACT_ROWS = 20_000
 
 #: A batch's rows for a delta are grouped by key in Python up to this many rows, and by
-#: DuckDB above: DuckDB's hash aggregate costs 0.3 to 0.9 ms however few rows it groups,
+#: DuckDB above: DuckDB's hash aggregate costs ~0.5 ms more than a scan however few rows,
 #: which every small batch (~25 events at 1,000 events/s) paid three times, and
 #: Python's cost grows with the rows (docs/BENCHMARKS.md, "On a quiet machine, and small
 #: batches grouped in Python").
