@@ -70,7 +70,9 @@ HTTP_QUERIES = {
     "arAging": (
         "{ arAging { totalOutstanding openInvoices byCustomer(limit: 10) { customerId total } } }"
     ),
-    "overdueInvoices": ("{ overdueInvoices(minDaysOverdue: 1) { invoiceId balance daysOverdue } }"),
+    "overdueInvoices": (
+        "{ overdueInvoices(minDaysOverdue: 1, limit: 500) { invoiceId balance daysOverdue } }"
+    ),
     "topProducts": "{ topProducts(limit: 10) { sku units revenue } }",
     "lowStock": "{ lowStock { sku warehouse onHand } }",
     "pipeline": "{ pipeline { lastSequence lag } }",

@@ -55,8 +55,10 @@ class _MainLoopUpstream:
         self._upstream = upstream
         self._loop = loop
 
-    async def query(self, name: str, params: dict[str, Any]) -> Result:
-        future = asyncio.run_coroutine_threadsafe(self._upstream.query(name, params), self._loop)
+    async def query(self, name: str, params: dict[str, Any], *, follow: bool = True) -> Result:
+        future = asyncio.run_coroutine_threadsafe(
+            self._upstream.query(name, params, follow=follow), self._loop
+        )
         return await asyncio.wrap_future(future)
 
 

@@ -4,7 +4,8 @@ Every fragment is measured once per document (memoised by name), so the work is 
 the document however often fragments spread each other. The cost of a field is 1 plus the
 cost of its selections, times the number of items its list may hold:
 
-- a `limit` argument gives that number (its schema default when not given);
+- a `limit` argument gives that number (its schema default when not given; a paged
+  list's null `limit`, its whole length, counts as below);
 - `salesByHour` holds at most one row per hour of its window;
 - other data lists count as one page of the materializer (`UNBOUNDED_LIST_SIZE` rows);
 - introspection lists count as the largest such list in the schema (it is fixed).
@@ -74,6 +75,13 @@ def check_limit(value: int | None, default: int) -> int:
         return default
     if not 1 <= value <= MAX_LIMIT:
         raise BadUserInput(f"limit must be between 1 and {MAX_LIMIT}, got {value}")
+    return value
+
+
+def check_offset(value: int) -> int:
+    """A paged list's `offset`: rows to skip, 0 or more."""
+    if value < 0:
+        raise BadUserInput(f"offset must be 0 or more, got {value}")
     return value
 
 
@@ -226,9 +234,10 @@ class Measurer:
             value = self._argument(node, definition, "limit")
             if value is _UNKNOWN:
                 return MAX_LIMIT
-            if not isinstance(value, int) or isinstance(value, bool):
-                return 1  # the smallest a variable may give, or a value the request refuses
-            return max(1, min(value, MAX_LIMIT))
+            if value is not None:  # null: a paged list's whole length, counted below
+                if not isinstance(value, int) or isinstance(value, bool):
+                    return 1  # the smallest a variable may give, or a value the request refuses
+                return max(1, min(value, MAX_LIMIT))
         if name == "salesByHour":
             return self._window_hours(node, definition)
         return UNBOUNDED_LIST_SIZE

@@ -18,28 +18,31 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+#: A query, its encoded parameters and whether its pages were followed to the end.
+Key = tuple[str, bytes, bool]
+
 
 class Served:
-    """The newest result served for each (query, encoded parameters), bounded (LRU)."""
+    """The newest result served for each ``Key``, bounded (LRU)."""
 
     def __init__(self, entries: int) -> None:
         self._entries = max(1, entries)
-        self._served: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
+        self._served: OrderedDict[Key, Any] = OrderedDict()
         #: Replies older than a result already served (asked again or replaced).
         self.older_replies = 0
         #: Times the result served before was served again instead of an older reply.
         self.served_again = 0
 
-    def last(self, key: tuple[str, bytes]) -> Any | None:
+    def last(self, key: Key) -> Any | None:
         """The newest result served for ``key`` (``None`` before the first one)."""
         return self._served.get(key)
 
-    def floor(self, key: tuple[str, bytes]) -> int:
+    def floor(self, key: Key) -> int:
         """The version of the newest result served for ``key`` (0 before the first one)."""
         result = self._served.get(key)
         return 0 if result is None else int(result.version)
 
-    def serve(self, key: tuple[str, bytes], result: Any) -> Any:
+    def serve(self, key: Key, result: Any) -> Any:
         """The result to serve now: ``result``, or the newer one served meanwhile."""
         newest = self._served.get(key)
         if newest is not None and newest.version > result.version:

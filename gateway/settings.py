@@ -81,7 +81,7 @@ class Settings:
     max_document_bytes: int = setting(_POSITIVE, 20_000, "largest `query` text, in bytes")
     max_cost: int = setting(
         _POSITIVE,
-        150_000,
+        200_000,
         'highest operation cost: fields times the list sizes they may return (see "Limits")',
     )
     max_introspection_depth: int = setting(

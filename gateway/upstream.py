@@ -18,7 +18,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from gateway.errors import BadUserInput, GatewayError, UpstreamError, UpstreamUnavailable
 from gateway.metrics import Metrics
-from gateway.replicas import Served
+from gateway.replicas import Key, Served
 from gateway.settings import Settings
 from gateway.versions import Versions, reads
 from pulse_bi.contract import (
@@ -72,7 +72,7 @@ class Upstream:
         self.metrics = metrics
         self.nc: NATS | None = None
         #: (query, encoded params) -> (data generations it was read at, result).
-        self._cache: OrderedDict[tuple[str, bytes], tuple[tuple[int, ...], Result]] = OrderedDict()
+        self._cache: OrderedDict[Key, tuple[tuple[int, ...], Result]] = OrderedDict()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Result]] = {}
         self._on_connect: list[Callable[[NATS], Awaitable[None]]] = []
         self._connector: asyncio.Task[None] | None = None
@@ -159,16 +159,19 @@ class Upstream:
 
     # -- queries ----------------------------------------------------------------------
 
-    async def query(self, name: str, params: dict[str, Any] | msgspec.Struct) -> Result:
+    async def query(
+        self, name: str, params: dict[str, Any] | msgspec.Struct, *, follow: bool = True
+    ) -> Result:
         """The result of one named query, from the cache when the data has not changed since.
 
         ``params`` is the query's parameter struct (``QuerySpec.params``) or, from REST,
-        the raw values the materializer checks. Counted per query name in /metrics:
-        source, latency and errors.
+        the raw values the materializer checks. A paged list is followed to its end
+        unless ``follow`` is false: then the reply is the one page ``params`` ask for.
+        Counted per query name in /metrics: source, latency and errors.
         """
         started = time.perf_counter()
         try:
-            result, source = await self._query(name, params)
+            result, source = await self._query(name, params, follow)
         except GatewayError as exc:
             self.metrics.named_query_errors.labels(name, exc.code).inc()
             raise
@@ -178,7 +181,7 @@ class Upstream:
         return result
 
     async def _query(
-        self, name: str, params: dict[str, Any] | msgspec.Struct
+        self, name: str, params: dict[str, Any] | msgspec.Struct, follow: bool
     ) -> tuple[Result, str]:
         if isinstance(params, msgspec.Struct):
             params = to_wire(params)
@@ -187,8 +190,8 @@ class Upstream:
         topics = reads(name)
         version_key = None if topics is None else self.versions.key(topics)
         if version_key is None:
-            return await self._fetch(name, params), "upstream"
-        query = (name, _params_encoder.encode(params))
+            return await self._fetch(name, params, follow), "upstream"
+        query = (name, _params_encoder.encode(params), follow)
         key = (*query, version_key)
         entry = self._cache.get(query)
         if entry is not None and entry[0] == version_key:
@@ -203,7 +206,7 @@ class Upstream:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._fetch(name, params)
+            result = await self._fetch(name, params, follow)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: nobody else may be waiting
@@ -215,9 +218,7 @@ class Upstream:
         self._remember(query, version_key, result)
         return result, "upstream"
 
-    def _remember(
-        self, query: tuple[str, bytes], generations: tuple[int, ...], result: Result
-    ) -> None:
+    def _remember(self, query: Key, generations: tuple[int, ...], result: Result) -> None:
         """Keep one result per query and params: the newest generations'.
 
         Generations only grow, so a result of older ones is never asked for again; keying
@@ -235,14 +236,14 @@ class Upstream:
         if len(self._cache) > self.settings.cache_entries:
             self._cache.popitem(last=False)
 
-    async def _fetch(self, name: str, params: dict[str, Any]) -> Result:
+    async def _fetch(self, name: str, params: dict[str, Any], follow: bool = True) -> Result:
         """A result at least as new as any served before for this query and params
         (gateway/replicas.py, docs/SCALING.md "Monotonic reads")."""
-        key = (name, _params_encoder.encode(params))
+        key = (name, _params_encoder.encode(params), follow)
         retries = self.settings.query_retries
         for attempt in range(retries + 1):
             floor = self.served.floor(key)
-            result = await self._fetch_pages(name, params, floor)
+            result = await self._fetch_pages(name, params, floor, follow)
             if result.version >= self.served.floor(key):
                 return self.served.serve(key, result)
             self.served.older_replies += 1
@@ -257,10 +258,13 @@ class Upstream:
         assert newest is not None
         return self.served.serve(key, newest)
 
-    async def _fetch_pages(self, name: str, params: dict[str, Any], floor: int) -> Result:
-        """Ask the materializer, following `next_offset` until the list is complete."""
+    async def _fetch_pages(
+        self, name: str, params: dict[str, Any], floor: int, follow: bool
+    ) -> Result:
+        """Ask the materializer, following `next_offset` until the list is complete
+        (``follow``) or not at all (one page)."""
         reply = await self.request(name, params, min_version=floor)
-        if reply.next_offset is None:
+        if reply.next_offset is None or not follow:
             return Result(reply.data, reply.version)
         rows = list(reply.data or [])
         for _ in range(MAX_PAGES):

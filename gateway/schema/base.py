@@ -34,10 +34,13 @@ class Context:
 Info = StrawberryInfo[Context, None]
 
 
-async def fetch(context: Context, spec: QuerySpec[Any, D], params: msgspec.Struct) -> D:
-    """The typed data of one named query (charged to the response budget before use)."""
+async def fetch(
+    context: Context, spec: QuerySpec[Any, D], params: msgspec.Struct, *, follow: bool = True
+) -> D:
+    """The typed data of one named query (charged to the response budget before use): a
+    paged list whole, or only the page ``params`` ask for when ``follow`` is false."""
     check_text_params(msgspec.structs.asdict(params))
-    result = await context.upstream.query(spec.name, params)
+    result = await context.upstream.query(spec.name, params, follow=follow)
     if context.budget is not None:
         context.budget.charge(result.data)
     return result.data  # type: ignore[no-any-return]

@@ -3,10 +3,11 @@
 For every ``QuerySpec`` of ``pulse_bi.contract.registry`` the schema gets a Query field
 and its live Subscription twin:
 
-- by default both are generated: the arguments are the spec's parameters (paging ones
-  left out: the gateway follows ``next_offset`` itself), the result type is generated
-  from the spec's row struct, and the resolver fills clock defaults (``window``) and
-  fetches. Rows are returned as they are decoded: their fields are the type's fields.
+- by default both are generated: the arguments are the spec's parameters, the result
+  type is generated from the spec's row struct, and the resolver fills clock defaults
+  (``window``) and fetches. Rows are returned as they are decoded: their fields are the
+  type's fields. A paged list's ``offset`` and ``limit`` default to null: the whole list,
+  the gateway following ``next_offset`` itself; with a ``limit`` it asks for one page.
 - a domain module may write the Query resolver by hand (``@resolver(SPEC)``) when the
   GraphQL shape differs from the rows (nested objects, arguments of nested fields); the
   Subscription twin is still generated from it.
@@ -26,7 +27,7 @@ from typing import Annotated, Any
 import msgspec
 import strawberry
 
-from gateway.limits import check_limit
+from gateway.limits import MAX_LIMIT, check_limit, check_offset
 from gateway.schema.base import Info, fetch, live, window
 from pulse_bi.contract import QUERIES, QuerySpec
 from pulse_bi.contract.spec import Row, unwrap
@@ -93,17 +94,36 @@ def output_type(annotation: Any) -> Any:
     return base | None if optional else base
 
 
+#: What a paged list's ``offset`` and ``limit`` mean in GraphQL (null: the whole list).
+_PAGING = {
+    "offset": "Rows of the list to skip (default none).",
+    "limit": f"At most this many rows, 1 to {MAX_LIMIT}, in the list's order "
+    "(default: all of them).",
+}
+
+
 def _arguments(spec: QuerySpec) -> list[msgspec.structs.FieldInfo]:  # type: ignore[type-arg]
-    """The parameters a GraphQL client gives: all but the paging ones of a paged list."""
-    paging = {"offset", "limit"} if spec.shape == "page" else {"offset"}
-    return [f for f in msgspec.structs.fields(spec.params) if f.name not in paging]
+    """The parameters a GraphQL client gives: all but a top-N list's ``offset``, a paged
+    list's ``offset`` and ``limit`` last."""
+    fields = msgspec.structs.fields(spec.params)
+    if spec.shape == "top":
+        return [f for f in fields if f.name != "offset"]
+    if spec.shape == "page":
+        return [f for f in fields if f.name not in _PAGING] + [
+            f for f in fields if f.name in _PAGING
+        ]
+    return list(fields)
 
 
 def _generated(spec: QuerySpec) -> tuple[Resolver, Any]:  # type: ignore[type-arg]
     """The resolver and return type of a field that shows the spec's rows as they are."""
     arguments = _arguments(spec)
+    paged = spec.shape == "page"
     defaults = {
-        f.name: None if f.required or f.name in spec.clock else f.default for f in arguments
+        f.name: None
+        if f.required or f.name in spec.clock or (paged and f.name in ("offset", "limit"))
+        else f.default
+        for f in arguments
     }
     start_end = spec.window
 
@@ -112,15 +132,21 @@ def _generated(spec: QuerySpec) -> tuple[Resolver, Any]:  # type: ignore[type-ar
         if start_end is not None:
             start, end = window(values.get(start_end[0]), values.get(start_end[1]))
             values[start_end[0]], values[start_end[1]] = start, end
+        if "offset" in values:
+            values["offset"] = check_offset(values["offset"])
+        if paged and "limit" not in values:  # the whole list, from `offset` on
+            return await fetch(info.context, spec, spec.params(**values))
         if "limit" in defaults:
             values["limit"] = check_limit(given.get("limit"), int(defaults["limit"] or 0))
-        return await fetch(info.context, spec, spec.params(**values))
+        return await fetch(info.context, spec, spec.params(**values), follow=False)
 
     parameters = [inspect.Parameter("info", inspect.Parameter.KEYWORD_ONLY, annotation=Info)]
     for f in arguments:
         base, _, meta = unwrap(f.type)
+        description = _PAGING[f.name] if paged and f.name in _PAGING else None
         argument = strawberry.argument(
-            name=spec.graphql_arg(f.name), description=getattr(meta, "description", None)
+            name=spec.graphql_arg(f.name),
+            description=description or getattr(meta, "description", None),
         )
         parameters.append(
             inspect.Parameter(

@@ -171,6 +171,51 @@ async def test_paged_named_query_results_are_joined(
     assert offsets == [None, 2, 4]
 
 
+async def test_a_limit_asks_for_one_page_and_an_offset_alone_reads_to_the_end(
+    client: httpx.AsyncClient, canned: Canned
+) -> None:
+    """A dashboard showing the first rows of a growing list pays for them only."""
+    canned.page = 2
+    canned.data["overdue_invoices"] = [
+        {**canned.data["overdue_invoices"][0], "invoice_id": f"INV-{i}"} for i in range(5)
+    ]
+
+    async def invoices(arguments: str) -> tuple[Any, list[dict[str, Any]]]:
+        canned.requests.clear()
+        response = await gql(client, f"{{ overdueInvoices{arguments} {{ invoiceId }} }}")
+        body = response.json()
+        asked = [p for n, p in canned.requests if n == "overdue_invoices"]
+        if "errors" in body:
+            return body["errors"][0], asked
+        return [row["invoiceId"] for row in body["data"]["overdueInvoices"]], asked
+
+    rows, asked = await invoices("(limit: 2)")
+    assert rows == ["INV-0", "INV-1"]
+    assert [(p.get("offset"), p.get("limit")) for p in asked] == [(None, 2)]
+    rows, asked = await invoices("(offset: 1, limit: 3)")
+    # The canned service's pages are 2 rows: a limit is one request, not a whole list.
+    assert rows == ["INV-1", "INV-2"]
+    assert [(p.get("offset"), p.get("limit")) for p in asked] == [(1, 3)]
+    rows, asked = await invoices("(offset: 3)")
+    assert rows == ["INV-3", "INV-4"]
+    assert [p.get("offset") for p in asked] == [3]
+    rows, asked = await invoices("(offset: null, limit: null)")
+    assert rows == [f"INV-{i}" for i in range(5)]
+    assert [p.get("offset") for p in asked] == [None, 2, 4]
+    # The first page alone is cached apart from the whole list.
+    rows, _ = await invoices("(limit: 1000)")
+    assert rows == ["INV-0", "INV-1"]
+    for arguments, message in [
+        ("(offset: -1)", "offset must be 0 or more, got -1"),
+        ("(limit: 0)", "limit must be between 1 and 5000, got 0"),
+        ("(limit: 5001)", "limit must be between 1 and 5000, got 5001"),
+        ("(limit: 2147483648)", "32-bit"),
+    ]:
+        error, asked = await invoices(arguments)
+        assert message in error["message"], (arguments, error)
+        assert asked == []
+
+
 async def test_materializer_bad_request_becomes_bad_user_input(client: httpx.AsyncClient) -> None:
     response = await gql(client, '{ salesByHour(from: "2000-01-01T00:00:00Z") { hour } }')
     assert response.status_code == 200

@@ -67,6 +67,10 @@ def test_fragment_fan_out_is_measured_once_per_fragment() -> None:
         ("{ topProducts(limit: 200) { sku revenue } }", 200 * 3),
         # Lists without a limit count as one materializer page (1,000 rows).
         (f"{{ overdueInvoices {{ {OVERDUE_FIELDS} }} }}", 1000 * 12),
+        (f"{{ overdueInvoices(limit: null) {{ {OVERDUE_FIELDS} }} }}", 1000 * 12),
+        # A paged list's `limit` is its size; `offset` changes nothing.
+        (f"{{ overdueInvoices(limit: 20, offset: 9) {{ {OVERDUE_FIELDS} }} }}", 20 * 12),
+        ("{ salesByHour(limit: 5) { hour orders } }", 5 * 3),
         # salesByHour: one row per hour of the window (24 by default).
         ("{ salesByHour { hour orders } }", 24 * 3),
         (
@@ -93,6 +97,9 @@ def test_list_sizes_from_variables_are_measured_with_the_request_values() -> Non
     assert unknown.uses_variables and unknown.cost == 5000 * 2
     assert measure(query, {"n": 7}).cost == 7 * 2
     assert measure(query, {}).cost == 10 * 2  # absent: the argument's default
+    paged = "query($n: Int) { lowStock(limit: $n) { sku } }"
+    assert measure(paged, {"n": 7}).cost == 7 * 2
+    assert measure(paged, {"n": None}).cost == 1000 * 2  # null: the whole list, one page
 
 
 def test_standard_introspection_is_within_the_default_limits() -> None:

@@ -11,7 +11,7 @@ from gateway.upstream import Result
 
 def test_an_older_result_is_replaced_by_the_one_served() -> None:
     served = Served(10)
-    key = ("sales_summary", b"{}")
+    key = ("sales_summary", b"{}", True)
     assert served.floor(key) == 0 and served.last(key) is None
     assert served.serve(key, Result(1, 5)).version == 5
     assert served.serve(key, Result(2, 3)) == Result(1, 5)
@@ -23,10 +23,10 @@ def test_an_older_result_is_replaced_by_the_one_served() -> None:
 def test_bounded() -> None:
     served = Served(3)
     for index in range(10):
-        served.serve(("q", str(index).encode()), Result(None, index))
+        served.serve(("q", str(index).encode(), True), Result(None, index))
     assert len(served) == 3
-    assert served.last(("q", b"0")) is None
-    assert served.floor(("q", b"9")) == 9
+    assert served.last(("q", b"0", True)) is None
+    assert served.floor(("q", b"9", True)) == 9
 
 
 @settings(max_examples=200, deadline=None)
@@ -35,6 +35,6 @@ def test_versions_served_per_query_never_decrease(replies: list[tuple[int, int]]
     served = Served(10)
     last: dict[int, int] = {}
     for query, version in replies:
-        result = served.serve(("q", bytes([query])), Result(None, version))
+        result = served.serve(("q", bytes([query]), True), Result(None, version))
         assert result.version == max(version, last.get(query, 0))
         last[query] = result.version
