@@ -1,7 +1,7 @@
 """Ingest rate and memory by ``DUCKDB_CHECKPOINT_THRESHOLD`` and ``DUCKDB_MEMORY_LIMIT``,
 against the raw consume rate.
 
-    python -m bench.bench_checkpoint --events 2000000 --variants 256MB/128MB,32MB/128MB
+    python -m bench.bench_checkpoint --events 2000000 --variants 32MB/128MB,32MB/64MB
 
 One stream, then per round: the raw ordered consume (``bench.bench_ingest``'s baseline)
 and an ingest into a new file for each variant (threshold/memory limit), in turn, so a
@@ -25,6 +25,7 @@ import psutil
 from bench.bench_ingest import machine, prefill, raw_consume_rate
 from bench.bench_memory import QUERIES
 from materializer.app import Materializer
+from materializer.db import MEMORY_LIMIT
 from materializer.settings import Settings
 from pulse_bi.natsserver import LocalNatsServer
 
@@ -77,7 +78,7 @@ async def main(args: argparse.Namespace) -> None:
                         duckdb_path=path,
                         http_port=0,
                         duckdb_checkpoint_threshold=threshold,
-                        duckdb_memory_limit=limit or "128MB",
+                        duckdb_memory_limit=limit or MEMORY_LIMIT,
                     )
                     rate, rss, held, queries = await ingest(settings, last)
                     ratios[variant].append(rate / raw)
@@ -99,6 +100,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
-    parser.add_argument("--variants", default="256MB/128MB,32MB/128MB", help="threshold/limit")
+    parser.add_argument("--variants", default="32MB/128MB,32MB/64MB", help="threshold/limit")
     parser.add_argument("--rounds", type=int, default=2)
     asyncio.run(main(parser.parse_args()))

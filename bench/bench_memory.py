@@ -33,6 +33,7 @@ import psutil
 
 from bench.bench_apply import generate, seen_index_bytes
 from materializer.app import limit_malloc_arenas
+from materializer.db import MEMORY_LIMIT
 from materializer.store import Store
 
 MB = 2**20
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=4, help="named queries after each batch")
     parser.add_argument("--workers", type=int, default=4, help="query threads")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
-    parser.add_argument("--memory-limit", default="128MB", help="DuckDB memory_limit")
+    parser.add_argument("--memory-limit", default=MEMORY_LIMIT, help="DuckDB memory_limit")
     parser.add_argument("--threads", type=int, default=1, help="DuckDB threads")
     parser.add_argument(
         "--checkpoint", type=float, default=300.0, help="seconds between checkpoints (app: 300)"

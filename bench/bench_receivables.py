@@ -25,6 +25,7 @@ from pathlib import Path
 
 import msgspec
 
+from materializer.db import MEMORY_LIMIT
 from materializer.store import RawMessage, Store
 
 AS_OF = date(2026, 11, 25)
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=20_000, help="events per batch")
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--memory-limit", default="128MB")
+    parser.add_argument("--memory-limit", default=MEMORY_LIMIT)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         store = Store.open(

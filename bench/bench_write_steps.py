@@ -2,10 +2,11 @@
 
 Run: ``.venv/bin/python -m bench.bench_write_steps [--events 200000] [--batch 20000]``.
 The simulator's stream (the one ``bench_ingest`` publishes) is applied to an empty
-DuckDB file with the default settings (128 MB, one DuckDB thread, so DuckDB's work is
-counted in the calling thread), and the CPU time of this thread is summed around each
-step of ``Store.apply_batch``: decoding, each aggregate's ``apply``, the seen-id and key
-look-up, the pipeline record. No NATS: the consumer's share is ``bench_ingest``'s.
+DuckDB file with the default settings (``DUCKDB_MEMORY_LIMIT``, one DuckDB thread, so
+DuckDB's work is counted in the calling thread), and the CPU time of this thread is
+summed around each step of ``Store.apply_batch``: decoding, each aggregate's ``apply``,
+the seen-id and key look-up, the pipeline record. No NATS: the consumer's share is
+``bench_ingest``'s.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from materializer import events
 from materializer.aggregates import AGGREGATES, pipeline
+from materializer.db import MEMORY_LIMIT
 from materializer.store import RawMessage, Store
 from pulse_bi.simulator import generate
 
@@ -61,7 +63,7 @@ def main(args: argparse.Namespace) -> None:
     timed(events, "decode", "decode and validate", spent)
     timed(Store, "_resolve_keys", "seen ids and keys", spent)
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "steps.duckdb", memory_limit="128MB", threads=1)
+        store = Store.open(Path(tmp) / "steps.duckdb", memory_limit=MEMORY_LIMIT, threads=1)
         started = time.thread_time()
         for first in range(0, len(messages), args.batch):
             store.apply_batch(messages[first : first + args.batch])

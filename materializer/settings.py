@@ -67,9 +67,9 @@ class Settings:
     duckdb_path: Path = _in_data_path("pulse_bi.duckdb", "the DuckDB file")
     duckdb_memory_limit: str = setting(
         Size("empty: DuckDB's default, 80 % of RAM"),
-        "128MB",
+        "64MB",
         "DuckDB's memory limit (empty: DuckDB's default, 80 % of RAM); see "
-        "docs/BENCHMARKS.md for the RSS it gives",
+        '"Memory" for the RSS it gives',
         empty="",
     )
     duckdb_threads: int = setting(
