@@ -157,13 +157,16 @@ async def test_every_registry_field_resolves_every_output_field(
     assert body["data"]["salesByChannel"][0]["netRevenue"] == 200.1
 
 
+def five_rows_in_pages_of_two(canned: Canned, name: str, field: str, prefix: str) -> None:
+    """Five rows of ``name`` whose ``field`` is ``prefix`` + 0…4, served two per page."""
+    canned.page = 2
+    canned.data[name] = [{**canned.data[name][0], field: f"{prefix}{i}"} for i in range(5)]
+
+
 async def test_paged_named_query_results_are_joined(
     client: httpx.AsyncClient, canned: Canned
 ) -> None:
-    canned.page = 2
-    canned.data["stock_levels"] = [
-        {**canned.data["stock_levels"][0], "sku": f"SKU-{i}"} for i in range(5)
-    ]
+    five_rows_in_pages_of_two(canned, "stock_levels", "sku", "SKU-")
     response = await gql(client, "{ stockLevels { sku } }")
     skus = [row["sku"] for row in response.json()["data"]["stockLevels"]]
     assert skus == [f"SKU-{i}" for i in range(5)]
@@ -175,10 +178,7 @@ async def test_a_limit_asks_for_one_page_and_an_offset_alone_reads_to_the_end(
     client: httpx.AsyncClient, canned: Canned
 ) -> None:
     """A dashboard showing the first rows of a growing list pays for them only."""
-    canned.page = 2
-    canned.data["overdue_invoices"] = [
-        {**canned.data["overdue_invoices"][0], "invoice_id": f"INV-{i}"} for i in range(5)
-    ]
+    five_rows_in_pages_of_two(canned, "overdue_invoices", "invoice_id", "INV-")
 
     async def invoices(arguments: str) -> tuple[Any, list[dict[str, Any]]]:
         canned.requests.clear()
