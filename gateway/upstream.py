@@ -71,7 +71,7 @@ class Upstream:
         self.versions = versions
         self.metrics = metrics
         self.nc: NATS | None = None
-        #: (query, encoded params) -> (data generations it was read at, result).
+        #: (query, encoded params, pages followed) -> (data generations it was read at, result).
         self._cache: OrderedDict[Key, tuple[tuple[int, ...], Result]] = OrderedDict()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Result]] = {}
         self._on_connect: list[Callable[[NATS], Awaitable[None]]] = []

@@ -134,11 +134,11 @@ def _generated(spec: QuerySpec) -> tuple[Resolver, Any]:  # type: ignore[type-ar
             values[start_end[0]], values[start_end[1]] = start, end
         if "offset" in values:
             values["offset"] = check_offset(values["offset"])
-        if paged and "limit" not in values:  # the whole list, from `offset` on
-            return await fetch(info.context, spec, spec.params(**values))
-        if "limit" in defaults:
+        # A paged list without a limit is read whole, from `offset` on.
+        one_page = paged and "limit" in values
+        if "limit" in defaults and (one_page or not paged):
             values["limit"] = check_limit(given.get("limit"), int(defaults["limit"] or 0))
-        return await fetch(info.context, spec, spec.params(**values), follow=False)
+        return await fetch(info.context, spec, spec.params(**values), follow=not one_page)
 
     parameters = [inspect.Parameter("info", inspect.Parameter.KEYWORD_ONLY, annotation=Info)]
     for f in arguments:
