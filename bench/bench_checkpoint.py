@@ -1,7 +1,7 @@
 """Ingest rate and memory by ``DUCKDB_CHECKPOINT_THRESHOLD`` and ``DUCKDB_MEMORY_LIMIT``,
 against the raw consume rate.
 
-    python -m bench.bench_checkpoint --events 2000000 --variants 32MB/128MB,32MB/64MB
+    python -m bench.bench_checkpoint --events 2000000 --variants 32MB/128MB,16MB/64MB
 
 One stream, then per round: the raw ordered consume (``bench.bench_ingest``'s baseline)
 and an ingest into a new file for each variant (threshold/memory limit), in turn, so a
@@ -100,6 +100,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
-    parser.add_argument("--variants", default="32MB/128MB,32MB/64MB", help="threshold/limit")
+    parser.add_argument("--variants", default="32MB/128MB,16MB/64MB", help="threshold/limit")
     parser.add_argument("--rounds", type=int, default=2)
     asyncio.run(main(parser.parse_args()))

@@ -28,7 +28,7 @@ _DUCKDB_MAGIC = b"DUCK"
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 #: ``DUCKDB_CHECKPOINT_THRESHOLD``'s default (materializer/settings.py), for every
 #: read-write connection (``set_checkpoint_threshold``).
-CHECKPOINT_THRESHOLD = "32MB"
+CHECKPOINT_THRESHOLD = "16MB"
 #: ``DUCKDB_MEMORY_LIMIT``'s default (docs/OPERATIONS.md, "Memory"), which the benches use too.
 MEMORY_LIMIT = "64MB"
 _CORRUPT_WORDS = ("could not read enough bytes", "corrupt", "checksum", "not a valid duckdb")

@@ -80,7 +80,7 @@ class Settings:
     )
     duckdb_checkpoint_threshold: str = setting(
         Size("empty: DuckDB's default, 16MB"),
-        "32MB",
+        "16MB",
         "WAL size at which DuckDB checkpoints on its own, between the scheduled checkpoints: "
         "rows appended since the last checkpoint stay in memory until then, so it bounds "
         'the RSS of a bulk catch-up; see "Memory"',
