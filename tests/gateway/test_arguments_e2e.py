@@ -28,6 +28,13 @@ QUERIES = {
         "byCustomer(limit: 5000) { customerId } } overdueInvoices(asOf: $d, customerId: $c, "
         "minDaysOverdue: $m) { invoiceId } }"
     ),
+    # Every paged list with the same `offset` and `limit`.
+    "pages": (
+        "query($o: Int, $l: Int) { salesByHour(offset: $o, limit: $l) { hour } "
+        "salesByChannel(offset: $o, limit: $l) { channel } stockLevels(offset: $o, "
+        "limit: $l) { sku } lowStock(offset: $o, limit: $l) { sku } overdueInvoices("
+        "offset: $o, limit: $l) { invoiceId } sites(offset: $o, limit: $l) { site } }"
+    ),
 }
 
 
@@ -48,12 +55,22 @@ EXTREME_BUT_VALID = [
     ("receivables", {"d": "0001-01-01", "c": "ü", "m": -100_000}),
     ("receivables", {"d": "9999-12-31", "c": "", "m": 100_000}),
     ("receivables", {"d": "9999-12-31", "m": 0}),
+    ("pages", {"o": 2**31 - 1, "l": 5000}),
+    ("pages", {"o": 0, "l": 1}),
+    ("pages", {"o": 2**31 - 1}),  # no limit: the whole list from there, empty
+    ("pages", {"o": None, "l": None}),
 ]
 OUT_OF_RANGE = [
     ("receivables", {"m": 100_001}, "min_days_overdue"),
     ("receivables", {"m": 2**31}, "32-bit"),
     ("sales", {"f": 1_764_064_800}, "milliseconds"),
     ("stock", {"w": "w" * 257}, "more than 256"),
+    ("pages", {"o": -1}, "offset must be 0 or more"),
+    ("pages", {"o": -(2**31)}, "offset must be 0 or more"),
+    ("pages", {"l": 0}, "limit must be between 1 and 5000"),
+    ("pages", {"l": 5001}, "limit must be between 1 and 5000"),
+    ("pages", {"o": 2**31}, "32-bit"),
+    ("pages", {"l": "ten"}, "Int cannot represent"),
 ]
 
 
