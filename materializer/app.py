@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from types import TracebackType
 from typing import Any
 
 import nats
-import pyarrow as pa
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -70,28 +68,12 @@ def limit_malloc_arenas(arenas: int) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
-def arrow_on_malloc() -> bool:
-    """Let Arrow allocate from the C library's malloc instead of the mimalloc it bundles;
-    True when changed. Unless ``ARROW_DEFAULT_MEMORY_POOL`` chose a pool.
-
-    Every batch builds its Arrow tables and frees them after its statements; mimalloc
-    kept 4 to 16 MB of that memory after a catch-up, where malloc (its arenas capped by
-    ``limit_malloc_arenas``) reuses it, at the same ingest rate (docs/BENCHMARKS.md,
-    "Arrow's allocator").
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return False
-    pa.set_memory_pool(pa.system_memory_pool())
-    return True
-
-
 class Materializer:
     """A running materializer (use ``async with Materializer(settings) as m``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         limit_malloc_arenas(settings.malloc_arena_max)
-        arrow_on_malloc()
         self.metrics = MaterializerMetrics()
         self.store: Store | None = None
         self.nc: NATS | None = None

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from materializer import events
-from materializer.aggregates.batch import MONEY, TIME, ints, strings
+from materializer.aggregates.columns import Frame, amounts, blobs, ints, reads, strings, times
+from materializer.aggregates.columns import values as frame_values
 from materializer.files import duckdb_config, finish, fsync, sql_literal
 from materializer.store import RawMessage
 from pulse_bi.contract import registry
@@ -61,19 +61,6 @@ FORMAT = 2
 CHUNK = 20_000
 _RUN = re.compile(r"^(\d+)-(\d+)\.done$")
 _PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
-
-SCHEMA = pa.schema(
-    [
-        ("sequence", pa.int64()),
-        ("subject", pa.string()),
-        ("received_at", TIME),
-        ("event_id", pa.string()),
-        ("data", pa.binary()),
-        # The Pulse-Site header as received (null: none); runs written before sites
-        # have no such column and read back as null (``union_by_name``).
-        ("site", pa.string()),
-    ]
-)
 
 
 class ArchiveError(Exception):
@@ -151,19 +138,22 @@ def write_run(
     for (label, day), rows in sorted(groups.items()):
         folder = root / f"type={label}" / f"day={day}"
         folder.mkdir(parents=True, exist_ok=True)
-        table = pa.table(
-            {
-                "sequence": ints(m.sequence for m, _ in rows),
-                "subject": strings(m.subject for m, _ in rows),
-                "received_at": pa.array([m.received_at for m, _ in rows], TIME),
-                "event_id": strings(event_id for _, event_id in rows),
-                "data": pa.array([m.data for m, _ in rows], pa.binary()),
-                "site": strings(m.site for m, _ in rows),
-            },
-            schema=SCHEMA,
-        )
+        columns: Frame = {
+            "sequence": ints(m.sequence for m, _ in rows),
+            "subject": strings(m.subject for m, _ in rows),
+            "received_at": times(m.received_at for m, _ in rows),
+            "event_id": strings(event_id for _, event_id in rows),
+            "data": blobs(m.data for m, _ in rows),
+            # The Pulse-Site header as received (null: none); runs written before sites
+            # have no such column and read back as null (``union_by_name``).
+            "site": strings(m.site for m, _ in rows),
+        }
         partial = folder / f".{name}.partial"
-        parquet().write_table(table, partial, compression="zstd")
+        frame = frame_values(columns)  # noqa: F841 - read by DuckDB below
+        cur.execute(
+            f"COPY (SELECT {reads(columns)} FROM frame) TO '{sql_literal(partial)}'"
+            " (FORMAT parquet, COMPRESSION zstd)"
+        )
         written += finish(partial, folder / name)
     written += _write_rows(root, run, cur)
     marks = root / RUNS
@@ -175,24 +165,20 @@ def write_run(
     return run, written
 
 
-def parquet() -> Any:
-    """``pyarrow.parquet``, imported when first needed: it loads Arrow's Parquet and
-    file-system libraries (8 MB of RSS), which the ingest path never uses
-    (docs/OPERATIONS.md, "Memory")."""
-    import pyarrow.parquet
-
-    return pyarrow.parquet
-
-
-def has_site(files: list[str]) -> bool:
+def has_site(cur: duckdb.DuckDBPyConnection, files: list[str]) -> bool:
     """Whether any of these archive files has the ``site`` column (files written before
     sites have none)."""
-    return any("site" in parquet().read_schema(path).names for path in files)
+    if not files:
+        return False
+    (found,) = cur.execute(
+        "SELECT count(*) FROM parquet_schema(?) WHERE name = 'site'", [files]
+    ).fetchall()[0]
+    return bool(found)
 
 
-def _site(files: list[str]) -> str:
+def _site(cur: duckdb.DuckDBPyConnection, files: list[str]) -> str:
     """The ``site`` column of these files: null in files written before sites."""
-    if has_site(files):
+    if has_site(cur, files):
         return "site"  # files without it read as null (``union_by_name``)
     return "NULL::VARCHAR AS site"
 
@@ -231,6 +217,7 @@ def remove_unfinished(root: Path) -> list[Path]:
 def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[RawMessage]]:
     """Archived messages with sequences above ``after``, oldest first, in chunks."""
     conn = duckdb.connect(":memory:", config=duckdb_config())
+    conn.execute("SET TimeZone = 'UTC'")  # received_at read back as aware UTC
     try:
         for run in runs(root):
             if run.last <= after:
@@ -238,24 +225,16 @@ def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[Ra
             files = [str(p) for p in run_files(root, run)]
             if not files:
                 raise ArchiveError(f"archive run {run.first}-{run.last} has no files in {root}")
-            reader = conn.sql(
-                f"SELECT sequence, subject, data, received_at, {_site(files)}"
+            result = conn.execute(
+                f"SELECT sequence, subject, data, received_at, {_site(conn, files)}"
                 " FROM read_parquet($files, hive_partitioning = false, union_by_name = true)"
                 " WHERE sequence > $after ORDER BY sequence",
-                params={"files": files, "after": after},
-            ).to_arrow_reader(chunk)
-            for batch in reader:
-                columns = batch.to_pydict()
+                {"files": files, "after": after},
+            )
+            while rows := result.fetchmany(chunk):
                 yield [
-                    RawMessage(s, subject, data, received, site)
-                    for s, subject, data, received, site in zip(
-                        columns["sequence"],
-                        columns["subject"],
-                        columns["data"],
-                        columns["received_at"],
-                        columns["site"],
-                        strict=True,
-                    )
+                    RawMessage(sequence, subject, data, received, site)
+                    for sequence, subject, data, received, site in rows
                 ]
     finally:
         conn.close()
@@ -363,15 +342,13 @@ class ArchiveReader:
             found.update(event_id for (event_id,) in rows)
         return found
 
-    def orders(
-        self, cur: duckdb.DuckDBPyConnection, sequences: list[int]
-    ) -> tuple[pa.Table, pa.Table]:
+    def orders(self, cur: duckdb.DuckDBPyConnection, sequences: list[int]) -> tuple[Frame, Frame]:
         """``order_events`` and ``order_lines`` rows of archived orders, by sequence."""
         files = self._files("order.created")
         rows: list[Any] = []
         if files and sequences:
             rows = cur.execute(
-                f"SELECT sequence, subject, data, {_site(files)} FROM read_parquet(?,"
+                f"SELECT sequence, subject, data, {_site(cur, files)} FROM read_parquet(?,"
                 " hive_partitioning = false, union_by_name = true)"
                 " WHERE sequence IN (SELECT unnest(?::BIGINT[])) ORDER BY sequence",
                 [files, sequences],
@@ -398,24 +375,20 @@ class ArchiveReader:
                 lines["unit_price"].append(line.unit_price)
                 lines["site"].append(site or "")
         return (
-            pa.table(
-                {
-                    "sequence": ints(orders["sequence"]),
-                    "hour": pa.array(orders["hour"], TIME),
-                    "channel": strings(orders["channel"]),
-                    "total_amount": pa.array(orders["total_amount"], MONEY),
-                    "units": ints(orders["units"]),
-                    "site": strings(orders["site"]),
-                }
-            ),
-            pa.table(
-                {
-                    "order_sequence": ints(lines["order_sequence"]),
-                    "hour": pa.array(lines["hour"], TIME),
-                    "sku": strings(lines["sku"]),
-                    "quantity": ints(lines["quantity"]),
-                    "unit_price": pa.array(lines["unit_price"], MONEY),
-                    "site": strings(lines["site"]),
-                }
-            ),
+            {
+                "sequence": ints(orders["sequence"]),
+                "hour": times(orders["hour"]),
+                "channel": strings(orders["channel"]),
+                "total_amount": amounts(orders["total_amount"]),
+                "units": ints(orders["units"]),
+                "site": strings(orders["site"]),
+            },
+            {
+                "order_sequence": ints(lines["order_sequence"]),
+                "hour": times(lines["hour"]),
+                "sku": strings(lines["sku"]),
+                "quantity": ints(lines["quantity"]),
+                "unit_price": amounts(lines["unit_price"]),
+                "site": strings(lines["site"]),
+            },
         )

@@ -66,13 +66,13 @@ def why_not(root: Path) -> str | None:
     return None
 
 
-def _rows(table: str, files: list[str]) -> str:
+def _rows(cur: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> str:
     """The relation of ``table``'s archived rows. Rows archived before sites have no
     ``site``: their events are the central site's, '' (docs/EVENTS.md, "Sites")."""
     source = f"read_parquet({_files(files)}, union_by_name = true)"
     if table not in archive.RAW_TABLES:
         return source
-    if archive.has_site(files):
+    if archive.has_site(cur, files):
         return f"(SELECT * REPLACE (coalesce(site, '') AS site) FROM {source})"
     return f"(SELECT *, '' AS site FROM {source})"
 
@@ -81,7 +81,8 @@ def history(cur: duckdb.DuckDBPyConnection, root: Path) -> History:
     """The archive's runs as a ``History`` over their Parquet files."""
     runs = archive.runs(root)
     rows = {
-        table: _rows(table, archive.row_files(root, table, runs)) for table in archive.ROW_TABLES
+        table: _rows(cur, table, archive.row_files(root, table, runs))
+        for table in archive.ROW_TABLES
     }
     messages = [str(p) for run in runs for p in archive.run_files(root, run)]
     return History(

@@ -12,12 +12,19 @@ import duckdb
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
+from materializer.aggregates.columns import (
+    Column,
+    Frame,
+    Kind,
+    ints,
+    repeated,
+    scan,
+    strings,
+    times,
+    values,
+)
 from pulse_bi.contract import Changes
-
-TIME = pa.timestamp("us", tz="UTC")
-MONEY = pa.decimal128(18, 2)
 
 
 class Accepted(msgspec.Struct, gc=False):
@@ -51,8 +58,8 @@ class Batch:
         #: ``md5_halves`` of ``new_keys`` once ``pipeline.record`` stored them.
         self.key_hashes: npt.NDArray[np.uint64] | None = None
         self.new_key_sequences: list[int] = []
-        #: Arrow tables an aggregate builds for one step and reads again in another.
-        self.frames: dict[str, pa.Table] = {}
+        #: Frames an aggregate builds for one step and reads again in another.
+        self.frames: dict[str, Frame] = {}
         self.aggregates: set[str] = {"pipeline"}
         #: Rows appended to aggregate deltas (``materializer.aggregates.deltas``).
         self.delta_rows = 0
@@ -132,53 +139,42 @@ class Batch:
         return created, followers
 
     @staticmethod
-    def site_column(events: list[Accepted]) -> pa.Array:
+    def site_column(events: list[Accepted]) -> Column:
         """Each event's site (its message's checked ``Pulse-Site``; '' without one)."""
-        values = [e.message.site for e in events]
-        first = values[0] if values else None
-        if values.count(first) == len(values):
-            # One site per batch is the usual case: one value repeated, no per-row strings.
-            return pa.repeat(pa.scalar(first or "", pa.string()), len(values))
-        return pa.array([site or "" for site in values], pa.string())
+        sites = [e.message.site for e in events]
+        first = sites[0] if sites else None
+        if sites.count(first) == len(sites):
+            # One site per batch is the usual case: one value repeated.
+            return repeated(first or "", len(sites))
+        return strings([site or "" for site in sites])
 
-    def insert(self, table: str, columns: dict[str, pa.Array], select: str = "*") -> None:
-        """Insert columns into ``table`` by column name, in one statement."""
-        # DuckDB reads the local Arrow table by its name (a replacement scan): cheaper
-        # than registering a view, which writes to the catalog.
-        frame = pa.table(columns)  # noqa: F841 - read by DuckDB below
-        self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM frame")
+    def insert(self, table: str, columns: Frame, select: str = "*", conflict: str = "") -> None:
+        """Insert columns into ``table`` by column name, in one statement (``conflict``:
+        its ``ON CONFLICT`` clause, if any)."""
+        frame = values(columns)  # noqa: F841 - read by DuckDB below
+        self.cur.execute(
+            f"INSERT INTO {table} BY NAME SELECT {select} FROM {scan(columns, 'frame')} {conflict}"
+        )
 
 
-def event_table(
-    events: list[Accepted], fields: Mapping[str, pa.DataType], **columns: pa.Array
-) -> pa.Table:
-    """The events as an Arrow table: ``sequence``, ``event_id``, ``time``, then each data
-    field named in ``fields`` as that type, then ``columns`` built by the caller, then
+def event_table(events: list[Accepted], fields: Mapping[str, Kind], **columns: Column) -> Frame:
+    """The events as a frame: ``sequence``, ``event_id``, ``time``, then each data field
+    named in ``fields`` as that kind of column, then ``columns`` built by the caller, then
     ``site``."""
     data = [e.data for e in events]
-    table: dict[str, pa.Array] = {
+    table: dict[str, Column] = {
         "sequence": ints(e.sequence for e in events),
         "event_id": strings(e.event_id for e in events),
-        "time": pa.array([e.time for e in events], TIME),
+        "time": times(e.time for e in events),
     }
     for name, kind in fields.items():
-        table[name] = pa.array(list(map(attrgetter(name), data)), kind)
-    return pa.table({**table, **columns, "site": Batch.site_column(events)})
+        table[name] = kind(map(attrgetter(name), data))
+    return {**table, **columns, "site": Batch.site_column(events)}
 
 
 def iso(value: datetime) -> str:
     """ISO-8601 UTC with offset, e.g. ``2026-11-25T10:00:00+00:00``."""
     return value.isoformat()
-
-
-def strings(values: Iterable[Any]) -> pa.Array:
-    """A utf8 Arrow array."""
-    return pa.array(list(values), pa.string())
-
-
-def ints(values: Iterable[int]) -> pa.Array:
-    """An int64 Arrow array."""
-    return pa.array(list(values), pa.int64())
 
 
 def _short_md5() -> Callable[[bytes], Any]:

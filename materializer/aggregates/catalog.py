@@ -8,9 +8,8 @@ these at query time, so a rename or a new reorder point shows everywhere at once
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from materializer.aggregates.batch import MONEY, Accepted, Batch, event_table, strings
+from materializer.aggregates.batch import Accepted, Batch, event_table
+from materializer.aggregates.columns import amounts, ints, scan, strings, values
 from materializer.aggregates.history import History
 from pulse_bi.contract import registry
 
@@ -34,19 +33,21 @@ def apply(batch: Batch) -> None:
 
 def _apply_products(batch: Batch, events: list[Accepted]) -> None:
     skus = [e.data.sku for e in events]
-    batch_products = event_table(  # noqa: F841 - read by DuckDB below
+    products = event_table(
         events,
-        {"name": pa.string(), "category": pa.string(), "reorder_point": pa.int64()},
+        {"name": strings, "category": strings, "reorder_point": ints},
         sku=strings(skus),
-        unit_cost=pa.array([e.data.unit_cost for e in events], MONEY),
+        unit_cost=amounts(e.data.unit_cost for e in events),
     )
-    batch.cur.execute("INSERT INTO product_events BY NAME SELECT * FROM batch_products")
+    batch_products = values(products)  # noqa: F841 - read by DuckDB below
+    rows = scan(products, "batch_products")
+    batch.cur.execute(f"INSERT INTO product_events BY NAME SELECT * FROM {rows}")
     # One row per sku (the latest in stream order) before the upsert.
     batch.cur.execute(
         "INSERT INTO products SELECT sku, arg_max(name, sequence), "
         "arg_max(category, sequence), arg_max(reorder_point, sequence), "
         "arg_max(unit_cost, sequence), max(sequence), arg_max(time, sequence) "
-        "FROM batch_products GROUP BY sku ON CONFLICT DO UPDATE SET "
+        f"FROM {rows} GROUP BY sku ON CONFLICT DO UPDATE SET "
         "name = excluded.name, category = excluded.category, "
         "reorder_point = excluded.reorder_point, unit_cost = excluded.unit_cost, "
         "sequence = excluded.sequence, updated_at = excluded.updated_at"
@@ -59,13 +60,13 @@ def _apply_products(batch: Batch, events: list[Accepted]) -> None:
 
 def _apply_customers(batch: Batch, events: list[Accepted]) -> None:
     ids = [e.data.customer_id for e in events]
-    batch_customers = event_table(  # noqa: F841 - read by DuckDB below
-        events, {"name": pa.string()}, customer_id=strings(ids)
-    )
-    batch.cur.execute("INSERT INTO customer_events BY NAME SELECT * FROM batch_customers")
+    customers = event_table(events, {"name": strings}, customer_id=strings(ids))
+    batch_customers = values(customers)  # noqa: F841 - read by DuckDB below
+    rows = scan(customers, "batch_customers")
+    batch.cur.execute(f"INSERT INTO customer_events BY NAME SELECT * FROM {rows}")
     batch.cur.execute(
         "INSERT INTO customers SELECT customer_id, arg_max(name, sequence), "
-        "max(sequence), arg_max(time, sequence) FROM batch_customers GROUP BY customer_id "
+        f"max(sequence), arg_max(time, sequence) FROM {rows} GROUP BY customer_id "
         "ON CONFLICT DO UPDATE SET name = excluded.name, sequence = excluded.sequence, "
         "updated_at = excluded.updated_at"
     )

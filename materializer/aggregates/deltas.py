@@ -11,13 +11,14 @@ The fold names only the value columns: every other column is the key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Context, localcontext
 from typing import Any
 
 import duckdb
-import pyarrow as pa
+
+from materializer.aggregates.columns import Column, Frame, Kind
 
 #: Delta rows (all tables together) at which the store folds them into the bases:
 #: ~10 ms per fold of 20,000 rows, and at most that many extra rows per read.
@@ -78,11 +79,12 @@ class Folded:
 
 
 def group_in_python(
-    rows: Iterable[tuple[tuple[Any, ...], tuple[Any, ...]]], sums: int, schema: pa.Schema
-) -> pa.Table:
-    """``(key, values)`` rows folded to one per key, as an Arrow table of ``schema`` (the
-    key's columns, then the values'): the first ``sums`` values are added up, the others
-    keep their maximum, as ``Folded.grouped`` does in SQL."""
+    rows: Iterable[tuple[tuple[Any, ...], tuple[Any, ...]]], sums: int, kinds: Mapping[str, Kind]
+) -> Frame:
+    """``(key, values)`` rows folded to one per key, as a frame of these columns (the
+    key's, then the values'; ``materializer.aggregates.columns``): the first ``sums``
+    values are added up, the others keep their maximum, as ``Folded.grouped`` does in
+    SQL."""
     groups: dict[tuple[Any, ...], list[Any]] = {}
     with localcontext(_EXACT):
         for key, values in rows:
@@ -94,8 +96,11 @@ def group_in_python(
                 total[i] = total[i] + value if i < sums else max(total[i], value)
     columns = list(zip(*(key + tuple(values) for key, values in groups.items()), strict=True))
     if not columns:
-        columns = [() for _ in schema]
-    return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema)
+        columns = [() for _ in kinds]
+    frame: dict[str, Column] = {
+        name: kind(values) for (name, kind), values in zip(kinds.items(), columns, strict=True)
+    }
+    return frame
 
 
 def pending_rows(cur: duckdb.DuckDBPyConnection, tables: tuple[Folded, ...]) -> int:

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from materializer import continuity, events
-from materializer.aggregates.batch import TIME, Batch, ints, md5_halves, strings
+from materializer.aggregates.batch import Batch, md5_halves
+from materializer.aggregates.columns import blobs, ints, strings, times, uint64s
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, utc
 from pulse_bi.contract import SITE_HEADER, UtcTime, registry
@@ -51,20 +51,20 @@ def record(
                 "event_id": strings(columns[2]),
                 "event_type": strings(columns[3]),
                 "reason": strings(columns[4]),
-                "raw": pa.array(columns[5], pa.binary()),
-                "received_at": pa.array(columns[6], TIME),
+                "raw": blobs(columns[5]),
+                "received_at": times(columns[6]),
             },
         )
     if len(batch.event_hashes):
-        batch.insert("seen_events", {"h": pa.array(batch.event_hashes, pa.uint64())})
+        batch.insert("seen_events", {"h": uint64s(batch.event_hashes)})
     if batch.new_keys:
         halves = md5_halves(batch.new_keys)
         batch.key_hashes = halves
         batch.insert(
             "seen_keys",
             {
-                "lo": pa.array(halves[:, 0], pa.uint64()),
-                "hi": pa.array(halves[:, 1], pa.uint64()),
+                "lo": uint64s(halves[:, 0]),
+                "hi": uint64s(halves[:, 1]),
                 "sequence": ints(batch.new_key_sequences),
             },
             select="(hi::UHUGEINT << 64) | lo::UHUGEINT AS k, sequence",

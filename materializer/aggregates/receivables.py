@@ -24,9 +24,18 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from materializer.aggregates.batch import MONEY, TIME, Accepted, Batch, event_table, ints, strings
+from materializer.aggregates.batch import Accepted, Batch, event_table
+from materializer.aggregates.columns import (
+    amounts,
+    dates,
+    decimals,
+    ints,
+    scan,
+    strings,
+    times,
+    values,
+)
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, money
 from pulse_bi.contract import registry
@@ -34,6 +43,8 @@ from pulse_bi.contract import registry
 #: ``Batch.accept_first`` arguments of the events that create ids.
 CREATES = ("invoice.issued", "invoice_id", "i:", "invoice_events", "issued")
 SPEC = registry.RECEIVABLES
+#: Sums of payments: DECIMAL(38,2), as ``invoices.paid`` (migrations/m0003_wide_sums.py).
+_PAID = decimals("DECIMAL(38,2)")
 
 
 def probe(batch: Batch) -> list[str]:
@@ -71,10 +82,10 @@ def apply(batch: Batch) -> None:
             {
                 "sequence": ints(e.sequence for e in payments),
                 "event_id": strings(e.event_id for e in payments),
-                "time": pa.array([e.time for e in payments], TIME),
+                "time": times(e.time for e in payments),
                 "payment_id": strings(e.data.payment_id for e in payments),
                 "invoice_id": strings(e.data.invoice_id for e in payments),
-                "amount": pa.array([e.data.amount for e in payments], MONEY),
+                "amount": amounts(e.data.amount for e in payments),
                 "site": batch.site_column(payments),
             },
         )
@@ -88,7 +99,7 @@ def apply(batch: Batch) -> None:
             {
                 "invoice_id": strings(e.data.invoice_id for e in pending),
                 "sequence": ints(e.sequence for e in pending),
-                "amount": pa.array([e.data.amount for e in pending], MONEY),
+                "amount": amounts(e.data.amount for e in pending),
             },
         )
     if paid_before:
@@ -103,15 +114,12 @@ def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None
     between the two tables keeps the reads on the open items only.
     """
     cur = batch.cur
-    batch_paid = pa.table(  # noqa: F841 - read by DuckDB below
-        {
-            "sequence": ints(paid_before),
-            "amount": pa.array(list(paid_before.values()), pa.decimal128(38, 2)),
-        }
-    )
+    paid = {"sequence": ints(paid_before), "amount": _PAID(paid_before.values())}
+    batch_paid = values(paid)  # noqa: F841 - read by DuckDB below
+    rows = scan(paid, "batch_paid")
     first = min(paid_before)
     updated = cur.execute(
-        "UPDATE invoices SET paid = invoices.paid + p.amount FROM batch_paid p "
+        f"UPDATE invoices SET paid = invoices.paid + p.amount FROM {rows} p "
         "WHERE invoices.sequence >= ? AND invoices.sequence = p.sequence "
         "RETURNING invoices.sequence, invoices.customer_id, invoices.paid >= invoices.amount",
         [first],
@@ -121,7 +129,7 @@ def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None
     if len(updated) == len(paid_before):
         return
     reopened = cur.execute(  # rare: a payment after the invoice was paid in full
-        "UPDATE settled_invoices SET paid = settled_invoices.paid + p.amount FROM batch_paid p"
+        f"UPDATE settled_invoices SET paid = settled_invoices.paid + p.amount FROM {rows} p"
         " WHERE settled_invoices.sequence >= ? AND settled_invoices.sequence = p.sequence"
         " AND p.sequence NOT IN (SELECT unnest(?::BIGINT[]))"
         " RETURNING settled_invoices.sequence, settled_invoices.customer_id,"
@@ -152,35 +160,31 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     for event in invoices:
         batch.add_key("i:" + event.data.invoice_id, event.sequence)
     customers = [e.data.customer_id for e in invoices]
-    batch_invoices = event_table(  # noqa: F841 - read by DuckDB below
+    issued = event_table(
         invoices,
         {
-            "invoice_id": pa.string(),
-            "customer_id": pa.string(),
-            "order_id": pa.string(),
-            "amount": MONEY,
-            "issued_on": pa.date32(),
-            "due_date": pa.date32(),
+            "invoice_id": strings,
+            "customer_id": strings,
+            "order_id": strings,
+            "amount": amounts,
+            "issued_on": dates,
+            "due_date": dates,
         },
-        paid_now=pa.array(
-            [paid_now.get(e.data.invoice_id, 0) for e in invoices], pa.decimal128(38, 2)
-        ),
+        paid_now=_PAID(paid_now.get(e.data.invoice_id, 0) for e in invoices),
     )
+    batch_invoices = values(issued)  # noqa: F841 - read by DuckDB below
+    rows = scan(issued, "batch_invoices")
     cur = batch.cur
-    cur.execute(
-        "INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM batch_invoices"
-    )
+    cur.execute(f"INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM {rows}")
     waited = any(("q:" + e.data.invoice_id) in batch.found for e in invoices)
     if not waited:
-        arrived = (
-            "SELECT * EXCLUDE (event_id, time, paid_now), paid_now AS paid FROM batch_invoices"
-        )
+        arrived = f"SELECT * EXCLUDE (event_id, time, paid_now), paid_now AS paid FROM {rows}"
     else:  # rare: payments that arrived before their invoice count now
         arrived = (
             "SELECT b.invoice_id, b.sequence, b.customer_id, b.order_id, b.amount, b.issued_on,"
             " b.due_date, b.paid_now + coalesce(p.amount, 0) AS paid, b.site"
-            " FROM batch_invoices b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
-            " FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
+            f" FROM {rows} b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
+            f" FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM {rows})"
             " GROUP BY invoice_id) p USING (invoice_id)"
         )
     # Each new invoice is open or, paid in full before or as it arrived, settled.
@@ -191,8 +195,7 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
         )
     if waited:
         cur.execute(
-            "DELETE FROM pending_payments "
-            "WHERE invoice_id IN (SELECT invoice_id FROM batch_invoices)"
+            f"DELETE FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM {rows})"
         )
     batch.changes.customers.extend(customers)
 

@@ -18,17 +18,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
-
-from materializer.aggregates.batch import (
-    MONEY,
-    TIME,
-    Accepted,
-    Batch,
-    event_table,
+from materializer.aggregates.batch import Accepted, Batch, event_table, iso
+from materializer.aggregates.columns import (
+    Kind,
+    amounts,
+    decimals,
+    int32s,
     ints,
-    iso,
+    scan,
     strings,
+    times,
+    values,
 )
 from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
@@ -59,21 +59,23 @@ FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
 #: A small batch's new orders and lines grouped in Python (``deltas.group_in_python``).
 #: Unit sums are DECIMAL(38,0) here: those of many large orders pass BIGINT (HUGEINT in
 #: DuckDB, docs/EVENTS.md "Limits"); a line's quantity x unit price has 2 decimals.
-_UNITS = pa.decimal128(38, 0)
-_SUM = pa.decimal128(38, 2)
-_NEW_SALES = pa.schema(
-    {
-        "hour": TIME,
-        "channel": pa.string(),
-        "site": pa.string(),
-        "orders": pa.int64(),
-        "gross_revenue": _SUM,
-        "units": _UNITS,
-    }
-)
-_NEW_PRODUCT_SALES = pa.schema(
-    {"hour": TIME, "sku": pa.string(), "site": pa.string(), "units": _UNITS, "revenue": _SUM}
-)
+_UNITS = decimals("DECIMAL(38,0)")
+_SUM = decimals("DECIMAL(38,2)")
+_NEW_SALES: dict[str, Kind] = {
+    "hour": times,
+    "channel": strings,
+    "site": strings,
+    "orders": ints,
+    "gross_revenue": _SUM,
+    "units": _UNITS,
+}
+_NEW_PRODUCT_SALES: dict[str, Kind] = {
+    "hour": times,
+    "sku": strings,
+    "site": strings,
+    "units": _UNITS,
+    "revenue": _SUM,
+}
 
 
 def probe(batch: Batch) -> list[str]:
@@ -142,7 +144,7 @@ def apply(batch: Batch) -> None:
             {
                 "sequence": ints(e.sequence for e in cancels),
                 "event_id": strings(e.event_id for e in cancels),
-                "time": pa.array([e.time for e in cancels], TIME),
+                "time": times(e.time for e in cancels),
                 "order_id": strings(e.data.order_id for e in cancels),
                 "reason": strings(e.data.reason for e in cancels),
                 "effect": strings(effects),
@@ -171,7 +173,7 @@ def apply(batch: Batch) -> None:
 def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
     """Raw rows of newly created orders and their lines.
 
-    Keeps their Arrow tables in ``batch.frames`` for ``_upsert``: the hourly deltas of
+    Keeps their frames in ``batch.frames`` for ``_upsert``: the hourly deltas of
     new orders come from the batch itself instead of reading back the rows just inserted.
     """
     line_sequences: list[int] = []
@@ -204,43 +206,31 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             count += line.quantity
         units.append(count)
         batch.add_key("o:" + data.order_id, event.sequence)
-    batch.frames["batch_orders"] = event_table(
+    batch.frames["batch_orders"] = order_frame = event_table(
         orders,
         {
-            "order_id": pa.string(),
-            "customer_id": pa.string(),
-            "channel": pa.string(),
-            "total_amount": MONEY,
+            "order_id": strings,
+            "customer_id": strings,
+            "channel": strings,
+            "total_amount": amounts,
         },
         units=ints(units),
     )
-    batch.frames["batch_lines"] = pa.table(
-        {
-            "order_sequence": ints(line_sequences),
-            "line_no": pa.array(line_numbers, pa.int32()),
-            "order_id": strings(line_orders),
-            "sku": strings(skus),
-            "quantity": ints(quantities),
-            "unit_price": pa.array(prices, MONEY),
-            "time": pa.array(line_times, TIME),
-            "site": strings(line_sites),
-        }
-    )
-    batch_orders = batch.frames["batch_orders"]  # noqa: F841 - read by DuckDB below
-    batch_lines = batch.frames["batch_lines"]  # noqa: F841 - read by DuckDB below
-    cur = batch.cur
-    cur.execute(
-        "INSERT INTO order_events BY NAME SELECT *, date_trunc('hour', time) AS hour "
-        "FROM batch_orders"
-    )
-    cur.execute(
-        "INSERT INTO order_lines BY NAME SELECT * EXCLUDE (time),"
-        " date_trunc('hour', time) AS hour FROM batch_lines"
-    )
+    batch.frames["batch_lines"] = line_frame = {
+        "order_sequence": ints(line_sequences),
+        "line_no": int32s(line_numbers),
+        "order_id": strings(line_orders),
+        "sku": strings(skus),
+        "quantity": ints(quantities),
+        "unit_price": amounts(prices),
+        "time": times(line_times),
+        "site": strings(line_sites),
+    }
+    batch.insert("order_events", order_frame, "*, date_trunc('hour', time) AS hour")
+    batch.insert("order_lines", line_frame, "* EXCLUDE (time), date_trunc('hour', time) AS hour")
     batch.changes.customers.extend(e.data.customer_id for e in orders)
     batch.changes.skus.extend(skus)
-    # Hours and channels in Python, so the materializer never loads pyarrow.compute (5 to
-    # 9 MB of RSS, bench/bench_imports.py).
+    # Hours and channels in Python: they are known here, no need to read them back.
     batch.changes.sales_hours.extend(map(iso, set(hours)))
     batch.changes.channels.extend({e.data.channel for e in orders})
     if len(orders) <= GROUP_IN_PYTHON_MAX:
@@ -266,7 +256,7 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     channel) to the hourly tables: one append of grouped rows to each delta, whose RETURNING names
     the hours, channels and skus for the change notice.
 
-    New orders come from the batch's Arrow tables. Cancelled orders (of this batch or
+    New orders come from the batch's frames. Cancelled orders (of this batch or
     any earlier one) are joined by sequence with ``order_events``/``order_lines``: the
     build side is a handful of sequences, which DuckDB pushes into the scan as an IN
     filter, so only the row groups holding those orders are read (both tables are in
@@ -276,51 +266,55 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     if not new_orders and not targets:
         return
     cur = batch.cur
-    batch_orders = batch.frames.get("batch_orders")  # noqa: F841 - read by DuckDB below
-    batch_lines = batch.frames.get("batch_lines")  # noqa: F841 - read by DuckDB below
-    cancelled_orders = pa.table({"sequence": ints(targets)})  # noqa: F841 - read by DuckDB
-    # Each part is grouped by the key already: a delta row per key, part and batch.
+    frames = batch.frames
+    # Each part is grouped by the key already: a delta row per key, part and batch. The
+    # frames each reads are held in local variables for DuckDB (``columns.scan``).
     sales: list[str] = []
     products: list[str] = []
-    new_sales = batch.frames.get("new_sales")  # read by DuckDB below
-    new_product_sales = batch.frames.get("new_product_sales")  # read by DuckDB
     if new_orders:
         cancelled = "0 AS cancelled_orders, 0 AS cancelled_revenue, 0 AS cancelled_units"
-        if new_sales is not None:  # grouped in Python (a small batch)
-            sales.append(f"SELECT *, {cancelled} FROM new_sales")
+        if "new_sales" in frames:  # grouped in Python (a small batch)
+            new_sales = values(frames["new_sales"])  # noqa: F841 - read by DuckDB below
+            sales.append(f"SELECT *, {cancelled} FROM {scan(frames['new_sales'], 'new_sales')}")
         else:
+            batch_orders = values(frames["batch_orders"])  # noqa: F841 - read by DuckDB below
             sales.append(
                 "SELECT date_trunc('hour', time) AS hour, channel, site, count(*) AS orders,"
                 f" sum(total_amount) AS gross_revenue, sum(units) AS units, {cancelled}"
-                " FROM batch_orders GROUP BY 1, 2, 3"
+                f" FROM {scan(frames['batch_orders'], 'batch_orders')} GROUP BY 1, 2, 3"
             )
-        if new_product_sales is not None:
+        if "new_product_sales" in frames:
+            new_product_sales = values(frames["new_product_sales"])  # noqa: F841 - read below
+            grouped = scan(frames["new_product_sales"], "new_product_sales")
             products.append(
-                "SELECT *, 0 AS cancelled_units, 0 AS cancelled_revenue FROM new_product_sales"
+                f"SELECT *, 0 AS cancelled_units, 0 AS cancelled_revenue FROM {grouped}"
             )
         else:
+            batch_lines = values(frames["batch_lines"])  # noqa: F841 - read by DuckDB below
             products.append(
                 "SELECT date_trunc('hour', time) AS hour, sku, site, sum(quantity) AS units,"
                 " sum(quantity * unit_price) AS revenue, 0 AS cancelled_units,"
-                " 0 AS cancelled_revenue FROM batch_lines GROUP BY 1, 2, 3"
+                f" 0 AS cancelled_revenue FROM {scan(frames['batch_lines'], 'batch_lines')}"
+                " GROUP BY 1, 2, 3"
             )
     if targets:
+        cancelled_orders = {"sequence": ints(targets).values}  # noqa: F841 - read below
         order_rows, line_rows = "order_events", "order_lines"
         archive = batch.archive
         old = [s for s in targets if archive is not None and s <= archive.horizon]
         if old:
             # Orders older than the archive horizon left the raw tables (docs/OPERATIONS.md,
             # "Archive and retention"): their rows are read back from the archive.
-            archived = archive.orders(cur, old)
-            archived_orders = archived[0]  # noqa: F841 - read by DuckDB below
-            archived_lines = archived[1]  # noqa: F841 - read by DuckDB below
+            old_orders, old_lines = archive.orders(cur, old)
+            archived_orders = values(old_orders)  # noqa: F841 - read by DuckDB below
+            archived_lines = values(old_lines)  # noqa: F841 - read by DuckDB below
             order_rows = (
                 "(SELECT sequence, hour, channel, total_amount, units, site FROM order_events"
-                " UNION ALL SELECT * FROM archived_orders)"
+                f" UNION ALL SELECT * FROM {scan(old_orders, 'archived_orders')})"
             )
             line_rows = (
                 "(SELECT order_sequence, hour, sku, quantity, unit_price, site FROM order_lines"
-                " UNION ALL SELECT * FROM archived_lines)"
+                f" UNION ALL SELECT * FROM {scan(old_lines, 'archived_lines')})"
             )
         sales.append(
             "SELECT o.hour, o.channel, o.site, 0 AS orders, 0 AS gross_revenue, 0 AS units,"

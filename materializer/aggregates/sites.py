@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from operator import attrgetter
 
-import pyarrow as pa
-
-from materializer.aggregates.batch import TIME, Batch, ints, strings
+from materializer.aggregates.batch import Batch
+from materializer.aggregates.columns import ints, strings, times
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
@@ -60,7 +59,7 @@ def apply(batch: Batch) -> None:
         return
     if len(counts) == 1:
         # The usual batch: one site, most often known already. A plain UPDATE with
-        # parameters costs a third of the upsert below (no Arrow scan, no MERGE); its
+        # parameters costs a third of the upsert below (no frame scan, no MERGE); its
         # count of rows says whether the site needs inserting.
         ((site, events),) = counts.items()
         params = [events, latest[site], site]
@@ -68,17 +67,15 @@ def apply(batch: Batch) -> None:
         if not updated:
             batch.cur.execute(_NEW_SITE, params)
         return
-    batch_sites = pa.table(  # noqa: F841 - read by DuckDB below
+    batch.insert(
+        "site_events",
         {
             "site": strings(counts),
             "events": ints(counts.values()),
-            "last_event_time": pa.array([latest[site] for site in counts], TIME),
-        }
-    )
-    batch.cur.execute(
-        "INSERT INTO site_events SELECT * FROM batch_sites ON CONFLICT DO UPDATE SET"
-        " events = site_events.events + excluded.events,"
-        " last_event_time = greatest(site_events.last_event_time, excluded.last_event_time)"
+            "last_event_time": times(latest[site] for site in counts),
+        },
+        conflict="ON CONFLICT DO UPDATE SET events = site_events.events + excluded.events,"
+        " last_event_time = greatest(site_events.last_event_time, excluded.last_event_time)",
     )
 
 

@@ -11,9 +11,9 @@ once.
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from materializer.aggregates.batch import TIME, Batch, event_table, strings
+from materializer.aggregates.batch import Batch, event_table
+from materializer.aggregates.columns import Kind, ints, scan, strings, times, values
+from materializer.aggregates.columns import rows as frame_rows
 from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
@@ -25,15 +25,13 @@ SPEC = registry.STOCK
 STOCK_SNAPSHOT = Folded("stock_snapshot", sums=("on_hand",), latest=("last_movement_at",))
 FOLDED = (STOCK_SNAPSHOT,)
 #: A small batch's delta rows, grouped in Python (``deltas.group_in_python``).
-_DELTA_ROWS = pa.schema(
-    {
-        "sku": pa.string(),
-        "warehouse": pa.string(),
-        "site": pa.string(),
-        "on_hand": pa.int64(),  # a batch's sum: at most 256 x 10^9
-        "last_movement_at": TIME,
-    }
-)
+_DELTA_ROWS: dict[str, Kind] = {
+    "sku": strings,
+    "warehouse": strings,
+    "site": strings,
+    "on_hand": ints,  # a batch's sum: at most 256 x 10^9
+    "last_movement_at": times,
+}
 
 
 def probe(batch: Batch) -> list[str]:
@@ -49,26 +47,27 @@ def apply(batch: Batch) -> None:
     batch.aggregates.add(SPEC.name)
     skus = [e.data.sku for e in moves]
     warehouses = [e.data.warehouse for e in moves]
-    batch_moves = event_table(  # noqa: F841 - read by DuckDB below
+    moved = event_table(
         moves,
-        {"quantity_delta": pa.int64(), "reason": pa.string()},
+        {"quantity_delta": ints, "reason": strings},
         sku=strings(skus),
         warehouse=strings(warehouses),
     )
-    batch.cur.execute("INSERT INTO stock_events BY NAME SELECT * FROM batch_moves")
+    batch.insert("stock_events", moved)
     # Grouped by the key first: one delta row per key and batch.
     if len(moves) <= GROUP_IN_PYTHON_MAX:
         rows = (
             ((e.data.sku, e.data.warehouse, e.message.site or ""), (e.data.quantity_delta, e.time))
             for e in moves
         )
-        grouped = group_in_python(rows, 1, _DELTA_ROWS)  # read by DuckDB below
-        batch.cur.execute(f"INSERT INTO {STOCK_SNAPSHOT.delta} BY NAME SELECT * FROM grouped")
-        count = grouped.num_rows
+        grouped = group_in_python(rows, 1, _DELTA_ROWS)
+        batch.insert(STOCK_SNAPSHOT.delta, grouped)
+        count = frame_rows(grouped)
     else:
+        batch_moves = values(moved)  # noqa: F841 - read by DuckDB below
         (count,) = batch.cur.execute(
             f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, site,"
-            " sum(quantity_delta), max(time) FROM batch_moves GROUP BY ALL"
+            f" sum(quantity_delta), max(time) FROM {scan(moved, 'batch_moves')} GROUP BY ALL"
         ).fetchall()[0]
     batch.delta_rows += count
     batch.changes.skus.extend(skus)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from materializer.aggregates import FOLDED, deltas
+from materializer.aggregates import FOLDED, columns, deltas
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import DAY, Stream
 
@@ -271,15 +271,13 @@ _KEYS = st.tuples(
     st.sampled_from(["", "wh1", "wh-2"]),
 )
 _VALUES = st.tuples(st.integers(-(10**13), 10**13), _MONEY, _TIMES)
-_GROUPED = pa.schema(
-    {
-        "k1": pa.string(),
-        "k2": pa.string(),
-        "n": pa.decimal128(38, 0),
-        "money": pa.decimal128(38, 2),
-        "latest": pa.timestamp("us", tz="UTC"),
-    }
-)
+_GROUPED: dict[str, columns.Kind] = {
+    "k1": columns.strings,
+    "k2": columns.strings,
+    "n": columns.decimals("DECIMAL(38,0)"),
+    "money": columns.decimals("DECIMAL(38,2)"),
+    "latest": columns.times,
+}
 
 
 @settings(max_examples=120, deadline=None)
@@ -291,7 +289,9 @@ def test_grouping_in_python_equals_duckdbs_group_by(
     """``group_in_python`` against DuckDB's ``GROUP BY`` of the same rows: equal keys
     (unicode compared as DuckDB does, byte for byte), exact sums of the largest values,
     the latest of times given in any offset."""
-    grouped = deltas.group_in_python(((k, (n, m, t)) for k, (n, m, t) in rows), 2, _GROUPED)
+    frame = deltas.group_in_python(((k, (n, m, t)) for k, (n, m, t) in rows), 2, _GROUPED)
+    grouped = columns.values(frame)  # noqa: F841 - read by DuckDB below
+    # The reference: the same rows as an Arrow table, grouped by DuckDB.
     raw = pa.table(  # noqa: F841 - read by DuckDB below
         {
             "k1": pa.array([k[0] for k, _ in rows], pa.string()),
@@ -306,6 +306,14 @@ def test_grouping_in_python_equals_duckdbs_group_by(
         expected = conn.execute(
             "SELECT k1, k2, sum(n), sum(money), max(latest) FROM raw GROUP BY ALL ORDER BY ALL"
         ).fetchall()
-        got = conn.execute("SELECT * FROM grouped ORDER BY ALL").fetchall()
+        typed = f"SELECT {columns.reads(frame)} FROM grouped"
+        got = conn.execute(f"{typed} ORDER BY ALL").fetchall()
+        types = [t for _, t, *_ in conn.execute(f"DESCRIBE {typed}").fetchall()]
     assert got == expected
-    assert grouped.schema == _GROUPED
+    assert types == [
+        "VARCHAR",
+        "VARCHAR",
+        "DECIMAL(38,0)",
+        "DECIMAL(38,2)",
+        "TIMESTAMP WITH TIME ZONE",
+    ]
