@@ -118,6 +118,42 @@ def test_the_archive_gives_back_every_message_byte_for_byte(
     assert [m for chunk in archive.messages(root, after=run.last) for m in chunk] == []
 
 
+#: The parts' columns as Arrow wrote them until stop 24 (``pyarrow.parquet.write_table``).
+_ARROW_PART = {
+    "sequence": "int64",
+    "subject": "string",
+    "received_at": "timestamp[us, tz=UTC]",
+    "event_id": "string",
+    "data": "binary",
+    "site": "string",
+}
+
+
+def test_parts_written_by_the_earlier_arrow_writer_read_back_the_same(
+    tmp_path: Path, empty: duckdb.DuckDBPyConnection
+) -> None:
+    """Archives already on disk hold parts Arrow wrote; DuckDB writes the same Parquet
+    types now, and a run whose parts Arrow wrote reads back as the same messages."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    when = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
+    messages = [
+        RawMessage(1, "pulse.events.orders.created", b"\x00{}", when, "north"),
+        RawMessage(2, "pulse.events.orders.created", b"not json", when + timedelta(seconds=1)),
+    ]
+    run, _ = archive.write_run(tmp_path, messages, empty)
+    parts = archive.run_files(tmp_path, run)
+    assert parts
+    for path in parts:
+        written = pq.read_table(path)
+        assert {f.name: str(f.type) for f in written.schema} == _ARROW_PART
+        schema = pa.schema([(name, written.schema.field(name).type) for name in _ARROW_PART])
+        pq.write_table(written.cast(schema), path, compression="zstd")  # as before stop 24
+    assert [m for chunk in archive.messages(tmp_path) for m in chunk] == messages
+    assert archive.has_site(empty, [str(p) for p in parts])
+
+
 def test_a_run_needs_messages_and_unfinished_runs_are_never_read(
     tmp_path: Path, empty: duckdb.DuckDBPyConnection
 ) -> None:
