@@ -152,9 +152,11 @@ class Batch:
         """Insert columns into ``table`` by column name, in one statement (``conflict``:
         its ``ON CONFLICT`` clause, if any)."""
         frame = values(columns)  # noqa: F841 - read by DuckDB below
-        self.cur.execute(
-            f"INSERT INTO {table} BY NAME SELECT {select} FROM {scan(columns, 'frame')} {conflict}"
-        )
+        # The whole frame as it is: the INSERT casts each array to its column's type
+        # (``materializer.aggregates.columns``), a time's TIMESTAMP in the session's time
+        # zone, UTC in every store connection (``materializer.db.connect``).
+        rows = "frame" if select == "*" else scan(columns, "frame")
+        self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM {rows} {conflict}")
 
 
 def event_table(events: list[Accepted], fields: Mapping[str, Kind], **columns: Column) -> Frame:

@@ -6,13 +6,16 @@ never loads the Arrow libraries (about 27 MB of RSS, docs/OPERATIONS.md "Memory"
 What numpy has no exact type for travels as something DuckDB converts exactly:
 
 - strings and bytes: object arrays of ``str`` and ``bytes`` (or None);
-- times: int64 microseconds since the epoch, read with ``make_timestamptz``; dates:
-  int32 days since the epoch;
+- times: ``datetime64[us]`` of their UTC instant (a TIMESTAMP to DuckDB), read as
+  TIMESTAMPTZ with ``timezone('UTC', …)``; dates: ``datetime64[us]`` of their midnight;
 - money and other decimals: their decimal strings, cast to the column's DECIMAL (DuckDB
   would type an array of ``Decimal`` objects from a sample of its values).
 
-Every column is read through its SQL (``reads``), so a frame has the same types
-whether it holds a thousand rows or none (an empty object array alone has none).
+SQL that reads a frame reads every column through its SQL (``reads``, ``scan``), so the
+frame has the same types whether it holds a thousand rows or none (an empty object
+array alone has none). An INSERT of a whole frame into a table reads the arrays as they
+are (``Batch.insert``): the INSERT casts each to its column's type, which binds faster
+than the same casts written out (~0.3 ms less per statement of a small batch).
 """
 
 from __future__ import annotations
@@ -70,10 +73,10 @@ def blobs(values: Iterable[bytes]) -> Column:
 
 
 def dates(values: Iterable[date]) -> Column:
-    """DATE, from ``datetime.date`` values (as days since the epoch: DuckDB converts
-    ``date`` objects at about twice the cost)."""
-    days = [value.toordinal() - _EPOCH_DAY for value in values]
-    return Column(np.array(days, dtype=np.int32), "(DATE '1970-01-01' + {})")
+    """DATE, from ``datetime.date`` values (as their midnights: DuckDB converts ``date``
+    objects at about twice the cost)."""
+    days = np.array([value.toordinal() - _EPOCH_DAY for value in values], dtype=np.int64)
+    return Column(days.astype("datetime64[D]").astype("datetime64[us]"), "CAST({} AS DATE)")
 
 
 def ints(values: Iterable[int]) -> Column:
@@ -94,7 +97,7 @@ def uint64s(values: Any) -> Column:
 def times(values: Iterable[datetime]) -> Column:
     """TIMESTAMPTZ, from aware datetimes, exact to the microsecond (years 1 to 9999)."""
     micros = [(value - _EPOCH) // _MICROSECOND for value in values]
-    return Column(np.array(micros, dtype=np.int64), "make_timestamptz({})")
+    return Column(np.array(micros, dtype=np.int64).view("datetime64[us]"), "timezone('UTC', {})")
 
 
 def decimals(sql_type: str) -> Kind:

@@ -15,7 +15,9 @@ import pytest
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
+from materializer import db
 from materializer.aggregates import columns
+from materializer.aggregates.batch import Batch
 
 #: Money within the contract's limits (docs/EVENTS.md, "Limits"): two places.
 _MONEY = st.decimals(
@@ -114,6 +116,39 @@ def test_every_kind_reads_back_exactly(
         "INTEGER",
         "BLOB",
     ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_TEXT, _TIMES, st.dates(), _MONEY, st.binary(max_size=20)), max_size=20)
+)
+def test_an_insert_of_the_arrays_as_they_are_stores_what_the_typed_read_gives(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[Any, ...]]
+) -> None:
+    """``Batch.insert`` leaves the casts to the INSERT (a time's TIMESTAMP in the session's
+    time zone): in a store connection, UTC, the rows equal the typed read's."""
+    path = tmp_path_factory.mktemp("insert") / "columns.duckdb"
+    with db.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE t (text VARCHAR, moment TIMESTAMPTZ, day DATE,"
+            " money DECIMAL(18,2), raw BLOB)"
+        )
+        values = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(5)]
+        text, moments, days, money, raw = values
+        frame = {
+            "raw": columns.blobs(raw),  # BY NAME: any order
+            "text": columns.strings(text),
+            "moment": columns.times(moments),
+            "day": columns.dates(days),
+            "money": columns.amounts(money),
+        }
+        Batch(conn).insert("t", frame)
+        stored = conn.execute("SELECT * FROM t").fetchall()
+        scanned = columns.values(frame)  # noqa: F841 - read by DuckDB below
+        typed = conn.execute(
+            f"SELECT text, moment, day, money, raw FROM {columns.scan(frame, 'scanned')}"
+        ).fetchall()
+    assert stored == typed == [(t, m, d, a, r) for t, m, d, a, r in rows]
 
 
 def test_a_frame_without_rows_keeps_its_types(conn: duckdb.DuckDBPyConnection) -> None:

@@ -1,0 +1,94 @@
+"""Where a small batch's time goes, statement by statement: the writer's CPU per batch
+of each SQL statement the aggregates run, after a history of ``--prefill`` events.
+
+Run: ``.venv/bin/python -m bench.bench_statements [--prefill 100000] [--batch 40]``.
+The store is fed ``bench_apply.generate``'s events (1 % re-sent), the prefill in
+20,000-event batches, then ``--events`` in ``--batch``-event batches, as a materializer
+at ~1,000 events/s commits them. Each statement is timed (thread CPU) around
+``execute`` on the batch's cursor and grouped by its text's first 90 characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.bench_apply import generate
+from materializer.aggregates import batch as batch_module
+from materializer.store import Store
+
+#: statement → [runs, wall seconds, CPU seconds]
+TIMES: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
+
+
+class TimedCursor:
+    """The batch's cursor, timing each ``execute``."""
+
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        # DuckDB finds a frame's arrays among the locals of the function that calls
+        # ``execute`` (``columns.scan``): this one, here, so they are copied in.
+        caller = sys._getframe(1).f_locals
+        here = sys._getframe().f_locals
+        here.update({k: v for k, v in caller.items() if isinstance(v, dict) and k not in here})
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = self._cur.execute(sql, *args)
+        entry = TIMES[re.sub(r"\s+", " ", sql)[:90]]
+        entry[0] += 1
+        entry[1] += time.perf_counter() - wall
+        entry[2] += time.thread_time() - cpu
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+def main(args: argparse.Namespace) -> None:
+    plain_init = batch_module.Batch.__init__
+
+    def timed_init(self: batch_module.Batch, cur: Any) -> None:
+        plain_init(self, TimedCursor(cur))
+
+    store = Store.open(Path(tempfile.mkdtemp()) / "statements.duckdb")
+    messages = list(generate(args.prefill + args.events, duplicates=0.01))
+    for start in range(0, args.prefill, 20_000):
+        store.apply_batch(messages[start : min(start + 20_000, args.prefill)])
+    batch_module.Batch.__init__ = timed_init  # type: ignore[method-assign]
+    batches = 0
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for start in range(args.prefill, len(messages), args.batch):
+        store.apply_batch(messages[start : start + args.batch])
+        batches += 1
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    batch_module.Batch.__init__ = plain_init  # type: ignore[method-assign]
+    store.close()
+    timed = sum(entry[2] for entry in TIMES.values())
+    print(
+        f"{batches} batches of {args.batch} after {args.prefill:,} events: per batch wall"
+        f" {wall / batches * 1e3:.2f} ms, CPU {cpu / batches * 1e3:.2f} ms, of which the"
+        f" timed statements {timed / batches * 1e3:.2f} ms"
+        f" ({sum(e[0] for e in TIMES.values()) / batches:.1f} statements)"
+    )
+    ranked = sorted(TIMES.items(), key=lambda item: -item[1][2])
+    for text, (runs, _, seconds) in ranked[: args.top]:
+        print(
+            f"  {seconds / batches * 1e3:6.2f} ms/batch  {runs / batches:4.2f}/batch"
+            f"  {seconds / runs * 1e3:6.2f} ms each  {text}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prefill", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument("--top", type=int, default=20)
+    main(parser.parse_args())
