@@ -1,0 +1,80 @@
+"""Catalog: every product and customer holds its last update in stream order, whether a
+batch updates one key (a plain UPDATE, or an INSERT when the key is new) or several (the
+upsert), and however the updates fall into batches."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from materializer.store import Store
+from tests.materializer.eventkit import Stream
+
+_UPDATES = st.lists(
+    st.tuples(st.sampled_from(["SKU-1", "SKU-2", "sku-ü"]), st.integers(0, 10**9)),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _products(store: Store) -> dict[str, tuple[str, int, Decimal, int]]:
+    rows = store.conn.execute(
+        "SELECT sku, name, reorder_point, unit_cost, sequence FROM products"
+    ).fetchall()
+    return {sku: (name, point, cost, sequence) for sku, name, point, cost, sequence in rows}
+
+
+@settings(max_examples=40, deadline=None)
+@given(updates=_UPDATES, cuts=st.lists(st.integers(1, 12), max_size=4))
+def test_each_product_holds_its_last_update_however_batched(
+    tmp_path_factory: pytest.TempPathFactory, updates: list[tuple[str, int]], cuts: list[int]
+) -> None:
+    stream = Stream()
+    messages = [
+        stream.product(sku, name=f"v{point}", reorder_point=point, unit_cost=f"{point % 997}.05")
+        for sku, point in updates
+    ]
+    store = Store.open(tmp_path_factory.mktemp("catalog") / "c.duckdb")
+    try:
+        bounds = sorted({0, len(messages), *(c for c in cuts if c < len(messages))})
+        for start, end in itertools.pairwise(bounds):
+            store.apply_batch(messages[start:end])
+        expected = {
+            sku: (f"v{point}", point, Decimal(f"{point % 997}.05"), message.sequence)
+            for (sku, point), message in zip(updates, messages, strict=True)
+        }
+        assert _products(store) == expected
+        (events,) = store.conn.execute("SELECT count(*) FROM product_events").fetchone() or (0,)
+        assert events == len(messages)
+    finally:
+        store.close()
+
+
+def test_a_customer_is_inserted_then_updated_then_renamed_twice_in_one_batch(
+    tmp_path: Path,
+) -> None:
+    stream = Stream()
+    store = Store.open(tmp_path / "c.duckdb")
+    try:
+        store.apply_batch([stream.customer("C-1", "Ada")])  # new: the plain INSERT
+        store.apply_batch([stream.customer("C-1", "Ada L.")])  # known: the plain UPDATE
+        first = stream.customer("C-1", "Ada K.")
+        last = stream.customer("C-1", "Ada Lovelace")
+        store.apply_batch([first, last])  # one key, twice: the last wins
+        bob, cy = stream.customer("C-2", "Bob"), stream.customer("C-3", "Cy")
+        store.apply_batch([bob, cy])  # two keys: the upsert
+        rows = store.conn.execute(
+            "SELECT customer_id, name, sequence FROM customers ORDER BY customer_id"
+        ).fetchall()
+    finally:
+        store.close()
+    assert rows == [
+        ("C-1", "Ada Lovelace", last.sequence),
+        ("C-2", "Bob", bob.sequence),
+        ("C-3", "Cy", cy.sequence),
+    ]
