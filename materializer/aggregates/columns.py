@@ -114,6 +114,8 @@ def decimals(sql_type: str) -> Kind:
 
 #: Money as the contract has it: DECIMAL(18,2) (docs/EVENTS.md, "Limits").
 amounts = decimals("DECIMAL(18,2)")
+#: Sums of money: DECIMAL(38,2), as the tables hold them (migrations/m0003_wide_sums.py).
+sums = decimals("DECIMAL(38,2)")
 
 
 def reads(frame: Frame) -> str:

@@ -29,10 +29,10 @@ from materializer.aggregates.batch import Accepted, Batch, event_table
 from materializer.aggregates.columns import (
     amounts,
     dates,
-    decimals,
     ints,
     scan,
     strings,
+    sums,
     times,
     values,
 )
@@ -43,8 +43,6 @@ from pulse_bi.contract import registry
 #: ``Batch.accept_first`` arguments of the events that create ids.
 CREATES = ("invoice.issued", "invoice_id", "i:", "invoice_events", "issued")
 SPEC = registry.RECEIVABLES
-#: Sums of payments: DECIMAL(38,2), as ``invoices.paid`` (migrations/m0003_wide_sums.py).
-_PAID = decimals("DECIMAL(38,2)")
 
 
 def probe(batch: Batch) -> list[str]:
@@ -114,7 +112,7 @@ def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None
     between the two tables keeps the reads on the open items only.
     """
     cur = batch.cur
-    paid = {"sequence": ints(paid_before), "amount": _PAID(paid_before.values())}
+    paid = {"sequence": ints(paid_before), "amount": sums(paid_before.values())}
     batch_paid = values(paid)  # noqa: F841 - read by DuckDB below
     rows = scan(paid, "batch_paid")
     first = min(paid_before)
@@ -170,7 +168,7 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
             "issued_on": dates,
             "due_date": dates,
         },
-        paid_now=_PAID(paid_now.get(e.data.invoice_id, 0) for e in invoices),
+        paid_now=sums(paid_now.get(e.data.invoice_id, 0) for e in invoices),
     )
     batch_invoices = values(issued)  # noqa: F841 - read by DuckDB below
     rows = scan(issued, "batch_invoices")

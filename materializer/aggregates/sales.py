@@ -27,6 +27,7 @@ from materializer.aggregates.columns import (
     ints,
     scan,
     strings,
+    sums,
     times,
     values,
 )
@@ -60,13 +61,12 @@ FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
 #: Unit sums are DECIMAL(38,0) here: those of many large orders pass BIGINT (HUGEINT in
 #: DuckDB, docs/EVENTS.md "Limits"); a line's quantity x unit price has 2 decimals.
 _UNITS = decimals("DECIMAL(38,0)")
-_SUM = decimals("DECIMAL(38,2)")
 _NEW_SALES: dict[str, Kind] = {
     "hour": times,
     "channel": strings,
     "site": strings,
     "orders": ints,
-    "gross_revenue": _SUM,
+    "gross_revenue": sums,
     "units": _UNITS,
 }
 _NEW_PRODUCT_SALES: dict[str, Kind] = {
@@ -74,7 +74,7 @@ _NEW_PRODUCT_SALES: dict[str, Kind] = {
     "sku": strings,
     "site": strings,
     "units": _UNITS,
-    "revenue": _SUM,
+    "revenue": sums,
 }
 
 
@@ -298,7 +298,7 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
                 " GROUP BY 1, 2, 3"
             )
     if targets:
-        cancelled_orders = {"sequence": ints(targets).values}  # noqa: F841 - read below
+        cancelled_orders = values({"sequence": ints(targets)})  # noqa: F841 - read below
         order_rows, line_rows = "order_events", "order_lines"
         archive = batch.archive
         old = [s for s in targets if archive is not None and s <= archive.horizon]

@@ -5,6 +5,7 @@ upsert), and however the updates fall into batches."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -78,3 +79,33 @@ def test_a_customer_is_inserted_then_updated_then_renamed_twice_in_one_batch(
         ("C-2", "Bob", bob.sequence),
         ("C-3", "Cy", cy.sequence),
     ]
+
+
+@pytest.mark.parametrize("alone", [True, False], ids=["one key: UPDATE/INSERT", "two: upsert"])
+def test_a_product_at_the_contracts_limits_is_stored_exactly(tmp_path: Path, alone: bool) -> None:
+    """The largest money, quantity and name, a time at the end of the contract's window:
+    the same row whichever statement stores it."""
+    stream = Stream()
+    name = "ü" * 4096
+    known = stream.product("SKU-ü", unit_cost="9999999999999999.99")
+    extreme = stream.product(
+        "SKU-ü",
+        name=name,
+        reorder_point=1_000_000_000,
+        unit_cost="-9999999999999999.99",
+        time="2199-12-30T23:59:59.999999Z",
+    )
+    batch = [extreme] if alone else [extreme, stream.product("SKU-2")]
+    store = Store.open(tmp_path / "c.duckdb")
+    try:
+        store.apply_batch([known])
+        store.apply_batch(batch)
+        row = store.conn.execute(
+            "SELECT name, reorder_point, unit_cost, sequence, updated_at FROM products"
+            " WHERE sku = 'SKU-ü'"
+        ).fetchone()
+    finally:
+        store.close()
+    assert row is not None
+    assert row[:4] == (name, 1_000_000_000, Decimal("-9999999999999999.99"), extreme.sequence)
+    assert row[4] == datetime(2199, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)

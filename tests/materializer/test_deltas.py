@@ -275,7 +275,7 @@ _GROUPED: dict[str, columns.Kind] = {
     "k1": columns.strings,
     "k2": columns.strings,
     "n": columns.decimals("DECIMAL(38,0)"),
-    "money": columns.decimals("DECIMAL(38,2)"),
+    "money": columns.sums,
     "latest": columns.times,
 }
 
