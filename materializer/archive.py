@@ -36,7 +36,7 @@ from typing import Any
 import duckdb
 
 from materializer import events
-from materializer.aggregates.columns import Frame, amounts, blobs, ints, reads, strings, times
+from materializer.aggregates.columns import Frame, amounts, blobs, ints, scan, strings, times
 from materializer.aggregates.columns import values as frame_values
 from materializer.files import duckdb_config, finish, fsync, sql_literal
 from materializer.store import RawMessage
@@ -151,7 +151,7 @@ def write_run(
         partial = folder / f".{name}.partial"
         frame = frame_values(columns)  # noqa: F841 - read by DuckDB below
         cur.execute(
-            f"COPY (SELECT {reads(columns)} FROM frame) TO '{sql_literal(partial)}'"
+            f"COPY {scan(columns, 'frame')} TO '{sql_literal(partial)}'"
             " (FORMAT parquet, COMPRESSION zstd)"
         )
         written += finish(partial, folder / name)
@@ -170,9 +170,12 @@ def has_site(cur: duckdb.DuckDBPyConnection, files: list[str]) -> bool:
     sites have none)."""
     if not files:
         return False
-    (found,) = cur.execute(
-        "SELECT count(*) FROM parquet_schema(?) WHERE name = 'site'", [files]
-    ).fetchall()[0]
+    try:
+        (found,) = cur.execute(
+            "SELECT count(*) FROM parquet_schema(?) WHERE name = 'site'", [files]
+        ).fetchall()[0]
+    except duckdb.Error as exc:
+        raise ArchiveError(f"archive files cannot be read: {exc}") from exc
     return bool(found)
 
 
@@ -225,19 +228,31 @@ def messages(root: Path, after: int = 0, chunk: int = CHUNK) -> Iterator[list[Ra
             files = [str(p) for p in run_files(root, run)]
             if not files:
                 raise ArchiveError(f"archive run {run.first}-{run.last} has no files in {root}")
-            result = conn.execute(
-                f"SELECT sequence, subject, data, received_at, {_site(conn, files)}"
-                " FROM read_parquet($files, hive_partitioning = false, union_by_name = true)"
-                " WHERE sequence > $after ORDER BY sequence",
-                {"files": files, "after": after},
-            )
-            while rows := result.fetchmany(chunk):
+            try:
+                result = conn.execute(
+                    f"SELECT sequence, subject, data, received_at, {_site(conn, files)}"
+                    " FROM read_parquet($files, hive_partitioning = false, union_by_name = true)"
+                    " WHERE sequence > $after ORDER BY sequence",
+                    {"files": files, "after": after},
+                )
+            except duckdb.Error as exc:
+                raise ArchiveError(f"archive run {run.first}-{run.last}: {exc}") from exc
+            while rows := _fetch(result, chunk, run):
                 yield [
                     RawMessage(sequence, subject, data, received, site)
                     for sequence, subject, data, received, site in rows
                 ]
     finally:
         conn.close()
+
+
+def _fetch(result: duckdb.DuckDBPyConnection, chunk: int, run: Run) -> list[Any]:
+    """The next ``chunk`` rows of a run's messages; a file DuckDB cannot read is the
+    archive's error, naming the run."""
+    try:
+        return result.fetchmany(chunk)
+    except duckdb.Error as exc:
+        raise ArchiveError(f"archive run {run.first}-{run.last}: {exc}") from exc
 
 
 def horizon(cur: duckdb.DuckDBPyConnection) -> int:

@@ -154,6 +154,27 @@ def test_parts_written_by_the_earlier_arrow_writer_read_back_the_same(
     assert archive.has_site(empty, [str(p) for p in parts])
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"PAR1", b"not parquet at all" * 100, b"PAR1" + b"\x00" * 64 + b"PAR1"],
+    ids=["empty", "magic only", "garbage", "zeroed"],
+)
+def test_a_damaged_part_is_the_archives_error_naming_its_run(
+    tmp_path: Path, empty: duckdb.DuckDBPyConnection, damage: bytes
+) -> None:
+    """A part that is not Parquet (a disk error, a bad copy): replay and the site check
+    stop with the archive's error, the run named, instead of a reader's."""
+    when = datetime(2026, 11, 30, tzinfo=UTC)
+    messages = [RawMessage(7, "pulse.events.orders.created", b"{}", when, "north")]
+    run, _ = archive.write_run(tmp_path, messages, empty)
+    parts = archive.run_files(tmp_path, run)
+    parts[0].write_bytes(damage)
+    with pytest.raises(archive.ArchiveError, match=r"cannot be read|archive run 7-7"):
+        [m for chunk in archive.messages(tmp_path) for m in chunk]
+    with pytest.raises(archive.ArchiveError, match="cannot be read"):
+        archive.has_site(empty, [str(p) for p in parts])
+
+
 def test_a_run_needs_messages_and_unfinished_runs_are_never_read(
     tmp_path: Path, empty: duckdb.DuckDBPyConnection
 ) -> None:
