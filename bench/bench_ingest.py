@@ -54,10 +54,12 @@ def machine() -> str:
 
 async def prefill(url: str, count: int, seed: int = 7) -> int:
     """Publish ``count`` simulated events; return the stream's last sequence."""
+    # Generated before connecting: generating millions of events blocks the event loop
+    # for minutes, and the server closes a connection that leaves its pings unanswered.
+    scenario = generate(seed, count)
     nc = await nats.connect(url)
     js = nc.jetstream()
     await ensure_stream(js)
-    scenario = generate(seed, count)
     await publish(nc, scenario.messages, ack_every=16)
     info = await js.stream_info(STREAM_NAME)
     await nc.drain()
