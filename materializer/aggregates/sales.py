@@ -31,6 +31,7 @@ from materializer.aggregates.columns import (
     times,
     values,
 )
+from materializer.aggregates.columns import rows as frame_rows
 from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
 from materializer.queries import (
@@ -57,25 +58,11 @@ PRODUCT_SALES_BY_HOUR = Folded(
     sums=("units", "revenue", "cancelled_units", "cancelled_revenue"),
 )
 FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
-#: A small batch's new orders and lines grouped in Python (``deltas.group_in_python``).
-#: Unit sums are DECIMAL(38,0) here: those of many large orders pass BIGINT (HUGEINT in
-#: DuckDB, docs/EVENTS.md "Limits"); a line's quantity x unit price has 2 decimals.
+#: A small batch's new orders, cancelled orders and lines are grouped in Python
+#: (``deltas.group_in_python``). Unit sums are DECIMAL(38,0) there: those of many large
+#: orders pass BIGINT (HUGEINT in DuckDB, docs/EVENTS.md "Limits"); a line's quantity x
+#: unit price has 2 decimals.
 _UNITS = decimals("DECIMAL(38,0)")
-_NEW_SALES: dict[str, Kind] = {
-    "hour": times,
-    "channel": strings,
-    "site": strings,
-    "orders": ints,
-    "gross_revenue": sums,
-    "units": _UNITS,
-}
-_NEW_PRODUCT_SALES: dict[str, Kind] = {
-    "hour": times,
-    "sku": strings,
-    "site": strings,
-    "units": _UNITS,
-    "revenue": sums,
-}
 
 
 def probe(batch: Batch) -> list[str]:
@@ -136,8 +123,7 @@ def apply(batch: Batch) -> None:
     created, cancels = found
     orders = list(created.values())
     targets, effects, waiting = _cancellation_targets(batch, created)
-    if orders:
-        _insert_orders(batch, orders)
+    new = _insert_orders(batch, orders) if orders else None
     if cancels:
         batch.insert(
             "order_cancellations",
@@ -167,26 +153,33 @@ def apply(batch: Batch) -> None:
             "DELETE FROM pending_cancellations WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
             [released],
         )
-    _upsert(batch, bool(orders), sorted(targets.values()))
+    _upsert(batch, new, bool(orders), sorted(targets.values()))
 
 
-def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
+#: ``(key, values)`` rows of the hourly tables, before grouping
+#: (``deltas.group_in_python``): keys (hour, channel, site) and (hour, sku, site).
+Rows = list[tuple[tuple[Any, ...], tuple[Any, ...]]]
+
+
+def _insert_orders(batch: Batch, orders: list[Accepted]) -> tuple[Rows, Rows] | None:
     """Raw rows of newly created orders and their lines.
 
-    Keeps their frames in ``batch.frames`` for ``_upsert``: the hourly deltas of
-    new orders come from the batch itself instead of reading back the rows just inserted.
+    Keeps their frames in ``batch.frames`` for ``_upsert``, and returns the hourly rows
+    of a small batch (``GROUP_IN_PYTHON_MAX``) for it to group: the hourly deltas of new
+    orders come from the batch itself instead of reading back the rows just inserted.
     """
     line_sequences: list[int] = []
     line_numbers: list[int] = []
     line_orders: list[str] = []
-    line_times: list[Any] = []
+    line_hours: list[datetime] = []
     skus: list[str] = []
     quantities: list[int] = []
     prices: list[Any] = []
     units: list[int] = []
     line_sites: list[str] = []
-    # The UTC hour ``date_trunc('hour', time)`` gives in the UTC session, in Python: for
-    # the change notice and the grouping of small batches.
+    # The UTC hour of each order, what ``date_trunc('hour', time)`` gives in the UTC
+    # session, in Python: stored with the rows (a date_trunc in the INSERT cost ~0.5 ms
+    # of planning per statement), named in the change notice, grouped here.
     hours: list[datetime] = []
     for event in orders:
         data = event.data
@@ -198,7 +191,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             line_sequences.append(event.sequence)
             line_numbers.append(number)
             line_orders.append(data.order_id)
-            line_times.append(event.time)
+            line_hours.append(hour)
             skus.append(line.sku)
             quantities.append(line.quantity)
             prices.append(line.unit_price)
@@ -215,6 +208,7 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
             "total_amount": amounts,
         },
         units=ints(units),
+        hour=times(hours),
     )
     batch.frames["batch_lines"] = line_frame = {
         "order_sequence": ints(line_sequences),
@@ -223,48 +217,118 @@ def _insert_orders(batch: Batch, orders: list[Accepted]) -> None:
         "sku": strings(skus),
         "quantity": ints(quantities),
         "unit_price": amounts(prices),
-        "time": times(line_times),
+        "hour": times(line_hours),
         "site": strings(line_sites),
     }
-    batch.insert("order_events", order_frame, "*, date_trunc('hour', time) AS hour")
-    batch.insert("order_lines", line_frame, "* EXCLUDE (time), date_trunc('hour', time) AS hour")
+    batch.insert("order_events", order_frame)
+    batch.insert("order_lines", line_frame)
     batch.changes.customers.extend(e.data.customer_id for e in orders)
     batch.changes.skus.extend(skus)
     # Hours and channels in Python: they are known here, no need to read them back.
     batch.changes.sales_hours.extend(map(iso, set(hours)))
     batch.changes.channels.extend({e.data.channel for e in orders})
-    if len(orders) <= GROUP_IN_PYTHON_MAX:
-        order_rows = (
-            ((hour, e.data.channel, e.message.site or ""), (1, e.data.total_amount, count))
-            for hour, e, count in zip(hours, orders, units, strict=True)
+    if len(orders) > GROUP_IN_PYTHON_MAX or len(skus) > GROUP_IN_PYTHON_MAX:
+        return None
+    sales: Rows = [
+        ((hour, e.data.channel, e.message.site or ""), (1, e.data.total_amount, count, 0, 0, 0))
+        for hour, e, count in zip(hours, orders, units, strict=True)
+    ]
+    products: Rows = [
+        ((hour, sku, site), (quantity, EXACT.multiply(quantity, price), 0, 0))
+        for hour, sku, site, quantity, price in zip(
+            line_hours, skus, line_sites, quantities, prices, strict=True
         )
-        batch.frames["new_sales"] = group_in_python(order_rows, 3, _NEW_SALES)
-    if len(skus) <= GROUP_IN_PYTHON_MAX:
-        line_rows = (
-            (
-                (hour, line.sku, e.message.site or ""),
-                (line.quantity, line.quantity * line.unit_price),
-            )
-            for hour, e in zip(hours, orders, strict=True)
-            for line in e.data.lines
-        )
-        batch.frames["new_product_sales"] = group_in_python(line_rows, 2, _NEW_PRODUCT_SALES)
+    ]
+    return sales, products
 
 
-def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
+#: The columns of a delta row of each hourly table, in the order ``Rows`` has them.
+_SALES_ROW: dict[str, Kind] = {
+    "hour": times,
+    "channel": strings,
+    "site": strings,
+    "orders": ints,
+    "gross_revenue": sums,
+    "units": _UNITS,
+    "cancelled_orders": ints,
+    "cancelled_revenue": sums,
+    "cancelled_units": _UNITS,
+}
+_PRODUCT_SALES_ROW: dict[str, Kind] = {
+    "hour": times,
+    "sku": strings,
+    "site": strings,
+    "units": _UNITS,
+    "revenue": sums,
+    "cancelled_units": _UNITS,
+    "cancelled_revenue": sums,
+}
+
+
+def _upsert(
+    batch: Batch, new: tuple[Rows, Rows] | None, new_orders: bool, targets: list[int]
+) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
-    channel) to the hourly tables: one append of grouped rows to each delta, whose RETURNING names
-    the hours, channels and skus for the change notice.
+    channel) to the hourly tables: one append of grouped rows to each delta.
 
-    New orders come from the batch's frames. Cancelled orders (of this batch or
-    any earlier one) are joined by sequence with ``order_events``/``order_lines``: the
-    build side is a handful of sequences, which DuckDB pushes into the scan as an IN
-    filter, so only the row groups holding those orders are read (both tables are in
-    sequence order). A range ``sequence >= oldest`` read most of the table when one
-    old order was cancelled.
+    A small batch (``new``: its orders' rows, or none) groups in Python: the cancelled
+    orders' hours, channels, amounts and lines are read in one SELECT by their
+    sequences, and each delta takes a plain INSERT of the grouped rows. Larger batches
+    and cancellations of archived orders group in SQL (``_upsert_in_sql``).
     """
     if not new_orders and not targets:
         return
+    archive = batch.archive
+    archived = archive is not None and bool(targets) and targets[0] <= archive.horizon
+    if (new_orders and new is None) or len(targets) > GROUP_IN_PYTHON_MAX or archived:
+        _upsert_in_sql(batch, new_orders, targets)
+        return
+    sales, products = new if new is not None else ([], [])
+    if targets:
+        cancelled = _cancelled(batch.cur, targets)
+        for is_order, hour, name, site, amount, quantity in cancelled:
+            if is_order:
+                sales.append(((hour, name, site), (0, 0, 0, 1, amount, quantity)))
+                batch.changes.sales_hours.append(iso(hour))
+                batch.changes.channels.append(name)
+            else:
+                products.append(
+                    ((hour, name, site), (0, 0, quantity, EXACT.multiply(quantity, amount)))
+                )
+                batch.changes.skus.append(name)
+    for table, rows, kinds in (
+        (SALES_BY_HOUR, sales, _SALES_ROW),
+        (PRODUCT_SALES_BY_HOUR, products, _PRODUCT_SALES_ROW),
+    ):
+        if rows:
+            frame = group_in_python(rows, len(table.sums), kinds)
+            batch.insert(table.delta, frame)
+            batch.delta_rows += frame_rows(frame)
+
+
+def _cancelled(cur: Cursor, targets: list[int]) -> list[tuple[Any, ...]]:
+    """The cancelled orders (by sequence) and their lines as ``(is_order, hour, channel
+    or sku, site, total amount or unit price, units or quantity)``.
+
+    The sequences (integers) are written into the SQL as constant lists: DuckDB filters
+    the scans with them and skips the row groups outside their range (both tables are in
+    sequence order)."""
+    listed = ", ".join(f"{s:d}" for s in targets)
+    return cur.execute(
+        "SELECT true, hour, channel, site, total_amount, units FROM order_events"
+        f" WHERE sequence IN ({listed})"
+        " UNION ALL SELECT false, hour, sku, site, unit_price, quantity FROM order_lines"
+        f" WHERE order_sequence IN ({listed})"
+    ).fetchall()
+
+
+def _upsert_in_sql(batch: Batch, new_orders: bool, targets: list[int]) -> None:
+    """``_upsert`` grouped by DuckDB: new orders from the batch's frames, cancelled
+    orders (of this batch or any earlier one, in the file or the archive) joined by
+    sequence with ``order_events``/``order_lines``. The build side is the cancelled
+    sequences, which DuckDB pushes into the scan as an IN filter, so only the row groups
+    holding those orders are read (both tables are in sequence order).
+    """
     cur = batch.cur
     frames = batch.frames
     # Each part is grouped by the key already: a delta row per key, part and batch. The
@@ -273,30 +337,19 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     products: list[str] = []
     if new_orders:
         cancelled = "0 AS cancelled_orders, 0 AS cancelled_revenue, 0 AS cancelled_units"
-        if "new_sales" in frames:  # grouped in Python (a small batch)
-            new_sales = values(frames["new_sales"])  # noqa: F841 - read by DuckDB below
-            sales.append(f"SELECT *, {cancelled} FROM {scan(frames['new_sales'], 'new_sales')}")
-        else:
-            batch_orders = values(frames["batch_orders"])  # noqa: F841 - read by DuckDB below
-            sales.append(
-                "SELECT date_trunc('hour', time) AS hour, channel, site, count(*) AS orders,"
-                f" sum(total_amount) AS gross_revenue, sum(units) AS units, {cancelled}"
-                f" FROM {scan(frames['batch_orders'], 'batch_orders')} GROUP BY 1, 2, 3"
-            )
-        if "new_product_sales" in frames:
-            new_product_sales = values(frames["new_product_sales"])  # noqa: F841 - read below
-            grouped = scan(frames["new_product_sales"], "new_product_sales")
-            products.append(
-                f"SELECT *, 0 AS cancelled_units, 0 AS cancelled_revenue FROM {grouped}"
-            )
-        else:
-            batch_lines = values(frames["batch_lines"])  # noqa: F841 - read by DuckDB below
-            products.append(
-                "SELECT date_trunc('hour', time) AS hour, sku, site, sum(quantity) AS units,"
-                " sum(quantity * unit_price) AS revenue, 0 AS cancelled_units,"
-                f" 0 AS cancelled_revenue FROM {scan(frames['batch_lines'], 'batch_lines')}"
-                " GROUP BY 1, 2, 3"
-            )
+        batch_orders = values(frames["batch_orders"])  # noqa: F841 - read by DuckDB below
+        sales.append(
+            "SELECT hour, channel, site, count(*) AS orders,"
+            f" sum(total_amount) AS gross_revenue, sum(units) AS units, {cancelled}"
+            f" FROM {scan(frames['batch_orders'], 'batch_orders')} GROUP BY 1, 2, 3"
+        )
+        batch_lines = values(frames["batch_lines"])  # noqa: F841 - read by DuckDB below
+        products.append(
+            "SELECT hour, sku, site, sum(quantity) AS units,"
+            " sum(quantity * unit_price) AS revenue, 0 AS cancelled_units,"
+            f" 0 AS cancelled_revenue FROM {scan(frames['batch_lines'], 'batch_lines')}"
+            " GROUP BY 1, 2, 3"
+        )
     if targets:
         cancelled_orders = values({"sequence": ints(targets)})  # noqa: F841 - read below
         order_rows, line_rows = "order_events", "order_lines"
@@ -330,11 +383,11 @@ def _upsert(batch: Batch, new_orders: bool, targets: list[int]) -> None:
             f" FROM cancelled_orders c JOIN {line_rows} l ON l.order_sequence = c.sequence"
             " GROUP BY 1, 2, 3"
         )
-    union_sales = " UNION ALL BY NAME ".join(sales)
-    union_products = " UNION ALL BY NAME ".join(products)
+    # One row per key, as ``_upsert`` appends: new and cancelled orders of a key together.
+    union_sales = SALES_BY_HOUR.grouped(f"({' UNION ALL BY NAME '.join(sales)})")
+    union_products = PRODUCT_SALES_BY_HOUR.grouped(f"({' UNION ALL BY NAME '.join(products)})")
     # What the change notice names: new orders' hours, channels and skus are known
-    # (``_insert_orders``); those of cancelled orders come back from the upserts
-    # (RETURNING costs ~0.5 ms each, so only batches with cancellations pay it).
+    # (``_insert_orders``); those of cancelled orders come back from the appends.
     returning_sales = " RETURNING hour, channel" if targets else ""
     returning_products = " RETURNING sku" if targets else ""
     rows = cur.execute(
