@@ -137,6 +137,11 @@ def values(frame: Frame) -> dict[str, npt.NDArray[Any]]:
     return {name: column.values for name, column in frame.items()}
 
 
+def take(frame: Frame, chosen: npt.NDArray[np.bool_]) -> Frame:
+    """The frame's rows where ``chosen`` (a bool mask) is true."""
+    return {name: Column(column.values[chosen], column.read) for name, column in frame.items()}
+
+
 def rows(frame: Frame) -> int:
     """Rows in the frame."""
     return len(next(iter(frame.values())).values) if frame else 0

@@ -24,15 +24,18 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from materializer.aggregates.batch import Accepted, Batch, event_table
 from materializer.aggregates.columns import (
+    Kind,
     amounts,
     dates,
     ints,
     scan,
     strings,
     sums,
+    take,
     times,
     values,
 )
@@ -158,44 +161,46 @@ def _insert_invoices(batch: Batch, invoices: list[Accepted], paid_now: dict[str,
     for event in invoices:
         batch.add_key("i:" + event.data.invoice_id, event.sequence)
     customers = [e.data.customer_id for e in invoices]
-    issued = event_table(
-        invoices,
-        {
-            "invoice_id": strings,
-            "customer_id": strings,
-            "order_id": strings,
-            "amount": amounts,
-            "issued_on": dates,
-            "due_date": dates,
-        },
-        paid_now=sums(paid_now.get(e.data.invoice_id, 0) for e in invoices),
-    )
+    fields: dict[str, Kind] = {
+        "invoice_id": strings,
+        "customer_id": strings,
+        "order_id": strings,
+        "amount": amounts,
+        "issued_on": dates,
+        "due_date": dates,
+    }
+    issued = event_table(invoices, fields)
+    batch.insert("invoice_events", issued)
+    batch.changes.customers.extend(customers)
+    paid = [paid_now.get(e.data.invoice_id, Decimal(0)) for e in invoices]
+    if not any(("q:" + e.data.invoice_id) in batch.found for e in invoices):
+        # Each new invoice is open or, paid in full as it arrived, settled: plain
+        # inserts of the batch's rows.
+        items = {k: c for k, c in issued.items() if k not in ("event_id", "time")}
+        items["paid"] = sums(paid)
+        settled = np.array([p >= e.data.amount for p, e in zip(paid, invoices, strict=True)], bool)
+        for table, chosen in (("invoices", ~settled), ("settled_invoices", settled)):
+            if chosen.any():
+                batch.insert(table, take(items, chosen))
+        return
+    # Rare: payments that arrived before their invoice count now.
+    issued = {**issued, "paid_now": sums(paid)}
     batch_invoices = values(issued)  # noqa: F841 - read by DuckDB below
     rows = scan(issued, "batch_invoices")
+    arrived = (
+        "SELECT b.invoice_id, b.sequence, b.customer_id, b.order_id, b.amount, b.issued_on,"
+        " b.due_date, b.paid_now + coalesce(p.amount, 0) AS paid, b.site"
+        f" FROM {rows} b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
+        f" FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM {rows})"
+        " GROUP BY invoice_id) p USING (invoice_id)"
+    )
     cur = batch.cur
-    cur.execute(f"INSERT INTO invoice_events BY NAME SELECT * EXCLUDE (paid_now) FROM {rows}")
-    waited = any(("q:" + e.data.invoice_id) in batch.found for e in invoices)
-    if not waited:
-        arrived = f"SELECT * EXCLUDE (event_id, time, paid_now), paid_now AS paid FROM {rows}"
-    else:  # rare: payments that arrived before their invoice count now
-        arrived = (
-            "SELECT b.invoice_id, b.sequence, b.customer_id, b.order_id, b.amount, b.issued_on,"
-            " b.due_date, b.paid_now + coalesce(p.amount, 0) AS paid, b.site"
-            f" FROM {rows} b LEFT JOIN (SELECT invoice_id, sum(amount) AS amount"
-            f" FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM {rows})"
-            " GROUP BY invoice_id) p USING (invoice_id)"
-        )
     # Each new invoice is open or, paid in full before or as it arrived, settled.
     cur.execute(f"INSERT INTO invoices BY NAME SELECT * FROM ({arrived}) WHERE paid < amount")
-    if waited or any(paid_now.get(e.data.invoice_id, 0) >= e.data.amount for e in invoices):
-        cur.execute(
-            f"INSERT INTO settled_invoices BY NAME SELECT * FROM ({arrived}) WHERE paid >= amount"
-        )
-    if waited:
-        cur.execute(
-            f"DELETE FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM {rows})"
-        )
-    batch.changes.customers.extend(customers)
+    cur.execute(
+        f"INSERT INTO settled_invoices BY NAME SELECT * FROM ({arrived}) WHERE paid >= amount"
+    )
+    cur.execute(f"DELETE FROM pending_payments WHERE invoice_id IN (SELECT invoice_id FROM {rows})")
 
 
 #: Columns of ``invoices`` copied from ``invoice_events`` (``paid`` is computed).
