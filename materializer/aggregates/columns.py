@@ -38,6 +38,9 @@ class Column(NamedTuple):
 
     values: npt.NDArray[Any]
     read: str
+    #: For an object array: the SQL that reads it without values to go by (no rows, or a
+    #: first one that is None), which ``take`` uses when its rows leave it so.
+    cast: str = ""
 
 
 #: A frame: columns of the same length by name, in the order DuckDB reads them.
@@ -54,7 +57,8 @@ def _objects(values: Iterable[Any], sql_type: str) -> Column:
     # BLOB, date: DATE); the cast is for an array with none to go by. Each cast costs a
     # small batch's statement ~20 us of planning.
     typed = bool(items) and items[0] is not None
-    return Column(array, "{}" if typed else f"CAST({{}} AS {sql_type})")
+    cast = f"CAST({{}} AS {sql_type})"
+    return Column(array, "{}" if typed else cast, cast)
 
 
 def strings(values: Iterable[str | None]) -> Column:
@@ -138,8 +142,13 @@ def values(frame: Frame) -> dict[str, npt.NDArray[Any]]:
 
 
 def take(frame: Frame, chosen: npt.NDArray[np.bool_]) -> Frame:
-    """The frame's rows where ``chosen`` (a bool mask) is true."""
-    return {name: Column(column.values[chosen], column.read) for name, column in frame.items()}
+    """The frame's rows where ``chosen`` (a bool mask) is true, with their types."""
+    taken: dict[str, Column] = {}
+    for name, column in frame.items():
+        kept = column.values[chosen]
+        untyped = column.cast and (len(kept) == 0 or kept[0] is None)
+        taken[name] = column._replace(values=kept, read=column.cast if untyped else column.read)
+    return taken
 
 
 def rows(frame: Frame) -> int:

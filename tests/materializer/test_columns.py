@@ -203,3 +203,27 @@ def test_an_integer_past_its_type_is_refused() -> None:
 def test_a_column_name_is_quoted(conn: duckdb.DuckDBPyConnection) -> None:
     frame = {'odd "name"': columns.ints([1]), "select": columns.strings(["x"])}
     assert _read(conn, frame) == [(1, "x")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), _TEXT), _MONEY, _TIMES), max_size=12),
+    st.data(),
+)
+def test_take_keeps_the_chosen_rows_in_order_with_their_types(
+    conn: duckdb.DuckDBPyConnection, rows: list[tuple[str | None, Decimal, datetime]], data: Any
+) -> None:
+    """``columns.take`` (which rows of a frame go to which table): the rows where the
+    mask is true, in their order, read back exactly as the same rows built alone; none
+    chosen leaves a frame of the same types."""
+    chosen = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    frame = {
+        "name": columns.strings(r[0] for r in rows),
+        "amount": columns.amounts(r[1] for r in rows),
+        "time": columns.times(r[2] for r in rows),
+    }
+    taken = columns.take(frame, np.array(chosen, bool))
+    kept = [r for r, keep in zip(rows, chosen, strict=True) if keep]
+    assert columns.rows(taken) == len(kept)
+    assert _read(conn, taken) == [(name, amount, time) for name, amount, time in kept]
+    assert _types(conn, taken) == _types(conn, frame)
