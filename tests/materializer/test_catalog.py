@@ -1,10 +1,13 @@
 """Catalog: every product and customer holds its last update in stream order, whether a
-batch updates one key (a plain UPDATE, or an INSERT when the key is new) or several (the
-upsert), and however the updates fall into batches."""
+batch updates one key (a plain UPDATE, or an INSERT when the key is new) or several (a
+DELETE of their rows and an INSERT of each key's last update), and however the updates
+fall into batches."""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -109,3 +112,47 @@ def test_a_product_at_the_contracts_limits_is_stored_exactly(tmp_path: Path, alo
     assert row is not None
     assert row[:4] == (name, 1_000_000_000, Decimal("-9999999999999999.99"), extreme.sequence)
     assert row[4] == datetime(2199, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+_KILLED_WRITER = """
+import os, sys
+from materializer.store import Store
+from tests.materializer.eventkit import Stream
+s = Stream()
+store = Store.open(sys.argv[1])
+store.apply_batch([s.product(f"SKU-{i}", name=f"v1-{i}") for i in range(5)])
+store.checkpoint(force=True)
+store.apply_batch([s.product(f"SKU-{i}", name=f"v2-{i}") for i in range(5)])
+store.apply_batch([s.product(f"SKU-{i}", name=f"v3-{i}") for i in (1, 3, 9)])
+store.apply_batch([s.customer(f"C-{i}", f"c{i}") for i in range(3)] + [s.customer("C-1", "c")])
+store.apply_batch([s.customer(f"C-{i}", f"d{i}") for i in range(3)])
+os._exit(0)  # no checkpoint and no close: the WAL holds every batch after the first
+"""
+
+
+def test_replacing_several_keys_survives_a_kill_before_the_checkpoint(tmp_path: Path) -> None:
+    """A batch's DELETE and INSERT of the same primary keys are replayed from the WAL
+    after a kill: the file opens and each key holds its last update."""
+    path = tmp_path / "killed.duckdb"
+    subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(path)],
+        check=True,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+    )
+    assert (tmp_path / "killed.duckdb.wal").stat().st_size > 0
+    store = Store.open(path)
+    try:
+        names = dict(store.conn.execute("SELECT sku, name FROM products").fetchall())
+        customers = dict(store.conn.execute("SELECT customer_id, name FROM customers").fetchall())
+    finally:
+        store.close()
+    assert names == {
+        "SKU-0": "v2-0",
+        "SKU-1": "v3-1",
+        "SKU-2": "v2-2",
+        "SKU-3": "v3-3",
+        "SKU-4": "v2-4",
+        "SKU-9": "v3-9",
+    }
+    assert customers == {"C-0": "d0", "C-1": "d1", "C-2": "d2"}
