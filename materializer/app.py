@@ -181,7 +181,7 @@ class Materializer:
             memory_limit=s.duckdb_memory_limit or None,
             threads=s.duckdb_threads or None,
         )
-        db.set_checkpoint_threshold(store.conn, s.duckdb_checkpoint_threshold)
+        db.set_backstop_threshold(store.conn, s.checkpoint_threshold_bytes)
         return store
 
     async def _reopen_store(self) -> Store:

@@ -44,6 +44,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
@@ -159,6 +160,8 @@ class Ingestor:
         self.last_sequence = store.last_sequence()
         self._last_checkpoint = time.monotonic()
         self._checkpoint_refused = 0
+        self._wal = Path(f"{settings.duckdb_path}.wal")
+        self._wal_threshold = settings.checkpoint_threshold_bytes
         self._last_received = self.last_sequence
         self.started = asyncio.Event()
         #: Why ingest stopped, when it stopped on an error.
@@ -553,8 +556,18 @@ class Ingestor:
         self._store = await self._reopen()
         self._store_broken = False
 
+    def _checkpoint_due(self) -> bool:
+        interval = self._settings.checkpoint_interval
+        if interval and time.monotonic() - self._last_checkpoint >= interval:
+            return True
+        try:
+            return self._wal.stat().st_size >= self._wal_threshold
+        except FileNotFoundError:  # no commit since the last checkpoint
+            return False
+
     async def _checkpoint_when_due(self) -> None:
-        """Checkpoint every ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md).
+        """Checkpoint when the WAL reaches ``duckdb_checkpoint_threshold`` or every
+        ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md, "Checkpoints").
 
         A read running at that moment makes a plain checkpoint fail at once: it is tried
         again after each of the next batches, and the last try waits for the reads.
@@ -562,8 +575,7 @@ class Ingestor:
         fault like a failed batch, and DuckDB usually invalidates the database after
         it: it is opened again (the WAL holds every commit) with backoff until it can be.
         """
-        interval = self._settings.checkpoint_interval
-        if not interval or time.monotonic() - self._last_checkpoint < interval:
+        if not self._checkpoint_due():
             return
         force = self._checkpoint_refused >= CHECKPOINT_TRIES - 1
         started = time.perf_counter()

@@ -29,6 +29,9 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (
 #: ``DUCKDB_CHECKPOINT_THRESHOLD``'s default (materializer/settings.py), for every
 #: read-write connection (``set_checkpoint_threshold``).
 CHECKPOINT_THRESHOLD = "16MB"
+#: In the materializer, DuckDB's own threshold is this many times the materializer's
+#: (``set_backstop_threshold``).
+BACKSTOP_FACTOR = 4
 #: ``DUCKDB_MEMORY_LIMIT``'s default (docs/OPERATIONS.md, "Memory"), which the benches use too.
 MEMORY_LIMIT = "64MB"
 _CORRUPT_WORDS = ("could not read enough bytes", "corrupt", "checksum", "not a valid duckdb")
@@ -196,6 +199,21 @@ def set_checkpoint_threshold(conn: duckdb.DuckDBPyConnection, size: str) -> None
         conn.execute(f"SET checkpoint_threshold = '{size}'")
     else:
         conn.execute("RESET checkpoint_threshold")
+
+
+def set_backstop_threshold(conn: duckdb.DuckDBPyConnection, bytes_: int) -> None:
+    """Leave checkpoints at ``bytes_`` of WAL to the materializer, and DuckDB's own
+    automatic checkpoint only as a backstop at ``BACKSTOP_FACTOR`` times that.
+
+    DuckDB checkpoints on its own inside the COMMIT of the batch whose WAL crosses the
+    threshold, so that batch's change notice waits for the checkpoint; and it took
+    twice as long as a CHECKPOINT statement on the same WAL (docs/BENCHMARKS.md,
+    "Checkpoints after the notice"). The materializer runs that statement after the
+    batch's notice instead (``materializer.consumer``, docs/OPERATIONS.md,
+    "Checkpoints"); DuckDB's own checkpoint still bounds the WAL and the rows held in
+    memory should the materializer's be refused several times in a row.
+    """
+    conn.execute(f"SET checkpoint_threshold = '{bytes_ * BACKSTOP_FACTOR} bytes'")
 
 
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:

@@ -81,9 +81,10 @@ class Settings:
     duckdb_checkpoint_threshold: str = setting(
         Size("empty: DuckDB's default, 16MB"),
         "16MB",
-        "WAL size at which DuckDB checkpoints on its own, between the scheduled checkpoints: "
-        "rows appended since the last checkpoint stay in memory until then, so it bounds "
-        'the RSS of a bulk catch-up; see "Memory"',
+        "WAL size at which the materializer checkpoints, after the batch's change notice "
+        "(DuckDB's own automatic checkpoint is a backstop at four times it): rows appended "
+        "since the last checkpoint stay in memory until then, so it bounds the RSS of a bulk "
+        'catch-up; see "Checkpoints" and "Memory"',
         empty="",
     )
     malloc_arena_max: int = setting(
@@ -113,8 +114,8 @@ class Settings:
     checkpoint_interval: float = setting(
         _SECONDS,
         300.0,
-        "seconds between checkpoints of the DuckDB file while events arrive (0: only when "
-        'the WAL reaches `DUCKDB_CHECKPOINT_THRESHOLD`); see "Checkpoints"',
+        "seconds between checkpoints of the DuckDB file while events arrive, whatever the "
+        'WAL\'s size (0: only when it reaches `DUCKDB_CHECKPOINT_THRESHOLD`); see "Checkpoints"',
     )
     heartbeat_interval: float = setting(
         _INTERVAL, 2.0, "seconds between version heartbeats on `pulse.bi.changes`"
@@ -206,6 +207,11 @@ class Settings:
                 f"ARCHIVE_AFTER_DAYS and keep this at least ARCHIVE_AFTER_DAYS + "
                 f'{RETENTION_MARGIN_DAYS:g} (docs/OPERATIONS.md, "Archive and retention")',
             )
+
+    @property
+    def checkpoint_threshold_bytes(self) -> int:
+        """``duckdb_checkpoint_threshold`` in bytes (empty: DuckDB's default, 16 MiB)."""
+        return size_in_bytes(self.duckdb_checkpoint_threshold or "16MiB")
 
     @property
     def disk_free_min_bytes(self) -> int:

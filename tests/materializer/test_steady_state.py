@@ -100,6 +100,43 @@ async def test_steady_traffic_with_concurrent_queries_checkpoints_on_schedule_an
     assert spilled == []
 
 
+async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_only_backs_it_up(
+    materializer_settings: Settings, js: JetStreamContext
+) -> None:
+    """No interval due: the WAL's size alone brings the checkpoints, run by the
+    materializer; DuckDB's own threshold is four times higher (a backstop). DuckDB
+    checkpoints when the WAL plus its estimate of the commit's WAL size would pass it,
+    and it estimates a small batch at a few hundred KB: below 1 MB it would do every
+    checkpoint itself."""
+    settings = dataclasses.replace(
+        materializer_settings, checkpoint_interval=0.0, duckdb_checkpoint_threshold="256KB"
+    )
+    wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
+    messages = generate(7, 1500, duplicates=0.0, bad=0.0).messages
+    async with Materializer(settings) as running:
+        assert running.store is not None
+        with running.store.conn.cursor() as cur:
+            duckdb_threshold = cur.execute(
+                "SELECT current_setting('checkpoint_threshold')"
+            ).fetchone()
+        wal_sizes: list[int] = []
+        last = 0
+        for start in range(0, len(messages), 50):
+            for message in messages[start : start + 50]:
+                ack = await js.publish(message.subject, message.data, headers=message.headers)
+                last = ack.seq
+            await running.wait_for_sequence(last, timeout=30)
+            wal_sizes.append(_size(wal))
+        checkpoints = running.metrics.registry.get_sample_value(
+            "pulse_materializer_checkpoint_seconds_count"
+        )
+    assert duckdb_threshold == ("1000.0 KiB",)  # 4 x 256,000 bytes
+    assert checkpoints is not None and checkpoints >= 2
+    assert any(later < earlier for earlier, later in itertools.pairwise(wal_sizes))
+    # Checked after every batch: never far past the threshold.
+    assert max(wal_sizes) < 2 * 256_000
+
+
 def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
     tmp_path: Path,
 ) -> None:
