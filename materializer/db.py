@@ -205,13 +205,13 @@ def set_backstop_threshold(conn: duckdb.DuckDBPyConnection, bytes_: int) -> None
     """Leave checkpoints at ``bytes_`` of WAL to the materializer, and DuckDB's own
     automatic checkpoint only as a backstop at ``BACKSTOP_FACTOR`` times that.
 
-    DuckDB checkpoints on its own inside the COMMIT of the batch whose WAL crosses the
-    threshold, so that batch's change notice waits for the checkpoint; and it took
-    twice as long as a CHECKPOINT statement on the same WAL (docs/BENCHMARKS.md,
-    "Checkpoints after the notice"). The materializer runs that statement after the
-    batch's notice instead (``materializer.consumer``, docs/OPERATIONS.md,
-    "Checkpoints"); DuckDB's own checkpoint still bounds the WAL and the rows held in
-    memory should the materializer's be refused several times in a row.
+    DuckDB checkpoints on its own inside the COMMIT of the batch whose WAL would cross
+    the threshold, so that batch's change notice waits for the checkpoint, which is not
+    counted in ``pulse_materializer_checkpoint_seconds``. The materializer runs a
+    CHECKPOINT statement after the batch's notice instead (``materializer.consumer``,
+    docs/OPERATIONS.md, "Checkpoints"); it costs as much (docs/BENCHMARKS.md,
+    "Checkpoints after the notice"). DuckDB's own checkpoint still bounds the WAL and
+    the rows held in memory should the materializer's be refused several times running.
     """
     conn.execute(f"SET checkpoint_threshold = '{bytes_ * BACKSTOP_FACTOR} bytes'")
 

@@ -1,0 +1,105 @@
+"""How long a checkpoint holds the writer back: small batches on a large history, with
+DuckDB's automatic checkpoint (inside a COMMIT) against the materializer's (a
+CHECKPOINT statement after the batch; docs/OPERATIONS.md, "Checkpoints").
+
+    python -m bench.bench_checkpoint_stall --prefill 800000 --events 100000 --rounds 2
+
+Each round fills one new file per mode with the same ``--prefill`` events (20,000-event
+batches, as a catch-up), then applies ``--events`` more in ``--batch``-event batches, as
+a materializer at ~1,000 events/s commits them; the modes alternate, so a change of load
+hits them alike.
+
+- ``duckdb``: DuckDB checkpoints on its own at ``--threshold`` of WAL.
+- ``materializer``: DuckDB's own threshold is ``BACKSTOP_FACTOR`` times higher, and a
+  CHECKPOINT statement follows each batch whose WAL reached ``--threshold``.
+
+Prints, per mode and round, the time of a batch including the checkpoint that follows
+it (p50, p99, the largest three), the checkpoints (the WAL shrank) and their times, µs
+per event over the whole run and the file's size at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.bench_apply import generate
+from bench.bench_ingest import machine
+from materializer import db
+from materializer.settings import size_in_bytes
+from materializer.store import RawMessage, Store
+
+MODES = ("duckdb", "materializer")
+
+
+def _wal(path: Path) -> int:
+    wal = Path(f"{path}.wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Namespace) -> str:
+    threshold = size_in_bytes(args.threshold)
+    path = Path(tempfile.mkdtemp()) / f"{mode}.duckdb"
+    store = Store.open(path, memory_limit=db.MEMORY_LIMIT)
+    try:
+        for start in range(0, prefill, 20_000):
+            store.apply_batch(messages[start : min(start + 20_000, prefill)])
+        store.conn.execute("CHECKPOINT")
+        if mode == "duckdb":
+            store.conn.execute(f"SET checkpoint_threshold = '{threshold} bytes'")
+        else:
+            db.set_backstop_threshold(store.conn, threshold)
+        batches: list[float] = []
+        checkpoints: list[float] = []
+        began = time.perf_counter()
+        for start in range(prefill, len(messages), args.batch):
+            wal_before = _wal(path)
+            started = time.perf_counter()
+            store.apply_batch(messages[start : start + args.batch])
+            committed = time.perf_counter()
+            if mode == "materializer" and _wal(path) >= threshold:
+                store.conn.execute("CHECKPOINT")
+                checkpoints.append(time.perf_counter() - committed)
+            elif mode == "duckdb" and _wal(path) < wal_before:
+                checkpoints.append(committed - started)  # the whole batch, COMMIT included
+            batches.append(time.perf_counter() - started)
+        elapsed = time.perf_counter() - began
+        events = len(messages) - prefill
+        size = path.stat().st_size / 2**20
+    finally:
+        store.close()
+    batches.sort()
+    ms = [round(t * 1000) for t in sorted(checkpoints)]
+    return (
+        f"{mode:>12}: batch p50 {statistics.median(batches) * 1e3:.1f} ms,"
+        f" p99 {batches[int(len(batches) * 0.99)] * 1e3:.1f} ms,"
+        f" largest {[round(t * 1000) for t in batches[-3:]]} ms;"
+        f" {len(ms)} checkpoints {ms} ms; {elapsed / events * 1e6:.0f} µs/event;"
+        f" file {size:.1f} MB"
+    )
+
+
+def main(args: argparse.Namespace) -> None:
+    print(machine())
+    print(
+        f"prefill {args.prefill:,}, then {args.events:,} events in batches of {args.batch},"
+        f" threshold {args.threshold}"
+    )
+    messages = list(generate(args.prefill + args.events, duplicates=0.01))
+    for round_ in range(args.rounds):
+        order = MODES if round_ % 2 == 0 else MODES[::-1]
+        for mode in order:
+            print(f"round {round_ + 1}", run(mode, messages, args.prefill, args), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefill", type=int, default=800_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument("--threshold", default=db.CHECKPOINT_THRESHOLD)
+    parser.add_argument("--rounds", type=int, default=2)
+    main(parser.parse_args())
