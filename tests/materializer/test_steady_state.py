@@ -102,8 +102,7 @@ async def test_steady_traffic_with_concurrent_queries_checkpoints_on_schedule_an
 
 def _stored_row_groups(cursor: duckdb.DuckDBPyConnection, table: str) -> int:
     row = cursor.execute(
-        f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}')"
-        " WHERE persistent"
+        f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}') WHERE persistent"
     ).fetchone()
     assert row is not None
     return int(row[0])
