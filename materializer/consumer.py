@@ -556,20 +556,14 @@ class Ingestor:
         self._store = await self._reopen()
         self._store_broken = False
 
-    def _checkpoint_due(self) -> bool | None:
-        """None: not due; else whether to vacuum. Every ``checkpoint_interval`` seconds
-        DuckDB merges the row groups that the checkpoints by WAL size left partly
-        filled, and reclaims deleted rows; those by size skip that work, which made
-        them stall the writer up to half a second (docs/OPERATIONS.md, "Checkpoints")."""
+    def _checkpoint_due(self) -> bool:
         interval = self._settings.checkpoint_interval
         if interval and time.monotonic() - self._last_checkpoint >= interval:
             return True
         try:
-            if self._wal.stat().st_size >= self._wal_threshold:
-                return not interval  # without an interval, no checkpoint would vacuum
+            return self._wal.stat().st_size >= self._wal_threshold
         except FileNotFoundError:  # no commit since the last checkpoint
-            pass
-        return None
+            return False
 
     async def _checkpoint_when_due(self) -> None:
         """Checkpoint when the WAL reaches ``duckdb_checkpoint_threshold`` or every
@@ -581,16 +575,14 @@ class Ingestor:
         fault like a failed batch, and DuckDB usually invalidates the database after
         it: it is opened again (the WAL holds every commit) with backoff until it can be.
         """
-        vacuum = self._checkpoint_due()
-        if vacuum is None:
+        if not self._checkpoint_due():
             return
         force = self._checkpoint_refused >= CHECKPOINT_TRIES - 1
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
             done = await loop.run_in_executor(
-                self._writer,
-                functools.partial(self._store.checkpoint, force=force, vacuum=vacuum),
+                self._writer, functools.partial(self._store.checkpoint, force=force)
             )
         except Exception as exc:
             self._last_checkpoint = time.monotonic()
@@ -611,8 +603,7 @@ class Ingestor:
             self._metrics.checkpoint_retries.inc()
             return
         self._checkpoint_refused = 0
-        if vacuum:  # the interval counts from the last checkpoint that vacuumed
-            self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = time.monotonic()
         self._metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     def _record(self, result: BatchResult, seconds: float, size: int) -> None:

@@ -114,9 +114,8 @@ class Settings:
     checkpoint_interval: float = setting(
         _SECONDS,
         300.0,
-        "seconds between the checkpoints that also vacuum (merge partly filled row groups, "
-        "reclaim deleted rows) while events arrive, whatever the WAL's size; those at "
-        '`DUCKDB_CHECKPOINT_THRESHOLD` do not (0: every checkpoint vacuums); see "Checkpoints"',
+        "seconds between checkpoints of the DuckDB file while events arrive, whatever the "
+        'WAL\'s size (0: only when it reaches `DUCKDB_CHECKPOINT_THRESHOLD`); see "Checkpoints"',
     )
     heartbeat_interval: float = setting(
         _INTERVAL, 2.0, "seconds between version heartbeats on `pulse.bi.changes`"

@@ -441,30 +441,16 @@ class Store:
             context = QueryContext(stream_last_sequence=self.stream_last_sequence)
         return self.read(lambda cursor: run(cursor, name, params, context))
 
-    def checkpoint(self, *, force: bool = False, vacuum: bool = True) -> bool:
+    def checkpoint(self, *, force: bool = False) -> bool:
         """Write the WAL into the database file (on the writer thread, between batches).
 
         A plain CHECKPOINT lets reads run alongside it, but DuckDB refuses it at once
         while a read is running ("other write transactions active"): then this returns
         False and the caller tries again later. ``force`` (FORCE CHECKPOINT) waits for
         running reads to finish and holds new ones back until it is done.
-
-        Without ``vacuum`` DuckDB neither merges the row groups that earlier checkpoints
-        left partly filled nor rewrites row groups for their deleted rows: the rows
-        appended since the last checkpoint become row groups of their own, and the
-        checkpoint costs a few milliseconds instead of up to half a second when a
-        table's row groups are merged (docs/OPERATIONS.md, "Checkpoints").
         """
-        statement = "FORCE CHECKPOINT" if force else "CHECKPOINT"
         try:
-            if vacuum:
-                self.conn.execute(statement)
-            else:
-                self.conn.execute("SET max_vacuum_tasks = 0")
-                try:
-                    self.conn.execute(statement)
-                finally:
-                    self.conn.execute("RESET max_vacuum_tasks")
+            self.conn.execute("FORCE CHECKPOINT" if force else "CHECKPOINT")
         except duckdb.TransactionException:
             if force:
                 raise

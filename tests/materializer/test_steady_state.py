@@ -100,26 +100,16 @@ async def test_steady_traffic_with_concurrent_queries_checkpoints_on_schedule_an
     assert spilled == []
 
 
-def _stored_row_groups(cursor: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = cursor.execute(
-        f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}') WHERE persistent"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-@pytest.mark.parametrize("interval", [0.0, 300.0])
 async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_only_backs_it_up(
-    materializer_settings: Settings, js: JetStreamContext, interval: float
+    materializer_settings: Settings, js: JetStreamContext
 ) -> None:
     """No interval due: the WAL's size alone brings the checkpoints, run by the
     materializer; DuckDB's own threshold is four times higher (a backstop). DuckDB
     checkpoints when the WAL plus its estimate of the commit's WAL size would pass it,
     and it estimates a small batch at a few hundred KB: below 1 MB it would do every
-    checkpoint itself. With an interval, those checkpoints leave the vacuum (merging
-    row groups) to the interval's: each leaves a row group of its own."""
+    checkpoint itself."""
     settings = dataclasses.replace(
-        materializer_settings, checkpoint_interval=interval, duckdb_checkpoint_threshold="256KB"
+        materializer_settings, checkpoint_interval=0.0, duckdb_checkpoint_threshold="256KB"
     )
     wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
     messages = generate(7, 1500, duplicates=0.0, bad=0.0).messages
@@ -140,37 +130,11 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
         checkpoints = running.metrics.registry.get_sample_value(
             "pulse_materializer_checkpoint_seconds_count"
         )
-        row_groups = running.store.read(lambda cur: _stored_row_groups(cur, "order_events"))
-        vacuum_tasks = running.store.read(
-            lambda cur: cur.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()
-        )
-    assert vacuum_tasks == (100,)  # DuckDB's default, between checkpoints too
-    if interval:
-        assert checkpoints is not None and row_groups >= checkpoints >= 2
-    else:
-        assert row_groups == 1  # far fewer rows than one row group holds
     assert duckdb_threshold == ("1000.0 KiB",)  # 4 x 256,000 bytes
     assert checkpoints is not None and checkpoints >= 2
     assert any(later < earlier for earlier, later in itertools.pairwise(wal_sizes))
     # Checked after every batch: never far past the threshold.
     assert max(wal_sizes) < 2 * 256_000
-
-
-def test_checkpoints_without_vacuum_leave_row_groups_that_a_vacuum_merges(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "pulse.duckdb")
-    stream = Stream()
-    try:
-        for batch in range(4):
-            store.apply_batch([stream.move(f"SKU-{i}", "W1", batch + 1) for i in range(50)])
-            assert store.checkpoint(vacuum=False)
-        assert store.read(lambda cur: _stored_row_groups(cur, "stock_events")) == 4
-        store.apply_batch([stream.move("SKU-0", "W1", 5)])
-        answer = store.query("stock_levels", {})
-        assert store.checkpoint()
-        assert store.read(lambda cur: _stored_row_groups(cur, "stock_events")) == 1
-        assert store.query("stock_levels", {}) == answer
-    finally:
-        store.close()
 
 
 def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
