@@ -12,10 +12,14 @@ hits them alike.
 - ``duckdb``: DuckDB checkpoints on its own at ``--threshold`` of WAL.
 - ``materializer``: DuckDB's own threshold is ``BACKSTOP_FACTOR`` times higher, and a
   CHECKPOINT statement follows each batch whose WAL reached ``--threshold``.
+- ``no-vacuum``: the same with DuckDB's vacuum off (``max_vacuum_tasks`` 0): no merging
+  of partly filled row groups (an experiment; docs/BENCHMARKS.md, "Checkpoints after
+  the notice", says why the materializer does not do it).
 
 Prints, per mode and round, the time of a batch including the checkpoint that follows
 it (p50, p99, the largest three), the checkpoints (the WAL shrank) and their times, µs
-per event over the whole run and the file's size at the end.
+per event over the whole run, the file's size at the end and the median time of one
+round of ``bench.bench_memory``'s seven named queries on it.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from pathlib import Path
 
 from bench.bench_apply import generate
 from bench.bench_ingest import machine
+from bench.bench_memory import QUERIES
 from materializer import db
 from materializer.settings import size_in_bytes
 from materializer.store import RawMessage, Store
 
-MODES = ("duckdb", "materializer")
+QUERY_ROUNDS = 9
+MODES = ("duckdb", "materializer", "no-vacuum")
 
 
 def _wal(path: Path) -> int:
@@ -52,6 +58,8 @@ def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Name
             store.conn.execute(f"SET checkpoint_threshold = '{threshold} bytes'")
         else:
             db.set_backstop_threshold(store.conn, threshold)
+        if mode == "no-vacuum":
+            store.conn.execute("SET max_vacuum_tasks = 0")
         batches: list[float] = []
         checkpoints: list[float] = []
         began = time.perf_counter()
@@ -60,7 +68,7 @@ def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Name
             started = time.perf_counter()
             store.apply_batch(messages[start : start + args.batch])
             committed = time.perf_counter()
-            if mode == "materializer" and _wal(path) >= threshold:
+            if mode != "duckdb" and _wal(path) >= threshold:
                 store.conn.execute("CHECKPOINT")
                 checkpoints.append(time.perf_counter() - committed)
             elif mode == "duckdb" and _wal(path) < wal_before:
@@ -69,16 +77,22 @@ def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Name
         elapsed = time.perf_counter() - began
         events = len(messages) - prefill
         size = path.stat().st_size / 2**20
+        rounds = []
+        for _ in range(QUERY_ROUNDS):
+            started = time.perf_counter()
+            for name, params in QUERIES:
+                store.query(name, params)
+            rounds.append(time.perf_counter() - started)
     finally:
         store.close()
     batches.sort()
     ms = [round(t * 1000) for t in sorted(checkpoints)]
     return (
-        f"{mode:>12}: batch p50 {statistics.median(batches) * 1e3:.1f} ms,"
+        f"{mode:>12}: {len(batches)} batches, p50 {statistics.median(batches) * 1e3:.1f} ms,"
         f" p99 {batches[int(len(batches) * 0.99)] * 1e3:.1f} ms,"
         f" largest {[round(t * 1000) for t in batches[-3:]]} ms;"
         f" {len(ms)} checkpoints {ms} ms; {elapsed / events * 1e6:.0f} µs/event;"
-        f" file {size:.1f} MB"
+        f" file {size:.1f} MB; the seven named queries {statistics.median(rounds) * 1e3:.1f} ms"
     )
 
 
