@@ -44,7 +44,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
@@ -52,7 +51,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header
 
-from materializer import faults
+from materializer import db, faults
 from materializer.continuity import StreamGuard
 from materializer.delivery import header_values, status_of, tap
 from materializer.metrics import MaterializerMetrics
@@ -160,7 +159,7 @@ class Ingestor:
         self.last_sequence = store.last_sequence()
         self._last_checkpoint = time.monotonic()
         self._checkpoint_refused = 0
-        self._wal = Path(f"{settings.duckdb_path}.wal")
+        self._wal = db.wal_path(settings.duckdb_path)
         self._wal_threshold = settings.checkpoint_threshold_bytes
         self._last_received = self.last_sequence
         self.started = asyncio.Event()

@@ -183,6 +183,11 @@ def connect(
     return conn
 
 
+def wal_path(path: str | Path) -> Path:
+    """The WAL DuckDB keeps beside the database file ``path``."""
+    return Path(f"{path}.wal")
+
+
 def set_checkpoint_threshold(conn: duckdb.DuckDBPyConnection, size: str) -> None:
     """Make DuckDB checkpoint on its own once the WAL reaches ``size`` (empty: DuckDB's
     default, 16MB).

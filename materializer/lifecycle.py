@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.micro import Request, ServiceConfig, add_service
 from nats.micro.service import EndpointConfig, Service
 
-from materializer import archive, backup
+from materializer import archive, backup, db
 from materializer.archiving import Archiving
 from materializer.backup_service import BACKUP_SUBJECT, Backups
 from materializer.swap import SWAP_SUBJECT, Swapper
@@ -170,7 +170,7 @@ class Lifecycle:
         """Backup, archive and disk figures for /stats, /health and ``pipeline``."""
         path = self.settings.duckdb_path
         size = 0
-        for part in (path, Path(f"{path}.wal")):
+        for part in (path, db.wal_path(path)):
             with contextlib.suppress(OSError):
                 size += part.stat().st_size
         try:
