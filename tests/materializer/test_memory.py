@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.bench_apply import generate
 from materializer import db
 from materializer.app import limit_malloc_arenas
@@ -107,6 +109,34 @@ def test_the_default_threshold_and_limit_are_the_settings_defaults() -> None:
     assert Settings.from_env({}).duckdb_checkpoint_threshold == db.CHECKPOINT_THRESHOLD
     assert Settings.from_env({}).duckdb_memory_limit == db.MEMORY_LIMIT
     assert Settings.from_env({"DUCKDB_CHECKPOINT_THRESHOLD": ""}).duckdb_checkpoint_threshold == ""
+
+
+@pytest.mark.parametrize(
+    ("setting", "threshold", "shown"),
+    [
+        ("", 16 * 2**20, "64.0 MiB"),  # empty: DuckDB's default
+        ("1B", 1, "4 bytes"),
+        ("16MB", 16_000_000, "61.0 MiB"),
+        ("1.5GiB", 3 * 2**29, "6.0 GiB"),
+        (f"{2**60}B", 2**60, "4096.0 PiB"),  # the largest size the setting takes
+    ],
+)
+def test_duckdb_takes_four_times_any_threshold_the_setting_accepts_as_its_backstop(
+    tmp_path: Path, setting: str, threshold: int, shown: str
+) -> None:
+    settings = Settings.from_env({"DUCKDB_CHECKPOINT_THRESHOLD": setting})
+    assert settings.checkpoint_threshold_bytes == threshold
+    store = Store.open(tmp_path / "pulse.duckdb")
+    try:
+        db.set_backstop_threshold(store.conn, settings.checkpoint_threshold_bytes)
+        row = store.conn.execute(
+            "SELECT value FROM duckdb_settings() WHERE name = 'checkpoint_threshold'"
+        ).fetchone()
+        store.apply_batch(list(generate(50)))  # and batches still commit under it
+    finally:
+        store.close()
+    assert row is not None
+    assert row[0] == shown  # four times the threshold, as DuckDB shows a size
 
 
 def test_malloc_arena_cap_is_set_by_default_and_zero_leaves_glibc_alone() -> None:
