@@ -16,6 +16,11 @@ hits them alike.
   of partly filled row groups (an experiment; docs/BENCHMARKS.md, "Checkpoints after
   the notice", says why the materializer does not do it).
 
+With ``--one-table ROWS`` it runs only one table shaped like ``stock_events``, 4,000
+rows appended before each CHECKPOINT, with DuckDB's vacuum on and then off: where the
+checkpoints that merge row groups cost more (docs/BENCHMARKS.md, "Checkpoints after the
+notice").
+
 Prints, per mode and round, the time of a batch including the checkpoint that follows
 it (p50, p99, the largest three), the checkpoints (the WAL shrank) and their times, µs
 per event over the whole run, the file's size at the end and the median time of one
@@ -42,8 +47,45 @@ MODES = ("duckdb", "materializer", "no-vacuum")
 
 
 def _wal(path: Path) -> int:
-    wal = Path(f"{path}.wal")
+    wal = db.wal_path(path)
     return wal.stat().st_size if wal.exists() else 0
+
+
+def one_table(rows: int, per: int, vacuum_tasks: int) -> str:
+    """One table shaped like ``stock_events``, ``per`` rows appended before each
+    CHECKPOINT up to ``rows``: the checkpoints' times, and how many row groups the
+    table is stored in, with DuckDB's vacuum at ``vacuum_tasks`` (0: off)."""
+    path = Path(tempfile.mkdtemp()) / "one.duckdb"
+    conn = db.connect(path, memory_limit=db.MEMORY_LIMIT, threads=1)
+    times: list[float] = []
+    try:
+        conn.execute("SET checkpoint_threshold = '1TB'")
+        conn.execute(f"SET max_vacuum_tasks = {vacuum_tasks:d}")
+        conn.execute(
+            "CREATE TABLE s (sequence BIGINT, event_id VARCHAR, time TIMESTAMPTZ, sku VARCHAR,"
+            " warehouse VARCHAR, quantity_delta BIGINT, reason VARCHAR, site VARCHAR)"
+        )
+        for start in range(0, rows, per):
+            conn.execute(
+                "INSERT INTO s SELECT range, uuid()::VARCHAR, TIMESTAMPTZ '2026-11-25 00:00Z',"
+                " 'SKU-' || lpad((hash(range) % 1000)::VARCHAR, 4, '0'), 'W1',"
+                " (hash(range) % 55)::BIGINT - 5, 'receipt', '' FROM range(?, ?)",
+                [start, start + per],
+            )
+            started = time.perf_counter()
+            conn.execute("CHECKPOINT")
+            times.append(time.perf_counter() - started)
+        groups = conn.execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('s')"
+        ).fetchone()
+    finally:
+        conn.close()
+    times.sort()
+    return (
+        f"one table, vacuum tasks {vacuum_tasks}: {len(times)} checkpoints, p50"
+        f" {statistics.median(times) * 1e3:.0f} ms, largest"
+        f" {[round(t * 1000) for t in times[-6:]]} ms; {groups[0] if groups else 0} row groups"
+    )
 
 
 def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Namespace) -> str:
@@ -98,6 +140,10 @@ def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Name
 
 def main(args: argparse.Namespace) -> None:
     print(machine())
+    if args.one_table:
+        for vacuum_tasks in (100, 0):  # DuckDB's default, and off
+            print(one_table(args.one_table, 4_000, vacuum_tasks), flush=True)
+        return
     print(
         f"prefill {args.prefill:,}, then {args.events:,} events in batches of {args.batch},"
         f" threshold {args.threshold}"
@@ -116,4 +162,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--threshold", default=db.CHECKPOINT_THRESHOLD)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--one-table", type=int, default=0, metavar="ROWS", help="only the one-table case"
+    )
     main(parser.parse_args())

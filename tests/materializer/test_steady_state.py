@@ -106,8 +106,8 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
     """No interval due: the WAL's size alone brings the checkpoints, run by the
     materializer; DuckDB's own threshold is four times higher (a backstop). DuckDB
     checkpoints when the WAL plus its estimate of the commit's WAL size would pass it,
-    and it estimates a small batch at a few hundred KB: below 1 MB it would do every
-    checkpoint itself."""
+    and it estimates a small batch at several hundred KB or more: at 256 KB it would do
+    every checkpoint itself."""
     settings = dataclasses.replace(
         materializer_settings, checkpoint_interval=0.0, duckdb_checkpoint_threshold="256KB"
     )
