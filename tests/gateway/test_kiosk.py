@@ -415,18 +415,29 @@ async def test_simulated_traffic_shows_the_figures_the_simulator_expects(
         "want => Math.abs(document.getElementById('revenue-net').dataset.value - want) < 0.005",
         arg=net_today,
     )
+    # Each panel has its own subscription: wait for every one, not just the first.
     orders_today = sum(h["orders"] for h in today)
-    assert await page.get_attribute("#revenue-orders", "data-value") == str(orders_today)
+    low = len(expected["low_stock"])
+    ar_total = float(expected["ar_aging"]["total"])
+    by_hour = {datetime.fromisoformat(h["hour"]): h["orders"] for h in expected["sales_by_hour"]}
+    await page.wait_for_selector(f'#revenue-orders[data-value="{orders_today}"]')
+    await page.wait_for_selector(f'#stock-count[data-value="{low}"]')
+    await page.wait_for_function(
+        "want => Math.abs(document.getElementById('ar-total').dataset.value - want) < 0.005",
+        arg=ar_total,
+    )
+    await page.wait_for_function(
+        "want => [...document.querySelectorAll('#orders-chart rect.bar')]"
+        ".reduce((n, b) => n + Number(b.dataset.orders), 0) === want",
+        arg=sum(by_hour.values()),
+    )
     bars = await page.eval_on_selector_all(
         "#orders-chart rect.bar",
         "bars => bars.map(b => [b.dataset.hour, Number(b.dataset.orders)])",
     )
-    by_hour = {datetime.fromisoformat(h["hour"]): h["orders"] for h in expected["sales_by_hour"]}
     assert [n for _, n in bars] == [by_hour.get(datetime.fromisoformat(t), 0) for t, _ in bars]
     assert sum(n for _, n in bars) == sum(by_hour.values())  # the whole run is in the window
-    low = len(expected["low_stock"])
     assert await page.get_attribute("#stock-count", "data-value") == str(low)
-    ar_total = float(expected["ar_aging"]["total"])
     assert abs(float(await page.get_attribute("#ar-total", "data-value") or 0) - ar_total) < 0.005
     await assert_fits(page, 1920, 1080)
     more = await text(page, "#stock-list li.more")
