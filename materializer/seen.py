@@ -3,7 +3,7 @@ and ``seen_keys`` (docs/OPERATIONS.md), and the check that confirms a hit.
 
 Seen event ids and keys are md5 hashes in tables without an index: a primary key's ART
 index costs ~60 bytes per key in memory (it ran out of a 200 MB budget at 3.2M keys).
-``SeenIndex`` keeps a sorted numpy copy of both (4 bytes per event id, 20 per key),
+``SeenIndex`` keeps a sorted numpy copy of both (4 bytes per event id, 12 per key),
 loaded at open and extended after each commit, and looks a batch up with a binary
 search: a join against the tables scanned all of them per batch, ~47 ms at 5M events.
 
@@ -176,6 +176,11 @@ class _SortedHashes:
             self._merge(self._base, self._delta)
             self._delta = [None if c is None else c[:0].copy() for c in self._delta]
 
+    def columns(self) -> list[Any]:
+        """Every entry as ``[primary, check, values]`` arrays (None where not held), not sorted."""
+        pairs = zip(self._base, self._delta, strict=True)
+        return [None if b is None else np.concatenate([b, d]) for b, d in pairs]
+
     @staticmethod
     def _merge(into: list[Any], new: list[Any]) -> None:
         # One column at a time, each old column freed as soon as its copy exists: the
@@ -184,6 +189,32 @@ class _SortedHashes:
         for i, added in enumerate(new):
             if added is not None:
                 into[i] = np.insert(into[i], positions, added)
+
+
+_BUCKET_BITS = 16
+
+
+def _positions(starts: I64, stored: Any, buckets: Any, fingerprints: Any) -> Any:
+    """Where each fingerprint is, or would go, in its bucket of ``stored`` (bucket ``b``
+    holds ``stored[starts[b]:starts[b + 1]]``, sorted): a binary search of all queries at
+    once, one numpy step per halving (~10 at 5M ids)."""
+    low = starts[buckets]
+    high = starts[buckets + 1]
+    while True:
+        active = low < high
+        if not active.any():
+            return low
+        middle = (low + high) >> 1
+        less = stored[np.where(active, middle, 0)] < fingerprints
+        low = np.where(active & less, middle + 1, low)
+        high = np.where(active & ~less, middle, high)
+
+
+def _bucket_starts(buckets: Any) -> I64:
+    """Where each bucket begins in an array sorted by bucket, and where the last ends."""
+    starts = np.zeros((1 << _BUCKET_BITS) + 1, np.int64)
+    np.cumsum(np.bincount(buckets, minlength=1 << _BUCKET_BITS), out=starts[1:])
+    return starts
 
 
 class EventFingerprints:
@@ -199,14 +230,12 @@ class EventFingerprints:
     """
 
     MERGE_AT = 1 << 16
-    _BUCKETS = 1 << 16
 
     def __init__(self, hashes: U64) -> None:
         ordered = np.sort(hashes)
         buckets, self._fps = self._split(ordered)
         del ordered
-        self._starts = np.zeros(self._BUCKETS + 1, np.int64)
-        np.cumsum(np.bincount(buckets, minlength=self._BUCKETS), out=self._starts[1:])
+        self._starts = _bucket_starts(buckets)
         self._delta: U64 = np.empty(0, np.uint64)
 
     @staticmethod
@@ -223,21 +252,6 @@ class EventFingerprints:
         """Bytes the index holds."""
         return int(self._fps.nbytes + self._starts.nbytes + self._delta.nbytes)
 
-    def _positions(self, buckets: Any, fingerprints: Any) -> Any:
-        """Where each fingerprint is, or would go, in its bucket: a binary search of all
-        queries at once, one numpy step per halving (~10 at 5M ids)."""
-        low = self._starts[buckets]
-        high = self._starts[buckets + 1]
-        stored = self._fps
-        while True:
-            active = low < high
-            if not active.any():
-                return low
-            middle = (low + high) >> 1
-            less = stored[np.where(active, middle, 0)] < fingerprints
-            low = np.where(active & less, middle + 1, low)
-            high = np.where(active & ~less, middle, high)
-
     def find(self, hashes: U64) -> Any:
         """Which hashes may have been seen (bool mask)."""
         found = np.zeros(len(hashes), bool)
@@ -245,7 +259,7 @@ class EventFingerprints:
             return found
         if len(self._fps):
             buckets, fingerprints = self._split(hashes)
-            at = self._positions(buckets, fingerprints)
+            at = _positions(self._starts, self._fps, buckets, fingerprints)
             inside = at < self._starts[buckets + 1]
             found = inside & (self._fps[np.minimum(at, len(self._fps) - 1)] == fingerprints)
         if len(self._delta):
@@ -262,17 +276,92 @@ class EventFingerprints:
         if len(self._delta) >= self.MERGE_AT:
             # Sorted full hashes are sorted by (bucket, fingerprint) too.
             buckets, fingerprints = self._split(self._delta)
-            self._fps = np.insert(self._fps, self._positions(buckets, fingerprints), fingerprints)
-            self._starts[1:] += np.cumsum(np.bincount(buckets, minlength=self._BUCKETS))
+            self._fps = np.insert(
+                self._fps, _positions(self._starts, self._fps, buckets, fingerprints), fingerprints
+            )
+            self._starts += _bucket_starts(buckets)
             self._delta = np.empty(0, np.uint64)
+
+
+class KeyFingerprints:
+    """Seen keys as 80-bit fingerprints in 8 bytes each, with the sequence that created
+    each (4 bytes while it fits): 12 bytes a key instead of the 20 of both 64-bit words
+    of its md5.
+
+    The top 16 bits of the key's low word choose a bucket and are not stored; the stored
+    word is the low word's other 48 bits followed by the top 16 bits of the high word. A
+    key that is absent but shares those 80 bits with one present reads as present: about
+    n / 2**80 per lookup (1 in 5 * 10**17 with the 2.4M keys of 5M events). New keys wait,
+    whole, in a small ``_SortedHashes`` and are merged into the buckets once it holds
+    ``MERGE_AT``.
+    """
+
+    MERGE_AT = 1 << 16
+
+    def __init__(self, lo: U64, hi: U64, values: I64) -> None:
+        order = np.lexsort((hi, lo))
+        buckets, self._fps = self._split(lo[order], hi[order])
+        self._values = _narrow(values[order])
+        self._starts = _bucket_starts(buckets)
+        self._delta = self._empty_delta()
+
+    def _empty_delta(self) -> _SortedHashes:
+        empty = np.empty(0, np.uint64)
+        return _SortedHashes(empty, empty, np.empty(0, np.int64))
+
+    @staticmethod
+    def _split(lo: U64, hi: U64) -> tuple[Any, U64]:
+        buckets = (lo >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
+        fingerprints = (lo << np.uint64(_BUCKET_BITS)) | (hi >> np.uint64(64 - _BUCKET_BITS))
+        return buckets, fingerprints
+
+    def __len__(self) -> int:
+        return len(self._fps) + len(self._delta)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the index holds."""
+        held = (self._fps, self._values, self._starts)
+        return int(sum(a.nbytes for a in held) + self._delta.nbytes)
+
+    def find(self, lo: U64, hi: U64) -> tuple[Any, I64]:
+        """Which keys are present (bool mask) and their value (0 when absent)."""
+        found, values = self._delta.find(lo, hi)
+        if len(self._fps) and len(lo):
+            buckets, fingerprints = self._split(lo, hi)
+            at = _positions(self._starts, self._fps, buckets, fingerprints)
+            inside = at < self._starts[buckets + 1]
+            at = np.minimum(at, len(self._fps) - 1)
+            hit = inside & (self._fps[at] == fingerprints)
+            found |= hit
+            values[hit] = self._values[at[hit]]
+        return found, values
+
+    def add(self, lo: U64, hi: U64, values: I64) -> None:
+        """Add keys (after the transaction that stored them committed)."""
+        self._delta.add(lo, hi, values)
+        if len(self._delta) < self.MERGE_AT:
+            return
+        lo, hi, values = self._delta.columns()
+        order = np.lexsort((hi, lo))
+        buckets, fingerprints = self._split(lo[order], hi[order])
+        values = _narrow(values[order])
+        if values.dtype == np.int64:  # the first sequence beyond 2**32 - 1
+            self._values = self._values.astype(np.int64)
+        at = _positions(self._starts, self._fps, buckets, fingerprints)
+        self._fps = np.insert(self._fps, at, fingerprints)
+        self._values = np.insert(self._values, at, values.astype(self._values.dtype))
+        self._starts += _bucket_starts(buckets)
+        self._delta = self._empty_delta()
 
 
 class SeenIndex:
     """In-memory copy of ``seen_events`` and ``seen_keys`` for lookups without SQL.
 
     Event ids: 48 bits of the 64-bit ``md5_number_lower`` stored in ``seen_events``
-    (``EventFingerprints``; a hit is confirmed). Keys: the full 128-bit ``md5_number`` of
-    ``seen_keys`` as two words, with the sequence that created the key.
+    (``EventFingerprints``; a hit is confirmed). Keys: 80 bits of the 128-bit
+    ``md5_number`` of ``seen_keys``, with the sequence that created the key
+    (``KeyFingerprints``).
     """
 
     def __init__(self, cur: duckdb.DuckDBPyConnection) -> None:
@@ -284,7 +373,7 @@ class SeenIndex:
             "SELECT (k & 18446744073709551615::UHUGEINT)::UBIGINT AS lo,"
             " (k >> 64)::UBIGINT AS hi, sequence FROM seen_keys"
         ).fetchnumpy()
-        self.keys = _SortedHashes(
+        self.keys = KeyFingerprints(
             np.ascontiguousarray(keys["lo"], np.uint64),
             np.ascontiguousarray(keys["hi"], np.uint64),
             np.ascontiguousarray(keys["sequence"], np.int64),

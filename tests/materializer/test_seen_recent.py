@@ -1,6 +1,7 @@
 """Seen event ids: 48-bit fingerprints find every id added; a re-delivered recent event
 is dropped without scanning the raw tables; older ones, collisions and rejected ids
-behave as before."""
+behave as before. Seen keys: 80-bit fingerprints find every key added with its
+sequence, and nothing else."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from materializer import store as store_module
-from materializer.seen import EventFingerprints, RecentIds
+from materializer.seen import EventFingerprints, KeyFingerprints, RecentIds
 from materializer.store import Store
 from tests.materializer.eventkit import DAY, Stream
 
@@ -126,3 +129,87 @@ def test_event_fingerprints_empty_and_edge_values() -> None:
     full = EventFingerprints(extremes)
     assert full.find(extremes).all()
     assert not full.find(np.array([2**48, 2**40], np.uint64)).any()
+
+
+U64S = st.integers(0, 2**64 - 1)
+
+
+def kept(key: tuple[int, int]) -> tuple[int, int]:
+    """The 80 bits of a key's two md5 words that ``KeyFingerprints`` keeps."""
+    return key[0], key[1] >> 48
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(st.tuples(U64S, U64S), max_size=120, unique_by=kept),
+    probes=st.lists(st.tuples(U64S, U64S), max_size=40),
+    sequences=st.lists(st.integers(1, 2**63 - 1), min_size=120, max_size=120),
+    first=st.integers(0, 120),
+    chunk=st.integers(1, 50),
+    merge_at=st.sampled_from([1, 3, 1 << 16]),
+)
+def test_key_fingerprints_answer_like_a_dict(
+    keys: list[tuple[int, int]],
+    probes: list[tuple[int, int]],
+    sequences: list[int],
+    first: int,
+    chunk: int,
+    merge_at: int,
+) -> None:
+    """Whatever the keys, the batches they come in and when they merge, a lookup answers
+    what a dict of the keys' 80 kept bits would, with each key's sequence."""
+    merging = type("Merging", (KeyFingerprints,), {"MERGE_AT": merge_at})
+    lo = np.array([k[0] for k in keys], np.uint64)
+    hi = np.array([k[1] for k in keys], np.uint64)
+    values = np.array(sequences[: len(keys)], np.int64)
+    index = merging(lo[:first], hi[:first], values[:first])
+    for start in range(first, len(keys), chunk):
+        part = slice(start, start + chunk)
+        index.add(lo[part], hi[part], values[part])
+    assert len(index) == len(keys)
+    expected = {kept(k): v for k, v in zip(keys, sequences, strict=False)}
+    # Every key, neighbours differing in one kept bit, and arbitrary keys.
+    near = [(k[0], k[1] ^ (1 << 48)) for k in keys[:10]] + [(k[0] ^ 1, k[1]) for k in keys[:10]]
+    asked = keys + probes + near
+    found, got = index.find(
+        np.array([a[0] for a in asked], np.uint64), np.array([a[1] for a in asked], np.uint64)
+    )
+    assert found.tolist() == [kept(a) in expected for a in asked]
+    assert got.tolist() == [expected.get(kept(a), 0) for a in asked]
+
+
+def test_key_fingerprints_hold_12_bytes_a_key_and_widen_past_32_bits() -> None:
+    rng = np.random.default_rng(3)
+    lo = rng.integers(0, 2**64, 3000, dtype=np.uint64)
+    hi = rng.integers(0, 2**64, 3000, dtype=np.uint64)
+    lo[:50] = lo[0]  # one bucket crowded, and one low word shared by 50 keys
+    values = np.arange(3000, dtype=np.int64) + 7
+    index = KeyFingerprints(lo[:2000], hi[:2000], values[:2000])
+    buckets = ((1 << 16) + 1) * 8
+    assert index.nbytes == 2000 * 12 + buckets
+    index.add(lo[2000:], hi[2000:], values[2000:])  # stays in the delta: 1,000 < MERGE_AT
+    found, got = index.find(lo, hi)
+    assert found.all() and (got == values).all()
+    # Only the stored 80 bits are compared: the high word's low 48 bits are not.
+    near = index.find(lo[:2000], hi[:2000] ^ np.uint64(1))[0]
+    assert near.all()
+    # ... but its top 16 bits and every bit of the low word are.
+    assert not index.find(lo[:2000], hi[:2000] ^ np.uint64(1 << 63))[0].any()
+    assert not index.find(lo[:2000] ^ np.uint64(1), hi[:2000])[0].any()
+    big = np.array([2**40, 2**33], np.int64)
+    extremes = np.array([0, 2**64 - 1], np.uint64)
+    index.MERGE_AT = 1
+    index.add(extremes, extremes, big)  # merged at once, widening every value
+    found, got = index.find(np.concatenate([lo, extremes]), np.concatenate([hi, extremes]))
+    assert found.all()
+    assert got.tolist() == values.tolist() + big.tolist()
+    assert index.nbytes == 3002 * 16 + buckets
+
+
+def test_key_fingerprints_empty() -> None:
+    empty = np.empty(0, np.uint64)
+    index = KeyFingerprints(empty, empty, np.empty(0, np.int64))
+    assert len(index) == 0
+    found, got = index.find(np.array([0, 2**64 - 1], np.uint64), np.array([0, 1], np.uint64))
+    assert not found.any() and got.tolist() == [0, 0]
+    assert index.find(empty, empty)[0].shape == (0,)
