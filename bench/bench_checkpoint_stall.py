@@ -15,11 +15,14 @@ hits them alike.
 - ``no-vacuum``: the same with DuckDB's vacuum off (``max_vacuum_tasks`` 0): no merging
   of partly filled row groups (an experiment; docs/BENCHMARKS.md, "Checkpoints after
   the notice", says why the materializer does not do it).
+- ``large-groups``: the materializer with DuckDB's default row groups (122,880 rows)
+  instead of ``db.ROW_GROUP_SIZE``.
 
-With ``--one-table ROWS`` it runs only one table shaped like ``stock_events``, 4,000
-rows appended before each CHECKPOINT, with DuckDB's vacuum on and then off: where the
-checkpoints that merge row groups cost more (docs/BENCHMARKS.md, "Checkpoints after the
-notice").
+``--modes`` picks some of them. With ``--one-table ROWS`` it runs only one table shaped
+like ``stock_events``, 4,000 rows appended before each CHECKPOINT: DuckDB's default row
+groups with its vacuum on and off, then ``db.ROW_GROUP_SIZE`` rows with the vacuum on:
+where the checkpoints that merge row groups cost more (docs/BENCHMARKS.md, "Checkpoints
+after the notice", "Smaller row groups").
 
 Prints, per mode and round, the time of a batch including the checkpoint that follows
 it (p50, p99, the largest three), the checkpoints (the WAL shrank) and their times, µs
@@ -43,7 +46,9 @@ from materializer.settings import size_in_bytes
 from materializer.store import RawMessage, Store
 
 QUERY_ROUNDS = 9
-MODES = ("duckdb", "materializer", "no-vacuum")
+MODES = ("duckdb", "materializer", "no-vacuum", "large-groups")
+#: DuckDB's own row group size, which ``large-groups`` and ``--one-table`` compare with.
+DUCKDB_ROW_GROUP_SIZE = 122_880
 
 
 def _wal(path: Path) -> int:
@@ -51,12 +56,12 @@ def _wal(path: Path) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
-def one_table(rows: int, per: int, vacuum_tasks: int) -> str:
+def one_table(rows: int, per: int, vacuum_tasks: int, row_group_size: int) -> str:
     """One table shaped like ``stock_events``, ``per`` rows appended before each
     CHECKPOINT up to ``rows``: the checkpoints' times, and how many row groups the
     table is stored in, with DuckDB's vacuum at ``vacuum_tasks`` (0: off)."""
     path = Path(tempfile.mkdtemp()) / "one.duckdb"
-    conn = db.connect(path, memory_limit=db.MEMORY_LIMIT, threads=1)
+    conn = db.connect(path, memory_limit=db.MEMORY_LIMIT, threads=1, row_group_size=row_group_size)
     times: list[float] = []
     try:
         conn.execute("SET checkpoint_threshold = '1TB'")
@@ -82,7 +87,8 @@ def one_table(rows: int, per: int, vacuum_tasks: int) -> str:
         conn.close()
     times.sort()
     return (
-        f"one table, vacuum tasks {vacuum_tasks}: {len(times)} checkpoints, p50"
+        f"one table, row groups of {row_group_size:,} rows, vacuum tasks {vacuum_tasks}:"
+        f" {len(times)} checkpoints, p50"
         f" {statistics.median(times) * 1e3:.0f} ms, largest"
         f" {[round(t * 1000) for t in times[-6:]]} ms; {groups[0] if groups else 0} row groups"
     )
@@ -91,7 +97,8 @@ def one_table(rows: int, per: int, vacuum_tasks: int) -> str:
 def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Namespace) -> str:
     threshold = size_in_bytes(args.threshold)
     path = Path(tempfile.mkdtemp()) / f"{mode}.duckdb"
-    store = Store.open(path, memory_limit=db.MEMORY_LIMIT)
+    large = DUCKDB_ROW_GROUP_SIZE if mode == "large-groups" else None
+    store = Store.open(path, memory_limit=db.MEMORY_LIMIT, row_group_size=large)
     try:
         for start in range(0, prefill, 20_000):
             store.apply_batch(messages[start : min(start + 20_000, prefill)])
@@ -141,16 +148,18 @@ def run(mode: str, messages: list[RawMessage], prefill: int, args: argparse.Name
 def main(args: argparse.Namespace) -> None:
     print(machine())
     if args.one_table:
-        for vacuum_tasks in (100, 0):  # DuckDB's default, and off
-            print(one_table(args.one_table, 4_000, vacuum_tasks), flush=True)
+        cases = [(100, DUCKDB_ROW_GROUP_SIZE), (0, DUCKDB_ROW_GROUP_SIZE)]  # vacuum on, off
+        for vacuum_tasks, size in [*cases, (100, db.ROW_GROUP_SIZE)]:
+            print(one_table(args.one_table, 4_000, vacuum_tasks, size), flush=True)
         return
     print(
         f"prefill {args.prefill:,}, then {args.events:,} events in batches of {args.batch},"
         f" threshold {args.threshold}"
     )
     messages = list(generate(args.prefill + args.events, duplicates=0.01))
+    modes = args.modes.split(",")
     for round_ in range(args.rounds):
-        order = MODES if round_ % 2 == 0 else MODES[::-1]
+        order = modes if round_ % 2 == 0 else modes[::-1]
         for mode in order:
             print(f"round {round_ + 1}", run(mode, messages, args.prefill, args), flush=True)
 
@@ -162,6 +171,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--threshold", default=db.CHECKPOINT_THRESHOLD)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated, of " + ", ".join(MODES)
+    )
     parser.add_argument(
         "--one-table", type=int, default=0, metavar="ROWS", help="only the one-table case"
     )

@@ -110,7 +110,7 @@ def _copy_catalog(cur: duckdb.DuckDBPyConnection, source: str, target: Path) -> 
 def snapshot_online(conn: duckdb.DuckDBPyConnection, root: Path, version: str) -> Backup:
     """Back up the database open on ``conn`` (the live store) into a new directory in
     ``root``; ingest on other cursors of ``conn`` goes on meanwhile."""
-    with conn.cursor() as cur:
+    with db.cursor(conn) as cur:
         row = cur.execute("SELECT current_database()").fetchone()
         assert row is not None
         return _snapshot(cur, str(row[0]), root, version)

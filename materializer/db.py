@@ -8,16 +8,19 @@ or other non-DuckDB file, a truncated or corrupt one, a lock held by another pro
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import pkgutil
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from materializer import migrations as _migrations_package
+from materializer.files import duckdb_config, sql_literal
 
 log = logging.getLogger("pulse_bi.materializer.db")
 
@@ -34,6 +37,12 @@ CHECKPOINT_THRESHOLD = "16MB"
 BACKSTOP_FACTOR = 4
 #: ``DUCKDB_MEMORY_LIMIT``'s default (docs/OPERATIONS.md, "Memory"), which the benches use too.
 MEMORY_LIMIT = "64MB"
+#: Rows per row group of the tables the file's connections append to (DuckDB's default
+#: is 122,880). Each checkpoint rewrites the partly filled last row group of every table
+#: that grew, so its cost is bounded by this (docs/OPERATIONS.md, "Checkpoints").
+ROW_GROUP_SIZE = 16_384
+#: The name the file is attached under in every connection (``connect``, ``cursor``).
+CATALOG = "pulse"
 _CORRUPT_WORDS = ("could not read enough bytes", "corrupt", "checksum", "not a valid duckdb")
 
 
@@ -151,25 +160,36 @@ def connect(
     memory_limit: str | None = None,
     threads: int | None = None,
     read_only: bool = False,
+    row_group_size: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open (or create) the DuckDB file with the session settings we rely on.
+
+    The file is attached as ``CATALOG`` to an in-memory DuckDB and chosen with USE:
+    the size of its row groups (``ROW_GROUP_SIZE`` unless ``row_group_size``) is an
+    option of ATTACH and is not stored in the file. A cursor starts in the in-memory
+    catalog: take cursors with ``cursor``. Spills go to ``<file>.tmp``, as when DuckDB
+    opens the file itself.
 
     Raises ``DatabaseFileError`` for a file that is not a usable DuckDB database.
     """
     check_file(path)
     # Nothing is downloaded at run time: a file that needs an extension (a SQLite file
     # would load ``sqlite_scanner``) fails with a message instead of reaching the network.
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-    }
+    config = duckdb_config()
+    config["temp_directory"] = f"{path}.tmp"
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     if threads is not None:
         config["threads"] = threads
+    options = [f"ROW_GROUP_SIZE {row_group_size or ROW_GROUP_SIZE}"]
+    if read_only:
+        options.append("READ_ONLY")
+    conn = duckdb.connect(":memory:", config=config)
     try:
-        conn = duckdb.connect(str(path), read_only=read_only, config=config)
+        conn.execute(f"ATTACH '{sql_literal(Path(path))}' AS {CATALOG} ({', '.join(options)})")
+        conn.execute(f"USE {CATALOG}")
     except duckdb.Error as exc:
+        conn.close()
         error = file_error(path, exc)
         if error is None:
             raise
@@ -181,6 +201,15 @@ def connect(
     if not read_only:
         set_checkpoint_threshold(conn, CHECKPOINT_THRESHOLD)
     return conn
+
+
+@contextlib.contextmanager
+def cursor(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of ``conn`` (from ``connect``) on the file, closed on leaving: a new
+    cursor starts in DuckDB's in-memory catalog, not in the one its connection USEs."""
+    with conn.cursor() as cur:
+        cur.execute(f"USE {CATALOG}")
+        yield cur
 
 
 def wal_path(path: str | Path) -> Path:

@@ -133,13 +133,20 @@ class Store:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, memory_limit: str | None = None, threads: int | None = None
+        cls,
+        path: str | Path,
+        *,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+        row_group_size: int | None = None,
     ) -> Store:
         """Open or create the DuckDB file read-write and apply pending migrations."""
-        conn = db.connect(path, memory_limit=memory_limit, threads=threads)
+        conn = db.connect(
+            path, memory_limit=memory_limit, threads=threads, row_group_size=row_group_size
+        )
         try:
             db.apply_migrations(conn, path)
-            with conn.cursor() as cursor:
+            with db.cursor(conn) as cursor:
                 selfcheck.check(cursor)
         except BaseException:
             conn.close()
@@ -430,7 +437,7 @@ class Store:
         Opening a cursor is cheap next to the query it runs (docs/OPERATIONS.md, "Reads
         never hold a transaction").
         """
-        with self.conn.cursor() as cursor:
+        with db.cursor(self.conn) as cursor:
             return reader(cursor)
 
     def query(

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_materializer_self_check_passes_on_a_new_file(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "pulse.duckdb")
     try:
-        with store.conn.cursor() as cur:
+        with db.cursor(store.conn) as cur:
             assert selfcheck.problems(cur) == []
     finally:
         store.close()
