@@ -57,7 +57,9 @@ def main(args: argparse.Namespace) -> None:
     def timed_init(self: batch_module.Batch, cur: Any) -> None:
         plain_init(self, TimedCursor(cur))
 
-    store = Store.open(Path(tempfile.mkdtemp()) / "statements.duckdb")
+    store = Store.open(
+        Path(tempfile.mkdtemp()) / "statements.duckdb", row_group_size=args.row_group_size
+    )
     messages = list(generate(args.prefill + args.events, duplicates=0.01))
     for start in range(0, args.prefill, 20_000):
         store.apply_batch(messages[start : min(start + 20_000, args.prefill)])
@@ -91,4 +93,7 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=40)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument(
+        "--row-group-size", type=int, default=None, help="rows (default: db.ROW_GROUP_SIZE)"
+    )
     main(parser.parse_args())

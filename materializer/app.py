@@ -180,6 +180,7 @@ class Materializer:
             s.duckdb_path,
             memory_limit=s.duckdb_memory_limit or None,
             threads=s.duckdb_threads or None,
+            row_group_size=s.duckdb_row_group_size,
         )
         db.set_backstop_threshold(store.conn, s.checkpoint_threshold_bytes)
         return store

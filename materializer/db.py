@@ -37,9 +37,10 @@ CHECKPOINT_THRESHOLD = "16MB"
 BACKSTOP_FACTOR = 4
 #: ``DUCKDB_MEMORY_LIMIT``'s default (docs/OPERATIONS.md, "Memory"), which the benches use too.
 MEMORY_LIMIT = "64MB"
-#: Rows per row group of the tables the file's connections append to (DuckDB's default
-#: is 122,880). Each checkpoint rewrites the partly filled last row group of every table
-#: that grew, so its cost is bounded by this (docs/OPERATIONS.md, "Checkpoints").
+#: ``DUCKDB_ROW_GROUP_SIZE``'s default: rows per row group of the tables the file's
+#: connections append to (DuckDB's default is 122,880). Each checkpoint rewrites the
+#: partly filled last row group of every table that grew, so its cost is bounded by this
+#: (docs/OPERATIONS.md, "Checkpoints").
 ROW_GROUP_SIZE = 16_384
 #: The name the file is attached under in every connection (``connect``, ``cursor``).
 CATALOG = "pulse"

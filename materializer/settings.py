@@ -18,6 +18,7 @@ from pulse_bi.settings import (
     Float,
     Host,
     Int,
+    Multiple,
     NatsUrls,
     PathKind,
     SettingsError,
@@ -86,6 +87,13 @@ class Settings:
         "since the last checkpoint stay in memory until then, so it bounds the RSS of a bulk "
         'catch-up; see "Checkpoints" and "Memory"',
         empty="",
+    )
+    duckdb_row_group_size: int = setting(
+        Multiple(2048, 2048, 1_048_576),  # DuckDB: a multiple of its vector size
+        16_384,
+        "rows per row group the materializer appends (DuckDB's default: 122880): a "
+        "checkpoint rewrites the partly filled last group of every growing table, so smaller "
+        'groups shorten the longest checkpoints and make the file larger; see "Checkpoints"',
     )
     malloc_arena_max: int = setting(
         Int(0, 1024),  # glibc's ``int``; more than 8 per core is never useful

@@ -309,6 +309,12 @@ _MATERIALIZER_ONLY = {d.env for d in settings_of(MaterializerSettings).values()}
         ("DUCKDB_CHECKPOINT_THRESHOLD", "0MB", "expected a size"),
         ("DUCKDB_CHECKPOINT_THRESHOLD", "99999999999999999999TB", "expected a size"),
         ("DISK_FREE_MIN", "2EiB", "expected a size"),
+        # DuckDB refuses a size that its vector size (2,048) does not divide.
+        ("DUCKDB_ROW_GROUP_SIZE", "16000", "expected a multiple of 2048 from 2048 to 1048576"),
+        ("DUCKDB_ROW_GROUP_SIZE", "0", "expected a multiple of 2048"),
+        ("DUCKDB_ROW_GROUP_SIZE", "2097152", "expected a multiple of 2048"),
+        ("DUCKDB_ROW_GROUP_SIZE", "16_384", "expected a multiple of 2048"),
+        ("DUCKDB_ROW_GROUP_SIZE", "\uff11\uff16\uff13\uff18\uff14", "expected a multiple"),
         # glibc's mallopt takes a C int: a larger value would wrap, silently.
         ("MALLOC_ARENA_MAX", "2147483649", "expected a whole number from 0 to 1024"),
         ("MALLOC_ARENA_MAX", "-2", "expected a whole number"),

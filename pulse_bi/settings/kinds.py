@@ -109,6 +109,21 @@ class Int(_Number[int]):
         return int(text)
 
 
+class Multiple(Int):
+    """A whole number within bounds that ``step`` divides (DuckDB's row group sizes)."""
+
+    def __init__(self, step: int, low: int, high: int) -> None:
+        super().__init__(low, high)
+        self.step = step
+        self.expected = f"a multiple of {step} from {low} to {high}"
+
+    def check(self, value: int) -> None:
+        """Within the bounds, and a multiple of ``step``."""
+        super().check(value)
+        if value % self.step:
+            raise Invalid(self.expected)
+
+
 class Float(_Number[float]):
     """A finite decimal number within bounds, e.g. ``0.5``, ``12``, ``1e3``."""
 

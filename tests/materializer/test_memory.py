@@ -105,9 +105,10 @@ def test_checkpoint_threshold_bounds_the_rows_held_between_checkpoints(tmp_path:
     assert rows_small * 2 < rows_large
 
 
-def test_the_default_threshold_and_limit_are_the_settings_defaults() -> None:
+def test_the_default_threshold_limit_and_row_groups_are_the_settings_defaults() -> None:
     assert Settings.from_env({}).duckdb_checkpoint_threshold == db.CHECKPOINT_THRESHOLD
     assert Settings.from_env({}).duckdb_memory_limit == db.MEMORY_LIMIT
+    assert Settings.from_env({}).duckdb_row_group_size == db.ROW_GROUP_SIZE
     assert Settings.from_env({"DUCKDB_CHECKPOINT_THRESHOLD": ""}).duckdb_checkpoint_threshold == ""
 
 

@@ -110,7 +110,10 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
     and it estimates a small batch at several hundred KB or more: at 256 KB it would do
     every checkpoint itself."""
     settings = dataclasses.replace(
-        materializer_settings, checkpoint_interval=0.0, duckdb_checkpoint_threshold="256KB"
+        materializer_settings,
+        checkpoint_interval=0.0,
+        duckdb_checkpoint_threshold="256KB",
+        duckdb_row_group_size=4096,
     )
     wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
     messages = generate(7, 1500, duplicates=0.0, bad=0.0).messages
@@ -120,6 +123,10 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
             duckdb_threshold = cur.execute(
                 "SELECT current_setting('checkpoint_threshold')"
             ).fetchone()
+            attached = cur.execute(
+                f"SELECT options FROM duckdb_databases() WHERE database_name = '{db.CATALOG}'"
+            ).fetchall()
+        assert attached == [({"row_group_size": "4096"},)]  # DUCKDB_ROW_GROUP_SIZE
         wal_sizes: list[int] = []
         last = 0
         for start in range(0, len(messages), 50):
@@ -213,3 +220,21 @@ def test_tables_grow_in_row_groups_of_the_configured_size_across_reopens(
         assert max(sizes) <= 2048
         assert spill == [(f"{path}.tmp",)]  # where DuckDB spills for a file it opens itself
     assert len(sizes) >= 3 and sum(sizes) > 2 * 2048  # several groups, not one large one
+
+
+@pytest.mark.parametrize("rows", [2048, 16_384, 122_880, 1_048_576])
+def test_every_row_group_size_the_setting_accepts_opens_the_file(tmp_path: Path, rows: int) -> None:
+    """The ends and the defaults of ``DUCKDB_ROW_GROUP_SIZE`` are sizes DuckDB takes."""
+    assert Settings.from_env({"DUCKDB_ROW_GROUP_SIZE": str(rows)}).duckdb_row_group_size == rows
+    store = Store.open(tmp_path / "pulse.duckdb", row_group_size=rows)
+    try:
+        store.apply_batch([Stream().move("SKU-1", "W1", 1)])
+        assert store.checkpoint()
+        attached = store.read(
+            lambda cur: cur.execute(
+                "SELECT options FROM duckdb_databases() WHERE database_name = current_database()"
+            ).fetchall()
+        )
+    finally:
+        store.close()
+    assert attached == [({"row_group_size": str(rows)},)]
