@@ -291,9 +291,8 @@ class KeyFingerprints:
     The top 16 bits of the key's low word choose a bucket and are not stored; the stored
     word is the low word's other 48 bits followed by the top 16 bits of the high word. A
     key that is absent but shares those 80 bits with one present reads as present: about
-    n / 2**80 per lookup (1 in 5 * 10**17 with 2.5M keys). New keys wait,
-    whole, in a small ``_SortedHashes`` and are merged into the buckets once it holds
-    ``MERGE_AT``.
+    n / 2**80 per lookup (1 in 5 * 10**17 with 2.5M keys). New keys wait, whole, in a
+    small ``_SortedHashes`` and are merged into the buckets once it holds ``MERGE_AT``.
     """
 
     MERGE_AT = 1 << 16
