@@ -207,7 +207,8 @@ def connect(
 @contextlib.contextmanager
 def cursor(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """A cursor of ``conn`` (from ``connect``) on the file, closed on leaving: a new
-    cursor starts in DuckDB's in-memory catalog, not in the one its connection USEs."""
+    cursor starts in DuckDB's in-memory catalog, not in the one its connection USEs
+    (the USE costs 0.1 to 0.2 ms, next to reads of a few ms or more)."""
     with conn.cursor() as cur:
         cur.execute(f"USE {CATALOG}")
         yield cur
