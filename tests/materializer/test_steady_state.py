@@ -238,3 +238,25 @@ def test_every_row_group_size_the_setting_accepts_opens_the_file(tmp_path: Path,
     finally:
         store.close()
     assert attached == [({"row_group_size": str(rows)},)]
+
+
+@pytest.mark.parametrize("name", ["it's here", "ünï côdé 数据", "a;DETACH pulse;--", "space d"])
+def test_the_file_is_attached_whatever_its_path_holds(tmp_path: Path, name: str) -> None:
+    """``db.connect`` names the file inside ATTACH's SQL string: quotes, unicode and SQL
+    in its path open that very file, spill beside it, and survive a reopen."""
+    path = tmp_path / name / "pulse.duckdb"
+    path.parent.mkdir()
+    for _ in range(2):
+        store = Store.open(path)
+        try:
+            store.apply_batch([Stream().move("SKU-1", "W1", 1)])
+            where = store.read(
+                lambda cur: cur.execute(
+                    "SELECT path, current_setting('temp_directory') FROM duckdb_databases()"
+                    " WHERE database_name = current_database()"
+                ).fetchall()
+            )
+        finally:
+            store.close()
+        assert where == [(str(path), f"{path}.tmp")]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pulse.duckdb"]
