@@ -208,7 +208,7 @@ def connect(
 def cursor(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """A cursor of ``conn`` (from ``connect``) on the file, closed on leaving: a new
     cursor starts in DuckDB's in-memory catalog, not in the one its connection USEs
-    (the USE costs 0.1 to 0.2 ms, next to reads of a few ms or more)."""
+    (the USE adds about 0.1 ms to a read; docs/BENCHMARKS.md, "Smaller row groups")."""
     with conn.cursor() as cur:
         cur.execute(f"USE {CATALOG}")
         yield cur
