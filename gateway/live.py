@@ -4,14 +4,17 @@ Subscribers with the same document, variables and auth scope form a group. A cha
 notice marks the groups whose data it may touch; the refresh loop runs each marked group
 once, encodes the `payload` once, and — only when it differs from the last one sent —
 pushes the same text to every subscriber (each frame is the subscriber's id spliced in
-front of the shared payload). Bursts of notices are coalesced: groups marked while a
-refresh runs are refreshed once more afterwards, not once per notice.
+front of the shared payload). Bursts of notices are coalesced: a notice after a quiet
+spell is refreshed at once, and groups marked while a refresh runs, or within
+``GATEWAY_LIVE_COALESCE_MS`` after it, are refreshed once more when that window has
+passed, not once per notice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -252,11 +255,17 @@ class Hub:
     # -- refreshing -----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # Leading edge: a notice after a quiet spell refreshes at once; notices that come
+        # while a round runs, or within the window after it, wait for the window to pass
+        # since that round ended and are refreshed together (docs/GATEWAY.md, "Bursts").
         coalesce = self.settings.live_coalesce_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        ended = -math.inf
         while True:
             await self._wake.wait()
-            if coalesce:
-                await asyncio.sleep(coalesce)
+            wait = ended + coalesce - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
             dirty = [g for g in self.groups.values() if g.dirty]
             for group in dirty:
@@ -269,6 +278,7 @@ class Hub:
             except Exception:
                 # Never let one bad refresh end live updates for everyone.
                 log.exception("live refresh failed")
+            ended = loop.time()
 
     async def _bounded(self, group: LiveGroup) -> None:
         async with self._semaphore:

@@ -125,7 +125,10 @@ class Settings:
         "accept permessage-deflate on WebSockets (a zlib context per socket; see Live queries)",
     )
     live_coalesce_ms: float = setting(
-        Float(0), 5.0, "milliseconds to gather a burst of notices before refreshing live queries"
+        Float(0),
+        5.0,
+        "milliseconds after a refresh of live queries before the next one; a notice after "
+        "a quiet spell refreshes at once",
     )
     live_concurrency: int = setting(_POSITIVE, 32, "live-query groups refreshed at once")
     persisted_queries: str = setting(

@@ -143,6 +143,42 @@ async def test_burst_of_notices_is_coalesced(server: Server, canned: Canned) -> 
     await ws.close()
 
 
+async def test_a_lone_notice_is_refreshed_without_waiting_for_the_window(
+    serve: Serve, canned: Canned
+) -> None:
+    # A window far longer than any refresh: the lone change must not wait for it.
+    server = serve(live_coalesce_ms=60_000.0)
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
+    await receive(ws)
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 21}
+    await canned.notify(["pipeline"])
+    message = await asyncio.wait_for(receive(ws), timeout=20)
+    assert message["payload"]["data"]["pipeline"]["lastSequence"] == 21
+    await ws.close()
+
+
+async def test_a_notice_right_after_a_refresh_waits_for_the_window(
+    serve: Serve, canned: Canned
+) -> None:
+    loop = asyncio.get_running_loop()
+    server = serve(live_coalesce_ms=1000.0)
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
+    await receive(ws)
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 31}
+    await canned.notify(["pipeline"])
+    assert (await receive(ws))["payload"]["data"]["pipeline"]["lastSequence"] == 31
+    first = loop.time()
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 32}
+    await canned.notify(["pipeline"])
+    assert (await receive(ws))["payload"]["data"]["pipeline"]["lastSequence"] == 32
+    # The first round ended before its frame arrived, so the second started at least a
+    # window after ``first`` minus the frame's way here (a lower bound: never flaky).
+    assert loop.time() - first >= 0.9
+    await ws.close()
+
+
 async def test_missed_notice_is_caught_by_the_heartbeat(server: Server, canned: Canned) -> None:
     ws = await connect(server, "graphql-transport-ws")
     await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
