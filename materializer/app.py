@@ -151,6 +151,7 @@ class Materializer:
             health=self.health,
             context=self.query_context,
             wait_for=self.wait_for_sequence,
+            version=lambda: self._notice_version,
         )
         await self.service.start()
         self.read_gate = ReadGate(self.service, self._lag, s.read_max_lag)

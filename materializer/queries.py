@@ -11,6 +11,7 @@ strings on the wire), times as UTC with offset, dates as ``YYYY-MM-DD``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,11 @@ def run(
 
 # Parameters ---------------------------------------------------------------------------
 
+#: A struct's fields, once per struct type: ``msgspec.structs.fields`` evaluates the
+#: annotations each call, ~0.15 ms that every named query paid (docs/BENCHMARKS.md,
+#: "Live queries refreshed at once").
+_fields = functools.cache(msgspec.structs.fields)
+
 
 def parse(spec: QuerySpec[P, Any], raw: Mapping[str, Any]) -> P:
     """The spec's parameter struct from a request's JSON object, or ``BadQuery``."""
@@ -160,7 +166,7 @@ def parse(spec: QuerySpec[P, Any], raw: Mapping[str, Any]) -> P:
     # A null parameter means "not given", as GraphQL optional arguments arrive.
     given = {key: value for key, value in raw.items() if value is not None}
     values: dict[str, Any] = {}
-    for info in msgspec.structs.fields(spec.params):
+    for info in _fields(spec.params):
         key = info.encode_name
         value = given.pop(key, None)
         if value is None:

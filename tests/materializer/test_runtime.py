@@ -111,6 +111,23 @@ async def test_heartbeat_carries_the_current_version(
     assert notice.version == last
 
 
+async def test_a_query_reply_carries_the_version_it_was_read_at(
+    materializer: Materializer, js: JetStreamContext, nc: NATS
+) -> None:
+    first = await publish_events(js, order("O-1", "1.00", time="2026-11-25T10:00:00Z"))
+    await materializer.wait_for_sequence(first)
+    window = json.dumps({"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"})
+    msg = await nc.request(query_subject("sales_summary"), window.encode(), timeout=10)
+    reply = reply_decoder.decode(msg.data)
+    assert reply.version == first and reply.data["orders"] == 1
+    second = await publish_events(js, order("O-2", "2.00", time="2026-11-25T10:30:00Z"))
+    await materializer.wait_for_sequence(second)
+    msg = await nc.request(query_subject("sales_summary"), window.encode(), timeout=10)
+    reply = reply_decoder.decode(msg.data)
+    assert second > first
+    assert reply.version == second and reply.data["orders"] == 2
+
+
 async def test_a_restart_resumes_after_the_last_committed_batch(
     materializer_settings: Settings, js: JetStreamContext, nc: NATS
 ) -> None:
