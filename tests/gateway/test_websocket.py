@@ -143,18 +143,28 @@ async def test_burst_of_notices_is_coalesced(server: Server, canned: Canned) -> 
     await ws.close()
 
 
-async def test_a_lone_notice_is_refreshed_without_waiting_for_the_window(
-    serve: Serve, canned: Canned
-) -> None:
-    # A window far longer than any refresh: the lone change must not wait for it.
-    server = serve(live_coalesce_ms=60_000.0)
+async def watch_pipeline(server: Server) -> ClientConnection:
+    """A socket subscribed to ``PIPELINE``, its first result read."""
     ws = await connect(server, "graphql-transport-ws")
     await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
     await receive(ws)
-    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 21}
+    return ws
+
+
+async def change_pipeline(canned: Canned, ws: ClientConnection, last_sequence: int) -> int:
+    """Change the pipeline, send one notice; the ``lastSequence`` the socket gets next."""
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": last_sequence}
     await canned.notify(["pipeline"])
-    message = await asyncio.wait_for(receive(ws), timeout=20)
-    assert message["payload"]["data"]["pipeline"]["lastSequence"] == 21
+    return int((await receive(ws))["payload"]["data"]["pipeline"]["lastSequence"])
+
+
+async def test_a_lone_notice_is_refreshed_without_waiting_for_the_window(
+    serve: Serve, canned: Canned
+) -> None:
+    # A window far longer than any refresh (and than ``receive`` waits): the lone
+    # change must not wait for it.
+    ws = await watch_pipeline(serve(live_coalesce_ms=60_000.0))
+    assert await change_pipeline(canned, ws, 21) == 21
     await ws.close()
 
 
@@ -162,17 +172,10 @@ async def test_a_notice_right_after_a_refresh_waits_for_the_window(
     serve: Serve, canned: Canned
 ) -> None:
     loop = asyncio.get_running_loop()
-    server = serve(live_coalesce_ms=1000.0)
-    ws = await connect(server, "graphql-transport-ws")
-    await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
-    await receive(ws)
-    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 31}
-    await canned.notify(["pipeline"])
-    assert (await receive(ws))["payload"]["data"]["pipeline"]["lastSequence"] == 31
+    ws = await watch_pipeline(serve(live_coalesce_ms=1000.0))
+    assert await change_pipeline(canned, ws, 31) == 31
     first = loop.time()
-    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 32}
-    await canned.notify(["pipeline"])
-    assert (await receive(ws))["payload"]["data"]["pipeline"]["lastSequence"] == 32
+    assert await change_pipeline(canned, ws, 32) == 32
     # The first round ended before its frame arrived, so the second started at least a
     # window after ``first`` minus the frame's way here (a lower bound: never flaky).
     assert loop.time() - first >= 0.9
