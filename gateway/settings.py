@@ -125,7 +125,8 @@ class Settings:
         "accept permessage-deflate on WebSockets (a zlib context per socket; see Live queries)",
     )
     live_coalesce_ms: float = setting(
-        Float(0),
+        # Longer than a minute and live queries stop being live.
+        Float(0, 60_000),
         5.0,
         "milliseconds after a refresh of live queries before the next one; a notice after "
         "a quiet spell refreshes at once",

@@ -298,6 +298,8 @@ _MATERIALIZER_ONLY = {d.env for d in settings_of(MaterializerSettings).values()}
         ("GATEWAY_INTROSPECTION", "maybe", "expected true or"),
         ("GATEWAY_QUERY_TIMEOUT", "nan", "expected a number"),
         ("GATEWAY_LOG_LEVEL", "loud", "expected one of"),
+        ("GATEWAY_LIVE_COALESCE_MS", "1e300", "expected a number from 0 to 60000"),
+        ("GATEWAY_LIVE_COALESCE_MS", "-5", "expected a number from 0 to 60000"),
         ("BATCH_MAX_EVENTS", "lots", "expected a whole number"),
         ("BATCH_MAX_EVENTS", "0", "expected a whole number 1 or more"),
         ("MATERIALIZER_HTTP_PORT", "70000", "expected a whole number from 0 to 65535"),
