@@ -154,8 +154,8 @@ def run(
 # Parameters ---------------------------------------------------------------------------
 
 #: A struct's fields, once per struct type: ``msgspec.structs.fields`` evaluates the
-#: annotations each call, ~0.15 ms that every named query paid (docs/BENCHMARKS.md,
-#: "Live queries refreshed at once").
+#: annotations each call, ~36 us that every named query paid (docs/BENCHMARKS.md,
+#: "Live queries refreshed at once, and cheaper named queries").
 _fields = functools.cache(msgspec.structs.fields)
 
 
