@@ -5,7 +5,11 @@ Run: ``.venv/bin/python -m bench.bench_statements [--prefill 100000] [--batch 40
 The store is fed ``bench_apply.generate``'s events (1 % re-sent), the prefill in
 20,000-event batches, then ``--events`` in ``--batch``-event batches, as a materializer
 at ~1,000 events/s commits them. Each statement is timed (thread CPU) around
-``execute`` on the batch's cursor and grouped by its text's first 90 characters.
+``execute`` on the batch's cursor and grouped by its text's first 90 characters; the
+batches' wall time spread and the folds of the aggregate deltas (``Store.compact``) are
+printed too. ``--optimizer off`` and ``--fsync-mode NONE`` set DuckDB's
+``enable_optimizer`` / ``fsync_mode`` on the store's connection after the prefill
+(experiments only: the materializer never runs so).
 """
 
 from __future__ import annotations
@@ -63,14 +67,31 @@ def main(args: argparse.Namespace) -> None:
     messages = list(generate(args.prefill + args.events, duplicates=0.01))
     for start in range(0, args.prefill, 20_000):
         store.apply_batch(messages[start : min(start + 20_000, args.prefill)])
+    if args.optimizer == "off":
+        store.conn.execute("SET enable_optimizer = false")
+    if args.fsync_mode:
+        store.conn.execute(f"SET fsync_mode = '{args.fsync_mode}'")
+    folds: list[float] = []
+    plain_compact = Store.compact
+
+    def timed_compact(self: Store) -> None:
+        started = time.perf_counter()
+        plain_compact(self)
+        folds.append(time.perf_counter() - started)
+
+    Store.compact = timed_compact  # type: ignore[method-assign]
     batch_module.Batch.__init__ = timed_init  # type: ignore[method-assign]
     batches = 0
+    walls: list[float] = []
     wall, cpu = time.perf_counter(), time.thread_time()
     for start in range(args.prefill, len(messages), args.batch):
+        started = time.perf_counter()
         store.apply_batch(messages[start : start + args.batch])
+        walls.append(time.perf_counter() - started)
         batches += 1
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
     batch_module.Batch.__init__ = plain_init  # type: ignore[method-assign]
+    Store.compact = plain_compact  # type: ignore[method-assign]
     store.close()
     timed = sum(entry[2] for entry in TIMES.values())
     print(
@@ -78,6 +99,13 @@ def main(args: argparse.Namespace) -> None:
         f" {wall / batches * 1e3:.2f} ms, CPU {cpu / batches * 1e3:.2f} ms, of which the"
         f" timed statements {timed / batches * 1e3:.2f} ms"
         f" ({sum(e[0] for e in TIMES.values()) / batches:.1f} statements)"
+    )
+    walls.sort()
+    print(
+        f"  batch wall p50 {walls[len(walls) // 2] * 1e3:.1f} ms, p99"
+        f" {walls[min(len(walls) - 1, len(walls) * 99 // 100)] * 1e3:.1f} ms, max"
+        f" {walls[-1] * 1e3:.1f} ms; folds of the deltas: {len(folds)},"
+        f" {', '.join(f'{f * 1e3:.0f}' for f in folds) or '-'} ms"
     )
     ranked = sorted(TIMES.items(), key=lambda item: -item[1][2])
     for text, (runs, _, seconds) in ranked[: args.top]:
@@ -96,4 +124,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--row-group-size", type=int, default=None, help="rows (default: db.ROW_GROUP_SIZE)"
     )
+    parser.add_argument("--optimizer", choices=("on", "off"), default="on")
+    parser.add_argument("--fsync-mode", choices=("STANDARD", "NONE"), default=None)
     main(parser.parse_args())
