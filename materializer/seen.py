@@ -13,7 +13,6 @@ makes its id a duplicate of anything.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import duckdb
@@ -42,40 +41,61 @@ def confirm_seen(cur: duckdb.DuckDBPyConnection, candidates: list[str]) -> set[s
     return {event_id for (event_id,) in rows}
 
 
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+_U32_MAX = np.iinfo(np.uint32).max
+
+
 class RecentIds:
-    """The ids of the last ``capacity`` applied events, as text: a hit of the hash index
-    on one of them is confirmed here, without SQL.
+    """The md5 of the last ``capacity`` applied event ids, all 16 bytes of it: a hit of
+    the hash index on one of them is confirmed here, without SQL.
 
     Re-delivered events are nearly always recent (a publisher's retry, a redelivery,
     the simulator's re-sent messages); confirming one against the raw tables scans
     every raw table (~250 ms at 1M events), so a batch with a duplicate cost more the
     longer the file's history. Only older duplicates go to the raw tables now.
+
+    The digests live in a ring of ``capacity`` rows (800 KB at 50,000), oldest
+    overwritten first. Held as text, the same ids were ~50,000 small Python objects,
+    allocated and freed batch after batch; see docs/OPERATIONS.md, "Memory".
     """
 
     def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
-        self._ids: set[str] = set()
-        self._batches: deque[list[str]] = deque()
+        self._digests: U64 = np.zeros((capacity, 2), np.uint64)
+        self._size = 0
+        self._next = 0
 
     def __contains__(self, event_id: object) -> bool:
-        return event_id in self._ids
+        if not isinstance(event_id, str):
+            return False
+        return bool(self.find(md5_halves([event_id]))[0])
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._size
 
-    def add(self, event_ids: list[str]) -> None:
-        """Add one committed batch's applied ids; forget the oldest batches beyond capacity."""
-        if not event_ids:
+    def find(self, digests: U64) -> Any:
+        """Which ``md5_halves`` rows are among the recent ids (bool mask)."""
+        if self._size == 0 or len(digests) == 0:
+            return np.zeros(len(digests), bool)
+        held = self._digests[: self._size]
+        found = np.isin(digests[:, 1], held[:, 1])
+        for i in np.flatnonzero(found):  # rare: confirm the other 8 bytes
+            found[i] = bool(((held[:, 1] == digests[i, 1]) & (held[:, 0] == digests[i, 0])).any())
+        return found
+
+    def add(self, digests: U64) -> None:
+        """Add one committed batch's applied ids (``md5_halves`` rows), overwriting the
+        oldest beyond ``capacity``."""
+        digests = digests[-self.capacity :]
+        count = len(digests)
+        if count == 0:
             return
-        self._batches.append(event_ids)
-        self._ids.update(event_ids)
-        while len(self._ids) > self.capacity and len(self._batches) > 1:
-            self._ids.difference_update(self._batches.popleft())
-
-
-U64 = npt.NDArray[np.uint64]
-I64 = npt.NDArray[np.int64]
-_U32_MAX = np.iinfo(np.uint32).max
+        first = min(count, self.capacity - self._next)
+        self._digests[self._next : self._next + first] = digests[:first]
+        self._digests[: count - first] = digests[first:]
+        self._next = (self._next + count) % self.capacity
+        self._size = min(self._size + count, self.capacity)
 
 
 def _narrow(values: Any) -> Any:

@@ -221,8 +221,8 @@ class Store:
             gaps = continuity.record_gaps(cur, last, [m.sequence for m in messages])
             result, batch = self._apply(cur, messages)
             result.gaps = gaps
-            event_hashes, key_hashes = batch.event_hashes, batch.key_hashes
-            delta_rows, event_ids = batch.delta_rows, batch.event_ids
+            event_digests, key_hashes = batch.event_digests, batch.key_hashes
+            delta_rows = batch.delta_rows
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
             del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
@@ -233,8 +233,8 @@ class Store:
         self._delta_rows += delta_rows
         # Only what committed is seen from now on.
         seen = self._seen
-        seen.events.add(event_hashes)
-        seen.recent.add(event_ids)
+        seen.events.add(event_digests[:, 1].copy())
+        seen.recent.add(event_digests)
         if key_hashes is not None:
             seen.keys.add(key_hashes[:, 0].copy(), key_hashes[:, 1].copy(), key_sequences)
         return result
@@ -394,11 +394,11 @@ class Store:
             keys.extend(module.probe(batch))
         batch.found = self._seen.find_keys(keys)
         event_ids = list(ids)
-        hashes = md5_halves(event_ids)[:, 1].copy()
-        hit = self._seen.events.find(hashes)
-        candidates = [event_ids[i] for i in np.flatnonzero(hit)]
-        recent = self._seen.recent
-        seen = {c for c in candidates if c in recent}
+        digests = md5_halves(event_ids)
+        hit = np.flatnonzero(self._seen.events.find(digests[:, 1].copy()))
+        recent = self._seen.recent.find(digests[hit])
+        candidates = [event_ids[i] for i in hit]
+        seen = {c for c, known in zip(candidates, recent, strict=True) if known}
         if len(seen) < len(candidates):  # older than the recent ids, or a hash collision
             seen |= confirm_seen(batch.cur, [c for c in candidates if c not in seen])
         if self.archive is not None and len(seen) < len(candidates):
@@ -407,14 +407,14 @@ class Store:
             seen |= self.archive.confirm_ids(batch.cur, rest)
         if not seen:
             batch.event_ids = event_ids
-            batch.event_hashes = hashes
+            batch.event_digests = digests
             return 0
         # Rare: re-delivered events. Remove them everywhere before anything is applied.
         for event_id in seen:
             del ids[event_id]
         keep = np.array([event_id not in seen for event_id in event_ids], bool)
         batch.event_ids = list(ids)
-        batch.event_hashes = hashes[keep]
+        batch.event_digests = digests[keep]
         removed = 0
         for event_type, group in batch.events.items():
             kept = [e for e in group if e.event_id not in seen]
@@ -473,7 +473,7 @@ def _unsee(batch: Batch, event_ids: set[str | None]) -> None:
     """Keep ``event_ids`` (events rejected while applying) out of ``seen_events``."""
     keep = [event_id not in event_ids for event_id in batch.event_ids]
     batch.event_ids = [e for e, kept in zip(batch.event_ids, keep, strict=True) if kept]
-    batch.event_hashes = batch.event_hashes[np.asarray(keep, bool)]
+    batch.event_digests = batch.event_digests[np.asarray(keep, bool)]
 
 
 def _merged(first: BatchResult, second: BatchResult) -> BatchResult:

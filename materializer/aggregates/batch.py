@@ -53,8 +53,9 @@ class Batch:
         self.new_keys: list[str] = []
         #: Ids of the batch's events that are new (valid or rejected): seen from now on.
         self.event_ids: list[str] = []
-        #: Their ``md5_number_lower`` (what ``seen_events`` stores), in the same order.
-        self.event_hashes: npt.NDArray[np.uint64] = np.empty(0, np.uint64)
+        #: Their ``md5_halves``, in the same order: column 1 is the ``md5_number_lower``
+        #: that ``seen_events`` stores.
+        self.event_digests: npt.NDArray[np.uint64] = np.empty((0, 2), np.uint64)
         #: ``md5_halves`` of ``new_keys`` once ``pipeline.record`` stored them.
         self.key_hashes: npt.NDArray[np.uint64] | None = None
         self.new_key_sequences: list[int] = []

@@ -55,8 +55,8 @@ def record(
                 "received_at": times(columns[6]),
             },
         )
-    if len(batch.event_hashes):
-        batch.insert("seen_events", {"h": uint64s(batch.event_hashes)})
+    if len(batch.event_digests):
+        batch.insert("seen_events", {"h": uint64s(batch.event_digests[:, 1])})
     if batch.new_keys:
         halves = md5_halves(batch.new_keys)
         batch.key_hashes = halves

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from materializer import store as store_module
+from materializer.aggregates.batch import md5_halves
 from materializer.seen import EventFingerprints, KeyFingerprints, RecentIds
 from materializer.store import Store
 from tests.materializer.eventkit import DAY, Stream
@@ -76,18 +77,56 @@ def test_a_rejected_id_is_not_recent_and_is_stored_again(store: Store) -> None:
     assert (again.applied, again.rejected, again.duplicates) == (0, 1, 0)
 
 
-def test_recent_ids_forget_whole_batches_oldest_first() -> None:
+def digests(*ids: str) -> np.ndarray:
+    return md5_halves(ids)
+
+
+def test_recent_ids_forget_the_oldest_first() -> None:
     recent = RecentIds(capacity=4)
-    recent.add(["a", "b"])
-    recent.add(["c", "d"])
-    recent.add([])
+    recent.add(digests("a", "b"))
+    recent.add(digests("c", "d"))
+    recent.add(digests())
     assert len(recent) == 4 and "a" in recent
-    recent.add(["e"])
-    assert "a" not in recent and "b" not in recent
-    assert all(i in recent for i in "cde")
-    recent.add([f"x{n}" for n in range(10)])  # larger than capacity: kept whole
-    assert len(recent) == 10 and "e" not in recent and "x0" in recent
+    recent.add(digests("e"))
+    assert "a" not in recent and "b" in recent
+    assert all(i in recent for i in "bcde")
+    recent.add(digests(*(f"x{n}" for n in range(10))))  # more than capacity: the last 4
+    assert len(recent) == 4 and "e" not in recent and "x5" not in recent
+    assert all(f"x{n}" in recent for n in range(6, 10))
     assert 5 not in recent and "" not in recent
+
+
+def test_recent_ids_compare_all_16_bytes() -> None:
+    recent = RecentIds(capacity=8)
+    held = digests("a", "b")
+    recent.add(held)
+    # Same md5_number_lower as "a", other low word: not the same id.
+    twin = held[:1].copy()
+    twin[0, 0] ^= np.uint64(1)
+    assert recent.find(twin).tolist() == [False]
+    assert recent.find(np.concatenate([twin, held])).tolist() == [False, True, True]
+    assert recent.find(np.empty((0, 2), np.uint64)).tolist() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(1, 12),
+    batches=st.lists(st.lists(st.text(max_size=6), max_size=15), max_size=12),
+)
+def test_recent_ids_hold_exactly_the_last_ids_added(
+    capacity: int, batches: list[list[str]]
+) -> None:
+    recent = RecentIds(capacity=capacity)
+    added: list[str] = []
+    for batch in batches:
+        recent.add(md5_halves(batch))
+        added.extend(batch)
+    last = added[-capacity:] if added else []
+    assert len(recent) == min(len(added), capacity)
+    assert {i for i in added if i in recent} == set(last)
+    probe = md5_halves([*added, "never added"])
+    expected = [*(i in set(last) for i in added), False]
+    assert recent.find(probe).tolist() == expected
 
 
 @pytest.mark.parametrize("merge_at", [1, 7, 1 << 16])
