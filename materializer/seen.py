@@ -55,9 +55,9 @@ class RecentIds:
     every raw table (~250 ms at 1M events), so a batch with a duplicate cost more the
     longer the file's history. Only older duplicates go to the raw tables now.
 
-    The digests live in a ring of ``capacity`` rows (800 KB at 50,000), oldest
-    overwritten first. Held as text, the same ids were ~50,000 small Python objects,
-    allocated and freed batch after batch; see docs/OPERATIONS.md, "Memory".
+    The digests (``md5_halves``, computed for the hash index anyway) live in a ring of
+    ``capacity`` rows, 800 KB at 50,000, oldest overwritten first: no Python object per
+    id outlives its batch (docs/OPERATIONS.md, "Memory").
     """
 
     def __init__(self, capacity: int = 50_000) -> None:
