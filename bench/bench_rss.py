@@ -8,6 +8,8 @@ files so they share the load: when each has applied the whole stream, and again
 ``--settle`` seconds later, its RSS, the file-backed part of it (``RssFile``: shared
 library pages), the anonymous part and USS. ``--env NAME=VALUE`` applies to every
 process (e.g. ``DUCKDB_MEMORY_LIMIT=64MB``); ``--code name=path:NAME=VALUE`` to one.
+``--allocators`` adds, at the second look, what CPython's small-object allocator,
+glibc's malloc and DuckDB's jemalloc hold and use in each process (``bench/rss_probe``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -30,6 +33,7 @@ from bench.bench_ingest import machine, prefill
 from pulse_bi.natsserver import LocalNatsServer, free_port
 
 MB = 2**20
+PROBE = Path(__file__).parent / "rss_probe"
 
 
 def figures(pid: int) -> dict[str, float]:
@@ -56,6 +60,36 @@ def mappings(pid: int, count: int) -> list[tuple[float, str]]:
     return [(kb / 1024, Path(name).name if name.startswith("/") else name) for name, kb in ranked]
 
 
+def _number(text: str, pattern: str) -> float:
+    """The number after ``pattern`` in a ``bench/rss_probe`` report, in MB for bytes."""
+    found = re.search(pattern + r"\s*=\s*([\d,]+)", text)
+    return int(found.group(1).replace(",", "")) / MB if found else float("nan")
+
+
+def allocators(probe: Path, pid: int) -> str:
+    """One line from the process's ``bench/rss_probe`` report, asked for and waited on."""
+    report = probe / f"{pid}.txt"
+    (probe / f"{pid}.go").touch()
+    deadline = time.monotonic() + 30
+    while not report.exists():
+        if time.monotonic() > deadline:
+            return "no allocator report within 30 s"
+        time.sleep(0.2)
+    text = report.read_text(errors="replace")
+    arenas = re.search(r"# arenas allocated current\s*=\s*(\d+)", text)
+    held = _number(text, r"arenas \* \d+ bytes/arena")
+    blocks = _number(text, "# bytes in allocated blocks")
+    glibc = text[text.find("Total (incl. mmap)") :]
+    system, used = _number(glibc, "system bytes"), _number(glibc, "in use bytes")
+    duckdb = {name: _number(text, f"jemalloc {name}") for name in ("resident", "allocated")}
+    return (
+        f"pymalloc {arenas.group(1) if arenas else '?'} arenas {held:.1f} MB,"
+        f" {blocks:.1f} MB in blocks; glibc {system:.1f} MB from the system, {used:.1f} MB"
+        f" in use; DuckDB's jemalloc {duckdb['resident']:.1f} MB resident,"
+        f" {duckdb['allocated']:.1f} MB allocated"
+    )
+
+
 def last_sequence(port: int) -> int:
     """The process's applied sequence from ``/stats`` (-1 while it does not answer)."""
     try:
@@ -77,6 +111,10 @@ def show(name: str, when: str, values: dict[str, float]) -> None:
 def run(args: argparse.Namespace, url: str, root: Path, last: int) -> None:
     """Start every process, sample each when caught up and ``--settle`` s later."""
     common = dict(item.split("=", 1) for item in args.env)
+    probe = root / "probe"
+    if args.allocators:
+        probe.mkdir()
+        common["RSS_PROBE"] = str(probe)
     processes: dict[str, tuple[Popen[bytes], int]] = {}
     for spec in args.code:
         name, _, rest = spec.partition("=")
@@ -86,7 +124,9 @@ def run(args: argparse.Namespace, url: str, root: Path, last: int) -> None:
             **os.environ,
             **common,
             **dict(item.split("=", 1) for item in overrides),
-            "PYTHONPATH": str(Path(path).resolve()),
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(path).resolve())] + ([str(PROBE)] if args.allocators else [])
+            ),
             "NATS_URL": url,
             "DUCKDB_PATH": str(root / f"{name}.duckdb"),
             "MATERIALIZER_HTTP_PORT": str(port),
@@ -110,6 +150,8 @@ def run(args: argparse.Namespace, url: str, root: Path, last: int) -> None:
             if args.maps:
                 top = mappings(process.pid, args.maps)
                 print("          " + ", ".join(f"{name} {mb:.1f}" for mb, name in top))
+            if args.allocators:
+                print("          " + allocators(probe, process.pid), flush=True)
     finally:
         for process, _ in processes.values():
             process.terminate()
@@ -138,6 +180,9 @@ def parse(argv: Any = None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for every one")
     parser.add_argument("--maps", type=int, default=0, help="print the N largest mappings")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds before the 2nd look")
+    parser.add_argument(
+        "--allocators", action="store_true", help="pymalloc and glibc figures at the 2nd look"
+    )
     return parser.parse_args(argv)
 
 
