@@ -83,6 +83,10 @@ MAX_SUBJECTS = 1024
 BATCH_MAX_BYTES = 64 * 1024 * 1024
 #: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
 CHECKPOINT_TRIES = 5
+#: Seconds without a message after which ingest counts as idle: then a WAL of a quarter
+#: of the threshold or more, or one older than the interval, is checkpointed at once
+#: instead of after some later batch (docs/OPERATIONS.md, "Checkpoints").
+IDLE_SECONDS = 1.0
 
 
 def _position(reply: str) -> tuple[int, int]:
@@ -392,7 +396,7 @@ class Ingestor:
         wait = self._settings.batch_max_wait_ms / 1000
         loop = asyncio.get_running_loop()
         while True:
-            await self._has_messages.wait()
+            await self._wait_for_messages()
             if wait and len(self._buffer) < self._settings.batch_max_events and not self._stopping:
                 await asyncio.sleep(wait)  # let a burst fill the batch
             batch = self._take()
@@ -558,18 +562,35 @@ class Ingestor:
         self._store = await self._reopen()
         self._store_broken = False
 
-    def _checkpoint_due(self) -> bool:
+    async def _wait_for_messages(self) -> None:
+        """Wait for the next messages; checkpoint meanwhile once ingest is idle.
+
+        After a catch-up or a burst, the rows committed since the last checkpoint would
+        otherwise stay in DuckDB's memory and in the WAL until some later batch: for as
+        long as the warehouse is quiet.
+        """
+        while not self._has_messages.is_set():
+            try:
+                async with asyncio.timeout(IDLE_SECONDS):
+                    await self._has_messages.wait()
+            except TimeoutError:
+                await self._checkpoint_when_due(idle=True)
+
+    def _checkpoint_due(self, *, idle: bool = False) -> bool:
+        try:
+            wal = self._wal.stat().st_size
+        except FileNotFoundError:  # no commit since the last checkpoint
+            wal = 0
         interval = self._settings.checkpoint_interval
         if interval and time.monotonic() - self._last_checkpoint >= interval:
-            return True
-        try:
-            return self._wal.stat().st_size >= self._wal_threshold
-        except FileNotFoundError:  # no commit since the last checkpoint
-            return False
+            return wal > 0 or not idle
+        return wal >= (self._wal_threshold // 4 if idle else self._wal_threshold)
 
-    async def _checkpoint_when_due(self) -> None:
+    async def _checkpoint_when_due(self, *, idle: bool = False) -> None:
         """Checkpoint when the WAL reaches ``duckdb_checkpoint_threshold`` or every
-        ``checkpoint_interval`` seconds of ingest (docs/OPERATIONS.md, "Checkpoints").
+        ``checkpoint_interval`` seconds of ingest; when ``idle``, from a quarter of the
+        threshold, or past the interval with anything in the WAL (docs/OPERATIONS.md,
+        "Checkpoints").
 
         A read running at that moment makes a plain checkpoint fail at once: it is tried
         again after each of the next batches, and the last try waits for the reads.
@@ -577,7 +598,7 @@ class Ingestor:
         fault like a failed batch, and DuckDB usually invalidates the database after
         it: it is opened again (the WAL holds every commit) with backoff until it can be.
         """
-        if not self._checkpoint_due():
+        if not self._checkpoint_due(idle=idle):
             return
         force = self._checkpoint_refused >= CHECKPOINT_TRIES - 1
         started = time.perf_counter()

@@ -82,7 +82,8 @@ class Settings:
     duckdb_checkpoint_threshold: str = setting(
         Size("empty: DuckDB's default, 16MB"),
         "16MB",
-        "WAL size at which the materializer checkpoints, after the batch's change notice "
+        "WAL size at which the materializer checkpoints, after the batch's change notice, "
+        "and a quarter of it once ingest is idle "
         "(DuckDB's own automatic checkpoint is a backstop at four times it): rows appended "
         "since the last checkpoint stay in memory until then, so it bounds the RSS of a bulk "
         'catch-up; see "Checkpoints" and "Memory"',
@@ -123,7 +124,8 @@ class Settings:
         _SECONDS,
         300.0,
         "seconds between checkpoints of the DuckDB file while events arrive, whatever the "
-        'WAL\'s size (0: only when it reaches `DUCKDB_CHECKPOINT_THRESHOLD`); see "Checkpoints"',
+        "WAL's size, and once ingest is idle if anything was committed since (0: only by "
+        'the WAL\'s size, `DUCKDB_CHECKPOINT_THRESHOLD`); see "Checkpoints"',
     )
     heartbeat_interval: float = setting(
         _INTERVAL, 2.0, "seconds between version heartbeats on `pulse.bi.changes`"

@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 
 from materializer import db
 from materializer.app import Materializer
+from materializer.consumer import IDLE_SECONDS
 from materializer.settings import Settings
 from materializer.store import Store
 from pulse_bi.contract import QUERY_NAMES
@@ -260,3 +261,69 @@ def test_the_file_is_attached_whatever_its_path_holds(tmp_path: Path, name: str)
             store.close()
         assert where == [(str(path), f"{path}.tmp")]
     assert sorted(p.name for p in path.parent.iterdir()) == ["pulse.duckdb"]
+
+
+async def _publish(js: JetStreamContext, messages: Any) -> int:
+    last = 0
+    for message in messages:
+        ack = await js.publish(message.subject, message.data, headers=message.headers)
+        last = ack.seq
+    return last
+
+
+def _checkpoints(running: Materializer) -> float:
+    count = running.metrics.registry.get_sample_value("pulse_materializer_checkpoint_seconds_count")
+    return count or 0.0
+
+
+async def _until(predicate: Any, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.1)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return bool(predicate())
+
+
+async def test_an_idle_materializer_checkpoints_a_wal_a_quarter_full_and_not_a_smaller_one(
+    materializer_settings: Settings, js: JetStreamContext
+) -> None:
+    """After a catch-up or a burst, the rows committed since the last checkpoint must
+    not wait in memory and in the WAL for a batch that may not come for hours."""
+    settings = dataclasses.replace(
+        materializer_settings, checkpoint_interval=0.0, duckdb_checkpoint_threshold="1MB"
+    )
+    wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
+    messages = generate(9, 6000, duplicates=0.0, bad=0.0).messages
+    async with Materializer(settings) as running:
+        await running.wait_for_sequence(await _publish(js, messages[:5]))
+        small = _size(wal)
+        await asyncio.sleep(3 * IDLE_SECONDS)
+        assert 0 < small < 250_000
+        assert (_size(wal), _checkpoints(running)) == (small, 0)
+        published = 5
+        while _size(wal) < 250_000 and published < len(messages):
+            last = await _publish(js, messages[published : published + 100])
+            await running.wait_for_sequence(last)
+            published += 100
+        assert 250_000 <= _size(wal) < 1_000_000  # a quarter of the threshold, not all
+        before = _checkpoints(running)
+        assert await _until(lambda: _size(wal) == 0, 10 * IDLE_SECONDS)
+        assert _checkpoints(running) == before + 1
+        assert running.healthy() == (True, "ok")
+
+
+async def test_an_idle_materializer_checkpoints_any_wal_once_the_interval_is_past(
+    materializer_settings: Settings, js: JetStreamContext
+) -> None:
+    settings = dataclasses.replace(materializer_settings, checkpoint_interval=2.0)
+    wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
+    async with Materializer(settings) as running:
+        messages = generate(4, 5, duplicates=0.0, bad=0.0).messages
+        await running.wait_for_sequence(await _publish(js, messages))
+        assert 0 < _size(wal) < 250_000
+        assert await _until(lambda: _size(wal) == 0, 4 * settings.checkpoint_interval)
+        assert _checkpoints(running) >= 1
+        # Nothing committed since: no more checkpoints however long it stays idle.
+        done = _checkpoints(running)
+        await asyncio.sleep(settings.checkpoint_interval + 2 * IDLE_SECONDS)
+        assert _checkpoints(running) == done
