@@ -26,6 +26,7 @@ from pulse_bi.simulator import generate
 from pulse_bi.simulator.events import stored_by_stream
 from tests.gateway.conftest import Server
 from tests.gateway.test_exports import FORMATS, read_back
+from tests.materializer.eventkit import publish
 
 pytestmark = pytest.mark.slow
 
@@ -79,14 +80,6 @@ def expected_rows(name: str, expected: Any) -> list[list[Any]]:
         for sub in item[nested[0][0]] or [{}]:
             rows.append(own + [sub.get(field) for _, field in nested])
     return rows
-
-
-async def publish(js: JetStreamContext, messages: Any) -> int:
-    sequence = 0
-    for message in messages:
-        ack = await js.publish(message.subject, message.data, headers=message.headers)
-        sequence = ack.seq
-    return sequence
 
 
 @pytest.fixture

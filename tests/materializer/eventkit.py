@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from nats.js import JetStreamContext
 
 from materializer.events import EVENT_TYPES
 from materializer.store import RawMessage
@@ -146,3 +147,12 @@ class Stream:
 
 
 DAY = {"from": "2026-11-25T00:00:00+00:00", "to": "2026-11-26T00:00:00+00:00"}
+
+
+async def publish(js: JetStreamContext, messages: Any) -> int:
+    """Publish simulated messages (``SimMessage``) in order; the last one's stream sequence."""
+    sequence = 0
+    for message in messages:
+        ack = await js.publish(message.subject, message.data, headers=message.headers)
+        sequence = ack.seq
+    return sequence

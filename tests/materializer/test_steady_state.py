@@ -30,7 +30,7 @@ from materializer.settings import Settings
 from materializer.store import Store
 from pulse_bi.contract import QUERY_NAMES
 from pulse_bi.simulator import generate
-from tests.materializer.eventkit import Stream
+from tests.materializer.eventkit import Stream, publish
 from tests.materializer.test_queries import PARAMS
 from tests.materializer.test_runtime import ask
 
@@ -263,14 +263,6 @@ def test_the_file_is_attached_whatever_its_path_holds(tmp_path: Path, name: str)
     assert sorted(p.name for p in path.parent.iterdir()) == ["pulse.duckdb"]
 
 
-async def _publish(js: JetStreamContext, messages: Any) -> int:
-    last = 0
-    for message in messages:
-        ack = await js.publish(message.subject, message.data, headers=message.headers)
-        last = ack.seq
-    return last
-
-
 def _checkpoints(running: Materializer) -> float:
     count = running.metrics.registry.get_sample_value("pulse_materializer_checkpoint_seconds_count")
     return count or 0.0
@@ -295,14 +287,14 @@ async def test_an_idle_materializer_checkpoints_a_wal_a_quarter_full_and_not_a_s
     wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
     messages = generate(9, 6000, duplicates=0.0, bad=0.0).messages
     async with Materializer(settings) as running:
-        await running.wait_for_sequence(await _publish(js, messages[:5]))
+        await running.wait_for_sequence(await publish(js, messages[:5]))
         small = _size(wal)
         await asyncio.sleep(3 * IDLE_SECONDS)
         assert 0 < small < 250_000
         assert (_size(wal), _checkpoints(running)) == (small, 0)
         published = 5
         while _size(wal) < 250_000 and published < len(messages):
-            last = await _publish(js, messages[published : published + 100])
+            last = await publish(js, messages[published : published + 100])
             await running.wait_for_sequence(last)
             published += 100
         assert 250_000 <= _size(wal) < 1_000_000  # a quarter of the threshold, not all
@@ -319,7 +311,7 @@ async def test_an_idle_materializer_checkpoints_any_wal_once_the_interval_is_pas
     wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
     async with Materializer(settings) as running:
         messages = generate(4, 5, duplicates=0.0, bad=0.0).messages
-        await running.wait_for_sequence(await _publish(js, messages))
+        await running.wait_for_sequence(await publish(js, messages))
         assert 0 < _size(wal) < 250_000
         assert await _until(lambda: _size(wal) == 0, 4 * settings.checkpoint_interval)
         assert _checkpoints(running) >= 1
