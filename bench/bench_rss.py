@@ -181,7 +181,7 @@ def parse(argv: Any = None) -> argparse.Namespace:
     parser.add_argument("--maps", type=int, default=0, help="print the N largest mappings")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds before the 2nd look")
     parser.add_argument(
-        "--allocators", action="store_true", help="pymalloc and glibc figures at the 2nd look"
+        "--allocators", action="store_true", help="pymalloc, glibc and jemalloc at the 2nd look"
     )
     return parser.parse_args(argv)
 
