@@ -9,7 +9,8 @@ files so they share the load: when each has applied the whole stream, and again
 library pages), the anonymous part and USS. ``--env NAME=VALUE`` applies to every
 process (e.g. ``DUCKDB_MEMORY_LIMIT=64MB``); ``--code name=path:NAME=VALUE`` to one.
 ``--allocators`` adds, at the second look, what CPython's small-object allocator,
-glibc's malloc and DuckDB's jemalloc hold and use in each process (``bench/rss_probe``).
+glibc's malloc and DuckDB's jemalloc hold and use in each process (``bench/rss_probe``),
+and with ``PYTHONTRACEMALLOC=N`` in its environment the lines holding most live memory.
 """
 
 from __future__ import annotations
@@ -82,11 +83,15 @@ def allocators(probe: Path, pid: int) -> str:
     glibc = text[text.find("Total (incl. mmap)") :]
     system, used = _number(glibc, "system bytes"), _number(glibc, "in use bytes")
     duckdb = {name: _number(text, f"jemalloc {name}") for name in ("resident", "allocated")}
-    return (
-        f"pymalloc {arenas.group(1) if arenas else '?'} arenas {held:.1f} MB,"
-        f" {blocks:.1f} MB in blocks; glibc {system:.1f} MB from the system, {used:.1f} MB"
-        f" in use; DuckDB's jemalloc {duckdb['resident']:.1f} MB resident,"
-        f" {duckdb['allocated']:.1f} MB allocated"
+    traced = [line for line in text.splitlines() if line.startswith("traced ")]
+    return "\n          ".join(
+        [
+            f"pymalloc {arenas.group(1) if arenas else '?'} arenas {held:.1f} MB,"
+            f" {blocks:.1f} MB in blocks; glibc {system:.1f} MB from the system, {used:.1f} MB"
+            f" in use; DuckDB's jemalloc {duckdb['resident']:.1f} MB resident,"
+            f" {duckdb['allocated']:.1f} MB allocated",
+            *traced,
+        ]
     )
 
 

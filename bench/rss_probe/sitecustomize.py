@@ -7,7 +7,8 @@ answers with ``<folder>/<pid>.txt``: CPython's small-object allocator
 (``sys._debugmallocstats``) and glibc's (``malloc_stats``), both of which print to the
 C ``stderr``, caught by pointing file descriptor 2 at the file for the moment; then the
 jemalloc that DuckDB's library carries for its own memory (``stats.*`` through its
-``mallctl``, exported as ``duckdb_je_mallctl``), one ``jemalloc <name> = <bytes>`` line each.
+``mallctl``, exported as ``duckdb_je_mallctl``), one ``jemalloc <name> = <bytes>`` line each;
+and under tracemalloc, the lines of code holding most live memory.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def _dump(target: Path) -> None:
     with partial.open("a") as report:
         for name, value in _jemalloc().items():
             report.write(f"jemalloc {name} = {value}\n")
+        report.writelines(_traced())
     partial.rename(target)
 
 
@@ -60,6 +62,17 @@ def _jemalloc() -> dict[str, int]:
         if mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, 0) == 0:
             figures[name] = value.value
     return figures
+
+
+def _traced(count: int = 8) -> list[str]:
+    """The lines holding most live memory, when the process runs under tracemalloc
+    (``PYTHONTRACEMALLOC=N``): ``traced <MB> MB <blocks> blocks <file>:<line>``."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return []
+    top = tracemalloc.take_snapshot().statistics("lineno")[:count]
+    return [f"traced {s.size / 2**20:.2f} MB {s.count} blocks {s.traceback[0]}\n" for s in top]
 
 
 def _watch(folder: Path) -> None:
