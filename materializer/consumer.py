@@ -427,9 +427,10 @@ class Ingestor:
                     await self._on_batch(result)
                 except Exception:  # a failed notice must not stop ingest
                     log.exception("could not announce batch ending at %d", result.last_sequence)
-            # Let the batch go before waiting for the next: kept over an idle spell, its
-            # messages pin the memory they were allocated in (docs/OPERATIONS.md, "Memory").
-            del batch
+            # Let the batch and its result go before waiting for the next: kept over an
+            # idle spell, its messages and the ids its changes name (decoded from them)
+            # pin the memory they were allocated in (docs/OPERATIONS.md, "Memory").
+            del batch, result
             # After the notice: a checkpoint changes no answer, and must not delay one.
             await self._checkpoint_when_due()
             if self._stopping and not self._buffer:
