@@ -10,7 +10,8 @@ library pages), the anonymous part and USS. ``--env NAME=VALUE`` applies to ever
 process (e.g. ``DUCKDB_MEMORY_LIMIT=64MB``); ``--code name=path:NAME=VALUE`` to one.
 ``--allocators`` adds, at the second look, what CPython's small-object allocator,
 glibc's malloc and DuckDB's jemalloc hold and use in each process (``bench/rss_probe``),
-and with ``PYTHONTRACEMALLOC=N`` in its environment the lines holding most live memory.
+and with ``PYTHONTRACEMALLOC=N`` in its environment the lines holding most live memory
+and the allocations that keep mostly empty small-object arenas.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def allocators(probe: Path, pid: int) -> str:
     glibc = text[text.find("Total (incl. mmap)") :]
     system, used = _number(glibc, "system bytes"), _number(glibc, "in use bytes")
     duckdb = {name: _number(text, f"jemalloc {name}") for name in ("resident", "allocated")}
-    traced = [line for line in text.splitlines() if line.startswith("traced ")]
+    traced = [line for line in text.splitlines() if line.startswith(("traced ", "pinning "))]
     return "\n          ".join(
         [
             f"pymalloc {arenas.group(1) if arenas else '?'} arenas {held:.1f} MB,"

@@ -8,7 +8,8 @@ answers with ``<folder>/<pid>.txt``: CPython's small-object allocator
 C ``stderr``, caught by pointing file descriptor 2 at the file for the moment; then the
 jemalloc that DuckDB's library carries for its own memory (``stats.*`` through its
 ``mallctl``, exported as ``duckdb_je_mallctl``), one ``jemalloc <name> = <bytes>`` line each;
-and under tracemalloc, the lines of code holding most live memory.
+and under tracemalloc, the lines of code holding most live memory and those whose
+objects keep mostly empty arenas (``_pinning``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def _dump(target: Path) -> None:
         for name, value in _jemalloc().items():
             report.write(f"jemalloc {name} = {value}\n")
         report.writelines(_traced())
+        report.writelines(_pinning())
     partial.rename(target)
 
 
@@ -73,6 +75,80 @@ def _traced(count: int = 8) -> list[str]:
         return []
     top = tracemalloc.take_snapshot().statistics("lineno")[:count]
     return [f"traced {s.size / 2**20:.2f} MB {s.count} blocks {s.traceback[0]}\n" for s in top]
+
+
+def _pinning(count: int = 8, sparse: float = 0.25) -> list[str]:
+    """Under tracemalloc, where the few live objects that keep mostly empty pymalloc
+    arenas were allocated: an arena goes back to the system only once its last object
+    is freed, so one survivor of a catch-up's peak keeps a whole MiB resident.
+
+    Approximate by design: the objects seen are those the collector tracks and what
+    they refer to directly, each counted in the MiB of addresses it starts in (an arena
+    spans one or two), and only those tracemalloc saw allocated (not the interpreter's
+    static objects). For the allocation tracebacks found in MiB less than ``sparse``
+    full, ``pinning <a> MiB alone, in <n> MiB, <objects> objects <bytes> bytes <frames>:
+    <kinds>``: alone in ``a`` of them (freeing those objects would free those MiB), present
+    in ``n``; ranked by ``a``.
+    """
+    import collections
+    import gc
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return []
+    found: dict[int, object] = {}
+    for obj in gc.get_objects():
+        found[id(obj)] = obj
+        for ref in gc.get_referents(obj):
+            found.setdefault(id(ref), ref)
+    mib: dict[int, list[tuple[int, object]]] = collections.defaultdict(list)
+    for address, obj in found.items():
+        try:
+            size = sys.getsizeof(obj)
+        except TypeError:
+            continue
+        if size <= 512:  # pymalloc's largest block
+            mib[address >> 20].append((size, obj))
+    del found
+    #: traceback → [sparse MiB where its objects are the only ones traced, sparse MiB
+    #: holding any, objects, bytes]
+    culprits: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
+    kinds: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    sparse_mib = 0
+    for objects in mib.values():
+        if sum(size for size, _ in objects) >= sparse * 2**20:
+            continue
+        sparse_mib += 1
+        here: set[str] = set()
+        for size, obj in objects:
+            traceback = tracemalloc.get_object_traceback(obj)
+            if traceback is None:
+                continue
+            where = " < ".join(str(frame) for frame in traceback)
+            entry = culprits[where]
+            entry[2] += 1
+            entry[3] += size
+            kinds[where][_kind(obj)] += 1
+            here.add(where)
+        for where in here:
+            culprits[where][0] += len(here) == 1
+            culprits[where][1] += 1
+    ranked = sorted(culprits.items(), key=lambda item: (-item[1][0], -item[1][1]))[:count]
+    summary = f"{len(mib)} MiB hold small objects, {sparse_mib} under {sparse:.0%} full"
+    lines = [f"pinning summary: {summary}\n"]
+    for where, (alone, n, k, b) in ranked:
+        common = ", ".join(f"{kind} x{times}" for kind, times in kinds[where].most_common(4))
+        lines.append(
+            f"pinning {alone} MiB alone, in {n} MiB, {k} objects {b} bytes {where}: {common}\n"
+        )
+    return lines
+
+
+def _kind(obj: object) -> str:
+    """An object's type, with a glimpse of its value for strings and numbers."""
+    if isinstance(obj, (str, bytes, int, float)):
+        return f"{type(obj).__name__} {obj!r:.40}"
+    return type(obj).__name__
 
 
 def _watch(folder: Path) -> None:
