@@ -107,13 +107,12 @@ def _copy_catalog(cur: duckdb.DuckDBPyConnection, source: str, target: Path) -> 
         cur.execute(f"DETACH {alias}")
 
 
-def snapshot_online(conn: duckdb.DuckDBPyConnection, root: Path, version: str) -> Backup:
-    """Back up the database open on ``conn`` (the live store) into a new directory in
-    ``root``; ingest on other cursors of ``conn`` goes on meanwhile."""
-    with db.cursor(conn) as cur:
-        row = cur.execute("SELECT current_database()").fetchone()
-        assert row is not None
-        return _snapshot(cur, str(row[0]), root, version)
+def snapshot_online(cur: duckdb.DuckDBPyConnection, root: Path, version: str) -> Backup:
+    """Back up the live store into a new directory in ``root``, on a cursor it lends for
+    reads (``Store.read``); ingest on other cursors goes on meanwhile."""
+    row = cur.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return _snapshot(cur, str(row[0]), root, version)
 
 
 def snapshot_offline(path: Path, root: Path, version: str) -> Backup:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from datetime import datetime
@@ -128,9 +129,8 @@ class Backups:
         async with lock:
             started = time.perf_counter()
             try:
-                taken = await asyncio.to_thread(
-                    backup.snapshot_online, store.conn, root, __version__
-                )
+                snapshot = functools.partial(backup.snapshot_online, root=root, version=__version__)
+                taken = await asyncio.to_thread(store.read, snapshot)
             except Exception as exc:
                 self.last_backup_error = faults.describe(exc)
                 log.error("backup to %s failed: %s", root, self.last_backup_error)

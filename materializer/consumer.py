@@ -87,6 +87,11 @@ CHECKPOINT_TRIES = 5
 #: of the threshold or more, or one older than the interval, is checkpointed at once
 #: instead of after some later batch (docs/OPERATIONS.md, "Checkpoints").
 IDLE_SECONDS = 1.0
+#: Events applied after which the next idle spell hands memory back
+#: (``Store.release_memory``, docs/OPERATIONS.md "Memory"): once after a catch-up or a
+#: burst, not after every quiet second of a trickle (each time, the queries that follow
+#: read the file's blocks again).
+RELEASE_AFTER_EVENTS = 50_000
 
 
 def _position(reply: str) -> tuple[int, int]:
@@ -163,6 +168,8 @@ class Ingestor:
         self.last_sequence = store.last_sequence()
         self._last_checkpoint = time.monotonic()
         self._checkpoint_refused = 0
+        #: Messages applied since memory was last handed back (``RELEASE_AFTER_EVENTS``).
+        self._applied_since_release = 0
         self._wal = db.wal_path(settings.duckdb_path)
         self._wal_threshold = settings.checkpoint_threshold_bytes
         self._last_received = self.last_sequence
@@ -576,6 +583,23 @@ class Ingestor:
                     await self._has_messages.wait()
             except TimeoutError:
                 await self._checkpoint_when_due(idle=True)
+                await self._release_memory_when_due()
+
+    async def _release_memory_when_due(self) -> None:
+        """After ``RELEASE_AFTER_EVENTS`` applied, hand memory back on the writer thread;
+        tried again each idle second while reads keep it from running."""
+        if self._applied_since_release < RELEASE_AFTER_EVENTS or self._store_broken:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            released = await loop.run_in_executor(self._writer, self._store.release_memory)
+        except Exception as exc:  # its checkpoint failed: the next batch meets the fault
+            log.warning("could not hand memory back: %s", faults.describe(exc))
+            self._applied_since_release = 0  # not again before the next burst
+            return
+        if released:
+            self._applied_since_release = 0
+            self._metrics.memory_releases.inc()
 
     def _checkpoint_due(self, *, idle: bool = False) -> bool:
         try:
@@ -632,6 +656,7 @@ class Ingestor:
 
     def _record(self, result: BatchResult, seconds: float, size: int) -> None:
         self.last_sequence = max(self.last_sequence, result.last_sequence)
+        self._applied_since_release += size
         m = self._metrics
         for gap in result.gaps:
             log.warning(

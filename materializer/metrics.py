@@ -38,6 +38,10 @@ class MaterializerMetrics:
             "checkpoint_retries",
             "Scheduled checkpoints refused because a read was running (tried again)",
         )
+        self.memory_releases = m.counter(
+            "memory_releases",
+            "Times memory was handed back once ingest went idle after a catch-up or burst",
+        )
         self.last_sequence = m.gauge("last_sequence", "Last applied stream sequence")
         self.stream_last_sequence = m.gauge("stream_last_sequence", "Last sequence in the stream")
         self.lag = m.gauge("lag_events", "Events in the stream not applied yet")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ import duckdb
 import msgspec
 import numpy as np
 
-from materializer import continuity, db, events, selfcheck
+from materializer import continuity, db, events, memory, selfcheck
 from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline
 from materializer.aggregates.batch import Accepted, Batch, md5_halves
 from materializer.delivery import header_values
@@ -51,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["BadQuery", "BatchResult", "QueryResult", "RawMessage", "Store"]
 
 _T = TypeVar("_T")
+
+#: DuckDB's memory limit for the moment ``Store.release_memory`` drops the blocks of the
+#: file it caches (docs/OPERATIONS.md, "Memory").
+RELEASE_LIMIT = "1MB"
 
 log = logging.getLogger("pulse_bi.materializer.store")
 
@@ -119,8 +124,15 @@ class BatchResult:
 class Store:
     """The materializer's DuckDB file: single writer thread, concurrent readers."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, conn: duckdb.DuckDBPyConnection, memory_limit: str | None = None) -> None:
         self.conn = conn
+        #: DuckDB's memory limit as set, restored after ``release_memory`` (None: as
+        #: DuckDB reports it).
+        self._memory_limit = memory_limit
+        #: Reads running, and whether ``release_memory`` holds new ones back.
+        self._reads = 0
+        self._releasing = False
+        self._reads_changed = threading.Condition()
         self._seen = SeenIndex(conn)
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
         #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
@@ -151,7 +163,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(conn)
+        return cls(conn, memory_limit)
 
     def last_sequence(self) -> int:
         """Last applied stream sequence (0 when empty)."""
@@ -437,8 +449,16 @@ class Store:
         Opening a cursor is cheap next to the query it runs (docs/OPERATIONS.md, "Reads
         never hold a transaction").
         """
-        with db.cursor(self.conn) as cursor:
-            return reader(cursor)
+        with self._reads_changed:
+            while self._releasing:
+                self._reads_changed.wait()
+            self._reads += 1
+        try:
+            with db.cursor(self.conn) as cursor:
+                return reader(cursor)
+        finally:
+            with self._reads_changed:
+                self._reads -= 1
 
     def query(
         self, name: str, params: Mapping[str, Any], *, context: QueryContext | None = None
@@ -462,6 +482,41 @@ class Store:
             if force:
                 raise
             return False
+        return True
+
+    def release_memory(self) -> bool:
+        """Hand back the memory a catch-up or a burst left behind (on the writer thread,
+        once ingest is idle; docs/OPERATIONS.md, "Memory"): checkpoint, drop the blocks
+        of the file DuckDB caches by lowering its memory limit to ``RELEASE_LIMIT`` for
+        the moment, then let its allocator and glibc's return their free pages.
+
+        A lower limit could make a running read fail for memory, so reads are held back
+        meanwhile (a few milliseconds); while one is running this does nothing and
+        returns False, for the caller to try again later.
+        """
+        with self._reads_changed:
+            if self._reads:
+                return False
+            self._releasing = True
+        try:
+            self.conn.execute("CHECKPOINT")  # un-checkpointed rows would spill instead
+            limit = self._memory_limit
+            if limit is None:
+                row = self.conn.execute("SELECT current_setting('memory_limit')").fetchone()
+                limit = str(row[0]) if row else None
+            try:
+                self.conn.execute(f"SET memory_limit = '{RELEASE_LIMIT}'")
+            except duckdb.OutOfMemoryException:
+                pass  # it dropped what it could; the rest is in use
+            finally:
+                if limit is not None:
+                    quoted = limit.replace("'", "''")
+                    self.conn.execute(f"SET memory_limit = '{quoted}'")
+        finally:
+            with self._reads_changed:
+                self._releasing = False
+                self._reads_changed.notify_all()
+        memory.release_free_pages()
         return True
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from materializer import db
+from bench.bench_apply import generate as generate_raw
+from materializer import consumer, db, memory
 from materializer.app import Materializer
 from materializer.consumer import IDLE_SECONDS
 from materializer.settings import Settings
@@ -322,3 +323,109 @@ async def test_an_idle_materializer_checkpoints_any_wal_once_the_interval_is_pas
         done = _checkpoints(running)
         await asyncio.sleep(settings.checkpoint_interval + 2 * IDLE_SECONDS)
         assert _checkpoints(running) == done
+
+
+def _cached(store: Store) -> int:
+    """Bytes DuckDB holds for the file's blocks and its rows not yet checkpointed."""
+    row = store.read(
+        lambda cur: cur.execute(
+            "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+            " WHERE tag IN ('BASE_TABLE', 'IN_MEMORY_TABLE')"
+        ).fetchone()
+    )
+    assert row is not None
+    return int(row[0])
+
+
+def _memory_limit(store: Store) -> str:
+    return str(
+        store.read(lambda cur: cur.execute("SELECT current_setting('memory_limit')").fetchall())
+    )
+
+
+def test_releasing_memory_drops_cached_blocks_and_keeps_the_limit_and_every_answer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "pulse.duckdb"
+    store = Store.open(path, memory_limit="64MB")
+    try:
+        messages = list(generate_raw(40_000, duplicates=0.01))
+        for start in range(0, len(messages), 10_000):
+            store.apply_batch(messages[start : start + 10_000])
+        assert store.checkpoint() is True  # what is left to drop is the cache of the file
+        answers = {name: store.query(name, PARAMS.get(name, {})).data for name in QUERY_NAMES}
+        before, limit = _cached(store), _memory_limit(store)
+
+        assert store.release_memory() is True
+
+        after = _cached(store)
+        assert after < before / 2, (before, after)
+        assert _size(path.with_name(path.name + ".wal")) == 0  # checkpointed, not spilled
+        assert _temp_files(path.with_name(path.name + ".tmp")) == []
+        assert _memory_limit(store) == limit
+        assert memory.release_free_pages() == 2  # DuckDB's jemalloc and glibc, on Linux
+        again = {name: store.query(name, PARAMS.get(name, {})).data for name in QUERY_NAMES}
+        assert again == answers
+    finally:
+        store.close()
+
+
+def test_memory_is_not_released_under_a_running_read_and_reads_wait_for_a_release(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "pulse.duckdb", memory_limit="64MB")
+    store.apply_batch(list(generate_raw(2_000)))
+    running, finish = threading.Event(), threading.Event()
+
+    def slow_read(cursor: duckdb.DuckDBPyConnection) -> Any:
+        running.set()
+        assert finish.wait(10)
+        return cursor.execute("SELECT count(*) FROM stock_events").fetchall()
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as workers:
+            read = workers.submit(store.read, slow_read)
+            assert running.wait(10)
+            # A lower memory limit could fail the read: nothing is done, to be tried again.
+            assert store.release_memory() is False
+            finish.set()
+            assert read.result(10)[0][0] > 0
+            assert store.release_memory() is True
+
+            # A read that starts during a release waits for it to end (the release's
+            # few milliseconds stretched here by holding its flag).
+            with store._reads_changed:
+                store._releasing = True
+            late = workers.submit(store.read, lambda cur: cur.execute("SELECT 1").fetchall())
+            time.sleep(0.2)
+            assert not late.done()
+            with store._reads_changed:
+                store._releasing = False
+                store._reads_changed.notify_all()
+            assert late.result(10) == [(1,)]
+    finally:
+        store.close()
+
+
+def _releases(running: Materializer) -> float:
+    count = running.metrics.registry.get_sample_value("pulse_materializer_memory_releases_total")
+    return count or 0.0
+
+
+async def test_memory_is_handed_back_once_ingest_goes_idle_after_a_burst_and_not_after_a_trickle(
+    materializer_settings: Settings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "RELEASE_AFTER_EVENTS", 300)
+    messages = generate(12, 420, duplicates=0.0, bad=0.0).messages
+    async with Materializer(materializer_settings) as running:
+        await running.wait_for_sequence(await publish(js, messages[:400]))  # a burst
+        assert await _until(lambda: _releases(running) == 1, 10 * IDLE_SECONDS)
+        await asyncio.sleep(3 * IDLE_SECONDS)
+        assert _releases(running) == 1  # idle on: nothing new to hand back
+        for start in range(400, 420, 5):  # a trickle, short of another burst
+            await running.wait_for_sequence(await publish(js, messages[start : start + 5]))
+            await asyncio.sleep(1.5 * IDLE_SECONDS)
+        assert _releases(running) == 1
+        assert running.healthy() == (True, "ok")
+        answered = await asyncio.to_thread(running.store.query, "pipeline", {})  # type: ignore[union-attr]
+        assert answered.data is not None
