@@ -69,14 +69,22 @@ def test_the_materializer_does_not_import_what_ingest_never_uses(tmp_path: Path)
     assert unwanted == []
 
 
-def _in_memory_rows(store: Store) -> int:
-    with store.conn.cursor() as cur:
-        row = cur.execute(
+def duckdb_memory(store: Store, *tags: str) -> int:
+    """Bytes DuckDB holds under ``tags`` of ``duckdb_memory()`` (e.g. ``BASE_TABLE``: the
+    file's cached blocks; ``IN_MEMORY_TABLE``: rows not checkpointed yet)."""
+    row = store.read(
+        lambda cur: cur.execute(
             "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
-            " WHERE tag = 'IN_MEMORY_TABLE'"
+            " WHERE list_contains(?, tag)",
+            [list(tags)],
         ).fetchone()
+    )
     assert row is not None
     return int(row[0])
+
+
+def _in_memory_rows(store: Store) -> int:
+    return duckdb_memory(store, "IN_MEMORY_TABLE")
 
 
 def _wal(path: Path) -> int:

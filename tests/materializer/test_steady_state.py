@@ -32,6 +32,7 @@ from materializer.store import Store
 from pulse_bi.contract import QUERY_NAMES
 from pulse_bi.simulator import generate
 from tests.materializer.eventkit import Stream, publish
+from tests.materializer.test_memory import duckdb_memory
 from tests.materializer.test_queries import PARAMS
 from tests.materializer.test_runtime import ask
 
@@ -325,18 +326,6 @@ async def test_an_idle_materializer_checkpoints_any_wal_once_the_interval_is_pas
         assert _checkpoints(running) == done
 
 
-def _cached(store: Store) -> int:
-    """Bytes DuckDB holds for the file's blocks and its rows not yet checkpointed."""
-    row = store.read(
-        lambda cur: cur.execute(
-            "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
-            " WHERE tag IN ('BASE_TABLE', 'IN_MEMORY_TABLE')"
-        ).fetchone()
-    )
-    assert row is not None
-    return int(row[0])
-
-
 def _memory_limit(store: Store) -> str:
     return str(
         store.read(lambda cur: cur.execute("SELECT current_setting('memory_limit')").fetchall())
@@ -354,11 +343,11 @@ def test_releasing_memory_drops_cached_blocks_and_keeps_the_limit_and_every_answ
             store.apply_batch(messages[start : start + 10_000])
         assert store.checkpoint() is True  # what is left to drop is the cache of the file
         answers = {name: store.query(name, PARAMS.get(name, {})).data for name in QUERY_NAMES}
-        before, limit = _cached(store), _memory_limit(store)
+        before, limit = duckdb_memory(store, "BASE_TABLE", "IN_MEMORY_TABLE"), _memory_limit(store)
 
         assert store.release_memory() is True
 
-        after = _cached(store)
+        after = duckdb_memory(store, "BASE_TABLE", "IN_MEMORY_TABLE")
         assert after < before / 2, (before, after)
         assert _size(path.with_name(path.name + ".wal")) == 0  # checkpointed, not spilled
         assert _temp_files(path.with_name(path.name + ".tmp")) == []
