@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger("pulse_bi.materializer.memory")
 
 #: jemalloc's name for "every arena" in ``arena.<i>.purge`` (its MALLCTL_ARENAS_ALL).
 _ALL_ARENAS = 4096

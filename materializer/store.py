@@ -490,28 +490,29 @@ class Store:
         of the file DuckDB caches by lowering its memory limit to ``RELEASE_LIMIT`` for
         the moment, then let its allocator and glibc's return their free pages.
 
-        A lower limit could make a running read fail for memory, so reads are held back
-        meanwhile (a few milliseconds); while one is running this does nothing and
-        returns False, for the caller to try again later.
+        A lower limit could make a running read fail for memory, so new reads are held
+        back while it is lowered (a few milliseconds). While a read is running this does
+        nothing and returns False, for the caller to try again later.
         """
+        # First, so that no row waits in memory: a lower limit would spill it to .tmp.
+        if not self.checkpoint():
+            return False
         with self._reads_changed:
             if self._reads:
                 return False
             self._releasing = True
         try:
-            self.conn.execute("CHECKPOINT")  # un-checkpointed rows would spill instead
             limit = self._memory_limit
             if limit is None:
-                row = self.conn.execute("SELECT current_setting('memory_limit')").fetchone()
-                limit = str(row[0]) if row else None
+                rows = self.conn.execute("SELECT current_setting('memory_limit')").fetchall()
+                limit = str(rows[0][0])
             try:
                 self.conn.execute(f"SET memory_limit = '{RELEASE_LIMIT}'")
             except duckdb.OutOfMemoryException:
                 pass  # it dropped what it could; the rest is in use
             finally:
-                if limit is not None:
-                    quoted = limit.replace("'", "''")
-                    self.conn.execute(f"SET memory_limit = '{quoted}'")
+                quoted = limit.replace("'", "''")
+                self.conn.execute(f"SET memory_limit = '{quoted}'")
         finally:
             with self._reads_changed:
                 self._releasing = False
