@@ -435,8 +435,8 @@ class Ingestor:
                 except Exception:  # a failed notice must not stop ingest
                     log.exception("could not announce batch ending at %d", result.last_sequence)
             # Let the batch and its result go before waiting for the next: kept over an
-            # idle spell, its messages and the ids its changes name (decoded from them)
-            # pin the memory they were allocated in (docs/OPERATIONS.md, "Memory").
+            # idle spell, its messages pin the memory they were allocated in, and its
+            # result the ids its changes name (docs/OPERATIONS.md, "Memory").
             del batch, result
             # After the notice: a checkpoint changes no answer, and must not delay one.
             await self._checkpoint_when_due()

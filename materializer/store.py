@@ -491,7 +491,7 @@ class Store:
         the moment, then let its allocator and glibc's return their free pages.
 
         A lower limit could make a running read fail for memory, so new reads are held
-        back while it is lowered (a few milliseconds). While a read is running this does
+        back while it is lowered (two SET statements). While a read is running this does
         nothing and returns False, for the caller to try again later.
         """
         # First, so that no row waits in memory: a lower limit would spill it to .tmp.

@@ -172,8 +172,8 @@ async def test_no_batch_of_messages_is_held_once_it_is_committed_and_announced(
 ) -> None:
     # Held over an idle spell, the last batch pinned the allocator's memory its
     # messages sat in: ~7 MB of live blocks after a catch-up (docs/OPERATIONS.md, "Memory").
-    # Its result too: the ids in its changes were decoded from its messages, scattered
-    # over the arenas the catch-up's peak took, and kept each arena they sat in.
+    # Its result too: the ids its changes name were decoded from its messages (letting
+    # it go moved no allocator figure measured: docs/BENCHMARKS.md).
     messages = generate_stream(11, 400).messages
     async with Materializer(materializer_settings) as running:
         for rounds in range(2):  # a first catch-up, then a later batch

@@ -388,7 +388,7 @@ def test_memory_is_not_released_under_a_running_read_and_reads_wait_for_a_releas
             assert store.release_memory() is True
 
             # A read that starts during a release waits for it to end (the release's
-            # few milliseconds stretched here by holding its flag).
+            # two SET statements stretched here by holding its flag).
             with store._reads_changed:
                 store._releasing = True
             late = workers.submit(store.read, lambda cur: cur.execute("SELECT 1").fetchall())
