@@ -3,6 +3,8 @@
 Run: ``.venv/bin/python -m bench.bench_gateway [--only http,live,fanout]``. Each part starts
 its own nats-server, materializer and gateway processes (one uvicorn worker) and reports
 figures measured in the same run, next to a baseline of the same run where one exists.
+The live part publishes and times the change notices in a process of its own
+(``bench.live_probe``) and reports where the machine's CPU went meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import datetime as dt
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 import httpx
 import nats
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.gateway_stack import (
     Board,
@@ -166,11 +170,56 @@ def orders_of(message: str | bytes) -> int | None:
     return int(parsed["payload"]["data"]["salesSummary"]["orders"])
 
 
+#: Materializer metrics the live part reports, as their change over the publishing.
+_MATERIALIZER_COUNTERS = (
+    "pulse_materializer_batch_seconds_count",
+    "pulse_materializer_batch_seconds_sum",
+    "pulse_materializer_batch_events_sum",
+    "pulse_materializer_query_seconds_count",
+    "pulse_materializer_query_seconds_sum",
+    "pulse_materializer_checkpoint_seconds_count",
+    "pulse_materializer_checkpoint_seconds_sum",
+)
+
+
+async def materializer_counters(stack: Stack) -> dict[str, float]:
+    """``_MATERIALIZER_COUNTERS`` from the materializer's /metrics, summed over labels."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(stack.materializer_url + "/metrics")).text
+    totals = dict.fromkeys(_MATERIALIZER_COUNTERS, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return totals
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the machine so far, every core."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return sum(times) - idle, sum(times)
+
+
 async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, Any]:
-    """Event published -> subscriber has a result that includes it, at `rate` events/s."""
+    """Event published -> change notice, and -> subscriber has a result that includes it,
+    at `rate` events/s; where the machine's CPU went meanwhile.
+
+    The events are published and the change notices timed by ``bench.live_probe``, a
+    process of its own; this one holds the subscribers' WebSockets. The notices this
+    process sees as well are reported apart (``notice_in_subscribers_process_*``): the
+    difference is the time the subscribers' frames held its event loop.
+    """
+    if "CLOCK_MONOTONIC" not in time.get_clock_info("perf_counter").implementation:
+        raise SystemExit("the live part compares perf_counter across processes: Linux only")
     with running_stack() as stack:
         await prefill(stack, 2000)
-        assert stack.nats is not None
+        assert stack.nats is not None and stack.nats.process is not None
         start = hour_start()
         # Four distinct live queries (windows ending 1-4 h ahead) shared by the subscribers.
         queries = [
@@ -181,50 +230,61 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
         sockets = [await subscribe(stack.gateway_port, queries[i % 4]) for i in range(subscribers)]
         baselines = [orders_of(await ws.recv()) or 0 for ws in sockets]
         total = int(rate * seconds)
-        published: list[float] = [0.0] * total
-        latencies: list[float] = []
-        frames = 0
+        # Per subscriber: (events its result includes, when it arrived).
+        arrivals: list[list[tuple[int, float]]] = [[] for _ in sockets]
 
-        async def watch(ws: Any, baseline: int) -> None:
-            nonlocal frames
-            seen = 0
-            while seen < total:
-                orders = orders_of(await ws.recv())
+        async def watch(ws: Any, baseline: int, seen: list[tuple[int, float]]) -> None:
+            count = 0
+            while count < total:
+                parsed = json.loads(await ws.recv())
                 now = time.perf_counter()
-                if orders is None:
+                if parsed.get("type") == "ping":
+                    # A client that never answers is closed (4408) after two keep-alives.
+                    ws.send('{"type":"pong"}')
                     continue
-                frames += 1
-                for index in range(seen, orders - baseline):
-                    latencies.append(now - published[index])
-                seen = max(seen, orders - baseline)
+                if parsed.get("type") != "next":
+                    continue
+                count = int(parsed["payload"]["data"]["salesSummary"]["orders"]) - baseline
+                seen.append((count, now))
 
         watchers = [
-            asyncio.create_task(watch(ws, b)) for ws, b in zip(sockets, baselines, strict=True)
+            asyncio.create_task(watch(ws, b, seen))
+            for ws, b, seen in zip(sockets, baselines, arrivals, strict=True)
         ]
         nc = await nats.connect(stack.nats.url)
-        js = nc.jetstream()
-        # Change notices as the gateway sees them: split latency into materializer + gateway.
-        notices: list[tuple[int, float]] = []
+        loop_notices: list[tuple[int, float]] = []
 
         async def on_notice(msg: Any) -> None:
             notice = notice_decoder.decode(msg.data)
             if notice.kind == "change":
-                notices.append((notice.version, time.perf_counter()))
+                loop_notices.append((notice.version, time.perf_counter()))
 
         await nc.subscribe(CHANGES_SUBJECT, cb=on_notice)
-        sequences: list[int] = [0] * total
-        began = time.perf_counter()
-        for index in range(total):
-            delay = began + index / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            event_id, data = order_event(dt.datetime.now(dt.UTC))
-            published[index] = time.perf_counter()
-            ack = await js.publish(
-                "pulse.events.orders.created", data, headers={"Nats-Msg-Id": event_id}
-            )
-            sequences[index] = ack.seq
-        achieved = total / (time.perf_counter() - began)
+        processes = {
+            "materializer": psutil.Process(stack.pid("materializer")),
+            "gateway": psutil.Process(stack.pid("gateway")),
+            "nats_server": psutil.Process(stack.nats.process.pid),
+            "subscribers": psutil.Process(),
+        }
+        cpu_before = {name: _cpu_seconds(p) for name, p in processes.items()}
+        busy_before = _machine_busy()
+        counters_before = await materializer_counters(stack)
+        probe = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.live_probe",
+            stack.nats.url,
+            str(rate),
+            str(total),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await probe.communicate()
+        if probe.returncode != 0:
+            raise RuntimeError(f"bench.live_probe failed ({probe.returncode})")
+        cpu_after = {name: _cpu_seconds(p) for name, p in processes.items()}
+        busy_after = _machine_busy()
+        counters_after = await materializer_counters(stack)
+        measured = json.loads(output)
         done, pending = await asyncio.wait(watchers, timeout=30)
         for task in pending:
             task.cancel()
@@ -233,21 +293,67 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
         await nc.drain()
         for ws in sockets:
             ws.close()
-    notice_latency = _notice_latencies(notices, sequences, published)
+    published: list[float] = measured["published"]
+    notice_latency = _notice_latencies(measured["notices"], measured["sequences"], published)
+    loop_latency = _notice_latencies(loop_notices, measured["sequences"], published)
+    latencies = [t for seen in arrivals for t in _arrival_latencies(seen, published)]
+    window = measured["seconds"]
+    wall = busy_after[1] - busy_before[1]
+    delta = {k: counters_after[k] - counters_before[k] for k in counters_before}
+    batches = delta["pulse_materializer_batch_seconds_count"] or 1
+    queries_run = delta["pulse_materializer_query_seconds_count"] or 1
     return {
         "events": total,
-        "rate_achieved": round(achieved),
+        "rate_achieved": round(total / window),
         "publish_to_notice_p50_ms": round(percentile(notice_latency, 50) * 1000, 1),
         "publish_to_notice_p99_ms": round(percentile(notice_latency, 99) * 1000, 1),
+        "events_without_notice": total - len(notice_latency),
+        "notice_in_subscribers_process_p50_ms": round(percentile(loop_latency, 50) * 1000, 1),
+        "notice_in_subscribers_process_p99_ms": round(percentile(loop_latency, 99) * 1000, 1),
         "subscribers": subscribers,
         "live_queries": min(len(queries), subscribers),
-        "frames_received": frames,
+        "frames_received": sum(len(seen) for seen in arrivals),
         "complete_subscribers": len(done) - len(dropped),
         "dropped_subscribers": len(dropped),
         "p50_ms": round(percentile(latencies, 50) * 1000, 1),
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
         "max_ms": round(max(latencies) * 1000, 1),
+        # Where the CPU went while the events were published (100 = one core).
+        "cpu_percent": {
+            **{
+                name: round((cpu_after[name] - cpu_before[name]) / window * 100)
+                for name in processes
+            },
+            "publisher": round(measured["cpu_seconds"] / window * 100),
+            "machine_busy_of_all_cores": round(
+                (busy_after[0] - busy_before[0]) / wall * 100 if wall else 0
+            ),
+        },
+        "materializer": {
+            "batches": int(delta["pulse_materializer_batch_seconds_count"]),
+            "events_per_batch": round(delta["pulse_materializer_batch_events_sum"] / batches, 1),
+            "batch_ms_mean": round(
+                delta["pulse_materializer_batch_seconds_sum"] / batches * 1000, 1
+            ),
+            "named_queries": int(delta["pulse_materializer_query_seconds_count"]),
+            "named_query_ms_mean": round(
+                delta["pulse_materializer_query_seconds_sum"] / queries_run * 1000, 1
+            ),
+            "checkpoints": int(delta["pulse_materializer_checkpoint_seconds_count"]),
+            "checkpoint_seconds": round(delta["pulse_materializer_checkpoint_seconds_sum"], 3),
+        },
     }
+
+
+def _arrival_latencies(seen: list[tuple[int, float]], published: list[float]) -> list[float]:
+    """Per event, for one subscriber: publish until the first result that includes it
+    (``seen``: how many of the published events each result includes, and when it came)."""
+    latencies = []
+    reached = 0
+    for count, now in seen:
+        latencies.extend(now - published[index] for index in range(reached, count))
+        reached = max(reached, count)
+    return latencies
 
 
 def _notice_latencies(
