@@ -179,6 +179,8 @@ _MATERIALIZER_COUNTERS = (
     "pulse_materializer_query_seconds_sum",
     "pulse_materializer_checkpoint_seconds_count",
     "pulse_materializer_checkpoint_seconds_sum",
+    "pulse_materializer_fold_seconds_count",
+    "pulse_materializer_fold_seconds_sum",
 )
 
 
@@ -341,6 +343,9 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
             ),
             "checkpoints": int(delta["pulse_materializer_checkpoint_seconds_count"]),
             "checkpoint_seconds": round(delta["pulse_materializer_checkpoint_seconds_sum"], 3),
+            # Folds of the aggregate deltas after a notice (none counted before 2026-12-03).
+            "folds": int(delta["pulse_materializer_fold_seconds_count"]),
+            "fold_seconds": round(delta["pulse_materializer_fold_seconds_sum"], 3),
         },
     }
 

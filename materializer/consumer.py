@@ -438,7 +438,9 @@ class Ingestor:
             # idle spell, its messages pin the memory they were allocated in, and its
             # result the ids its changes name (docs/OPERATIONS.md, "Memory").
             del batch, result
-            # After the notice: a checkpoint changes no answer, and must not delay one.
+            # After the notice: a fold or a checkpoint changes no answer, and must not
+            # delay one.
+            await self._fold_when_due(loop)
             await self._checkpoint_when_due()
             if self._stopping and not self._buffer:
                 return
@@ -600,6 +602,22 @@ class Ingestor:
         if released:
             self._applied_since_release = 0
             self._metrics.memory_releases.inc()
+
+    async def _fold_when_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fold the aggregate deltas into their bases once they are due
+        (``Store.fold_when_due``), after the change notice of the batch that filled them.
+
+        A failed fold is left to the next batch: ``Store.apply_batch`` folds first while
+        the deltas are due, under the batch's own fault handling and retries.
+        """
+        started = time.perf_counter()
+        try:
+            folded = await loop.run_in_executor(self._writer, self._store.fold_when_due)
+        except Exception as exc:
+            log.warning("folding the aggregate deltas failed, the next batch tries: %s", exc)
+            return
+        if folded:
+            self._metrics.fold_seconds.observe(time.perf_counter() - started)
 
     def _checkpoint_due(self, *, idle: bool = False) -> bool:
         try:

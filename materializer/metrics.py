@@ -34,6 +34,11 @@ class MaterializerMetrics:
             "Time of one scheduled CHECKPOINT of the DuckDB file",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.fold_seconds = m.histogram(
+            "fold_seconds",
+            "Time of one fold of the aggregate deltas into their bases, after a change notice",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.checkpoint_retries = m.counter(
             "checkpoint_retries",
             "Scheduled checkpoints refused because a read was running (tried again)",

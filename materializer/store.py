@@ -179,9 +179,18 @@ class Store:
         fresh = [m for m in messages if m.sequence > last]
         if not fresh:
             return BatchResult(last, last, 0, 0, 0, {"pipeline"})
-        if self._delta_rows >= deltas.COMPACT_ROWS:
-            self.compact()
+        self.fold_when_due()  # when the caller did not after the batch before
         return self._apply_or_split(fresh)
+
+    def fold_when_due(self) -> bool:
+        """Fold the aggregate deltas once they hold ``deltas.COMPACT_ROWS`` rows (``compact``);
+        True when it folded. The materializer calls it after each batch's change notice, so
+        that no notice waits for a fold; ``apply_batch`` calls it first for other callers.
+        """
+        if self._delta_rows < deltas.COMPACT_ROWS:
+            return False
+        self.compact()
+        return True
 
     def compact(self) -> None:
         """Fold the aggregate deltas into their bases, in a transaction of its own.

@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 
 from bench.bench_apply import generate as generate_raw
 from materializer import consumer, db, memory
+from materializer.aggregates import FOLDED, deltas
 from materializer.app import Materializer
 from materializer.consumer import IDLE_SECONDS
 from materializer.settings import Settings
@@ -424,3 +425,42 @@ async def test_memory_is_handed_back_once_ingest_goes_idle_after_a_burst_and_not
         assert running.healthy() == (True, "ok")
         answered = await asyncio.to_thread(running.store.query, "pipeline", {})  # type: ignore[union-attr]
         assert answered.data is not None
+
+
+def _folds(running: Materializer) -> float:
+    count = running.metrics.registry.get_sample_value("pulse_materializer_fold_seconds_count")
+    return count or 0.0
+
+
+async def test_the_deltas_are_folded_after_the_notice_of_the_batch_that_filled_them(
+    materializer_settings: Settings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not before the next batch, which may not come for hours, and which would wait for
+    the fold: a batch's deltas are folded as soon as its notice is out."""
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 1)  # every batch with a delta row is due
+    messages = generate(13, 600, duplicates=0.0, bad=0.0).messages
+    last_order = max(i for i, m in enumerate(messages) if m.subject.endswith("orders.created"))
+    async with Materializer(materializer_settings) as running:
+        store = running.store
+        assert store is not None
+
+        def pending() -> int:
+            return store.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
+
+        await running.wait_for_sequence(await publish(js, messages[:last_order]))
+        folds = _folds(running)
+        # One order alone: its batch appends delta rows, and no batch comes after it.
+        await running.wait_for_sequence(await publish(js, [messages[last_order]]))
+        assert await _until(lambda: _folds(running) > folds and pending() == 0, 5)
+        # Every order is still counted, from the bases alone now.
+        count, first, last = await asyncio.to_thread(
+            store.read,
+            lambda cursor: cursor.execute(
+                "SELECT count(*), date_trunc('hour', min(time)), max(time) + INTERVAL 1 HOUR"
+                " FROM order_events"
+            ).fetchone(),
+        )
+        window = {"from": first.isoformat(), "to": last.isoformat()}
+        answered = await asyncio.to_thread(store.query, "sales_summary", window)
+        assert answered.wire["orders"] == count > 0
+        assert running.healthy() == (True, "ok")
