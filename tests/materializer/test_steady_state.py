@@ -266,9 +266,13 @@ def test_the_file_is_attached_whatever_its_path_holds(tmp_path: Path, name: str)
     assert sorted(p.name for p in path.parent.iterdir()) == ["pulse.duckdb"]
 
 
+def _sample(running: Materializer, name: str) -> float:
+    """One sample of the materializer's metrics (0 before its first observation)."""
+    return running.metrics.registry.get_sample_value(f"pulse_materializer_{name}") or 0.0
+
+
 def _checkpoints(running: Materializer) -> float:
-    count = running.metrics.registry.get_sample_value("pulse_materializer_checkpoint_seconds_count")
-    return count or 0.0
+    return _sample(running, "checkpoint_seconds_count")
 
 
 async def _until(predicate: Any, seconds: float) -> bool:
@@ -404,8 +408,7 @@ def test_memory_is_not_released_under_a_running_read_and_reads_wait_for_a_releas
 
 
 def _releases(running: Materializer) -> float:
-    count = running.metrics.registry.get_sample_value("pulse_materializer_memory_releases_total")
-    return count or 0.0
+    return _sample(running, "memory_releases_total")
 
 
 async def test_memory_is_handed_back_once_ingest_goes_idle_after_a_burst_and_not_after_a_trickle(
@@ -428,8 +431,7 @@ async def test_memory_is_handed_back_once_ingest_goes_idle_after_a_burst_and_not
 
 
 def _folds(running: Materializer) -> float:
-    count = running.metrics.registry.get_sample_value("pulse_materializer_fold_seconds_count")
-    return count or 0.0
+    return _sample(running, "fold_seconds_count")
 
 
 async def test_the_deltas_are_folded_after_the_notice_of_the_batch_that_filled_them(
