@@ -32,8 +32,8 @@ from typing import Any
 import psutil
 
 from bench.bench_apply import generate, seen_index_bytes
-from materializer.app import limit_malloc_arenas
 from materializer.db import MEMORY_LIMIT
+from materializer.memory import limit_malloc_arenas
 from materializer.store import Store
 
 MB = 2**20

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import shutil
 import time
@@ -26,6 +25,7 @@ from materializer import continuity, db
 from materializer.consumer import Ingestor
 from materializer.http import HttpServer
 from materializer.lifecycle import Lifecycle
+from materializer.memory import limit_malloc_arenas
 from materializer.metrics import MaterializerMetrics
 from materializer.queries import QueryContext
 from materializer.readiness import ReadGate
@@ -43,29 +43,6 @@ log = logging.getLogger("pulse_bi.materializer")
 PROGRESS_INTERVAL = 5.0
 #: Events behind the stream that count as catching up (live traffic is a few behind).
 PROGRESS_MIN_LAG = 1000
-
-
-#: glibc's ``mallopt`` parameter for the most arenas (malloc.h).
-_M_ARENA_MAX = -8
-
-
-def limit_malloc_arenas(arenas: int) -> bool:
-    """Cap glibc's malloc arenas at ``arenas`` (``MALLOC_ARENA_MAX``; 0: leave glibc's
-    default); True when set.
-
-    Each thread that allocates gets an arena of its own up to 8 per core, and freed
-    memory stays in the arena that held it: the query threads' arenas kept 26 MB free
-    where two kept 2.6 to 10 MB (docs/BENCHMARKS.md, "Where the materializer's RSS grows").
-    glibc fixes its limit when the ninth arena is made, so this runs before the store
-    and the thread pools start. Not glibc (musl, macOS): nothing to do.
-    """
-    if arenas <= 0:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already uses
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 class Materializer:

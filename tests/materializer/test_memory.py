@@ -17,7 +17,8 @@ from nats.js import JetStreamContext
 
 from bench.bench_apply import generate
 from materializer import db
-from materializer.app import Materializer, limit_malloc_arenas
+from materializer.app import Materializer
+from materializer.memory import limit_malloc_arenas
 from materializer.settings import Settings
 from materializer.store import BatchResult, RawMessage, Store
 from pulse_bi.simulator import generate as generate_stream
