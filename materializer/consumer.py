@@ -440,7 +440,7 @@ class Ingestor:
             del batch, result
             # After the notice: a fold or a checkpoint changes no answer, and must not
             # delay one.
-            await self._fold_when_due(loop)
+            await self._fold_when_due()
             await self._checkpoint_when_due()
             if self._stopping and not self._buffer:
                 return
@@ -603,18 +603,22 @@ class Ingestor:
             self._applied_since_release = 0
             self._metrics.memory_releases.inc()
 
-    async def _fold_when_due(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _fold_when_due(self) -> None:
         """Fold the aggregate deltas into their bases once they are due
         (``Store.fold_when_due``), after the change notice of the batch that filled them.
 
         A failed fold is left to the next batch: ``Store.apply_batch`` folds first while
         the deltas are due, under the batch's own fault handling and retries.
         """
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
             folded = await loop.run_in_executor(self._writer, self._store.fold_when_due)
         except Exception as exc:
-            log.warning("folding the aggregate deltas failed, the next batch tries: %s", exc)
+            log.warning(
+                "could not fold the aggregate deltas, the next batch tries: %s",
+                faults.describe(exc),
+            )
             return
         if folded:
             self._metrics.fold_seconds.observe(time.perf_counter() - started)

@@ -466,3 +466,40 @@ async def test_the_deltas_are_folded_after_the_notice_of_the_batch_that_filled_t
         answered = await asyncio.to_thread(store.query, "sales_summary", window)
         assert answered.wire["orders"] == count > 0
         assert running.healthy() == (True, "ok")
+
+
+async def test_a_fold_that_fails_after_the_notice_is_left_to_the_next_batch(
+    materializer_settings: Settings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its batch is committed and announced already: ingest goes on, and the next batch
+    folds first."""
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 1)
+    fold = Store.compact
+    failures: list[int] = []
+
+    def fails_once(store: Store) -> None:
+        if not failures:
+            failures.append(store.last_sequence())
+            raise duckdb.IOException("IO Error: could not write to the WAL (injected)")
+        fold(store)
+
+    monkeypatch.setattr(Store, "compact", fails_once)
+    messages = generate(14, 200, duplicates=0.0, bad=0.0).messages
+    orders = [i for i, m in enumerate(messages) if m.subject.endswith("orders.created")]
+    async with Materializer(materializer_settings) as running:
+        store = running.store
+        assert store is not None
+        first = await publish(js, messages[: orders[0] + 1])
+        await running.wait_for_sequence(first)
+        assert await _until(lambda: bool(failures), 5)
+        assert len(failures) == 1 and failures[0] <= first  # after a committed batch
+        last = await publish(js, messages[orders[0] + 1 : orders[-1] + 1])
+        await running.wait_for_sequence(last)
+        assert await _until(
+            lambda: (
+                _folds(running) >= 1
+                and store.read(lambda cursor: deltas.pending_rows(cursor, FOLDED)) == 0
+            ),
+            5,
+        )
+        assert running.healthy() == (True, "ok")
