@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -435,15 +436,37 @@ async def bench_fanout(subscribers: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: a finite ``kind`` from ``low`` to ``high``, or a clear error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:  # also NaN
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+#: The live part's rate (events/s), length (s) and subscribers, as ``bench.live_probe``
+#: and this command accept them.
+RATE = bounded(int, 1, 100_000)
+LIVE_SECONDS = bounded(float, 0.1, 86_400)
+LIVE_SUBSCRIBERS = bounded(int, 1, 10_000)
+
+
 def main() -> None:
     """Run the chosen parts and print their figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default="http,live,fanout", help="parts to run")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each HTTP load run")
     parser.add_argument("--events", type=int, default=20_000, help="simulated events to prefill")
-    parser.add_argument("--rate", type=int, default=1000, help="events/s for the live part")
-    parser.add_argument("--live-seconds", type=float, default=10.0)
-    parser.add_argument("--live-subscribers", type=int, default=100)
+    parser.add_argument("--rate", type=RATE, default=1000, help="events/s for the live part")
+    parser.add_argument("--live-seconds", type=LIVE_SECONDS, default=10.0)
+    parser.add_argument("--live-subscribers", type=LIVE_SUBSCRIBERS, default=100)
     parser.add_argument("--subscribers", type=int, default=10_000, help="sockets for fan-out")
     parser.add_argument("--rounds", type=int, default=3, help="changes in the fan-out part")
     args = parser.parse_args()

@@ -18,17 +18,17 @@ machine, so the caller compares these times with its own.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
 import json
-import sys
 import time
 from typing import Any
 
 import nats
 
-from bench.bench_gateway import order_event
+from bench.bench_gateway import RATE, bounded, order_event
 from pulse_bi.contract import CHANGES_SUBJECT, notice_decoder
 
 
@@ -81,8 +81,12 @@ async def probe(url: str, rate: int, total: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    url, rate, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    print(json.dumps(asyncio.run(probe(url, rate, total))), flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", help="the NATS server")
+    parser.add_argument("rate", type=RATE, help="events per second")
+    parser.add_argument("total", type=bounded(int, 0, 100_000 * 86_400), help="events")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(probe(args.url, args.rate, args.total))), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from bench.bench_gateway import _arrival_latencies, _notice_latencies
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.bench_gateway import (
+    LIVE_SECONDS,
+    LIVE_SUBSCRIBERS,
+    RATE,
+    _arrival_latencies,
+    _notice_latencies,
+)
 from bench.live_probe import probe
 from pulse_bi.natsserver import LocalNatsServer
 
@@ -28,3 +42,49 @@ def test_a_subscriber_result_times_every_event_it_includes_once() -> None:
     # Results with 2 events at 5 s, again 2 (unchanged) at 6 s, then all 4 at 7 s.
     seen = [(2, 5.0), (2, 6.0), (4, 7.0)]
     assert _arrival_latencies(seen, published) == [5.0, 4.0, 5.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        (RATE, "0"),
+        (RATE, "-5"),
+        (RATE, "100001"),
+        (RATE, "1.5"),
+        (RATE, ""),
+        (RATE, "ten"),
+        (LIVE_SECONDS, "0"),
+        (LIVE_SECONDS, "nan"),
+        (LIVE_SECONDS, "inf"),
+        (LIVE_SECONDS, "1e400"),
+        (LIVE_SUBSCRIBERS, "0"),
+        (LIVE_SUBSCRIBERS, "99999999999999999999999"),
+    ],
+)
+def test_the_live_part_refuses_rates_lengths_and_subscribers_it_cannot_run(
+    kind: Any, text: str
+) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        kind(text)
+
+
+@given(st.text(max_size=30))
+def test_a_bounded_argument_is_in_range_or_a_clear_error(text: str) -> None:
+    try:
+        value = LIVE_SECONDS(text)
+    except argparse.ArgumentTypeError as error:
+        assert str(error)
+    else:
+        assert 0.1 <= value <= 86_400
+
+
+def test_the_probe_refuses_a_rate_of_zero_before_it_connects() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.live_probe", "nats://127.0.0.1:1", "0", "5"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "rate" in done.stderr and "not between 1 and 100000" in done.stderr
