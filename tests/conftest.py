@@ -4,6 +4,7 @@ in-process materializer on a tmp DuckDB file, and helpers to publish events."""
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +18,26 @@ from nats.js import JetStreamContext
 from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.natsserver import LocalNatsServer
 from pulse_bi.streams import ensure_stream
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_left_as_found() -> Iterator[None]:
+    """Fail a test that leaves SIGINT or SIGTERM with another handler, and put it back.
+
+    uvicorn serving on the main thread once put back, on exit, the SIGINT handler the
+    test runner had set for a fixture's setup: a stale one holding that fixture's value.
+    Every later ``asyncio.run`` then wrote out its repr (~40 ms each: a Hypothesis test
+    of 300 examples took 16 s instead of 3), and Ctrl-C went to a finished task.
+    """
+    found = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    yield
+    changed = [sig.name for sig in _SIGNALS if signal.getsignal(sig) is not found[sig]]
+    for sig, handler in found.items():
+        signal.signal(sig, handler)
+    assert not changed, f"the test left other handlers for {', '.join(changed)}"
 
 
 @pytest.fixture

@@ -63,6 +63,9 @@ class Live:
 async def _serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
+    # uvicorn on the main thread takes SIGINT and SIGTERM, then puts back what it found:
+    # here the test runner's handler of the fixture's setup, by then stale (tests/conftest.py).
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
         while not server.started:
