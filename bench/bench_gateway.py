@@ -209,7 +209,9 @@ def _machine_busy() -> tuple[float, float]:
     return sum(times) - idle, sum(times)
 
 
-async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, Any]:
+async def bench_live(
+    rate: int, seconds: float, subscribers: int, publish: str = "core"
+) -> dict[str, Any]:
     """Event published -> change notice, and -> subscriber has a result that includes it,
     at `rate` events/s; where the machine's CPU went meanwhile.
 
@@ -279,6 +281,7 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
             stack.nats.url,
             str(rate),
             str(total),
+            f"--publish={publish}",
             stdout=asyncio.subprocess.PIPE,
         )
         output, _ = await probe.communicate()
@@ -307,6 +310,7 @@ async def bench_live(rate: int, seconds: float, subscribers: int) -> dict[str, A
     queries_run = delta["pulse_materializer_query_seconds_count"] or 1
     return {
         "events": total,
+        "publish": publish,
         "rate_achieved": round(total / window),
         "publish_to_notice_p50_ms": round(percentile(notice_latency, 50) * 1000, 1),
         "publish_to_notice_p99_ms": round(percentile(notice_latency, 99) * 1000, 1),
@@ -467,6 +471,12 @@ def main() -> None:
     parser.add_argument("--rate", type=RATE, default=1000, help="events/s for the live part")
     parser.add_argument("--live-seconds", type=LIVE_SECONDS, default=10.0)
     parser.add_argument("--live-subscribers", type=LIVE_SUBSCRIBERS, default=100)
+    parser.add_argument(
+        "--publish",
+        choices=("core", "acked"),
+        default="core",
+        help="live part: publish without waiting for acks, or await each (bench.live_probe)",
+    )
     parser.add_argument("--subscribers", type=int, default=10_000, help="sockets for fan-out")
     parser.add_argument("--rounds", type=int, default=3, help="changes in the fan-out part")
     args = parser.parse_args()
@@ -484,7 +494,7 @@ def main() -> None:
         print(json.dumps(report["http"]), flush=True)
     if "live" in parts:
         report["live"] = asyncio.run(
-            bench_live(args.rate, args.live_seconds, args.live_subscribers)
+            bench_live(args.rate, args.live_seconds, args.live_subscribers, args.publish)
         )
         print(json.dumps(report["live"]), flush=True)
     if "fanout" in parts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.js import JetStreamContext
 
 from bench.bench_gateway import (
     LIVE_SECONDS,
@@ -19,22 +21,35 @@ from bench.bench_gateway import (
     _arrival_latencies,
     _notice_latencies,
 )
-from bench.live_probe import probe
+from bench.live_probe import SUBJECT, probe
 from pulse_bi.natsserver import LocalNatsServer
 
 
+@pytest.mark.parametrize("acked", [False, True])
 async def test_probe_times_each_publish_and_the_notices_that_cover_them(
-    nats_server: LocalNatsServer, materializer: Any
+    nats_server: LocalNatsServer, materializer: Any, js: JetStreamContext, acked: bool
 ) -> None:
-    measured = await probe(nats_server.url, rate=200, total=30)
+    before = await js.publish(SUBJECT, b"{}")  # the stream does not start empty
+    measured = await probe(nats_server.url, rate=200, total=30, acked=acked)
     sequences, published = measured["sequences"], measured["published"]
-    assert sequences == sorted(set(sequences)) and len(sequences) == 30
+    assert sequences == list(range(before.seq + 1, before.seq + 31))
     assert published == sorted(published) and published[0] > 0
     assert measured["seconds"] >= 29 / 200 and measured["cpu_seconds"] > 0
     # The materializer's notices cover the last event: every event gets a latency.
     assert measured["notices"][-1][0] >= sequences[-1]
     latencies = _notice_latencies(measured["notices"], sequences, published)
     assert len(latencies) == 30 and min(latencies) > 0
+
+
+async def test_probe_publishing_without_acks_fails_when_another_publisher_shares_the_stream(
+    nats_server: LocalNatsServer, js: JetStreamContext
+) -> None:
+    # Without acks, the probe counts on the stream's next sequences being its own.
+    running = asyncio.create_task(probe(nats_server.url, rate=100, total=30))
+    await asyncio.sleep(0.1)
+    await js.publish(SUBJECT, b"{}")
+    with pytest.raises(RuntimeError, match="something else published"):
+        await running
 
 
 def test_a_subscriber_result_times_every_event_it_includes_once() -> None:
