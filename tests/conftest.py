@@ -19,7 +19,6 @@ from materializer.settings import Settings as MaterializerSettings
 from pulse_bi.natsserver import LocalNatsServer
 from pulse_bi.streams import ensure_stream
 
-
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
