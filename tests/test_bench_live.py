@@ -93,13 +93,24 @@ def test_a_bounded_argument_is_in_range_or_a_clear_error(text: str) -> None:
         assert 0.1 <= value <= 86_400
 
 
-def test_the_probe_refuses_a_rate_of_zero_before_it_connects() -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["0", "5"], "not between 1 and 100000"),
+        (["10", "5", "--publish", "nope"], "invalid choice: 'nope'"),
+        (["10", "5", "--publish", ""], "invalid choice: ''"),
+        (["10", "5", "--publish", "ACKED"], "invalid choice: 'ACKED'"),
+    ],
+)
+def test_the_probe_refuses_what_it_cannot_run_before_it_connects(
+    args: list[str], message: str
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.live_probe", "nats://127.0.0.1:1", "0", "5"],
+        [sys.executable, "-m", "bench.live_probe", "nats://127.0.0.1:1", *args],
         cwd=Path(__file__).parents[1],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 2
-    assert "rate" in done.stderr and "not between 1 and 100000" in done.stderr
+    assert message in done.stderr
