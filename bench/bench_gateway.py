@@ -460,6 +460,8 @@ def bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[
 RATE = bounded(int, 1, 100_000)
 LIVE_SECONDS = bounded(float, 0.1, 86_400)
 LIVE_SUBSCRIBERS = bounded(int, 1, 10_000)
+#: How ``bench.live_probe`` publishes: without waiting for acks, or awaiting each.
+PUBLISH = ("core", "acked")
 
 
 def main() -> None:
@@ -473,8 +475,8 @@ def main() -> None:
     parser.add_argument("--live-subscribers", type=LIVE_SUBSCRIBERS, default=100)
     parser.add_argument(
         "--publish",
-        choices=("core", "acked"),
-        default="core",
+        choices=PUBLISH,
+        default=PUBLISH[0],
         help="live part: publish without waiting for acks, or await each (bench.live_probe)",
     )
     parser.add_argument("--subscribers", type=int, default=10_000, help="sockets for fan-out")
