@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from bench.bench_gateway import (
@@ -42,11 +43,19 @@ async def test_probe_times_each_publish_and_the_notices_that_cover_them(
 
 
 async def test_probe_publishing_without_acks_fails_when_another_publisher_shares_the_stream(
-    nats_server: LocalNatsServer, js: JetStreamContext
+    nats_server: LocalNatsServer, nc: NATS, js: JetStreamContext
 ) -> None:
-    # Without acks, the probe counts on the stream's next sequences being its own.
-    running = asyncio.create_task(probe(nats_server.url, rate=100, total=30))
-    await asyncio.sleep(0.1)
+    # Without acks, the probe counts on the stream's next sequences being its own. The
+    # other publisher sends once the probe's first event is out (the probe has read
+    # where the stream ended), while the probe has 2 s of events left to publish.
+    started = asyncio.Event()
+
+    async def on_event(_: Any) -> None:
+        started.set()
+
+    await nc.subscribe(SUBJECT, cb=on_event)
+    running = asyncio.create_task(probe(nats_server.url, rate=100, total=200))
+    await asyncio.wait_for(started.wait(), 30)
     await js.publish(SUBJECT, b"{}")
     with pytest.raises(RuntimeError, match="something else published"):
         await running
