@@ -324,7 +324,7 @@ async def bench_live(
         "dropped_subscribers": len(dropped),
         "p50_ms": round(percentile(latencies, 50) * 1000, 1),
         "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-        "max_ms": round(max(latencies) * 1000, 1),
+        "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
         # Where the CPU went while the events were published (100 = one core).
         "cpu_percent": {
             **{

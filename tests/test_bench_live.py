@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from bench.bench_gateway import (
     _arrival_latencies,
     _notice_latencies,
 )
-from bench.live_probe import SUBJECT, probe
+from bench.live_probe import SUBJECT, _events, probe
 from pulse_bi.natsserver import LocalNatsServer
 
 
@@ -40,6 +41,20 @@ async def test_probe_times_each_publish_and_the_notices_that_cover_them(
     assert measured["notices"][-1][0] >= sequences[-1]
     latencies = _notice_latencies(measured["notices"], sequences, published)
     assert len(latencies) == 30 and min(latencies) > 0
+    # Each event had ids of its own: all 30 were applied, none a duplicate.
+    state = await asyncio.to_thread(materializer.store.stats)
+    assert (state["events_applied"], state["events_duplicate"]) == (30, 0)
+
+
+@pytest.mark.parametrize("total", [0, 1, 500])
+def test_the_probes_events_are_valid_orders_each_with_ids_of_its_own(total: int) -> None:
+    events = list(_events(total))
+    assert len(events) == total
+    decoded = [json.loads(data) for _, data in events]
+    assert [event["id"] for event in decoded] == [event_id for event_id, _ in events]
+    assert len({event["id"] for event in decoded}) == total
+    assert len({event["data"]["order_id"] for event in decoded}) == total
+    assert all(event["type"] == "order.created" for event in decoded)
 
 
 async def test_probe_publishing_without_acks_fails_when_another_publisher_shares_the_stream(
