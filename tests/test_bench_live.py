@@ -121,6 +121,9 @@ def test_a_bounded_argument_is_in_range_or_a_clear_error(text: str) -> None:
     ("args", "message"),
     [
         (["0", "5"], "not between 1 and 100000"),
+        (["10", "-1"], "not between 0 and"),
+        (["10", "ten"], "not a number: 'ten'"),
+        (["10", "99999999999999999999"], "not between 0 and"),
         (["10", "5", "--publish", "nope"], "invalid choice: 'nope'"),
         (["10", "5", "--publish", ""], "invalid choice: ''"),
         (["10", "5", "--publish", "ACKED"], "invalid choice: 'ACKED'"),
