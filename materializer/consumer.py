@@ -608,8 +608,12 @@ class Ingestor:
         (``Store.fold_when_due``), after the change notice of the batch that filled them.
 
         A failed fold is left to the next batch: ``Store.apply_batch`` folds first while
-        the deltas are due, under the batch's own fault handling and retries.
+        the deltas are due, under the batch's own fault handling and retries. When no
+        fold is due the writer thread is not asked at all: a round trip to it after
+        every batch delayed the next batch under load.
         """
+        if not self._store.fold_due:
+            return
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:

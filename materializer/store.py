@@ -187,10 +187,16 @@ class Store:
         True when it folded. The materializer calls it after each batch's change notice, so
         that no notice waits for a fold; ``apply_batch`` calls it first for other callers.
         """
-        if self._delta_rows < deltas.COMPACT_ROWS:
+        if not self.fold_due:
             return False
         self.compact()
         return True
+
+    @property
+    def fold_due(self) -> bool:
+        """Whether the aggregate deltas hold ``deltas.COMPACT_ROWS`` rows or more: a
+        counter the writer keeps, cheap to ask on any thread between batches."""
+        return self._delta_rows >= deltas.COMPACT_ROWS
 
     def compact(self) -> None:
         """Fold the aggregate deltas into their bases, in a transaction of its own.

@@ -503,3 +503,29 @@ async def test_a_fold_that_fails_after_the_notice_is_left_to_the_next_batch(
             5,
         )
         assert running.healthy() == (True, "ok")
+
+
+async def test_between_folds_the_writer_thread_is_handed_the_batches_alone(
+    materializer_settings: Settings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a fold is due is a counter the loop reads: asking the writer thread after
+    every batch was a round trip in front of the next batch (docs/OPERATIONS.md,
+    "Aggregate deltas")."""
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 10**9)
+    messages = generate(15, 300, duplicates=0.0, bad=0.0).messages
+    async with Materializer(materializer_settings) as running:
+        ingestor = running.ingestor
+        assert ingestor is not None
+        handed: list[str] = []
+        submit = ingestor._writer.submit
+
+        def counted(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            handed.append(getattr(fn, "__name__", repr(fn)))
+            return submit(fn, *args, **kwargs)
+
+        monkeypatch.setattr(ingestor._writer, "submit", counted)
+        for start in range(0, 300, 30):
+            await running.wait_for_sequence(await publish(js, messages[start : start + 30]))
+        assert handed.count("apply_batch") >= 10
+        assert "fold_when_due" not in handed
+        assert running.healthy() == (True, "ok")
