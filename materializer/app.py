@@ -310,13 +310,13 @@ class Materializer:
         )
 
     def query_context(self) -> QueryContext:
-        """Facts the named queries need that are not in DuckDB (stream position, health)."""
-        status, reason = self.health()
+        """Facts the named queries need that are not in DuckDB (stream position, health);
+        health and the lifecycle figures are asked on the query's thread, by the query
+        that shows them."""
         return QueryContext(
             stream_last_sequence=self._stream_last_sequence,
-            status=status,
-            reason=reason,
-            lifecycle=self.lifecycle.stats() if self.lifecycle is not None else {},
+            health=self.health,
+            lifecycle=self.lifecycle.stats if self.lifecycle is not None else dict,
         )
 
     async def wait_for_sequence(self, sequence: int, timeout: float = 30.0) -> None:

@@ -14,7 +14,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Generic, Protocol, TypeVar
@@ -62,12 +62,14 @@ class QueryContext:
     stream_last_sequence: int | None = None
     today: date | None = None
     #: The materializer's health (``ok``, ``degraded``, ``unavailable``) and its reason,
-    #: shown by the ``pipeline`` query.
-    status: str = "ok"
-    reason: str = "ok"
+    #: shown by the ``pipeline`` query. Asked only by a query that shows it: it looks at
+    #: the disk, which the other queries, a hundred a second with live subscribers,
+    #: have no use for.
+    health: Callable[[], tuple[str, str]] = lambda: ("ok", "ok")
     #: Last backup, archive horizon, file size and free disk (``Lifecycle.stats``),
     #: shown by the ``pipeline`` query; empty for a store without a materializer.
-    lifecycle: Mapping[str, Any] = field(default_factory=dict)
+    #: Asked only by a query that shows them, as ``health``.
+    lifecycle: Callable[[], Mapping[str, Any]] = dict
 
     def today_utc(self) -> date:
         """The as-of date default: today in UTC."""

@@ -168,10 +168,12 @@ def pipeline(
     known = context.stream_last_sequence
     stream_last = last if known is None else known
     gap_count, missing = continuity.gap_totals(cur)
+    status, reason = context.health()
+    lifecycle = context.lifecycle()
     return QueryResult(
         registry.PipelineRow(
-            status=context.status,
-            reason=context.reason,
+            status=status,
+            reason=reason,
             last_sequence=last,
             stream_last_sequence=stream_last,
             lag=max(0, stream_last - last),
@@ -185,11 +187,11 @@ def pipeline(
             last_batch_at=utc(current["last_batch_at"]),  # type: ignore[arg-type]
             version=last,
             # Data lifecycle (docs/OPERATIONS.md, "Backup", "Archive and retention").
-            last_backup_at=_time(context.lifecycle.get("last_backup_at")),
-            last_backup_sequence=context.lifecycle.get("last_backup_sequence"),
+            last_backup_at=_time(lifecycle.get("last_backup_at")),
+            last_backup_sequence=lifecycle.get("last_backup_sequence"),
             archive_horizon=_archive_horizon(cur),
-            file_bytes=context.lifecycle.get("file_bytes"),
-            disk_free_bytes=context.lifecycle.get("disk_free_bytes"),
+            file_bytes=lifecycle.get("file_bytes"),
+            disk_free_bytes=lifecycle.get("disk_free_bytes"),
         )
     )
 

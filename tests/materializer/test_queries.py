@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from materializer.queries import MAX_PAGE, BadQuery
+from materializer.queries import MAX_PAGE, BadQuery, QueryContext
 from materializer.store import Store
 from pulse_bi.contract import BY_NAME, QUERIES, QUERY_NAMES, QueryReply, wire_encoder
 from tests.materializer.eventkit import DAY, Stream
@@ -146,6 +146,29 @@ def test_pipeline_reports_position_counters_and_lag(store: Store) -> None:
     store.stream_last_sequence = 20
     lagging = store.query("pipeline", {}).wire
     assert (lagging["stream_last_sequence"], lagging["lag"]) == (20, 12)
+
+
+def _not_asked() -> Any:
+    raise AssertionError("asked for health or lifecycle figures it does not show")
+
+
+@pytest.mark.parametrize("name", [n for n in QUERY_NAMES if n != "pipeline"])
+def test_only_the_pipeline_query_asks_for_health_and_lifecycle_figures(
+    store: Store, name: str
+) -> None:
+    """They look at the disk; live subscriptions ask other queries a hundred times a second."""
+    context = QueryContext(health=_not_asked, lifecycle=_not_asked)
+    assert store.query(name, PARAMS.get(name, {}), context=context).wire
+
+
+def test_the_pipeline_query_shows_the_health_and_lifecycle_it_is_given(store: Store) -> None:
+    context = QueryContext(
+        health=lambda: ("degraded", "low disk space"),
+        lifecycle=lambda: {"file_bytes": 12345, "disk_free_bytes": 678},
+    )
+    row = store.query("pipeline", {}, context=context).wire
+    assert (row["status"], row["reason"]) == ("degraded", "low disk space")
+    assert (row["file_bytes"], row["disk_free_bytes"]) == (12345, 678)
 
 
 @pytest.mark.parametrize("name", [*QUERY_NAMES, "stats()"])
