@@ -1,7 +1,10 @@
 """The system under test for the gateway benchmarks, and the load tools they share.
 
 nats-server, the materializer and the gateway each run as their own process (the gateway
-on one uvicorn worker), as in production; the load comes from this process.
+on one uvicorn worker), as in production; the load comes from this process. Each runs
+with the product's default settings; settings in this process's environment pass through
+to them (e.g. ``BATCH_MAX_WAIT_MS=5``, which the materializer ran with in these benchmarks
+until 2026-12-03: docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -108,7 +111,6 @@ class Stack:
                 "DUCKDB_PATH": str(self.duckdb_path),
                 "DATA_PATH": str(self.tmp),
                 "MATERIALIZER_HTTP_PORT": str(self.materializer_port),
-                "BATCH_MAX_WAIT_MS": "5",
                 **(materializer_env or {}),
             },
         )
