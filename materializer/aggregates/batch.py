@@ -62,6 +62,9 @@ class Batch:
         #: Frames an aggregate builds for one step and reads again in another.
         self.frames: dict[str, Frame] = {}
         self.aggregates: set[str] = {"pipeline"}
+        #: The latest time among the applied events without a site (the central site's),
+        #: which ``pipeline.record`` stores (``sites.apply`` finds it).
+        self.central_last_event_time: datetime | None = None
         #: Rows appended to aggregate deltas (``materializer.aggregates.deltas``).
         self.delta_rows = 0
         #: The keys the batch touched, for its change notice (lists may repeat keys).

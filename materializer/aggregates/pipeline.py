@@ -1,7 +1,8 @@
 """Pipeline: the applied stream position, counters and rejected events.
 
 Tables (DDL in ``migrations/m0001_initial.py``): ``pipeline_state`` (one row, written
-in the same transaction as each batch's data: exactly once on restart) and
+in the same transaction as each batch's data: exactly once on restart; it also holds
+the central site's latest event time, ``aggregates/sites.py``) and
 ``rejected_events`` (raw bytes, subject, sequence and reason of every bad event).
 """
 
@@ -73,7 +74,8 @@ def record(
         "UPDATE pipeline_state SET last_sequence = ?, events_applied = events_applied + ?,"
         " events_rejected = events_rejected + ?, events_duplicate = events_duplicate + ?,"
         " batches = batches + 1,"
-        " last_event_time = greatest(last_event_time, ?::TIMESTAMPTZ), last_batch_at = ?"
+        " last_event_time = greatest(last_event_time, ?::TIMESTAMPTZ), last_batch_at = ?,"
+        " central_last_event_time = greatest(central_last_event_time, ?::TIMESTAMPTZ)"
         " WHERE id = 1",
         [
             last_sequence,
@@ -82,6 +84,7 @@ def record(
             duplicates,
             last_event_time,
             datetime.now(UTC),
+            batch.central_last_event_time,
         ],
     )
 

@@ -2,9 +2,14 @@
 
 No events of its own (``registry.SITES_SEEN``): it counts what the other aggregates
 applied in the batch, so it runs after them (they may still reject an event: an order
-id created again). Table (DDL in ``migrations/m0007_sites.py``): ``site_events``. The
-site of an event is its message's ``Pulse-Site`` ('' without one; docs/EVENTS.md,
-"Sites").
+id created again). Table (DDL in ``migrations/m0007_sites.py``): ``site_events``, one
+row per named site. The site of an event is its message's ``Pulse-Site`` ('' without
+one, the central site; docs/EVENTS.md, "Sites").
+
+The central site has no row (``migrations/m0011_central_site_in_pipeline.py``): its
+events are those applied less the named sites', and its latest event time goes into
+``pipeline_state`` with the update every batch makes anyway (``pipeline.record``), so
+a batch without sites — every batch of a one-site deployment — writes nothing here.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def apply(batch: Batch) -> None:
         for site, time in pairs:
             if site not in latest or time > latest[site]:
                 latest[site] = time
+    if "" in counts:  # the central site: counted by pipeline.record
+        del counts[""]
+        batch.central_last_event_time = latest.pop("")
     if not counts:
         return
     if len(counts) == 1:
@@ -80,16 +88,34 @@ def apply(batch: Batch) -> None:
 
 
 def rebuild(history: History) -> None:
-    """``site_events`` from every applied event: the raw rows of every raw table."""
+    """``site_events`` and the central site's latest event time from every applied event:
+    the raw rows of every raw table."""
     applied = " UNION ALL ".join(
         f"SELECT site, time FROM {history.of(table)}" for table in registry.RAW_TABLES
     )
     history.cur.execute(
-        f"INSERT INTO site_events SELECT site, count(*), max(time) FROM ({applied}) GROUP BY site"
+        f"INSERT INTO site_events SELECT site, count(*), max(time) FROM ({applied})"
+        " WHERE site <> '' GROUP BY site"
     )
+    history.cur.execute(
+        "UPDATE pipeline_state SET central_last_event_time ="
+        f" (SELECT max(time) FROM ({applied}) WHERE site = '') WHERE id = 1"
+    )
+
+
+#: The named sites' rows, and the central site's when it has applied events: those
+#: applied less the named sites' (``pipeline.record`` and ``apply`` count each once).
+_SITES = (
+    "WITH named AS (SELECT coalesce(sum(events), 0) AS events FROM site_events)"
+    " SELECT site, events, last_event_time FROM site_events"
+    " UNION ALL SELECT '', (p.events_applied - named.events)::BIGINT,"
+    " p.central_last_event_time FROM pipeline_state p, named"
+    " WHERE p.id = 1 AND p.events_applied > named.events"
+    " ORDER BY site"
+)
 
 
 @implements(registry.SITES)
 def sites(cur: Cursor, params: registry.SitesParams, _: QueryContext) -> Select:
     """Every site with applied events, by name."""
-    return Select("SELECT site, events, last_event_time FROM site_events ORDER BY site", [])
+    return Select(_SITES, [])

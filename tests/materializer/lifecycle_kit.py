@@ -35,7 +35,10 @@ BOOKKEEPING = {
     "seen_keys",
 }
 #: Pipeline counters two files that applied the same events agree on (not ``batches``).
-COUNTERS = "last_sequence, events_applied, events_rejected, events_duplicate, last_event_time"
+COUNTERS = (
+    "last_sequence, events_applied, events_rejected, events_duplicate, last_event_time,"
+    " central_last_event_time"
+)
 
 
 def contents(path: Path, *, raw: bool = True) -> dict[str, Any]:

@@ -104,6 +104,66 @@ def test_each_site_filtered_query_equals_the_same_query_over_that_sites_events(
         store.close()
 
 
+def _sites(store: Store) -> list[tuple[str, int, str | None]]:
+    rows = query_all(store, "sites", {}, wire=True)
+    return [(row["site"], row["events"], row["last_event_time"]) for row in rows]
+
+
+def test_the_central_site_is_counted_with_the_pipeline_state_and_listed_with_the_others(
+    tmp_path: Path,
+) -> None:
+    """Events without a site leave no row in ``site_events`` (m0011): the central site's
+    count is the applied events less the named sites', its latest time is kept with the
+    pipeline state. ``sites`` lists it as before, whatever the batches mix."""
+    central = generate(43, 1500, duplicates=0.05, bad=0.02, end=END).messages
+    named = generate(44, 1500, duplicates=0.05, bad=0.02, end=END).messages
+    # Central events alone first (batches of the central site only), then mixed.
+    mixed = [("", m) for m in central[:500]] + [
+        ("wh1" if site == "wh1" else "", m) for site, m in _interleaved(named, central[500:])
+    ]
+    site_of = {id(message): site for site, message in mixed}
+    stored = [(site_of[id(m)], m) for m in stored_by_stream(m for _, m in mixed)]
+    raw = [
+        RawMessage(sequence, message.subject, message.data, END, site or None)
+        for sequence, (site, message) in enumerate(stored, start=1)
+    ]
+    path = tmp_path / "central.duckdb"
+    store = Store.open(path)
+    try:
+        for start in range(0, len(raw), 350):
+            store.apply_batch(raw[start : start + 350])
+        expected = []
+        for site in ("", "wh1"):
+            alone = [m for s, m in stored if s == site]
+            times = [
+                datetime.fromisoformat(json.loads(m.data)["time"])
+                for m in alone
+                if m.kind == "event"
+            ]
+            applied = expected_aggregates(alone, as_of=AS_OF)["counts"]["applied"]
+            expected.append((site, applied, max(times).isoformat()))
+        assert _sites(store) == expected
+        applied = query_all(store, "pipeline", {}, wire=True)["events_applied"]
+        assert sum(events for _, events, _ in expected) == applied
+        no_row = store.read(
+            lambda cur: cur.execute("SELECT site FROM site_events ORDER BY site").fetchall()
+        )
+        assert no_row == [("wh1",)]
+        # A batch of bad messages alone changes neither count nor time.
+        junk = [
+            RawMessage(len(raw) + n, "pulse.events.orders.created", b"{", END, None) for n in (1, 2)
+        ]
+        store.apply_batch(junk)
+        assert _sites(store) == expected
+    finally:
+        store.close()
+    store = Store.open(path)
+    try:
+        assert _sites(store) == expected
+    finally:
+        store.close()
+
+
 def _answer(store: Store, name: str, params: dict[str, Any]) -> Any:
     if name == "top_products":
         return store.query(name, params).wire
@@ -443,6 +503,52 @@ def test_m0007_gives_rows_stored_before_sites_the_central_site(tmp_path: Path) -
         assert {"order_events", "order_lines", "stock_events", "invoices", "stock_snapshot"} <= (
             with_site
         )
+    finally:
+        store.close()
+
+
+def test_m0011_moves_the_central_sites_count_and_time_to_the_pipeline_state(
+    tmp_path: Path,
+) -> None:
+    from materializer import db
+
+    path = tmp_path / "v10.duckdb"
+    conn = db.connect(path)
+    try:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for migration in db.available_migrations():
+            if migration.version < 11:
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                    [migration.version, migration.name],
+                )
+        conn.execute(
+            "INSERT INTO site_events VALUES ('', 9, '2026-11-25 10:04:05+00'),"
+            " ('wh1', 3, '2026-11-25 11:00:00+00')"
+        )
+        conn.execute(
+            "UPDATE pipeline_state SET last_sequence = 12, events_applied = 12,"
+            " last_event_time = '2026-11-25 11:00:00+00'"
+        )
+    finally:
+        conn.close()
+    assert db.migration_status(path).current == 10
+    store = Store.open(path)
+    try:
+        assert _sites(store) == [
+            ("", 9, "2026-11-25T10:04:05+00:00"),
+            ("wh1", 3, "2026-11-25T11:00:00+00:00"),
+        ]
+        rows = store.read(lambda cur: cur.execute("SELECT site FROM site_events").fetchall())
+        assert rows == [("wh1",)]
+        # The central site's next events add to what it had.
+        stream = Stream()
+        store.apply_batch([msgspec.structs.replace(stream.order("O-1"), sequence=13)])
+        assert _sites(store)[0][:2] == ("", 10)
     finally:
         store.close()
 
