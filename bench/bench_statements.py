@@ -4,7 +4,9 @@ of each SQL statement the aggregates run, after a history of ``--prefill`` event
 Run: ``.venv/bin/python -m bench.bench_statements [--prefill 100000] [--batch 40]``.
 The store is fed ``bench_apply.generate``'s events (1 % re-sent), the prefill in
 20,000-event batches, then ``--events`` in ``--batch``-event batches, as a materializer
-at ~1,000 events/s commits them. Each statement is timed (thread CPU) around
+at ~1,000 events/s commits them. With ``--stream orders`` those are ``order.created``
+events alone, as the live part of ``bench_gateway`` publishes them
+(``bench_gateway.order_event``). Each statement is timed (thread CPU) around
 ``execute`` on the batch's cursor and grouped by its text's first 90 characters; the
 batches' wall time spread and the folds of the aggregate deltas (``Store.compact``) are
 printed too. ``--optimizer off`` and ``--fsync-mode NONE`` set DuckDB's
@@ -20,12 +22,15 @@ import re
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.bench_apply import generate
+from bench.bench_gateway import order_event
+from bench.live_probe import SUBJECT
 from materializer.aggregates import batch as batch_module
-from materializer.store import Store
+from materializer.store import RawMessage, Store
 
 #: statement → [runs, wall seconds, CPU seconds]
 TIMES: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
@@ -64,7 +69,15 @@ def main(args: argparse.Namespace) -> None:
     store = Store.open(
         Path(tempfile.mkdtemp()) / "statements.duckdb", row_group_size=args.row_group_size
     )
-    messages = list(generate(args.prefill + args.events, duplicates=0.01))
+    if args.stream == "orders":
+        now = datetime.now(UTC)
+        messages = list(generate(args.prefill, duplicates=0.01))
+        messages += [
+            RawMessage(args.prefill + 1 + n, SUBJECT, order_event(now)[1], now, None)
+            for n in range(args.events)
+        ]
+    else:
+        messages = list(generate(args.prefill + args.events, duplicates=0.01))
     for start in range(0, args.prefill, 20_000):
         store.apply_batch(messages[start : min(start + 20_000, args.prefill)])
     if args.optimizer == "off":
@@ -120,6 +133,12 @@ if __name__ == "__main__":
     parser.add_argument("--prefill", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument(
+        "--stream",
+        choices=("mix", "orders"),
+        default="mix",
+        help="after the prefill: the simulated mix, or order.created alone",
+    )
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument(
         "--row-group-size", type=int, default=None, help="rows (default: db.ROW_GROUP_SIZE)"

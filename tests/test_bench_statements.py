@@ -1,0 +1,46 @@
+"""bench_statements: its statements table for the simulated mix and for orders alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.bench_statements", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_orders_alone_time_the_order_statements_and_nothing_of_the_other_events() -> None:
+    done = _run("--prefill", "400", "--events", "120", "--batch", "40", "--stream", "orders")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 batches of 40 after 400 events")
+    statements = "\n".join(lines[2:])
+    for table in ("order_events", "order_lines", "sales_by_hour_delta", "pipeline_state"):
+        assert table in statements
+    for table in ("stock_events", "invoice_events", "payment_events", "site_events"):
+        assert table not in statements
+
+
+def test_the_mix_times_every_kind_of_event() -> None:
+    done = _run("--prefill", "400", "--events", "400", "--batch", "40")
+    assert done.returncode == 0, done.stderr
+    assert "stock_events" in done.stdout and "invoice_events" in done.stdout
+
+
+@pytest.mark.parametrize("stream", ["", "ORDERS", "order", "orders,mix"])
+def test_an_unknown_stream_is_refused(stream: str) -> None:
+    done = _run("--prefill", "0", "--events", "1", "--stream", stream)
+    assert done.returncode == 2
+    assert "--stream: invalid choice" in done.stderr
