@@ -4,7 +4,7 @@ Every batch updates ``pipeline_state``; a batch of events without a site (every 
 of a deployment of one site) updated ``site_events`` as well, a statement of its own
 that cost ~1 ms of a small batch (docs/BENCHMARKS.md). The central site (``''``) has
 applied ``events_applied`` less the events of the named sites, and its latest event
-time is the new ``pipeline_state.central_last_event_time`` (docs/OPERATIONS.md,
+time is the new ``pipeline_state.central_last_event_time`` (docs/EVENTS.md,
 "Sites"). ``site_events`` keeps the named sites.
 """
 
