@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_apply import generate
-from bench.bench_gateway import order_event
+from bench.bench_gateway import bounded, order_event
 from bench.live_probe import SUBJECT
 from materializer.aggregates import batch as batch_module
 from materializer.store import RawMessage, Store
@@ -130,9 +130,10 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--prefill", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=40)
+    # Bounded so that a typo is a usage error, not a crash after minutes of prefill.
+    parser.add_argument("--prefill", type=bounded(int, 0, 100_000_000), default=100_000)
+    parser.add_argument("--events", type=bounded(int, 1, 100_000_000), default=20_000)
+    parser.add_argument("--batch", type=bounded(int, 1, 1_000_000), default=40)
     parser.add_argument(
         "--stream",
         choices=("mix", "orders"),

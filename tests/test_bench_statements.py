@@ -44,3 +44,22 @@ def test_an_unknown_stream_is_refused(stream: str) -> None:
     done = _run("--prefill", "0", "--events", "1", "--stream", stream)
     assert done.returncode == 2
     assert "--stream: invalid choice" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "0"], "--batch: 0 is not between 1 and 1e+06"),
+        (["--batch", "-40"], "--batch: -40 is not between 1 and 1e+06"),
+        (["--events", "0"], "--events: 0 is not between 1 and 1e+08"),
+        (["--prefill", "-1"], "--prefill: -1 is not between 0 and 1e+08"),
+        (["--prefill", "9" * 40], "is not between 0 and 1e+08"),
+        (["--events", "ten"], "--events: not a number: 'ten'"),
+        (["--batch", ""], "--batch: not a number: ''"),
+        (["--events", "1e3"], "--events: not a number: '1e3'"),
+    ],
+)
+def test_counts_it_cannot_run_are_refused_before_any_work(args: list[str], message: str) -> None:
+    done = _run(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
