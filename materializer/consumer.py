@@ -403,9 +403,18 @@ class Ingestor:
         wait = self._settings.batch_max_wait_ms / 1000
         loop = asyncio.get_running_loop()
         while True:
-            await self._wait_for_messages()
-            if wait and len(self._buffer) < self._settings.batch_max_events and not self._stopping:
-                await asyncio.sleep(wait)  # let a burst fill the batch
+            idle = await self._wait_for_messages()
+            if (
+                wait
+                and not idle
+                and len(self._buffer) < self._settings.batch_max_events
+                and not self._stopping
+            ):
+                # Behind: messages were waiting when the writer came free. Pause, so the
+                # reads the last notice set off run alone and the batch fills; a message
+                # that finds the writer idle is taken at once (docs/OPERATIONS.md,
+                # "Batches").
+                await asyncio.sleep(wait)
             batch = self._take()
             if (
                 self._paused
@@ -572,13 +581,16 @@ class Ingestor:
         self._store = await self._reopen()
         self._store_broken = False
 
-    async def _wait_for_messages(self) -> None:
-        """Wait for the next messages; checkpoint meanwhile once ingest is idle.
+    async def _wait_for_messages(self) -> bool:
+        """Wait for the next messages; checkpoint meanwhile once ingest is idle. True
+        when there were none to take at first (the writer was idle), False when messages
+        were already waiting.
 
         After a catch-up or a burst, the rows committed since the last checkpoint would
         otherwise stay in DuckDB's memory and in the WAL until some later batch: for as
         long as the warehouse is quiet.
         """
+        idle = not self._has_messages.is_set()
         while not self._has_messages.is_set():
             try:
                 async with asyncio.timeout(IDLE_SECONDS):
@@ -586,6 +598,7 @@ class Ingestor:
             except TimeoutError:
                 await self._checkpoint_when_due(idle=True)
                 await self._release_memory_when_due()
+        return idle
 
     async def _release_memory_when_due(self) -> None:
         """After ``RELEASE_AFTER_EVENTS`` applied, hand memory back on the writer thread;

@@ -116,9 +116,10 @@ class Settings:
     batch_max_wait_ms: int = setting(
         _COUNT,
         0,
-        "how long a batch may wait to fill once the writer is free (0: at once; batches "
-        "still form from what arrives while the previous one commits, so bulk ingest keeps "
-        "large batches and a trickle keeps low latency)",
+        "how long a writer that comes free with messages already waiting pauses before "
+        "taking them, so the reads a change notice set off run alone and the batch fills "
+        "(0: never); a message that finds the writer idle is taken at once, so a trickle "
+        'pays no wait (see "Batches")',
     )
     checkpoint_interval: float = setting(
         _SECONDS,

@@ -529,3 +529,49 @@ async def test_between_folds_the_writer_thread_is_handed_the_batches_alone(
         assert handed.count("apply_batch") >= 10
         assert "fold_when_due" not in handed
         assert running.healthy() == (True, "ok")
+
+
+async def test_a_batch_waits_only_when_messages_were_waiting_for_the_writer(
+    materializer_settings: Settings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``BATCH_MAX_WAIT_MS`` pauses a writer that comes free with messages already
+    waiting (sustained load: the reads the last notice set off run alone, and the batch
+    fills), never one that is idle when a message arrives: a trickle pays no wait
+    (docs/OPERATIONS.md, "Batches")."""
+    wait = 2.0
+    settings = dataclasses.replace(materializer_settings, batch_max_wait_ms=int(wait * 1000))
+    messages = generate(16, 40, duplicates=0.0, bad=0.0).messages
+    apply = Store.apply_batch
+    started: list[float] = []
+    ended: list[float] = []
+    gate = threading.Event()
+    gate.set()
+
+    def timed(store: Store, batch: Any) -> Any:
+        started.append(time.monotonic())
+        try:
+            gate.wait(30)
+            return apply(store, batch)
+        finally:
+            ended.append(time.monotonic())
+
+    monkeypatch.setattr(Store, "apply_batch", timed)
+    async with Materializer(settings) as running:
+        ingestor = running.ingestor
+        assert ingestor is not None
+        # Idle: the message is taken at once, not after the wait.
+        published = time.monotonic()
+        await running.wait_for_sequence(await publish(js, messages[:1]), timeout=30)
+        assert len(started) == 1
+        assert started[0] - published < wait
+        # Behind: a message arrives while the writer holds a batch.
+        gate.clear()
+        await publish(js, messages[1:2])
+        assert await _until(lambda: len(started) == 2, 10)
+        last = await publish(js, messages[2:3])
+        assert await _until(lambda: bool(ingestor._buffer), 10)
+        gate.set()
+        await running.wait_for_sequence(last, timeout=30)
+        assert len(started) == 3
+        assert started[2] - ended[1] >= wait
+        assert running.healthy() == (True, "ok")
