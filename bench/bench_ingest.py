@@ -10,7 +10,9 @@ all. Raw consume and ingest alternate ``--rounds`` times (medians are reported, 
 round's ratio), so a change of load during the run hits both alike. The writer
 thread's batches are timed (``WriterClock``): how busy it was, and how much of its time
 in a batch it spent off the CPU, waiting for the GIL the event loop holds while it
-receives, or for the COMMIT's I/O.
+receives, or for the COMMIT's I/O. The materializer runs with the product's default
+settings; settings in this process's environment pass through to it
+(``BATCH_MAX_WAIT_MS=5 .venv/bin/python -m bench.bench_ingest``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,12 @@ def machine() -> str:
         f"{platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
+
+
+def bench_settings(url: str, duckdb_path: Path) -> Settings:
+    """The product's settings, with those in this process's environment (as the
+    materializer reads them, e.g. ``BATCH_MAX_WAIT_MS=5``), on this run's server and file."""
+    return replace(Settings.from_env(), nats_url=url, duckdb_path=duckdb_path, http_port=0)
 
 
 async def prefill(url: str, count: int, seed: int = 7) -> int:
@@ -248,9 +257,7 @@ async def main(args: argparse.Namespace) -> None:
                 started = time.process_time()
                 raws.append(await raw_consume_rate(server.url, last))
                 cpu["raw"] += time.process_time() - started
-                settings = Settings(
-                    nats_url=server.url, duckdb_path=root / f"ingest-{round_}.duckdb", http_port=0
-                )
+                settings = bench_settings(server.url, root / f"ingest-{round_}.duckdb")
                 started = time.process_time()
                 rate, rss, by_thread = await ingest_rate(settings, last, clock)
                 cpu["ingest"] += time.process_time() - started
@@ -294,7 +301,7 @@ async def main(args: argparse.Namespace) -> None:
                 f" {events / clock.cpu:,.0f} events/s ({events / clock.cpu / raw:.2f} x raw)"
             )
             reads = await query_round_trips(
-                Settings(nats_url=server.url, duckdb_path=root / "ingest-0.duckdb", http_port=0),
+                bench_settings(server.url, root / "ingest-0.duckdb"),
                 args.queries,
             )
             print(
@@ -302,7 +309,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"p99 {percentile(reads, 99):.2f} ms ({len(reads)} requests)"
             )
             lat = await notice_latency(
-                Settings(nats_url=server.url, duckdb_path=root / "ingest-0.duckdb", http_port=0),
+                bench_settings(server.url, root / "ingest-0.duckdb"),
                 rate=1000,
                 seconds=args.latency_seconds,
             )
