@@ -3,8 +3,8 @@
 nats-server, the materializer and the gateway each run as their own process (the gateway
 on one uvicorn worker), as in production; the load comes from this process. Each runs
 with the product's default settings; settings in this process's environment pass through
-to them (e.g. ``BATCH_MAX_WAIT_MS=5``, which the materializer ran with in these benchmarks
-until 2026-12-03: docs/BENCHMARKS.md).
+to them (e.g. ``BATCH_MAX_WAIT_MS=0``; docs/BENCHMARKS.md says what each figure ran
+with).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class Settings:
     batch_max_events: int = setting(Int(1), 20_000, "most events applied in one DuckDB transaction")
     batch_max_wait_ms: int = setting(
         _COUNT,
-        0,
+        5,
         "how long a writer that comes free with messages already waiting pauses before "
         "taking them, so the reads a change notice set off run alone and the batch fills "
         "(0: never); a message that finds the writer idle is taken at once, so a trickle "

@@ -71,7 +71,7 @@ def local_materializer(nats_url: str, duckdb_path: Path, **changes: Any) -> Mate
 @pytest.fixture
 def materializer_settings(nats_server: LocalNatsServer, tmp_path: Path) -> MaterializerSettings:
     """Settings of an in-process materializer on the test server and a tmp DuckDB file."""
-    return local_materializer(nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_wait_ms=5)
+    return local_materializer(nats_server.url, tmp_path / "pulse_bi.duckdb")
 
 
 @pytest.fixture
