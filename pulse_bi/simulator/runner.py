@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats
 from nats.errors import Error as NatsError
@@ -120,11 +121,14 @@ async def run_simulation(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     finished = asyncio.Event()
-    handled: list[signal.Signals] = []
+    # The handlers found are put back afterwards: removing a loop's handler would leave
+    # SIGINT with Python's default, whatever the caller had set.
+    handled: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, stop.set)  # Ctrl-C ends the run, acks still counted
-            handled.append(sig)
+            handled[sig] = previous
     stats = PublishStats()
     result = RunResult(stats)
     display = None
@@ -154,8 +158,10 @@ async def run_simulation(
         finished.set()
         if display is not None:
             await display
-        for sig in handled:
+        for sig, previous in handled.items():
             loop.remove_signal_handler(sig)
+            if previous is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, previous)
         with contextlib.suppress(NatsError):
             await nc.drain()
     # The recording may hold one message taken from the source but not sent (stop).

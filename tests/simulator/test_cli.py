@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def test_count_run_publishes_and_writes_the_expected_aggregates(
     assert stream_state(nats_server.url)[0] == counts["in_stream"] < 800
     assert counts["rejected"] > 0 and counts["duplicates"] > 0
     assert written["sales_by_hour"] and written["stock_levels"]
+
+
+def test_a_run_puts_back_the_signal_handlers_it_found(nats_server: LocalNatsServer) -> None:
+    """Ctrl-C ends a run through the loop's handlers; afterwards the caller's own
+    handlers are in place again, not Python's default."""
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("no signal is sent in this test")
+
+    found = {sig: signal.signal(sig, mine) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        args = ["--count", "20", "--seed", "4", "--end", END]
+        result = CliRunner().invoke(simulate_command, args, env={"NATS_URL": nats_server.url})
+        assert result.exit_code == 0, result.output
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for sig, handler in found.items():
+            signal.signal(sig, handler)
 
 
 def test_cli_run_matches_the_library_scenario_for_the_same_seed_and_end(
