@@ -20,6 +20,27 @@ from pulse_bi.natsserver import LocalNatsServer
 from pulse_bi.streams import ensure_stream
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The handlers the session started with, and changes made outside any test's own scope
+#: (a wider fixture's setup or teardown), which the fixture below cannot see.
+_SESSION_HANDLERS = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+_CHANGED_BETWEEN_TESTS: list[str] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Put back the session's handlers before each test, and note who changed them."""
+    for sig, handler in _SESSION_HANDLERS.items():
+        found = signal.getsignal(sig)
+        if found is not handler:
+            _CHANGED_BETWEEN_TESTS.append(f"{sig.name} was {found!r} before {item.nodeid}")
+            signal.signal(sig, handler)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _CHANGED_BETWEEN_TESTS:
+        terminalreporter.section("signal handlers changed between tests")
+        for line in _CHANGED_BETWEEN_TESTS:
+            terminalreporter.line(line)
 
 
 @pytest.fixture(autouse=True)
