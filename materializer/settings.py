@@ -114,12 +114,13 @@ class Settings:
     )
     batch_max_events: int = setting(Int(1), 20_000, "most events applied in one DuckDB transaction")
     batch_max_wait_ms: int = setting(
-        _COUNT,
+        Int(0, 1000),
         5,
         "how long a writer that comes free with messages already waiting pauses before "
         "taking them, so the reads a change notice set off run alone and the batch fills "
-        "(0: never); a message that finds the writer idle is taken at once, so a trickle "
-        'pays no wait (see "Batches")',
+        "(0: never; at most 1000, since every batch of a writer that is behind pays it); a "
+        "message that finds the writer idle is taken at once, so a trickle pays no wait "
+        '(see "Batches")',
     )
     checkpoint_interval: float = setting(
         _SECONDS,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from materializer.settings import Settings
-from pulse_bi.settings import settings_of
+from pulse_bi.settings import SettingsError, settings_of
 
 DOCS = Path(__file__).parents[2] / "docs" / "OPERATIONS.md"
 
@@ -40,6 +40,20 @@ def test_bad_setting_stops_the_process_at_start_up_with_a_message() -> None:
     )
     assert result.returncode == 2
     assert "BATCH_MAX_EVENTS='lots': expected a whole number 1 or more" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "raw", ["1001", "99999999999999999", "-1", "5.5", "1e3", "5ms", " ", "\u0665"]
+)
+def test_batch_max_wait_ms_beyond_a_second_or_not_a_whole_number_is_refused(raw: str) -> None:
+    # Every batch of a writer that is behind pays the wait: hours of it would stall ingest.
+    with pytest.raises(SettingsError, match=r"^BATCH_MAX_WAIT_MS=.*from 0 to 1000"):
+        Settings.from_env({"BATCH_MAX_WAIT_MS": raw})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 5), ("0", 0), ("1000", 1000), ("007", 7)])
+def test_batch_max_wait_ms_reads_whole_milliseconds_up_to_a_second(raw: str, expected: int) -> None:
+    assert Settings.from_env({"BATCH_MAX_WAIT_MS": raw}).batch_max_wait_ms == expected
 
 
 def test_every_setting_is_documented() -> None:

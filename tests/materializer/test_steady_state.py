@@ -538,7 +538,7 @@ async def test_a_batch_waits_only_when_messages_were_waiting_for_the_writer(
     waiting (sustained load: the reads the last notice set off run alone, and the batch
     fills), never one that is idle when a message arrives: a trickle pays no wait
     (docs/OPERATIONS.md, "Batches")."""
-    wait = 2.0
+    wait = 1.0  # the most BATCH_MAX_WAIT_MS allows
     settings = dataclasses.replace(materializer_settings, batch_max_wait_ms=int(wait * 1000))
     messages = generate(16, 40, duplicates=0.0, bad=0.0).messages
     apply = Store.apply_batch
