@@ -242,15 +242,32 @@ _OPEN_ITEMS = (
     " FROM invoices i LEFT JOIN customers c USING (customer_id)"
     " WHERE i.paid < i.amount AND (?::VARCHAR IS NULL OR i.site = ?)"
 )
+#: Each open invoice's customer, balance and days overdue (as of, then the site twice):
+#: what the aging sums. Names are joined after the sums, to the customers listed only.
+_BALANCES = (
+    "SELECT customer_id, amount - paid AS balance, (?::DATE - due_date) AS days_overdue"
+    " FROM invoices WHERE paid < amount AND (?::VARCHAR IS NULL OR site = ?)"
+)
 _BUCKETS = (
-    "sum(balance) FILTER (WHERE days_overdue <= 0),"
-    " sum(balance) FILTER (WHERE days_overdue BETWEEN 1 AND 30),"
-    " sum(balance) FILTER (WHERE days_overdue BETWEEN 31 AND 60),"
-    " sum(balance) FILTER (WHERE days_overdue BETWEEN 61 AND 90),"
-    " sum(balance) FILTER (WHERE days_overdue > 90),"
-    " sum(balance), count(*)"
+    "sum(balance) FILTER (WHERE days_overdue <= 0) AS current_balance,"
+    " sum(balance) FILTER (WHERE days_overdue BETWEEN 1 AND 30) AS days_1_30,"
+    " sum(balance) FILTER (WHERE days_overdue BETWEEN 31 AND 60) AS days_31_60,"
+    " sum(balance) FILTER (WHERE days_overdue BETWEEN 61 AND 90) AS days_61_90,"
+    " sum(balance) FILTER (WHERE days_overdue > 90) AS over_90,"
+    " sum(balance) AS total, count(*) AS open_invoices"
 )
 _BUCKET_KEYS = ("current", "days_1_30", "days_31_60", "days_61_90", "over_90", "total")
+#: The overall buckets alone (``customer_limit`` 0): one pass, no grouping by customer.
+_AGING_TOTAL = f"SELECT {_BUCKETS} FROM ({_BALANCES})"
+# One scan: the grand total is the grouping set (), sorted first (customer_id is NULL
+# only there; the column is NOT NULL), then the largest customers, then their names.
+_AGING_BY_CUSTOMER = (
+    f"SELECT a.customer_id, c.name, a.* EXCLUDE (customer_id) FROM (SELECT customer_id,"
+    f" {_BUCKETS} FROM ({_BALANCES}) GROUP BY GROUPING SETS ((customer_id), ())"
+    " ORDER BY customer_id IS NOT NULL, total DESC, customer_id LIMIT ?) a"
+    " LEFT JOIN customers c USING (customer_id)"
+    " ORDER BY a.customer_id IS NOT NULL, a.total DESC, a.customer_id"
+)
 
 
 def _buckets(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -265,16 +282,14 @@ def _buckets(row: tuple[Any, ...]) -> dict[str, Any]:
 def ar_aging(
     cur: duckdb.DuckDBPyConnection, params: registry.AgingParams, context: QueryContext
 ) -> QueryResult[registry.AgingRow]:
-    """Open balances by aging bucket, overall and per customer."""
+    """Open balances by aging bucket, overall and per customer (none with limit 0)."""
     as_of = params.as_of or context.today_utc()
-    # One scan: the grand total is the grouping set (), sorted first (customer_id is
-    # NULL only there; the column is NOT NULL), then the largest customers.
-    rows = cur.execute(
-        f"SELECT customer_id, any_value(customer_name), {_BUCKETS} FROM ({_OPEN_ITEMS}) "
-        "GROUP BY GROUPING SETS ((customer_id), ()) "
-        "ORDER BY customer_id IS NOT NULL, sum(balance) DESC, customer_id LIMIT ?",
-        [as_of, params.site, params.site, params.customer_limit + 1],
-    ).fetchall()
+    balances = [as_of, params.site, params.site]
+    if not params.customer_limit:
+        total = cur.execute(_AGING_TOTAL, balances).fetchone()
+        assert total is not None
+        return QueryResult(registry.AgingRow(as_of=as_of, **_buckets(total), by_customer=[]))
+    rows = cur.execute(_AGING_BY_CUSTOMER, [*balances, params.customer_limit + 1]).fetchall()
     total = rows[0][2:] if rows and rows[0][0] is None else (None,) * 7
     by_customer = [
         registry.CustomerAgingRow(customer_id=row[0], customer_name=row[1], **_buckets(row[2:]))

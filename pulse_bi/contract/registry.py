@@ -16,6 +16,7 @@ import msgspec
 
 from pulse_bi.contract.spec import (
     DEFAULT_PAGE,
+    MAX_PAGE,
     AggregateSpec,
     BigInt,
     Money,
@@ -276,11 +277,16 @@ STOCK_MOVEMENTS = QuerySpec(
 # Receivables ------------------------------------------------------------------------
 
 
+#: How many customers the aging lists; 0 asks for the overall buckets alone, a read that
+#: skips grouping the open items by customer (docs/API.md).
+CustomerLimit = Annotated[int, msgspec.Meta(ge=0, le=MAX_PAGE)]
+
+
 class AgingParams(AggregateParams, kw_only=True):
     """An as-of date and how many customers to list."""
 
     as_of: AsOf = None
-    customer_limit: PageSize = 100
+    customer_limit: CustomerLimit = 100
 
 
 #: The API's names of the aging buckets.
@@ -350,7 +356,8 @@ AR_AGING = QuerySpec(
     result=AgingRow,
     description="AR aging as of a date (default today, UTC).",
     doc="open balances by bucket overall and per customer; `by_customer` by total desc"
-    " then customer_id",
+    " then customer_id, empty with `customer_limit` 0 (the overall buckets alone, a"
+    " cheaper read)",
     reads=("receivables", "customers"),
     clock=("as_of",),
     shape="one",

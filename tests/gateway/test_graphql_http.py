@@ -94,6 +94,42 @@ async def test_time_without_offset_is_a_clear_error(client: httpx.AsyncClient) -
     assert "timezone offset" in response.json()["errors"][0]["message"]
 
 
+#: What the gateway asks the materializer for: no customers unless ``byCustomer`` is there.
+AGING_DOCUMENTS = [
+    ("{ arAging { totalOutstanding openInvoices buckets { over90 } } }", [0]),
+    ("{ arAging { byCustomer { customerId } } }", [100]),
+    ("{ arAging { c: byCustomer(limit: 2) { customerId } } }", [100]),
+    ("fragment F on ArAging { byCustomer { customerId } } { arAging { ...F } }", [100]),
+    ("{ arAging { ... on ArAging { ... on ArAging { byCustomer { customerId } } } } }", [100]),
+    ("{ a: arAging { asOf } b: arAging { byCustomer { customerId } } }", [0, 100]),
+]
+
+
+@pytest.mark.parametrize(("document", "limits"), AGING_DOCUMENTS)
+async def test_the_aging_fetches_customers_only_for_a_query_that_lists_them(
+    client: httpx.AsyncClient, canned: Canned, document: str, limits: list[int]
+) -> None:
+    response = await gql(client, document)
+    body = response.json()
+    assert "errors" not in body, response.text
+    asked = [p.get("customer_limit", 100) for name, p in canned.requests if name == "ar_aging"]
+    assert sorted(asked) == limits
+    customers = json.dumps(body["data"]).count('"customerId": "C-1"')
+    assert customers == (1 if 100 in limits else 0)
+
+
+async def test_customers_missed_by_the_selection_are_fetched_when_resolved(
+    client: httpx.AsyncClient, canned: Canned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Should the selection ever be misread, byCustomer asks for its customers itself
+    # rather than answering with none.
+    monkeypatch.setattr("gateway.schema.receivables._selects", lambda *_: False)
+    response = await gql(client, "{ arAging { byCustomer(limit: 1) { customerId } } }")
+    assert response.json()["data"]["arAging"]["byCustomer"] == [{"customerId": "C-1"}]
+    asked = [p.get("customer_limit", 100) for name, p in canned.requests if name == "ar_aging"]
+    assert asked == [0, 1]
+
+
 async def test_every_domain_answers_with_contract_types(client: httpx.AsyncClient) -> None:
     response = await gql(
         client,

@@ -81,7 +81,12 @@ def test_unknown_query_name_is_a_bad_query(store: Store) -> None:
         ("stock_levels", {"offset": -1}, "'offset' must be between"),
         ("stock_movements", {"limit": True}, "'limit' must be an integer"),
         ("ar_aging", {"as_of": "25/11/2026"}, "'as_of' is not a date YYYY-MM-DD"),
-        ("ar_aging", {"customer_limit": 0}, "'customer_limit' must be between 1"),
+        ("ar_aging", {"customer_limit": -1}, "'customer_limit' must be between 0"),
+        (
+            "ar_aging",
+            {"customer_limit": MAX_PAGE + 1},
+            f"'customer_limit' must be between 0 and {MAX_PAGE}",
+        ),
         ("overdue_invoices", {"min_days_overdue": "1"}, "'min_days_overdue' must be an integer"),
         ("pipeline", {"verbose": True}, "pipeline: unknown parameter(s) verbose"),
     ],

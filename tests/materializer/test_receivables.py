@@ -132,8 +132,12 @@ def test_aging_by_customer_orders_by_total_then_customer_with_names(
     c1, c2 = result["by_customer"][0], result["by_customer"][1]
     assert (c1["current"], c1["days_1_30"], c1["open_invoices"]) == ("20.00", "10.00", 2)
     assert (c2["customer_name"], c2["over_90"]) == ("Beta Ltd", "30.00")
-    assert len(aging(store, customer_limit=1)["by_customer"]) == 1
+    assert aging(store, customer_limit=1)["by_customer"] == result["by_customer"][:1]
     assert result["as_of"] == AS_OF
+    # Limit 0: the same buckets and count from the read that skips the customers.
+    alone = aging(store, customer_limit=0)
+    assert alone == {**result, "by_customer": []}
+    assert (alone["total"], alone["over_90"], alone["open_invoices"]) == ("90.00", "30.00", 4)
 
 
 def test_overdue_invoices_order_filter_and_minimum_days(store: Store, stream: Stream) -> None:
@@ -210,8 +214,9 @@ def test_invoices_paid_in_full_leave_the_open_items(store: Store, stream: Stream
 
 def test_aging_of_no_open_items_is_zero_with_no_customers(store: Store, stream: Stream) -> None:
     store.apply_batch([stream.invoice("I-1", "10.00"), stream.payment("P-1", "I-1", "10.00")])
-    result = aging(store)
-    assert (result["total"], result["open_invoices"], result["by_customer"]) == ("0.00", 0, [])
+    for limit in (0, 100):
+        result = aging(store, customer_limit=limit)
+        assert (result["total"], result["open_invoices"], result["by_customer"]) == ("0.00", 0, [])
 
 
 REFUND_SCENARIO = [

@@ -71,12 +71,15 @@ def test_each_site_filtered_query_equals_the_same_query_over_that_sites_events(
         everything = expected_aggregates([m for _, m in stored], as_of=AS_OF)
         for name, params, key in COMPARED:
             assert _answer(store, name, params) == everything[key], name
+        assert _buckets_alone(store, {}) == {**everything["ar_aging"], "by_customer": []}
         for site in ("wh1", "wh2"):
             own = [m for s, m in stored if s == site or m.subject in CATALOG]
             expected = expected_aggregates(own, as_of=AS_OF)
             for name, params, key in COMPARED:
                 answer = _answer(store, name, {**params, "site": site})
                 assert answer == expected[key], (site, name)
+            aging = _buckets_alone(store, {"site": site})
+            assert aging == {**expected["ar_aging"], "by_customer": []}, site
             assert expected["sales_by_hour"] and expected["stock_levels"]
             assert expected["overdue_invoices"]
         # `sites`: each site's applied events, as the oracle counts them on its own.
@@ -162,6 +165,12 @@ def test_the_central_site_is_counted_with_the_pipeline_state_and_listed_with_the
         assert _sites(store) == expected
     finally:
         store.close()
+
+
+def _buckets_alone(store: Store, params: dict[str, Any]) -> Any:
+    """The aging without customers (``customer_limit`` 0), its cheaper read."""
+    aging = {"as_of": AS_OF.isoformat(), "customer_limit": 0, **params}
+    return store.query("ar_aging", aging).wire
 
 
 def _answer(store: Store, name: str, params: dict[str, Any]) -> Any:
