@@ -82,11 +82,16 @@ def record_gaps(
     return gaps
 
 
+#: How many gaps the file recorded, and how many events they hold (one row).
+GAP_TOTALS = (
+    "SELECT count(*) AS gap_count,"
+    " coalesce(sum(to_sequence - from_sequence + 1), 0) AS events_missing FROM stream_gaps"
+)
+
+
 def gap_totals(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """How many gaps the file recorded, and how many events they hold."""
-    row = cur.execute(
-        "SELECT count(*), coalesce(sum(to_sequence - from_sequence + 1), 0) FROM stream_gaps"
-    ).fetchone()
+    row = cur.execute(GAP_TOTALS).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
