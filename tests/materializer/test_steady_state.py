@@ -120,7 +120,8 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
         duckdb_row_group_size=4096,
     )
     wal = settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")
-    messages = generate(7, 1500, duplicates=0.0, bad=0.0).messages
+    # ~16 KB of WAL per 50 events: about four thresholds in all.
+    messages = generate(7, 3000, duplicates=0.0, bad=0.0).messages
     async with Materializer(settings) as running:
         assert running.store is not None
         with running.store.conn.cursor() as cur:
