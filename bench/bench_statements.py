@@ -9,9 +9,12 @@ events alone, as the live part of ``bench_gateway`` publishes them
 (``bench_gateway.order_event``). Each statement is timed (thread CPU) around
 ``execute`` on the batch's cursor and grouped by its text's first 90 characters; the
 batches' wall time spread and the folds of the aggregate deltas (``Store.compact``) are
-printed too. ``--optimizer off`` and ``--fsync-mode NONE`` set DuckDB's
-``enable_optimizer`` / ``fsync_mode`` on the store's connection after the prefill
-(experiments only: the materializer never runs so).
+printed too. ``--optimizer`` chooses how DuckDB's optimizer runs for the batches:
+``switched`` as the materializer runs it (off for runs of plain statements,
+``materializer.aggregates.batch.Optimizer``), ``on`` never switched off (the baseline
+for that), ``off`` off for every statement. ``--fsync-mode NONE`` sets DuckDB's
+``fsync_mode`` on the store's connection after the prefill (an experiment only: the
+materializer never runs so).
 """
 
 from __future__ import annotations
@@ -60,12 +63,17 @@ class TimedCursor:
         return getattr(self._cur, name)
 
 
+class Fixed(batch_module.Optimizer):
+    """The optimizer left as the connection has it: never switched."""
+
+    def on(self) -> Any:
+        return self.conn
+
+    def off(self) -> Any:
+        return self.conn
+
+
 def main(args: argparse.Namespace) -> None:
-    plain_init = batch_module.Batch.__init__
-
-    def timed_init(self: batch_module.Batch, cur: Any) -> None:
-        plain_init(self, TimedCursor(cur))
-
     store = Store.open(
         Path(tempfile.mkdtemp()) / "statements.duckdb", row_group_size=args.row_group_size
     )
@@ -81,7 +89,7 @@ def main(args: argparse.Namespace) -> None:
     for start in range(0, args.prefill, 20_000):
         store.apply_batch(messages[start : min(start + 20_000, args.prefill)])
     if args.optimizer == "off":
-        store.conn.execute("SET enable_optimizer = false")
+        store.conn.execute("SET SESSION enable_optimizer = false")
     if args.fsync_mode:
         store.conn.execute(f"SET fsync_mode = '{args.fsync_mode}'")
     folds: list[float] = []
@@ -93,7 +101,9 @@ def main(args: argparse.Namespace) -> None:
         folds.append(time.perf_counter() - started)
 
     Store.compact = timed_compact  # type: ignore[method-assign]
-    batch_module.Batch.__init__ = timed_init  # type: ignore[method-assign]
+    # Every statement of a batch runs on the store's optimizer's connection.
+    switch = batch_module.Optimizer if args.optimizer == "switched" else Fixed
+    store._optimizer = switch(TimedCursor(store.conn))  # type: ignore[arg-type]
     batches = 0
     walls: list[float] = []
     wall, cpu = time.perf_counter(), time.thread_time()
@@ -103,7 +113,7 @@ def main(args: argparse.Namespace) -> None:
         walls.append(time.perf_counter() - started)
         batches += 1
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    batch_module.Batch.__init__ = plain_init  # type: ignore[method-assign]
+    store._optimizer = batch_module.Optimizer(store.conn)
     Store.compact = plain_compact  # type: ignore[method-assign]
     store.close()
     timed = sum(entry[2] for entry in TIMES.values())
@@ -144,6 +154,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--row-group-size", type=int, default=None, help="rows (default: db.ROW_GROUP_SIZE)"
     )
-    parser.add_argument("--optimizer", choices=("on", "off"), default="on")
+    parser.add_argument("--optimizer", choices=("switched", "on", "off"), default="switched")
     parser.add_argument("--fsync-mode", choices=("STANDARD", "NONE"), default=None)
     main(parser.parse_args())

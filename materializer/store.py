@@ -5,7 +5,9 @@ seen earlier in the batch, resolve every key the aggregates need (seen event ids
 existing orders, invoices, cancellations) in memory, let each aggregate apply its events
 with set-based SQL, then record rejects, new keys and the pipeline state, and commit.
 Python work per event is one msgspec decode, an md5 and a few appends; everything else
-is about fifteen statements per batch, none per event.
+is about fifteen statements per batch, none per event. Appends and one-row updates are
+plain statements: they wait in the batch's queue and run together with DuckDB's optimizer
+off, which has nothing to do for them (``materializer.aggregates.batch.Optimizer``).
 
 Seen event ids and keys are looked up in memory (``materializer.seen``). Only applied
 events are seen: every rejected message is stored, keyed by its stream sequence, however
@@ -38,7 +40,7 @@ import numpy as np
 
 from materializer import continuity, db, events, memory, selfcheck
 from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline
-from materializer.aggregates.batch import Accepted, Batch, md5_halves
+from materializer.aggregates.batch import Accepted, Batch, Optimizer, md5_halves
 from materializer.delivery import header_values
 from materializer.faults import describe, is_infrastructure
 from materializer.limits import clip, site_problem
@@ -134,6 +136,8 @@ class Store:
         self._releasing = False
         self._reads_changed = threading.Condition()
         self._seen = SeenIndex(conn)
+        #: DuckDB's optimizer on ``conn``, off while a batch runs plain statements.
+        self._optimizer = Optimizer(conn)
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
         #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
         self._delta_rows = self.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
@@ -204,7 +208,7 @@ class Store:
         Runs between batches; it changes how the aggregates are stored, not what any
         read answers, so it needs no change notice.
         """
-        cur = self.conn
+        cur = self._optimizer.on()
         cur.execute("BEGIN")
         try:
             deltas.compact(cur, FOLDED)
@@ -240,7 +244,7 @@ class Store:
 
     def _commit(self, messages: list[RawMessage]) -> BatchResult:
         """Apply ``messages`` in one transaction and commit it."""
-        cur = self.conn
+        cur = self._optimizer.on()
         last = self._last_sequence
         cur.execute("BEGIN")
         try:
@@ -255,6 +259,7 @@ class Store:
             cur.execute("COMMIT")
         except BaseException:
             db.rollback(cur)  # a failed ROLLBACK must not hide why the batch failed
+            self._optimizer_on_after_failure()
             raise
         self._last_sequence = result.last_sequence
         self._delta_rows += delta_rows
@@ -285,12 +290,12 @@ class Store:
     def _commit_reject(
         self, message: RawMessage, reason: str, event_id: str | None, event_type: str | None
     ) -> list[continuity.Gap]:
-        cur = self.conn
+        cur = self._optimizer.on()
         last = self._last_sequence
         cur.execute("BEGIN")
         try:
             gaps = continuity.record_gaps(cur, last, [message.sequence])
-            batch = Batch(cur)
+            batch = Batch(cur, self._optimizer)
             batch.rejects.append(
                 (
                     message.sequence,
@@ -309,17 +314,27 @@ class Store:
                 duplicates=0,
                 last_event_time=None,
             )
+            batch.finish()
             cur.execute("COMMIT")
         except BaseException:
             db.rollback(cur)
+            self._optimizer_on_after_failure()
             raise
         self._last_sequence = message.sequence
         return gaps
 
+    def _optimizer_on_after_failure(self) -> None:
+        """Switch the optimizer on again after a failed batch (a SET outlives the
+        ROLLBACK); never hide the error that failed the batch."""
+        try:
+            self._optimizer.on()
+        except duckdb.Error as exc:
+            log.debug("optimizer back on after a failed batch: %s", exc)
+
     def _apply(
         self, cur: duckdb.DuckDBPyConnection, messages: list[RawMessage]
     ) -> tuple[BatchResult, Batch]:
-        batch = Batch(cur)
+        batch = Batch(cur, self._optimizer)
         batch.archive = self.archive
         by_type = batch.events
         ids: dict[str, int] = {}  # event id -> sequence
@@ -398,6 +413,7 @@ class Store:
             duplicates=duplicates,
             last_event_time=last_event_time,
         )
+        batch.finish()
         result = BatchResult(
             first_sequence=messages[0].sequence,
             last_sequence=messages[-1].sequence,

@@ -37,16 +37,63 @@ class Accepted(msgspec.Struct, gc=False):
     message: Any  # the RawMessage, for rejections found while applying
 
 
+#: ``SET SESSION`` applies to the store's own connection only: the query cursors
+#: (``db.cursor``) are connections of their own and keep the optimizer on.
+_OPTIMIZER_ON = "SET SESSION enable_optimizer = true"
+_OPTIMIZER_OFF = "SET SESSION enable_optimizer = false"
+#: Queued plain statements that run with the optimizer off; fewer run as they are, as
+#: switching it off and on again costs two statements.
+PLAIN_RUN = 2
+
+
+class Optimizer:
+    """DuckDB's optimizer on one connection, switched off for runs of plain statements.
+
+    An append of a frame or an update of one row by key has nothing to optimize, yet
+    DuckDB's optimizer costs ~0.1-0.2 ms of each such statement (docs/BENCHMARKS.md, "The
+    floor under a small batch"). A SET outlives a ROLLBACK: after a failed batch the
+    store switches it on again (``on``), before anything else runs on the connection.
+    """
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+        self._off = False
+
+    def on(self) -> duckdb.DuckDBPyConnection:
+        """Switch the optimizer on (if it is off); the connection, for the next statement."""
+        if self._off:
+            self.conn.execute(_OPTIMIZER_ON)
+            self._off = False
+        return self.conn
+
+    def off(self) -> duckdb.DuckDBPyConnection:
+        """Switch the optimizer off (if it is on); the connection."""
+        if not self._off:
+            self.conn.execute(_OPTIMIZER_OFF)
+            self._off = True
+        return self.conn
+
+
 class Batch:
     """Per-batch state shared by the aggregates: events by type, keys, rejects, changes.
 
     ``found`` maps seen-key strings (``'o:' + order_id`` …) that already exist in
     ``seen_keys`` to the stream sequence that created them; aggregates ask for keys in
     ``probe`` and the store resolves them all with one join before ``apply``.
+
+    Plain statements (``insert``, ``plain``) wait in a queue and run together, with the
+    optimizer off when ``PLAIN_RUN`` or more wait (``Optimizer``), as soon as anything
+    reads ``cur`` and at ``finish``: a statement on ``cur`` sees every row queued before
+    it, so an aggregate writes and reads in the order it wrote the code.
     """
 
-    def __init__(self, cur: duckdb.DuckDBPyConnection) -> None:
-        self.cur = cur
+    def __init__(self, cur: duckdb.DuckDBPyConnection, optimizer: Optimizer | None = None) -> None:
+        self._cur = cur
+        #: Switches DuckDB's optimizer on the batch's connection (None: left as it is).
+        self._optimizer = optimizer
+        #: Plain statements waiting to run (``insert``, ``plain``): SQL, parameters and
+        #: the frame DuckDB reads as ``frame``.
+        self._queued: list[tuple[str, list[Any] | None, dict[str, Any] | None]] = []
         self.events: dict[str, list[Accepted]] = {}
         self.rejects: list[tuple[int, str, str | None, str | None, str, bytes, datetime]] = []
         self.found: dict[str, int] = {}
@@ -72,6 +119,34 @@ class Batch:
         #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows
         #: older than its horizon left the file.
         self.archive: Any = None
+
+    @property
+    def cur(self) -> duckdb.DuckDBPyConnection:
+        """The batch's connection, for a statement that needs the optimizer (a join, a
+        read, an UPDATE … FROM): runs the queued plain statements first."""
+        self.flush()
+        return self._cur if self._optimizer is None else self._optimizer.on()
+
+    def plain(self, sql: str, params: list[Any] | None = None) -> None:
+        """Queue a statement with nothing to optimize (an update of one row by key)."""
+        self._queued.append((sql, params, None))
+
+    def flush(self) -> None:
+        """Run the queued plain statements, in the order they came."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        cur = self._cur
+        if self._optimizer is not None:
+            cur = self._optimizer.off() if len(queued) >= PLAIN_RUN else self._optimizer.conn
+        for sql, params, frame in queued:  # noqa: B007 - ``frame`` is read by DuckDB
+            cur.execute(sql, params)
+
+    def finish(self) -> None:
+        """Run what is queued and leave the optimizer on: the batch's last step."""
+        self.flush()
+        if self._optimizer is not None:
+            self._optimizer.on()
 
     def of_type(self, event_type: str) -> list[Accepted]:
         """Accepted events of one type in stream order."""
@@ -154,13 +229,13 @@ class Batch:
 
     def insert(self, table: str, columns: Frame, select: str = "*", conflict: str = "") -> None:
         """Insert columns into ``table`` by column name, in one statement (``conflict``:
-        its ``ON CONFLICT`` clause, if any)."""
-        frame = values(columns)  # noqa: F841 - read by DuckDB below
+        its ``ON CONFLICT`` clause, if any), queued as a plain statement."""
         # The whole frame as it is: the INSERT casts each array to its column's type
         # (``materializer.aggregates.columns``), a time's TIMESTAMP in the session's time
         # zone, UTC in every store connection (``materializer.db.connect``).
         rows = "frame" if select == "*" else scan(columns, "frame")
-        self.cur.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM {rows} {conflict}")
+        sql = f"INSERT INTO {table} BY NAME SELECT {select} FROM {rows} {conflict}"
+        self._queued.append((sql, None, values(columns)))
 
 
 def event_table(events: list[Accepted], fields: Mapping[str, Kind], **columns: Column) -> Frame:

@@ -40,8 +40,10 @@ def record(
     duplicates: int,
     last_event_time: datetime | None,
 ) -> None:
-    """Store rejects and new keys and advance the pipeline state, in the batch's transaction."""
-    cur = batch.cur
+    """Store rejects and new keys and advance the pipeline state, in the batch's transaction.
+
+    Its statements are plain (appends, an update of one row by key): they join the
+    batch's queue, which ``Batch.finish`` runs."""
     if batch.rejects:
         columns = list(zip(*batch.rejects, strict=True))
         batch.insert(
@@ -70,7 +72,7 @@ def record(
             },
             select="(hi::UHUGEINT << 64) | lo::UHUGEINT AS k, sequence",
         )
-    cur.execute(
+    batch.plain(
         "UPDATE pipeline_state SET last_sequence = ?, events_applied = events_applied + ?,"
         " events_rejected = events_rejected + ?, events_duplicate = events_duplicate + ?,"
         " batches = batches + 1,"

@@ -142,7 +142,9 @@ def test_an_insert_of_the_arrays_as_they_are_stores_what_the_typed_read_gives(
             "day": columns.dates(days),
             "money": columns.amounts(money),
         }
-        Batch(conn).insert("t", frame)
+        batch = Batch(conn)
+        batch.insert("t", frame)
+        batch.finish()
         stored = conn.execute("SELECT * FROM t").fetchall()
         scanned = columns.values(frame)  # noqa: F841 - read by DuckDB below
         typed = conn.execute(
