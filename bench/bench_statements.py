@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> None:
         folds.append(time.perf_counter() - started)
 
     Store.compact = timed_compact  # type: ignore[method-assign]
-    # Every statement of a batch runs on the store's optimizer's connection.
+    # The store runs each batch on the connection its optimizer returns: timed here.
     switch = batch_module.Optimizer if args.optimizer == "switched" else Fixed
     store._optimizer = switch(TimedCursor(store.conn))  # type: ignore[arg-type]
     batches = 0

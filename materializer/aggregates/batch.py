@@ -125,7 +125,9 @@ class Batch:
         """The batch's connection, for a statement that needs the optimizer (a join, a
         read, an UPDATE … FROM): runs the queued plain statements first."""
         self.flush()
-        return self._cur if self._optimizer is None else self._optimizer.on()
+        if self._optimizer is not None:
+            self._optimizer.on()
+        return self._cur
 
     def plain(self, sql: str, params: list[Any] | None = None) -> None:
         """Queue a statement with nothing to optimize (an update of one row by key)."""
@@ -136,9 +138,9 @@ class Batch:
         queued, self._queued = self._queued, []
         if not queued:
             return
+        if self._optimizer is not None and len(queued) >= PLAIN_RUN:
+            self._optimizer.off()
         cur = self._cur
-        if self._optimizer is not None:
-            cur = self._optimizer.off() if len(queued) >= PLAIN_RUN else self._optimizer.conn
         for sql, params, frame in queued:  # noqa: B007 - ``frame`` is read by DuckDB
             cur.execute(sql, params)
 
