@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ class Timeline:
     """Batches, folds and checkpoints, timed from the first batch."""
 
     def __init__(self) -> None:
-        self.steps: Counter[str] = Counter()
+        self.steps: dict[str, float] = {}
         #: (monotonic time, wall ms, CPU ms, messages, ms per step over 1 ms)
         self.batches: list[tuple[float, float, float, int, dict[str, int]]] = []
         self.folds: list[tuple[float, float]] = []  # (monotonic time, ms)
