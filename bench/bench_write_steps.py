@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.bench_gateway import bounded
 from materializer import events
 from materializer.aggregates import AGGREGATES, pipeline
 from materializer.db import MEMORY_LIMIT
@@ -106,8 +107,13 @@ def _apply_all(messages: list[RawMessage], batch: int) -> float:
     return spent
 
 
-if __name__ == "__main__":
+def arguments() -> argparse.ArgumentParser:
+    """The command line: at least one event and one per batch, or a clear error."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=20_000)
-    main(parser.parse_args())
+    parser.add_argument("--events", type=bounded(int, 1, 100_000_000), default=200_000)
+    parser.add_argument("--batch", type=bounded(int, 1, 10_000_000), default=20_000)
+    return parser
+
+
+if __name__ == "__main__":
+    main(arguments().parse_args())
