@@ -231,7 +231,7 @@ def test_the_bench_reports_each_decode_and_the_gil_probe(
 ) -> None:
     figures = bench_sql_decode.main(
         bench_sql_decode.arguments().parse_args(
-            ["--events", "400", "--batch", "150", "--rounds", "1"]
+            ["--events", "400", "--batch", "150", "--rounds", "1", "--threads", "2"]
         )
     )
     assert figures["proven"] == 1.0
@@ -242,6 +242,7 @@ def test_the_bench_reports_each_decode_and_the_gil_probe(
     for label in ("events.decode", "SQL decode"):  # a ratio of two rates, measured
         assert 0 < figures[f"probe share, {label}"] < 10, label
     assert out.startswith("400 events, batches of 150, 1 rounds")
+    assert figures["SQL decode on 2 threads, wall"] > 0 and "on 2 DuckDB threads" in out
     assert "order.created: from_json and checks" in out
 
 
@@ -253,6 +254,8 @@ def test_the_bench_reports_each_decode_and_the_gil_probe(
         ["--batch", "-1"],
         ["--rounds", "abc"],
         ["--rounds", "101"],
+        ["--threads", "0"],
+        ["--threads", "二"],
     ],
 )
 def test_a_bad_count_is_a_clear_error_before_any_work(
