@@ -45,7 +45,7 @@ FLOOR = (
 )
 
 
-def python_decode(subjects: list[str], payloads: list[bytes], batch: int) -> None:
+def python_decode(subjects: list[str], payloads: list[bytes]) -> None:
     """What the writer does per message: ``events.decode``."""
     decode = events.decode
     for subject, payload in zip(subjects, payloads, strict=True):
@@ -131,7 +131,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     proven = 0
     runs: dict[str, list[float]] = {"events.decode": [], "SQL decode": [], "SQL floor": []}
     for _ in range(args.rounds):
-        runs["events.decode"].append(_cpu(lambda: python_decode(subjects, payloads, batch)))
+        runs["events.decode"].append(_cpu(lambda: python_decode(subjects, payloads)))
         round_steps: dict[str, float] = {}
         started = time.thread_time()
         proven = sql_decode_all(conn, subjects, payloads, batch, round_steps)
@@ -154,7 +154,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     with Probe() as probe:
         idle = probe.rate(lambda: time.sleep(0.05))
         shares = {
-            "events.decode": probe.rate(lambda: python_decode(subjects, payloads, batch)) / idle,
+            "events.decode": probe.rate(lambda: python_decode(subjects, payloads)) / idle,
             "SQL decode": probe.rate(lambda: sql_decode_all(conn, subjects, payloads, batch))
             / idle,
         }

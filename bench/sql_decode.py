@@ -10,8 +10,9 @@ type, by SQL that runs outside the GIL. ``bench.bench_sql_decode`` measures it a
 It is a *fast path*, not a second decoder: it accepts only what it can prove valid
 under the contract (docs/EVENTS.md, "Limits"), and everything else would go to
 ``events.decode``, which alone says why a message is rejected. Per document it runs
-``json_structure`` (the keys and JSON types, in document order) and one ``from_json``
-into typed values, then checks the values. To stay provable it refuses more than the
+``json_structure`` (the keys and JSON types; each distinct one is matched to an event
+type once per batch, in any key order) and one ``from_json`` into typed values, then
+checks the values. To stay provable it refuses more than the
 contract does:
 
 - any backslash (a JSON escape), control character, trailing comma (DuckDB's reader
@@ -20,12 +21,12 @@ contract does:
 - a number with an exponent, more than 2 decimals or 14 digits or more before the
   point: DuckDB reads a decimal number as a double, which is exact only up to 15
   significant digits, so money here has at most 13 digits before the point;
-- keys in another order than the contract's (``json_structure`` keeps document order),
-  a duplicate key (DuckDB keeps the first value, msgspec the last), a time not in the
-  plain RFC 3339 form ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)``, a year at either
-  edge of the window (``events._validated`` sends those to its slow path too).
+- a duplicate key (DuckDB keeps the first value, msgspec the last; found by counting
+  ``":``, as ``json_structure`` merges them), a time not in the plain RFC 3339 form
+  ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|±HH:MM)``, a year at either edge of the window
+  (``events._validated`` sends those to its slow path too).
 
-``tests/test_sql_decode.py`` checks with Hypothesis that whatever this accepts,
+``tests/test_bench_sql_decode.py`` checks with Hypothesis that whatever this accepts,
 ``events.decode`` accepts with the same values.
 """
 
@@ -153,7 +154,7 @@ LINE = [("sku", "id"), ("quantity", "positive"), ("unit_price", "money")]
 ENVELOPE = ["specversion", "id", "source", "type", "time", "datacontenttype"]
 
 
-def _typed(event_type: str, leaf: Any = None) -> str:
+def _typed(event_type: str, leaf: str | None = None) -> str:
     """The ``from_json`` structure of one event type: each value as its kind's SQL type,
     or as ``leaf`` (``"VARCHAR"`` reads a ``json_structure``'s type names)."""
 

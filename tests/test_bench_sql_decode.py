@@ -210,6 +210,14 @@ def test_every_edge_token_in_every_value_is_proven_only_if_decode_accepts_it(
     assert len(proven) >= 0.8 * len(accepted) > 0
 
 
+def test_an_empty_batch_proves_nothing_and_a_bad_byte_leaves_its_batch_to_decode() -> None:
+    assert _agree([]) == {}
+    good = msgspec.json.encode(valid_document("customer.updated"))
+    subject = events.EVENT_TYPES["customer.updated"].subject
+    assert not sql_decode.load(_conn(), [subject, subject], [good, b'{"id":"\xff"}'])
+    assert set(_agree([(subject, good)])) == {1}
+
+
 def test_what_only_duckdb_reads_is_left_to_decode() -> None:
     good = msgspec.json.encode(valid_document("payment.received"))
     subject = events.EVENT_TYPES["payment.received"].subject
