@@ -17,11 +17,11 @@ from materializer.aggregates.columns import (
     Column,
     Frame,
     Kind,
+    instants,
     ints,
     repeated,
     scan,
     strings,
-    times,
     values,
 )
 from pulse_bi.contract import Changes
@@ -33,6 +33,9 @@ class Accepted(msgspec.Struct, gc=False):
     sequence: int
     event_id: str
     time: datetime
+    #: ``time`` as microseconds since the epoch (``columns.utc_micros``): what columns,
+    #: maxima and hours are computed from.
+    micros: int
     data: Any
     message: Any  # the RawMessage, for rejections found while applying
 
@@ -248,7 +251,7 @@ def event_table(events: list[Accepted], fields: Mapping[str, Kind], **columns: C
     table: dict[str, Column] = {
         "sequence": ints(e.sequence for e in events),
         "event_id": strings(e.event_id for e in events),
-        "time": times(e.time for e in events),
+        "time": instants(e.micros for e in events),
     }
     for name, kind in fields.items():
         table[name] = kind(map(attrgetter(name), data))

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_DAY = _EPOCH.toordinal()
-_MICROSECOND = timedelta(microseconds=1)
+#: The instant ``utc_micros`` counts from.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = EPOCH.toordinal()
 
 
 class Column(NamedTuple):
@@ -98,10 +98,30 @@ def uint64s(values: Any) -> Column:
     return Column(np.ascontiguousarray(values, dtype=np.uint64), "{}")
 
 
+def utc_micros(value: datetime) -> int:
+    """An aware datetime as microseconds since the epoch, its UTC instant: exact for
+    years 1 to 9999. What the write path keeps of an event's time (``Accepted.micros``):
+    its columns, maxima and hours are int arithmetic from then on, where each
+    comparison of datetimes with different offsets costs ~0.15 us under the GIL."""
+    since = value - EPOCH
+    # ~35 % cheaper than ``since // timedelta(microseconds=1)``, and as exact.
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime of ``utc_micros``."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def instants(micros: Iterable[int]) -> Column:
+    """TIMESTAMPTZ, from microseconds since the epoch (``utc_micros``)."""
+    array = np.array(list(micros), dtype=np.int64).view("datetime64[us]")
+    return Column(array, "timezone('UTC', {})")
+
+
 def times(values: Iterable[datetime]) -> Column:
     """TIMESTAMPTZ, from aware datetimes, exact to the microsecond (years 1 to 9999)."""
-    micros = [(value - _EPOCH) // _MICROSECOND for value in values]
-    return Column(np.array(micros, dtype=np.int64).view("datetime64[us]"), "timezone('UTC', {})")
+    return instants(map(utc_micros, values))
 
 
 def decimals(sql_type: str) -> Kind:

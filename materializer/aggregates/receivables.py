@@ -31,12 +31,12 @@ from materializer.aggregates.columns import (
     Kind,
     amounts,
     dates,
+    instants,
     ints,
     scan,
     strings,
     sums,
     take,
-    times,
     values,
 )
 from materializer.aggregates.history import History
@@ -83,7 +83,7 @@ def apply(batch: Batch) -> None:
             {
                 "sequence": ints(e.sequence for e in payments),
                 "event_id": strings(e.event_id for e in payments),
-                "time": times(e.time for e in payments),
+                "time": instants(e.micros for e in payments),
                 "payment_id": strings(e.data.payment_id for e in payments),
                 "invoice_id": strings(e.data.invoice_id for e in payments),
                 "amount": amounts(e.data.amount for e in payments),

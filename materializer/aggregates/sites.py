@@ -15,17 +15,16 @@ a batch without sites — every batch of a one-site deployment — writes nothin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from operator import attrgetter
 
 from materializer.aggregates.batch import Batch
-from materializer.aggregates.columns import ints, strings, times
+from materializer.aggregates.columns import from_micros, instants, ints, strings
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
 SPEC = registry.SITES_SEEN
-_TIME = attrgetter("time")
+_MICROS = attrgetter("micros")
 _ADD_TO_SITE = (
     "UPDATE site_events SET events = events + ?,"
     " last_event_time = greatest(last_event_time, ?::TIMESTAMPTZ) WHERE site = ?"
@@ -42,7 +41,7 @@ def apply(batch: Batch) -> None:
     """Add the batch's applied events to their sites' counts."""
     rejected = {reject[0] for reject in batch.rejects}  # stream sequences
     counts: dict[str, int] = {}
-    latest: dict[str, datetime] = {}
+    latest: dict[str, int] = {}  # microseconds since the epoch (``Accepted.micros``)
     for group in batch.events.values():
         if rejected:  # an aggregate may have refused some (they are not applied)
             group = [event for event in group if event.sequence not in rejected]
@@ -51,10 +50,10 @@ def apply(batch: Batch) -> None:
         names = [event.message.site or "" for event in group]
         first = names[0]
         if names.count(first) == len(names):  # the usual case: one site per batch
-            pairs: Iterable[tuple[str, datetime]] = [(first, max(map(_TIME, group)))]
+            pairs: Iterable[tuple[str, int]] = [(first, max(map(_MICROS, group)))]
             counts[first] = counts.get(first, 0) + len(names)
         else:
-            pairs = zip(names, map(_TIME, group), strict=True)
+            pairs = zip(names, map(_MICROS, group), strict=True)
             for site in names:
                 counts[site] = counts.get(site, 0) + 1
         for site, time in pairs:
@@ -62,7 +61,7 @@ def apply(batch: Batch) -> None:
                 latest[site] = time
     if "" in counts:  # the central site: counted by pipeline.record
         del counts[""]
-        batch.central_last_event_time = latest.pop("")
+        batch.central_last_event_time = from_micros(latest.pop(""))
     if not counts:
         return
     if len(counts) == 1:
@@ -70,7 +69,7 @@ def apply(batch: Batch) -> None:
         # parameters costs a third of the upsert below (no frame scan, no MERGE); its
         # count of rows says whether the site needs inserting.
         ((site, events),) = counts.items()
-        params = [events, latest[site], site]
+        params = [events, from_micros(latest[site]), site]
         (updated,) = batch.cur.execute(_ADD_TO_SITE, params).fetchall()[0]
         if not updated:
             batch.cur.execute(_NEW_SITE, params)
@@ -80,7 +79,7 @@ def apply(batch: Batch) -> None:
         {
             "site": strings(counts),
             "events": ints(counts.values()),
-            "last_event_time": times(latest[site] for site in counts),
+            "last_event_time": instants(latest[site] for site in counts),
         },
         conflict="ON CONFLICT DO UPDATE SET events = site_events.events + excluded.events,"
         " last_event_time = greatest(site_events.last_event_time, excluded.last_event_time)",

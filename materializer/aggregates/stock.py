@@ -12,7 +12,7 @@ once.
 from __future__ import annotations
 
 from materializer.aggregates.batch import Batch, event_table
-from materializer.aggregates.columns import Kind, ints, scan, strings, times, values
+from materializer.aggregates.columns import Kind, instants, ints, scan, strings, values
 from materializer.aggregates.columns import rows as frame_rows
 from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
@@ -30,7 +30,7 @@ _DELTA_ROWS: dict[str, Kind] = {
     "warehouse": strings,
     "site": strings,
     "on_hand": ints,  # a batch's sum: at most 256 x 10^9
-    "last_movement_at": times,
+    "last_movement_at": instants,
 }
 
 
@@ -57,7 +57,10 @@ def apply(batch: Batch) -> None:
     # Grouped by the key first: one delta row per key and batch.
     if len(moves) <= GROUP_IN_PYTHON_MAX:
         rows = (
-            ((e.data.sku, e.data.warehouse, e.message.site or ""), (e.data.quantity_delta, e.time))
+            (
+                (e.data.sku, e.data.warehouse, e.message.site or ""),
+                (e.data.quantity_delta, e.micros),
+            )
             for e in moves
         )
         grouped = group_in_python(rows, 1, _DELTA_ROWS)

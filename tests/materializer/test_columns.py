@@ -190,6 +190,39 @@ def test_a_sum_past_its_decimal_is_refused(conn: duckdb.DuckDBPyConnection) -> N
         _read(conn, frame)
 
 
+@settings(max_examples=200, deadline=None)
+@given(moment=_TIMES)
+@example(moment=datetime(1, 1, 1, tzinfo=UTC))
+@example(moment=datetime(1, 1, 1, 14, tzinfo=timezone(timedelta(hours=14))))
+@example(moment=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+@example(moment=datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+@example(moment=datetime(1970, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+def test_utc_micros_is_the_instant_to_the_microsecond(moment: datetime) -> None:
+    """``utc_micros`` (what the write path keeps of an event's time) agrees with
+    timedelta's own division, before the epoch too, and ``from_micros`` gives back the
+    same instant in UTC."""
+    micros = columns.utc_micros(moment)
+    assert micros == (moment - columns.EPOCH) // timedelta(microseconds=1)
+    back = columns.from_micros(micros)
+    assert back == moment
+    assert back.utcoffset() == timedelta(0)
+
+
+def test_instants_read_as_the_times_of_their_micros(conn: duckdb.DuckDBPyConnection) -> None:
+    moments = [
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2026, 11, 25, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    frame = {
+        "instant": columns.instants(map(columns.utc_micros, moments)),
+        "time": columns.times(moments),
+    }
+    assert _read(conn, frame) == [(m.astimezone(UTC),) * 2 for m in moments]
+    assert _types(conn, frame) == ["TIMESTAMP WITH TIME ZONE"] * 2
+    assert _types(conn, {"instant": columns.instants([])}) == ["TIMESTAMP WITH TIME ZONE"]
+
+
 def test_a_naive_time_is_refused_not_guessed() -> None:
     with pytest.raises(TypeError):
         columns.times([datetime(2026, 1, 1)])

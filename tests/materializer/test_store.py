@@ -61,6 +61,31 @@ def test_batch_result_counts_and_sequences(store: Store) -> None:
     assert stats["last_batch_at"] is not None
 
 
+def test_offsets_count_by_instant_in_the_latest_time_and_the_hour(store: Store) -> None:
+    """The write path keeps each event's time as its UTC instant (``Accepted.micros``):
+    the latest event is the latest instant, not the latest clock reading, and an order
+    counts in its UTC hour, a day earlier than its local date here."""
+    stream = Stream()
+    result = store.apply_batch(
+        [
+            stream.order("O-1", time="2026-11-25T00:30:00+01:00"),  # 2026-11-24T23:30Z
+            stream.move("A", "W", 1, time="2026-11-25T12:30:00+02:00"),  # 10:30Z
+            stream.move("A", "W", 2, time="2026-11-25T11:00:00.000001Z"),
+            stream.move("A", "W", 3, time="2026-11-25T05:59:59-05:00"),  # 10:59:59Z
+        ]
+    )
+    latest = datetime(2026, 11, 25, 11, 0, 0, 1, tzinfo=UTC)
+    assert result.last_event_time == latest
+    assert store.stats()["last_event_time"] == latest
+    [row] = store.query(
+        "sales_by_hour", {"from": "2026-11-24T00:00:00Z", "to": "2026-11-26T00:00:00Z"}
+    ).wire
+    assert row["hour"] == "2026-11-24T23:00:00+00:00"
+    assert result.changes.sales_hours == ["2026-11-24T23:00:00+00:00"]
+    [level] = store.query("stock_levels", {}).wire
+    assert level["last_movement_at"] == "2026-11-25T11:00:00.000001+00:00"
+
+
 def test_reapplying_a_batch_of_old_sequences_is_a_no_op(store: Store) -> None:
     stream = Stream()
     batch = [stream.order("O-1"), stream.order("O-2")]
