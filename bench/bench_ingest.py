@@ -55,6 +55,35 @@ def machine() -> str:
     )
 
 
+class Cores:
+    """CPU seconds over a phase of the run: the nats-server's, and the whole machine's
+    busy time (every core, every process; ``psutil.cpu_times``), with the wall time. On
+    a machine with a few cores the server that delivers the stream and the process that
+    reads it share them: how many were busy says whether the phase had any to spare."""
+
+    def __init__(self, server: psutil.Process) -> None:
+        self._server = server
+        self.server = self.machine = self.wall = 0.0
+
+    @staticmethod
+    def _machine_busy() -> float:
+        times = psutil.cpu_times()
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        return sum(times) - idle
+
+    @contextlib.contextmanager
+    def measuring(self) -> Any:
+        """Add the CPU seconds and the wall time of the ``with`` block."""
+        server = sum(self._server.cpu_times()[:2])
+        machine, wall = self._machine_busy(), time.perf_counter()
+        try:
+            yield self
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.machine += self._machine_busy() - machine
+            self.server += sum(self._server.cpu_times()[:2]) - server
+
+
 def bench_settings(url: str, duckdb_path: Path) -> Settings:
     """The product's settings, with those in this process's environment (as the
     materializer reads them, e.g. ``BATCH_MAX_WAIT_MS=5``), on this run's server and file."""
@@ -251,15 +280,20 @@ async def main(args: argparse.Namespace) -> None:
             ingests: list[float] = []
             rss = 0.0
             cpu = {"raw": 0.0, "ingest": 0.0}  # this process's CPU seconds, all threads
+            assert server.process is not None
+            nats_server = psutil.Process(server.process.pid)
+            cores = {"raw": Cores(nats_server), "ingest": Cores(nats_server)}
             threads: dict[str, float] = {}  # the same during ingest, by thread
             clock = WriterClock()  # the writer's batches, all rounds
             for round_ in range(args.rounds):
                 started = time.process_time()
-                raws.append(await raw_consume_rate(server.url, last))
+                with cores["raw"].measuring():
+                    raws.append(await raw_consume_rate(server.url, last))
                 cpu["raw"] += time.process_time() - started
                 settings = bench_settings(server.url, root / f"ingest-{round_}.duckdb")
                 started = time.process_time()
-                rate, rss, by_thread = await ingest_rate(settings, last, clock)
+                with cores["ingest"].measuring():
+                    rate, rss, by_thread = await ingest_rate(settings, last, clock)
                 cpu["ingest"] += time.process_time() - started
                 ingests.append(rate)
                 for name, seconds in by_thread.items():
@@ -287,6 +321,14 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"CPU of this process per event: raw consume {cpu['raw'] / events * 1e6:.1f} us, "
                 f"ingest {cpu['ingest'] / events * 1e6:.1f} us (all threads, DuckDB's included)"
+            )
+            raw_cores, ingest_cores = cores["raw"], cores["ingest"]
+            print(
+                "nats-server CPU per event: raw consume"
+                f" {raw_cores.server / events * 1e6:.1f} us, ingest"
+                f" {ingest_cores.server / events * 1e6:.1f} us; cores busy (the whole machine,"
+                f" of {psutil.cpu_count()}): raw consume {raw_cores.machine / raw_cores.wall:.2f},"
+                f" ingest {ingest_cores.machine / ingest_cores.wall:.2f}"
             )
             busiest = sorted(threads.items(), key=lambda item: -item[1])[:4]
             print(
