@@ -38,6 +38,7 @@ import nats
 import psutil
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from bench.bench_gateway import bounded
 from materializer.app import Materializer
 from materializer.settings import Settings
 from materializer.store import Store
@@ -170,10 +171,11 @@ class WriterClock:
 
 async def ingest_rate(
     settings: Settings, last: int, clock: WriterClock | None = None
-) -> tuple[float, float, dict[str, float]]:
-    """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; and the
-    CPU seconds each thread of this process spent meanwhile, by thread name. With a
-    ``clock``, the writer's batches are timed too."""
+) -> tuple[float, float, dict[str, float], int]:
+    """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; the
+    CPU seconds each thread of this process spent meanwhile, by thread name; and how
+    often the consumer paused for a full buffer. With a ``clock``, the writer's batches
+    are timed too."""
     process = psutil.Process()
     before = {t.id: t.user_time + t.system_time for t in process.threads()}
     started = time.perf_counter()
@@ -188,7 +190,8 @@ async def ingest_rate(
                 name = names.get(thread.id, "other")
                 used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
                 cpu[name] = cpu.get(name, 0.0) + used
-    return last / elapsed, rss, cpu
+            pauses = running.ingestor.pauses if running.ingestor is not None else 0
+    return last / elapsed, rss, cpu, pauses
 
 
 async def notice_latency(settings: Settings, rate: int, seconds: float) -> list[float]:
@@ -283,6 +286,7 @@ async def main(args: argparse.Namespace) -> None:
             assert server.process is not None
             nats_server = psutil.Process(server.process.pid)
             cores = {"raw": Cores(nats_server), "ingest": Cores(nats_server)}
+            pauses = 0  # the consumer's, for a full buffer (all rounds)
             threads: dict[str, float] = {}  # the same during ingest, by thread
             clock = WriterClock()  # the writer's batches, all rounds
             for round_ in range(args.rounds):
@@ -293,14 +297,15 @@ async def main(args: argparse.Namespace) -> None:
                 settings = bench_settings(server.url, root / f"ingest-{round_}.duckdb")
                 started = time.process_time()
                 with cores["ingest"].measuring():
-                    rate, rss, by_thread = await ingest_rate(settings, last, clock)
+                    rate, rss, by_thread, paused = await ingest_rate(settings, last, clock)
+                pauses += paused
                 cpu["ingest"] += time.process_time() - started
                 ingests.append(rate)
                 for name, seconds in by_thread.items():
                     threads[name] = threads.get(name, 0.0) + seconds
             raw, ingest = statistics.median(raws), statistics.median(ingests)
             load_after = os.getloadavg()
-            print(f"machine: {machine()}")
+            print(f"machine: {machine()}; switch interval {sys.getswitchinterval() * 1e3:g} ms")
             print(f"stream: {last} events")
             print(
                 "load average (1, 5, 15 min): "
@@ -330,6 +335,7 @@ async def main(args: argparse.Namespace) -> None:
                 f" of {psutil.cpu_count()}): raw consume {raw_cores.machine / raw_cores.wall:.2f},"
                 f" ingest {ingest_cores.machine / ingest_cores.wall:.2f}"
             )
+            print(f"consumer paused for a full buffer: {pauses} times")
             busiest = sorted(threads.items(), key=lambda item: -item[1])[:4]
             print(
                 "ingest CPU per event by thread: "
@@ -378,4 +384,12 @@ if __name__ == "__main__":
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--rss-events", type=int, default=0, help="e.g. 5000000")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--switch-interval",
+        type=bounded(float, 1e-6, 1.0),
+        help="the interpreter's GIL switch interval in seconds (sys.setswitchinterval)",
+    )
+    parsed = parser.parse_args()
+    if parsed.switch_interval is not None:
+        sys.setswitchinterval(parsed.switch_interval)
+    asyncio.run(main(parsed))
