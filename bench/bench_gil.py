@@ -9,11 +9,11 @@ that keeps the GIL busy (the materializer's event loop receiving the stream), ev
 hand-back waits until that thread lets go: up to the interpreter's switch interval
 (``sys.getswitchinterval()``, 5 ms unless changed) when it never blocks.
 
-Each step runs alone, then beside a thread that only counts (it never blocks, the worst
-case): wall and thread CPU of each, and the hand-backs that waited, estimated as the
-extra wall time over the switch interval. Steps: ``SELECT 1``; an INSERT of a frame of
-two numeric columns; an INSERT of a frame of one column of strings; and the store
-applying the simulated stream in batches (``Store.apply_batch``, per batch).
+Each step runs alone, then beside a thread that only counts (``bench_sql_decode.Probe``:
+it never blocks, the worst case): wall and thread CPU of each, and the hand-backs that
+waited, estimated as the extra wall time over the switch interval. Steps: ``SELECT 1``;
+an INSERT of a frame of two numeric columns; an INSERT of a frame of one column of
+strings; and the store applying the simulated stream in batches (``Store.apply_batch``, per batch).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,30 +30,10 @@ import duckdb
 import numpy as np
 
 from bench.bench_gateway import bounded
+from bench.bench_sql_decode import Probe
 from materializer.db import MEMORY_LIMIT
 from materializer.store import RawMessage, Store
 from pulse_bi.simulator import generate
-
-
-class Spinner:
-    """A thread that holds the GIL whenever it can: it counts and never blocks."""
-
-    def __init__(self) -> None:
-        self._stop = False
-        self.turns = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.turns += 1
-
-    def __enter__(self) -> Spinner:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop = True
-        self._thread.join()
 
 
 def timed(step: Callable[[], object], repeat: int) -> tuple[float, float]:
@@ -130,7 +109,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     for label, step in statements(args.batch).items():
         step()  # the first run creates what later runs reuse
         alone = timed(step, args.repeat)
-        with Spinner():
+        with Probe():
             beside = timed(step, args.repeat)
         waits[label] = report(label, alone, beside)
     received = datetime.now(UTC)
@@ -139,7 +118,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         for sequence, m in enumerate(generate(7, args.events).messages, start=1)
     ]
     alone = apply_stream(messages, args.batch)
-    with Spinner():
+    with Probe():
         beside = apply_stream(messages, args.batch)
     label = f"Store.apply_batch, {args.events:,} events in batches of {args.batch:,}"
     waits[label] = report(label, alone, beside)

@@ -26,16 +26,16 @@ def test_each_step_is_measured_alone_and_beside_the_busy_thread(
     out = capsys.readouterr().out
     assert out.startswith("switch interval ")
     assert out.count("beside the busy thread") == 4 and out.count("hand-backs waited") == 4
-    assert threading.active_count() == before  # the spinner stopped
+    assert threading.active_count() == before  # the busy thread stopped
 
 
-def test_the_spinner_holds_the_gil_only_while_it_runs() -> None:
-    with bench_gil.Spinner() as spinner:
-        while spinner.turns < 1000:
+def test_the_busy_thread_counts_only_while_it_runs() -> None:
+    with bench_gil.Probe() as probe:
+        while probe.turns < 1000:
             pass
-    turns = spinner.turns
+    turns = probe.turns
     assert turns >= 1000
-    assert spinner.turns == turns  # stopped: it counts no more
+    assert probe.turns == turns  # stopped: it counts no more
 
 
 @pytest.mark.parametrize(
