@@ -377,19 +377,28 @@ async def main(args: argparse.Namespace) -> None:
                 server.stop()
 
 
-if __name__ == "__main__":
+def arguments() -> argparse.ArgumentParser:
+    """The command line: counts and the switch interval within bounds, or a clear error."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--rounds", type=int, default=3, help="raw consume / ingest pairs")
-    parser.add_argument("--queries", type=int, default=2000)
-    parser.add_argument("--latency-seconds", type=float, default=10)
-    parser.add_argument("--rss-events", type=int, default=0, help="e.g. 5000000")
+    parser.add_argument("--events", type=bounded(int, 1, 100_000_000), default=500_000)
+    parser.add_argument(
+        "--rounds", type=bounded(int, 1, 100), default=3, help="raw consume / ingest pairs"
+    )
+    parser.add_argument("--queries", type=bounded(int, 1, 10_000_000), default=2000)
+    parser.add_argument("--latency-seconds", type=bounded(float, 0.01, 86_400), default=10)
+    parser.add_argument(
+        "--rss-events", type=bounded(int, 0, 100_000_000), default=0, help="e.g. 5000000"
+    )
     parser.add_argument(
         "--switch-interval",
         type=bounded(float, 1e-6, 1.0),
         help="the interpreter's GIL switch interval in seconds (sys.setswitchinterval)",
     )
-    parsed = parser.parse_args()
+    return parser
+
+
+if __name__ == "__main__":
+    parsed = arguments().parse_args()
     if parsed.switch_interval is not None:
         sys.setswitchinterval(parsed.switch_interval)
     asyncio.run(main(parsed))
