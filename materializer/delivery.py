@@ -41,6 +41,8 @@ Tap = Callable[[bytes, bytes, bytes | None, bytes], None]
 #: parsed only when needed; must not raise.
 Receiver = Callable[[bytes, int, bytes, bytes, bytes | None, bytes], None]
 
+#: Subscriptions no longer tapped whose late messages are still told apart (``strays``).
+GONE_KEPT = 64
 _CRLF = b"\r\n"
 _H = ord("H")
 # ``MSG <subject> <sid> [reply] <size>`` and ``HMSG <subject> <sid> [reply] <header
@@ -65,12 +67,18 @@ class TapParser(Parser):
         self.taps: dict[int, Tap] = {}
         #: Receiver of JetStream deliveries by subscription id as on the wire (``b"7"``).
         self.receivers: dict[bytes, Receiver] = {}
+        #: The last ``GONE_KEPT`` subscriptions no longer tapped (ids as on the wire), and
+        #: how many messages arrived for them: what the server had already sent before
+        #: their UNSUB reached it. They are dropped here, as nats-py would drop them.
+        self.gone: dict[bytes, None] = {}
+        self.strays = 0
         self._resets = 0
 
     def add(self, sid: int, frames: Tap, deliveries: Receiver | None = None) -> None:
         """Tap subscription ``sid``: its JetStream deliveries go to ``deliveries`` (when
         given) and every other frame to ``frames``."""
         self.taps[sid] = frames
+        self.gone.pop(str(sid).encode(), None)
         if deliveries is not None:
             self.receivers[str(sid).encode()] = deliveries
 
@@ -78,6 +86,14 @@ class TapParser(Parser):
         """Hand subscription ``sid``'s frames back to nats-py."""
         self.taps.pop(sid, None)
         self.receivers.pop(str(sid).encode(), None)
+
+    def drop(self, sid: int) -> None:
+        """Stop tapping subscription ``sid``, being unsubscribed: its messages still on
+        their way are counted in ``strays`` and dropped (nats-py would drop them too)."""
+        self.remove(sid)
+        self.gone[str(sid).encode()] = None
+        if len(self.gone) > GONE_KEPT:
+            del self.gone[next(iter(self.gone))]
 
     def reset(self) -> None:
         super().reset()
@@ -101,12 +117,15 @@ class TapParser(Parser):
                     if fast is not None:
                         subject, sid, sequence, delivered, timestamp, header, total = fast.groups()
                         receive = receivers.get(sid)
-                        if receive is not None:
+                        if receive is not None or sid in self.gone:
                             start = fast.end()
                             stop = start + int(total)
                             if size < stop + 2:
                                 return  # the payload is still on its way
                             pos = stop + 2
+                            if receive is None:
+                                self.strays += 1
+                                continue
                             header_size = int(header) if header else 0
                             middle = start + header_size
                             receive(
@@ -150,6 +169,8 @@ class TapParser(Parser):
                 deliver = taps.get(number)
                 if deliver is not None:
                     deliver(subject, reply or b"", headers, payload)
+                elif sid in self.gone:
+                    self.strays += 1
                 else:
                     await self.nc._process_msg(number, subject, reply or b"", payload, headers)
         finally:

@@ -95,6 +95,51 @@ async def test_tapped_frames_arrive_whole_and_in_order_beside_ordinary_traffic(
         await receiver.drain()
 
 
+async def test_messages_of_a_dropped_subscription_are_counted_and_go_nowhere(
+    nats_server: LocalNatsServer,
+) -> None:
+    """``drop``: what the server sent before an UNSUB reached it (here: no UNSUB at all,
+    so the server keeps sending) is counted in ``strays`` and reaches neither the tap nor
+    nats-py; tapped again, the subscription's frames reach the tap. (JetStream deliveries
+    take the same way: ``test_frames_cut_anywhere_come_out_whole``; a client may not
+    publish with a ``$JS.ACK`` reply.)"""
+    receiver = await nats.connect(nats_server.url)
+    sender = await nats.connect(nats_server.url)
+    try:
+        parser = tap(receiver)
+        frames: list[Any] = []
+        tapped = await receiver.subscribe("gone.>")
+        parser.add(tapped._id, lambda *frame: frames.append(frame))
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(msg.data)
+
+        await sender.subscribe("echo", cb=echo)
+        await sender.flush()
+
+        async def send(count: int) -> None:
+            for _ in range(count):
+                await sender.publish("gone.h", b"with headers", headers={"a": "b"})
+                await sender.publish("gone.plain", b"frame", reply="r")
+            await sender.flush()
+            # Answered after the messages above reached this connection.
+            await receiver.request("echo", b"x", timeout=5)
+
+        await send(2)
+        assert len(frames) == 4
+        parser.drop(tapped._id)
+        await send(3)
+        assert parser.strays == 6
+        assert len(frames) == 4
+        assert tapped.pending_msgs == 0  # nats-py saw none of them
+        parser.add(tapped._id, lambda *frame: frames.append(frame))
+        await send(1)
+        assert (len(frames), parser.strays) == (6, 6)
+    finally:
+        await sender.drain()
+        await receiver.drain()
+
+
 async def test_ingest_subscribes_again_when_its_consumer_is_deleted(
     materializer_settings: Settings,
     js: JetStreamContext,
@@ -178,7 +223,7 @@ def test_frames_cut_anywhere_come_out_whole(
     stream = b"".join(_wire(7, *frame) for frame in frames)
     bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
 
-    def run(receiving: bool) -> list[tuple[Any, ...]]:
+    def run(receiving: bool, dropped: bool = False) -> list[tuple[Any, ...]]:
         parser = TapParser(NATS())  # tapped frames never reach the (unconnected) client
         out: list[tuple[Any, ...]] = []
         parser.add(
@@ -186,6 +231,8 @@ def test_frames_cut_anywhere_come_out_whole(
             lambda *frame: out.append(("frame", *frame)),
             (lambda *delivery: out.append(("delivery", *delivery))) if receiving else None,
         )
+        if dropped:
+            parser.drop(7)
 
         async def feed() -> None:
             for start, stop in itertools.pairwise(bounds):
@@ -193,10 +240,13 @@ def test_frames_cut_anywhere_come_out_whole(
 
         asyncio.run(feed())
         assert not parser.buf
+        assert parser.strays == (len(frames) if dropped else 0)
         return out
 
     assert run(False) == [("frame", s.encode(), r.encode(), h or None, p) for s, r, h, p in frames]
     assert run(True) == [_expected(*frame) for frame in frames]
+    # Dropped (being unsubscribed): every frame is counted and goes nowhere.
+    assert run(True, dropped=True) == []
 
 
 async def test_frames_on_the_ingest_inbox_that_are_not_deliveries_of_the_stream(
