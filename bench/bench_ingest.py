@@ -171,10 +171,11 @@ class WriterClock:
 
 async def ingest_rate(
     settings: Settings, last: int, clock: WriterClock | None = None
-) -> tuple[float, float, dict[str, float], int]:
+) -> tuple[float, float, dict[str, float], tuple[int, int]]:
     """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; the
     CPU seconds each thread of this process spent meanwhile, by thread name; and how
-    often the consumer paused for a full buffer. With a ``clock``, the writer's batches
+    often the consumer paused for a full buffer, with how many messages arrived for a
+    subscription already gone (received twice). With a ``clock``, the writer's batches
     are timed too."""
     process = psutil.Process()
     before = {t.id: t.user_time + t.system_time for t in process.threads()}
@@ -190,7 +191,8 @@ async def ingest_rate(
                 name = names.get(thread.id, "other")
                 used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
                 cpu[name] = cpu.get(name, 0.0) + used
-            pauses = running.ingestor.pauses if running.ingestor is not None else 0
+            ingestor = running.ingestor
+            pauses = (ingestor.pauses, ingestor.strays) if ingestor is not None else (0, 0)
     return last / elapsed, rss, cpu, pauses
 
 
@@ -286,7 +288,7 @@ async def main(args: argparse.Namespace) -> None:
             assert server.process is not None
             nats_server = psutil.Process(server.process.pid)
             cores = {"raw": Cores(nats_server), "ingest": Cores(nats_server)}
-            pauses = 0  # the consumer's, for a full buffer (all rounds)
+            pauses = strays = 0  # the consumer's, for a full buffer (all rounds)
             threads: dict[str, float] = {}  # the same during ingest, by thread
             clock = WriterClock()  # the writer's batches, all rounds
             for round_ in range(args.rounds):
@@ -297,8 +299,9 @@ async def main(args: argparse.Namespace) -> None:
                 settings = bench_settings(server.url, root / f"ingest-{round_}.duckdb")
                 started = time.process_time()
                 with cores["ingest"].measuring():
-                    rate, rss, by_thread, paused = await ingest_rate(settings, last, clock)
+                    rate, rss, by_thread, (paused, stray) = await ingest_rate(settings, last, clock)
                 pauses += paused
+                strays += stray
                 cpu["ingest"] += time.process_time() - started
                 ingests.append(rate)
                 for name, seconds in by_thread.items():
@@ -335,7 +338,10 @@ async def main(args: argparse.Namespace) -> None:
                 f" of {psutil.cpu_count()}): raw consume {raw_cores.machine / raw_cores.wall:.2f},"
                 f" ingest {ingest_cores.machine / ingest_cores.wall:.2f}"
             )
-            print(f"consumer paused for a full buffer: {pauses} times")
+            print(
+                f"consumer paused for a full buffer: {pauses} times; messages that arrived"
+                f" for a subscription already gone (received twice): {strays}"
+            )
             busiest = sorted(threads.items(), key=lambda item: -item[1])[:4]
             print(
                 "ingest CPU per event by thread: "

@@ -16,14 +16,21 @@ and this module does what nats-py's ordered consumer did: answer flow control, c
 every stream sequence and each idle heartbeat's last consumer sequence, and create the
 consumer again when two heartbeat intervals pass without anything (``_watch``).
 
-Back-pressure: flow control is answered as soon as a message arrives, so the server
-never pauses for a busy writer; nothing blocks the event loop. When the buffer holds
-three batches (by events or by payload bytes) the ingestor unsubscribes (the server
-forgets the ephemeral consumer) and subscribes again from the sequence after the last
-one received once the writer has caught up. A sequence gap (a message that never
-arrived) triggers the same resubscription; a gap that is still there afterwards is
-real (messages deleted from the stream): it is accepted, and the store records it with
-the next batch (``materializer.continuity``).
+Back-pressure is JetStream's flow control: nothing blocks the event loop. Flow control is
+answered as soon as it arrives while the writer keeps up. Once the buffer holds three
+batches (by events or by payload bytes) the answers are held back, so the server stops
+delivering, and they go out once the writer has caught up. What arrives meanwhile (what
+the server had already queued for the connection) is kept, and the consumer stays the
+same: nothing is delivered twice. Should the buffer grow ``HOLD_SPILL_BYTES`` past the
+point where the answers were held (a server that does not stop), the ingestor
+unsubscribes (the server forgets the ephemeral consumer) and subscribes again from the
+sequence after the last one received once the writer has caught up. That used to be
+the only pause: the messages still on their way then arrived for a subscription already
+gone and were sent, read and dropped, then sent again, 30-41 % as many again as a
+catch-up's events (docs/BENCHMARKS.md, "Paused by flow control"). A sequence gap (a
+message that never arrived) triggers the same resubscription; a gap that is still there
+afterwards is real (messages deleted from the stream): it is accepted, and the store
+records it with the next batch (``materializer.continuity``).
 
 After each (re)subscription, before the first batch holding its messages is applied,
 ``StreamGuard`` confirms the stream is still the one the file was built from (a
@@ -81,6 +88,12 @@ MAX_SUBJECTS = 1024
 #: three batches' worth, as at three times ``batch_max_events``: events near the 1 MiB
 #: limit must not make one batch, or the buffer, tens of GiB (docs/OPERATIONS.md).
 BATCH_MAX_BYTES = 64 * 1024 * 1024
+#: Payload bytes arriving after the flow-control answers were held back beyond which the
+#: ingestor stops delivery by unsubscribing: the buffer holds three batches and at most
+#: this much more (each limit crossed by one message). What arrives is what the server
+#: had already queued for the connection: 16-19 MB of small events, 23 MB of ~1 MiB
+#: ones, on two cores (docs/BENCHMARKS.md, "Paused by flow control").
+HOLD_SPILL_BYTES = 32 * 1024 * 1024
 #: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
 CHECKPOINT_TRIES = 5
 #: Seconds without a message after which ingest counts as idle: then a WAL of a quarter
@@ -146,14 +159,21 @@ class Ingestor:
         self._traces = IngestTraces()
         self._has_messages = asyncio.Event()
         self._stopping = False
-        # Flow control: paused while the buffer is full or a gap is being re-read.
+        # Flow control: the subjects of the answers held while the buffer is full, each
+        # once (None: answered at once), and the buffer's payload bytes when first held.
+        self._held: dict[str, None] | None = None
+        self._held_at_bytes = 0
+        # Unsubscribed: while a gap is being re-read, or the buffer outgrew a hold.
         self._paused = False
         self._flow_lock = asyncio.Lock()
         self._accepted_gap = 0
         self._flow_tasks: set[asyncio.Task[None]] = set()
-        #: Times delivery was paused because the writer fell behind, and gaps re-read.
+        #: Times delivery was paused because the writer fell behind (flow control held, or
+        #: unsubscribed), and gaps re-read.
         self.pauses = 0
         self.gaps = 0
+        #: Flow-control answers held back while the buffer was full.
+        self.held_answers = 0
         self._subscription: Subscription | None = None
         #: Subscriptions started, and the one whose consumer existed when the stream was
         #: last confirmed: later batches need no check until the next one (_confirm).
@@ -179,6 +199,12 @@ class Ingestor:
         #: The fault the current batch is being retried for (None once it committed).
         self.fault: str | None = None
 
+    @property
+    def strays(self) -> int:
+        """Messages that arrived for a subscription already unsubscribed: read again from
+        the next one (``TapParser.strays``)."""
+        return self._parser.strays
+
     async def start(self) -> None:
         """Subscribe from the sequence after the last committed one and start applying.
 
@@ -203,6 +229,8 @@ class Ingestor:
         subscription = await self._nc.subscribe(inbox)
         self._parser.add(subscription._id, self._deliver, self._receive)
         self._delivered = b"0"
+        if self._held:  # answers a former consumer asked for
+            self._held.clear()
         config = ConsumerConfig(
             deliver_subject=inbox,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -232,7 +260,7 @@ class Ingestor:
         if subscription is not None:
             # Nothing more reaches ``_deliver``; the server forgets the ephemeral
             # consumer once its subscription is gone.
-            self._parser.remove(subscription._id)
+            self._parser.drop(subscription._id)
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
@@ -339,11 +367,38 @@ class Ingestor:
         if buffered >= self._batch_max or self._buffered_bytes >= BATCH_MAX_BYTES:
             self._has_messages.set()
             if buffered >= 3 * self._batch_max or self._buffered_bytes >= 3 * BATCH_MAX_BYTES:
-                self.pauses += 1
-                self._paused = True
-                self._in_background(self._pause())
+                self._hold()
         elif buffered == 1:
             self._has_messages.set()
+
+    def _hold(self) -> None:
+        """The buffer is full: hold flow-control answers back, so the server stops once
+        its window is full; unsubscribe should it send ``HOLD_SPILL_BYTES`` more."""
+        if self._held is None:
+            self.pauses += 1
+            self._held = {}
+            self._held_at_bytes = self._buffered_bytes
+        elif not self._paused and self._buffered_bytes - self._held_at_bytes > HOLD_SPILL_BYTES:
+            log.warning(
+                "%s kept delivering with flow control held back: unsubscribing", STREAM_NAME
+            )
+            self._paused = True
+            self._in_background(self._pause())
+
+    def _release(self) -> None:
+        """The writer caught up: answer the flow control held back, and answer at once again."""
+        held, self._held = self._held, None
+        for subject in held or ():
+            self._in_background(self._nc.publish(subject))
+
+    def _answer(self, subject: str) -> None:
+        """Answer a flow-control request (or a stalled consumer's heartbeat), or hold the
+        answer while the buffer is full."""
+        if self._held is not None:
+            self._held[subject] = None
+            self.held_answers += 1
+        else:
+            self._in_background(self._nc.publish(subject))
 
     def _read_again(self) -> None:
         """Subscribe again from the message after the last one received."""
@@ -358,12 +413,12 @@ class Ingestor:
             return
         if b"FlowControl" in status:
             if reply:
-                self._in_background(self._nc.publish(reply.decode()))
+                self._answer(reply.decode())
             return
         values = header_values(headers)
         stalled = values.get(Header.CONSUMER_STALLED)
         if stalled:
-            self._in_background(self._nc.publish(stalled))
+            self._answer(stalled)
         last = values.get(Header.LAST_CONSUMER)
         if (
             last is not None
@@ -417,11 +472,13 @@ class Ingestor:
                 await asyncio.sleep(wait)
             batch = self._take()
             if (
-                self._paused
-                and len(self._buffer) < self._settings.batch_max_events
+                len(self._buffer) < self._settings.batch_max_events
                 and self._buffered_bytes < BATCH_MAX_BYTES
             ):
-                await self._resume()
+                if self._held is not None:
+                    self._release()
+                if self._paused:
+                    await self._resume()
             if not self._buffer:
                 self._has_messages.clear()
             if not batch:
@@ -510,6 +567,7 @@ class Ingestor:
     async def _halt(self) -> None:
         """The stream was replaced: receive and apply nothing more, until stopped."""
         self._paused = True
+        self._held = None
         async with self._flow_lock:
             await self._unsubscribe()
         self._buffer.clear()

@@ -279,6 +279,43 @@ async def test_messages_deleted_from_the_stream_are_gaps_recorded_once(
     assert gaps == [(1, 1), (17, 17), (60, 62), (150, 150)]
 
 
+async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_twice(
+    nats_server: LocalNatsServer,
+    js: JetStreamContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog of 6 MB behind a slow writer (more than the server's 2 MiB flow-control
+    window): the flow-control answers are held back while three batches wait, so the
+    server stops delivering; the same consumer goes on once the writer caught up, and no
+    message arrives twice (``strays``, what unsubscribing to pause used to cost)."""
+    settings: Settings = local_materializer(
+        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
+    )
+    last = 0
+    for i in range(750):
+        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
+    apply = Store.apply_batch
+
+    def slow(self: Store, batch: Any) -> Any:
+        time.sleep(0.01)
+        return apply(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", slow)
+    async with Materializer(settings) as running:
+        ingestor = running.ingestor
+        assert ingestor is not None
+        await running.wait_for_sequence(last, timeout=120)
+        held, pauses, strays = ingestor.held_answers, ingestor.pauses, ingestor.strays
+        subscriptions = ingestor._subscriptions
+        stats = running.store.stats()
+    assert stats["events_applied"] == 750
+    assert stats["events_duplicate"] == stats["events_rejected"] == 0
+    assert pauses > 0 and held > 0  # the server was asked to wait
+    assert subscriptions == 1  # by the same consumer throughout
+    assert strays == 0
+
+
 async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_bytes(
     nats_server: LocalNatsServer,
     js: JetStreamContext,
@@ -288,8 +325,11 @@ async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_byte
     """A backlog of ~1 MiB events behind a slow writer: counted in events alone, the
     buffer would hold them all (three times ``batch_max_events`` of them: tens of GiB at
     the default). Batches stop at ``BATCH_MAX_BYTES`` and delivery pauses at three
-    batches' worth of bytes; every event is still applied once."""
+    batches' worth of bytes, with what the server had queued arriving afterwards up to
+    ``HOLD_SPILL_BYTES``; every event is still applied once."""
     monkeypatch.setattr(consumer, "BATCH_MAX_BYTES", 4 * 1024 * 1024)
+    # Less than the server queues for the connection: the pause ends in unsubscribing.
+    monkeypatch.setattr(consumer, "HOLD_SPILL_BYTES", 8 * 1024 * 1024)
     settings: Settings = local_materializer(
         nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=100, batch_max_wait_ms=5
     )
@@ -313,10 +353,13 @@ async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_byte
             peak = max(peak, sum(len(m.data) for m in ingestor._buffer))
             await asyncio.sleep(0.02)
         await running.wait_for_sequence(last, timeout=60)
-        pauses = ingestor.pauses
+        pauses, subscriptions = ingestor.pauses, ingestor._subscriptions
         stats = running.store.stats()
     assert stats["events_applied"] == 60
     assert stats["events_duplicate"] == 0
     assert pauses > 0
+    assert subscriptions > 1  # unsubscribed, and subscribed again after the last received
     assert max(batch_bytes) <= 4 * 1024 * 1024
-    assert peak <= 3 * 4 * 1024 * 1024 + 1024 * 1024
+    # Three batches, then what the server had queued up to the spill: each limit is
+    # crossed by one message.
+    assert peak <= 3 * 4 * 1024 * 1024 + consumer.HOLD_SPILL_BYTES + 2 * 1024 * 1024
