@@ -171,12 +171,13 @@ class WriterClock:
 
 async def ingest_rate(
     settings: Settings, last: int, clock: WriterClock | None = None
-) -> tuple[float, float, dict[str, float], tuple[int, int]]:
+) -> tuple[float, float, dict[str, float], tuple[int, int, int]]:
     """Events/s from an empty DuckDB file to the whole stream committed; RSS MB; the
     CPU seconds each thread of this process spent meanwhile, by thread name; and how
     often the consumer paused for a full buffer, with how many messages arrived for a
-    subscription already gone (received twice). With a ``clock``, the writer's batches
-    are timed too."""
+    subscription already gone (received twice) and the most payload bytes the buffer
+    grew past a pause (what the server had queued). With a ``clock``, the writer's
+    batches are timed too."""
     process = psutil.Process()
     before = {t.id: t.user_time + t.system_time for t in process.threads()}
     started = time.perf_counter()
@@ -192,7 +193,11 @@ async def ingest_rate(
                 used = thread.user_time + thread.system_time - before.get(thread.id, 0.0)
                 cpu[name] = cpu.get(name, 0.0) + used
             ingestor = running.ingestor
-            pauses = (ingestor.pauses, ingestor.strays) if ingestor is not None else (0, 0)
+            pauses = (
+                (ingestor.pauses, ingestor.strays, ingestor.held_peak_bytes)
+                if ingestor is not None
+                else (0, 0, 0)
+            )
     return last / elapsed, rss, cpu, pauses
 
 
@@ -288,7 +293,7 @@ async def main(args: argparse.Namespace) -> None:
             assert server.process is not None
             nats_server = psutil.Process(server.process.pid)
             cores = {"raw": Cores(nats_server), "ingest": Cores(nats_server)}
-            pauses = strays = 0  # the consumer's, for a full buffer (all rounds)
+            pauses = strays = held_peak = 0  # the consumer's, for a full buffer (all rounds)
             threads: dict[str, float] = {}  # the same during ingest, by thread
             clock = WriterClock()  # the writer's batches, all rounds
             for round_ in range(args.rounds):
@@ -299,9 +304,12 @@ async def main(args: argparse.Namespace) -> None:
                 settings = bench_settings(server.url, root / f"ingest-{round_}.duckdb")
                 started = time.process_time()
                 with cores["ingest"].measuring():
-                    rate, rss, by_thread, (paused, stray) = await ingest_rate(settings, last, clock)
+                    rate, rss, by_thread, (paused, stray, peak) = await ingest_rate(
+                        settings, last, clock
+                    )
                 pauses += paused
                 strays += stray
+                held_peak = max(held_peak, peak)
                 cpu["ingest"] += time.process_time() - started
                 ingests.append(rate)
                 for name, seconds in by_thread.items():
@@ -339,7 +347,8 @@ async def main(args: argparse.Namespace) -> None:
                 f" ingest {ingest_cores.machine / ingest_cores.wall:.2f}"
             )
             print(
-                f"consumer paused for a full buffer: {pauses} times; messages that arrived"
+                f"consumer paused for a full buffer: {pauses} times, the buffer growing at most"
+                f" {held_peak / 2**20:.1f} MiB of payload past a pause; messages that arrived"
                 f" for a subscription already gone (received twice): {strays}"
             )
             busiest = sorted(threads.items(), key=lambda item: -item[1])[:4]

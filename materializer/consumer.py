@@ -172,8 +172,11 @@ class Ingestor:
         #: unsubscribed), and gaps re-read.
         self.pauses = 0
         self.gaps = 0
-        #: Flow-control answers held back while the buffer was full.
+        #: Flow-control answers held back while the buffer was full, and the most the
+        #: buffer's payload bytes grew past the point where they were first held (what
+        #: the server had queued).
         self.held_answers = 0
+        self.held_peak_bytes = 0
         self._subscription: Subscription | None = None
         #: Subscriptions started, and the one whose consumer existed when the stream was
         #: last confirmed: later batches need no check until the next one (_confirm).
@@ -378,7 +381,11 @@ class Ingestor:
             self.pauses += 1
             self._held = {}
             self._held_at_bytes = self._buffered_bytes
-        elif not self._paused and self._buffered_bytes - self._held_at_bytes > HOLD_SPILL_BYTES:
+            return
+        grown = self._buffered_bytes - self._held_at_bytes
+        if grown > self.held_peak_bytes:
+            self.held_peak_bytes = grown
+        if grown > HOLD_SPILL_BYTES and not self._paused:
             log.warning(
                 "%s kept delivering with flow control held back: unsubscribing", STREAM_NAME
             )
