@@ -26,7 +26,7 @@ point where the answers were held (a server that does not stop), the ingestor
 unsubscribes (the server forgets the ephemeral consumer) and subscribes again from the
 sequence after the last one received once the writer has caught up. That used to be
 the only pause: the messages still on their way then arrived for a subscription already
-gone and were sent, read and dropped, then sent again, 30-41 % as many again as a
+gone and were sent, read and dropped, then sent again, 30-47 % as many again as a
 catch-up's events (docs/BENCHMARKS.md, "Paused by flow control"). A sequence gap (a
 message that never arrived) triggers the same resubscription; a gap that is still there
 afterwards is real (messages deleted from the stream): it is accepted, and the store
@@ -91,8 +91,8 @@ BATCH_MAX_BYTES = 64 * 1024 * 1024
 #: Payload bytes arriving after the flow-control answers were held back beyond which the
 #: ingestor stops delivery by unsubscribing: the buffer holds three batches and at most
 #: this much more (each limit crossed by one message). What arrives is what the server
-#: had already queued for the connection: 16-19 MB of small events, 23 MB of ~1 MiB
-#: ones, on two cores (docs/BENCHMARKS.md, "Paused by flow control").
+#: had already queued for the connection: the buffer grew 19.3-19.5 MiB past a pause in
+#: 500,000-event catch-ups on two cores (docs/BENCHMARKS.md, "Paused by flow control").
 HOLD_SPILL_BYTES = 32 * 1024 * 1024
 #: Plain checkpoint attempts (one after each batch) before one that waits for the reads.
 CHECKPOINT_TRIES = 5
