@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -314,6 +315,57 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
     assert pauses > 0 and held > 0  # the server was asked to wait
     assert subscriptions == 1  # by the same consumer throughout
     assert strays == 0
+
+
+async def test_a_consumer_lost_while_flow_control_is_held_is_created_again(
+    nats_server: LocalNatsServer,
+    js: JetStreamContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The consumer is deleted while its flow-control answers are held back (as a NATS
+    restart loses a memory-stored consumer): no heartbeat comes, so the ingestor creates
+    one again after the last message received, and every event is applied once."""
+    settings: Settings = local_materializer(
+        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
+    )
+    last = 0
+    for i in range(750):
+        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
+    apply = Store.apply_batch
+    gate = asyncio.Event()  # the writer waits while the consumer is deleted
+    loop = asyncio.get_running_loop()
+
+    def slow(self: Store, batch: Any) -> Any:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=60)
+        return apply(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", slow)
+    caplog.set_level(logging.INFO, "pulse_bi.materializer.consumer")
+    async with Materializer(settings) as running:
+        ingestor = running.ingestor
+        assert ingestor is not None
+        for _ in range(600):  # the buffer fills and the answers are held
+            if ingestor.held_answers:
+                break
+            await asyncio.sleep(0.05)
+        assert ingestor.held_answers
+        for info in await js.consumers_info(STREAM_NAME):
+            await js.delete_consumer(STREAM_NAME, info.name)
+        for _ in range(200):  # two heartbeat intervals without anything
+            if "no message or heartbeat" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        gate.set()
+        await running.wait_for_sequence(last, timeout=120)
+        subscriptions, strays = ingestor._subscriptions, ingestor.strays
+        stats = running.store.stats()
+    assert "no message or heartbeat" in caplog.text
+    assert subscriptions == 2
+    assert stats["events_applied"] == 750
+    assert stats["events_duplicate"] == stats["events_rejected"] == 0
+    assert strays == 0  # the lost consumer sent nothing more
 
 
 async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_bytes(
