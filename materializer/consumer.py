@@ -177,6 +177,8 @@ class Ingestor:
         #: the server had queued).
         self.held_answers = 0
         self.held_peak_bytes = 0
+        #: ``strays`` already counted in the metrics.
+        self._strays_counted = self._parser.strays
         self._subscription: Subscription | None = None
         #: Subscriptions started, and the one whose consumer existed when the stream was
         #: last confirmed: later batches need no check until the next one (_confirm).
@@ -379,6 +381,7 @@ class Ingestor:
         its window is full; unsubscribe should it send ``HOLD_SPILL_BYTES`` more."""
         if self._held is None:
             self.pauses += 1
+            self._metrics.delivery_pauses.inc()
             self._held = {}
             self._held_at_bytes = self._buffered_bytes
             return
@@ -762,6 +765,10 @@ class Ingestor:
         self.last_sequence = max(self.last_sequence, result.last_sequence)
         self._applied_since_release += size
         m = self._metrics
+        strays = self._parser.strays
+        if strays > self._strays_counted:
+            m.messages_received_again.inc(strays - self._strays_counted)
+            self._strays_counted = strays
         for gap in result.gaps:
             log.warning(
                 "sequences %d-%d were gone from stream %s: %d events lost (recorded in "

@@ -43,6 +43,14 @@ class MaterializerMetrics:
             "checkpoint_retries",
             "Scheduled checkpoints refused because a read was running (tried again)",
         )
+        self.delivery_pauses = m.counter(
+            "delivery_pauses",
+            "Times delivery was paused because three batches waited (flow control held back)",
+        )
+        self.messages_received_again = m.counter(
+            "messages_received_again",
+            "Messages that arrived for a subscription already gone, to be delivered again",
+        )
         self.memory_releases = m.counter(
             "memory_releases",
             "Times memory was handed back once ingest went idle after a catch-up or burst",

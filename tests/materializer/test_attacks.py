@@ -310,11 +310,15 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
         held, pauses, strays = ingestor.held_answers, ingestor.pauses, ingestor.strays
         subscriptions = ingestor._subscriptions
         stats = running.store.stats()
+        sample = running.metrics.registry.get_sample_value
+        paused_metric = sample("pulse_materializer_delivery_pauses_total")
+        again_metric = sample("pulse_materializer_messages_received_again_total")
     assert stats["events_applied"] == 750
     assert stats["events_duplicate"] == stats["events_rejected"] == 0
     assert pauses > 0 and held > 0  # the server was asked to wait
     assert subscriptions == 1  # by the same consumer throughout
     assert strays == 0
+    assert (paused_metric, again_metric) == (pauses, 0)
 
 
 async def test_a_consumer_lost_while_flow_control_is_held_is_created_again(
@@ -406,11 +410,17 @@ async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_byte
             await asyncio.sleep(0.02)
         await running.wait_for_sequence(last, timeout=60)
         pauses, subscriptions = ingestor.pauses, ingestor._subscriptions
+        strays = ingestor.strays
         stats = running.store.stats()
+        again_metric = running.metrics.registry.get_sample_value(
+            "pulse_materializer_messages_received_again_total"
+        )
     assert stats["events_applied"] == 60
     assert stats["events_duplicate"] == 0
     assert pauses > 0
     assert subscriptions > 1  # unsubscribed, and subscribed again after the last received
+    # What the server had queued for the subscription left: counted, and sent again.
+    assert again_metric == strays
     assert max(batch_bytes) <= 4 * 1024 * 1024
     # Three batches, then what the server had queued up to the spill: each limit is
     # crossed by one message.
