@@ -321,6 +321,52 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
     assert (paused_metric, again_metric) == (pauses, 0)
 
 
+async def test_a_long_pause_keeps_its_consumer_through_the_stalled_heartbeats(
+    nats_server: LocalNatsServer,
+    js: JetStreamContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer stops for longer than two heartbeat intervals while flow control is
+    held back: the server's idle heartbeats go on (naming the stalled flow control, whose
+    answer is held too) and say it delivered exactly what arrived, so the consumer is
+    neither taken for lost nor read again; once the writer goes on, so does delivery."""
+    settings: Settings = local_materializer(
+        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
+    )
+    last = 0
+    for i in range(750):
+        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
+    apply = Store.apply_batch
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stopped(self: Store, batch: Any) -> Any:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=60)
+        return apply(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", stopped)
+    async with Materializer(settings) as running:
+        ingestor = running.ingestor
+        assert ingestor is not None
+        for _ in range(600):
+            if ingestor.held_answers:
+                break
+            await asyncio.sleep(0.05)
+        held = ingestor.held_answers
+        assert held
+        await asyncio.sleep(3 * consumer.HEARTBEAT_SECONDS)
+        stalled = ingestor.held_answers - held  # the heartbeats' stalled flow control
+        gate.set()
+        await running.wait_for_sequence(last, timeout=120)
+        subscriptions, strays, gaps = ingestor._subscriptions, ingestor.strays, ingestor.gaps
+        stats = running.store.stats()
+    assert stalled >= 1
+    assert (subscriptions, strays, gaps) == (1, 0, 0)
+    assert stats["events_applied"] == 750
+    assert stats["events_duplicate"] == stats["events_rejected"] == 0
+
+
 async def test_a_consumer_lost_while_flow_control_is_held_is_created_again(
     nats_server: LocalNatsServer,
     js: JetStreamContext,
