@@ -331,6 +331,7 @@ async def test_a_long_pause_keeps_its_consumer_through_the_stalled_heartbeats(
     held back: the server's idle heartbeats go on (naming the stalled flow control, whose
     answer is held too) and say it delivered exactly what arrived, so the consumer is
     neither taken for lost nor read again; once the writer goes on, so does delivery."""
+    monkeypatch.setattr(consumer, "HEARTBEAT_SECONDS", 0.5)  # nats-server's least: 0.1
     settings: Settings = local_materializer(
         nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
     )
@@ -377,6 +378,7 @@ async def test_a_consumer_lost_while_flow_control_is_held_is_created_again(
     """The consumer is deleted while its flow-control answers are held back (as a NATS
     restart loses a memory-stored consumer): no heartbeat comes, so the ingestor creates
     one again after the last message received, and every event is applied once."""
+    monkeypatch.setattr(consumer, "HEARTBEAT_SECONDS", 0.5)  # nats-server's least: 0.1
     settings: Settings = local_materializer(
         nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
     )
