@@ -23,6 +23,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from materializer import consumer as consumer_module
 from materializer.app import Materializer
 from materializer.consumer import _ack_position
 from materializer.delivery import TapParser, header_values, status_of, tap
@@ -145,9 +146,11 @@ async def test_ingest_subscribes_again_when_its_consumer_is_deleted(
     js: JetStreamContext,
     nc: NATS,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No heartbeat for two intervals: the ingestor creates a consumer again after the
     last message it received, and nothing is lost or applied twice."""
+    monkeypatch.setattr(consumer_module, "HEARTBEAT_SECONDS", 0.5)  # nats-server's least: 0.1
     first = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(20)]
     later = [order(f"O-{i}", "1.00", time="2026-11-25T10:00:00Z") for i in range(20, 50)]
     caplog.set_level(logging.INFO, "pulse_bi.materializer.consumer")
