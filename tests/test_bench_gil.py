@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -13,9 +14,14 @@ def test_each_step_is_measured_alone_and_beside_the_busy_thread(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     before = threading.active_count()
-    waits = bench_gil.main(
-        bench_gil.arguments().parse_args(["--events", "400", "--batch", "200", "--repeat", "1"])
-    )
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # each wait for the GIL 0.5 ms, not 5: a shorter test
+    try:
+        waits = bench_gil.main(
+            bench_gil.arguments().parse_args(["--events", "400", "--batch", "200", "--repeat", "1"])
+        )
+    finally:
+        sys.setswitchinterval(interval)
     assert list(waits) == [
         "SELECT 1",
         "INSERT of 200 rows, 2 numeric columns",
@@ -24,7 +30,7 @@ def test_each_step_is_measured_alone_and_beside_the_busy_thread(
     ]
     assert all(count >= 0 for count in waits.values())
     out = capsys.readouterr().out
-    assert out.startswith("switch interval ")
+    assert out.startswith("switch interval 0.5 ms")
     assert out.count("beside the busy thread") == 4 and out.count("hand-backs waited") == 4
     assert threading.active_count() == before  # the busy thread stopped
 
