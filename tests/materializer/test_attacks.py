@@ -280,6 +280,49 @@ async def test_messages_deleted_from_the_stream_are_gaps_recorded_once(
     assert gaps == [(1, 1), (17, 17), (60, 62), (150, 150)]
 
 
+#: Backlog of the flow-control tests: 750 events of 8 KiB, ~6 MB, more than the
+#: server's 2 MiB flow-control window, behind batches of 20.
+_BACKLOG = 750
+
+
+async def _backlog(
+    server: LocalNatsServer, js: JetStreamContext, path: Path
+) -> tuple[Settings, int]:
+    """A materializer's settings with batches of 20, and a backlog of ``_BACKLOG`` events
+    of 8 KiB already in the stream; returns them with its last sequence."""
+    settings: Settings = local_materializer(
+        server.url, path, batch_max_events=20, batch_max_wait_ms=0
+    )
+    last = 0
+    for i in range(_BACKLOG):
+        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
+    return settings, last
+
+
+def _gated_writer(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make every batch wait until the returned event is set (on this loop)."""
+    apply = Store.apply_batch
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def gated(self: Store, batch: Any) -> Any:
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=60)
+        return apply(self, batch)
+
+    monkeypatch.setattr(Store, "apply_batch", gated)
+    return gate
+
+
+async def _until_held(ingestor: consumer.Ingestor) -> int:
+    """Wait until the buffer is full and a flow-control answer is held; how many are."""
+    for _ in range(600):
+        if ingestor.held_answers:
+            break
+        await asyncio.sleep(0.05)
+    assert ingestor.held_answers
+    return ingestor.held_answers
+
+
 async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_twice(
     nats_server: LocalNatsServer,
     js: JetStreamContext,
@@ -290,12 +333,7 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
     window): the flow-control answers are held back while three batches wait, so the
     server stops delivering; the same consumer goes on once the writer caught up, and no
     message arrives twice (``strays``, what unsubscribing to pause used to cost)."""
-    settings: Settings = local_materializer(
-        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
-    )
-    last = 0
-    for i in range(750):
-        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
+    settings, last = await _backlog(nats_server, js, tmp_path / "pulse_bi.duckdb")
     apply = Store.apply_batch
 
     def slow(self: Store, batch: Any) -> Any:
@@ -313,7 +351,7 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
         sample = running.metrics.registry.get_sample_value
         paused_metric = sample("pulse_materializer_delivery_pauses_total")
         again_metric = sample("pulse_materializer_messages_received_again_total")
-    assert stats["events_applied"] == 750
+    assert stats["events_applied"] == _BACKLOG
     assert stats["events_duplicate"] == stats["events_rejected"] == 0
     assert pauses > 0 and held > 0  # the server was asked to wait
     assert subscriptions == 1  # by the same consumer throughout
@@ -332,30 +370,12 @@ async def test_a_long_pause_keeps_its_consumer_through_the_stalled_heartbeats(
     answer is held too) and say it delivered exactly what arrived, so the consumer is
     neither taken for lost nor read again; once the writer goes on, so does delivery."""
     monkeypatch.setattr(consumer, "HEARTBEAT_SECONDS", 0.5)  # nats-server's least: 0.1
-    settings: Settings = local_materializer(
-        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
-    )
-    last = 0
-    for i in range(750):
-        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
-    apply = Store.apply_batch
-    gate = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def stopped(self: Store, batch: Any) -> Any:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=60)
-        return apply(self, batch)
-
-    monkeypatch.setattr(Store, "apply_batch", stopped)
+    settings, last = await _backlog(nats_server, js, tmp_path / "pulse_bi.duckdb")
+    gate = _gated_writer(monkeypatch)
     async with Materializer(settings) as running:
         ingestor = running.ingestor
         assert ingestor is not None
-        for _ in range(600):
-            if ingestor.held_answers:
-                break
-            await asyncio.sleep(0.05)
-        held = ingestor.held_answers
-        assert held
+        held = await _until_held(ingestor)
         await asyncio.sleep(3 * consumer.HEARTBEAT_SECONDS)
         stalled = ingestor.held_answers - held  # the heartbeats' stalled flow control
         gate.set()
@@ -364,7 +384,7 @@ async def test_a_long_pause_keeps_its_consumer_through_the_stalled_heartbeats(
         stats = running.store.stats()
     assert stalled >= 1
     assert (subscriptions, strays, gaps) == (1, 0, 0)
-    assert stats["events_applied"] == 750
+    assert stats["events_applied"] == _BACKLOG
     assert stats["events_duplicate"] == stats["events_rejected"] == 0
 
 
@@ -379,30 +399,13 @@ async def test_a_consumer_lost_while_flow_control_is_held_is_created_again(
     restart loses a memory-stored consumer): no heartbeat comes, so the ingestor creates
     one again after the last message received, and every event is applied once."""
     monkeypatch.setattr(consumer, "HEARTBEAT_SECONDS", 0.5)  # nats-server's least: 0.1
-    settings: Settings = local_materializer(
-        nats_server.url, tmp_path / "pulse_bi.duckdb", batch_max_events=20, batch_max_wait_ms=0
-    )
-    last = 0
-    for i in range(750):
-        last = await _publish(js, _big_order(f"O-{i}", 8 * 1024), None)
-    apply = Store.apply_batch
-    gate = asyncio.Event()  # the writer waits while the consumer is deleted
-    loop = asyncio.get_running_loop()
-
-    def slow(self: Store, batch: Any) -> Any:
-        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(timeout=60)
-        return apply(self, batch)
-
-    monkeypatch.setattr(Store, "apply_batch", slow)
+    settings, last = await _backlog(nats_server, js, tmp_path / "pulse_bi.duckdb")
+    gate = _gated_writer(monkeypatch)  # the writer waits while the consumer is deleted
     caplog.set_level(logging.INFO, "pulse_bi.materializer.consumer")
     async with Materializer(settings) as running:
         ingestor = running.ingestor
         assert ingestor is not None
-        for _ in range(600):  # the buffer fills and the answers are held
-            if ingestor.held_answers:
-                break
-            await asyncio.sleep(0.05)
-        assert ingestor.held_answers
+        await _until_held(ingestor)
         for info in await js.consumers_info(STREAM_NAME):
             await js.delete_consumer(STREAM_NAME, info.name)
         for _ in range(200):  # two heartbeat intervals without anything
@@ -415,7 +418,7 @@ async def test_a_consumer_lost_while_flow_control_is_held_is_created_again(
         stats = running.store.stats()
     assert "no message or heartbeat" in caplog.text
     assert subscriptions == 2
-    assert stats["events_applied"] == 750
+    assert stats["events_applied"] == _BACKLOG
     assert stats["events_duplicate"] == stats["events_rejected"] == 0
     assert strays == 0  # the lost consumer sent nothing more
 
