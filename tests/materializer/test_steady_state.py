@@ -43,7 +43,12 @@ CHECKPOINT_INTERVAL = 0.3
 
 
 def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
+    """Bytes in ``path``; 0 when it is not there (a checkpoint may remove the WAL at any
+    moment, even between a look and a ``stat``)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _temp_files(folder: Path) -> list[str]:
