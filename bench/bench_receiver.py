@@ -8,10 +8,10 @@ In one process the event loop's receiving and the writer's Python work share one
 (docs/BENCHMARKS.md, "Where ingest's time goes on two cores"); receiving in a child
 process would take the event loop's share off the writer's. Both variants here run one
 minimal loop: a receiver takes the stream's deliveries as raw frames
-(``materializer.delivery.tap``, the materializer's consumer: ephemeral, push, flow
-control, no acks) into ``RawMessage``\\ s, and a writer thread applies batches of
-``BATCH_MAX_EVENTS`` with ``Store.apply_batch`` to an empty file, with the product's
-DuckDB settings. No change notices, checkpoints or metrics between batches.
+(``materializer.delivery.tap``, on the materializer's ``consumer_config``) into
+``RawMessage``\\ s, and a writer thread applies batches of ``BATCH_MAX_EVENTS`` with
+``Store.apply_batch`` to an empty file, with the product's DuckDB settings. No change
+notices, checkpoints or metrics between batches.
 
 - **in process**: the receiver runs on the writer's event loop and appends to its buffer.
 - **child process**: the receiver runs in a spawned process and sends what each socket
@@ -47,7 +47,6 @@ from pathlib import Path
 import msgspec
 import nats
 import psutil
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.bench_gateway import bounded
 from bench.bench_ingest import (
@@ -58,10 +57,11 @@ from bench.bench_ingest import (
     prefill,
     raw_consume_rate,
 )
+from materializer.consumer import consumer_config
 from materializer.delivery import status_of, tap
 from materializer.settings import Settings
 from materializer.store import RawMessage, Store
-from pulse_bi.contract import STREAM_NAME, STREAM_SUBJECTS
+from pulse_bi.contract import STREAM_NAME
 from pulse_bi.natsserver import LocalNatsServer
 
 #: Frame header: the msgpack frame's length, little-endian.
@@ -141,20 +141,7 @@ async def receive(
     subscription = await nc.subscribe(inbox)
     parser.add(subscription._id, frames, deliveries)
     await go()
-    await js.add_consumer(
-        STREAM_NAME,
-        ConsumerConfig(
-            deliver_subject=inbox,
-            deliver_policy=DeliverPolicy.ALL,
-            filter_subject=STREAM_SUBJECTS[0],
-            ack_policy=AckPolicy.NONE,
-            max_deliver=1,
-            flow_control=True,
-            idle_heartbeat=2.0,
-            num_replicas=1,
-            mem_storage=True,
-        ),
-    )
+    await js.add_consumer(STREAM_NAME, consumer_config(inbox, 1))
     try:
         while True:
             await asyncio.sleep(0.001)

@@ -107,6 +107,28 @@ IDLE_SECONDS = 1.0
 RELEASE_AFTER_EVENTS = 50_000
 
 
+def consumer_config(inbox: str, start: int) -> ConsumerConfig:
+    """The ingestor's consumer: ephemeral, push to ``inbox`` from stream sequence
+    ``start``, flow control and idle heartbeats, no acks, memory storage, one replica
+    (what nats-py's ordered consumer creates)."""
+    config = ConsumerConfig(
+        deliver_subject=inbox,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        filter_subject=STREAM_SUBJECTS[0],
+        ack_policy=AckPolicy.NONE,
+        max_deliver=1,
+        ack_wait=22 * 3600,
+        flow_control=True,
+        idle_heartbeat=HEARTBEAT_SECONDS,
+        num_replicas=1,
+        mem_storage=True,
+    )
+    if start == 1:
+        config.deliver_policy, config.opt_start_seq = DeliverPolicy.ALL, None
+    return config
+
+
 def _position(reply: str) -> tuple[int, int]:
     """Stream sequence and timestamp (ns) from a JetStream ack subject (v1 or v2 form)."""
     sequence, _, timestamp_ns = _ack_position(reply.encode())
@@ -236,21 +258,7 @@ class Ingestor:
         self._delivered = b"0"
         if self._held:  # answers a former consumer asked for
             self._held.clear()
-        config = ConsumerConfig(
-            deliver_subject=inbox,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            filter_subject=STREAM_SUBJECTS[0],
-            ack_policy=AckPolicy.NONE,
-            max_deliver=1,
-            ack_wait=22 * 3600,
-            flow_control=True,
-            idle_heartbeat=HEARTBEAT_SECONDS,
-            num_replicas=1,
-            mem_storage=True,
-        )
-        if start == 1:
-            config.deliver_policy, config.opt_start_seq = DeliverPolicy.ALL, None
+        config = consumer_config(inbox, start)
         self._subscription = subscription
         try:
             await self._js.add_consumer(STREAM_NAME, config)
