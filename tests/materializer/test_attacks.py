@@ -346,7 +346,7 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
         assert ingestor is not None
         await running.wait_for_sequence(last, timeout=120)
         held, pauses, strays = ingestor.held_answers, ingestor.pauses, ingestor.strays
-        subscriptions = ingestor._subscriptions
+        subscriptions, held_peak = ingestor._subscriptions, ingestor.held_peak_bytes
         stats = running.store.stats()
         sample = running.metrics.registry.get_sample_value
         paused_metric = sample("pulse_materializer_delivery_pauses_total")
@@ -357,6 +357,7 @@ async def test_a_full_buffer_pauses_delivery_by_flow_control_and_nothing_comes_t
     assert subscriptions == 1  # by the same consumer throughout
     assert strays == 0
     assert (paused_metric, again_metric) == (pauses, 0)
+    assert held_peak < consumer.HOLD_SPILL_BYTES  # what arrived after the hold: no spill
 
 
 async def test_a_long_pause_keeps_its_consumer_through_the_stalled_heartbeats(
@@ -461,7 +462,7 @@ async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_byte
             await asyncio.sleep(0.02)
         await running.wait_for_sequence(last, timeout=60)
         pauses, subscriptions = ingestor.pauses, ingestor._subscriptions
-        strays = ingestor.strays
+        strays, held_peak = ingestor.strays, ingestor.held_peak_bytes
         stats = running.store.stats()
         again_metric = running.metrics.registry.get_sample_value(
             "pulse_materializer_messages_received_again_total"
@@ -472,6 +473,8 @@ async def test_events_near_the_size_limit_bound_the_batch_and_the_buffer_by_byte
     assert subscriptions > 1  # unsubscribed, and subscribed again after the last received
     # What the server had queued for the subscription left: counted, and sent again.
     assert again_metric == strays
+    # The most the buffer grew past the pause: up to the spill, crossed by one message.
+    assert 0 < held_peak <= consumer.HOLD_SPILL_BYTES + 1024 * 1024
     assert max(batch_bytes) <= 4 * 1024 * 1024
     # Three batches, then what the server had queued up to the spill: each limit is
     # crossed by one message.
