@@ -8,7 +8,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from materializer import events
 from materializer.events import (
     EVENT_TYPES,
     Event,
@@ -188,3 +191,77 @@ def test_invoice_dates_and_optional_order_id() -> None:
     assert (
         reason(bad, "pulse.events.invoices.issued") == "data.due_date: invalid RFC3339 encoded date"
     )
+
+
+def _answer(result: Event | Rejection) -> tuple[Any, ...]:
+    """What a decode answers, whichever path built it (their Struct classes differ)."""
+    if isinstance(result, Rejection):
+        return ("rejected", result.reason, result.id, result.type)
+    return ("event", result.type, result.id, result.time, msgspec.json.encode(result.data))
+
+
+#: Valid data of each type: an envelope of a type with its data passes or fails on the
+#: envelope alone.
+_DATA: dict[Any, Any] = {
+    "order.created": order(),
+    "order.cancelled": {"order_id": "O-1", "reason": "late"},
+    "invoice.issued": {
+        "invoice_id": "I-1",
+        "customer_id": "C-1",
+        "amount": "5.00",
+        "issued_on": "2026-11-25",
+        "due_date": "2026-12-25",
+    },
+    "payment.received": {"payment_id": "P-1", "invoice_id": "I-1", "amount": "5.00"},
+    "stock.moved": {"sku": "A", "warehouse": "W", "quantity_delta": -2, "reason": "shipment"},
+    "product.updated": {
+        "sku": "A",
+        "name": "a",
+        "category": "c",
+        "reorder_point": 1,
+        "unit_cost": "1.00",
+    },
+    "customer.updated": {"customer_id": "C-1", "name": "n"},
+}
+_VALID = "1.0"
+_YEARS = st.datetimes(min_value=datetime(1960, 1, 2), max_value=datetime(2210, 12, 30))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    specversion=st.sampled_from([_VALID, _VALID, _VALID, "1.0 ", "0.3", "", 1.0, None, ...]),
+    time=st.one_of(
+        _YEARS.map(lambda t: t.isoformat() + "Z"),
+        _YEARS.map(lambda t: t.isoformat() + "-09:30"),
+        st.sampled_from(
+            [
+                "2026-11-25T10:04:05",
+                "1970-01-01T00:30:00+01:00",
+                "2199-12-31T23:59:59-01:00",
+                "0001-01-01T00:00:00Z",
+                "9999-12-31T23:59:59-02:00",
+                "yesterday",
+                ...,
+            ]
+        ),
+    ),
+    event_type=st.sampled_from([*SUBJECTS, "foo.bar", ...]),
+    subject=st.sampled_from([*(f"pulse.events.{s}" for s in SUBJECTS.values()), "x.y", ""]),
+    matching=st.booleans(),
+    extra=st.sampled_from([{}, {}, {"extension": "x"}, {"datacontenttype": 5}]),
+)
+def test_the_fast_path_answers_as_every_check_in_order_does(
+    specversion: Any,
+    time: Any,
+    event_type: Any,
+    subject: str,
+    matching: bool,
+    extra: dict[str, Any],
+) -> None:
+    # The fast path checks part of the envelope in msgspec and the rest inline; the
+    # checked path runs every check in its order: the same answer for any envelope.
+    if matching and event_type in SUBJECTS:
+        subject = f"pulse.events.{SUBJECTS[event_type]}"
+    data = _DATA.get(event_type, order())
+    payload = envelope(data, specversion=specversion, time=time, type=event_type, **extra)
+    assert _answer(decode(subject, payload)) == _answer(events._decode_checked(subject, payload))
