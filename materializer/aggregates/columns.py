@@ -50,13 +50,13 @@ Kind = Callable[[Iterable[Any]], Column]
 
 
 def _objects(values: Iterable[Any], sql_type: str) -> Column:
-    items = list(values)
-    array = np.empty(len(items), dtype=object)
-    array[:] = items  # never a 2-D array, whatever the items are
+    # One item per element, whatever the items are (never a 2-D array), and no pass
+    # looking for nested sequences as ``np.array`` makes: ~25 % cheaper per item.
+    array = np.fromiter(values, dtype=object)
     # DuckDB types an object array by its values' Python types (str: VARCHAR, bytes:
     # BLOB, date: DATE); the cast is for an array with none to go by. Each cast costs a
     # small batch's statement ~20 us of planning.
-    typed = bool(items) and items[0] is not None
+    typed = len(array) > 0 and array[0] is not None
     cast = f"CAST({{}} AS {sql_type})"
     return Column(array, "{}" if typed else cast, cast)
 
@@ -85,12 +85,12 @@ def dates(values: Iterable[date]) -> Column:
 
 def ints(values: Iterable[int]) -> Column:
     """BIGINT (int64)."""
-    return Column(np.array(list(values), dtype=np.int64), "{}")
+    return Column(np.fromiter(values, dtype=np.int64), "{}")
 
 
 def int32s(values: Iterable[int]) -> Column:
     """INTEGER (int32)."""
-    return Column(np.array(list(values), dtype=np.int32), "{}")
+    return Column(np.fromiter(values, dtype=np.int32), "{}")
 
 
 def uint64s(values: Any) -> Column:
@@ -115,7 +115,7 @@ def from_micros(micros: int) -> datetime:
 
 def instants(micros: Iterable[int]) -> Column:
     """TIMESTAMPTZ, from microseconds since the epoch (``utc_micros``)."""
-    array = np.array(list(micros), dtype=np.int64).view("datetime64[us]")
+    array = np.fromiter(micros, dtype=np.int64).view("datetime64[us]")
     return Column(array, "timezone('UTC', {})")
 
 
