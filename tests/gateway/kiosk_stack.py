@@ -171,13 +171,35 @@ def order(order_id: str, total: str) -> dict[str, Any]:
     }
 
 
+#: How close to the turn of an hour a test may start publishing its events: the page
+#: counts the current hour's orders and today's sales by its own clock, so events
+#: published just before the turn would land in the hour (or day) the page has left.
+HOUR_MARGIN = timedelta(seconds=90)
+
+
+def wait_for_the_hour(now: datetime) -> float:
+    """Seconds to wait at ``now`` before publishing: into the next hour when this one
+    ends within ``HOUR_MARGIN``, else none."""
+    left = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1) - now
+    return left.total_seconds() + 1 if left < HOUR_MARGIN else 0.0
+
+
+async def clear_of_the_hour() -> None:
+    """Wait for the next hour when this one ends within ``HOUR_MARGIN``."""
+    wait = wait_for_the_hour(datetime.now(UTC))
+    if wait:
+        await asyncio.sleep(wait)
+
+
 async def publish_world(pub: Publisher) -> None:
     """A small day of business whose aggregates the tests know by heart.
 
     Sales today: 3 orders (100.00, 50.50, 20.00), the last cancelled: net 150.50, AOV
     75.25. Low stock: SKU-A in WH-1 (4 <= 10) and SKU-B in WH-2 (3 <= 5). Receivables:
     INV-1 200.00 open, 35 days overdue (31-60); INV-2 200.00 not yet due: total 400.00.
+    Published clear of the turn of an hour (``clear_of_the_hour``).
     """
+    await clear_of_the_hour()
     today = datetime.now(UTC).date()
     await pub.publish("customer.updated", {"customer_id": "C1", "name": "Acme"})
     for sku, name, reorder in (("SKU-A", "Espresso beans", 10), ("SKU-B", "Oat milk", 5)):

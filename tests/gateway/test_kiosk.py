@@ -40,6 +40,7 @@ from tests.gateway.kiosk_stack import (
     text,
     visible_panels,
     wait_applied,
+    wait_for_the_hour,
     wait_text,
 )
 from tests.gateway.test_exports import read_back
@@ -56,6 +57,25 @@ async def world_kiosk(stack: Stack, browser: Browser) -> AsyncIterator[tuple[Pub
         page = await open_kiosk(browser, stack)
         await wait_text(page, "#revenue-net", "150.50")
         yield pub, page
+
+
+# -- the tests' own clock ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "wait"),
+    [
+        (datetime(2026, 12, 6, 6, 0, 0, tzinfo=UTC), 0.0),
+        (datetime(2026, 12, 6, 6, 58, 29, tzinfo=UTC), 0.0),
+        (datetime(2026, 12, 6, 6, 58, 31, tzinfo=UTC), 90.0),
+        (datetime(2026, 12, 6, 6, 59, 59, 500_000, tzinfo=UTC), 1.5),
+        (datetime(2026, 12, 31, 23, 59, 0, tzinfo=UTC), 61.0),  # and a new day
+    ],
+)
+def test_world_is_published_clear_of_the_turn_of_an_hour(now: datetime, wait: float) -> None:
+    # The page counts the current hour's orders by its own clock: events published in
+    # the last 90 s of an hour wait for the next one.
+    assert wait_for_the_hour(now) == pytest.approx(wait)
 
 
 # -- routes (no browser) -------------------------------------------------------------
