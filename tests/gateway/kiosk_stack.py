@@ -24,6 +24,7 @@ from playwright.async_api import Browser, Page
 
 from pulse_bi.natsserver import LocalNatsServer, free_port
 from pulse_bi.streams import ensure_stream
+from tests.clock import clear_of_the_hour
 from tests.conftest import cloud_event, publish_events
 
 
@@ -169,26 +170,6 @@ def order(order_id: str, total: str) -> dict[str, Any]:
         "total_amount": total,
         "lines": [line],
     }
-
-
-#: How close to the turn of an hour a test may start publishing its events: the page
-#: counts the current hour's orders and today's sales by its own clock, so events
-#: published just before the turn would land in the hour (or day) the page has left.
-HOUR_MARGIN = timedelta(seconds=90)
-
-
-def wait_for_the_hour(now: datetime) -> float:
-    """Seconds to wait at ``now`` before publishing: into the next hour when this one
-    ends within ``HOUR_MARGIN``, else none."""
-    left = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1) - now
-    return left.total_seconds() + 1 if left < HOUR_MARGIN else 0.0
-
-
-async def clear_of_the_hour() -> None:
-    """Wait for the next hour when this one ends within ``HOUR_MARGIN``."""
-    wait = wait_for_the_hour(datetime.now(UTC))
-    if wait:
-        await asyncio.sleep(wait)
 
 
 async def publish_world(pub: Publisher) -> None:

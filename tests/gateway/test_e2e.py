@@ -425,13 +425,16 @@ async def test_stock_and_receivables_flow_through_graphql_and_rest(
     ]
     sequence = await publish_events(js, *events)
     await materializer.wait_for_sequence(sequence)
-    query = """{
+    # As of the day the invoice was dated from: past midnight the server's today would
+    # count one more day overdue.
+    query = """query ($asOf: Date) {
       lowStock { sku warehouse onHand reorderPoint lowStock name }
-      arAging { totalOutstanding openInvoices buckets { days31To60 total } }
-      overdueInvoices { invoiceId balance paid daysOverdue bucket }
+      arAging(asOf: $asOf) { totalOutstanding openInvoices buckets { days31To60 total } }
+      overdueInvoices(asOf: $asOf) { invoiceId balance paid daysOverdue bucket }
     }"""
+    variables = {"asOf": today.isoformat()}
     async with httpx.AsyncClient(base_url=server.url) as http:
-        response = await http.post("/graphql", json={"query": query, "variables": None})
+        response = await http.post("/graphql", json={"query": query, "variables": variables})
         assert response.status_code == 200, response.text
         data = response.json()["data"]
         assert data["lowStock"] == [

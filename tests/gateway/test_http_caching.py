@@ -17,6 +17,7 @@ from gateway.app import state
 from gateway.caching import matches
 from gateway.compression import choose
 from gateway.settings import Settings
+from tests.clock import clear_of_the_hour
 from tests.gateway.conftest import Canned, Server, app_client, until
 from tests.gateway.test_security import SECRET, token
 
@@ -38,6 +39,8 @@ async def test_get_answers_carry_an_etag_and_revalidate_with_304_until_their_dat
 ) -> None:
     server = server_factory(settings)
     await known(server, canned)
+    # Every query's tag holds the current hour: an hour turning would change them all.
+    await clear_of_the_hour()
     async with httpx.AsyncClient(base_url=server.url) as http:
         first = await http.get("/graphql", params={"query": SALES})
         assert first.status_code == 200
