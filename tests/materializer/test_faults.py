@@ -98,7 +98,12 @@ async def test_disk_full_is_reported_retried_and_resumed_exactly(
         assert response.status_code == 503
         reason = response.json()["reason"]
         assert f"no space left on device at {small_disk}" in reason, reason
-        assert running.last_sequence < last
+        if checkpoint_every_batch:
+            # The checkpoint that met the full disk follows its batch's COMMIT: that
+            # batch may have been the last one published.
+            assert running.last_sequence <= last
+        else:
+            assert running.last_sequence < last
         # Reads go on from the file; while DuckDB has invalidated it (a failed
         # checkpoint) until it is opened again, a read says why it cannot answer.
         msg = await nc.request(query_subject("pipeline"), b"{}", timeout=10)
