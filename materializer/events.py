@@ -2,7 +2,7 @@
 
 Decoding is the hot path of ingest, so a valid message costs one msgspec decode (a
 tagged union of typed envelopes, keyed by ``type``) plus a few checks msgspec cannot
-express (money scale, time zone, subject). Anything that fails goes through a slower
+express (money scale, the year window, subject). Anything that fails goes through a slower
 two-step decode (the envelope with ``data`` left raw, then the typed data) that says
 precisely what is wrong: a ``Rejection`` with a short, stable reason.
 
