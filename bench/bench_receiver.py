@@ -18,14 +18,20 @@ notices, checkpoints or metrics between batches.
   read brought as one msgpack frame over a socketpair; the parent's event loop decodes
   the frames into its buffer. The clocks start once the child is ready (imported and
   connected), so its start-up is not counted.
+- **child batches**: the receiver runs in a spawned process that keeps the buffer; the
+  writer thread asks for one batch ahead of the one it applies, and the child answers
+  with up to ``BATCH_MAX_EVENTS`` messages as one msgpack frame, which the writer thread
+  reads off a blocking socket and decodes. Nothing of the receiving runs on the parent's
+  event loop.
 
-Back-pressure in both, as in the materializer: while three batches wait, flow-control
+Back-pressure in each, as in the materializer: while three batches wait, flow-control
 answers are held back (the parent stops reading the socket; the child holds them while
-its socket's send buffer is full). Each round runs raw consume
-(``bench_ingest.raw_consume_rate``), the materializer (``bench_ingest.ingest_rate``),
-then both variants. Reported: each phase's rate and ratio to raw consume; this process's
-CPU per event and the writer thread's (CPU, and wall time inside ``apply_batch``); the
-child's CPU per event; the nats-server's; and how many of the machine's cores were busy.
+its socket's send buffer is full, or, sending batches, while three wait in it). Each
+round runs raw consume (``bench_ingest.raw_consume_rate``), the materializer
+(``bench_ingest.ingest_rate``), then the three variants. Reported: each phase's rate and
+ratio to raw consume; this process's CPU per event and the writer thread's (CPU, and wall
+time inside ``apply_batch``, decoding a child's batch included); the child's CPU per
+event; the nats-server's; and how many of the machine's cores were busy.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ from pulse_bi.natsserver import LocalNatsServer
 _LENGTH = 4
 #: Child: flow-control answers wait while this many bytes wait in its socket's buffer.
 _HOLD_BYTES = 4 * 1024 * 1024
-PHASES = ("raw", "materializer", "in process", "child process")
+PHASES = ("raw", "materializer", "in process", "child process", "child batches")
 
 Sink = Callable[[list[RawMessage]], None]
 
@@ -170,6 +176,45 @@ def child(url: str, sock: socket.socket) -> None:
             writer.write(len(data).to_bytes(_LENGTH, "little") + data)
 
         await receive(url, send, lambda: transport.get_write_buffer_size() < _HOLD_BYTES, go)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def child_batches(url: str, sock: socket.socket, batch_max: int) -> None:
+    """The child process of "child batches": receive into a buffer, and answer each byte
+    the parent sends with the next batch off it (at least one message) as one frame."""
+
+    async def run() -> None:
+        reader, writer = await asyncio.open_connection(sock=sock)
+        encode = msgspec.msgpack.Encoder().encode
+        buffer: list[RawMessage] = []
+        arrived = asyncio.Event()
+
+        def add(messages: list[RawMessage]) -> None:
+            buffer.extend(messages)
+            arrived.set()
+
+        async def serve() -> None:
+            while True:
+                await reader.readexactly(1)  # the parent asks for the next batch
+                while not buffer:
+                    arrived.clear()
+                    await arrived.wait()
+                batch = buffer[:batch_max]
+                del buffer[:batch_max]
+                data = encode(batch)
+                writer.write(len(data).to_bytes(_LENGTH, "little") + data)
+                await writer.drain()
+
+        serving: list[asyncio.Task[None]] = []
+
+        async def go() -> None:  # ready: imported and connected; wait for the start
+            writer.write(b"\0" * _LENGTH)
+            await reader.readexactly(1)
+            serving.append(asyncio.create_task(serve()))
+
+        await receive(url, add, lambda: len(buffer) < 3 * batch_max, go)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
@@ -282,13 +327,73 @@ async def in_child(url: str, settings: Settings, path: Path, last: int, phase: P
     return rate
 
 
+async def in_child_batches(
+    url: str, settings: Settings, path: Path, last: int, phase: Phase
+) -> float:
+    """Events/s, the receiver and its buffer in a child process that hands over whole
+    batches, read off a blocking socket and decoded on the writer thread (its CPU added
+    to ``phase``): nothing per batch runs on this process's event loop."""
+    store = Store.open(
+        path,
+        memory_limit=settings.duckdb_memory_limit or None,
+        threads=settings.duckdb_threads or None,
+        row_group_size=settings.duckdb_row_group_size,
+    )
+    ours, theirs = socket.socketpair()
+    process = multiprocessing.get_context("spawn").Process(
+        target=child_batches, args=(url, theirs, settings.batch_max_events)
+    )
+    process.start()
+    theirs.close()
+    ours.setblocking(True)
+    decode = msgspec.msgpack.Decoder(list[RawMessage]).decode
+
+    def read(size: int) -> bytearray:
+        data = bytearray(size)
+        view, got = memoryview(data), 0
+        while got < size:
+            received = ours.recv_into(view[got:])
+            if not received:
+                raise ConnectionError("the child went away")
+            got += received
+        return data
+
+    def run() -> float:
+        read(_LENGTH)  # the child is ready: the clocks start
+        child_before = sum(child_process.cpu_times()[:2])
+        started = time.perf_counter()
+        ours.sendall(b"\1?")  # start, and ask for the first batch
+        while store.last_sequence() < last:
+            length = int.from_bytes(read(_LENGTH), "little")
+            data = read(length)
+            ours.sendall(b"?")  # the next batch comes while this one is applied
+            cpu, wall = time.thread_time(), time.perf_counter()
+            store.apply_batch(decode(data))
+            phase.writer_cpu += time.thread_time() - cpu
+            phase.writer_wall += time.perf_counter() - wall
+        rate = last / (time.perf_counter() - started)
+        phase.child_cpu += sum(child_process.cpu_times()[:2]) - child_before
+        return rate
+
+    try:
+        child_process = psutil.Process(process.pid)
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer") as pool:
+            return await loop.run_in_executor(pool, run)
+    finally:
+        process.terminate()
+        process.join(30)
+        ours.close()
+        store.close()
+
+
 def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--events", type=bounded(int, 1000, 10_000_000), default=300_000, help="stream length"
     )
     parser.add_argument(
-        "--rounds", type=bounded(int, 1, 20), default=2, help="rounds of the four phases"
+        "--rounds", type=bounded(int, 1, 20), default=2, help="rounds of the five phases"
     )
     return parser
 
@@ -317,8 +422,10 @@ async def main(args: argparse.Namespace) -> dict[str, Phase]:
                             rate, *_ = await ingest_rate(bench_settings(server.url, path), last)
                         elif name == "in process":
                             rate = await in_process(server.url, settings, path, last, phase)
-                        else:
+                        elif name == "child process":
                             rate = await in_child(server.url, settings, path, last, phase)
+                        else:
+                            rate = await in_child_batches(server.url, settings, path, last, phase)
                     phase.process_cpu += time.process_time() - cpu
                     phase.rates.append(rate)
             load_after = os.getloadavg()

@@ -16,11 +16,13 @@ def test_each_phase_takes_the_whole_stream_and_the_child_ends(
 ) -> None:
     args = bench_receiver.arguments().parse_args(["--events", "2000", "--rounds", "1"])
     phases = asyncio.run(bench_receiver.main(args))
-    assert list(phases) == ["raw", "materializer", "in process", "child process"]
+    assert list(phases) == ["raw", "materializer", "in process", "child process", "child batches"]
     assert all(len(phase.rates) == 1 and phase.rates[0] > 0 for phase in phases.values())
-    # The two loops' writers applied batches; the child received the stream.
-    assert phases["in process"].writer_cpu > 0 and phases["child process"].writer_cpu > 0
-    assert phases["child process"].child_cpu > 0 and phases["in process"].child_cpu == 0
+    # The loops' writers applied batches; the children received the stream.
+    loops = ("in process", "child process", "child batches")
+    assert all(phases[name].writer_cpu > 0 for name in loops)
+    assert phases["child process"].child_cpu > 0 and phases["child batches"].child_cpu > 0
+    assert phases["in process"].child_cpu == 0
     assert multiprocessing.active_children() == []
     out = capsys.readouterr().out
     for name in phases:
