@@ -74,6 +74,8 @@ from pulse_bi.natsserver import LocalNatsServer
 _LENGTH = 4
 #: Child: flow-control answers wait while this many bytes wait in its socket's buffer.
 _HOLD_BYTES = 4 * 1024 * 1024
+#: The longest the writer waits on the child for a batch (it is stuck or gone after).
+_CHILD_TIMEOUT = 60.0
 PHASES = ("raw", "materializer", "in process", "child process", "child batches")
 
 Sink = Callable[[list[RawMessage]], None]
@@ -345,7 +347,7 @@ async def in_child_batches(
     )
     process.start()
     theirs.close()
-    ours.setblocking(True)
+    ours.settimeout(_CHILD_TIMEOUT)  # blocking reads, but never for ever
     decode = msgspec.msgpack.Decoder(list[RawMessage]).decode
 
     def read(size: int) -> bytearray:
