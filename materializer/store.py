@@ -93,6 +93,8 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
 
 _SITE_NAME = SITE_HEADER.encode()
 _MICROS = attrgetter("micros")
+#: ``Store._apply``'s latest event time before it has seen one.
+_NO_TIME = -(1 << 62)
 
 
 def header_site(headers: bytes | Mapping[str, str] | None) -> str | None:
@@ -343,7 +345,9 @@ class Store:
         decode = events.decode
         Rejection = events.Rejection
         epoch = EPOCH
-        known_sites: set[str] = set()
+        known_sites = batch.named_sites
+        # Below every time an event may have (year 1 is -62,135,596,800,000,000).
+        latest = _NO_TIME
         # Decoding allocates many small objects that cannot form cycles; the collector
         # would only burn time walking them.
         gc_was_enabled = gc.isenabled()
@@ -369,11 +373,14 @@ class Store:
                     ids[event_id] = sequence  # type: ignore[index]
                     time = decoded.time  # type: ignore[union-attr]
                     since = time - epoch  # ``utc_micros``, inline: once per event
+                    micros = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+                    if micros > latest:  # here, while the event is in the CPU's cache
+                        latest = micros
                     accepted = Accepted(
                         sequence,
                         event_id,  # type: ignore[arg-type]
                         time,
-                        (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds,
+                        micros,
                         decoded.data,  # type: ignore[union-attr]
                         message,
                     )
@@ -397,9 +404,13 @@ class Store:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        duplicates += self._resolve_keys(batch, ids)
+        removed = self._resolve_keys(batch, ids)
+        duplicates += removed
+        if removed:  # rare: events applied before left the batch, maybe the latest
+            latest = max((max(map(_MICROS, g)) for g in by_type.values() if g), default=_NO_TIME)
+        batch.latest_micros = None if latest == _NO_TIME else latest
         accepted_count = sum(len(group) for group in by_type.values())
-        early_rejects = len(batch.rejects)
+        batch.early_rejects = early_rejects = len(batch.rejects)
         for module in AGGREGATES:
             module.apply(batch)
         # An aggregate may still reject an accepted event (an order id created again);
@@ -408,8 +419,7 @@ class Store:
         if late_rejects:
             _unsee(batch, {reject[2] for reject in late_rejects})
         applied = accepted_count - len(late_rejects)
-        latest = max((max(map(_MICROS, g)) for g in by_type.values() if g), default=None)
-        last_event_time = None if latest is None else from_micros(latest)
+        last_event_time = None if batch.latest_micros is None else from_micros(batch.latest_micros)
         pipeline.record(
             batch,
             last_sequence=messages[-1].sequence,

@@ -112,6 +112,15 @@ class Batch:
         #: Frames an aggregate builds for one step and reads again in another.
         self.frames: dict[str, Frame] = {}
         self.aggregates: set[str] = {"pipeline"}
+        #: The latest ``Accepted.micros`` of ``events`` as the store grouped them (None:
+        #: no event), found while decoding: aggregates may still reject some of them.
+        self.latest_micros: int | None = None
+        #: The named sites (``Pulse-Site``) of the batch's messages: none in a one-site
+        #: deployment, where every event is the central site's.
+        self.named_sites: set[str] = set()
+        #: How many of ``rejects`` were decided before the aggregates ran (decoding, the
+        #: site check): those after are events an aggregate refused.
+        self.early_rejects = 0
         #: The latest time among the applied events without a site (the central site's),
         #: which ``pipeline.record`` stores (``sites.apply`` finds it).
         self.central_last_event_time: datetime | None = None

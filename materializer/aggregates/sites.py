@@ -39,6 +39,12 @@ def probe(batch: Batch) -> list[str]:
 
 def apply(batch: Batch) -> None:
     """Add the batch's applied events to their sites' counts."""
+    if not batch.named_sites and len(batch.rejects) == batch.early_rejects:
+        # The usual batch: every event is the central site's and every one accepted is
+        # applied, so its latest time is the batch's (found while decoding).
+        if batch.latest_micros is not None:
+            batch.central_last_event_time = from_micros(batch.latest_micros)
+        return
     rejected = {reject[0] for reject in batch.rejects}  # stream sequences
     counts: dict[str, int] = {}
     latest: dict[str, int] = {}  # microseconds since the epoch (``Accepted.micros``)

@@ -86,6 +86,46 @@ def test_offsets_count_by_instant_in_the_latest_time_and_the_hour(store: Store) 
     assert level["last_movement_at"] == "2026-11-25T11:00:00.000001+00:00"
 
 
+def _central(store: Store) -> tuple[int, datetime | None]:
+    """The central site's events and latest event time (the ``sites`` query's row)."""
+    [row] = [row for row in store.query("sites", {}).wire if row["site"] == ""]
+    latest = row["last_event_time"]
+    return row["events"], None if latest is None else datetime.fromisoformat(latest)
+
+
+def test_the_latest_time_is_of_the_events_the_batch_applies(store: Store) -> None:
+    """The latest event time, found while decoding, leaves out an event applied before
+    (sent again) and, for the site's, one an aggregate refused: either may be the latest."""
+    stream = Stream()
+    store.apply_batch(
+        [
+            stream.order("O-1", id="o1", time="2026-11-25T08:00:00Z"),
+            stream.move("A", "W", 1, id="m1", time="2026-11-25T12:00:00Z"),
+        ]
+    )
+    assert _central(store) == (2, datetime(2026, 11, 25, 12, tzinfo=UTC))
+    again = store.apply_batch(
+        [
+            stream.move("A", "W", 1, id="m1", time="2026-11-25T12:00:00Z"),  # sent again
+            stream.move("A", "W", 2, id="m2", time="2026-11-25T09:00:00Z"),
+        ]
+    )
+    assert (again.applied, again.duplicates) == (1, 1)
+    assert again.last_event_time == datetime(2026, 11, 25, 9, tzinfo=UTC)
+    only_again = store.apply_batch([stream.move("A", "W", 2, id="m2", time="2026-11-25T09:00Z")])
+    assert (only_again.applied, only_again.last_event_time) == (0, None)
+    refused = store.apply_batch(
+        [
+            # O-1 created again under another event id: refused by the sales aggregate.
+            stream.order("O-1", id="o1-again", time="2026-11-26T23:00:00Z"),
+            stream.move("A", "W", 3, id="m3", time="2026-11-26T10:00:00Z"),
+        ]
+    )
+    assert (refused.applied, refused.rejected) == (1, 1)
+    # The central site's latest time is the applied movement's, not the refused order's.
+    assert _central(store) == (4, datetime(2026, 11, 26, 10, tzinfo=UTC))
+
+
 def test_reapplying_a_batch_of_old_sequences_is_a_no_op(store: Store) -> None:
     stream = Stream()
     batch = [stream.order("O-1"), stream.order("O-2")]
