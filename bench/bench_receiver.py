@@ -76,6 +76,8 @@ _LENGTH = 4
 _HOLD_BYTES = 4 * 1024 * 1024
 #: The longest the writer waits on the child for a batch (it is stuck or gone after).
 _CHILD_TIMEOUT = 60.0
+#: The longest a child may take to start (import and connect) before it says it is ready.
+_CHILD_START_TIMEOUT = 60.0
 PHASES = ("raw", "materializer", "in process", "child process", "child batches")
 
 Sink = Callable[[list[RawMessage]], None]
@@ -222,16 +224,21 @@ def child_batches(url: str, sock: socket.socket, batch_max: int) -> None:
         asyncio.run(run())
 
 
+def open_store(settings: Settings, path: Path) -> Store:
+    """An empty store at ``path`` with the product's DuckDB settings."""
+    return Store.open(
+        path,
+        memory_limit=settings.duckdb_memory_limit or None,
+        threads=settings.duckdb_threads or None,
+        row_group_size=settings.duckdb_row_group_size,
+    )
+
+
 class Applier:
     """The writer side: a buffer, and a writer thread applying batches off it."""
 
     def __init__(self, settings: Settings, path: Path, phase: Phase) -> None:
-        self.store = Store.open(
-            path,
-            memory_limit=settings.duckdb_memory_limit or None,
-            threads=settings.duckdb_threads or None,
-            row_group_size=settings.duckdb_row_group_size,
-        )
+        self.store = open_store(settings, path)
         self.batch_max = settings.batch_max_events
         self.phase = phase
         self.buffer: list[RawMessage] = []
@@ -330,24 +337,30 @@ async def in_child(url: str, settings: Settings, path: Path, last: int, phase: P
 
 
 async def in_child_batches(
-    url: str, settings: Settings, path: Path, last: int, phase: Phase
+    url: str,
+    settings: Settings,
+    path: Path,
+    last: int,
+    phase: Phase,
+    target: Callable[[str, socket.socket, int], None] | None = None,
+    timeout: float = _CHILD_TIMEOUT,
 ) -> float:
     """Events/s, the receiver and its buffer in a child process that hands over whole
     batches, read off a blocking socket and decoded on the writer thread (its CPU added
-    to ``phase``): nothing per batch runs on this process's event loop."""
-    store = Store.open(
-        path,
-        memory_limit=settings.duckdb_memory_limit or None,
-        threads=settings.duckdb_threads or None,
-        row_group_size=settings.duckdb_row_group_size,
-    )
+    to ``phase``): nothing per batch runs on this process's event loop.
+
+    ``target`` runs in the child (``child_batches`` unless told). A child that goes away
+    is a ``ConnectionError``, one that sends nothing for ``timeout`` seconds once it is
+    ready (``_CHILD_START_TIMEOUT`` before) a ``TimeoutError``: the phase never hangs on
+    it."""
+    store = open_store(settings, path)
     ours, theirs = socket.socketpair()
     process = multiprocessing.get_context("spawn").Process(
-        target=child_batches, args=(url, theirs, settings.batch_max_events)
+        target=target or child_batches, args=(url, theirs, settings.batch_max_events)
     )
     process.start()
     theirs.close()
-    ours.settimeout(_CHILD_TIMEOUT)  # blocking reads, but never for ever
+    ours.settimeout(_CHILD_START_TIMEOUT)  # blocking reads, but never for ever
     decode = msgspec.msgpack.Decoder(list[RawMessage]).decode
 
     def read(size: int) -> bytearray:
@@ -362,6 +375,7 @@ async def in_child_batches(
 
     def run() -> float:
         read(_LENGTH)  # the child is ready: the clocks start
+        ours.settimeout(timeout)
         child_before = sum(child_process.cpu_times()[:2])
         started = time.perf_counter()
         ours.sendall(b"\1?")  # start, and ask for the first batch
