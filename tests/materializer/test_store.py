@@ -126,6 +126,25 @@ def test_the_latest_time_is_of_the_events_the_batch_applies(store: Store) -> Non
     assert _central(store) == (4, datetime(2026, 11, 26, 10, tzinfo=UTC))
 
 
+def test_the_latest_time_at_the_edges_of_the_time_window(store: Store) -> None:
+    """The epoch itself (0 microseconds) is a time like any other, and a time outside
+    the window (year 9999) is a reject that leaves the latest time alone."""
+    stream = Stream()
+    first = store.apply_batch([stream.move("A", "W", 1, time="1970-01-01T00:00:00Z")])
+    assert first.last_event_time == datetime(1970, 1, 1, tzinfo=UTC)
+    assert _central(store) == (1, datetime(1970, 1, 1, tzinfo=UTC))
+    last = store.apply_batch(
+        [
+            stream.move("A", "W", 1, time="9999-12-31T23:59:59Z"),
+            stream.move("A", "W", 1, time="2199-12-31T23:59:59.999999Z"),
+        ]
+    )
+    assert (last.applied, last.rejected) == (1, 1)
+    latest = datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert last.last_event_time == latest
+    assert _central(store) == (2, latest)
+
+
 def test_reapplying_a_batch_of_old_sequences_is_a_no_op(store: Store) -> None:
     stream = Stream()
     batch = [stream.order("O-1"), stream.order("O-2")]
