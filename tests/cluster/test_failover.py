@@ -53,6 +53,7 @@ async def test_killing_the_stream_leader_mid_ingest_loses_nothing(
             batches.append(time.monotonic())
 
     await watcher.subscribe(CHANGES_SUBJECT, cb=on_notice)
+    await watcher.flush()  # subscribed before the first notice
     materializer = await Materializer(settings).__aenter__()
     try:
         await _ingest_through_a_failover(cluster, cluster_js, materializer, gateway.url, batches)

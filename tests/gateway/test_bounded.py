@@ -156,6 +156,7 @@ async def slow_materializer(nc: NATS) -> AsyncIterator[None]:
         await nc.subscribe(query_subject(name), QUERY_QUEUE_GROUP, cb=answer)
         for name in ("stock_levels", "top_products")
     ]
+    await nc.flush()  # subscribed at the server before the gateway asks
     yield
     for subscription in subscriptions:
         await subscription.unsubscribe()

@@ -111,6 +111,7 @@ async def test_messages_of_a_dropped_subscription_are_counted_and_go_nowhere(
         frames: list[Any] = []
         tapped = await receiver.subscribe("gone.>")
         parser.add(tapped._id, lambda *frame: frames.append(frame))
+        await receiver.flush()  # subscribed at the server before the sender publishes
 
         async def echo(msg: Msg) -> None:
             await msg.respond(msg.data)
