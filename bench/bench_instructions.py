@@ -1,6 +1,7 @@
 """The writer's instructions per event, by library: a load-independent measure of its work.
 
-Run: ``.venv/bin/python -m bench.bench_instructions [--code name=path ...] [--events 20000]``
+Run: ``.venv/bin/python -m bench.bench_instructions [--code name=path ...] [--events 20000]
+[--functions N]``
 (needs ``valgrind``; about five minutes per code tree at the default size).
 
 Timings on a shared machine swing by ±20 % within minutes (docs/BENCHMARKS.md), which
@@ -132,8 +133,10 @@ def measure(tree: Path, events: int) -> Costs:
     )
 
 
-def report(results: dict[str, Costs], top: int) -> None:
-    """Per event: the total and each shared object of note, a column per tree."""
+def report(results: dict[str, Costs], top: int, functions: int = 0) -> None:
+    """Per event: the total and each shared object of note, a column per tree; with two
+    trees, the ``top`` functions that changed most; for each tree, its ``functions``
+    costliest functions (self cost) with their share of its total."""
     names = list(results)
     totals = {name: sum(results[name][0].values()) for name in names}
     print(f"instructions per event of a batch ({', '.join(names)}):")
@@ -150,12 +153,18 @@ def report(results: dict[str, Costs], top: int) -> None:
         print(f"  functions that changed most, {names[1]} against {names[0]}:")
         for key in sorted(change, key=lambda k: -abs(change[k]))[:top]:
             print(f"    {change[key]:+,} {key[0]}: {key[1][:100]}")
+    for name in names if functions else ():
+        costs = results[name][1]
+        print(f"  costliest functions of {name}:")
+        for key in sorted(costs, key=lambda k: -costs[k])[:functions]:
+            share = 100 * costs[key] / totals[name] if totals[name] else 0.0
+            print(f"    {costs[key]:,} ({share:.1f} %) {key[0]}: {key[1][:100]}")
 
 
 def main(args: argparse.Namespace) -> dict[str, Costs]:
     """Measure each tree and print the comparison; return the figures by tree name."""
     results = {name: measure(tree, args.events) for name, tree in args.code}
-    report(results, args.top)
+    report(results, args.top, args.functions)
     return results
 
 
@@ -174,6 +183,12 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--code", type=code, action="append", default=None)
     parser.add_argument("--events", type=bounded(int, 1, 1_000_000), default=20_000)
     parser.add_argument("--top", type=bounded(int, 0, 1000), default=12)
+    parser.add_argument(
+        "--functions",
+        type=bounded(int, 0, 1000),
+        default=0,
+        help="also print each tree's costliest functions (self cost per event)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", action="store_true", help=argparse.SUPPRESS)
     return parser

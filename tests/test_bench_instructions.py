@@ -64,9 +64,32 @@ def test_report_prints_each_tree_and_what_changed(capsys: pytest.CaptureFixture[
     assert "-100 libpython: eval" in out
 
 
+def test_report_prints_each_trees_costliest_functions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    results: dict[str, bench_instructions.Costs] = {
+        "a": (
+            {"libc": 600, "duckdb": 400},
+            {("libc", "memset"): 500, ("libc", "free"): 100, ("duckdb", "Parse"): 400},
+        ),
+        "b": ({"libc": 0}, {}),
+    }
+    bench_instructions.report(results, top=0, functions=2)
+    out = capsys.readouterr().out
+    assert "costliest functions of a:" in out
+    first, second = out.index("500 (50.0 %) libc: memset"), out.index("400 (40.0 %) duckdb: Parse")
+    assert first < second
+    assert "libc: free" not in out  # the third: beyond ``functions``
+    assert "costliest functions of b:" in out  # an empty tree: a heading, no division by 0
+    bench_instructions.report(results, top=0)
+    assert "costliest" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["--functions", "-1"],
+        ["--functions", "1001"],
         ["--events", "0"],
         ["--events", "-5"],
         ["--events", "10000001"],
