@@ -283,8 +283,9 @@ def main() -> None:
         cpu_latencies = []
         timed = None
         if args.profile:
+            # The store runs each batch on the connection its optimizer switch holds.
             timed = TimedConnection(store.conn)
-            store.conn = timed  # type: ignore[assignment]
+            store._optimizer.conn = timed  # type: ignore[assignment]
         for _ in range(args.latency):
             batch = [m for _, m in zip(range(args.latency_batch), messages, strict=False)]
             started, cpu_started = time.perf_counter(), time.process_time()
@@ -292,7 +293,7 @@ def main() -> None:
             latencies.append(time.perf_counter() - started)
             cpu_latencies.append(time.process_time() - cpu_started)
         if timed is not None:
-            store.conn = timed._conn
+            store._optimizer.conn = timed._conn
         stats = store.stats()
         memory = process.memory_full_info()
         index = seen_index_bytes(store)

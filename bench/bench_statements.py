@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> None:
     Store.compact = timed_compact  # type: ignore[method-assign]
     # The store runs each batch on the connection its optimizer returns: timed here.
     switch = batch_module.Optimizer if args.optimizer == "switched" else Fixed
-    store._optimizer = switch(TimedCursor(store.conn))  # type: ignore[arg-type]
+    store._optimizer = switch(TimedCursor(store._optimizer.conn))  # type: ignore[arg-type]
     batches = 0
     walls: list[float] = []
     wall, cpu = time.perf_counter(), time.thread_time()
@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> None:
         walls.append(time.perf_counter() - started)
         batches += 1
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    store._optimizer = batch_module.Optimizer(store.conn)
+    store._optimizer = batch_module.Optimizer(store._optimizer.conn._cur)
     Store.compact = plain_compact  # type: ignore[method-assign]
     store.close()
     timed = sum(entry[2] for entry in TIMES.values())

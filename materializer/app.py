@@ -200,7 +200,7 @@ class Materializer:
                     current.stream,
                     current.created,
                 )
-            await asyncio.to_thread(continuity.save_identity, store.conn, current)
+            await asyncio.to_thread(continuity.save_identity, store.writer(), current)
             kept = current
         assert self._control is not None
         guard = continuity.StreamGuard(self._control.jetstream(), kept, self.settings.duckdb_path)

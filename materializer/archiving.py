@@ -167,7 +167,7 @@ class Archiving:
         reader = store.archive
 
         def retire() -> int:
-            deleted = archive.retire(store.conn, upto)
+            deleted = archive.retire(store.writer(), upto)
             # On the writer thread too: the next batch may cancel an order whose raw row
             # just left, and must find it in the archive.
             reader.horizon = upto

@@ -172,7 +172,7 @@ async def rebuild(
     loaded = None
     try:
         if set_based:
-            loaded = await asyncio.to_thread(load, store.conn, root)
+            loaded = await asyncio.to_thread(load, store.writer(), root)
             if loaded is not None:
                 # Opened again: the store reads its seen index and position at open.
                 store.close()
@@ -205,7 +205,7 @@ def retire_archived(store: Store, root: Path) -> int:
     done = [r.last for r in archive.runs(root) if r.last <= store.last_sequence()]
     upto = max(done, default=0)
     if upto > current:
-        archive.retire(store.conn, upto)
+        archive.retire(store.writer(), upto)
         if store.archive is not None:
             store.archive.horizon = upto
         return upto
@@ -216,4 +216,4 @@ async def keep_identity(store: Store, js: JetStreamContext) -> None:
     """A file built from nothing belongs to the stream it replays (as at first ingest)."""
     with contextlib.suppress(NotFoundError):
         info = await js.stream_info(STREAM_NAME)
-        continuity.save_identity(store.conn, continuity.identity_of(info))
+        continuity.save_identity(store.writer(), continuity.identity_of(info))

@@ -130,6 +130,8 @@ class Store:
     """The materializer's DuckDB file: single writer thread, concurrent readers."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, memory_limit: str | None = None) -> None:
+        #: The writer's connection as it is: batches leave DuckDB's optimizer as their
+        #: last run of plain statements left it (``Optimizer``); ``writer`` switches it on.
         self.conn = conn
         #: DuckDB's memory limit as set, restored after ``release_memory`` (None: as
         #: DuckDB reports it).
@@ -139,7 +141,8 @@ class Store:
         self._releasing = False
         self._reads_changed = threading.Condition()
         self._seen = SeenIndex(conn)
-        #: DuckDB's optimizer on ``conn``, off while a batch runs plain statements.
+        #: DuckDB's optimizer on ``conn``, off while a batch runs plain statements and
+        #: left off after it, until a statement that needs it switches it on.
         self._optimizer = Optimizer(conn)
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
         #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
@@ -149,6 +152,14 @@ class Store:
         self.stream_last_sequence: int | None = None
         #: Raw events older than its horizon are read back from the Parquet archive.
         self.archive: ArchiveReader | None = None
+
+    def writer(self) -> duckdb.DuckDBPyConnection:
+        """The store's connection with DuckDB's optimizer on, for the writer thread's
+        statements other than a batch's (a rebuild, archiving, the stream's identity): a
+        batch leaves it off when its last statements were plain ones (``Optimizer``), and
+        a join or a filtered scan without it reads whole tables. ``conn`` is the same
+        connection as it is; a cursor of it is a connection of its own, optimizer on."""
+        return self._optimizer.on()
 
     @classmethod
     def open(
@@ -246,8 +257,12 @@ class Store:
         return _merged(first, self._apply_or_split(messages[middle:]))
 
     def _commit(self, messages: list[RawMessage]) -> BatchResult:
-        """Apply ``messages`` in one transaction and commit it."""
-        cur = self._optimizer.on()
+        """Apply ``messages`` in one transaction and commit it.
+
+        The optimizer stays as the batch before left it: the batch switches it on for
+        the statements that need it (``Batch.cur``), and a batch that starts with plain
+        statements saves two ``SET``s."""
+        cur = self._optimizer.conn
         last = self._last_sequence
         cur.execute("BEGIN")
         try:
@@ -293,7 +308,7 @@ class Store:
     def _commit_reject(
         self, message: RawMessage, reason: str, event_id: str | None, event_type: str | None
     ) -> list[continuity.Gap]:
-        cur = self._optimizer.on()
+        cur = self._optimizer.conn
         last = self._last_sequence
         cur.execute("BEGIN")
         try:

@@ -54,13 +54,20 @@ class Optimizer:
 
     An append of a frame or an update of one row by key has nothing to optimize, yet
     DuckDB's optimizer costs ~0.1-0.2 ms of each such statement (docs/BENCHMARKS.md, "The
-    floor under a small batch"). A SET outlives a ROLLBACK: after a failed batch the
-    store switches it on again (``on``), before anything else runs on the connection.
+    floor under a small batch"). It is switched only when the next statement needs the
+    other state: a batch ends with a run of plain statements and the next one most often
+    starts with one, so the optimizer stays off between batches (each ``SET`` is a
+    statement of its own, ~0.3 ms on a slow machine). Whatever else runs on the
+    connection asks for it on first (``on``; ``Store.writer``). A SET outlives a ROLLBACK:
+    after a failed batch the store switches it on again, before anything else runs.
     """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self.conn = conn
-        self._off = False
+        # As the connection has it: a switch made for a connection that batches have
+        # used (a bench timing its statements) must not take it to be on.
+        (on,) = conn.execute("SELECT current_setting('enable_optimizer')").fetchall()[0]
+        self._off = not on
 
     def on(self) -> duckdb.DuckDBPyConnection:
         """Switch the optimizer on (if it is off); the connection, for the next statement."""
@@ -87,7 +94,8 @@ class Batch:
     Plain statements (``insert``, ``plain``) wait in a queue and run together, with the
     optimizer off when ``PLAIN_RUN`` or more wait (``Optimizer``), as soon as anything
     reads ``cur`` and at ``finish``: a statement on ``cur`` sees every row queued before
-    it, so an aggregate writes and reads in the order it wrote the code.
+    it, so an aggregate writes and reads in the order it wrote the code. A statement on
+    ``earlier`` (rows of earlier batches only) leaves the queue waiting.
     """
 
     def __init__(self, cur: duckdb.DuckDBPyConnection, optimizer: Optimizer | None = None) -> None:
@@ -141,6 +149,18 @@ class Batch:
             self._optimizer.on()
         return self._cur
 
+    @property
+    def earlier(self) -> duckdb.DuckDBPyConnection:
+        """The batch's connection, for a statement that needs the optimizer and touches
+        only rows of earlier batches (found by ``found`` keys or their sequences): the
+        queue keeps waiting, so a batch's plain statements run as one run at ``finish``
+        and the optimizer is switched twice a batch, not before and after each such
+        statement. A statement that reads or changes a row this batch queued (its own
+        orders, invoices …) must use ``cur``: through here it would not see that row."""
+        if self._optimizer is not None:
+            self._optimizer.on()
+        return self._cur
+
     def plain(self, sql: str, params: list[Any] | None = None) -> None:
         """Queue a statement with nothing to optimize (an update of one row by key)."""
         self._queued.append((sql, params, None))
@@ -157,10 +177,11 @@ class Batch:
             cur.execute(sql, params)
 
     def finish(self) -> None:
-        """Run what is queued and leave the optimizer on: the batch's last step."""
+        """Run what is queued: the batch's last step. The optimizer stays as that run
+        left it (off, when two or more statements waited): the next batch most often
+        starts with plain statements too, and what needs it switches it on
+        (``Batch.cur``, ``Store.writer``, ``Optimizer``)."""
         self.flush()
-        if self._optimizer is not None:
-            self._optimizer.on()
 
     def of_type(self, event_type: str) -> list[Accepted]:
         """Accepted events of one type in stream order."""
@@ -205,8 +226,8 @@ class Batch:
                 self.reject(event, event_type, f"{field} '{key}' already {verb} by event '{first}'")
             else:
                 accepted[key] = event
-        if conflicts:  # rare: look up which events took those ids first
-            rows = self.cur.execute(
+        if conflicts:  # rare: look up which events took those ids first (earlier batches)
+            rows = self.earlier.execute(
                 f"SELECT sequence, event_id FROM {table} WHERE sequence IN "
                 "(SELECT unnest(?::BIGINT[]))",
                 [[sequence for _, sequence in conflicts]],

@@ -85,11 +85,12 @@ def _store_latest(
         params = [*(getattr(last.data, f) for f in fields), last.sequence, last.time, keys[0]]
         assigned = ", ".join(f"{c} = ?" for c in columns)
         update = f"UPDATE {name} SET {assigned} WHERE {key} = ?"
-        (updated,) = batch.cur.execute(update, params).fetchall()[0]
+        # The key's row is an earlier batch's, or new: nothing queued touches the table.
+        (updated,) = batch.earlier.execute(update, params).fetchall()[0]
         if not updated:
             marks = ", ".join("?" for _ in params)
             listed = ", ".join([*columns, key])
-            batch.cur.execute(f"INSERT INTO {name} ({listed}) VALUES ({marks})", params)
+            batch.earlier.execute(f"INSERT INTO {name} ({listed}) VALUES ({marks})", params)
         return
     # Several keys: each key's last update replaces its row, a DELETE and a plain INSERT
     # (~3 ms together, where the upsert of the rows grouped by key cost ~8 ms).
@@ -102,7 +103,7 @@ def _store_latest(
         "sequence": frame["sequence"],
         "updated_at": frame["time"],
     }
-    batch.cur.execute(
+    batch.earlier.execute(  # earlier batches' rows; the new ones wait in the queue
         f"DELETE FROM {name} WHERE {key} IN (SELECT unnest(?::VARCHAR[]))", [list(latest)]
     )
     batch.insert(name, take(rows, chosen))

@@ -112,9 +112,10 @@ def _pay_earlier_invoices(batch: Batch, paid_before: dict[int, Decimal]) -> None
 
     An open invoice paid in full moves to ``settled_invoices``; a settled one that a
     payment (a refund is a negative one) leaves with a balance moves back. Moving rows
-    between the two tables keeps the reads on the open items only.
+    between the two tables keeps the reads on the open items only. Only rows of earlier
+    batches change: the batch's own invoices wait in its queue (``Batch.earlier``).
     """
-    cur = batch.cur
+    cur = batch.earlier
     paid = {"sequence": ints(paid_before), "amount": sums(paid_before.values())}
     batch_paid = values(paid)  # noqa: F841 - read by DuckDB below
     rows = scan(paid, "batch_paid")

@@ -156,7 +156,9 @@ def apply(batch: Batch) -> None:
             "DELETE FROM pending_cancellations WHERE order_id IN (SELECT unnest(?::VARCHAR[]))",
             [released],
         )
-    _upsert(batch, new, bool(orders), sorted(targets.values()))
+    # An order cancelled in its own batch: its rows wait in the queue (``Batch.cur``).
+    own = any(order_id in created for order_id in targets)
+    _upsert(batch, new, bool(orders), sorted(targets.values()), own)
 
 
 #: ``(key, values)`` rows of the hourly tables, before grouping
@@ -276,7 +278,11 @@ _PRODUCT_SALES_ROW: dict[str, Kind] = {
 
 
 def _upsert(
-    batch: Batch, new: tuple[Rows, Rows] | None, new_orders: bool, targets: list[int]
+    batch: Batch,
+    new: tuple[Rows, Rows] | None,
+    new_orders: bool,
+    targets: list[int],
+    own: bool,
 ) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
     channel) to the hourly tables: one append of grouped rows to each delta.
@@ -284,7 +290,8 @@ def _upsert(
     A small batch (``new``: its orders' rows, or none) groups in Python: the cancelled
     orders' hours, channels, amounts and lines are read in one SELECT by their
     sequences, and each delta takes a plain INSERT of the grouped rows. Larger batches
-    and cancellations of archived orders group in SQL (``_upsert_in_sql``).
+    and cancellations of archived orders group in SQL (``_upsert_in_sql``). ``own``: a
+    cancelled order is one of this batch, whose rows the SELECT must wait for.
     """
     if not new_orders and not targets:
         return
@@ -295,7 +302,7 @@ def _upsert(
         return
     sales, products = new if new is not None else ([], [])
     if targets:
-        cancelled = _cancelled(batch.cur, targets)
+        cancelled = _cancelled(batch.cur if own else batch.earlier, targets)
         for is_order, hour, name, site, amount, quantity in cancelled:
             if is_order:
                 sales.append(((hour, name, site), (0, 0, 0, 1, amount, quantity)))

@@ -76,9 +76,9 @@ def apply(batch: Batch) -> None:
         # count of rows says whether the site needs inserting.
         ((site, events),) = counts.items()
         params = [events, from_micros(latest[site]), site]
-        (updated,) = batch.cur.execute(_ADD_TO_SITE, params).fetchall()[0]
+        (updated,) = batch.earlier.execute(_ADD_TO_SITE, params).fetchall()[0]
         if not updated:
-            batch.cur.execute(_NEW_SITE, params)
+            batch.earlier.execute(_NEW_SITE, params)
         return
     batch.insert(
         "site_events",
