@@ -27,7 +27,7 @@ def test_orders_alone_time_the_order_statements_and_nothing_of_the_other_events(
     lines = done.stdout.splitlines()
     assert lines[0].startswith("3 batches of 40 after 400 events")
     statements = "\n".join(lines[2:])
-    for table in ("order_events", "order_lines", "sales_by_hour_delta", "pipeline_state"):
+    for table in ("order_events", "order_lines", "aggregate_deltas", "pipeline_state"):
         assert table in statements
     for table in ("stock_events", "invoice_events", "payment_events", "site_events"):
         assert table not in statements

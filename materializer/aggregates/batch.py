@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from materializer.aggregates import deltas
 from materializer.aggregates.columns import (
     Column,
     Frame,
@@ -20,6 +21,7 @@ from materializer.aggregates.columns import (
     instants,
     ints,
     repeated,
+    rows,
     scan,
     strings,
     values,
@@ -134,6 +136,9 @@ class Batch:
         self.central_last_event_time: datetime | None = None
         #: Rows appended to aggregate deltas (``materializer.aggregates.deltas``).
         self.delta_rows = 0
+        #: Delta rows of a small batch by aggregate (``append_delta``): one INSERT of
+        #: them all at ``finish``.
+        self._deltas: list[tuple[deltas.Folded, Frame]] = []
         #: The keys the batch touched, for its change notice (lists may repeat keys).
         self.changes = Changes()
         #: The Parquet archive (``materializer.archive.ArchiveReader``) when raw rows
@@ -176,11 +181,23 @@ class Batch:
         for sql, params, frame in queued:  # noqa: B007 - ``frame`` is read by DuckDB
             cur.execute(sql, params)
 
+    def append_delta(self, table: deltas.Folded, grouped: Frame) -> None:
+        """Append an aggregate's delta rows (one per key) with the other aggregates' of
+        this batch: one INSERT into ``deltas.DELTAS`` at ``finish``, a plain statement."""
+        self._deltas.append((table, grouped))
+        self.delta_rows += rows(grouped)
+
     def finish(self) -> None:
-        """Run what is queued: the batch's last step. The optimizer stays as that run
-        left it (off, when two or more statements waited): the next batch most often
+        """Run what is queued, the deltas' one append among it: the batch's last step.
+        The optimizer stays as that run left it (off, when two or more statements
+        waited): the next batch most often
         starts with plain statements too, and what needs it switches it on
         (``Batch.cur``, ``Store.writer``, ``Optimizer``)."""
+        if self._deltas:
+            arrays = deltas.combined(self._deltas)
+            self._deltas = []
+            sql = f"INSERT INTO {deltas.DELTAS} BY NAME SELECT * FROM frame"
+            self._queued.append((sql, None, arrays))
         self.flush()
 
     def of_type(self, event_type: str) -> list[Accepted]:

@@ -1,12 +1,15 @@
-"""Aggregate tables that take appends: ``<name>_base`` (one row per key) and
-``<name>_delta`` (each batch's pre-aggregated rows), read through the view ``<name>``
-(``migrations/m0008_delta_aggregates.py``, docs/OPERATIONS.md "Aggregate deltas").
+"""Aggregate tables that take appends: ``<name>_base`` (one row per key) and the
+aggregate's rows of ``aggregate_deltas`` (each batch's pre-aggregated rows, every folded
+aggregate's in one table), read through the view ``<name>``
+(``migrations/m0008_delta_aggregates.py``, ``m0012_one_delta_table.py``,
+docs/OPERATIONS.md "Aggregate deltas").
 
-A batch appends to the delta: a plain INSERT costs ~1 ms whatever the table holds,
+A batch appends to the deltas: a plain INSERT costs ~1 ms whatever the table holds,
 where an ``INSERT … ON CONFLICT`` (a MERGE scanning the whole table) cost 2 to 5 ms and
-grew with it. ``compact`` folds every delta into its base in one transaction, between
-batches, once the deltas hold ``COMPACT_ROWS`` rows, so reads never fold more than that.
-The fold names only the value columns: every other column is the key.
+grew with it; and a small batch's rows of every aggregate go in one INSERT
+(``combined``), since each table a batch writes costs it a statement and a share of its
+COMMIT. ``compact`` folds the deltas into their bases in one transaction, between
+batches, once they hold ``COMPACT_ROWS`` rows, so reads never fold more than that.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from decimal import Context, localcontext
 from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
-from materializer.aggregates.columns import Column, Frame, Kind
+from materializer.aggregates.columns import Column, Frame, Kind, rows, values
 
 #: Delta rows (all tables together) at which the store folds them into the bases:
 #: ~10 ms per fold of 20,000 rows, and at most that many extra rows per read.
@@ -36,21 +41,35 @@ GROUP_IN_PYTHON_MAX = 256
 _EXACT = Context(prec=80)
 
 
+#: The table every folded aggregate's batches append to; each row names its aggregate
+#: in ``aggregate``, and holds NULL in the other aggregates' columns (m0012).
+DELTAS = "aggregate_deltas"
+
+
 @dataclass(frozen=True, slots=True)
 class Folded:
-    """One aggregate table kept as base + delta; ``sums`` add up, ``latest`` keep the max."""
+    """One aggregate table kept as base + delta: ``keys`` name a row, ``sums`` add up,
+    ``latest`` keep the max."""
 
     name: str
+    keys: tuple[str, ...]
     sums: tuple[str, ...]
     latest: tuple[str, ...] = ()
     delta: str = field(init=False)
     base: str = field(init=False)
 
     def __post_init__(self) -> None:
-        #: ``delta``: the table a batch appends to; ``base``: the folded rows, one per
-        #: key (a rebuild writes here).
-        object.__setattr__(self, "delta", f"{self.name}_delta")
+        #: ``delta``: the aggregate's rows of ``DELTAS`` with its columns (a subquery);
+        #: ``base``: the folded rows, one per key (a rebuild writes here).
+        columns = ", ".join((*self.keys, *self.sums, *self.latest))
+        delta = f"(SELECT {columns} FROM {DELTAS} WHERE aggregate = '{self.name}')"
+        object.__setattr__(self, "delta", delta)
         object.__setattr__(self, "base", f"{self.name}_base")
+
+    def appended(self, select: str) -> str:
+        """An INSERT of ``select``'s rows (the aggregate's columns, by name) into the
+        deltas; its RETURNING may follow."""
+        return f"INSERT INTO {DELTAS} BY NAME SELECT '{self.name}' AS aggregate, * FROM ({select})"
 
     def grouped(self, source: str) -> str:
         """``source``'s rows folded to one per key: sums added up, ``latest`` the max."""
@@ -103,15 +122,50 @@ def group_in_python(
     return frame
 
 
+def combined(parts: Iterable[tuple[Folded, Frame]]) -> dict[str, npt.NDArray[Any]]:
+    """Several aggregates' delta rows as the arrays of one INSERT into ``DELTAS``: each
+    column of any part, with NULL (None, or NaT for times) in the rows of the parts
+    without it, and ``aggregate``. A column of the same numpy type in every part stays
+    of it; one missing from a part, or of different types, becomes an object array of
+    the same values (Python ints are exact), which the INSERT casts to the column's type
+    as it does a part's own arrays (``materializer.aggregates.columns``)."""
+    arrayed = [(table.name, values(frame), rows(frame)) for table, frame in parts]
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "aggregate": np.array([name for name, _, count in arrayed for _ in range(count)], object)
+    }
+    names = dict.fromkeys(column for _, frame, _ in arrayed for column in frame)
+    for column in names:
+        present = [frame[column] for _, frame, _ in arrayed if column in frame]
+        kinds = {array.dtype for array in present}
+        if len(present) == len(arrayed) and len(kinds) == 1:
+            arrays[column] = np.concatenate(present)
+            continue
+        (kind,) = kinds if len(kinds) == 1 else (None,)
+        times = kind is not None and kind.kind == "M"
+        filled = []
+        for _, frame, count in arrayed:
+            if column in frame:
+                filled.append(frame[column] if times else frame[column].astype(object))
+            else:
+                filled.append(np.full(count, "NaT", kind) if times else np.full(count, None))
+        arrays[column] = np.concatenate(filled)
+    return arrays
+
+
 def pending_rows(cur: duckdb.DuckDBPyConnection, tables: tuple[Folded, ...]) -> int:
     """Rows waiting in the deltas (at open: a restart keeps them)."""
-    union = " UNION ALL ".join(f"SELECT count(*) AS n FROM {t.delta}" for t in tables)
-    row = cur.execute(f"SELECT sum(n) FROM ({union})").fetchone()
+    row = cur.execute(f"SELECT count(*) FROM {DELTAS} WHERE {_of(tables)}").fetchone()
     return int(row[0] or 0) if row else 0
 
 
 def compact(cur: duckdb.DuckDBPyConnection, tables: tuple[Folded, ...]) -> None:
-    """Fold every delta into its base and empty it (call inside a transaction)."""
+    """Fold the deltas of ``tables`` into their bases and empty them (call inside a
+    transaction)."""
     for table in tables:
         cur.execute(table.fold_sql())
-        cur.execute(f"DELETE FROM {table.delta}")
+    cur.execute(f"DELETE FROM {DELTAS} WHERE {_of(tables)}")
+
+
+def _of(tables: tuple[Folded, ...]) -> str:
+    """The rows of ``DELTAS`` that belong to ``tables``."""
+    return f"aggregate IN ({', '.join(repr(t.name) for t in tables)})"

@@ -32,7 +32,6 @@ from materializer.aggregates.columns import (
     times,
     values,
 )
-from materializer.aggregates.columns import rows as frame_rows
 from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
 from materializer.queries import (
@@ -53,9 +52,12 @@ SPEC = registry.SALES
 
 #: The hourly tables take appends (``materializer.aggregates.deltas``).
 _SALES_SUMS = "orders gross_revenue units cancelled_orders cancelled_revenue cancelled_units"
-SALES_BY_HOUR = Folded("sales_by_hour", sums=tuple(_SALES_SUMS.split()))
+SALES_BY_HOUR = Folded(
+    "sales_by_hour", keys=("hour", "channel", "site"), sums=tuple(_SALES_SUMS.split())
+)
 PRODUCT_SALES_BY_HOUR = Folded(
     "product_sales_by_hour",
+    keys=("hour", "sku", "site"),
     sums=("units", "revenue", "cancelled_units", "cancelled_revenue"),
 )
 FOLDED = (SALES_BY_HOUR, PRODUCT_SALES_BY_HOUR)
@@ -285,11 +287,12 @@ def _upsert(
     own: bool,
 ) -> None:
     """Add new orders (gross) and cancellations (in the original order's hour and
-    channel) to the hourly tables: one append of grouped rows to each delta.
+    channel) to the hourly tables: their rows grouped by key, appended to the deltas.
 
     A small batch (``new``: its orders' rows, or none) groups in Python: the cancelled
     orders' hours, channels, amounts and lines are read in one SELECT by their
-    sequences, and each delta takes a plain INSERT of the grouped rows. Larger batches
+    sequences, and the grouped rows join the batch's one append to the deltas
+    (``Batch.append_delta``). Larger batches
     and cancellations of archived orders group in SQL (``_upsert_in_sql``). ``own``: a
     cancelled order is one of this batch, whose rows the SELECT must wait for.
     """
@@ -318,9 +321,7 @@ def _upsert(
         (PRODUCT_SALES_BY_HOUR, products, _PRODUCT_SALES_ROW),
     ):
         if rows:
-            frame = group_in_python(rows, len(table.sums), kinds)
-            batch.insert(table.delta, frame)
-            batch.delta_rows += frame_rows(frame)
+            batch.append_delta(table, group_in_python(rows, len(table.sums), kinds))
 
 
 def _cancelled(cur: Cursor, targets: list[int]) -> list[tuple[Any, ...]]:
@@ -407,16 +408,14 @@ def _upsert_in_sql(batch: Batch, new_orders: bool, targets: list[int]) -> None:
     # (``_insert_orders``); those of cancelled orders come back from the appends.
     returning_sales = " RETURNING hour, channel" if targets else ""
     returning_products = " RETURNING sku" if targets else ""
-    rows = cur.execute(
-        f"INSERT INTO {SALES_BY_HOUR.delta} BY NAME {union_sales}{returning_sales}"
-    ).fetchall()
+    rows = cur.execute(SALES_BY_HOUR.appended(union_sales) + returning_sales).fetchall()
     batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:
         for hour, channel in rows:
             batch.changes.sales_hours.append(iso(hour))
             batch.changes.channels.append(channel)
     rows = cur.execute(
-        f"INSERT INTO {PRODUCT_SALES_BY_HOUR.delta} BY NAME {union_products}{returning_products}"
+        PRODUCT_SALES_BY_HOUR.appended(union_products) + returning_products
     ).fetchall()
     batch.delta_rows += len(rows) if targets else rows[0][0]
     if targets:

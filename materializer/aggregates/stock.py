@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from materializer.aggregates.batch import Batch, event_table
 from materializer.aggregates.columns import Kind, instants, ints, scan, strings, values
-from materializer.aggregates.columns import rows as frame_rows
 from materializer.aggregates.deltas import GROUP_IN_PYTHON_MAX, Folded, group_in_python
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, Select, implements
@@ -22,7 +21,12 @@ from pulse_bi.contract import registry
 SPEC = registry.STOCK
 
 #: The snapshot takes appends (``materializer.aggregates.deltas``).
-STOCK_SNAPSHOT = Folded("stock_snapshot", sums=("on_hand",), latest=("last_movement_at",))
+STOCK_SNAPSHOT = Folded(
+    "stock_snapshot",
+    keys=("sku", "warehouse", "site"),
+    sums=("on_hand",),
+    latest=("last_movement_at",),
+)
 FOLDED = (STOCK_SNAPSHOT,)
 #: A small batch's delta rows, grouped in Python (``deltas.group_in_python``).
 _DELTA_ROWS: dict[str, Kind] = {
@@ -63,16 +67,15 @@ def apply(batch: Batch) -> None:
             )
             for e in moves
         )
-        grouped = group_in_python(rows, 1, _DELTA_ROWS)
-        batch.insert(STOCK_SNAPSHOT.delta, grouped)
-        count = frame_rows(grouped)
+        batch.append_delta(STOCK_SNAPSHOT, group_in_python(rows, 1, _DELTA_ROWS))
     else:
         batch_moves = values(moved)  # noqa: F841 - read by DuckDB below
-        (count,) = batch.cur.execute(
-            f"INSERT INTO {STOCK_SNAPSHOT.delta} SELECT sku, warehouse, site,"
-            f" sum(quantity_delta), max(time) FROM {scan(moved, 'batch_moves')} GROUP BY ALL"
-        ).fetchall()[0]
-    batch.delta_rows += count
+        grouped = (
+            "SELECT sku, warehouse, site, sum(quantity_delta) AS on_hand,"
+            f" max(time) AS last_movement_at FROM {scan(moved, 'batch_moves')} GROUP BY ALL"
+        )
+        (count,) = batch.cur.execute(STOCK_SNAPSHOT.appended(grouped)).fetchall()[0]
+        batch.delta_rows += count
     batch.changes.skus.extend(skus)
     batch.changes.warehouses.extend(warehouses)
 

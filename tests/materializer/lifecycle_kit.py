@@ -15,7 +15,7 @@ import duckdb
 import nats
 
 from materializer import archive, events, replay
-from materializer.aggregates import FOLDED
+from materializer.aggregates import FOLDED, deltas
 from materializer.app import Materializer
 from materializer.seen import SeenIndex
 from materializer.settings import Settings
@@ -59,7 +59,7 @@ def contents(path: Path, *, raw: bool = True) -> dict[str, Any]:
         # holds does not (materializer/aggregates/deltas.py).
         for folded in FOLDED:
             out[folded.name] = conn.execute(f"{folded.content_sql()} ORDER BY ALL").fetchall()
-        split = {f"{f.name}_{part}" for f in FOLDED for part in ("base", "delta")}
+        split = {f"{f.name}_base" for f in FOLDED} | {deltas.DELTAS}
         for table in sorted(tables):
             if table in BOOKKEEPING or table in split or (not raw and table in archive.RAW_TABLES):
                 continue

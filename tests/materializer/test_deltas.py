@@ -181,31 +181,54 @@ def test_folding_an_empty_store_does_nothing(store: Store) -> None:
 
 def test_a_null_never_reaches_a_delta_or_the_settled_invoices(store: Store) -> None:
     """A NULL fails the insert of the batch that carries it (which is then split down to
-    the one event), never the fold before some later batch (m0010)."""
-    tables = ("sales_by_hour", "product_sales_by_hour", "stock_snapshot")
+    the one event), never the fold before some later batch (m0010, m0012): each column
+    of an aggregate's rows in ``aggregate_deltas``, and every column of
+    ``settled_invoices`` but the optional order id."""
     nullable = store.read(
         lambda cur: cur.execute(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE is_nullable = 'YES' AND (table_name IN (SELECT unnest(?::VARCHAR[]))"
-            " OR table_name = 'settled_invoices')",
-            [[f"{t}_delta" for t in tables]],
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE is_nullable = 'YES' AND table_name = 'settled_invoices'"
         ).fetchall()
     )
-    assert nullable == [("settled_invoices", "order_id")]
-    with pytest.raises(duckdb.ConstraintException):
-        store.conn.execute(
-            "INSERT INTO stock_snapshot_delta VALUES ('SKU-1', 'WH-1', '', NULL, now())"
-        )
+    assert nullable == [("order_id",)]
+    for table in FOLDED:
+        columns = (*table.keys, *table.sums, *table.latest)
+        given = {
+            c: "now()" if c in ("hour", "last_movement_at") else "'x'" if c in _TEXT else "0"
+            for c in columns
+        }
+        for column in (None, *columns):  # None: every column given, the row goes in
+            values = [given[c] if c != column else "NULL" for c in columns]
+            insert = (
+                f"INSERT INTO {deltas.DELTAS} (aggregate, {', '.join(columns)})"
+                f" VALUES ('{table.name}', {', '.join(values)})"
+            )
+            store.conn.execute("BEGIN")
+            try:
+                if column is None:
+                    store.conn.execute(insert)
+                else:
+                    with pytest.raises(duckdb.ConstraintException):
+                        store.conn.execute(insert)
+            finally:
+                store.conn.execute("ROLLBACK")
+    with pytest.raises(duckdb.ConstraintException):  # an aggregate that is not one
+        store.conn.execute(f"INSERT INTO {deltas.DELTAS} (aggregate, site) VALUES ('x', '')")
+
+
+_TEXT = ("channel", "sku", "warehouse", "site")
 
 
 MAX_PRICE = "9999999999999999.99"
-DELTA_TABLES = ("sales_by_hour_delta", "product_sales_by_hour_delta", "stock_snapshot_delta")
 
 
 def delta_contents(store: Store) -> list[Any]:
+    """Each folded aggregate's delta rows: keys, then sums, then latest values."""
     return [
-        store.read(lambda cur, t=table: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall())
-        for table in DELTA_TABLES
+        store.read(
+            lambda cur, t=table: cur.execute(f"SELECT * FROM {t.delta} ORDER BY ALL").fetchall()
+        )
+        for table in FOLDED
     ]
 
 

@@ -164,22 +164,20 @@ async def test_a_damaged_file_is_retried_not_dead_lettered_and_a_stop_during_it_
     async with Materializer(settings) as running:
         await running.wait_for_sequence(await publish_events(js, *orders(0, 10)))
         assert running.store is not None
-        # The table batches write the hourly sales to (m0008).
-        running.store.conn.execute(
-            "ALTER TABLE sales_by_hour_delta RENAME TO sales_by_hour_delta_away"
-        )
+        # The table batches write the hourly sales to (m0012).
+        running.store.conn.execute("ALTER TABLE aggregate_deltas RENAME TO aggregate_deltas_away")
         await publish_events(js, *orders(10, 5))
         await until(lambda: running.health()[0] == "unavailable")
         reason = running.health()[1]
         assert reason.startswith("ingest retrying: CatalogException"), reason
-        assert "sales_by_hour" in reason
+        assert "aggregate_deltas" in reason
         assert running.stats()["events_rejected"] == 0
         async with asyncio.timeout(10):
             await running.close()  # stops while retrying, commits nothing half-way
     conn = duckdb.connect(str(settings.duckdb_path))
     try:
         assert conn.execute("SELECT last_sequence FROM pipeline_state").fetchone() == (10,)
-        conn.execute("ALTER TABLE sales_by_hour_delta_away RENAME TO sales_by_hour_delta")
+        conn.execute("ALTER TABLE aggregate_deltas_away RENAME TO aggregate_deltas")
     finally:
         conn.close()
 

@@ -271,3 +271,77 @@ def test_upgrade_to_version_9_recovers_settled_invoices_so_a_refund_reopens_one(
         assert (aging["open_invoices"], aging["total"]) == (2, "90.00")
     finally:
         store.close()
+
+
+#: What versions 8 to 11 read the folded aggregates through: a delta table each (m0008).
+_OLD_DELTAS = {
+    "sales_by_hour": "hour, channel, site, orders, gross_revenue, units, cancelled_orders,"
+    " cancelled_revenue, cancelled_units",
+    "product_sales_by_hour": "hour, sku, site, units, revenue, cancelled_units, cancelled_revenue",
+    "stock_snapshot": "sku, warehouse, site, on_hand, last_movement_at",
+}
+
+
+def _answers(store: Store) -> dict[str, Any]:
+    everything = {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
+    return {
+        name: store.query(name, params).wire
+        for name, params in (
+            ("sales_by_hour", everything),
+            ("sales_summary", everything),
+            ("top_products", everything),
+            ("stock_levels", {}),
+        )
+    }
+
+
+def test_upgrade_to_version_12_moves_rows_waiting_in_three_deltas_into_one(
+    tmp_path: Path,
+) -> None:
+    path, stream = tmp_path / "pulse.duckdb", Stream()
+    store = Store.open(path)
+    store.apply_batch(
+        [
+            stream.order("O-1", lines=[("SKU-1", 2, "5.00")], total="10.00"),
+            stream.order("O-2", lines=[("SKU-2", 1, "7.50")], total="7.50", channel="pos"),
+            stream.move("SKU-1", "W1", 5),
+        ]
+    )
+    store.compact()  # some rows folded into the bases, some waiting in the deltas
+    store.apply_batch([stream.cancel("O-1"), stream.move("SKU-1", "W1", -2)])
+    before = _answers(store)
+    waiting = store.read(
+        lambda cur: cur.execute(
+            "SELECT aggregate, count(*) FROM aggregate_deltas GROUP BY ALL"
+        ).fetchall()
+    )
+    assert dict(waiting) == {"sales_by_hour": 1, "product_sales_by_hour": 1, "stock_snapshot": 1}
+    store.close()
+    conn = db.connect(path)  # what version 11 left: the same rows in a delta table each
+    for name, columns in _OLD_DELTAS.items():
+        conn.execute(
+            f"CREATE TABLE {name}_delta AS SELECT {columns} FROM aggregate_deltas"
+            f" WHERE aggregate = '{name}'"
+        )
+        conn.execute(f"DROP VIEW {name}")
+        conn.execute(
+            f"CREATE VIEW {name} AS SELECT * FROM {name}_base UNION ALL SELECT * FROM {name}_delta"
+        )
+    conn.execute("DROP TABLE aggregate_deltas")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 12")
+    conn.close()
+    store = Store.open(path)
+    try:
+        assert _answers(store) == before
+        tables = store.read(
+            lambda cur: cur.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%_delta%'"
+            ).fetchall()
+        )
+        assert tables == [("aggregate_deltas",)]
+        store.compact()
+        assert _answers(store) == before
+        store.apply_batch([stream.order("O-3", lines=[("SKU-1", 1, "1.00")], total="1.00")])
+        assert _answers(store)["sales_summary"]["orders"] == 3
+    finally:
+        store.close()

@@ -156,9 +156,20 @@ def test_text_and_line_limits() -> None:
 
 
 def _narrow_the_hourly_revenue(store: Store) -> None:
-    """Give the hourly revenue that batches write (``sales_by_hour_delta``, m0008) a
-    DECIMAL(17,2), so that an order of the largest amount fails in SQL."""
-    store.conn.execute("ALTER TABLE sales_by_hour_delta ALTER gross_revenue TYPE DECIMAL(17, 2)")
+    """Give the hourly revenue that batches write (``aggregate_deltas``, m0012) a
+    DECIMAL(17,2), so that an order of the largest amount fails in SQL. DuckDB changes no
+    type of a table with CHECK constraints: the table is made again without them."""
+    narrow_the_hourly_revenue(store.conn)
+
+
+def narrow_the_hourly_revenue(conn: duckdb.DuckDBPyConnection) -> None:
+    """``_narrow_the_hourly_revenue`` on a connection to the file."""
+    conn.execute(
+        "CREATE TABLE narrowed AS SELECT * REPLACE (gross_revenue::DECIMAL(17, 2)"
+        " AS gross_revenue) FROM aggregate_deltas"
+    )
+    conn.execute("DROP TABLE aggregate_deltas")
+    conn.execute("ALTER TABLE narrowed RENAME TO aggregate_deltas")
 
 
 def _everything(store: Store) -> dict[str, Any]:

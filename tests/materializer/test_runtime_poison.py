@@ -16,6 +16,7 @@ from materializer.store import Store
 from pulse_bi.natsserver import free_port
 from tests.conftest import cloud_event, publish_events
 from tests.materializer.poison import POISON
+from tests.materializer.test_robustness import narrow_the_hourly_revenue
 from tests.materializer.test_runtime import ask
 
 MAX_MONEY = "9999999999999999.99"
@@ -77,10 +78,10 @@ async def test_a_restart_over_a_stream_holding_poison_does_not_crash(
 async def test_an_event_that_fails_in_sql_is_dead_lettered_while_running(
     materializer_settings: Settings, js: JetStreamContext, nc: NATS
 ) -> None:
-    # A file whose hourly revenue (what batches write, m0008) is DECIMAL(17,2): an order
+    # A file whose hourly revenue (what batches write, m0012) is DECIMAL(17,2): an order
     # of the largest amount fails in SQL.
     store = Store.open(materializer_settings.duckdb_path)
-    store.conn.execute("ALTER TABLE sales_by_hour_delta ALTER gross_revenue TYPE DECIMAL(17, 2)")
+    narrow_the_hourly_revenue(store.conn)
     store.close()
     port = free_port()
     settings = dataclasses.replace(materializer_settings, http_port=port)
