@@ -3,8 +3,8 @@ to in one statement.
 
 Every table a batch writes costs it a statement of its own (DuckDB's fixed cost, ~0.5 to
 1 ms) and a share of its COMMIT; a batch of orders and stock movements wrote the sales,
-product sales and stock deltas (m0008) as three (docs/BENCHMARKS.md, "One table for
-the aggregate deltas"). Each row names the aggregate it belongs to (``aggregate``);
+product sales and stock deltas (m0008) as three (docs/BENCHMARKS.md, "Fewer statements
+per small batch"). Each row names the aggregate it belongs to (``aggregate``);
 that aggregate's columns are NOT NULL in it, the others' NULL: a CHECK per aggregate
 refuses a NULL inside the batch that carries it, as the separate deltas did (m0010).
 The views ``sales_by_hour``, ``product_sales_by_hour`` and ``stock_snapshot`` read the

@@ -4,6 +4,7 @@ no read answers differently, whether the rows are folded, waiting, or a restart 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from materializer.aggregates import FOLDED, columns, deltas
+from materializer.aggregates.batch import Batch
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import DAY, Stream
 
@@ -340,3 +342,119 @@ def test_grouping_in_python_equals_duckdbs_group_by(
         "DECIMAL(38,2)",
         "TIMESTAMP WITH TIME ZONE",
     ]
+
+
+#: Each folded aggregate's columns as ``Batch.append_delta`` takes them, with values.
+_DELTA_KINDS: dict[str, dict[str, columns.Kind]] = {
+    "sales_by_hour": {
+        "hour": columns.times,
+        "channel": columns.strings,
+        "site": columns.strings,
+        "orders": columns.ints,
+        "gross_revenue": columns.sums,
+        "units": columns.decimals("DECIMAL(38,0)"),
+        "cancelled_orders": columns.ints,
+        "cancelled_revenue": columns.sums,
+        "cancelled_units": columns.decimals("DECIMAL(38,0)"),
+    },
+    "product_sales_by_hour": {
+        "hour": columns.times,
+        "sku": columns.strings,
+        "site": columns.strings,
+        "units": columns.decimals("DECIMAL(38,0)"),
+        "revenue": columns.sums,
+        "cancelled_units": columns.decimals("DECIMAL(38,0)"),
+        "cancelled_revenue": columns.sums,
+    },
+    "stock_snapshot": {
+        "sku": columns.strings,
+        "warehouse": columns.strings,
+        "site": columns.strings,
+        "on_hand": columns.ints,
+        "last_movement_at": columns.times,
+    },
+}
+_BY_NAME = {table.name: table for table in FOLDED}
+_UNIT_COUNTS = st.integers(-(10**30), 10**30)
+_ROW_VALUES = {
+    "hour": _TIMES,
+    "last_movement_at": _TIMES,
+    "channel": st.sampled_from(["web", "pos", "🙂", ""]),
+    "sku": st.sampled_from(["SKU-1", "ß", "e\u0301", ""]),
+    "warehouse": st.sampled_from(["W1", ""]),
+    "site": st.sampled_from(["", "wh1"]),
+    "orders": st.integers(-(2**63), 2**63 - 1),
+    "cancelled_orders": st.integers(-(2**63), 2**63 - 1),
+    "on_hand": st.integers(-(2**63), 2**63 - 1),
+    "units": _UNIT_COUNTS,
+    "cancelled_units": _UNIT_COUNTS,
+    "gross_revenue": _MONEY,
+    "cancelled_revenue": _MONEY,
+    "revenue": _MONEY,
+}
+
+
+def _rows(name: str, count: int) -> st.SearchStrategy[list[tuple[Any, ...]]]:
+    row = st.tuples(*(_ROW_VALUES[column] for column in _DELTA_KINDS[name]))
+    return st.lists(row, min_size=count, max_size=count)
+
+
+@st.composite
+def _delta_parts(draw: st.DrawFn) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """One to three aggregates in any order, each with a few rows, or with many rows of
+    one value repeated: more than DuckDB samples to type an object column, so the
+    aggregates after it find their columns' first values NULL."""
+    names = draw(st.permutations(list(_DELTA_KINDS)))[: draw(st.integers(1, 3))]
+    parts = []
+    for name in names:
+        if draw(st.booleans()):
+            parts.append((name, draw(_rows(name, draw(st.integers(1, 5))))))
+        else:
+            parts.append((name, draw(_rows(name, 1)) * draw(st.integers(1, 1500))))
+    return parts
+
+
+@pytest.fixture(scope="module")
+def parts_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """One store for every example: opening one per example would take most of the time."""
+    store = Store.open(tmp_path_factory.mktemp("parts") / "parts.duckdb")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(parts=_delta_parts())
+def test_one_append_of_several_aggregates_keeps_every_value_of_each(
+    parts_store: Store, parts: list[tuple[str, list[tuple[Any, ...]]]]
+) -> None:
+    """``Batch.append_delta`` of each part, then the batch's one INSERT: each aggregate's
+    rows read back with the values its own columns gave them (the largest integers,
+    sums and times in any offset, unicode keys), none lost to another's NULLs."""
+    cur = parts_store.conn
+    cur.execute("BEGIN")
+    try:
+        batch = Batch(cur)
+        for name, rows in parts:
+            kinds = _DELTA_KINDS[name]
+            frame = {
+                column: kind(values)
+                for (column, kind), values in zip(
+                    kinds.items(), zip(*rows, strict=True), strict=True
+                )
+            }
+            batch.append_delta(_BY_NAME[name], frame)
+        assert batch.delta_rows == sum(len(rows) for _, rows in parts)
+        batch.finish()
+        for name, rows in parts:
+            got = cur.execute(f"SELECT * FROM {_BY_NAME[name].delta}").fetchall()
+            assert sorted(got) == sorted(rows), name
+        (other,) = cur.execute(
+            f"SELECT count(*) FROM {deltas.DELTAS} WHERE aggregate NOT IN"
+            f" (SELECT unnest(?::VARCHAR[]))",
+            [[name for name, _ in parts]],
+        ).fetchall()[0]
+        assert other == 0
+    finally:
+        cur.execute("ROLLBACK")
