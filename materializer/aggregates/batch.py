@@ -189,10 +189,10 @@ class Batch:
 
     def finish(self) -> None:
         """Run what is queued, the deltas' one append among it: the batch's last step.
+
         The optimizer stays as that run left it (off, when two or more statements
-        waited): the next batch most often
-        starts with plain statements too, and what needs it switches it on
-        (``Batch.cur``, ``Store.writer``, ``Optimizer``)."""
+        waited): the next batch most often starts with plain statements too, and what
+        needs it switches it on (``Batch.cur``, ``Store.writer``, ``Optimizer``)."""
         if self._deltas:
             arrays = deltas.combined(self._deltas)
             self._deltas = []

@@ -292,9 +292,9 @@ def _upsert(
     A small batch (``new``: its orders' rows, or none) groups in Python: the cancelled
     orders' hours, channels, amounts and lines are read in one SELECT by their
     sequences, and the grouped rows join the batch's one append to the deltas
-    (``Batch.append_delta``). Larger batches
-    and cancellations of archived orders group in SQL (``_upsert_in_sql``). ``own``: a
-    cancelled order is one of this batch, whose rows the SELECT must wait for.
+    (``Batch.append_delta``). Larger batches and cancellations of archived orders group
+    in SQL (``_upsert_in_sql``). ``own``: a cancelled order is one of this batch, whose
+    rows the SELECT must wait for.
     """
     if not new_orders and not targets:
         return
