@@ -113,7 +113,6 @@ def main(args: argparse.Namespace) -> None:
         walls.append(time.perf_counter() - started)
         batches += 1
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    store._optimizer = batch_module.Optimizer(store._optimizer.conn._cur)
     Store.compact = plain_compact  # type: ignore[method-assign]
     store.close()
     timed = sum(entry[2] for entry in TIMES.values())

@@ -140,7 +140,7 @@ def combined(parts: Iterable[tuple[Folded, Frame]]) -> dict[str, npt.NDArray[Any
         if len(present) == len(arrayed) and len(kinds) == 1:
             arrays[column] = np.concatenate(present)
             continue
-        (kind,) = kinds if len(kinds) == 1 else (None,)
+        kind = kinds.pop() if len(kinds) == 1 else None
         times = kind is not None and kind.kind == "M"
         filled = []
         for _, frame, count in arrayed:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from materializer.aggregates import FOLDED, columns, deltas
+from materializer.aggregates import FOLDED, columns, deltas, sales, stock
 from materializer.aggregates.batch import Batch
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import DAY, Stream
@@ -181,6 +181,10 @@ def test_folding_an_empty_store_does_nothing(store: Store) -> None:
     assert store.query("stock_levels", {}).wire == []
 
 
+#: The text columns of the deltas (the others are numbers or times).
+_TEXT = ("channel", "sku", "warehouse", "site")
+
+
 def test_a_null_never_reaches_a_delta_or_the_settled_invoices(store: Store) -> None:
     """A NULL fails the insert of the batch that carries it (which is then split down to
     the one event), never the fold before some later batch (m0010, m0012): each column
@@ -216,9 +220,6 @@ def test_a_null_never_reaches_a_delta_or_the_settled_invoices(store: Store) -> N
                 store.conn.execute("ROLLBACK")
     with pytest.raises(duckdb.ConstraintException):  # an aggregate that is not one
         store.conn.execute(f"INSERT INTO {deltas.DELTAS} (aggregate, site) VALUES ('x', '')")
-
-
-_TEXT = ("channel", "sku", "warehouse", "site")
 
 
 MAX_PRICE = "9999999999999999.99"
@@ -344,35 +345,12 @@ def test_grouping_in_python_equals_duckdbs_group_by(
     ]
 
 
-#: Each folded aggregate's columns as ``Batch.append_delta`` takes them, with values.
+#: Each folded aggregate's delta columns as the store builds them for
+#: ``Batch.append_delta`` (``group_in_python``'s kinds; stock's times as microseconds).
 _DELTA_KINDS: dict[str, dict[str, columns.Kind]] = {
-    "sales_by_hour": {
-        "hour": columns.times,
-        "channel": columns.strings,
-        "site": columns.strings,
-        "orders": columns.ints,
-        "gross_revenue": columns.sums,
-        "units": columns.decimals("DECIMAL(38,0)"),
-        "cancelled_orders": columns.ints,
-        "cancelled_revenue": columns.sums,
-        "cancelled_units": columns.decimals("DECIMAL(38,0)"),
-    },
-    "product_sales_by_hour": {
-        "hour": columns.times,
-        "sku": columns.strings,
-        "site": columns.strings,
-        "units": columns.decimals("DECIMAL(38,0)"),
-        "revenue": columns.sums,
-        "cancelled_units": columns.decimals("DECIMAL(38,0)"),
-        "cancelled_revenue": columns.sums,
-    },
-    "stock_snapshot": {
-        "sku": columns.strings,
-        "warehouse": columns.strings,
-        "site": columns.strings,
-        "on_hand": columns.ints,
-        "last_movement_at": columns.times,
-    },
+    sales.SALES_BY_HOUR.name: sales._SALES_ROW,
+    sales.PRODUCT_SALES_BY_HOUR.name: sales._PRODUCT_SALES_ROW,
+    stock.STOCK_SNAPSHOT.name: stock._DELTA_ROWS,
 }
 _BY_NAME = {table.name: table for table in FOLDED}
 _UNIT_COUNTS = st.integers(-(10**30), 10**30)
@@ -439,7 +417,9 @@ def test_one_append_of_several_aggregates_keeps_every_value_of_each(
         for name, rows in parts:
             kinds = _DELTA_KINDS[name]
             frame = {
-                column: kind(values)
+                column: kind(
+                    map(columns.utc_micros, values) if kind is columns.instants else values
+                )
                 for (column, kind), values in zip(
                     kinds.items(), zip(*rows, strict=True), strict=True
                 )

@@ -23,7 +23,7 @@ from materializer.store import Store
 from tests.materializer.eventkit import Stream
 from tests.materializer.test_robustness import (
     _batch_with_an_overflowing_order,
-    _narrow_the_hourly_revenue,
+    narrow_the_hourly_revenue,
 )
 
 _RECORD = (
@@ -173,7 +173,7 @@ def test_the_optimizer_is_on_after_batches_that_commit_and_batches_that_split(
 ) -> None:
     store = Store.open(tmp_path / "split.duckdb")
     try:
-        _narrow_the_hourly_revenue(store)
+        narrow_the_hourly_revenue(store.conn)
         # An order the delta cannot take fails in a run of plain statements; the
         # halves of the split commit.
         result = store.apply_batch(_batch_with_an_overflowing_order(Stream()))

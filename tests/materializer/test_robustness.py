@@ -155,15 +155,10 @@ def test_text_and_line_limits() -> None:
 # Dead letters: a batch that fails on an event is split ---------------------------------
 
 
-def _narrow_the_hourly_revenue(store: Store) -> None:
+def narrow_the_hourly_revenue(conn: duckdb.DuckDBPyConnection) -> None:
     """Give the hourly revenue that batches write (``aggregate_deltas``, m0012) a
     DECIMAL(17,2), so that an order of the largest amount fails in SQL. DuckDB changes no
     type of a table with CHECK constraints: the table is made again without them."""
-    narrow_the_hourly_revenue(store.conn)
-
-
-def narrow_the_hourly_revenue(conn: duckdb.DuckDBPyConnection) -> None:
-    """``_narrow_the_hourly_revenue`` on a connection to the file."""
     conn.execute(
         "CREATE TABLE narrowed AS SELECT * REPLACE (gross_revenue::DECIMAL(17, 2)"
         " AS gross_revenue) FROM aggregate_deltas"
@@ -207,8 +202,8 @@ def test_a_batch_failing_in_sql_is_split_and_only_the_offending_event_rejected(
     split = Store.open(tmp_path / "split.duckdb")
     decoded = Store.open(tmp_path / "decoded.duckdb")
     try:
-        _narrow_the_hourly_revenue(split)
-        _narrow_the_hourly_revenue(decoded)
+        narrow_the_hourly_revenue(split.conn)
+        narrow_the_hourly_revenue(decoded.conn)
         result = split.apply_batch(_batch_with_an_overflowing_order(Stream()))
         assert (result.first_sequence, result.last_sequence) == (1, 7)
         assert (result.applied, result.rejected, result.duplicates) == (6, 1, 0)
@@ -236,7 +231,7 @@ def test_the_split_survives_a_restart_and_ingest_goes_on(tmp_path: Path) -> None
     store = Store.open(path)
     stream = Stream()
     try:
-        _narrow_the_hourly_revenue(store)
+        narrow_the_hourly_revenue(store.conn)
         store.apply_batch(_batch_with_an_overflowing_order(stream))
     finally:
         store.close()
