@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 
 from materializer import events
+from materializer.aggregates import staged
 from materializer.aggregates.columns import Frame, amounts, blobs, ints, scan, strings, times
 from materializer.aggregates.columns import values as frame_values
 from materializer.files import duckdb_config, finish, fsync, sql_literal
@@ -263,12 +264,18 @@ def horizon(cur: duckdb.DuckDBPyConnection) -> int:
 
 def retire(conn: duckdb.DuckDBPyConnection, upto: int) -> int:
     """Delete raw rows up to sequence ``upto`` and move the horizon there, in one
-    transaction (on the writer thread, between batches). Returns rows deleted."""
+    transaction (on the writer thread, between batches). Returns rows deleted.
+
+    The staged raw rows are folded into their bases first (``staged.fold``): a raw
+    table is a view of both, and rows are deleted from its base."""
     deleted = 0
     conn.execute("BEGIN")
     try:
+        staged.fold(conn)
         for table, column in RAW_TABLES.items():
-            row = conn.execute(f"DELETE FROM {table} WHERE {column} <= ?", [upto]).fetchone()
+            row = conn.execute(
+                f"DELETE FROM {staged.base(table)} WHERE {column} <= ?", [upto]
+            ).fetchone()
             deleted += int(row[0]) if row else 0
         conn.execute(
             "UPDATE archive_state SET horizon = greatest(horizon, ?), archived_at = ? WHERE id = 1",

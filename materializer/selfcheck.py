@@ -2,8 +2,9 @@
 
 Every declared query has its SQL function and nothing undeclared is served; every event
 type the decoder knows is consumed by exactly one aggregate; every raw table an aggregate
-declares exists with an ``event_id`` column, and no table that holds applied event ids
-is left off the declarations (the store looks re-delivered events up in exactly those).
+declares exists with an ``event_id`` column and a base table (its staged rows aside,
+``aggregates/staged.py``), and no table that holds applied event ids is left off the
+declarations (the store looks re-delivered events up in exactly those).
 The materializer refuses to start on a problem; a test runs the same check.
 """
 
@@ -12,11 +13,16 @@ from __future__ import annotations
 import duckdb
 
 from materializer import aggregates, queries
+from materializer.aggregates import staged
 from pulse_bi.contract.registry import RAW_TABLES
 
 #: Tables with an ``event_id`` column that do not hold applied events: a rejected
-#: message is stored every time it comes (docs/EVENTS.md, "Bad events").
-NOT_APPLIED = frozenset({"rejected_events"})
+#: message is stored every time it comes (docs/EVENTS.md, "Bad events"). And the parts
+#: of the raw tables (``staged``): each raw table is a view of its base and its staged
+#: rows, and the view is what the store reads.
+NOT_APPLIED = frozenset(
+    {"rejected_events", staged.STAGED, *(staged.base(table) for table in staged.TABLES)}
+)
 
 
 class RegistryMismatch(RuntimeError):
@@ -38,6 +44,17 @@ def raw_table_problems(cur: duckdb.DuckDBPyConnection) -> list[str]:
     problems += [
         f"table {t} holds event ids but no aggregate declares it in raw_tables"
         for t in sorted(with_ids - set(RAW_TABLES))
+    ]
+    bases = {
+        name
+        for (name,) in cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    problems += [
+        f"raw table {t} has no base table {staged.base(t)} (docs/OPERATIONS.md, 'Staged raw rows')"
+        for t in staged.TABLES
+        if staged.base(t) not in bases
     ]
     return problems
 

@@ -39,7 +39,7 @@ import msgspec
 import numpy as np
 
 from materializer import continuity, db, events, memory, selfcheck
-from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline
+from materializer.aggregates import AGGREGATES, FOLDED, deltas, pipeline, staged
 from materializer.aggregates.batch import Accepted, Batch, Optimizer, md5_halves
 from materializer.aggregates.columns import EPOCH, from_micros
 from materializer.delivery import header_values
@@ -147,6 +147,8 @@ class Store:
         self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
         #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
         self._delta_rows = self.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
+        #: Raw rows in ``raw_staged``, folded into their bases at ``staged.FOLD_ROWS``.
+        self._staged_rows = self.read(staged.pending_rows)
         #: Last sequence of the stream as seen by the consumer (None: not known yet);
         #: shown as lag in ``pipeline``.
         self.stream_last_sequence: int | None = None
@@ -201,7 +203,8 @@ class Store:
         return self._apply_or_split(fresh)
 
     def fold_when_due(self) -> bool:
-        """Fold the aggregate deltas once they hold ``deltas.COMPACT_ROWS`` rows (``compact``);
+        """Fold the aggregate deltas and the staged raw rows once either holds its
+        threshold of rows (``fold_due``, ``compact``);
         True when it folded. The materializer calls it after each batch's change notice, so
         that no notice waits for a fold; ``apply_batch`` calls it first for other callers.
         """
@@ -212,25 +215,28 @@ class Store:
 
     @property
     def fold_due(self) -> bool:
-        """Whether the aggregate deltas hold ``deltas.COMPACT_ROWS`` rows or more: a
-        counter the writer keeps, cheap to ask on any thread between batches."""
-        return self._delta_rows >= deltas.COMPACT_ROWS
+        """Whether the aggregate deltas hold ``deltas.COMPACT_ROWS`` rows or more, or the
+        staged raw rows ``staged.FOLD_ROWS``: counters the writer keeps, cheap to ask on
+        any thread between batches."""
+        return self._delta_rows >= deltas.COMPACT_ROWS or self._staged_rows >= staged.FOLD_ROWS
 
     def compact(self) -> None:
-        """Fold the aggregate deltas into their bases, in a transaction of its own.
+        """Fold the aggregate deltas and the staged raw rows into their bases, in a
+        transaction of its own.
 
-        Runs between batches; it changes how the aggregates are stored, not what any
-        read answers, so it needs no change notice.
+        Runs between batches; it changes how the aggregates and the raw rows are
+        stored, not what any read answers, so it needs no change notice.
         """
         cur = self._optimizer.on()
         cur.execute("BEGIN")
         try:
             deltas.compact(cur, FOLDED)
+            staged.fold(cur)
             cur.execute("COMMIT")
         except BaseException:
             db.rollback(cur)
             raise
-        self._delta_rows = 0
+        self._delta_rows = self._staged_rows = 0
 
     def _apply_or_split(self, messages: list[RawMessage]) -> BatchResult:
         try:
@@ -271,7 +277,7 @@ class Store:
             result, batch = self._apply(cur, messages)
             result.gaps = gaps
             event_digests, key_hashes = batch.event_digests, batch.key_hashes
-            delta_rows = batch.delta_rows
+            delta_rows, staged_rows = batch.delta_rows, batch.staged_rows
             key_sequences = np.asarray(batch.new_key_sequences, np.int64)
             del batch  # the batch's events are garbage before the commit writes
             cur.execute("COMMIT")
@@ -281,6 +287,7 @@ class Store:
             raise
         self._last_sequence = result.last_sequence
         self._delta_rows += delta_rows
+        self._staged_rows += staged_rows
         # Only what committed is seen from now on.
         seen = self._seen
         seen.events.add(event_digests[:, 1].copy())

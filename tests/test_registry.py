@@ -67,11 +67,32 @@ def test_a_declared_raw_table_missing_from_the_file_is_reported(tmp_path: Path) 
     conn = duckdb.connect(str(tmp_path / "pulse.duckdb"))
     try:
         db.apply_migrations(conn, tmp_path / "pulse.duckdb")
-        conn.execute("ALTER TABLE stock_events RENAME COLUMN event_id TO id")
+        # A raw table is a view of its base and staged rows (m0013).
+        conn.execute("DROP VIEW stock_events")
+        conn.execute(
+            "CREATE VIEW stock_events AS SELECT * RENAME (event_id AS id) FROM stock_events_base"
+        )
         problems = selfcheck.raw_table_problems(conn.cursor())
     finally:
         conn.close()
     assert problems == ["raw table stock_events is declared but has no event_id column"]
+
+
+def test_a_raw_table_without_its_base_is_reported(tmp_path: Path) -> None:
+    """A raw table kept whole, as before migration 13: the store would stage its rows in
+    ``raw_staged`` and fold them into a base that is not there."""
+    conn = duckdb.connect(str(tmp_path / "pulse.duckdb"))
+    try:
+        db.apply_migrations(conn, tmp_path / "pulse.duckdb")
+        conn.execute("DROP VIEW stock_events")
+        conn.execute("ALTER TABLE stock_events_base RENAME TO stock_events")
+        problems = selfcheck.raw_table_problems(conn.cursor())
+    finally:
+        conn.close()
+    assert problems == [
+        "raw table stock_events has no base table stock_events_base (docs/OPERATIONS.md,"
+        " 'Staged raw rows')"
+    ]
 
 
 def test_every_event_type_is_consumed_by_exactly_one_aggregate() -> None:

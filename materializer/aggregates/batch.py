@@ -13,7 +13,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from materializer.aggregates import deltas
+from materializer.aggregates import deltas, staged
 from materializer.aggregates.columns import (
     Column,
     Frame,
@@ -104,6 +104,10 @@ class Batch:
         self._cur = cur
         #: Switches DuckDB's optimizer on the batch's connection (None: left as it is).
         self._optimizer = optimizer
+        #: Raw rows waiting to be written (``insert`` into a table of ``staged.TABLES``).
+        self._raw: list[tuple[str, Frame]] = []
+        #: Raw rows this batch put in ``staged.STAGED``, for the store's fold.
+        self.staged_rows = 0
         #: Plain statements waiting to run (``insert``, ``plain``): SQL, parameters and
         #: the frame DuckDB reads as ``frame``.
         self._queued: list[tuple[str, list[Any] | None, dict[str, Any] | None]] = []
@@ -171,8 +175,11 @@ class Batch:
         self._queued.append((sql, params, None))
 
     def flush(self) -> None:
-        """Run the queued plain statements, in the order they came."""
+        """Run the queued plain statements, in the order they came, after the raw rows
+        (no queued statement reads a raw table)."""
         queued, self._queued = self._queued, []
+        if self._raw:
+            queued[:0] = self._raw_inserts()
         if not queued:
             return
         if self._optimizer is not None and len(queued) >= PLAIN_RUN:
@@ -180,6 +187,22 @@ class Batch:
         cur = self._cur
         for sql, params, frame in queued:  # noqa: B007 - ``frame`` is read by DuckDB
             cur.execute(sql, params)
+
+    def _raw_inserts(self) -> list[tuple[str, list[Any] | None, dict[str, Any] | None]]:
+        """The INSERTs of the raw rows waiting: one into ``staged.STAGED`` for up to
+        ``staged.MAX_ROWS`` rows (a small batch), else one into each table's base."""
+        parts, self._raw = self._raw, []
+        count = sum(rows(frame) for _, frame in parts)
+        if not count:
+            return []
+        if count <= staged.MAX_ROWS:
+            self.staged_rows += count
+            arrays = deltas.combined(parts, "raw_table")
+            return [(f"INSERT INTO {staged.STAGED} BY NAME SELECT * FROM frame", None, arrays)]
+        return [
+            (f"INSERT INTO {staged.base(table)} BY NAME SELECT * FROM frame", None, values(frame))
+            for table, frame in parts
+        ]
 
     def append_delta(self, table: deltas.Folded, grouped: Frame) -> None:
         """Append an aggregate's delta rows (one per key) with the other aggregates' of
@@ -194,7 +217,7 @@ class Batch:
         waited): the next batch most often starts with plain statements too, and what
         needs it switches it on (``Batch.cur``, ``Store.writer``, ``Optimizer``)."""
         if self._deltas:
-            arrays = deltas.combined(self._deltas)
+            arrays = deltas.combined(((t.name, f) for t, f in self._deltas), "aggregate")
             self._deltas = []
             sql = f"INSERT INTO {deltas.DELTAS} BY NAME SELECT * FROM frame"
             self._queued.append((sql, None, arrays))
@@ -281,13 +304,23 @@ class Batch:
 
     def insert(self, table: str, columns: Frame, select: str = "*", conflict: str = "") -> None:
         """Insert columns into ``table`` by column name, in one statement (``conflict``:
-        its ``ON CONFLICT`` clause, if any), queued as a plain statement."""
+        its ``ON CONFLICT`` clause, if any), queued as a plain statement. A raw table's
+        rows (``staged.TABLES``) wait for ``flush``, which writes them all at once."""
+        if table in _RAW:
+            if select != "*" or conflict:
+                raise ValueError(f"{table}: raw rows are appended as they are")
+            self._raw.append((table, columns))
+            return
         # The whole frame as it is: the INSERT casts each array to its column's type
         # (``materializer.aggregates.columns``), a time's TIMESTAMP in the session's time
         # zone, UTC in every store connection (``materializer.db.connect``).
         rows = "frame" if select == "*" else scan(columns, "frame")
         sql = f"INSERT INTO {table} BY NAME SELECT {select} FROM {rows} {conflict}"
         self._queued.append((sql, None, values(columns)))
+
+
+#: The raw tables, whose rows ``insert`` keeps for ``flush``.
+_RAW = frozenset(staged.TABLES)
 
 
 def event_table(events: list[Accepted], fields: Mapping[str, Kind], **columns: Column) -> Frame:

@@ -122,16 +122,17 @@ def group_in_python(
     return frame
 
 
-def combined(parts: Iterable[tuple[Folded, Frame]]) -> dict[str, npt.NDArray[Any]]:
-    """Several aggregates' delta rows as the arrays of one INSERT into ``DELTAS``: each
-    column of any part, with NULL (None, or NaT for times) in the rows of the parts
-    without it, and ``aggregate``. A column of the same numpy type in every part stays
-    of it; one missing from a part, or of different types, becomes an object array of
-    the same values (Python ints are exact), which the INSERT casts to the column's type
-    as it does a part's own arrays (``materializer.aggregates.columns``)."""
-    arrayed = [(table.name, values(frame), rows(frame)) for table, frame in parts]
+def combined(parts: Iterable[tuple[str, Frame]], label: str) -> dict[str, npt.NDArray[Any]]:
+    """Several tables' rows as the arrays of one INSERT into a table that holds them all
+    (``DELTAS``, ``staged.STAGED``): each column of any part, with NULL (None, or NaT for
+    times) in the rows of the parts without it, and ``label`` naming each row's part. A
+    column of the same numpy type in every part stays of it; one missing from a part, or
+    of different types, becomes an object array of the same values (Python ints are
+    exact), which the INSERT casts to the column's type as it does a part's own arrays
+    (``materializer.aggregates.columns``)."""
+    arrayed = [(name, values(frame), rows(frame)) for name, frame in parts]
     arrays: dict[str, npt.NDArray[Any]] = {
-        "aggregate": np.array([name for name, _, count in arrayed for _ in range(count)], object)
+        label: np.array([name for name, _, count in arrayed for _ in range(count)], object)
     }
     names = dict.fromkeys(column for _, frame, _ in arrayed for column in frame)
     for column in names:

@@ -15,7 +15,7 @@ import duckdb
 import nats
 
 from materializer import archive, events, replay
-from materializer.aggregates import FOLDED, deltas
+from materializer.aggregates import FOLDED, deltas, staged
 from materializer.app import Materializer
 from materializer.seen import SeenIndex
 from materializer.settings import Settings
@@ -60,7 +60,9 @@ def contents(path: Path, *, raw: bool = True) -> dict[str, Any]:
         for folded in FOLDED:
             out[folded.name] = conn.execute(f"{folded.content_sql()} ORDER BY ALL").fetchall()
         split = {f"{f.name}_base" for f in FOLDED} | {deltas.DELTAS}
-        for table in sorted(tables):
+        # Likewise how many raw rows wait in ``raw_staged``: the raw tables are views.
+        split |= {staged.STAGED, *(staged.base(t) for t in staged.TABLES)}
+        for table in sorted([*tables, *staged.TABLES]):
             if table in BOOKKEEPING or table in split or (not raw and table in archive.RAW_TABLES):
                 continue
             # The effect a cancellation had when it arrived ("pending" before its order,

@@ -209,7 +209,7 @@ def test_tables_grow_in_row_groups_of_the_configured_size_across_reopens(
             n
             for (n,) in store.read(
                 lambda cur: cur.execute(
-                    "SELECT max(count) FROM pragma_storage_info('stock_events')"
+                    "SELECT max(count) FROM pragma_storage_info('seen_events')"
                     " GROUP BY row_group_id"
                 ).fetchall()
             )
