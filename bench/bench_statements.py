@@ -7,8 +7,8 @@ The store is fed ``bench_apply.generate``'s events (1 % re-sent), the prefill in
 at ~1,000 events/s commits them. With ``--stream orders`` those are ``order.created``
 events alone, as the live part of ``bench_gateway`` publishes them
 (``bench_gateway.order_event``). Each statement is timed (thread CPU) around
-``execute`` on the batch's cursor and grouped by its text's first 90 characters (an
-INSERT of staged raw rows by the raw tables it holds rows of, too); the
+``execute`` on the batch's cursor and grouped by its text's first 90 characters; the
+raw rows the batches staged (``materializer.aggregates.staged``) are counted by table; the
 batches' wall time spread and the folds of the aggregate deltas (``Store.compact``) are
 printed too. ``--optimizer`` chooses how DuckDB's optimizer runs for the batches:
 ``switched`` as the materializer runs it (off for runs of plain statements,
@@ -38,6 +38,8 @@ from materializer.store import RawMessage, Store
 
 #: statement → [runs, wall seconds, CPU seconds]
 TIMES: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
+#: raw table → rows the timed batches staged in ``raw_staged`` (one INSERT a batch)
+STAGED: collections.Counter[str] = collections.Counter()
 
 
 class TimedCursor:
@@ -54,12 +56,11 @@ class TimedCursor:
         here.update({k: v for k, v in caller.items() if isinstance(v, dict) and k not in here})
         wall, cpu = time.perf_counter(), time.thread_time()
         result = self._cur.execute(sql, *args)
-        text = re.sub(r"\s+", " ", sql)[:90]
         # Not named ``frame``: an unbound local of that name would hide the copy above.
         staged = here.get("frame")
-        if isinstance(staged, dict) and "raw_table" in staged:  # staged raw rows: of which
-            text += f" [{', '.join(sorted(set(staged['raw_table'])))}]"
-        entry = TIMES[text]
+        if isinstance(staged, dict) and "raw_table" in staged:  # staged raw rows
+            STAGED.update(staged["raw_table"])
+        entry = TIMES[re.sub(r"\s+", " ", sql)[:90]]
         entry[0] += 1
         entry[1] += time.perf_counter() - wall
         entry[2] += time.thread_time() - cpu
@@ -135,6 +136,11 @@ def main(args: argparse.Namespace) -> None:
         f" {walls[-1] * 1e3:.1f} ms; folds of the deltas: {len(folds)},"
         f" {', '.join(f'{f * 1e3:.0f}' for f in folds) or '-'} ms"
     )
+    if STAGED:
+        print(
+            "  raw rows staged per batch, by table: "
+            + ", ".join(f"{table} {n / batches:.2f}" for table, n in STAGED.most_common())
+        )
     ranked = sorted(TIMES.items(), key=lambda item: -item[1][2])
     for text, (runs, _, seconds) in ranked[: args.top]:
         print(

@@ -131,9 +131,14 @@ def combined(parts: Iterable[tuple[str, Frame]], label: str) -> dict[str, npt.ND
     exact), which the INSERT casts to the column's type as it does a part's own arrays
     (``materializer.aggregates.columns``)."""
     arrayed = [(name, values(frame), rows(frame)) for name, frame in parts]
+    counts = [count for _, _, count in arrayed]
     arrays: dict[str, npt.NDArray[Any]] = {
-        label: np.array([name for name, _, count in arrayed for _ in range(count)], object)
+        label: np.repeat(np.array([name for name, _, _ in arrayed], object), counts)
     }
+    ends = np.cumsum(counts).tolist()
+    spans = [
+        (frame, end - count, end) for (_, frame, count), end in zip(arrayed, ends, strict=True)
+    ]
     names = dict.fromkeys(column for _, frame, _ in arrayed for column in frame)
     for column in names:
         present = [frame[column] for _, frame, _ in arrayed if column in frame]
@@ -141,15 +146,16 @@ def combined(parts: Iterable[tuple[str, Frame]], label: str) -> dict[str, npt.ND
         if len(present) == len(arrayed) and len(kinds) == 1:
             arrays[column] = np.concatenate(present)
             continue
+        # Filled part by part in place: no array per part converted, then copied again.
         kind = kinds.pop() if len(kinds) == 1 else None
-        times = kind is not None and kind.kind == "M"
-        filled = []
-        for _, frame, count in arrayed:
+        if kind is not None and kind.kind == "M":
+            filled = np.full(sum(counts), np.datetime64("NaT"), kind)
+        else:
+            filled = np.full(sum(counts), None, object)
+        for frame, first, end in spans:
             if column in frame:
-                filled.append(frame[column] if times else frame[column].astype(object))
-            else:
-                filled.append(np.full(count, "NaT", kind) if times else np.full(count, None))
-        arrays[column] = np.concatenate(filled)
+                filled[first:end] = frame[column]
+        arrays[column] = filled
     return arrays
 
 
