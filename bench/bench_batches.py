@@ -61,9 +61,9 @@ class Timeline:
                 cpu_ms = (time.thread_time() - cpu) * 1000
                 self.batches.append((time.monotonic(), wall, cpu_ms, len(messages), steps))
 
-        def fold(store: Store) -> None:
+        def fold(store: Store, **which: bool) -> None:
             started = time.monotonic()
-            compact(store)
+            compact(store, **which)
             self.folds.append((started, (time.monotonic() - started) * 1000))
 
         Store.apply_batch = batch  # type: ignore[method-assign]

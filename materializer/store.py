@@ -203,14 +203,19 @@ class Store:
         return self._apply_or_split(fresh)
 
     def fold_when_due(self) -> bool:
-        """Fold the aggregate deltas and the staged raw rows once either holds its
-        threshold of rows (``fold_due``, ``compact``);
-        True when it folded. The materializer calls it after each batch's change notice, so
-        that no notice waits for a fold; ``apply_batch`` calls it first for other callers.
+        """Fold the aggregate deltas once they hold ``deltas.COMPACT_ROWS`` rows, else the
+        staged raw rows once they hold ``staged.FOLD_ROWS`` (``fold_due``, ``compact``);
+        True when it folded. One of the two a call: when both are due the other waits for
+        the next call, so a fold never pauses ingest for both at once. The materializer
+        calls it after each batch's change notice, so that no notice waits for a fold;
+        ``apply_batch`` calls it first for other callers.
         """
-        if not self.fold_due:
+        if self._delta_rows >= deltas.COMPACT_ROWS:
+            self.compact(raw=False)
+        elif self._staged_rows >= staged.FOLD_ROWS:
+            self.compact(aggregates=False)
+        else:
             return False
-        self.compact()
         return True
 
     @property
@@ -220,9 +225,9 @@ class Store:
         any thread between batches."""
         return self._delta_rows >= deltas.COMPACT_ROWS or self._staged_rows >= staged.FOLD_ROWS
 
-    def compact(self) -> None:
-        """Fold the aggregate deltas and the staged raw rows into their bases, in a
-        transaction of its own.
+    def compact(self, *, aggregates: bool = True, raw: bool = True) -> None:
+        """Fold the aggregate deltas and the staged raw rows (either, when told) into
+        their bases, in a transaction of its own.
 
         Runs between batches; it changes how the aggregates and the raw rows are
         stored, not what any read answers, so it needs no change notice.
@@ -230,13 +235,18 @@ class Store:
         cur = self._optimizer.on()
         cur.execute("BEGIN")
         try:
-            deltas.compact(cur, FOLDED)
-            staged.fold(cur)
+            if aggregates:
+                deltas.compact(cur, FOLDED)
+            if raw:
+                staged.fold(cur)
             cur.execute("COMMIT")
         except BaseException:
             db.rollback(cur)
             raise
-        self._delta_rows = self._staged_rows = 0
+        if aggregates:
+            self._delta_rows = 0
+        if raw:
+            self._staged_rows = 0
 
     def _apply_or_split(self, messages: list[RawMessage]) -> BatchResult:
         try:

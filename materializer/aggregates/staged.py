@@ -21,8 +21,8 @@ STAGED = "raw_staged"
 #: orders' lines.
 TABLES = (*registry.RAW_TABLES, "order_lines")
 
-#: Staged raw rows at which the store folds them (``Store.fold_due``), with the deltas:
-#: at 1,000 events/s of the usual mix about every half minute, ~50 ms a fold here
+#: Staged raw rows at which the store folds them (``Store.fold_due``): at 1,000
+#: events/s of the usual mix about every half minute, ~65 ms a fold on a slow machine
 #: (docs/BENCHMARKS.md, "One table for a small batch's raw rows"). Reads of a raw table
 #: scan at most that many staged rows besides its base.
 FOLD_ROWS = 50_000

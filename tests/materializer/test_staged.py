@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from bench.bench_apply import generate
 from bench.bench_statements import TIMES, TimedCursor
 from materializer import db
+from materializer.aggregates import FOLDED, deltas, staged
 from materializer.aggregates import batch as batch_module
-from materializer.aggregates import staged
 from materializer.aggregates.batch import Batch
 from materializer.aggregates.columns import instants, ints, repeated, strings
 from materializer.store import RawMessage, Store
@@ -320,5 +320,27 @@ def test_the_store_folds_the_staged_rows_once_they_reach_their_threshold(
         store.apply_batch([stream.move("SKU-1", "W1", 1)])
         store.apply_batch([stream.move("SKU-3", "W1", 1) for _ in range(3)])
         assert store.fold_due and _staged(store) == {"stock_events": 5}
+    finally:
+        store.close()
+
+
+def test_a_fold_when_due_folds_the_deltas_or_the_staged_rows_never_both_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fold pauses ingest: two due at once are two pauses between batches, not one
+    of both lengths."""
+    monkeypatch.setattr(staged, "FOLD_ROWS", 2)
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 2)
+    stream = Stream()
+    store = Store.open(tmp_path / "pulse.duckdb")
+    try:
+        store.apply_batch([stream.move("SKU-1", "W1", 5), stream.move("SKU-2", "W1", 1)])
+        assert store.fold_due and _staged(store) == {"stock_events": 2}
+        assert store.fold_when_due()  # the deltas first
+        assert store.read(lambda cur: deltas.pending_rows(cur, FOLDED)) == 0
+        assert _staged(store) == {"stock_events": 2}
+        assert store.fold_when_due()  # then the staged rows
+        assert _staged(store) == {} and _base_rows(store) == 2
+        assert not store.fold_due and not store.fold_when_due()
     finally:
         store.close()

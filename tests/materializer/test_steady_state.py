@@ -483,11 +483,11 @@ async def test_a_fold_that_fails_after_the_notice_is_left_to_the_next_batch(
     fold = Store.compact
     failures: list[int] = []
 
-    def fails_once(store: Store) -> None:
+    def fails_once(store: Store, **which: bool) -> None:
         if not failures:
             failures.append(store.last_sequence())
             raise duckdb.IOException("IO Error: could not write to the WAL (injected)")
-        fold(store)
+        fold(store, **which)
 
     monkeypatch.setattr(Store, "compact", fails_once)
     messages = generate(14, 200, duplicates=0.0, bad=0.0).messages
