@@ -4,7 +4,7 @@ so far) and the rows of ``raw_staged`` that name ``<t>``, read through the view 
 
 A small batch of the usual mix wrote eight raw tables, a statement and a share of the
 COMMIT each; its raw rows now go in one INSERT (``Batch.flush``), and ``fold`` moves them
-into the bases when the store folds the aggregate deltas (``Store.compact``). A larger
+into the bases between batches (``Store.fold_when_due``, ``Store.compact``). A larger
 batch appends to the bases themselves: a staged row carries every raw table's columns,
 so per row it costs more than its own table's.
 """
