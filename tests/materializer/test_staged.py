@@ -1,5 +1,5 @@
 """Staged raw rows (m0013): a small batch's raw rows go in one table, ``raw_staged``, and
-every raw table is a view of its base and of its staged rows, folded with the deltas."""
+every raw table is a view of its base and of its staged rows, folded between batches."""
 
 from __future__ import annotations
 
@@ -49,10 +49,12 @@ def _base_rows(store: Store) -> int:
 
 
 def _apply(
-    path: Path, batches: list[list[RawMessage]], fold_after: set[int], *, stage: bool = True
+    path: Path, batches: list[list[RawMessage]], fold_after: set[int], *, max_rows: int
 ) -> None:
+    """Apply the batches with ``staged.MAX_ROWS`` at ``max_rows`` (0: every raw row
+    straight to the bases), folding after the batches numbered in ``fold_after``."""
     store, most = Store.open(path), staged.MAX_ROWS
-    staged.MAX_ROWS = most if stage else 0  # 0: every raw row straight to the bases
+    staged.MAX_ROWS = max_rows
     try:
         for n, part in enumerate(batches):
             store.apply_batch(part)
@@ -81,8 +83,10 @@ def test_any_batches_and_folds_hold_what_one_large_batch_holds(
     where = tmp_path_factory.mktemp("staged")
     bounds = [0, *sorted(cuts), len(MESSAGES)]
     batches = [MESSAGES[a:b] for a, b in itertools.pairwise(bounds)]
-    _apply(where / "batches.duckdb", batches, folds)
-    _apply(where / "whole.duckdb", [MESSAGES], set(), stage=False)
+    # At 200 rows, the longer batches write the bases while shorter ones' rows wait
+    # staged: a base then takes rows out of sequence order at the next fold.
+    _apply(where / "batches.duckdb", batches, folds, max_rows=200)
+    _apply(where / "whole.duckdb", [MESSAGES], set(), max_rows=0)
     assert_same(contents(where / "batches.duckdb"), contents(where / "whole.duckdb"))
 
 
