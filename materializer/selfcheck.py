@@ -2,9 +2,10 @@
 
 Every declared query has its SQL function and nothing undeclared is served; every event
 type the decoder knows is consumed by exactly one aggregate; every raw table an aggregate
-declares exists with an ``event_id`` column and a base table (its staged rows aside,
-``aggregates/staged.py``), and no table that holds applied event ids is left off the
-declarations (the store looks re-delivered events up in exactly those).
+declares exists with an ``event_id`` column and a base table, and its staged rows read as
+the base's columns from the slots the write path fills (``aggregates/staged.py``); no
+table that holds applied event ids is left off the declarations (the store looks
+re-delivered events up in exactly those).
 The materializer refuses to start on a problem; a test runs the same check.
 """
 
@@ -21,7 +22,12 @@ from pulse_bi.contract.registry import RAW_TABLES
 #: of the raw tables (``staged``): each raw table is a view of its base and its staged
 #: rows, and the view is what the store reads.
 NOT_APPLIED = frozenset(
-    {"rejected_events", staged.STAGED, *(staged.base(table) for table in staged.TABLES)}
+    {
+        "rejected_events",
+        staged.STAGED,
+        *(staged.base(table) for table in staged.TABLES),
+        *(staged.view(table) for table in staged.TABLES),
+    }
 )
 
 
@@ -56,6 +62,43 @@ def raw_table_problems(cur: duckdb.DuckDBPyConnection) -> list[str]:
         for t in staged.TABLES
         if staged.base(t) not in bases
     ]
+    return problems + staged_problems(cur)
+
+
+def staged_problems(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Where a raw table's staged rows would not read back as its base's columns: its view
+    ``<t>_staged`` missing or of other columns, or ``staged.SLOTS`` naming other columns
+    than the base's, or slots ``raw_staged`` lacks."""
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, name, kind in cur.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns()"
+        " WHERE database_name = current_database() AND schema_name = 'main'"
+        " ORDER BY table_name, column_index"
+    ).fetchall():
+        columns.setdefault(table, []).append((name, kind))
+    held = {name for name, _ in columns.get(staged.STAGED, [])}
+    where = "(docs/OPERATIONS.md, 'Staged raw rows')"
+    problems = []
+    for t in staged.TABLES:
+        base, read = columns.get(staged.base(t)), columns.get(staged.view(t))
+        if base is None:
+            continue  # reported above
+        if read != base:
+            problems.append(
+                f"{staged.view(t)} does not read {t}'s columns {[n for n, _ in base]} as their"
+                f" types: {read or 'no such view'} {where}"
+            )
+        slots = staged.SLOTS.get(t, {})
+        if list(slots) != [n for n, _ in base]:
+            problems.append(
+                f"staged.SLOTS[{t!r}] names {list(slots)}, not {t}'s columns"
+                f" {[n for n, _ in base]} {where}"
+            )
+        lacking = sorted({slot for slot in slots.values() if slot not in held})
+        if lacking:
+            problems.append(
+                f"staged.SLOTS[{t!r}] names slots {staged.STAGED} lacks: {lacking} {where}"
+            )
     return problems
 
 

@@ -197,7 +197,8 @@ class Batch:
             return []
         if count <= staged.MAX_ROWS:
             self.staged_rows += count
-            arrays = deltas.combined(parts, "raw_table")
+            slotted = ((table, staged.slotted(table, frame)) for table, frame in parts)
+            arrays = deltas.combined(slotted, "raw_table")
             return [(f"INSERT INTO {staged.STAGED} BY NAME SELECT * FROM frame", None, arrays)]
         return [
             (f"INSERT INTO {staged.base(table)} BY NAME SELECT * FROM frame", None, values(frame))

@@ -1,18 +1,22 @@
 """Raw tables that take a small batch's rows in one table: ``<t>_base`` (the rows folded
-so far) and the rows of ``raw_staged`` that name ``<t>``, read through the view ``<t>``
-(``migrations/m0013_staged_raw_rows.py``, docs/OPERATIONS.md "Staged raw rows").
+so far) and the rows of ``raw_staged`` that name ``<t>``, which the view ``<t>_staged``
+reads as ``<t>``'s columns; the view ``<t>`` is both (``migrations/m0013_staged_raw_rows.py``,
+``migrations/m0014_narrow_staged_rows.py``, docs/OPERATIONS.md "Staged raw rows").
 
 A small batch of the usual mix wrote eight raw tables, a statement and a share of the
-COMMIT each; its raw rows now go in one INSERT (``Batch.flush``), and ``fold`` moves them
-into the bases between batches (``Store.fold_when_due``, ``Store.compact``). A larger
-batch appends to the bases themselves: a staged row carries every raw table's columns,
-so per row it costs more than its own table's.
+COMMIT each; its raw rows now go in one INSERT (``Batch.flush``, with ``slotted``), and
+``fold`` moves them into the bases between batches (``Store.fold_when_due``,
+``Store.compact``). A staged row keeps its table's columns in the shared slots that
+``SLOTS`` names. A larger batch appends to the bases themselves: a staged row is written
+twice, once staged and once folded.
 """
 
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 
+from materializer.aggregates.columns import Column, Frame
 from pulse_bi.contract import registry
 
 #: The table a small batch's raw rows go to; ``raw_table`` names each row's table.
@@ -34,9 +38,126 @@ FOLD_ROWS = 50_000
 MAX_ROWS = 1_000
 
 
+#: Where a staged row keeps each column of its table: the column of ``raw_staged`` that
+#: ``<t>_staged`` reads it from (m0014). ``sequence``, ``event_id``, ``time``, ``hour``,
+#: ``site`` and ``amount`` keep their names; a table's other strings go in ``text_1`` to
+#: ``text_3``, its other integers and its dates in ``int_1`` and ``int_2`` (``slotted``).
+#: The self-check holds these to the file: every column of each base, each to a column
+#: of ``raw_staged`` (``materializer/selfcheck.py``).
+SLOTS: dict[str, dict[str, str]] = {
+    "order_events": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "hour": "hour",
+        "order_id": "text_1",
+        "customer_id": "text_2",
+        "channel": "text_3",
+        "total_amount": "amount",
+        "units": "int_1",
+        "site": "site",
+    },
+    "order_lines": {
+        "order_sequence": "sequence",
+        "line_no": "int_1",
+        "hour": "hour",
+        "order_id": "text_1",
+        "sku": "text_2",
+        "quantity": "int_2",
+        "unit_price": "amount",
+        "site": "site",
+    },
+    "order_cancellations": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "order_id": "text_1",
+        "reason": "text_2",
+        "effect": "text_3",
+        "site": "site",
+    },
+    "invoice_events": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "invoice_id": "text_1",
+        "customer_id": "text_2",
+        "order_id": "text_3",
+        "amount": "amount",
+        "issued_on": "int_1",
+        "due_date": "int_2",
+        "site": "site",
+    },
+    "payment_events": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "payment_id": "text_1",
+        "invoice_id": "text_2",
+        "amount": "amount",
+        "site": "site",
+    },
+    "stock_events": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "sku": "text_1",
+        "warehouse": "text_2",
+        "quantity_delta": "int_1",
+        "reason": "text_3",
+        "site": "site",
+    },
+    "product_events": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "sku": "text_1",
+        "name": "text_2",
+        "category": "text_3",
+        "reorder_point": "int_1",
+        "unit_cost": "amount",
+        "site": "site",
+    },
+    "customer_events": {
+        "sequence": "sequence",
+        "event_id": "event_id",
+        "time": "time",
+        "customer_id": "text_1",
+        "name": "text_2",
+        "site": "site",
+    },
+}
+#: The slots that hold integers: a DATE goes in one as its days since 1970-01-01.
+INT_SLOTS = frozenset({"int_1", "int_2"})
+
+
 def base(table: str) -> str:
     """The table holding ``table``'s folded rows."""
     return f"{table}_base"
+
+
+def view(table: str) -> str:
+    """The view reading ``table``'s staged rows as its columns."""
+    return f"{table}_staged"
+
+
+def slotted(table: str, frame: Frame) -> Frame:
+    """``table``'s rows as staged rows: each column under its slot (``SLOTS``), a date as
+    its days and any integer as int64, so that every part of a batch's one INSERT has its
+    slots of one type (``deltas.combined`` concatenates them as they are)."""
+    slots = SLOTS[table]
+    out: dict[str, Column] = {}
+    for name, column in frame.items():
+        slot = slots[name]
+        values = column.values
+        if slot in INT_SLOTS:
+            if values.dtype.kind == "M":  # midnights (``columns.dates``)
+                values = values.astype("datetime64[D]").view(np.int64)
+            elif values.dtype.kind in "iu" and values.dtype != np.int64:
+                values = values.astype(np.int64)
+            column = Column(values, "{}")
+        out[slot] = column
+    return out
 
 
 def pending_rows(cur: duckdb.DuckDBPyConnection) -> int:
@@ -48,18 +169,10 @@ def pending_rows(cur: duckdb.DuckDBPyConnection) -> int:
 def fold(cur: duckdb.DuckDBPyConnection) -> int:
     """Move the staged rows into their bases, in stream order, and empty ``raw_staged``
     (call inside a transaction); the rows moved."""
-    listed = ", ".join(f"'{base(t)}'" for t in TABLES)
-    rows = cur.execute(
-        "SELECT table_name, string_agg(column_name, ', ' ORDER BY column_index)"
-        " FROM duckdb_columns() WHERE database_name = current_database()"
-        f" AND schema_name = 'main' AND table_name IN ({listed}) GROUP BY table_name"
-    ).fetchall()
-    columns = dict(rows)
     for table in TABLES:
         order = "order_sequence, line_no" if table == "order_lines" else "sequence"
         cur.execute(
-            f"INSERT INTO {base(table)} SELECT {columns[base(table)]} FROM {STAGED}"
-            f" WHERE raw_table = '{table}' ORDER BY {order}"
+            f"INSERT INTO {base(table)} BY NAME SELECT * FROM {view(table)} ORDER BY {order}"
         )
     row = cur.execute(f"DELETE FROM {STAGED}").fetchone()
     return int(row[0]) if row else 0

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import nats
 
-from materializer import archive, events, replay
+from materializer import archive, db, events, replay
 from materializer.aggregates import FOLDED, deltas, staged
 from materializer.app import Materializer
 from materializer.seen import SeenIndex
@@ -39,6 +39,23 @@ COUNTERS = (
     "last_sequence, events_applied, events_rejected, events_duplicate, last_event_time,"
     " central_last_event_time"
 )
+
+
+def file_before(path: Path, version: int) -> duckdb.DuckDBPyConnection:
+    """A connection to a new file at ``path`` with the migrations before ``version``."""
+    conn = db.connect(path)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    for migration in db.available_migrations():
+        if migration.version < version:
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                [migration.version, migration.name],
+            )
+    return conn
 
 
 def contents(path: Path, *, raw: bool = True) -> dict[str, Any]:

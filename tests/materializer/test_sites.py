@@ -21,6 +21,7 @@ from pulse_bi.simulator import generate
 from pulse_bi.simulator.events import SimMessage, stored_by_stream
 from pulse_bi.simulator.expected import expected_aggregates
 from tests.materializer.eventkit import Stream
+from tests.materializer.lifecycle_kit import file_before
 
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 AS_OF = date(2026, 11, 25)
@@ -466,30 +467,11 @@ def test_an_archive_written_before_sites_reads_back_without_them(tmp_path: Path)
     assert (back.sequence, back.data, back.site) == (1, message.data, None)
 
 
-def _file_before(path: Path, version: int) -> Any:
-    """A connection to a new file at ``path`` with the migrations before ``version``."""
-    from materializer import db
-
-    conn = db.connect(path)
-    conn.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
-    for migration in db.available_migrations():
-        if migration.version < version:
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
-                [migration.version, migration.name],
-            )
-    return conn
-
-
 def test_m0007_gives_rows_stored_before_sites_the_central_site(tmp_path: Path) -> None:
     from materializer import db
 
     path = tmp_path / "v6.duckdb"
-    conn = _file_before(path, 7)
+    conn = file_before(path, 7)
     try:
         conn.execute(
             "INSERT INTO sales_by_hour VALUES ('2026-11-25 10:00:00+00', 'web', 2, 20, 2, 1, 10, 1)"
@@ -529,7 +511,7 @@ def test_m0011_moves_the_central_sites_count_and_time_to_the_pipeline_state(
     from materializer import db
 
     path = tmp_path / "v10.duckdb"
-    conn = _file_before(path, 11)
+    conn = file_before(path, 11)
     try:
         conn.execute(
             "INSERT INTO site_events VALUES ('', 9, '2026-11-25 10:04:05+00'),"

@@ -1,9 +1,10 @@
-"""Staged raw rows (m0013): a small batch's raw rows go in one table, ``raw_staged``, and
+"""Staged raw rows (m0013, m0014): a small batch's raw rows go in one table, ``raw_staged``, and
 every raw table is a view of its base and of its staged rows, folded between batches."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ from materializer import db
 from materializer.aggregates import FOLDED, deltas, staged
 from materializer.aggregates import batch as batch_module
 from materializer.aggregates.batch import Batch
-from materializer.aggregates.columns import instants, ints, repeated, strings
+from materializer.aggregates.columns import dates, instants, ints, repeated, strings
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import Stream
-from tests.materializer.lifecycle_kit import assert_same, contents
+from tests.materializer.lifecycle_kit import assert_same, contents, file_before
 
 #: The simulated mix (orders with lines, cancellations, invoices, payments, movements,
 #: product and customer updates, ~1 % bad input, re-sent messages).
@@ -150,8 +151,8 @@ def _not_null_columns(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 
 
 def test_a_staged_row_without_a_column_its_table_requires_is_refused(tmp_path: Path) -> None:
-    """Each raw table's NOT NULL columns hold in its staged rows too (one CHECK per
-    table): a NULL fails the batch that carries it, never the fold after it."""
+    """Each raw table's NOT NULL columns hold in its staged rows too (NOT NULL slots and
+    one CHECK per table): a NULL fails the batch that carries it, never the fold after it."""
     conn = db.connect(tmp_path / "pulse.duckdb")
     db.apply_migrations(conn, tmp_path / "pulse.duckdb")
     try:
@@ -163,9 +164,7 @@ def test_a_staged_row_without_a_column_its_table_requires_is_refused(tmp_path: P
         }
         filler = {
             "BIGINT": "1",
-            "INTEGER": "1",
             "VARCHAR": "'x'",
-            "DATE": "DATE '2026-01-01'",
             "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ '2026-01-01 00:00:00+00'",
             "DECIMAL(18,2)": "1.00",
         }
@@ -176,7 +175,8 @@ def test_a_staged_row_without_a_column_its_table_requires_is_refused(tmp_path: P
             ).fetchall()
         )
         for table, missing in required:
-            names = [d[0] for d in full[table] if d[0] != missing]
+            slots = staged.SLOTS[table]
+            names = [slots[d[0]] for d in full[table] if d[0] != missing]
             values = ", ".join(filler[types[n]] for n in names)
             insert = (
                 f"INSERT INTO {staged.STAGED} (raw_table, {', '.join(names)})"
@@ -184,15 +184,18 @@ def test_a_staged_row_without_a_column_its_table_requires_is_refused(tmp_path: P
             )
             with pytest.raises(duckdb.ConstraintException):
                 conn.execute(insert)
-            # The same row with the column: accepted (the CHECK is that column's).
+            # The same row with the column: accepted (the constraint is that column's).
             conn.execute("BEGIN")
             conn.execute(
-                f"INSERT INTO {staged.STAGED} (raw_table, {', '.join([*names, missing])})"
-                f" VALUES ('{table}', {values}, {filler[types[missing]]})"
+                f"INSERT INTO {staged.STAGED} (raw_table, {', '.join([*names, slots[missing]])})"
+                f" VALUES ('{table}', {values}, {filler[types[slots[missing]]]})"
             )
             conn.execute("ROLLBACK")
         with pytest.raises(duckdb.ConstraintException):
-            conn.execute(f"INSERT INTO {staged.STAGED} (raw_table, site) VALUES ('orders', '')")
+            conn.execute(
+                f"INSERT INTO {staged.STAGED} (raw_table, sequence, site, text_1, text_2)"
+                " VALUES ('orders', 1, '', 'x', 'x')"
+            )
     finally:
         conn.close()
 
@@ -205,7 +208,7 @@ def test_staged_rows_read_back_exactly_up_to_the_most_a_batch_stages(tmp_path: P
     conn = db.connect(tmp_path / "pulse.duckdb")
     db.apply_migrations(conn, tmp_path / "pulse.duckdb")
     try:
-        customers = staged.MAX_ROWS - 2
+        customers = staged.MAX_ROWS - 3
         largest = 2**63 - 1
         conn.execute("BEGIN")
         batch = Batch(conn)
@@ -233,8 +236,27 @@ def test_staged_rows_read_back_exactly_up_to_the_most_a_batch_stages(tmp_path: P
                 "site": repeated("", 2),
             },
         )
+        batch.insert(
+            "invoice_events",
+            {
+                "sequence": ints([customers + 1]),
+                "event_id": strings(["i-1"]),
+                "time": instants([YEAR_9999]),
+                "invoice_id": strings(["I-1"]),
+                "customer_id": strings(["C-1"]),
+                "order_id": strings([None]),
+                "amount": strings(["-9999999999999999.99"]),
+                "issued_on": dates([date(1, 1, 1)]),
+                "due_date": dates([date(9999, 12, 31)]),
+                "site": repeated("", 1),
+            },
+        )
         batch.finish()
         assert batch.staged_rows == staged.MAX_ROWS
+        # A date is staged as its days since 1970 (``staged.slotted``).
+        assert conn.execute(
+            "SELECT issued_on, due_date, amount::VARCHAR, order_id FROM invoice_events"
+        ).fetchall() == [(date(1, 1, 1), date(9999, 12, 31), "-9999999999999999.99", None)]
         lines = conn.execute(
             "SELECT order_sequence, line_no, quantity, unit_price::VARCHAR, year(hour)"
             " FROM order_lines ORDER BY line_no"
@@ -255,50 +277,97 @@ def test_staged_rows_read_back_exactly_up_to_the_most_a_batch_stages(tmp_path: P
         conn.close()
 
 
-def test_upgrade_to_version_13_stages_without_losing_a_raw_row(tmp_path: Path) -> None:
-    path, stream = tmp_path / "pulse.duckdb", Stream()
+def _stream_rows(path: Path) -> dict[str, tuple[list[str], list[Any]]]:
+    """Each raw table's column names and rows after a few batches of the usual mix (on a
+    file of the current version at ``path``), and a payment and a cancellation to come."""
     store = Store.open(path)
-    store.apply_batch(
-        [
-            stream.order("O-1", lines=[("SKU-1", 2, "5.00")], total="10.00"),
-            stream.invoice("I-1", "10.00"),
-            stream.move("SKU-1", "W1", 5),
-        ]
-    )
-    store.close()
-    conn = db.connect(path)  # what version 12 left: the raw rows in the raw tables
-    conn.execute("BEGIN")
-    staged.fold(conn)
-    conn.execute("COMMIT")
-    for table in staged.TABLES:
-        conn.execute(f"DROP VIEW {table}")
-        conn.execute(f"ALTER TABLE {staged.base(table)} RENAME TO {table}")
-    conn.execute(f"DROP TABLE {staged.STAGED}")
-    conn.execute("DELETE FROM schema_migrations WHERE version = 13")
-    before = _raw(conn)
-    conn.close()
-    assert {t: len(rows) for t, rows in before.items() if rows} == {
-        "order_events": 1,
-        "order_lines": 1,
-        "invoice_events": 1,
-        "stock_events": 1,
-    }
+    try:
+        for start in range(0, 120, 40):
+            store.apply_batch(MESSAGES[start : start + 40])
+
+        def read(cur: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], list[Any]]]:
+            out = {}
+            for table in staged.TABLES:
+                cur.execute(f"SELECT * FROM {table} ORDER BY ALL")
+                out[table] = ([d[0] for d in cur.description], cur.fetchall())
+            return out
+
+        return store.read(read)
+    finally:
+        store.close()
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, names: list[str], rows: list[Any]) -> None:
+    if rows:
+        marks = ", ".join("?" for _ in names)
+        conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", rows)
+
+
+def _after_upgrade(path: Path, before: dict[str, list[Any]]) -> None:
+    """The upgraded file holds the same raw rows, none staged, and takes new ones."""
     store = Store.open(path)
     try:
         assert store.read(_raw) == before
+        assert _staged(store) == {}
+        stream = Stream()
+        store.apply_batch(
+            [
+                stream.order("O-1", lines=[("SKU-1", 2, "5.00")], total="10.00"),
+                stream.invoice("I-1", "10.00"),
+            ]
+        )
         store.apply_batch([stream.payment("P-1", "I-1", "4.00"), stream.cancel("O-1")])
-        assert _staged(store) == {"payment_events": 1, "order_cancellations": 1}
+        assert _staged(store) == {
+            "order_events": 1,
+            "order_lines": 1,
+            "invoice_events": 1,
+            "payment_events": 1,
+            "order_cancellations": 1,
+        }
         grown = store.read(_raw)
         store.compact()
         assert store.read(_raw) == grown
-        assert (
-            store.query(
-                "sales_summary", {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
-            ).wire["cancelled_orders"]
-            == 1
+        summary = store.query(
+            "sales_summary", {"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
         )
+        assert summary.wire["cancelled_orders"] >= 1
     finally:
         store.close()
+
+
+def test_upgrade_from_version_12_stages_without_losing_a_raw_row(tmp_path: Path) -> None:
+    """Version 12 kept each raw table whole: m0013 and m0014 make it a base and a view."""
+    rows = _stream_rows(tmp_path / "current.duckdb")
+    assert all(rows[t][1] for t in staged.TABLES)  # the mix has rows of every table
+    conn = file_before(tmp_path / "pulse.duckdb", 13)
+    try:
+        for table, (names, values) in rows.items():
+            _insert(conn, table, names, values)
+        before = _raw(conn)
+    finally:
+        conn.close()
+    assert before == {t: values for t, (_, values) in rows.items()}
+    _after_upgrade(tmp_path / "pulse.duckdb", before)
+
+
+def test_upgrade_from_version_13_folds_its_staged_rows_into_the_bases(tmp_path: Path) -> None:
+    """Version 13 staged rows with every raw table's columns: m0014 folds them into the
+    bases before it narrows ``raw_staged``, so none is lost or read twice."""
+    rows = _stream_rows(tmp_path / "current.duckdb")
+    conn = file_before(tmp_path / "pulse.duckdb", 14)
+    try:
+        for table, (names, values) in rows.items():
+            # The even rows folded, the odd ones waiting staged, as version 13 wrote them.
+            _insert(conn, staged.base(table), names, values[::2])
+            labelled = [(table, *row) for row in values[1::2]]
+            _insert(conn, staged.STAGED, ["raw_table", *names], labelled)
+        waiting = conn.execute(f"SELECT count(*) FROM {staged.STAGED}").fetchall()[0][0]
+        assert waiting == sum(len(values[1::2]) for _, values in rows.values()) > 0
+        before = _raw(conn)
+    finally:
+        conn.close()
+    assert before == {t: values for t, (_, values) in rows.items()}
+    _after_upgrade(tmp_path / "pulse.duckdb", before)
 
 
 def test_the_store_folds_the_staged_rows_once_they_reach_their_threshold(
