@@ -5,9 +5,12 @@ Run: ``.venv/bin/python -m bench.bench_batches [--rate 1000] [--seconds 150]``.
 An in-process materializer on a fresh stream and file (``bench_ingest.notice_latency``:
 events published one ack at a time at ``--rate``). Recorded: each batch's wall and CPU
 time and the time of each aggregate's ``apply`` in it, the WAL's size every 20 ms (a
-drop is a checkpoint), and each fold of the aggregate deltas (``Store.compact``).
-Prints the latency and batch percentiles, the checkpoints and folds, and the slowest
-batches with what they spent their time on.
+drop is a checkpoint), each fold (``Store.compact``: the aggregate deltas or the staged
+raw rows) and each of the materializer's checkpoints (``Store.checkpoint``), with its
+duration. Prints the latency and batch percentiles, the checkpoints and folds, which of
+them the events over the 50 ms target waited through (publish to notice overlapping a
+checkpoint, a fold, or neither: then behind slow batches), and the slowest batches with
+what they spent their time on.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from materializer.settings import Settings
 from materializer.store import Store
 from pulse_bi.natsserver import LocalNatsServer
 
+#: The publish → change notice target at 1,000 events/s: p99 ≤ 50 ms (issue 12).
+TARGET_MS = 50.0
+
 
 class Timeline:
     """Batches, folds and checkpoints, timed from the first batch."""
@@ -36,6 +42,8 @@ class Timeline:
         self.batches: list[tuple[float, float, float, int, dict[str, int]]] = []
         self.folds: list[tuple[float, float]] = []  # (monotonic time, ms)
         self.checkpoints: list[tuple[float, int]] = []  # (monotonic time, WAL bytes before)
+        #: ("checkpoint" or "fold", start, end): ``time.perf_counter``, as the events' times
+        self.stalls: list[tuple[str, float, float]] = []
 
     def time_step(self, owner: Any, name: str, label: str) -> None:
         """Add the wall time of ``owner.name`` to the current batch's ``label``."""
@@ -48,7 +56,7 @@ class Timeline:
         self.time_step(pipeline, "record", "pipeline")
         # Everything before the COMMIT: the batch's wall time less this is the COMMIT.
         self.time_step(Store, "_apply", "before COMMIT")
-        apply_batch, compact = Store.apply_batch, Store.compact
+        apply_batch, compact, checkpoint = Store.apply_batch, Store.compact, Store.checkpoint
 
         def batch(store: Store, messages: Any) -> Any:
             self.steps.clear()
@@ -62,12 +70,34 @@ class Timeline:
                 self.batches.append((time.monotonic(), wall, cpu_ms, len(messages), steps))
 
         def fold(store: Store, **which: bool) -> None:
-            started = time.monotonic()
+            started, at = time.monotonic(), time.perf_counter()
             compact(store, **which)
             self.folds.append((started, (time.monotonic() - started) * 1000))
+            self.stalls.append(("fold", at, time.perf_counter()))
+
+        def checkpointed(store: Store, *, force: bool = False) -> bool:
+            at = time.perf_counter()
+            try:
+                return checkpoint(store, force=force)
+            finally:
+                self.stalls.append(("checkpoint", at, time.perf_counter()))
 
         Store.apply_batch = batch  # type: ignore[method-assign]
         Store.compact = fold  # type: ignore[method-assign]
+        Store.checkpoint = checkpointed  # type: ignore[method-assign]
+
+    def waited_through(self, events: list[tuple[float, float]], over_ms: float) -> dict[str, int]:
+        """The events (publish, notice) slower than ``over_ms``, by the first checkpoint
+        or fold that ran between their publish and their notice ("neither": none did)."""
+        counts = {"checkpoint": 0, "fold": 0, "neither": 0}
+        for sent, noticed in events:
+            if (noticed - sent) * 1000 <= over_ms:
+                continue
+            kind = next(
+                (k for k, start, end in self.stalls if start < noticed and end > sent), "neither"
+            )
+            counts[kind] += 1
+        return counts
 
     async def watch_wal(self, wal: Path) -> None:
         """Record each drop of the WAL's size (a checkpoint) until cancelled."""
@@ -90,7 +120,10 @@ async def main(args: argparse.Namespace) -> None:
         watcher = asyncio.create_task(timeline.watch_wal(path.with_name(path.name + ".wal")))
         try:
             settings = Settings(nats_url=server.url, duckdb_path=path, http_port=0)
-            latencies = await notice_latency(settings, rate=args.rate, seconds=args.seconds)
+            events: list[tuple[float, float]] = []
+            latencies = await notice_latency(
+                settings, rate=args.rate, seconds=args.seconds, events=events
+            )
         finally:
             watcher.cancel()
             server.stop()
@@ -110,9 +143,18 @@ async def main(args: argparse.Namespace) -> None:
         + ", ".join(f"{t - start:.1f} s {size / 2**20:.1f}" for t, size in timeline.checkpoints)
     )
     print("folds (s, ms): " + ", ".join(f"{t - start:.1f} s {ms:.0f}" for t, ms in timeline.folds))
-    events = [t for t, _ in timeline.checkpoints] + [t for t, _ in timeline.folds]
+    checkpoints = [(end - at) * 1000 for k, at, end in timeline.stalls if k == "checkpoint"]
+    print("the materializer's checkpoints (ms): " + ", ".join(f"{ms:.0f}" for ms in checkpoints))
+    slow = timeline.waited_through(events, TARGET_MS)
+    print(
+        f"events over {TARGET_MS:g} ms: {sum(slow.values())} of {len(events)}"
+        f" ({100 * sum(slow.values()) / max(1, len(events)):.2f} %); their publish to notice"
+        f" overlapped a checkpoint: {slow['checkpoint']}, a fold: {slow['fold']},"
+        f" neither: {slow['neither']}"
+    )
+    moments = [t for t, _ in timeline.checkpoints] + [t for t, _ in timeline.folds]
     for moment, wall, cpu, count, steps in sorted(batches, key=lambda b: -b[1])[: args.slowest]:
-        near = min((abs(moment - t) for t in events), default=float("inf"))
+        near = min((abs(moment - t) for t in moments), default=float("inf"))
         print(
             f"  {wall:.0f} ms ({cpu:.0f} ms CPU), {count} events at {moment - start:.1f} s, "
             f"nearest checkpoint or fold {near:.2f} s away; steps (ms): {steps}"

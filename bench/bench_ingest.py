@@ -201,8 +201,14 @@ async def ingest_rate(
     return last / elapsed, rss, cpu, pauses
 
 
-async def notice_latency(settings: Settings, rate: int, seconds: float) -> list[float]:
-    """Publish → change notice latencies (ms) at ``rate`` events/s."""
+async def notice_latency(
+    settings: Settings,
+    rate: int,
+    seconds: float,
+    events: list[tuple[float, float]] | None = None,
+) -> list[float]:
+    """Publish → change notice latencies (ms) at ``rate`` events/s; each event's publish
+    and notice times (``time.perf_counter``) appended to ``events`` too, when given."""
     latencies: list[float] = []
     async with Materializer(settings) as running:
         nc = await nats.connect(settings.nats_url)
@@ -215,7 +221,10 @@ async def notice_latency(settings: Settings, rate: int, seconds: float) -> list[
                 return
             now = time.perf_counter()
             for seq in [s for s in published if s <= notice.version]:
-                latencies.append((now - published.pop(seq)) * 1000)
+                sent = published.pop(seq)
+                latencies.append((now - sent) * 1000)
+                if events is not None:
+                    events.append((sent, now))
 
         await nc.subscribe(CHANGES_SUBJECT, cb=on_notice)
         scenario = generate(11, int(rate * seconds))

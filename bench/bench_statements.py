@@ -10,7 +10,10 @@ events alone, as the live part of ``bench_gateway`` publishes them
 ``execute`` on the batch's cursor and grouped by its text's first 90 characters; the
 raw rows the batches staged (``materializer.aggregates.staged``) are counted by table; the
 batches' wall time spread and the folds of the aggregate deltas (``Store.compact``) are
-printed too. ``--optimizer`` chooses how DuckDB's optimizer runs for the batches:
+printed too, and the WAL bytes per event the batches wrote, then with the folds of what
+they left (the store checkpoints before the batches; a checkpoint among them, DuckDB's
+backstop at 64 MB, beyond ~60,000 events of the mix, leaves that figure out).
+``--optimizer`` chooses how DuckDB's optimizer runs for the batches:
 ``switched`` as the materializer runs it (off for runs of plain statements,
 ``materializer.aggregates.batch.Optimizer``), ``on`` never switched off (the baseline
 for that), ``off`` off for every statement. ``--fsync-mode NONE`` sets DuckDB's
@@ -33,6 +36,7 @@ from typing import Any
 from bench.bench_apply import generate
 from bench.bench_gateway import bounded, order_event
 from bench.live_probe import SUBJECT
+from materializer import db
 from materializer.aggregates import batch as batch_module
 from materializer.store import RawMessage, Store
 
@@ -81,9 +85,8 @@ class Fixed(batch_module.Optimizer):
 
 
 def main(args: argparse.Namespace) -> None:
-    store = Store.open(
-        Path(tempfile.mkdtemp()) / "statements.duckdb", row_group_size=args.row_group_size
-    )
+    store_path = Path(tempfile.mkdtemp()) / "statements.duckdb"
+    store = Store.open(store_path, row_group_size=args.row_group_size)
     if args.stream == "orders":
         now = datetime.now(UTC)
         messages = list(generate(args.prefill, duplicates=0.01))
@@ -99,6 +102,12 @@ def main(args: argparse.Namespace) -> None:
         store.conn.execute("SET SESSION enable_optimizer = false")
     if args.fsync_mode:
         store.conn.execute(f"SET fsync_mode = '{args.fsync_mode}'")
+    store.checkpoint(force=True)
+    wal = db.wal_path(store_path)
+
+    def wal_bytes() -> int:
+        return wal.stat().st_size if wal.exists() else 0
+
     folds: list[float] = []
     plain_compact = Store.compact
 
@@ -110,17 +119,24 @@ def main(args: argparse.Namespace) -> None:
     Store.compact = timed_compact  # type: ignore[method-assign]
     # The store runs each batch on the connection its optimizer returns: timed here.
     switch = batch_module.Optimizer if args.optimizer == "switched" else Fixed
-    store._optimizer = switch(TimedCursor(store._optimizer.conn))  # type: ignore[arg-type]
+    untimed = store._optimizer.conn
+    store._optimizer = switch(TimedCursor(untimed))  # type: ignore[arg-type]
     batches = 0
     walls: list[float] = []
     wall, cpu = time.perf_counter(), time.thread_time()
+    written: int | None = 0  # the WAL's size, None once a checkpoint shrank it
     for start in range(args.prefill, len(messages), args.batch):
         started = time.perf_counter()
         store.apply_batch(messages[start : start + args.batch])
         walls.append(time.perf_counter() - started)
         batches += 1
+        size = wal_bytes()
+        written = None if written is None or size < written else size
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
     Store.compact = plain_compact  # type: ignore[method-assign]
+    store._optimizer = switch(untimed)  # the fold below is not one of the batches'
+    store.compact()
+    folded = wal_bytes()
     store.close()
     timed = sum(entry[2] for entry in TIMES.values())
     print(
@@ -136,6 +152,14 @@ def main(args: argparse.Namespace) -> None:
         f" {walls[-1] * 1e3:.1f} ms; folds of the deltas: {len(folds)},"
         f" {', '.join(f'{f * 1e3:.0f}' for f in folds) or '-'} ms"
     )
+    events = len(messages) - args.prefill
+    if written is None or folded < written:
+        print("  WAL bytes per event: not measured, a checkpoint ran among the batches")
+    else:
+        print(
+            f"  WAL bytes per event: {written / events:,.0f} by the batches,"
+            f" {folded / events:,.0f} with the folds of the staged rows and deltas they left"
+        )
     if STAGED:
         print(
             "  raw rows staged per batch, by table: "
