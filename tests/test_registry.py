@@ -17,6 +17,7 @@ from gateway.execution import field_reads
 from gateway.live import _CLOCK_FIELDS
 from gateway.versions import TRACKED, reads, relevant, spec_relevant
 from materializer import aggregates, db, queries, selfcheck
+from materializer.aggregates import staged
 from materializer.queries import BadQuery, parse
 from materializer.store import Store
 from pulse_bi.contract import (
@@ -93,6 +94,41 @@ def test_a_raw_table_without_its_base_is_reported(tmp_path: Path) -> None:
         "raw table stock_events has no base table stock_events_base (docs/OPERATIONS.md,"
         " 'Staged raw rows')"
     ]
+
+
+def test_staged_slots_that_do_not_read_back_as_the_base_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write path's slots, the staged view and the base must agree (m0014): a
+    staged row would otherwise read back, or fold, into the wrong column or type."""
+    conn = duckdb.connect(str(tmp_path / "pulse.duckdb"))
+    try:
+        db.apply_migrations(conn, tmp_path / "pulse.duckdb")
+        assert selfcheck.staged_problems(conn.cursor()) == []
+        # The view reads a line's number as a BIGINT, not the base's INTEGER.
+        conn.execute("DROP VIEW order_lines_staged")
+        conn.execute(
+            "CREATE VIEW order_lines_staged AS SELECT sequence AS order_sequence,"
+            " int_1 AS line_no, hour, text_1 AS order_id, text_2 AS sku, int_2 AS quantity,"
+            " amount AS unit_price, site FROM raw_staged WHERE raw_table = 'order_lines'"
+        )
+        slots = {**staged.SLOTS, "stock_events": {**staged.SLOTS["stock_events"]}}
+        slots["stock_events"]["warehouse"] = "text_9"  # a slot raw_staged lacks
+        slots["customer_events"] = {
+            k: v for k, v in staged.SLOTS["customer_events"].items() if k != "name"
+        }
+        monkeypatch.setattr(staged, "SLOTS", slots)
+        problems = selfcheck.staged_problems(conn.cursor())
+    finally:
+        conn.close()
+    assert len(problems) == 3
+    (view,) = [p for p in problems if p.startswith("order_lines_staged does not read")]
+    assert "('line_no', 'BIGINT')" in view
+    assert any(
+        p.startswith("staged.SLOTS['stock_events'] names slots raw_staged lacks: ['text_9']")
+        for p in problems
+    )
+    assert any(p.startswith("staged.SLOTS['customer_events'] names ['sequence'") for p in problems)
 
 
 def test_every_event_type_is_consumed_by_exactly_one_aggregate() -> None:
