@@ -3,14 +3,15 @@ automatic checkpoints and the delta folds, on one timeline.
 
 Run: ``.venv/bin/python -m bench.bench_batches [--rate 1000] [--seconds 150]``.
 An in-process materializer on a fresh stream and file (``bench_ingest.notice_latency``:
-events published one ack at a time at ``--rate``). Recorded: each batch's wall and CPU
-time and the time of each aggregate's ``apply`` in it, the WAL's size every 20 ms (a
-drop is a checkpoint), each fold (``Store.compact``: the aggregate deltas or the staged
-raw rows) and each of the materializer's checkpoints (``Store.checkpoint``), with its
-duration. Prints the latency and batch percentiles, the checkpoints and folds, which of
-them the events over the 50 ms target waited through (publish to notice overlapping a
-checkpoint, a fold, or neither: then behind slow batches), and the slowest batches with
-what they spent their time on.
+events published one ack at a time at ``--rate``), with the product's settings and those
+in this process's environment (``DUCKDB_CHECKPOINT_THRESHOLD=4MB`` …). Recorded: each
+batch's wall and CPU time and the time of each aggregate's ``apply`` in it, the WAL's size
+every 20 ms (a drop is a checkpoint), each fold (``Store.compact``: the aggregate deltas or
+the staged raw rows) and each of the materializer's checkpoints (``Store.checkpoint``),
+with its duration. Prints the latency and batch percentiles, the checkpoints and folds,
+which of them the events over the 50 ms target waited through (publish to notice
+overlapping a checkpoint, a fold, or neither: then behind slow batches), and the slowest
+batches with what they spent their time on.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_ingest import notice_latency, percentile
+from bench.bench_ingest import bench_settings, notice_latency, percentile
 from bench.bench_write_steps import timed
 from materializer.aggregates import AGGREGATES, pipeline
-from materializer.settings import Settings
 from materializer.store import Store
 from pulse_bi.natsserver import LocalNatsServer
 
@@ -119,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
         path = root / "batches.duckdb"
         watcher = asyncio.create_task(timeline.watch_wal(path.with_name(path.name + ".wal")))
         try:
-            settings = Settings(nats_url=server.url, duckdb_path=path, http_port=0)
+            settings = bench_settings(server.url, path)
             events: list[tuple[float, float]] = []
             latencies = await notice_latency(
                 settings, rate=args.rate, seconds=args.seconds, events=events
