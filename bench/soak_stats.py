@@ -1,5 +1,10 @@
 """Accounting of the soak benchmark (bench/soak.py): when each published event became
-visible to each observer, the figures of one sample, and the first-vs-last summary."""
+visible to each observer, the figures of one sample, the first-vs-last summary, and a run
+window by window.
+
+Run: ``.venv/bin/python -m bench.soak_stats soak-1000.jsonl [--window 300]`` (the JSON
+lines of ``bench.soak --out``).
+"""
 
 from __future__ import annotations
 
@@ -181,3 +186,56 @@ def sample_trend(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]
         values = [s[key] for s in samples if s.get(key) is not None]
         trend[key] = {"first": first, "last": final, "max": max(values, default=None)}
     return trend
+
+
+#: What ``by_window`` reports of each window: (column, sample key).
+_WINDOW_P50S = (
+    ("batch p50 ms", "batch_ms"),
+    ("notice p50 ms", "notice_ms"),
+    ("query p50 ms", "query_ms"),
+)
+_WINDOW_CPU = (("materializer cpu %", "materializer_cpu_pct"), ("gateway cpu %", "gateway_cpu_pct"))
+
+
+def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    """The run in windows of ``seconds``: batches committed, the median of the samples'
+    p50 batch, notice and query times, the processes' mean CPU and the checkpoints that
+    ended in it. Shows when a run's latencies climbed, which the first-vs-last summary
+    cannot."""
+    windows: list[dict[str, Any]] = []
+    checkpoints_before = 0
+    for index, group in itertools.groupby(samples, key=lambda s: int(s["t"] // seconds)):
+        rows = list(group)
+        window: dict[str, Any] = {
+            "from_s": index * seconds,
+            "batches": sum(s["batch_ms"]["n"] for s in rows if s.get("batch_ms")),
+        }
+        for column, key in _WINDOW_P50S:
+            p50s = [s[key]["p50"] for s in rows if s.get(key) and s[key].get("p50") is not None]
+            window[column] = round(statistics.median(p50s), 1) if p50s else None
+        for column, key in _WINDOW_CPU:
+            values = [s[key] for s in rows if s.get(key) is not None]
+            window[column] = round(statistics.fmean(values)) if values else None
+        counts = [s["checkpoints"] for s in rows if s.get("checkpoints") is not None]
+        window["checkpoints"] = counts[-1] - checkpoints_before if counts else None
+        checkpoints_before = counts[-1] if counts else checkpoints_before
+        windows.append(window)
+    return windows
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        description="A soak's JSON lines (bench/soak.py --out) by window: "
+        "python -m bench.soak_stats soak-1000.jsonl [--window 300]"
+    )
+    parser.add_argument("jsonl", type=argparse.FileType())
+    parser.add_argument("--window", type=float, default=300.0, help="seconds per window")
+    args = parser.parse_args()
+    if not args.window > 0:
+        parser.error("--window must be above 0")
+    lines = [json.loads(line) for line in args.jsonl if line.strip()]
+    for row in by_window(lines, args.window):
+        print("  ".join(f"{key} {value}" for key, value in row.items()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak_stats import Visibility, Window, batch_times, compare, slope_per_minute
+from bench.soak_stats import Visibility, Window, batch_times, by_window, compare, slope_per_minute
 
 
 def test_latency_counts_once_whether_the_ack_or_the_notice_comes_first() -> None:
@@ -57,3 +57,29 @@ def test_compare_reports_the_p99_ratio_and_the_verdict() -> None:
 def test_slope_is_per_minute() -> None:
     assert slope_per_minute([(0, 100.0), (60, 101.0), (120, 102.0)]) == pytest.approx(1.0)
     assert slope_per_minute([(0, 1.0)]) is None
+
+
+def test_by_window_shows_when_a_run_climbed() -> None:
+    """Each window's medians come from its own samples, and a checkpoint counts in the
+    window where the count rose, including one between two windows' samples."""
+
+    def sample(t: float, batch_p50: float, checkpoints: int) -> dict[str, object]:
+        return {
+            "t": t,
+            "batch_ms": {"n": 10, "p50": batch_p50, "p99": 2 * batch_p50},
+            "notice_ms": {"n": 10, "p50": batch_p50 + 20, "p99": 99.0},
+            "query_ms": {"n": 0, "p50": None, "p99": None},
+            "materializer_cpu_pct": 100.0 + t,
+            "checkpoints": checkpoints,
+        }
+
+    samples = [sample(5, 20, 0), sample(10, 24, 1), sample(15, 22, 1)]
+    samples += [sample(20, 40, 3), sample(25, 44, 3), sample(35, 50, 4)]
+    windows = by_window(samples, 20)
+    assert [w["from_s"] for w in windows] == [0, 20]
+    first, last = windows
+    assert (first["batches"], first["batch p50 ms"], first["notice p50 ms"]) == (30, 22, 42)
+    assert (last["batch p50 ms"], last["checkpoints"]) == (44, 3)
+    assert first["checkpoints"] == 1
+    assert first["query p50 ms"] is None and first["gateway cpu %"] is None
+    assert first["materializer cpu %"] == 110
