@@ -195,20 +195,27 @@ _WINDOW_P50S = (
     ("query p50 ms", "query_ms"),
 )
 _WINDOW_CPU = (("materializer cpu %", "materializer_cpu_pct"), ("gateway cpu %", "gateway_cpu_pct"))
+#: Running totals whose rise in a window ``by_window`` reports: (column, sample key).
+_WINDOW_TOTALS = (("checkpoints", "checkpoints"), ("checkpoint s", "checkpoint_seconds_total"))
 
 
 def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
-    """The run in windows of ``seconds``: batches committed, the median of the samples'
-    p50 batch, notice and query times, the processes' mean CPU and the checkpoints that
-    ended in it. Shows when a run's latencies climbed, which the first-vs-last summary
-    cannot."""
+    """The run in windows of ``seconds`` (by each sample's ``t``, in any order): batches
+    committed, the median of the samples' p50 batch, notice and query times, the
+    processes' mean CPU, and the checkpoints (count and seconds) that ended in it, from
+    the first sample on (the materializer's totals include the prefill's). Shows when a
+    run's latencies climbed, which the first-vs-last summary cannot."""
+    samples = sorted(samples, key=lambda s: s["t"])
+    totals = {
+        key: next((s[key] for s in samples if s.get(key) is not None), 0)
+        for _, key in _WINDOW_TOTALS
+    }
     windows: list[dict[str, Any]] = []
-    checkpoints_before = 0
     for index, group in itertools.groupby(samples, key=lambda s: int(s["t"] // seconds)):
         rows = list(group)
         window: dict[str, Any] = {
             "from_s": index * seconds,
-            "batches": sum(s["batch_ms"]["n"] for s in rows if s.get("batch_ms")),
+            "batches": sum((s.get("batch_ms") or {}).get("n", 0) for s in rows),
         }
         for column, key in _WINDOW_P50S:
             p50s = [s[key]["p50"] for s in rows if s.get(key) and s[key].get("p50") is not None]
@@ -216,16 +223,20 @@ def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, A
         for column, key in _WINDOW_CPU:
             values = [s[key] for s in rows if s.get(key) is not None]
             window[column] = round(statistics.fmean(values)) if values else None
-        counts = [s["checkpoints"] for s in rows if s.get("checkpoints") is not None]
-        window["checkpoints"] = counts[-1] - checkpoints_before if counts else None
-        checkpoints_before = counts[-1] if counts else checkpoints_before
+        for column, key in _WINDOW_TOTALS:
+            values = [s[key] for s in rows if s.get(key) is not None]
+            window[column] = round(values[-1] - totals[key], 2) if values else None
+            totals[key] = values[-1] if values else totals[key]
         windows.append(window)
     return windows
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.soak_stats <out.jsonl> [--window 300]``: a soak's run by window.
+    A line that is not a sample (not JSON, no number ``t``) is refused by its number."""
     import argparse
     import json
+    import math
 
     parser = argparse.ArgumentParser(
         description="A soak's JSON lines (bench/soak.py --out) by window: "
@@ -233,9 +244,25 @@ if __name__ == "__main__":
     )
     parser.add_argument("jsonl", type=argparse.FileType())
     parser.add_argument("--window", type=float, default=300.0, help="seconds per window")
-    args = parser.parse_args()
-    if not args.window > 0:
-        parser.error("--window must be above 0")
-    lines = [json.loads(line) for line in args.jsonl if line.strip()]
-    for row in by_window(lines, args.window):
+    args = parser.parse_args(argv)
+    if not (args.window > 0 and math.isfinite(args.window)):
+        parser.error("--window must be a number of seconds above 0")
+    samples = []
+    with args.jsonl:
+        for number, line in enumerate(args.jsonl, start=1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+            except ValueError as error:
+                parser.error(f"line {number} is not JSON: {error}")
+            t = sample.get("t") if isinstance(sample, dict) else None
+            if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+                parser.error(f"line {number} is not a soak sample: no number 't'")
+            samples.append(sample)
+    for row in by_window(samples, args.window):
         print("  ".join(f"{key} {value}" for key, value in row.items()))
+
+
+if __name__ == "__main__":
+    main()

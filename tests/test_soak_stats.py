@@ -3,9 +3,20 @@ the publish ack and the notice comes first, and the first-vs-last verdict is rig
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from bench.soak_stats import Visibility, Window, batch_times, by_window, compare, slope_per_minute
+from bench.soak_stats import (
+    Visibility,
+    Window,
+    batch_times,
+    by_window,
+    compare,
+    main,
+    slope_per_minute,
+)
 
 
 def test_latency_counts_once_whether_the_ack_or_the_notice_comes_first() -> None:
@@ -75,6 +86,7 @@ def test_by_window_shows_when_a_run_climbed() -> None:
 
     samples = [sample(5, 20, 0), sample(10, 24, 1), sample(15, 22, 1)]
     samples += [sample(20, 40, 3), sample(25, 44, 3), sample(35, 50, 4)]
+    assert by_window(list(reversed(samples)), 20) == by_window(samples, 20)
     windows = by_window(samples, 20)
     assert [w["from_s"] for w in windows] == [0, 20]
     first, last = windows
@@ -83,3 +95,58 @@ def test_by_window_shows_when_a_run_climbed() -> None:
     assert first["checkpoints"] == 1
     assert first["query p50 ms"] is None and first["gateway cpu %"] is None
     assert first["materializer cpu %"] == 110
+
+
+def _sample_line(t: object) -> str:
+    return json.dumps({"t": t, "batch_ms": {"n": 3, "p50": 9.5}, "checkpoints": 2})
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["{not json"], "line 1 is not JSON"),
+        ([_sample_line(5), "[1, 2]"], "line 2 is not a soak sample"),
+        ([_sample_line("5")], "line 1 is not a soak sample"),
+        ([_sample_line(True)], "line 1 is not a soak sample"),
+        ([_sample_line(None)], "line 1 is not a soak sample"),
+        (['{"t": NaN}'], "line 1 is not a soak sample"),
+        (["{}"], "line 1 is not a soak sample"),
+    ],
+)
+def test_the_window_command_refuses_a_line_that_is_not_a_sample_by_its_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str], message: str
+) -> None:
+    path = tmp_path / "soak.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as stopped:
+        main([str(path)])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("window", ["0", "-300", "nan", "inf", "five"])
+def test_the_window_command_refuses_a_window_that_is_not_seconds(
+    tmp_path: Path, window: str
+) -> None:
+    path = tmp_path / "soak.jsonl"
+    path.write_text(_sample_line(5) + "\n")
+    with pytest.raises(SystemExit) as stopped:
+        main([str(path), "--window", window])
+    assert stopped.value.code == 2
+
+
+def test_the_window_command_reads_empty_and_extreme_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file prints nothing; years of seconds and a sample without figures
+    still print their windows."""
+    path = tmp_path / "soak.jsonl"
+    path.write_text("\n\n")
+    main([str(path)])
+    assert capsys.readouterr().out == ""
+    path.write_text("\n".join([_sample_line(0), _sample_line(1e12), '{"t": 2e12}']) + "\n")
+    main([str(path), "--window", "1e-3"])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3
+    assert out[0].startswith("from_s 0.0  batches 3  batch p50 ms 9.5")
+    assert "batches 0  batch p50 ms None" in out[2]
