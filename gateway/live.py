@@ -4,15 +4,19 @@ Subscribers with the same document, variables and auth scope form a group. A cha
 notice marks the groups whose data it may touch; the refresh loop runs each marked group
 once, encodes the `payload` once, and — only when it differs from the last one sent —
 pushes the same text to every subscriber (each frame is the subscriber's id spliced in
-front of the shared payload). Bursts of notices are coalesced: a notice after a quiet
-spell is refreshed at once, and groups marked while a refresh runs, or within
-``GATEWAY_LIVE_COALESCE_MS`` after it, are refreshed once more when that window has
-passed, not once per notice.
+front of the shared payload). Bursts of notices are coalesced per group: a notice after
+a quiet spell is refreshed at once, and a group marked while its refresh runs, or within
+its window after it, is refreshed once more when that window has passed, not once per
+notice. The window is ``GATEWAY_LIVE_COALESCE_MS``, or ``GATEWAY_LIVE_REST_RATIO`` times
+the last refresh when that is longer, so a query that is slow to run is refreshed less
+often and takes a bounded share of the time; groups are refreshed independently, so a
+slow query never holds back a fast one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -96,6 +100,9 @@ class LiveGroup:
     applied: int = 0
     #: The last result carried errors (e.g. the materializer was down): retry on heartbeat.
     failed: bool = False
+    #: A refresh by the loop is running; the loop time before which the next may not start.
+    running: bool = False
+    not_before: float = -math.inf
 
 
 class Hub:
@@ -119,6 +126,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(settings.live_concurrency)
+        self._rounds: set[asyncio.Task[None]] = set()
         self._initial: set[asyncio.Task[None]] = set()
         self._clock: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -137,7 +145,9 @@ class Hub:
     async def close(self) -> None:
         """Stop the refresh loop and forget every group."""
         await cancel_until_done(
-            t for t in [*self._initial, self._runner, self._clock, self._watchdog] if t
+            t
+            for t in [*self._initial, *self._rounds, self._runner, self._clock, self._watchdog]
+            if t
         )
         self.groups.clear()
 
@@ -255,34 +265,52 @@ class Hub:
     # -- refreshing -----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        # Leading edge: a notice after a quiet spell refreshes at once; notices that come
-        # while a round runs, or within the window after it, wait for the window to pass
-        # since that round ended and are refreshed together (docs/GATEWAY.md, "Bursts").
-        coalesce = self.settings.live_coalesce_ms / 1000.0
+        # Per group, leading edge: a group marked after a quiet spell is refreshed at once;
+        # one marked while its refresh runs, or within its window after it, waits for the
+        # window to pass since that refresh ended (docs/GATEWAY.md, "Bursts"). Groups do
+        # not wait for one another.
         loop = asyncio.get_running_loop()
-        ended = -math.inf
         while True:
-            await self._wake.wait()
-            wait = ended + coalesce - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
             self._wake.clear()
-            dirty = [g for g in self.groups.values() if g.dirty]
-            for group in dirty:
+            now = loop.time()
+            due = math.inf
+            for group in self.groups.values():
+                if not group.dirty or group.running:
+                    continue
+                if group.not_before > now:
+                    due = min(due, group.not_before)
+                    continue
                 group.dirty = False
-            try:
-                if len(dirty) == 1:
-                    await self._refresh(dirty[0])
-                elif dirty:
-                    await asyncio.gather(*(self._bounded(g) for g in dirty))
-            except Exception:
-                # Never let one bad refresh end live updates for everyone.
-                log.exception("live refresh failed")
-            ended = loop.time()
+                group.running = True
+                task = asyncio.create_task(self._round(group))
+                self._rounds.add(task)
+                task.add_done_callback(self._rounds.discard)
+            if due == math.inf:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), due - now)
 
-    async def _bounded(self, group: LiveGroup) -> None:
-        async with self._semaphore:
-            await self._refresh(group)
+    async def _round(self, group: LiveGroup) -> None:
+        """One refresh of a marked group, then its window: the coalescing window, or
+        ``live_rest_ratio`` times the refresh when that is longer."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with self._semaphore:
+                started = loop.time()
+                await self._refresh(group)
+        except Exception:
+            # Never let one bad refresh end live updates for this group or anyone else.
+            log.exception("live refresh failed")
+        finally:
+            ended = loop.time()
+            self.metrics.live_refresh_seconds.labels(group.field_name).observe(ended - started)
+            rest = (ended - started) * self.settings.live_rest_ratio
+            group.not_before = ended + max(self.settings.live_coalesce_ms / 1000.0, rest)
+            group.running = False
+            if group.dirty:
+                self._wake.set()
 
     async def _refresh(self, group: LiveGroup) -> None:
         """Execute once, encode once, send to all — unless nothing changed."""

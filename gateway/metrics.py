@@ -48,6 +48,11 @@ class Metrics:
         )
         self.live_refreshes = m.counter("live_refreshes", "Live-query executions after a change")
         self.live_messages = m.counter("live_messages", "Live results sent to subscribers")
+        self.live_refresh_seconds = m.histogram(
+            "live_refresh_seconds",
+            "One live query's refresh (execute and encode) by its root field",
+            "query",
+        )
         self.upstream_retries = m.counter(
             "upstream_retries", "Named queries asked again after no reply, by reason", "reason"
         )

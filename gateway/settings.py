@@ -131,6 +131,12 @@ class Settings:
         "milliseconds after a refresh of live queries before the next one; a notice after "
         "a quiet spell refreshes at once",
     )
+    live_rest_ratio: float = setting(
+        Float(0, 100),
+        2.0,
+        "after a live query's refresh that took t seconds, its next one waits at least "
+        "ratio * t (2.0: at most a third of the time refreshing; 0: the coalescing window only)",
+    )
     live_concurrency: int = setting(_POSITIVE, 32, "live-query groups refreshed at once")
     persisted_queries: str = setting(
         Choice("off", "apq", "trusted"),

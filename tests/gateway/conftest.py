@@ -159,6 +159,8 @@ class Canned:
     service: Service | None = None
     #: Rows per page for list results (to exercise paging).
     page: int = 1000
+    #: Seconds a named query takes to answer (as a slow read of a large store would).
+    delays: dict[str, float] = field(default_factory=dict)
 
     async def start(self) -> Canned:
         """Register the service and its endpoints."""
@@ -175,6 +177,8 @@ class Canned:
         async def handle(request: Request) -> None:
             params = json.loads(request.data or b"{}")
             self.requests.append((name, params))
+            if name in self.delays:
+                await asyncio.sleep(self.delays[name])
             if params.get("from") == "2000-01-01T00:00:00+00:00":
                 body = {"error": {"code": "bad_request", "message": "from is too old"}}
                 await request.respond(json.dumps(body).encode())

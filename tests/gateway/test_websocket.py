@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -18,6 +19,7 @@ from tests.gateway.conftest import Canned, Serve, Server, until
 
 LOW_STOCK = "subscription { lowStock { sku onHand } }"
 PIPELINE = "subscription { pipeline { lastSequence } }"
+AR_AGING = "subscription { arAging { openInvoices } }"
 
 
 async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
@@ -181,6 +183,64 @@ async def test_a_notice_right_after_a_refresh_waits_for_the_window(
     # window after ``first`` minus the frame's way here (a lower bound: never flaky).
     assert loop.time() - first >= 0.9
     await ws.close()
+
+
+def change_aging(canned: Canned, open_invoices: int) -> None:
+    canned.data["ar_aging"] = {**canned.data["ar_aging"], "open_invoices": open_invoices}
+
+
+async def test_a_slow_live_query_does_not_hold_back_a_fast_one(
+    server: Server, canned: Canned
+) -> None:
+    ws = await watch_pipeline(server)
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    assert (await receive(ws))["id"] == "a"
+    canned.delays["ar_aging"] = 1.0  # under the 2 s query timeout
+    change_aging(canned, 4)
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 41}
+    await canned.notify(["receivables", "pipeline"])
+    first = await receive(ws)
+    # While `arAging` is still being refreshed, a second pipeline change goes out at
+    # once instead of waiting for it: the frames come in this order whatever the speed.
+    canned.data["pipeline"] = {**canned.data["pipeline"], "last_sequence": 42}
+    await canned.notify(["pipeline"])
+    second, third = await receive(ws), await receive(ws)
+    assert [(m["id"], m["payload"]["data"]) for m in (first, second, third)] == [
+        ("p", {"pipeline": {"lastSequence": 41}}),
+        ("p", {"pipeline": {"lastSequence": 42}}),
+        ("a", {"arAging": {"openInvoices": 4}}),
+    ]
+    await ws.close()
+
+
+async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
+    serve: Serve, canned: Canned
+) -> None:
+    loop = asyncio.get_running_loop()
+    server = serve(live_rest_ratio=3.0)
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    await receive(ws)
+    canned.delays["ar_aging"] = 0.5
+    change_aging(canned, 4)
+    await canned.notify(["receivables"])
+    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 4
+    first = loop.time()
+    change_aging(canned, 5)
+    await canned.notify(["receivables"])
+    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 5
+    # The first refresh took at least 0.5 s and ended before its frame arrived; the
+    # second may not start before 3 * 0.5 = 1.5 s after it and takes 0.5 s
+    # again (with the 5 ms coalescing window alone the gap would be about 0.5 s). A
+    # lower bound, so never flaky: the first frame's way here may take up to 0.5 s.
+    assert loop.time() - first >= 1.5
+    await ws.close()
+    # Both refreshes after a change are counted, each at least the 0.5 s it took.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        metrics = (await http.get("/metrics")).text
+    count = 'gateway_live_refresh_seconds_count{query="arAging"} 2.0'
+    assert count in metrics
+    assert 'gateway_live_refresh_seconds_bucket{le="0.25",query="arAging"} 0.0' in metrics
 
 
 async def test_missed_notice_is_caught_by_the_heartbeat(server: Server, canned: Canned) -> None:
