@@ -306,7 +306,9 @@ class Hub:
         finally:
             ended = loop.time()
             self.metrics.live_refresh_seconds.labels(group.field_name).observe(ended - started)
-            rest = (ended - started) * self.settings.live_rest_ratio
+            # A failed refresh (the materializer down, its replies timing out) measured
+            # waiting, not work: resting after it would only delay the recovery.
+            rest = 0.0 if group.failed else (ended - started) * self.settings.live_rest_ratio
             group.not_before = ended + max(self.settings.live_coalesce_ms / 1000.0, rest)
             group.running = False
             if group.dirty:

@@ -161,6 +161,8 @@ class Canned:
     page: int = 1000
     #: Seconds a named query takes to answer (as a slow read of a large store would).
     delays: dict[str, float] = field(default_factory=dict)
+    #: Named queries that answer with an `internal` error.
+    failing: set[str] = field(default_factory=set)
 
     async def start(self) -> Canned:
         """Register the service and its endpoints."""
@@ -181,6 +183,10 @@ class Canned:
                 await asyncio.sleep(self.delays[name])
             if params.get("from") == "2000-01-01T00:00:00+00:00":
                 body = {"error": {"code": "bad_request", "message": "from is too old"}}
+                await request.respond(json.dumps(body).encode())
+                return
+            if name in self.failing:
+                body = {"error": {"code": "internal", "message": "the store failed"}}
                 await request.respond(json.dumps(body).encode())
                 return
             data = self.data[name]

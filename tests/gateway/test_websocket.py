@@ -243,6 +243,22 @@ async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
     assert 'gateway_live_refresh_seconds_bucket{le="0.25",query="arAging"} 0.0' in metrics
 
 
+async def test_a_failed_refresh_does_not_rest(serve: Serve, canned: Canned) -> None:
+    # A rest of 100 times a 0.5 s refresh would be 50 s; after a failed one there is
+    # none, so the next change arrives within `receive`'s 5 s.
+    ws = await connect(serve(live_rest_ratio=100.0), "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    await receive(ws)
+    canned.delays["ar_aging"], canned.failing = 0.5, {"ar_aging"}
+    await canned.notify(["receivables"])
+    assert (await receive(ws))["payload"]["errors"]
+    canned.failing = set()
+    change_aging(canned, 6)
+    await canned.notify(["receivables"])
+    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 6
+    await ws.close()
+
+
 async def test_missed_notice_is_caught_by_the_heartbeat(server: Server, canned: Canned) -> None:
     ws = await connect(server, "graphql-transport-ws")
     await ws.send(start_message("graphql-transport-ws", "p", PIPELINE))
