@@ -7,10 +7,10 @@ pushes the same text to every subscriber (each frame is the subscriber's id spli
 front of the shared payload). Bursts of notices are coalesced per group: a notice after
 a quiet spell is refreshed at once, and a group marked while its refresh runs, or within
 its window after it, is refreshed once more when that window has passed, not once per
-notice. The window is ``GATEWAY_LIVE_COALESCE_MS``, or ``GATEWAY_LIVE_REST_RATIO`` times
-the last refresh when that is longer, so a query that is slow to run is refreshed less
-often and takes a bounded share of the time; groups are refreshed independently, so a
-slow query never holds back a fast one.
+notice. The window is ``GATEWAY_LIVE_COALESCE_MS``, or longer once a group has spent more
+than its share of the time refreshing (``GATEWAY_LIVE_REST_RATIO``, ``Budget``), so a query
+that is slow to run is refreshed less often and takes a bounded share of the time; groups
+are refreshed independently, so a slow query never holds back a fast one.
 """
 
 from __future__ import annotations
@@ -80,6 +80,38 @@ def frame_prefix(sub_id: str, message_type: str) -> str:
     )
 
 
+#: Seconds of refreshing a live group may run ahead of its share of the time
+#: (``Budget``): a few slow refreshes in a row (a checkpoint or a fold holding the
+#: materializer's reads back) pass without a rest; only a query that stays over its
+#: share rests (docs/GATEWAY.md, "A group's window").
+BURST_SECONDS = 0.25
+
+
+@dataclass(eq=False)
+class Budget:
+    """The share of the time one live group may spend refreshing: ``1 / (1 + ratio)``.
+
+    A token bucket counted in seconds of refreshing: it fills at ``share`` seconds per
+    second while the group is not refreshing, up to ``BURST_SECONDS``, and a refresh of
+    *t* seconds takes ``t * (1 - share)`` from it (the rest of *t* it earned while
+    running). When a refresh leaves it below zero, the group rests until it is back at
+    zero: over any stretch of time the group refreshes at most ``share`` of it, plus
+    ``BURST_SECONDS`` and the refresh it ends in. With no burst this would be a rest of
+    ``ratio * t`` after every refresh; with ratio 0 the group never rests.
+    """
+
+    credit: float = BURST_SECONDS
+    at: float = -math.inf
+
+    def spend(self, ratio: float, started: float, ended: float) -> float:
+        """Charge a refresh that ran from ``started`` to ``ended``; the rest it needs after."""
+        share = 1.0 / (1.0 + ratio)
+        filled = min(BURST_SECONDS, self.credit + (started - self.at) * share)
+        self.credit = filled - (ended - started) * (1 - share)
+        self.at = ended
+        return max(0.0, -self.credit / share)
+
+
 @dataclass(eq=False)
 class LiveGroup:
     """Subscribers sharing one live query."""
@@ -103,6 +135,8 @@ class LiveGroup:
     #: A refresh by the loop is running; the loop time before which the next may not start.
     running: bool = False
     not_before: float = -math.inf
+    #: How far ahead of its share of the time the group may still refresh.
+    budget: Budget = field(default_factory=Budget)
 
 
 class Hub:
@@ -292,8 +326,8 @@ class Hub:
                     await asyncio.wait_for(self._wake.wait(), due - now)
 
     async def _round(self, group: LiveGroup) -> None:
-        """One refresh of a marked group, then its window: the coalescing window, or
-        ``live_rest_ratio`` times the refresh when that is longer."""
+        """One refresh of a marked group, then its window: the coalescing window, or the
+        rest its ``Budget`` needs when that is longer."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -307,8 +341,13 @@ class Hub:
             ended = loop.time()
             self.metrics.live_refresh_seconds.labels(group.field_name).observe(ended - started)
             # A failed refresh (the materializer down, its replies timing out) measured
-            # waiting, not work: resting after it would only delay the recovery.
-            rest = 0.0 if group.failed else (ended - started) * self.settings.live_rest_ratio
+            # waiting, not work: it is not charged, and resting after it would only delay
+            # the recovery.
+            rest = (
+                0.0
+                if group.failed
+                else group.budget.spend(self.settings.live_rest_ratio, started, ended)
+            )
             group.not_before = ended + max(self.settings.live_coalesce_ms / 1000.0, rest)
             group.running = False
             if group.dirty:

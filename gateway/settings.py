@@ -134,8 +134,8 @@ class Settings:
     live_rest_ratio: float = setting(
         Float(0, 100),
         2.0,
-        "after a live query's refresh that took t seconds, its next one waits at least "
-        "ratio * t (2.0: at most a third of the time refreshing; 0: the coalescing window only)",
+        "a live query spends at most 1 / (1 + ratio) of the time refreshing (2.0: a third), "
+        "resting once it is more than 0.25 s of refreshing ahead of that; 0: no rest",
     )
     live_concurrency: int = setting(_POSITIVE, 32, "live-query groups refreshed at once")
     persisted_queries: str = setting(

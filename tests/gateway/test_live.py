@@ -8,7 +8,11 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
+from gateway.live import BURST_SECONDS, Budget
 from gateway.metrics import Metrics
 from gateway.schema import Context, schema
 from gateway.settings import Settings
@@ -140,3 +144,52 @@ async def test_strawberry_subscribe_yields_current_then_changed_results(
         await stream.aclose()  # type: ignore[union-attr]
     finally:
         await upstream.close()
+
+
+# -- the live groups' budget of refreshing ----------------------------------------------
+
+_RATIOS = st.sampled_from([0.0, 0.5, 2.0, 3.0, 100.0]) | st.floats(0, 100)
+#: (seconds the group waits after it may refresh again, seconds the refresh takes)
+_REFRESHES = st.lists(st.tuples(st.floats(0, 2), st.floats(0, 2)), min_size=1, max_size=40)
+
+
+@given(ratio=_RATIOS, refreshes=_REFRESHES)
+@hsettings(max_examples=300, deadline=None)
+def test_a_group_refreshes_at_most_its_share_of_the_time(
+    ratio: float, refreshes: list[tuple[float, float]]
+) -> None:
+    # Scheduled as the hub does: the next refresh never starts before the rest is over.
+    budget, share = Budget(), 1 / (1 + ratio)
+    now = start = 1000.0
+    busy = 0.0
+    for wait, took in refreshes:
+        started = now + wait
+        now = started + took
+        busy += took
+        rest = budget.spend(ratio, started, now)
+        assert rest >= 0
+        # Refreshing so far: its share of the time, the burst and the refresh just run.
+        assert busy <= share * (now - start) + BURST_SECONDS + took * (1 - share) + 1e-9
+        now += rest
+
+
+def test_a_lone_slow_refresh_within_the_burst_does_not_rest() -> None:
+    budget = Budget()
+    assert budget.spend(2.0, 10.0, 10.0 + BURST_SECONDS) == 0.0
+    # A third of the burst is left, and 0.05 s later a third of 0.05 s more; the next
+    # refresh as slow takes two thirds of the burst: the rest earns back the difference
+    # at a third of a second per second.
+    rest = budget.spend(2.0, BURST_SECONDS + 10.05, 2 * BURST_SECONDS + 10.05)
+    assert rest == pytest.approx((2 * BURST_SECONDS / 3 - BURST_SECONDS / 3 - 0.05 / 3) * 3)
+
+
+def test_without_a_burst_the_rest_is_ratio_times_the_refresh() -> None:
+    budget = Budget(credit=0.0, at=5.0)
+    assert budget.spend(3.0, 5.0, 5.5) == pytest.approx(1.5)
+    # Resting the whole 1.5 s brings the budget back to zero, not beyond.
+    assert budget.spend(3.0, 7.0, 7.2) == pytest.approx(0.6)
+
+
+def test_with_ratio_zero_a_group_never_rests() -> None:
+    budget = Budget()
+    assert [budget.spend(0.0, t, t + 5.0) for t in (0.0, 5.0, 10.0)] == [0.0, 0.0, 0.0]

@@ -13,6 +13,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from gateway.app import state
+from gateway.live import BURST_SECONDS
 from gateway.settings import Settings
 from tests.clock import clear_of_the_hour
 from tests.gateway.conftest import Canned, Serve, Server, until
@@ -221,7 +222,7 @@ async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
     ws = await connect(server, "graphql-transport-ws")
     await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
     await receive(ws)
-    canned.delays["ar_aging"] = 0.5
+    canned.delays["ar_aging"] = 1.0  # under the 2 s query timeout
     change_aging(canned, 4)
     await canned.notify(["receivables"])
     assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 4
@@ -229,11 +230,15 @@ async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
     change_aging(canned, 5)
     await canned.notify(["receivables"])
     assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 5
-    # The first refresh took at least 0.5 s and ended before its frame arrived; the
-    # second may not start before 3 * 0.5 = 1.5 s after it and takes 0.5 s
-    # again (with the 5 ms coalescing window alone the gap would be about 0.5 s). A
-    # lower bound, so never flaky: the first frame's way here may take up to 0.5 s.
-    assert loop.time() - first >= 1.5
+    # At ratio 3 a group may refresh a quarter of the time. The first refresh took at
+    # least 1 s, three quarters of it beyond what it earned meanwhile, against the
+    # burst's credit: the rest earns back the difference at a quarter second a second,
+    # and the second refresh takes 1 s again (with the 5 ms coalescing window alone
+    # the gap would be about 1 s). A lower bound, so never flaky: the first frame's way
+    # here may take up to 0.5 s.
+    rest = (1.0 * 0.75 - BURST_SECONDS) / 0.25
+    assert rest >= 1.5
+    assert loop.time() - first >= rest + 1.0 - 0.5
     await ws.close()
     # Both refreshes after a change are counted, each at least the 0.5 s it took.
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -241,6 +246,23 @@ async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
     count = 'gateway_live_refresh_seconds_count{query="arAging"} 2.0'
     assert count in metrics
     assert 'gateway_live_refresh_seconds_bucket{le="0.25",query="arAging"} 0.0' in metrics
+
+
+async def test_a_slow_refresh_within_the_burst_does_not_rest(serve: Serve, canned: Canned) -> None:
+    # At ratio 100 a rest after every refresh would be 100 times it: 20 s after a 0.2 s
+    # one. Within the burst there is none, so the next change arrives within
+    # `receive`'s 5 s.
+    ws = await connect(serve(live_rest_ratio=100.0), "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    await receive(ws)
+    canned.delays["ar_aging"] = 0.2
+    assert BURST_SECONDS > 0.2
+    for open_invoices in (7, 8):
+        change_aging(canned, open_invoices)
+        await canned.notify(["receivables"])
+        message = await receive(ws)
+        assert message["payload"]["data"]["arAging"]["openInvoices"] == open_invoices
+    await ws.close()
 
 
 async def test_a_failed_refresh_does_not_rest(serve: Serve, canned: Canned) -> None:
