@@ -108,6 +108,11 @@ class Batch:
         self._raw: list[tuple[str, Frame]] = []
         #: Raw rows this batch put in ``staged.STAGED``, for the store's fold.
         self.staged_rows = 0
+        #: The ``event_id`` arrays of the raw rows this batch wrote to the bases, and
+        #: whether it staged any: which of its new event ids ``seen_events`` reads off
+        #: staged rows and which go to its base (``staged.DERIVED``, ``_derived``).
+        self._based_ids: list[npt.NDArray[Any]] = []
+        self._staged_any = False
         #: Plain statements waiting to run (``insert``, ``plain``): SQL, parameters and
         #: the frame DuckDB reads as ``frame``.
         self._queued: list[tuple[str, list[Any] | None, dict[str, Any] | None]] = []
@@ -192,18 +197,41 @@ class Batch:
         """The INSERTs of the raw rows waiting: one into ``staged.STAGED`` for up to
         ``staged.MAX_ROWS`` rows (a small batch), else one into each table's base."""
         parts, self._raw = self._raw, []
-        count = sum(rows(frame) for _, frame in parts)
-        if not count:
-            return []
-        if count <= staged.MAX_ROWS:
+        raw = [(table, frame) for table, frame in parts if table not in staged.DERIVED]
+        count = sum(rows(frame) for _, frame in raw)
+        inserts: list[tuple[str, list[Any] | None, dict[str, Any] | None]] = []
+        if 0 < count <= staged.MAX_ROWS:
             self.staged_rows += count
-            slotted = ((table, staged.slotted(table, frame)) for table, frame in parts)
-            arrays = deltas.combined(slotted, "raw_table")
-            return [(f"INSERT INTO {staged.STAGED} BY NAME SELECT * FROM frame", None, arrays)]
-        return [
-            (f"INSERT INTO {staged.base(table)} BY NAME SELECT * FROM frame", None, values(frame))
-            for table, frame in parts
-        ]
+            self._staged_any = True
+            arrays = deltas.combined(((t, staged.slotted(t, f)) for t, f in raw), "raw_table")
+            sql = f"INSERT INTO {staged.STAGED} BY NAME SELECT * FROM frame"
+            inserts.append((sql, None, arrays))
+        elif count:
+            for table, frame in raw:
+                sql = f"INSERT INTO {staged.base(table)} BY NAME SELECT * FROM frame"
+                inserts.append((sql, None, values(frame)))
+                if "event_id" in frame:
+                    self._based_ids.append(frame["event_id"].values)
+        for table, frame in parts:
+            if table in staged.DERIVED:
+                based = self._derived(frame)
+                if based is not None and rows(based):
+                    sql = f"INSERT INTO {staged.base(table)} BY NAME SELECT * FROM frame"
+                    inserts.append((sql, None, values(based)))
+        return inserts
+
+    def _derived(self, frame: Frame) -> Frame | None:
+        """Of ``seen_events``' rows (``h``, in the order of ``event_ids``), those its view
+        cannot read off staged raw rows: the ids of the raw rows written to the bases.
+        Written last in a batch (``pipeline.record``), after every raw row."""
+        if not self._based_ids:
+            return None  # every raw row staged: the view reads every id off them
+        if not self._staged_any:
+            return frame  # every raw row in the bases
+        # Rare: some flushes of this batch staged, others wrote the bases.
+        based = set().union(*(set(ids.tolist()) for ids in self._based_ids))
+        keep = np.fromiter((e in based for e in self.event_ids), bool, len(self.event_ids))
+        return {name: column._replace(values=column.values[keep]) for name, column in frame.items()}
 
     def append_delta(self, table: deltas.Folded, grouped: Frame) -> None:
         """Append an aggregate's delta rows (one per key) with the other aggregates' of

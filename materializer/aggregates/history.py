@@ -38,4 +38,10 @@ class History:
     def add_keys(self, select: str) -> None:
         """Insert seen keys: ``select`` yields ``key`` (the key string, e.g.
         ``'o:' || order_id``) and ``sequence`` (the event that created it)."""
-        self.cur.execute(f"INSERT INTO seen_keys SELECT md5_number(key), sequence FROM ({select})")
+        # The base holds a key's 128-bit hash as two halves (m0015): the view ``seen_keys``
+        # reads them back as ``k``.
+        self.cur.execute(
+            "INSERT INTO seen_keys_base SELECT (k >> 64)::UBIGINT,"
+            " (k & 18446744073709551615)::UBIGINT, sequence"
+            f" FROM (SELECT md5_number(key) AS k, sequence FROM ({select}))"
+        )

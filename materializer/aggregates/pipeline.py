@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from materializer import continuity, events
+from materializer.aggregates import staged
 from materializer.aggregates.batch import Batch, md5_halves
 from materializer.aggregates.columns import blobs, ints, strings, times, uint64s
 from materializer.aggregates.history import History
@@ -66,11 +67,10 @@ def record(
         batch.insert(
             "seen_keys",
             {
-                "lo": uint64s(halves[:, 0]),
                 "hi": uint64s(halves[:, 1]),
+                "lo": uint64s(halves[:, 0]),
                 "sequence": ints(batch.new_key_sequences),
             },
-            select="(hi::UHUGEINT << 64) | lo::UHUGEINT AS k, sequence",
         )
     batch.plain(
         "UPDATE pipeline_state SET last_sequence = ?, events_applied = events_applied + ?,"
@@ -106,7 +106,8 @@ def rebuild(history: History) -> None:
     applied = " UNION ALL ".join(
         f"SELECT event_id, time FROM {history.of(table)}" for table in registry.RAW_TABLES
     )
-    cur.execute(f"INSERT INTO seen_events SELECT md5_number_lower(event_id) FROM ({applied})")
+    ids = staged.base("seen_events")
+    cur.execute(f"INSERT INTO {ids} SELECT md5_number_lower(event_id) FROM ({applied})")
     row = cur.execute(
         f"SELECT (SELECT count(*) FROM ({applied})), (SELECT max(time) FROM ({applied})),"
         f" (SELECT count(*) FROM {rejected}), (SELECT count(*) FROM {history.messages})"

@@ -1,7 +1,9 @@
 """Raw tables that take a small batch's rows in one table: ``<t>_base`` (the rows folded
 so far) and the rows of ``raw_staged`` that name ``<t>``, which the view ``<t>_staged``
 reads as ``<t>``'s columns; the view ``<t>`` is both (``migrations/m0013_staged_raw_rows.py``,
-``migrations/m0014_narrow_staged_rows.py``, docs/OPERATIONS.md "Staged raw rows").
+``migrations/m0014_narrow_staged_rows.py``, docs/OPERATIONS.md "Staged raw rows"). The
+seen event ids and keys are kept the same way (``SEEN``, ``DERIVED``,
+``migrations/m0015_staged_seen_rows.py``).
 
 A small batch of the usual mix wrote eight raw tables, a statement and a share of the
 COMMIT each; its raw rows now go in one INSERT (``Batch.flush``, with ``slotted``), and
@@ -21,9 +23,17 @@ from pulse_bi.contract import registry
 
 #: The table a small batch's raw rows go to; ``raw_table`` names each row's table.
 STAGED = "raw_staged"
-#: The raw tables kept as base + staged rows: every aggregate's ``raw_tables`` and the
-#: orders' lines.
-TABLES = (*registry.RAW_TABLES, "order_lines")
+#: The seen event ids and keys (``materializer/seen.py``), kept as base + staged rows as
+#: the raw tables are (m0015): nearly every batch writes both.
+SEEN = ("seen_events", "seen_keys")
+#: Tables whose staged rows are not written but read off the raw rows staged with them
+#: (``<t>_staged`` computes them): a small batch's new event ids are the ids of its raw
+#: rows, since only applied events have raw rows, one each. A batch that writes the
+#: bases writes these to their bases too.
+DERIVED = frozenset({"seen_events"})
+#: The tables kept as base + staged rows: every aggregate's ``raw_tables``, the orders'
+#: lines, and ``SEEN``.
+TABLES = (*registry.RAW_TABLES, "order_lines", *SEEN)
 
 #: Staged raw rows at which the store folds them (``Store.fold_due``): at 1,000
 #: events/s of the usual mix about every half minute, ~65 ms a fold on a slow machine
@@ -126,6 +136,9 @@ SLOTS: dict[str, dict[str, str]] = {
         "name": "text_2",
         "site": "site",
     },
+    # The key's hash in two halves: a UBIGINT above 2**63 - 1 is staged as the BIGINT of
+    # the same bits (``slotted``), which ``seen_keys_staged`` masks back.
+    "seen_keys": {"hi": "int_1", "lo": "int_2", "sequence": "sequence"},
 }
 #: The slots that hold integers: a DATE goes in one as its days since 1970-01-01.
 INT_SLOTS = frozenset({"int_1", "int_2"})
@@ -153,6 +166,8 @@ def slotted(table: str, frame: Frame) -> Frame:
         if slot in INT_SLOTS:
             if values.dtype.kind == "M":  # midnights (``columns.dates``)
                 values = values.astype("datetime64[D]").view(np.int64)
+            elif values.dtype == np.uint64:  # a hash: the same bits (``SLOTS``)
+                values = values.view(np.int64)
             elif values.dtype.kind in "iu" and values.dtype != np.int64:
                 values = values.astype(np.int64)
             column = Column(values, "{}")
@@ -166,13 +181,15 @@ def pending_rows(cur: duckdb.DuckDBPyConnection) -> int:
     return int(row[0] or 0) if row else 0
 
 
+#: How a table's folded rows are ordered in its base (``sequence`` unless named here).
+_ORDER = {"order_lines": "ORDER BY order_sequence, line_no", "seen_events": ""}
+
+
 def fold(cur: duckdb.DuckDBPyConnection) -> int:
     """Move the staged rows into their bases, in stream order, and empty ``raw_staged``
     (call inside a transaction); the rows moved."""
     for table in TABLES:
-        order = "order_sequence, line_no" if table == "order_lines" else "sequence"
-        cur.execute(
-            f"INSERT INTO {base(table)} BY NAME SELECT * FROM {view(table)} ORDER BY {order}"
-        )
+        order = _ORDER.get(table, "ORDER BY sequence")
+        cur.execute(f"INSERT INTO {base(table)} BY NAME SELECT * FROM {view(table)} {order}")
     row = cur.execute(f"DELETE FROM {STAGED}").fetchone()
     return int(row[0]) if row else 0

@@ -49,12 +49,12 @@ def test_a_migration_missing_below_the_newest_applied_one_is_still_applied(
     db.upgrade(path)
     newest = db.available_migrations()[-1]
     conn = duckdb.connect(str(path))
-    try:  # as if the file was written by code that did not have migration 2 yet
-        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
-        conn.execute("DROP TABLE seen_events")
+    try:  # as if the file was written by code that did not have migration 6 yet
+        conn.execute("DELETE FROM schema_migrations WHERE version = 6")
+        conn.execute("DROP TABLE archive_state")
     finally:
         conn.close()
-    assert db.migration_status(path).pending == ["0002_seen_events"]
+    assert db.migration_status(path).pending == ["0006_archive_state"]
     status = db.upgrade(path)
     assert status.pending == [] and status.current == newest.version
 

@@ -197,13 +197,13 @@ def test_the_optimizer_is_on_again_after_an_infrastructure_fault_in_a_run(
         stream = Stream()
         store.apply_batch([stream.order("O-1")])
         # The table the run appends new keys to is gone: a fault of the file's state.
-        store.conn.execute("ALTER TABLE seen_keys RENAME TO seen_keys_away")
+        store.conn.execute("ALTER TABLE raw_staged RENAME TO raw_staged_away")
         messages = [stream.order("O-2"), stream.move("SKU-1", "W", 1)]
         with pytest.raises(duckdb.CatalogException):
             store.apply_batch(messages)
         assert optimizer_on(store.conn)
         assert store.last_sequence() == 1
-        store.conn.execute("ALTER TABLE seen_keys_away RENAME TO seen_keys")
+        store.conn.execute("ALTER TABLE raw_staged_away RENAME TO raw_staged")
         result = store.apply_batch(messages)
         assert (result.applied, result.rejected, store.last_sequence()) == (2, 0, 3)
     finally:

@@ -19,7 +19,7 @@ from bench.bench_statements import TIMES, TimedCursor
 from materializer import db
 from materializer.aggregates import FOLDED, deltas, staged
 from materializer.aggregates import batch as batch_module
-from materializer.aggregates.batch import Batch
+from materializer.aggregates.batch import Batch, md5_halves
 from materializer.aggregates.columns import dates, instants, ints, repeated, strings
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import Stream
@@ -31,15 +31,20 @@ MESSAGES = list(generate(400, duplicates=0.02))
 #: The first and last hours of the years a time may have (microseconds since 1970).
 YEAR_1 = -62_135_596_800_000_000
 YEAR_9999 = 253_402_297_200_000_000
-#: Every raw table and its base.
+#: The raw tables kept as base + staged rows (``staged.TABLES`` without the seen ids
+#: and keys, which have tests of their own below).
+RAW_TABLES = [t for t in staged.TABLES if t not in staged.SEEN]
+#: Every table kept as base + staged rows and its base.
 RAW = {*staged.TABLES, *(staged.base(t) for t in staged.TABLES)}
 
 
-def _staged(store: Store) -> dict[str, int]:
+def _staged(store: Store, *, seen: bool = False) -> dict[str, int]:
+    """Staged rows by table: of the raw tables, or (``seen``) of every table."""
+    named = "" if seen else f" WHERE raw_table NOT IN {staged.SEEN}"
     return dict(
         store.read(
             lambda cur: cur.execute(
-                f"SELECT raw_table, count(*) FROM {staged.STAGED} GROUP BY ALL"
+                f"SELECT raw_table, count(*) FROM {staged.STAGED}{named} GROUP BY ALL"
             ).fetchall()
         )
     )
@@ -47,11 +52,11 @@ def _staged(store: Store) -> dict[str, int]:
 
 def _raw(cur: duckdb.DuckDBPyConnection) -> dict[str, list[Any]]:
     """Every raw table's rows, read through its view (sorted)."""
-    return {t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in staged.TABLES}
+    return {t: cur.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in RAW_TABLES}
 
 
 def _base_rows(store: Store) -> int:
-    union = " UNION ALL ".join(f"SELECT 1 FROM {staged.base(t)}" for t in staged.TABLES)
+    union = " UNION ALL ".join(f"SELECT 1 FROM {staged.base(t)}" for t in RAW_TABLES)
     return int(
         store.read(lambda cur: cur.execute(f"SELECT count(*) FROM ({union})").fetchall())[0][0]
     )
@@ -175,12 +180,14 @@ def test_a_staged_row_without_a_column_its_table_requires_is_refused(tmp_path: P
             ).fetchall()
         )
         for table, missing in required:
+            if table in staged.DERIVED:
+                continue  # nothing is staged for it: its view reads the raw rows
             slots = staged.SLOTS[table]
             names = [slots[d[0]] for d in full[table] if d[0] != missing]
-            values = ", ".join(filler[types[n]] for n in names)
+            values = ", ".join([f"'{table}'", *(filler[types[n]] for n in names)])
             insert = (
-                f"INSERT INTO {staged.STAGED} (raw_table, {', '.join(names)})"
-                f" VALUES ('{table}', {values})"
+                f"INSERT INTO {staged.STAGED} ({', '.join(['raw_table', *names])})"
+                f" VALUES ({values})"
             )
             with pytest.raises(duckdb.ConstraintException):
                 conn.execute(insert)
@@ -188,7 +195,7 @@ def test_a_staged_row_without_a_column_its_table_requires_is_refused(tmp_path: P
             conn.execute("BEGIN")
             conn.execute(
                 f"INSERT INTO {staged.STAGED} (raw_table, {', '.join([*names, slots[missing]])})"
-                f" VALUES ('{table}', {values}, {filler[types[slots[missing]]]})"
+                f" VALUES ({values}, {filler[types[slots[missing]]]})"
             )
             conn.execute("ROLLBACK")
         with pytest.raises(duckdb.ConstraintException):
@@ -287,7 +294,7 @@ def _stream_rows(path: Path) -> dict[str, tuple[list[str], list[Any]]]:
 
         def read(cur: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], list[Any]]]:
             out = {}
-            for table in staged.TABLES:
+            for table in RAW_TABLES:
                 cur.execute(f"SELECT * FROM {table} ORDER BY ALL")
                 out[table] = ([d[0] for d in cur.description], cur.fetchall())
             return out
@@ -338,7 +345,7 @@ def _after_upgrade(path: Path, before: dict[str, list[Any]]) -> None:
 def test_upgrade_from_version_12_stages_without_losing_a_raw_row(tmp_path: Path) -> None:
     """Version 12 kept each raw table whole: m0013 and m0014 make it a base and a view."""
     rows = _stream_rows(tmp_path / "current.duckdb")
-    assert all(rows[t][1] for t in staged.TABLES)  # the mix has rows of every table
+    assert all(rows[t][1] for t in RAW_TABLES)  # the mix has rows of every table
     conn = file_before(tmp_path / "pulse.duckdb", 13)
     try:
         for table, (names, values) in rows.items():
@@ -373,7 +380,7 @@ def test_upgrade_from_version_13_folds_its_staged_rows_into_the_bases(tmp_path: 
 def test_the_store_folds_the_staged_rows_once_they_reach_their_threshold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(staged, "FOLD_ROWS", 5)
+    monkeypatch.setattr(staged, "FOLD_ROWS", 5)  # a movement or a customer update stages no key
     stream = Stream()
     store = Store.open(tmp_path / "pulse.duckdb")
     try:
@@ -415,5 +422,137 @@ def test_a_fold_when_due_folds_the_deltas_or_the_staged_rows_never_both_at_once(
         assert store.fold_when_due()  # then the staged rows
         assert _staged(store) == {} and _base_rows(store) == 2
         assert not store.fold_due and not store.fold_when_due()
+    finally:
+        store.close()
+
+
+# -- the seen event ids and keys (m0015) ------------------------------------------------
+
+
+def _seen_checks(store: Store, stream: Stream, order: RawMessage) -> None:
+    """The store knows the order's event id and its order id, staged or folded: the
+    same message again is a duplicate, the order id under a new event id a reject."""
+    again = stream.raw(order.data, order.subject)
+    result = store.apply_batch([again])
+    assert (result.applied, result.duplicates, result.rejected) == (0, 1, 0)
+    twice = stream.order("O-1", id=f"other-{stream.next_sequence}")
+    result = store.apply_batch([twice])
+    assert (result.applied, result.rejected) == (0, 1)
+    # A rejected message is no applied event: sent again, it is rejected again.
+    result = store.apply_batch([stream.raw(twice.data, twice.subject)])
+    assert (result.applied, result.duplicates, result.rejected) == (0, 0, 1)
+
+
+def test_a_small_batch_stages_its_seen_ids_and_keys_and_a_restart_reads_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "pulse.duckdb"
+    stream = Stream()
+    order = stream.order("O-1", id="e-1")
+    store = Store.open(path)
+    try:
+        store.apply_batch([order, stream.invoice("I-1", "10.00", id="e-2")])
+        # Two keys (the order's, the invoice's) staged with the raw rows; the two new
+        # event ids are read off those rows, nothing is written for them.
+        assert _staged(store, seen=True) == {
+            "order_events": 1,
+            "order_lines": 1,
+            "invoice_events": 1,
+            "seen_keys": 2,
+        }
+        ids = store.read(lambda cur: cur.execute("SELECT h FROM seen_events_staged").fetchall())
+        assert sorted(h for (h,) in ids) == sorted(md5_halves(["e-1", "e-2"])[:, 1].tolist())
+    finally:
+        store.close()
+    for fold in (False, True):
+        store = Store.open(path)  # the seen index is loaded from the views
+        try:
+            _seen_checks(store, stream, order)
+            if fold:
+                store.compact()
+                assert _staged(store, seen=True) == {}
+        finally:
+            store.close()
+    store = Store.open(path)  # and from the bases after the fold
+    try:
+        _seen_checks(store, stream, order)
+    finally:
+        store.close()
+
+
+def test_staged_seen_hashes_read_back_bit_for_bit(tmp_path: Path) -> None:
+    """A 64-bit half above 2**63 - 1 is staged as the BIGINT of the same bits and read
+    back as the UBIGINT it was: every applied event's id and every order's key, staged
+    and folded, is the hash SQL computes from the raw rows."""
+    stream = Stream()
+    store = Store.open(tmp_path / "pulse.duckdb")
+    missing = (
+        "SELECT (SELECT count(*) FROM order_events"
+        "  WHERE md5_number_lower(event_id) NOT IN (SELECT h FROM seen_events)),"
+        " (SELECT count(*) FROM order_events"
+        "  WHERE md5_number('o:' || order_id) NOT IN (SELECT k FROM seen_keys)),"
+        " (SELECT count(*) FROM seen_events WHERE h >= 9223372036854775808),"
+        " (SELECT count(*) FROM seen_keys WHERE k >> 64 >= 9223372036854775808"
+        "  AND k & 18446744073709551615 >= 9223372036854775808)"
+    )
+    try:
+        store.apply_batch([stream.order(f"O-{n}", id=f"e-{n}") for n in range(60)])
+        for _ in range(2):  # staged, then folded
+            lost_ids, lost_keys, high_ids, high_keys = store.read(
+                lambda cur: cur.execute(missing).fetchall()
+            )[0]
+            assert (lost_ids, lost_keys) == (0, 0)
+            assert high_ids > 0 and high_keys > 0  # the halves that need the mask
+            store.compact()
+        assert _staged(store, seen=True) == {}
+    finally:
+        store.close()
+
+
+def _insert_staged(
+    conn: duckdb.DuckDBPyConnection, table: str, names: list[str], rows: list[Any]
+) -> None:
+    """Rows of a raw table into ``raw_staged`` as version 14 wrote them (``staged.SLOTS``;
+    a date as its days since 1970-01-01)."""
+    slots = [staged.SLOTS[table][name] for name in names]
+    days = [[(v - date(1970, 1, 1)).days if type(v) is date else v for v in row] for row in rows]
+    _insert(conn, staged.STAGED, ["raw_table", *slots], [(table, *row) for row in days])
+
+
+def test_upgrade_from_version_14_stages_seen_rows_without_losing_one(tmp_path: Path) -> None:
+    """Version 14 kept the seen ids and keys in tables of their own: m0015 folds the raw
+    rows staged so far, makes both a base and a view, keys as two halves, and the store
+    finds every id and key it found before."""
+    rows = _stream_rows(tmp_path / "current.duckdb")
+    conn = file_before(tmp_path / "pulse.duckdb", 15)
+    try:
+        for table, (names, values) in rows.items():
+            _insert(conn, staged.base(table), names, values[::2])
+            _insert_staged(conn, table, names, values[1::2])
+        conn.execute(
+            "INSERT INTO seen_events SELECT md5_number_lower(event_id) FROM order_events"
+            " UNION ALL SELECT md5_number_lower(event_id) FROM invoice_events"
+        )
+        conn.execute(
+            "INSERT INTO seen_keys SELECT md5_number('o:' || order_id), sequence FROM order_events"
+        )
+        before = _raw(conn)
+        ids = sorted(conn.execute("SELECT h FROM seen_events").fetchall())
+        keys = sorted(conn.execute("SELECT k, sequence FROM seen_keys").fetchall())
+        assert len(ids) > len(keys) > 10
+    finally:
+        conn.close()
+    store = Store.open(tmp_path / "pulse.duckdb")
+    try:
+        assert store.read(_raw) == before
+        assert _staged(store, seen=True) == {}
+        read = store.read(lambda c: c.execute("SELECT h FROM seen_events").fetchall())
+        assert sorted(read) == ids
+        read = store.read(lambda c: c.execute("SELECT k, sequence FROM seen_keys").fetchall())
+        assert sorted(read) == keys
+        order_ids = [r[rows["order_events"][0].index("order_id")] for r in rows["order_events"][1]]
+        assert store._seen.find_keys([f"o:{o}" for o in order_ids]).keys() == {
+            f"o:{o}" for o in order_ids
+        }
     finally:
         store.close()

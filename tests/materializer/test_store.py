@@ -274,7 +274,7 @@ def test_event_id_hash_collision_is_not_taken_for_a_duplicate(path: Path) -> Non
     store.apply_batch([stream.order("O-1", id="e1")])
     # Pretend another id hashes like a stored one: its 64-bit hash is already there
     # (written behind the store's back, so it only shows after a restart).
-    store.conn.execute("INSERT INTO seen_events SELECT md5_number_lower('e2')")
+    store.conn.execute("INSERT INTO seen_events_base SELECT md5_number_lower('e2')")
     store.close()
     store = Store.open(path)
     try:
