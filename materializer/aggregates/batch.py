@@ -224,10 +224,10 @@ class Batch:
         """Of ``seen_events``' rows (``h``, in the order of ``event_ids``), those its view
         cannot read off staged raw rows: the ids of the raw rows written to the bases.
         Written last in a batch (``pipeline.record``), after every raw row."""
+        if not self._staged_any:
+            return frame  # no raw row staged: every id goes to the base
         if not self._based_ids:
             return None  # every raw row staged: the view reads every id off them
-        if not self._staged_any:
-            return frame  # every raw row in the bases
         # Rare: some flushes of this batch staged, others wrote the bases.
         based = set().union(*(set(ids.tolist()) for ids in self._based_ids))
         keep = np.fromiter((e in based for e in self.event_ids), bool, len(self.event_ids))

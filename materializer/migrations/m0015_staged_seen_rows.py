@@ -15,7 +15,8 @@ for the raw tables, each becomes ``<t>_base`` and a view of it and of ``<t>_stag
   ``seen_keys`` still reads ``k``.
 
 ``raw_staged`` is made again to take key rows: its raw rows are folded first, as m0014
-did, and its CHECKs ask a key row for nothing else.
+did, and its CHECKs ask a key row for nothing else, and for no ``event_id``, which would
+make it an event id of ``seen_events_staged``.
 """
 
 SQL = """
@@ -83,7 +84,7 @@ CREATE TABLE raw_staged (
     CHECK (raw_table <> 'product_events' OR (text_3 IS NOT NULL AND int_1 IS NOT NULL
         AND amount IS NOT NULL)),
     CHECK (raw_table <> 'seen_keys' OR (sequence IS NOT NULL AND int_1 IS NOT NULL
-        AND int_2 IS NOT NULL))
+        AND int_2 IS NOT NULL AND event_id IS NULL))
 );
 
 CREATE VIEW order_events_staged AS
