@@ -180,6 +180,7 @@ _MATERIALIZER_COUNTERS = (
     "pulse_materializer_query_seconds_sum",
     "pulse_materializer_checkpoint_seconds_count",
     "pulse_materializer_checkpoint_seconds_sum",
+    "pulse_materializer_checkpoint_retries_total",
     "pulse_materializer_fold_seconds_count",
     "pulse_materializer_fold_seconds_sum",
 )
@@ -348,6 +349,8 @@ async def bench_live(
             ),
             "checkpoints": int(delta["pulse_materializer_checkpoint_seconds_count"]),
             "checkpoint_seconds": round(delta["pulse_materializer_checkpoint_seconds_sum"], 3),
+            # Refused while a read ran, and tried again (docs/OPERATIONS.md, "Checkpoints").
+            "checkpoint_retries": int(delta["pulse_materializer_checkpoint_retries_total"]),
             # Folds of the aggregate deltas after a notice (none counted before 2026-12-03).
             "folds": int(delta["pulse_materializer_fold_seconds_count"]),
             "fold_seconds": round(delta["pulse_materializer_fold_seconds_sum"], 3),

@@ -14,7 +14,7 @@ from pulse_bi.contract import registry
 AGGREGATES = (catalog, sales, stock, receivables, sites, pipeline)
 
 #: Aggregate tables kept as base + delta (``materializer.aggregates.deltas``).
-FOLDED = (*sales.FOLDED, *stock.FOLDED)
+FOLDED = (*sales.FOLDED, *stock.FOLDED, *pipeline.FOLDED)
 
 
 def check_registry() -> list[str]:

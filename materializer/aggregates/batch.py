@@ -236,7 +236,7 @@ class Batch:
     def append_delta(self, table: deltas.Folded, grouped: Frame) -> None:
         """Append an aggregate's delta rows (one per key) with the other aggregates' of
         this batch: one INSERT into ``deltas.DELTAS`` at ``finish``, a plain statement."""
-        self._deltas.append((table, grouped))
+        self._deltas.append((table, table.slotted(grouped)))
         self.delta_rows += rows(grouped)
 
     def finish(self) -> None:

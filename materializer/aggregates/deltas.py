@@ -49,26 +49,52 @@ DELTAS = "aggregate_deltas"
 @dataclass(frozen=True, slots=True)
 class Folded:
     """One aggregate table kept as base + delta: ``keys`` name a row, ``sums`` add up,
-    ``latest`` keep the max."""
+    ``latest`` keep the max; ``nullable``: the columns of ``latest`` a delta row may
+    leave NULL (the maxima skip them), every other column is NOT NULL in it.
+
+    ``slots``: (column, where its delta rows keep it), for an aggregate whose rows use
+    other aggregates' columns of ``DELTAS`` (a column a row leaves NULL costs the WAL its
+    full width: m0016); the SQL of a constant for a key that is always the same.
+    """
 
     name: str
     keys: tuple[str, ...]
     sums: tuple[str, ...]
     latest: tuple[str, ...] = ()
+    nullable: tuple[str, ...] = ()
+    slots: tuple[tuple[str, str], ...] = ()
     delta: str = field(init=False)
     base: str = field(init=False)
 
     def __post_init__(self) -> None:
         #: ``delta``: the aggregate's rows of ``DELTAS`` with its columns (a subquery);
         #: ``base``: the folded rows, one per key (a rebuild writes here).
-        columns = ", ".join((*self.keys, *self.sums, *self.latest))
+        columns = ", ".join(
+            name if self.slot(name) == name else f"{self.slot(name)} AS {name}"
+            for name in (*self.keys, *self.sums, *self.latest)
+        )
         delta = f"(SELECT {columns} FROM {DELTAS} WHERE aggregate = '{self.name}')"
         object.__setattr__(self, "delta", delta)
         object.__setattr__(self, "base", f"{self.name}_base")
 
+    def slot(self, column: str) -> str:
+        """Where the delta rows keep ``column`` (``slots``; its own name by default)."""
+        for name, slot in self.slots:
+            if name == column:
+                return slot
+        return column
+
+    def slotted(self, frame: Frame) -> Frame:
+        """``frame``'s columns under their slots, as ``DELTAS`` takes them."""
+        if not self.slots:
+            return frame
+        return {self.slot(name): column for name, column in frame.items()}
+
     def appended(self, select: str) -> str:
         """An INSERT of ``select``'s rows (the aggregate's columns, by name) into the
-        deltas; its RETURNING may follow."""
+        deltas; its RETURNING may follow. For an aggregate without ``slots``."""
+        if self.slots:
+            raise ValueError(f"{self.name}: rows in slots are appended by Batch.append_delta")
         return f"INSERT INTO {DELTAS} BY NAME SELECT '{self.name}' AS aggregate, * FROM ({select})"
 
     def grouped(self, source: str) -> str:

@@ -4,6 +4,9 @@ Tables (DDL in ``migrations/m0001_initial.py``): ``pipeline_state`` (one row, wr
 in the same transaction as each batch's data: exactly once on restart; it also holds
 the central site's latest event time, ``aggregates/sites.py``) and
 ``rejected_events`` (raw bytes, subject, sequence and reason of every bad event).
+``pipeline_state`` is a view since ``migrations/m0016_pipeline_state_deltas.py``: its
+folded row ``pipeline_state_base`` and one delta row per batch since the last fold
+(``PIPELINE_STATE``), counters added up and the sequence and times their maxima.
 """
 
 from __future__ import annotations
@@ -12,16 +15,51 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from materializer import continuity, events
 from materializer.aggregates import staged
 from materializer.aggregates.batch import Batch, md5_halves
-from materializer.aggregates.columns import blobs, ints, strings, times, uint64s
+from materializer.aggregates.columns import (
+    Column,
+    blobs,
+    ints,
+    repeated,
+    strings,
+    times,
+    uint64s,
+)
+from materializer.aggregates.deltas import Folded
 from materializer.aggregates.history import History
 from materializer.queries import Cursor, QueryContext, QueryResult, Select, implements, utc
 from pulse_bi.contract import SITE_HEADER, UtcTime, registry
 
 SPEC = registry.PIPELINE_STATE
+
+#: The pipeline state as a delta: a batch appends one row with the others' delta rows,
+#: which costs no statement of its own (an UPDATE of the one row cost each batch one).
+#: The stream's sequence only grows, so the last applied one is the maximum. Its row
+#: keeps its columns in the other aggregates' columns of ``deltas.DELTAS`` (m0016).
+PIPELINE_STATE = Folded(
+    "pipeline_state",
+    keys=("id",),
+    sums=("events_applied", "events_rejected", "events_duplicate", "batches"),
+    latest=("last_sequence", "last_event_time", "last_batch_at", "central_last_event_time"),
+    # A batch of duplicates and rejects applies no event, and one of named sites none of
+    # the central site's.
+    nullable=("last_event_time", "central_last_event_time"),
+    slots=(
+        ("id", "1"),
+        ("last_sequence", "orders"),
+        ("events_applied", "cancelled_orders"),
+        ("events_rejected", "units"),
+        ("events_duplicate", "cancelled_units"),
+        ("batches", "on_hand"),
+        ("last_event_time", "hour"),
+        ("last_batch_at", "last_movement_at"),
+    ),
+)
+FOLDED = (PIPELINE_STATE,)
 
 
 def probe(batch: Batch) -> list[str]:
@@ -43,8 +81,9 @@ def record(
 ) -> None:
     """Store rejects and new keys and advance the pipeline state, in the batch's transaction.
 
-    Its statements are plain (appends, an update of one row by key): they join the
-    batch's queue, which ``Batch.finish`` runs."""
+    Its statements are plain appends: they join the batch's queue, which
+    ``Batch.finish`` runs, and the state's row joins the batch's one append to the
+    deltas (``PIPELINE_STATE``)."""
     if batch.rejects:
         columns = list(zip(*batch.rejects, strict=True))
         batch.insert(
@@ -72,23 +111,27 @@ def record(
                 "sequence": ints(batch.new_key_sequences),
             },
         )
-    batch.plain(
-        "UPDATE pipeline_state SET last_sequence = ?, events_applied = events_applied + ?,"
-        " events_rejected = events_rejected + ?, events_duplicate = events_duplicate + ?,"
-        " batches = batches + 1,"
-        " last_event_time = greatest(last_event_time, ?::TIMESTAMPTZ), last_batch_at = ?,"
-        " central_last_event_time = greatest(central_last_event_time, ?::TIMESTAMPTZ)"
-        " WHERE id = 1",
-        [
-            last_sequence,
-            applied,
-            len(batch.rejects),
-            duplicates,
-            last_event_time,
-            datetime.now(UTC),
-            batch.central_last_event_time,
-        ],
+    batch.append_delta(
+        PIPELINE_STATE,
+        {
+            "site": repeated("", 1),  # NOT NULL in every row of the deltas
+            "events_applied": ints([applied]),
+            "events_rejected": ints([len(batch.rejects)]),
+            "events_duplicate": ints([duplicates]),
+            "batches": ints([1]),
+            "last_sequence": ints([last_sequence]),
+            "last_event_time": _instant(last_event_time),
+            "last_batch_at": _instant(datetime.now(UTC)),
+            "central_last_event_time": _instant(batch.central_last_event_time),
+        },
     )
+
+
+def _instant(value: datetime | None) -> Column:
+    """One TIMESTAMPTZ, NULL for None (NaT, which the maxima skip)."""
+    if value is None:
+        return Column(np.array(["NaT"], "datetime64[us]"), "timezone('UTC', {})")
+    return times([value])
 
 
 def rebuild(history: History) -> None:
@@ -126,7 +169,8 @@ def rebuild(history: History) -> None:
         if isinstance(decoded, events.Event) and (last_time is None or decoded.time > last_time):
             last_time = decoded.time
     cur.execute(
-        "UPDATE pipeline_state SET last_sequence = ?, events_applied = ?, events_rejected = ?,"
+        f"UPDATE {PIPELINE_STATE.base} SET last_sequence = ?, events_applied = ?,"
+        " events_rejected = ?,"
         " events_duplicate = ?, batches = ?, last_event_time = ?, last_batch_at = ? WHERE id = 1",
         [
             history.last_sequence,

@@ -8,8 +8,8 @@ one, the central site; docs/EVENTS.md, "Sites").
 
 The central site has no row (``migrations/m0011_central_site_in_pipeline.py``): its
 events are those applied less the named sites', and its latest event time goes into
-``pipeline_state`` with the update every batch makes anyway (``pipeline.record``), so
-a batch without sites — every batch of a one-site deployment — writes nothing here.
+``pipeline_state`` with the row every batch appends anyway (``pipeline.record``), so a
+batch without sites — every batch of a one-site deployment — writes nothing here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from operator import attrgetter
 from materializer.aggregates.batch import Batch
 from materializer.aggregates.columns import from_micros, instants, ints, strings
 from materializer.aggregates.history import History
+from materializer.aggregates.pipeline import PIPELINE_STATE
 from materializer.queries import Cursor, QueryContext, Select, implements
 from pulse_bi.contract import registry
 
@@ -103,7 +104,7 @@ def rebuild(history: History) -> None:
         " WHERE site <> '' GROUP BY site"
     )
     history.cur.execute(
-        "UPDATE pipeline_state SET central_last_event_time ="
+        f"UPDATE {PIPELINE_STATE.base} SET central_last_event_time ="
         f" (SELECT max(time) FROM ({applied}) WHERE site = '') WHERE id = 1"
     )
 

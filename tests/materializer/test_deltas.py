@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from materializer.aggregates import FOLDED, columns, deltas, sales, stock
+from materializer.aggregates import FOLDED, columns, deltas, pipeline, sales, stock
 from materializer.aggregates.batch import Batch
 from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import DAY, Stream
@@ -117,8 +117,9 @@ def test_a_batch_appends_to_the_deltas_and_the_fold_empties_them(
 ) -> None:
     store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 5)])
     store.apply_batch([stream.order("O-2"), stream.move("SKU-1", "W1", -2)])
-    # Two batches, each one row per table: sales, product sales, stock.
-    assert delta_rows(store) == 6
+    # Two batches, each one row per table: sales, product sales, stock and the pipeline
+    # state (``pipeline.PIPELINE_STATE``).
+    assert delta_rows(store) == 8
     levels = store.query("stock_levels", {}).wire
     assert [(r["sku"], r["on_hand"]) for r in levels] == [("SKU-1", 3)]
     store.compact()
@@ -131,11 +132,11 @@ def test_the_store_folds_once_the_deltas_reach_the_threshold(
     store: Store, stream: Stream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(deltas, "COMPACT_ROWS", 5)
-    store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 5)])  # 3 rows
-    store.apply_batch([stream.order("O-2"), stream.move("SKU-2", "W1", 1)])  # 6 rows
-    assert delta_rows(store) == 6
-    store.apply_batch([stream.move("SKU-1", "W1", 1)])  # folds first, then 1 row
-    assert delta_rows(store) == 1
+    store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 5)])  # 4 rows
+    store.apply_batch([stream.order("O-2"), stream.move("SKU-2", "W1", 1)])  # 8 rows
+    assert delta_rows(store) == 8
+    store.apply_batch([stream.move("SKU-1", "W1", 1)])  # folds first, then 2 rows
+    assert delta_rows(store) == 2
     assert store.query("sales_summary", DAY).wire["orders"] == 2
     levels = store.query("stock_levels", {}).wire
     assert [(r["sku"], r["on_hand"]) for r in levels] == [("SKU-1", 6), ("SKU-2", 1)]
@@ -153,10 +154,10 @@ def test_deltas_survive_a_restart_and_count_towards_the_next_fold(
     monkeypatch.setattr(deltas, "COMPACT_ROWS", 3)
     store = Store.open(path)
     try:
-        assert delta_rows(store) == 3
+        assert delta_rows(store) == 4
         assert answers(store) == before
-        store.apply_batch([stream.cancel("O-1")])  # folds the 3 rows first
-        assert delta_rows(store) == 2  # the cancellation's sales and product rows
+        store.apply_batch([stream.cancel("O-1")])  # folds the 4 rows first
+        assert delta_rows(store) == 3  # the cancellation's sales and product rows, its state
         assert store.query("sales_summary", DAY).wire["cancelled_orders"] == 1
         assert store.query("stock_levels", {}).wire[0]["on_hand"] == 5
     finally:
@@ -197,13 +198,39 @@ def test_a_null_never_reaches_a_delta_or_the_settled_invoices(store: Store) -> N
         ).fetchall()
     )
     assert nullable == [("order_id",)]
+    times = store.read(
+        lambda cur: cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+            " AND data_type = 'TIMESTAMP WITH TIME ZONE'",
+            [deltas.DELTAS],
+        ).fetchall()
+    )
+    assert ("last_movement_at",) in times
     for table in FOLDED:
-        columns = (*table.keys, *table.sums, *table.latest)
-        given = {
-            c: "now()" if c in ("hour", "last_movement_at") else "'x'" if c in _TEXT else "0"
-            for c in columns
-        }
-        for column in (None, *columns):  # None: every column given, the row goes in
+        # Each column where the table's delta rows keep it (``Folded.slots``); a key
+        # that is a constant is no column.
+        columns = [
+            table.slot(c)
+            for c in (*table.keys, *table.sums, *table.latest)
+            if table.slot(c).isidentifier()
+        ]
+        if "site" not in columns:
+            columns.append("site")  # NOT NULL in every row
+        nullable = [table.slot(c) for c in table.nullable]
+        given = {c: "now()" if (c,) in times else "'x'" if c in _TEXT else "1" for c in columns}
+        # None: every column given, the row goes in; so it does with any one the
+        # aggregate declares nullable left NULL.
+        for column in nullable:
+            store.conn.execute("BEGIN")
+            try:
+                store.conn.execute(
+                    f"INSERT INTO {deltas.DELTAS} (aggregate, {', '.join(columns)})"
+                    f" VALUES ('{table.name}',"
+                    f" {', '.join('NULL' if c == column else given[c] for c in columns)})"
+                )
+            finally:
+                store.conn.execute("ROLLBACK")
+        for column in (None, *(c for c in columns if c not in nullable)):
             values = [given[c] if c != column else "NULL" for c in columns]
             insert = (
                 f"INSERT INTO {deltas.DELTAS} (aggregate, {', '.join(columns)})"
@@ -226,12 +253,14 @@ MAX_PRICE = "9999999999999999.99"
 
 
 def delta_contents(store: Store) -> list[Any]:
-    """Each folded aggregate's delta rows: keys, then sums, then latest values."""
+    """Each grouped aggregate's delta rows: keys, then sums, then latest values (the
+    pipeline state's are a row per batch, with the time it was applied)."""
     return [
         store.read(
             lambda cur, t=table: cur.execute(f"SELECT * FROM {t.delta} ORDER BY ALL").fetchall()
         )
         for table in FOLDED
+        if table is not pipeline.PIPELINE_STATE
     ]
 
 

@@ -295,6 +295,25 @@ def _answers(store: Store) -> dict[str, Any]:
     }
 
 
+#: The pipeline state's columns, as a table of version 15 holds them.
+_PIPELINE_COLUMNS = (
+    "last_sequence, events_applied, events_rejected, events_duplicate, batches,"
+    " last_event_time, last_batch_at, central_last_event_time"
+)
+
+
+def _pipeline_state_as_before_16(conn: duckdb.DuckDBPyConnection) -> None:
+    """Make ``pipeline_state`` the table it was before m0016: its rows waiting in
+    ``aggregate_deltas`` folded into it."""
+    now = conn.execute(f"SELECT {_PIPELINE_COLUMNS} FROM pipeline_state").fetchall()
+    assert len(now) == 1
+    sets = ", ".join(f"{c.strip()} = ?" for c in _PIPELINE_COLUMNS.split(","))
+    conn.execute(f"UPDATE pipeline_state_base SET {sets} WHERE id = 1", list(now[0]))
+    conn.execute("DELETE FROM aggregate_deltas WHERE aggregate = 'pipeline_state'")
+    conn.execute("DROP VIEW pipeline_state")
+    conn.execute("ALTER TABLE pipeline_state_base RENAME TO pipeline_state")
+
+
 def test_upgrade_to_version_12_moves_rows_waiting_in_three_deltas_into_one(
     tmp_path: Path,
 ) -> None:
@@ -315,9 +334,15 @@ def test_upgrade_to_version_12_moves_rows_waiting_in_three_deltas_into_one(
             "SELECT aggregate, count(*) FROM aggregate_deltas GROUP BY ALL"
         ).fetchall()
     )
-    assert dict(waiting) == {"sales_by_hour": 1, "product_sales_by_hour": 1, "stock_snapshot": 1}
+    assert dict(waiting) == {
+        "sales_by_hour": 1,
+        "product_sales_by_hour": 1,
+        "stock_snapshot": 1,
+        "pipeline_state": 1,
+    }
     store.close()
     conn = db.connect(path)  # what version 11 left: the same rows in a delta table each
+    _pipeline_state_as_before_16(conn)
     for name, columns in _OLD_DELTAS.items():
         conn.execute(
             f"CREATE TABLE {name}_delta AS SELECT {columns} FROM aggregate_deltas"
@@ -328,7 +353,7 @@ def test_upgrade_to_version_12_moves_rows_waiting_in_three_deltas_into_one(
             f"CREATE VIEW {name} AS SELECT * FROM {name}_base UNION ALL SELECT * FROM {name}_delta"
         )
     conn.execute("DROP TABLE aggregate_deltas")
-    conn.execute("DELETE FROM schema_migrations WHERE version = 12")
+    conn.execute("DELETE FROM schema_migrations WHERE version IN (12, 16)")
     conn.close()
     store = Store.open(path)
     try:
@@ -342,6 +367,69 @@ def test_upgrade_to_version_12_moves_rows_waiting_in_three_deltas_into_one(
         store.compact()
         assert _answers(store) == before
         store.apply_batch([stream.order("O-3", lines=[("SKU-1", 1, "1.00")], total="1.00")])
+        assert _answers(store)["sales_summary"]["orders"] == 3
+    finally:
+        store.close()
+
+
+def test_upgrade_to_version_16_keeps_the_pipeline_state_and_the_rows_waiting(
+    tmp_path: Path,
+) -> None:
+    """Version 15 updated ``pipeline_state``, a table; m0016 makes it a base and a view of
+    it and of its delta rows, and moves the other aggregates' waiting rows over."""
+    from materializer.aggregates import pipeline
+    from materializer.migrations import m0012_one_delta_table
+
+    path, stream = tmp_path / "pulse.duckdb", Stream()
+    store = Store.open(path)
+    first = stream.order("O-1", lines=[("SKU-1", 2, "5.00")], total="10.00")
+    store.apply_batch([first, stream.move("SKU-1", "W1", 5)])
+    store.compact()
+    store.apply_batch(
+        [
+            stream.order("O-2", lines=[("SKU-2", 1, "7.50")], total="7.50"),
+            stream.raw(first.data),  # a duplicate
+            stream.raw(b"{"),  # rejected
+            stream.move("SKU-1", "W1", -2),
+        ]
+    )
+    before, state = _answers(store), store.read(pipeline.state)
+    store.close()
+    conn = db.connect(path)  # as version 15 left it
+    _pipeline_state_as_before_16(conn)
+    conn.execute("ALTER TABLE aggregate_deltas RENAME TO aggregate_deltas_16")
+    create_15 = m0012_one_delta_table.SQL.split(";")[0]
+    conn.execute(create_15)
+    conn.execute(
+        "INSERT INTO aggregate_deltas BY NAME SELECT * EXCLUDE (central_last_event_time)"
+        " FROM aggregate_deltas_16"
+    )
+    conn.execute("DROP TABLE aggregate_deltas_16")
+    conn.execute("DELETE FROM schema_migrations WHERE version = 16")
+    conn.close()
+
+    store = Store.open(path)
+    try:
+        assert store.read(pipeline.state) == state
+        assert state["events_applied"] == 4 and state["last_sequence"] == 6
+        assert state["events_duplicate"] == 1 and state["events_rejected"] == 1
+        assert _answers(store) == before
+        waiting = store.read(
+            lambda cur: cur.execute(
+                "SELECT aggregate, count(*) FROM aggregate_deltas GROUP BY ALL"
+            ).fetchall()
+        )
+        assert dict(waiting) == {
+            "sales_by_hour": 1,
+            "product_sales_by_hour": 1,
+            "stock_snapshot": 1,
+        }
+        store.apply_batch([stream.order("O-3", lines=[("SKU-1", 1, "1.00")], total="1.00")])
+        after = store.read(pipeline.state)
+        assert after["last_sequence"] == 7 and after["events_applied"] == 5
+        assert after["batches"] == state["batches"] + 1
+        store.compact()
+        assert store.read(pipeline.state) == after
         assert _answers(store)["sales_summary"]["orders"] == 3
     finally:
         store.close()

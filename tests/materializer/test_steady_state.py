@@ -32,7 +32,7 @@ from materializer.settings import Settings
 from materializer.store import Store
 from pulse_bi.contract import QUERY_NAMES
 from pulse_bi.simulator import generate
-from tests.materializer.eventkit import Stream, publish
+from tests.materializer.eventkit import DAY, Stream, publish
 from tests.materializer.test_memory import duckdb_memory
 from tests.materializer.test_queries import PARAMS
 from tests.materializer.test_runtime import ask
@@ -158,7 +158,8 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
 def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
     tmp_path: Path,
 ) -> None:
-    """DuckDB refuses CHECKPOINT while a query runs; FORCE CHECKPOINT waits for it."""
+    """DuckDB refuses CHECKPOINT while a query runs and the WAL holds an update or a
+    delete (a fold's, here); FORCE CHECKPOINT waits for it."""
     store = Store.open(tmp_path / "pulse.duckdb")
     stream = Stream()
     store.apply_batch([stream.move("SKU-1", "W1", 1)])
@@ -177,6 +178,7 @@ def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
             assert running.wait(10)
             time.sleep(0.1)  # the query is executing, not just submitted
             store.apply_batch([stream.move("SKU-1", "W1", 1)])
+            store.compact()  # deletes the rows it folds
 
             assert store.checkpoint() is False
 
@@ -188,6 +190,39 @@ def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
                 read.result()
         assert waited >= 0.3  # it waited for the read, not refused it
         assert store.checkpoint() is True  # nothing running now
+    finally:
+        store.close()
+
+
+def test_a_checkpoint_after_batches_that_only_append_runs_beside_a_read(
+    tmp_path: Path,
+) -> None:
+    """Batches of orders and stock movements only append (raw rows, deltas and the
+    pipeline state's row, m0016): DuckDB checkpoints them while a read runs."""
+    store = Store.open(tmp_path / "pulse.duckdb")
+    stream = Stream()
+    store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 1)])
+    assert store.checkpoint() is True
+    running = threading.Event()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def slow_read(cursor: duckdb.DuckDBPyConnection) -> Any:
+        cursors.append(cursor)
+        running.set()
+        return cursor.execute("SELECT count(*) FROM range(100000000000)").fetchall()
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            read = worker.submit(store.read, slow_read)
+            assert running.wait(10)
+            time.sleep(0.1)  # the query is executing, not just submitted
+            for number in range(2, 5):
+                store.apply_batch([stream.order(f"O-{number}"), stream.move("SKU-1", "W1", 1)])
+                assert store.checkpoint() is True
+            cursors[0].interrupt()
+            with pytest.raises(duckdb.InterruptException):
+                read.result()
+        assert store.query("sales_summary", DAY).wire["orders"] == 4
     finally:
         store.close()
 
