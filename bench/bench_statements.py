@@ -18,7 +18,10 @@ backstop at 64 MB, beyond ~60,000 events of the mix, leaves that figure out).
 ``materializer.aggregates.batch.Optimizer``), ``on`` never switched off (the baseline
 for that), ``off`` off for every statement. ``--fsync-mode NONE`` sets DuckDB's
 ``fsync_mode`` on the store's connection after the prefill (an experiment only: the
-materializer never runs so).
+materializer never runs so). ``--reads N`` then times the named queries that read the
+pipeline state (``READS``), the median of N each, with the batches' delta rows waiting
+and again once they are folded: a view over a base and its delta rows costs its reads
+a scan of the rows waiting (docs/BENCHMARKS.md, "The pipeline state as a delta").
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +41,7 @@ from bench.bench_apply import generate
 from bench.bench_gateway import bounded, order_event
 from bench.live_probe import SUBJECT
 from materializer import db
+from materializer.aggregates import FOLDED, deltas
 from materializer.aggregates import batch as batch_module
 from materializer.store import RawMessage, Store
 
@@ -82,6 +87,27 @@ class Fixed(batch_module.Optimizer):
 
     def off(self) -> Any:
         return self.conn
+
+
+#: The named queries that read ``pipeline_state`` (``--reads``).
+READS = ("pipeline", "sites")
+
+
+def timed_reads(store: Store, repeat: int) -> dict[str, float]:
+    """Each of ``READS`` run ``repeat`` times through the store: its median seconds."""
+    medians: dict[str, float] = {}
+    for name in READS if repeat else ():
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            store.query(name, {})
+            times.append(time.perf_counter() - started)
+        medians[name] = statistics.median(times)
+    return medians
+
+
+def _listed(medians: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds * 1e3:.2f} ms" for name, seconds in medians.items())
 
 
 def main(args: argparse.Namespace) -> None:
@@ -135,8 +161,11 @@ def main(args: argparse.Namespace) -> None:
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
     Store.compact = plain_compact  # type: ignore[method-assign]
     store._optimizer = switch(untimed)  # the fold below is not one of the batches'
+    waiting = store.read(lambda cur: deltas.pending_rows(cur, FOLDED))
+    reads = timed_reads(store, args.reads)
     store.compact()
     folded = wal_bytes()
+    folded_reads = timed_reads(store, args.reads)
     store.close()
     timed = sum(entry[2] for entry in TIMES.values())
     print(
@@ -165,6 +194,11 @@ def main(args: argparse.Namespace) -> None:
             "  raw rows staged per batch, by table: "
             + ", ".join(f"{table} {n / batches:.2f}" for table, n in STAGED.most_common())
         )
+    if args.reads:
+        print(
+            f"  named queries, median of {args.reads}: with the {waiting:,} delta rows"
+            f" waiting {_listed(reads)}; folded {_listed(folded_reads)}"
+        )
     ranked = sorted(TIMES.items(), key=lambda item: -item[1][2])
     for text, (runs, _, seconds) in ranked[: args.top]:
         print(
@@ -191,4 +225,10 @@ if __name__ == "__main__":
     )
     parser.add_argument("--optimizer", choices=("switched", "on", "off"), default="switched")
     parser.add_argument("--fsync-mode", choices=("STANDARD", "NONE"), default=None)
+    parser.add_argument(
+        "--reads",
+        type=bounded(int, 0, 100_000),
+        default=0,
+        help="time the named queries that read the pipeline state, N times each",
+    )
     main(parser.parse_args())

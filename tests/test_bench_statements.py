@@ -40,6 +40,22 @@ def test_the_mix_times_every_kind_of_event() -> None:
     assert "stock_events" in done.stdout and "invoice_events" in done.stdout
 
 
+def test_reads_of_the_pipeline_state_are_timed_with_the_deltas_waiting_and_folded() -> None:
+    done = _run(
+        "--prefill", "400", "--events", "30", "--batch", "1", "--stream", "orders",
+        "--reads", "3", "--top", "0",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "named queries" in line]
+    # Each one-order batch left a row of sales, of product sales and of the pipeline
+    # state waiting (the prefill's rows were folded into the bases as it went, or not).
+    waiting = int(line.split("with the ")[1].split(" delta rows")[0].replace(",", ""))
+    assert waiting >= 3 * 30
+    waited, folded = line.split("; folded ")
+    for part in (waited, folded):
+        assert "pipeline " in part and "sites " in part and part.count(" ms") == 2
+
+
 @pytest.mark.parametrize("stream", ["", "ORDERS", "order", "orders,mix"])
 def test_an_unknown_stream_is_refused(stream: str) -> None:
     done = _run("--prefill", "0", "--events", "1", "--stream", stream)
@@ -58,6 +74,7 @@ def test_an_unknown_stream_is_refused(stream: str) -> None:
         (["--events", "ten"], "--events: not a number: 'ten'"),
         (["--batch", ""], "--batch: not a number: ''"),
         (["--events", "1e3"], "--events: not a number: '1e3'"),
+        (["--reads", "-1"], "--reads: -1 is not between 0 and 100000"),
     ],
 )
 def test_counts_it_cannot_run_are_refused_before_any_work(args: list[str], message: str) -> None:
