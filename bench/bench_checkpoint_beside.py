@@ -4,7 +4,8 @@ checkpoints: commits that only insert may proceed, duckdb/duckdb#20052.)
 Run: ``.venv/bin/python -m bench.bench_checkpoint_beside [--update]``. A table without
 indexes gets a WAL of ~30 MB in 400-row commits; then one connection commits 25 rows
 every 5 ms (``--update``: and updates a one-row table in the same transaction, as every
-batch of the materializer updates ``pipeline_state``) while another runs ``CHECKPOINT``.
+batch of the materializer updated ``pipeline_state`` before schema migration 16) while
+another runs ``CHECKPOINT``.
 Prints how long the checkpoint took (or why DuckDB refused it) and how long the commits
 that started during it took.
 """

@@ -356,6 +356,9 @@ class Store:
             self._optimizer_on_after_failure()
             raise
         self._last_sequence = message.sequence
+        # Its row of the pipeline state waits in the deltas like any batch's (m0016).
+        self._delta_rows += batch.delta_rows
+        self._staged_rows += batch.staged_rows
         return gaps
 
     def _optimizer_on_after_failure(self) -> None:

@@ -28,7 +28,7 @@ def test_orders_alone_time_the_order_statements_and_nothing_of_the_other_events(
     assert lines[0].startswith("3 batches of 40 after 400 events")
     statements = "\n".join(lines[2:])
     # A batch's raw rows, its deltas and the pipeline state's row: two appends.
-    for table in ("raw_staged", "aggregate_deltas"):
+    for table in ("order_events", "order_lines", "raw_staged", "aggregate_deltas"):
         assert table in statements
     for table in ("stock_events", "invoice_events", "payment_events", "site_events"):
         assert table not in statements

@@ -56,10 +56,10 @@ ALTER TABLE aggregate_deltas_next RENAME TO aggregate_deltas;
 
 ALTER TABLE pipeline_state RENAME TO pipeline_state_base;
 
--- The pipeline's columns of aggregate_deltas: orders the last applied sequence,
--- cancelled_orders the events applied, units those rejected, cancelled_units the
--- duplicates, on_hand the batches; hour the latest event time, last_movement_at the
--- time of the batch.
+-- The pipeline's columns of aggregate_deltas (pipeline.PIPELINE_STATE.slots, which a
+-- test holds this view to): orders the last applied sequence, cancelled_orders the
+-- events applied, units those rejected, cancelled_units the duplicates, on_hand the
+-- batches; hour the latest event time, last_movement_at the time of the batch.
 CREATE VIEW pipeline_state AS
 SELECT id, max(last_sequence)::BIGINT AS last_sequence,
     sum(events_applied)::BIGINT AS events_applied,
@@ -70,7 +70,9 @@ SELECT id, max(last_sequence)::BIGINT AS last_sequence,
     max(last_batch_at) AS last_batch_at,
     max(central_last_event_time) AS central_last_event_time
 FROM (
-    SELECT * FROM pipeline_state_base
+    SELECT id, last_sequence, events_applied, events_rejected, events_duplicate, batches,
+        last_event_time, last_batch_at, central_last_event_time
+    FROM pipeline_state_base
     UNION ALL
     SELECT 1, orders, cancelled_orders, units, cancelled_units, on_hand, hour,
         last_movement_at, central_last_event_time

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pyarrow as pa
 import pytest
 from hypothesis import example, given, settings
@@ -380,8 +381,21 @@ _DELTA_KINDS: dict[str, dict[str, columns.Kind]] = {
     sales.SALES_BY_HOUR.name: sales._SALES_ROW,
     sales.PRODUCT_SALES_BY_HOUR.name: sales._PRODUCT_SALES_ROW,
     stock.STOCK_SNAPSHOT.name: stock._DELTA_ROWS,
+    # As ``pipeline.record`` builds its row: in the other aggregates' columns (``slots``).
+    pipeline.PIPELINE_STATE.name: {
+        "site": columns.strings,
+        "events_applied": columns.ints,
+        "events_rejected": columns.ints,
+        "events_duplicate": columns.ints,
+        "batches": columns.ints,
+        "last_sequence": columns.ints,
+        "last_event_time": columns.instants,
+        "last_batch_at": columns.instants,
+        "central_last_event_time": columns.instants,
+    },
 }
 _BY_NAME = {table.name: table for table in FOLDED}
+_COUNTS = st.integers(0, 2**63 - 1)
 _UNIT_COUNTS = st.integers(-(10**30), 10**30)
 _ROW_VALUES = {
     "hour": _TIMES,
@@ -398,6 +412,14 @@ _ROW_VALUES = {
     "gross_revenue": _MONEY,
     "cancelled_revenue": _MONEY,
     "revenue": _MONEY,
+    "events_applied": _COUNTS,
+    "events_rejected": _COUNTS,
+    "events_duplicate": _COUNTS,
+    "batches": _COUNTS,
+    "last_sequence": _COUNTS,
+    "last_event_time": _TIMES,
+    "last_batch_at": _TIMES,
+    "central_last_event_time": _TIMES,
 }
 
 
@@ -408,10 +430,10 @@ def _rows(name: str, count: int) -> st.SearchStrategy[list[tuple[Any, ...]]]:
 
 @st.composite
 def _delta_parts(draw: st.DrawFn) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """One to three aggregates in any order, each with a few rows, or with many rows of
+    """One to four aggregates in any order, each with a few rows, or with many rows of
     one value repeated: more than DuckDB samples to type an object column, so the
     aggregates after it find their columns' first values NULL."""
-    names = draw(st.permutations(list(_DELTA_KINDS)))[: draw(st.integers(1, 3))]
+    names = draw(st.permutations(list(_DELTA_KINDS)))[: draw(st.integers(1, 4))]
     parts = []
     for name in names:
         if draw(st.booleans()):
@@ -458,6 +480,8 @@ def test_one_append_of_several_aggregates_keeps_every_value_of_each(
         batch.finish()
         for name, rows in parts:
             got = cur.execute(f"SELECT * FROM {_BY_NAME[name].delta}").fetchall()
+            if name == pipeline.PIPELINE_STATE.name:  # its key is 1, its site not read
+                rows = [(1, *row[1:]) for row in rows]
             assert sorted(got) == sorted(rows), name
         (other,) = cur.execute(
             f"SELECT count(*) FROM {deltas.DELTAS} WHERE aggregate NOT IN"
@@ -467,3 +491,40 @@ def test_one_append_of_several_aggregates_keeps_every_value_of_each(
         assert other == 0
     finally:
         cur.execute("ROLLBACK")
+
+
+def test_the_pipeline_state_view_reads_what_its_slots_say(store: Store, stream: Stream) -> None:
+    """The view ``pipeline_state`` (m0016's SQL) and ``pipeline.PIPELINE_STATE``'s slots
+    read the same columns of the deltas: they answer alike with rows waiting and after a
+    fold, with NULL times (a batch of a duplicate and a reject; a batch of a named site
+    alone, which has no event of the central site) and the central site's latest time."""
+    table = pipeline.PIPELINE_STATE
+    names = ", ".join((*table.keys, *table.sums, *table.latest))
+
+    def both() -> tuple[list[Any], list[Any]]:
+        return store.read(
+            lambda cur: (
+                cur.execute(f"SELECT {names} FROM pipeline_state").fetchall(),
+                cur.execute(f"SELECT {names} FROM ({table.content_sql()})").fetchall(),
+            )
+        )
+
+    first = stream.order("O-1", time="2026-11-25T10:00:00Z")
+    store.apply_batch([first, stream.move("SKU-1", "W1", 5, time="2026-11-25T09:00:00Z")])
+    store.apply_batch([stream.raw(first.data), stream.raw(b"{")])
+    named = msgspec.structs.replace(stream.order("O-2", time="2026-11-25T12:00:00Z"), site="wh1")
+    store.apply_batch([named])
+    view, slots = both()
+    assert view == slots
+    ((_, applied, rejected, duplicates, batches, last, latest, _, central),) = view
+    assert (applied, rejected, duplicates, batches, last) == (3, 1, 1, 3, 5)
+    assert latest == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert central == datetime(2026, 11, 25, 10, tzinfo=UTC)  # not wh1's later order
+    assert store.read(lambda cur: deltas.pending_rows(cur, (table,))) == 3
+    store.compact()
+    assert both() == (view, view)
+    assert store.read(lambda cur: deltas.pending_rows(cur, (table,))) == 0
+    store.apply_batch([stream.move("SKU-1", "W1", 1, time="2026-11-25T08:00:00Z")])
+    view, slots = both()
+    assert view == slots
+    assert view[0][4:7] == (4, 6, datetime(2026, 11, 25, 12, tzinfo=UTC))  # the maxima kept

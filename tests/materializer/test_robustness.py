@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from materializer.aggregates import stock
+from materializer.aggregates import FOLDED, deltas, pipeline, stock
 from materializer.events import Event, Rejection, decode
 from materializer.store import Store
 from tests.materializer.eventkit import Stream
@@ -326,6 +326,22 @@ def test_a_dead_letter_keeps_the_raw_bytes_id_and_type(
     assert row is not None
     assert row[:4] == (1, "pulse.events.stock.moved", "p1", "stock.moved")
     assert bytes(row[4]) == poison.data
+
+
+def test_a_dead_letter_counts_its_pipeline_row_towards_the_next_fold(
+    store: Store, fail_on_poison_sku: PoisonSku, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead letter appends the pipeline state's row to the deltas (m0016) like any batch,
+    and the store counts it: folds come when the rows are due, however many dead letters
+    there were."""
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 1)
+    result = store.apply_batch([Stream().move("POISON", "W", 1)])
+    assert (result.applied, result.rejected) == (0, 1)
+    assert store.read(lambda cur: deltas.pending_rows(cur, FOLDED)) == 1
+    assert store.fold_due
+    store.compact()
+    assert not store.fold_due
+    assert store.read(pipeline.state)["events_rejected"] == 1
 
 
 def test_a_failure_after_the_commit_does_not_apply_the_batch_twice(
