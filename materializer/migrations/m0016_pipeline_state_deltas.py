@@ -1,7 +1,7 @@
 """The pipeline state becomes an aggregate folded like the others: a batch appends a row.
 
 Every batch updated ``pipeline_state``, its one row, by key: a statement of its own,
-0.7 ms of a one-order batch's 4.3 ms on a fast machine (docs/BENCHMARKS.md, "The
+0.7 ms of a one-order batch's 4.2 ms on a fast machine (docs/BENCHMARKS.md, "The
 pipeline state as a delta"). Its columns are counters that add up and maxima: the
 stream's last applied sequence grows with every batch, and so do the times. So it is
 kept as the sales and the stock are (m0008, m0012): ``pipeline_state_base`` holds the
@@ -11,8 +11,8 @@ reads the sum of both. A fold adds the rows to the base, as it does the others'.
 
 The pipeline's row takes the columns of ``aggregate_deltas`` the other aggregates have
 (``pipeline.PIPELINE_STATE`` names them), which the view names back: each column a row
-leaves NULL costs the WAL its full width (8.8 bytes for a BIGINT), and its own nine
-columns, NULL in every other row, made the WAL of a steady rate 13 % larger. Only the
+leaves NULL costs the WAL about its full width, and its own nine columns, NULL in
+every other row, made the WAL of the usual mix 13 % larger. Only the
 central site's latest event time has a column of its own. ``aggregate_deltas`` is made
 again for it and for the pipeline's name in the CHECK; the rows waiting in it move over.
 """
