@@ -249,7 +249,16 @@ class Batch:
             arrays = deltas.combined(((t.name, f) for t, f in self._deltas), "aggregate")
             self._deltas = []
             sql = f"INSERT INTO {deltas.DELTAS} BY NAME SELECT * FROM frame"
-            self._queued.append((sql, None, arrays))
+            count = len(arrays["aggregate"])
+            if count > _ANALYZED_ROWS:
+                # DuckDB types an object array (integers with NULLs: a column some
+                # aggregates lack) from a sample of this many values: a larger value past
+                # the sample would fail the batch ("Value out of range for type INT").
+                self._queued.append((f"SET pandas_analyze_sample = {count}", None, None))
+                self._queued.append((sql, None, arrays))
+                self._queued.append(("RESET pandas_analyze_sample", None, None))
+            else:
+                self._queued.append((sql, None, arrays))
         self.flush()
 
     def of_type(self, event_type: str) -> list[Accepted]:
@@ -347,6 +356,9 @@ class Batch:
         sql = f"INSERT INTO {table} BY NAME SELECT {select} FROM {rows} {conflict}"
         self._queued.append((sql, None, values(columns)))
 
+
+#: Values of an object array DuckDB reads to type it (its ``pandas_analyze_sample``).
+_ANALYZED_ROWS = 1_000
 
 #: The raw tables, whose rows ``insert`` keeps for ``flush``.
 _RAW = frozenset(staged.TABLES)

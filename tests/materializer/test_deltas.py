@@ -528,3 +528,56 @@ def test_the_pipeline_state_view_reads_what_its_slots_say(store: Store, stream: 
     view, slots = both()
     assert view == slots
     assert view[0][4:7] == (4, 6, datetime(2026, 11, 25, 12, tzinfo=UTC))  # the maxima kept
+
+
+def test_a_large_value_past_duckdbs_sample_of_an_object_column_goes_in(
+    parts_store: Store,
+) -> None:
+    """``on_hand`` is an object array when a part lacks it (a product sales row) beside
+    the pipeline state's rows (``batches`` in that slot) and the stock's: DuckDB types it
+    from a sample of 1,000 values, which here are all 1, and the stock's 2**40 after them
+    would fail the batch as out of range for an INTEGER (``Batch.finish`` widens the
+    sample for a larger append)."""
+    cur = parts_store.conn
+    cur.execute("BEGIN")
+    try:
+        batch = Batch(cur)
+        batch.append_delta(
+            sales.PRODUCT_SALES_BY_HOUR,
+            {
+                "hour": columns.instants([0]),
+                "sku": columns.strings(["SKU-1"]),
+                "site": columns.strings([""]),
+                "units": columns.ints([1]),
+                "revenue": columns.sums([Decimal("1.00")]),
+                "cancelled_units": columns.ints([0]),
+                "cancelled_revenue": columns.sums([Decimal("0.00")]),
+            },
+        )
+        times = columns.instants([0] * 2_998)
+        batch.append_delta(
+            pipeline.PIPELINE_STATE,
+            {
+                "site": columns.strings([""] * 2_998),
+                **{c: columns.ints([1] * 2_998) for c in pipeline.PIPELINE_STATE.sums},
+                "last_sequence": columns.ints(range(2_998)),
+                "last_event_time": times,
+                "last_batch_at": times,
+                "central_last_event_time": times,
+            },
+        )
+        batch.append_delta(
+            stock.STOCK_SNAPSHOT,
+            {
+                "sku": columns.strings(["SKU-1"]),
+                "warehouse": columns.strings(["W1"]),
+                "site": columns.strings([""]),
+                "on_hand": columns.ints([2**40]),
+                "last_movement_at": columns.instants([0]),
+            },
+        )
+        batch.finish()
+        got = cur.execute(f"SELECT on_hand FROM {stock.STOCK_SNAPSHOT.delta}").fetchall()
+        assert got == [(2**40,)]
+    finally:
+        cur.execute("ROLLBACK")
