@@ -295,6 +295,20 @@ def _answers(store: Store) -> dict[str, Any]:
     }
 
 
+#: A delta row of each aggregate: what the two batches of the upgrade tests leave.
+_ONE_EACH = {"sales_by_hour": 1, "product_sales_by_hour": 1, "stock_snapshot": 1}
+
+
+def _waiting(store: Store) -> dict[str, int]:
+    """The rows waiting in ``aggregate_deltas``, by aggregate."""
+    rows = store.read(
+        lambda cur: cur.execute(
+            "SELECT aggregate, count(*) FROM aggregate_deltas GROUP BY ALL"
+        ).fetchall()
+    )
+    return dict(rows)
+
+
 #: The pipeline state's columns, as a table of version 15 holds them.
 _PIPELINE_COLUMNS = (
     "last_sequence, events_applied, events_rejected, events_duplicate, batches,"
@@ -329,17 +343,7 @@ def test_upgrade_to_version_12_moves_rows_waiting_in_three_deltas_into_one(
     store.compact()  # some rows folded into the bases, some waiting in the deltas
     store.apply_batch([stream.cancel("O-1"), stream.move("SKU-1", "W1", -2)])
     before = _answers(store)
-    waiting = store.read(
-        lambda cur: cur.execute(
-            "SELECT aggregate, count(*) FROM aggregate_deltas GROUP BY ALL"
-        ).fetchall()
-    )
-    assert dict(waiting) == {
-        "sales_by_hour": 1,
-        "product_sales_by_hour": 1,
-        "stock_snapshot": 1,
-        "pipeline_state": 1,
-    }
+    assert _waiting(store) == {**_ONE_EACH, "pipeline_state": 1}
     store.close()
     conn = db.connect(path)  # what version 11 left: the same rows in a delta table each
     _pipeline_state_as_before_16(conn)
@@ -414,16 +418,7 @@ def test_upgrade_to_version_16_keeps_the_pipeline_state_and_the_rows_waiting(
         assert state["events_applied"] == 4 and state["last_sequence"] == 6
         assert state["events_duplicate"] == 1 and state["events_rejected"] == 1
         assert _answers(store) == before
-        waiting = store.read(
-            lambda cur: cur.execute(
-                "SELECT aggregate, count(*) FROM aggregate_deltas GROUP BY ALL"
-            ).fetchall()
-        )
-        assert dict(waiting) == {
-            "sales_by_hour": 1,
-            "product_sales_by_hour": 1,
-            "stock_snapshot": 1,
-        }
+        assert _waiting(store) == _ONE_EACH
         store.apply_batch([stream.order("O-3", lines=[("SKU-1", 1, "1.00")], total="1.00")])
         after = store.read(pipeline.state)
         assert after["last_sequence"] == 7 and after["events_applied"] == 5

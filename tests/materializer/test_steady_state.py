@@ -10,11 +10,13 @@ which must be tried again, never stop ingest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,31 @@ async def test_the_wal_is_checkpointed_once_it_reaches_the_threshold_and_duckdb_
     assert max(wal_sizes) < 2 * 256_000
 
 
+@contextlib.contextmanager
+def _slow_read(store: Store) -> Iterator[tuple[Future[Any], duckdb.DuckDBPyConnection]]:
+    """A read of the store running on a worker thread, and its cursor: long enough to
+    still run when the checkpoints in the block start, interrupted at the latest when the
+    block ends."""
+    running = threading.Event()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def slow_read(cursor: duckdb.DuckDBPyConnection) -> Any:
+        cursors.append(cursor)
+        running.set()
+        return cursor.execute("SELECT count(*) FROM range(100000000000)").fetchall()
+
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        read = worker.submit(store.read, slow_read)
+        assert running.wait(10)
+        time.sleep(0.1)  # the query is executing, not just submitted
+        try:
+            yield read, cursors[0]
+        finally:
+            if not read.done():  # the block failed before interrupting it
+                with contextlib.suppress(duckdb.ConnectionException):
+                    cursors[0].interrupt()
+
+
 def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
     tmp_path: Path,
 ) -> None:
@@ -163,26 +190,14 @@ def test_a_running_read_defers_a_plain_checkpoint_and_a_forced_one_waits_for_it(
     store = Store.open(tmp_path / "pulse.duckdb")
     stream = Stream()
     store.apply_batch([stream.move("SKU-1", "W1", 1)])
-    running = threading.Event()
-    cursors: list[duckdb.DuckDBPyConnection] = []
-
-    def slow_read(cursor: duckdb.DuckDBPyConnection) -> Any:
-        cursors.append(cursor)
-        running.set()
-        # Long enough to still run when the checkpoints below start; interrupted.
-        return cursor.execute("SELECT count(*) FROM range(100000000000)").fetchall()
-
     try:
-        with ThreadPoolExecutor(max_workers=1) as worker:
-            read = worker.submit(store.read, slow_read)
-            assert running.wait(10)
-            time.sleep(0.1)  # the query is executing, not just submitted
+        with _slow_read(store) as (read, cursor):
             store.apply_batch([stream.move("SKU-1", "W1", 1)])
             store.compact()  # deletes the rows it folds
 
             assert store.checkpoint() is False
 
-            threading.Timer(0.5, lambda: cursors[0].interrupt()).start()
+            threading.Timer(0.5, cursor.interrupt).start()
             started = time.perf_counter()
             assert store.checkpoint(force=True) is True
             waited = time.perf_counter() - started
@@ -203,23 +218,12 @@ def test_a_checkpoint_after_batches_that_only_append_runs_beside_a_read(
     stream = Stream()
     store.apply_batch([stream.order("O-1"), stream.move("SKU-1", "W1", 1)])
     assert store.checkpoint() is True
-    running = threading.Event()
-    cursors: list[duckdb.DuckDBPyConnection] = []
-
-    def slow_read(cursor: duckdb.DuckDBPyConnection) -> Any:
-        cursors.append(cursor)
-        running.set()
-        return cursor.execute("SELECT count(*) FROM range(100000000000)").fetchall()
-
     try:
-        with ThreadPoolExecutor(max_workers=1) as worker:
-            read = worker.submit(store.read, slow_read)
-            assert running.wait(10)
-            time.sleep(0.1)  # the query is executing, not just submitted
+        with _slow_read(store) as (read, cursor):
             for number in range(2, 5):
                 store.apply_batch([stream.order(f"O-{number}"), stream.move("SKU-1", "W1", 1)])
                 assert store.checkpoint() is True
-            cursors[0].interrupt()
+            cursor.interrupt()
             with pytest.raises(duckdb.InterruptException):
                 read.result()
         assert store.query("sales_summary", DAY).wire["orders"] == 4
