@@ -281,6 +281,9 @@ class Soak:
                         figures["checkpoint_seconds_total"] = round(s.value, 3)
                     elif s.name == "pulse_materializer_batches_total":
                         figures["batches_total"] = int(s.value)
+                    elif s.name == "pulse_materializer_query_seconds_sum":
+                        reads = figures.setdefault("query_seconds_by_name", {})
+                        reads[s.labels["query"]] = round(s.value, 3)
             gateway = await http.get(self.stack.gateway_url + "/health")
             figures["gateway_health"] = gateway.status_code
         except Exception as exc:  # a failed scrape must not end the sampling

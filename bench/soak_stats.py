@@ -202,14 +202,18 @@ _WINDOW_TOTALS = (("checkpoints", "checkpoints"), ("checkpoint s", "checkpoint_s
 def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
     """The run in windows of ``seconds`` (by each sample's ``t``, in any order): batches
     committed, the median of the samples' p50 batch, notice and query times, the
-    processes' mean CPU, and the checkpoints (count and seconds) that ended in it, from
-    the first sample on (the materializer's totals include the prefill's). Shows when a
-    run's latencies climbed, which the first-vs-last summary cannot."""
+    processes' mean CPU, the checkpoints (count and seconds) that ended in it and the
+    named queries' time (``_read_load``), from the first sample on (the materializer's
+    totals include the prefill's). Shows when a run's latencies climbed, which the
+    first-vs-last summary cannot."""
     samples = sorted(samples, key=lambda s: s["t"])
     totals = {
         key: next((s[key] for s in samples if s.get(key) is not None), 0)
         for _, key in _WINDOW_TOTALS
     }
+    # The materializer's totals include the prefill's reads: the first sample with them
+    # is where counting starts.
+    reads: dict[str, Any] = {}
     windows: list[dict[str, Any]] = []
     for index, group in itertools.groupby(samples, key=lambda s: int(s["t"] // seconds)):
         rows = list(group)
@@ -227,8 +231,32 @@ def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, A
             values = [s[key] for s in rows if s.get(key) is not None]
             window[column] = round(values[-1] - totals[key], 2) if values else None
             totals[key] = values[-1] if values else totals[key]
+        window |= _read_load(rows, reads)
         windows.append(window)
     return windows
+
+
+def _read_load(rows: list[dict[str, Any]], before: dict[str, Any]) -> dict[str, Any]:
+    """The materializer's named queries in one window: the seconds they took per second
+    (1.0 = a thread busy all the time) and the query that took the most, from the
+    running totals ``query_seconds_by_name`` of its last sample against those of the
+    sample before it (``before``: ``t`` and ``totals``, updated)."""
+    timed = [s for s in rows if s.get("query_seconds_by_name")]
+    if timed and "t" not in before:  # the run's first: counting starts at its first sample
+        before |= {"t": timed[0]["t"], "totals": timed[0]["query_seconds_by_name"]}
+    if not timed or timed[-1]["t"] <= before["t"]:
+        return {"reads s/s": None, "most read": None}
+    last, totals = timed[-1], before["totals"]
+    seconds = last["t"] - before["t"]
+    spent = {
+        name: value - totals.get(name, 0.0) for name, value in last["query_seconds_by_name"].items()
+    }
+    before |= {"t": last["t"], "totals": last["query_seconds_by_name"]}
+    name = max(spent, key=spent.__getitem__)
+    return {
+        "reads s/s": round(sum(spent.values()) / seconds, 3),
+        "most read": f"{name} {spent[name] / seconds:.3f}",
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -95,6 +95,32 @@ def test_by_window_shows_when_a_run_climbed() -> None:
     assert first["checkpoints"] == 1
     assert first["query p50 ms"] is None and first["gateway cpu %"] is None
     assert first["materializer cpu %"] == 110
+    assert first["reads s/s"] is None and first["most read"] is None
+
+
+def test_by_window_shows_the_named_queries_time_per_second_and_the_costliest() -> None:
+    """From the materializer's running totals by query: what each window's last sample
+    added to the last sample before it, over the seconds between the two; the first
+    sample's totals (the prefill's reads among them) are where counting starts."""
+
+    def sample(t: float, reads: dict[str, float]) -> dict[str, object]:
+        return {"t": t, "batch_ms": {"n": 1, "p50": 1.0}, "query_seconds_by_name": reads}
+
+    samples = [
+        sample(5, {"pipeline": 100.0, "ar_aging": 50.0}),
+        sample(15, {"pipeline": 101.0, "ar_aging": 54.0}),
+        sample(25, {"pipeline": 111.0, "ar_aging": 56.0, "sites": 1.0}),
+        sample(35, {"pipeline": 112.0, "ar_aging": 57.0, "sites": 1.0}),
+        sample(45, {"pipeline": 112.0, "ar_aging": 57.0, "sites": 1.0}),
+    ]
+    first, second, idle = by_window(samples, 20)
+    assert first["reads s/s"] == pytest.approx(5 / 10)
+    assert first["most read"] == "ar_aging 0.400"
+    assert second["reads s/s"] == pytest.approx((11 + 3 + 1) / 20)
+    assert second["most read"] == "pipeline 0.550"
+    assert idle["reads s/s"] == 0
+    (alone,) = by_window(samples[:1], 20)
+    assert alone["reads s/s"] is None and alone["most read"] is None
 
 
 def _sample_line(t: object) -> str:
