@@ -203,7 +203,7 @@ def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, A
     """The run in windows of ``seconds`` (by each sample's ``t``, in any order): batches
     committed, the median of the samples' p50 batch, notice and query times, the
     processes' mean CPU, the checkpoints (count and seconds) that ended in it and the
-    named queries' time (``_read_load``), from the first sample on (the materializer's
+    named queries' answer time (``_read_load``), from the first sample on (the materializer's
     totals include the prefill's). Shows when a run's latencies climbed, which the
     first-vs-last summary cannot."""
     samples = sorted(samples, key=lambda s: s["t"])
@@ -237,15 +237,17 @@ def by_window(samples: list[dict[str, Any]], seconds: float) -> list[dict[str, A
 
 
 def _read_load(rows: list[dict[str, Any]], before: dict[str, Any]) -> dict[str, Any]:
-    """The materializer's named queries in one window: the seconds they took per second
-    (1.0 = a thread busy all the time) and the query that took the most, from the
-    running totals ``query_seconds_by_name`` of its last sample against those of the
-    sample before it (``before``: ``t`` and ``totals``, updated)."""
+    """The materializer's named queries in one window: the seconds they took to answer
+    (from the request to the reply, a wait for a free ``QUERY_WORKERS`` thread included)
+    per second, and the query that took the most, from the running totals
+    ``query_seconds_by_name`` of the window's last sample against those of the sample
+    before it (``before``: ``t`` and ``totals``, updated). Above ``QUERY_WORKERS`` the
+    reads queued."""
     timed = [s for s in rows if s.get("query_seconds_by_name")]
     if timed and "t" not in before:  # the run's first: counting starts at its first sample
         before |= {"t": timed[0]["t"], "totals": timed[0]["query_seconds_by_name"]}
     if not timed or timed[-1]["t"] <= before["t"]:
-        return {"reads s/s": None, "most read": None}
+        return {"queries s/s": None, "slowest query": None}
     last, totals = timed[-1], before["totals"]
     seconds = last["t"] - before["t"]
     spent = {
@@ -254,8 +256,8 @@ def _read_load(rows: list[dict[str, Any]], before: dict[str, Any]) -> dict[str, 
     before |= {"t": last["t"], "totals": last["query_seconds_by_name"]}
     name = max(spent, key=spent.__getitem__)
     return {
-        "reads s/s": round(sum(spent.values()) / seconds, 3),
-        "most read": f"{name} {spent[name] / seconds:.3f}",
+        "queries s/s": round(sum(spent.values()) / seconds, 3),
+        "slowest query": f"{name} {spent[name] / seconds:.3f}",
     }
 
 

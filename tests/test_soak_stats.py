@@ -95,10 +95,10 @@ def test_by_window_shows_when_a_run_climbed() -> None:
     assert first["checkpoints"] == 1
     assert first["query p50 ms"] is None and first["gateway cpu %"] is None
     assert first["materializer cpu %"] == 110
-    assert first["reads s/s"] is None and first["most read"] is None
+    assert first["queries s/s"] is None and first["slowest query"] is None
 
 
-def test_by_window_shows_the_named_queries_time_per_second_and_the_costliest() -> None:
+def test_by_window_shows_the_named_queries_answer_time_per_second_and_the_slowest() -> None:
     """From the materializer's running totals by query: what each window's last sample
     added to the last sample before it, over the seconds between the two; the first
     sample's totals (the prefill's reads among them) are where counting starts."""
@@ -114,13 +114,13 @@ def test_by_window_shows_the_named_queries_time_per_second_and_the_costliest() -
         sample(45, {"pipeline": 112.0, "ar_aging": 57.0, "sites": 1.0}),
     ]
     first, second, idle = by_window(samples, 20)
-    assert first["reads s/s"] == pytest.approx(5 / 10)
-    assert first["most read"] == "ar_aging 0.400"
-    assert second["reads s/s"] == pytest.approx((11 + 3 + 1) / 20)
-    assert second["most read"] == "pipeline 0.550"
-    assert idle["reads s/s"] == 0
+    assert first["queries s/s"] == pytest.approx(5 / 10)
+    assert first["slowest query"] == "ar_aging 0.400"
+    assert second["queries s/s"] == pytest.approx((11 + 3 + 1) / 20)
+    assert second["slowest query"] == "pipeline 0.550"
+    assert idle["queries s/s"] == 0
     (alone,) = by_window(samples[:1], 20)
-    assert alone["reads s/s"] is None and alone["most read"] is None
+    assert alone["queries s/s"] is None and alone["slowest query"] is None
 
 
 def _sample_line(t: object) -> str:
