@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from materializer import continuity, db
+from materializer.aggregates import pipeline
 from materializer.consumer import Ingestor
 from materializer.http import HttpServer
 from materializer.lifecycle import Lifecycle
@@ -63,13 +64,10 @@ class Materializer:
         self._tasks: list[asyncio.Task[None]] = []
         self._notice_version = 0
         self._stream_last_sequence = 0
-        self._state: dict[str, Any] = {}
         self._sequence_changed = asyncio.Condition()
         self.guard: continuity.StreamGuard | None = None
         #: What start-up is doing (logged when a signal stops it half-way).
         self.starting_step = "not started"
-        #: Gaps recorded in the file and the events they hold (``degraded`` while any).
-        self._gaps = (0, 0)
         self.read_gate: ReadGate | None = None
 
     async def __aenter__(self) -> Materializer:
@@ -93,9 +91,7 @@ class Materializer:
         s.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         self.starting_step = f"opening {s.duckdb_path}"
         self.store = await asyncio.to_thread(self._open_store)
-        self._state = dict(self.store.stats())
-        self._gaps = self.store.read(continuity.gap_totals)
-        self._notice_version = int(self._state.get("last_sequence") or 0)
+        self._notice_version = self.store.last_sequence()
         self.starting_step = f"connecting to NATS at {s.nats_url}"
         self.nc = await nats.connect(
             **client_options(s.nats_url, "pulse-bi-materializer"),
@@ -235,25 +231,31 @@ class Materializer:
         return self._notice_version
 
     def stats(self) -> dict[str, Any]:
-        """Pipeline figures for /stats and /health (the ``pipeline`` query reads DuckDB)."""
+        """Pipeline figures for /stats and /health: the version announced, and the
+        store's state as last committed (what the ``pipeline`` query shows)."""
         last = self._notice_version
+        state = self._pipeline()
         return {
             "version": last,
             "last_sequence": last,
             "stream_last_sequence": self._stream_last_sequence,
             "lag": max(0, self._stream_last_sequence - last),
-            "gap_count": self._gaps[0],
-            "events_missing": self._gaps[1],
-            "events_applied": int(self._state.get("events_applied") or 0),
-            "events_rejected": int(self._state.get("events_rejected") or 0),
-            "events_duplicate": int(self._state.get("events_duplicate") or 0),
-            "batches": int(self._state.get("batches") or 0),
-            "last_event_time": _iso(self._state.get("last_event_time")),
-            "last_batch_at": _iso(self._state.get("last_batch_at")),
+            "gap_count": state.gap_count,
+            "events_missing": state.events_missing,
+            "events_applied": state.events_applied,
+            "events_rejected": state.events_rejected,
+            "events_duplicate": state.events_duplicate,
+            "batches": state.batches,
+            "last_event_time": _iso(state.last_event_time),
+            "last_batch_at": _iso(state.last_batch_at),
             "nats_connected": bool(self.nc and self.nc.is_connected),
             **(self.lifecycle.stats() if self.lifecycle is not None else {}),
             "reading": self.service is None or self.service.reading,
         }
+
+    def _pipeline(self) -> pipeline.State:
+        """The store's pipeline state as last committed (empty before it is open)."""
+        return self.store.pipeline_state() if self.store is not None else pipeline.State()
 
     def _lag(self) -> int:
         return max(0, self._stream_last_sequence - self._notice_version)
@@ -277,8 +279,9 @@ class Materializer:
         if down:
             return "unavailable", "; ".join(down)
         warnings: list[str] = []
-        if self._gaps[0]:
-            warnings.append(continuity.gaps_reason(*self._gaps))
+        state = self._pipeline()
+        if state.gap_count:
+            warnings.append(continuity.gaps_reason(state.gap_count, state.events_missing))
         low = self._low_disk()
         if low:
             warnings.append(low)
@@ -329,19 +332,8 @@ class Materializer:
     async def _announce(self, result: BatchResult) -> None:
         previous = self._notice_version
         self._notice_version = max(previous, result.last_sequence)
-        st = self._state
-        st["events_applied"] = int(st.get("events_applied") or 0) + result.applied
-        st["events_rejected"] = int(st.get("events_rejected") or 0) + result.rejected
-        st["events_duplicate"] = int(st.get("events_duplicate") or 0) + result.duplicates
-        st["batches"] = int(st.get("batches") or 0) + 1
-        if result.gaps:
-            count, missing = self._gaps
-            self._gaps = (count + len(result.gaps), missing + sum(g.events for g in result.gaps))
         # A committed batch was confirmed to come from this stream: it reaches that far.
         self._stream_last_sequence = max(self._stream_last_sequence, result.last_sequence)
-        st["last_batch_at"] = datetime.now(UTC)
-        if result.last_event_time is not None:
-            st["last_event_time"] = result.last_event_time
         self._update_lag()
         async with self._sequence_changed:
             self._sequence_changed.notify_all()
@@ -381,7 +373,7 @@ class Materializer:
                     ChangeNotice(
                         version=self._notice_version,
                         kind="heartbeat",
-                        last_event_time=_iso(self._state.get("last_event_time")),
+                        last_event_time=_iso(self._pipeline().last_event_time),
                     )
                 )
             except Exception as exc:  # NATS away: keep beating once it returns

@@ -17,13 +17,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import duckdb
 import msgspec
 
 from pulse_bi.contract import BY_NAME, QUERY_NAMES, BigInt, Money, QuerySpec, UtcTime, to_wire
 from pulse_bi.contract.spec import MAX_PAGE, Row, describe_type, unwrap
+
+if TYPE_CHECKING:
+    from materializer.aggregates.pipeline import State as PipelineState
 
 __all__ = ["MAX_PAGE", "BadQuery", "QueryContext", "QueryResult", "implements", "run"]
 
@@ -70,6 +73,9 @@ class QueryContext:
     #: shown by the ``pipeline`` query; empty for a store without a materializer.
     #: Asked only by a query that shows them, as ``health``.
     lifecycle: Callable[[], Mapping[str, Any]] = dict
+    #: The pipeline state as last committed (``Store.pipeline_state``), which the
+    #: ``pipeline`` query shows; None: read it from the file.
+    pipeline: PipelineState | None = None
 
     def today_utc(self) -> date:
         """The as-of date default: today in UTC."""

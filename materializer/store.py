@@ -24,6 +24,7 @@ halves resumes exactly. An infrastructure fault is raised unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -144,7 +145,10 @@ class Store:
         #: DuckDB's optimizer on ``conn``, off while a batch runs plain statements and
         #: left off after it, until a statement that needs it switches it on.
         self._optimizer = Optimizer(conn)
-        self._last_sequence = int(self.read(pipeline.state)["last_sequence"])  # type: ignore[call-overload]
+        #: The pipeline state as last committed (``pipeline.State``): the ``pipeline``
+        #: query reads it here, and each commit adds its batch's row.
+        self._pipeline = self.read(pipeline.read_state)
+        self._last_sequence = self._pipeline.last_sequence
         #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
         self._delta_rows = self.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
         #: Raw rows in ``raw_staged``, folded into their bases at ``staged.FOLD_ROWS``.
@@ -284,7 +288,7 @@ class Store:
         try:
             # A gap before these messages is recorded with them (docs/OPERATIONS.md).
             gaps = continuity.record_gaps(cur, last, [m.sequence for m in messages])
-            result, batch = self._apply(cur, messages)
+            result, batch, row = self._apply(cur, messages)
             result.gaps = gaps
             event_digests, key_hashes = batch.event_digests, batch.key_hashes
             delta_rows, staged_rows = batch.delta_rows, batch.staged_rows
@@ -296,6 +300,7 @@ class Store:
             self._optimizer_on_after_failure()
             raise
         self._last_sequence = result.last_sequence
+        self._pipeline = self._pipeline.after(row.with_gaps(gaps))
         self._delta_rows += delta_rows
         self._staged_rows += staged_rows
         # Only what committed is seen from now on.
@@ -342,7 +347,7 @@ class Store:
                     message.received_at,
                 )
             )
-            pipeline.record(
+            row = pipeline.record(
                 batch,
                 last_sequence=message.sequence,
                 applied=0,
@@ -356,6 +361,7 @@ class Store:
             self._optimizer_on_after_failure()
             raise
         self._last_sequence = message.sequence
+        self._pipeline = self._pipeline.after(row.with_gaps(gaps))
         # Its row of the pipeline state waits in the deltas like any batch's (m0016).
         self._delta_rows += batch.delta_rows
         self._staged_rows += batch.staged_rows
@@ -371,7 +377,7 @@ class Store:
 
     def _apply(
         self, cur: duckdb.DuckDBPyConnection, messages: list[RawMessage]
-    ) -> tuple[BatchResult, Batch]:
+    ) -> tuple[BatchResult, Batch, pipeline.State]:
         batch = Batch(cur, self._optimizer)
         batch.archive = self.archive
         by_type = batch.events
@@ -455,7 +461,7 @@ class Store:
             _unsee(batch, {reject[2] for reject in late_rejects})
         applied = accepted_count - len(late_rejects)
         last_event_time = None if batch.latest_micros is None else from_micros(batch.latest_micros)
-        pipeline.record(
+        row = pipeline.record(
             batch,
             last_sequence=messages[-1].sequence,
             applied=applied,
@@ -473,7 +479,7 @@ class Store:
             changes=batch.changes.normalized(),
             last_event_time=last_event_time,
         )
-        return result, batch
+        return result, batch, row
 
     def _resolve_keys(self, batch: Batch, ids: dict[str, int]) -> int:
         """Look up the batch's keys and valid events' ids in the in-memory ``SeenIndex``;
@@ -515,8 +521,14 @@ class Store:
         return removed
 
     def stats(self) -> dict[str, Any]:
-        """Pipeline state: last_sequence, counters, last event time, last batch time."""
-        return self.read(pipeline.state)
+        """Pipeline state: last_sequence, counters, last event time, last batch time, as
+        last committed (``pipeline_state``)."""
+        return self._pipeline.counters()
+
+    def pipeline_state(self) -> pipeline.State:
+        """The pipeline state as last committed, kept in memory: what the file's
+        ``pipeline_state`` view and gap totals hold, without reading them."""
+        return self._pipeline
 
     def read(self, reader: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
         """Run ``reader`` on a cursor of its own and close it: every read goes through here.
@@ -546,6 +558,9 @@ class Store:
         """Answer a named query on a cursor of its own; raises ``BadQuery``."""
         if context is None:
             context = QueryContext(stream_last_sequence=self.stream_last_sequence)
+        # The state as committed when the query starts (a later batch may commit while
+        # it runs: its reads of the file may be that much newer).
+        context = dataclasses.replace(context, pipeline=self._pipeline)
         return self.read(lambda cursor: run(cursor, name, params, context))
 
     def checkpoint(self, *, force: bool = False) -> bool:

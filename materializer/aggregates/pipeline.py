@@ -7,10 +7,15 @@ the central site's latest event time, ``aggregates/sites.py``) and
 ``pipeline_state`` is a view since ``migrations/m0016_pipeline_state_deltas.py``: its
 folded row ``pipeline_state_base`` and one delta row per batch since the last fold
 (``PIPELINE_STATE``), counters added up and the sequence and times their maxima.
+The store keeps the state it last committed in memory (``State``, ``Store.pipeline``),
+and the ``pipeline`` and ``sites`` queries read it there rather than sum the view.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +67,68 @@ PIPELINE_STATE = Folded(
 FOLDED = (PIPELINE_STATE,)
 
 
+@dataclass(frozen=True, slots=True)
+class State:
+    """The pipeline state as committed: the view's row and the totals of the stream's
+    gaps (``continuity.GAP_TOTALS``), recorded in the same transactions.
+
+    The store keeps the last committed state in memory (``Store.pipeline``): read from
+    the file at open, then each batch's row added to it after its COMMIT, as the view
+    adds the rows (``after``). The ``pipeline`` query, refreshed after every batch for
+    each live subscription to it, then reads nothing from the file, where the view's
+    sums over the rows waiting cost 0.7-1.2 ms a read (docs/BENCHMARKS.md, "The pipeline
+    state as a delta", "The pipeline state from memory").
+    """
+
+    last_sequence: int = 0
+    events_applied: int = 0
+    events_rejected: int = 0
+    events_duplicate: int = 0
+    batches: int = 0
+    last_event_time: datetime | None = None
+    last_batch_at: datetime | None = None
+    central_last_event_time: datetime | None = None
+    gap_count: int = 0
+    events_missing: int = 0
+
+    def after(self, row: State) -> State:
+        """This state with a batch's row added: counters summed, the sequence and the
+        times their maxima, a missing time skipped (``PIPELINE_STATE``'s view)."""
+        values: dict[str, Any] = {
+            name: getattr(self, name) + getattr(row, name) for name in _SUMMED
+        }
+        for name in PIPELINE_STATE.latest:
+            mine, theirs = getattr(self, name), getattr(row, name)
+            values[name] = theirs if mine is None else mine if theirs is None else max(mine, theirs)
+        return State(**values)
+
+    def counters(self) -> dict[str, Any]:
+        """The position, counters and times ``/stats`` and ``/health`` show."""
+        return {name: getattr(self, name) for name in _COUNTERS}
+
+    def with_gaps(self, gaps: Sequence[continuity.Gap]) -> State:
+        """A batch's row with the gaps recorded before it."""
+        return dataclasses.replace(
+            self, gap_count=len(gaps), events_missing=sum(gap.events for gap in gaps)
+        )
+
+
+_COUNTERS = (
+    "last_sequence",
+    "events_applied",
+    "events_rejected",
+    "events_duplicate",
+    "batches",
+    "last_event_time",
+    "last_batch_at",
+)
+#: What ``State.after`` sums; every other field is one of the view's maxima. A column
+#: added to ``PIPELINE_STATE`` without its field here fails on import.
+_SUMMED = (*PIPELINE_STATE.sums, "gap_count", "events_missing")
+if {f.name for f in dataclasses.fields(State)} != {*_SUMMED, *PIPELINE_STATE.latest}:
+    raise TypeError("pipeline.State must hold PIPELINE_STATE's columns and the gap totals")
+
+
 def probe(batch: Batch) -> list[str]:
     """Event ids are probed by the store itself."""
     return []
@@ -78,8 +145,10 @@ def record(
     applied: int,
     duplicates: int,
     last_event_time: datetime | None,
-) -> None:
-    """Store rejects and new keys and advance the pipeline state, in the batch's transaction.
+) -> State:
+    """Store rejects and new keys and advance the pipeline state, in the batch's
+    transaction; returns the state's row (``State``, without the gaps), for the store to
+    add once the batch committed.
 
     Its statements are plain appends: they join the batch's queue, which
     ``Batch.finish`` runs, and the state's row joins the batch's one append to the
@@ -111,20 +180,25 @@ def record(
                 "sequence": ints(batch.new_key_sequences),
             },
         )
-    batch.append_delta(
-        PIPELINE_STATE,
-        {
-            "site": repeated("", 1),  # NOT NULL in every row of the deltas
-            "events_applied": ints([applied]),
-            "events_rejected": ints([len(batch.rejects)]),
-            "events_duplicate": ints([duplicates]),
-            "batches": ints([1]),
-            "last_sequence": ints([last_sequence]),
-            "last_event_time": _instant(last_event_time),
-            "last_batch_at": _instant(datetime.now(UTC)),
-            "central_last_event_time": _instant(batch.central_last_event_time),
-        },
+    row = State(
+        last_sequence=last_sequence,
+        events_applied=applied,
+        events_rejected=len(batch.rejects),
+        events_duplicate=duplicates,
+        batches=1,
+        last_event_time=last_event_time,
+        # As DuckDB keeps it: microseconds, the same instant the view reads back.
+        last_batch_at=datetime.now(UTC),
+        central_last_event_time=batch.central_last_event_time,
     )
+    delta: dict[str, Column] = {"site": repeated("", 1)}  # NOT NULL in every delta row
+    for name in PIPELINE_STATE.sums:
+        delta[name] = ints([getattr(row, name)])
+    for name in PIPELINE_STATE.latest:
+        value = getattr(row, name)
+        delta[name] = _instant(value) if name != "last_sequence" else ints([value])
+    batch.append_delta(PIPELINE_STATE, delta)
+    return row
 
 
 def _instant(value: datetime | None) -> Column:
@@ -184,54 +258,57 @@ def rebuild(history: History) -> None:
     )
 
 
-def state(cur: duckdb.DuckDBPyConnection) -> dict[str, object]:
-    """The pipeline state row as a dict of Python values."""
-    row = cur.execute(
-        "SELECT last_sequence, events_applied, events_rejected, events_duplicate, batches,"
-        " last_event_time, last_batch_at FROM pipeline_state WHERE id = 1"
-    ).fetchone()
+_STATE = (
+    f"SELECT {', '.join(f's.{f.name}' for f in dataclasses.fields(State)[:-2])},"
+    f" g.gap_count, g.events_missing FROM pipeline_state s"
+    f" CROSS JOIN ({continuity.GAP_TOTALS}) g WHERE s.id = 1"
+)
+
+
+def read_state(cur: duckdb.DuckDBPyConnection) -> State:
+    """The pipeline state as the file holds it (the view and the gaps' totals)."""
+    row = cur.execute(_STATE).fetchone()
     assert row is not None
-    keys = (
-        "last_sequence",
-        "events_applied",
-        "events_rejected",
-        "events_duplicate",
-        "batches",
-        "last_event_time",
-        "last_batch_at",
-    )
-    return dict(zip(keys, row, strict=True))
+    values: list[Any] = [
+        value.astimezone(UTC) if isinstance(value, datetime) else value for value in row
+    ]
+    return State(*values)
+
+
+def state(cur: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    """The pipeline state row as the file holds it, as ``State.counters``."""
+    return read_state(cur).counters()
 
 
 # Named queries ----------------------------------------------------------------------
 
 
-#: Everything the ``pipeline`` query reads from the file, in one statement: it is
-#: refreshed after every batch for each live subscription to it, and each statement
-#: costs DuckDB's fixed ~0.4 ms (docs/BENCHMARKS.md, "The pipeline query in one read").
-_PIPELINE = (
-    "SELECT s.last_sequence, s.events_applied, s.events_rejected, s.batches,"
-    " s.last_event_time, s.last_batch_at, g.gap_count, g.events_missing,"
-    " coalesce(a.horizon, 0) FROM pipeline_state s"
-    f" CROSS JOIN ({continuity.GAP_TOTALS}) g LEFT JOIN archive_state a ON a.id = 1"
-    " WHERE s.id = 1"
-)
+_HORIZON = "SELECT coalesce(max(horizon), 0) FROM archive_state WHERE id = 1"
 
 
 @implements(registry.PIPELINE)
 def pipeline(
     cur: duckdb.DuckDBPyConnection, params: registry.NoParams, context: QueryContext
 ) -> QueryResult[registry.PipelineRow]:
-    """Applied position, counters, lag behind the stream, lost data and health."""
-    row = cur.execute(_PIPELINE).fetchone()
-    assert row is not None
-    last, applied, rejected, batches, event_time, batch_at, gap_count, missing, horizon = row
+    """Applied position, counters, lag behind the stream, lost data and health.
+
+    It is refreshed after every batch for each live subscription to it, so it reads
+    the file as little as it can: the state as committed comes from the store's memory
+    (``State``), the archive horizon from the materializer's lifecycle; only a store
+    without them (a tool's) reads them, and the gaps are listed only when there are some.
+    """
+    state = context.pipeline if context.pipeline is not None else read_state(cur)
+    last = state.last_sequence
+    gap_count = state.gap_count
+    lifecycle = context.lifecycle()
+    horizon = lifecycle.get("archive_horizon")
+    if horizon is None:
+        (horizon,) = cur.execute(_HORIZON).fetchall()[0]
     # Not clamped to the applied sequence: a stream that ends before it is not the
     # stream the file was built from, and must show (docs/OPERATIONS.md).
     known = context.stream_last_sequence
     stream_last = last if known is None else known
     status, reason = context.health()
-    lifecycle = context.lifecycle()
     return QueryResult(
         registry.PipelineRow(
             status=status,
@@ -240,14 +317,14 @@ def pipeline(
             stream_last_sequence=stream_last,
             lag=max(0, stream_last - last),
             gap_count=gap_count,
-            events_missing=int(missing),
-            # Gaps are rare: listed by a second statement only when there are some.
+            events_missing=state.events_missing,
+            # Gaps are rare: listed by a statement only when there are some.
             gaps=continuity.recent_gaps(cur) if gap_count else [],
-            events_applied=applied,
-            events_rejected=rejected,
-            batches=batches,
-            last_event_time=utc(event_time),
-            last_batch_at=utc(batch_at),
+            events_applied=state.events_applied,
+            events_rejected=state.events_rejected,
+            batches=state.batches,
+            last_event_time=utc(state.last_event_time),
+            last_batch_at=utc(state.last_batch_at),
             version=last,
             # Data lifecycle (docs/OPERATIONS.md, "Backup", "Archive and retention").
             last_backup_at=_time(lifecycle.get("last_backup_at")),

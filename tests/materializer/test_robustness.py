@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from materializer import queries
 from materializer.aggregates import FOLDED, deltas, pipeline, stock
 from materializer.events import Event, Rejection, decode
-from materializer.store import Store
+from materializer.queries import QueryContext
+from materializer.store import RawMessage, Store
 from tests.materializer.eventkit import Stream
 from tests.materializer.poison import ORDER_SUBJECT, POISON
 
@@ -363,3 +370,115 @@ def test_a_failure_after_the_commit_does_not_apply_the_batch_twice(
     assert store.query("stock_levels", {}).wire[0]["on_hand"] == 4
     assert store.query("rejected_events", {}).wire == []
     assert result.rejected == 0
+
+
+# The pipeline state kept in memory ----------------------------------------------------
+
+#: Each kind of batch that moves the pipeline state a different way, as a function of
+#: the stream that hands out its messages.
+_BATCH_KINDS: dict[str, Callable[[Stream], list[RawMessage]]] = {
+    "applied": lambda s: [s.order(f"O-{s.next_sequence}", time="2026-11-25T09:00:00Z")],
+    "a decoder's reject": lambda s: [s.raw(b"junk"), s.move("SKU-1", "W", 1)],
+    # The second is an aggregate's reject: the order id was created already.
+    "an aggregate's reject": lambda s: [
+        s.order("O-again", time="2026-11-25T10:00:00Z"),
+        s.order("O-again", time="2026-11-25T11:00:00Z"),
+    ],
+    "duplicates": lambda s: [
+        s.move("SKU-2", "W", 1, id="twice"),
+        s.move("SKU-2", "W", 1, id="twice"),
+    ],
+    # Split until the poison move is a dead letter; the moves around it apply.
+    "a dead letter": lambda s: [
+        s.move("SKU-1", "W", 1),
+        s.move("POISON", "W", 1),
+        s.move("SKU-3", "W", 2, time="2026-11-26T08:00:00Z"),
+    ],
+    # The test skips sequences before a kind named "a gap ...".
+    "a gap before it": lambda s: [s.move("SKU-1", "W", 1)],
+    "a gap before a dead letter": lambda s: [s.move("POISON", "W", 1)],
+    "a named site": lambda s: [
+        msgspec.structs.replace(s.order(f"O-{s.next_sequence}"), site="north"),
+        s.order(f"O-{s.next_sequence}", time="2026-11-24T00:00:00Z"),
+    ],
+    "older events than the latest": lambda s: [
+        s.move("SKU-1", "W", 1, time="2020-01-01T00:00:00Z")
+    ],
+    "only duplicates": lambda s: [s.move("SKU-2", "W", 1, id="twice")],
+}
+
+
+def _same_state_and_answer(store: Store) -> None:
+    """The state in memory is the file's, and so is the ``pipeline`` query's answer."""
+    assert store.pipeline_state() == store.read(pipeline.read_state)
+    from_memory = store.query("pipeline", {}, context=QueryContext()).wire
+    from_file = store.read(lambda cur: queries.run(cur, "pipeline", {}, QueryContext())).wire
+    assert from_memory == from_file
+
+
+def test_the_pipeline_state_in_memory_is_the_files_after_every_kind_of_batch(
+    tmp_path: Path, fail_on_poison_sku: PoisonSku, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store keeps the pipeline state it committed, and the ``pipeline`` query shows
+    it without reading the file: after each kind of batch, folds among them, it is what
+    the file's view and gap totals say, and a store opened again reads the same."""
+    monkeypatch.setattr(deltas, "COMPACT_ROWS", 4)  # folds come among the batches
+    path = tmp_path / "state.duckdb"
+    store = Store.open(path)
+    stream = Stream()
+    try:
+        for kind, messages in _BATCH_KINDS.items():
+            if kind.startswith("a gap"):
+                stream.next_sequence += 3
+            store.apply_batch(messages(stream))
+            store.fold_when_due()
+            _same_state_and_answer(store)
+        state = store.pipeline_state()
+    finally:
+        store.close()
+    assert (state.gap_count, state.events_missing) == (2, 6)
+    assert state.events_rejected == 4  # the junk, the order again, two dead letters
+    assert state.events_duplicate == 2
+    assert state.last_event_time == datetime(2026, 11, 26, 8, tzinfo=UTC)
+    again = Store.open(path)
+    try:
+        assert again.pipeline_state() == state
+        _same_state_and_answer(again)
+    finally:
+        again.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kinds=st.lists(st.sampled_from(sorted(_BATCH_KINDS)), min_size=1, max_size=7),
+    fold_rows=st.integers(min_value=1, max_value=12),
+)
+def test_the_pipeline_state_in_memory_follows_any_run_of_batches(
+    kinds: list[str], fold_rows: int
+) -> None:
+    """Any order of the batch kinds, folds at any size: memory and file agree."""
+    poison = PoisonSku()
+    real_apply = stock.apply
+
+    def apply(batch: Any) -> None:
+        if any(move.data.sku == "POISON" for move in batch.of_type("stock.moved")):
+            raise poison.error
+        real_apply(batch)
+
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setattr(stock, "apply", apply)
+        patch.setattr(deltas, "COMPACT_ROWS", fold_rows)
+        store = Store.open(Path(directory) / "state.duckdb")
+        stream = Stream()
+        try:
+            for kind in kinds:
+                if kind.startswith("a gap"):
+                    stream.next_sequence += 2
+                store.apply_batch(_BATCH_KINDS[kind](stream))
+                store.fold_when_due()
+                assert store.pipeline_state() == store.read(pipeline.read_state)
+        finally:
+            store.close()
