@@ -89,13 +89,6 @@ GAP_TOTALS = (
 )
 
 
-def gap_totals(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """How many gaps the file recorded, and how many events they hold."""
-    row = cur.execute(GAP_TOTALS).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def recent_gaps(cur: duckdb.DuckDBPyConnection, limit: int = GAPS_LISTED) -> list[GapRow]:
     """The latest gaps, newest first, as the ``pipeline`` query lists them."""
     rows = cur.execute(

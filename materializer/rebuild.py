@@ -174,7 +174,8 @@ async def rebuild(
         if set_based:
             loaded = await asyncio.to_thread(load, store.writer(), root)
             if loaded is not None:
-                # Opened again: the store reads its seen index and position at open.
+                # Opened again: the store reads its seen index, position and pipeline
+                # state at open.
                 store.close()
                 store = await asyncio.to_thread(Store.open, target)
         archive_seconds = time.perf_counter() - started

@@ -7,8 +7,9 @@ the central site's latest event time, ``aggregates/sites.py``) and
 ``pipeline_state`` is a view since ``migrations/m0016_pipeline_state_deltas.py``: its
 folded row ``pipeline_state_base`` and one delta row per batch since the last fold
 (``PIPELINE_STATE``), counters added up and the sequence and times their maxima.
-The store keeps the state it last committed in memory (``State``, ``Store.pipeline``),
-and the ``pipeline`` and ``sites`` queries read it there rather than sum the view.
+The store keeps the state it last committed in memory (``State``,
+``Store.pipeline_state``), and the ``pipeline`` query reads it there rather than sum
+the view.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class State:
     """The pipeline state as committed: the view's row and the totals of the stream's
     gaps (``continuity.GAP_TOTALS``), recorded in the same transactions.
 
-    The store keeps the last committed state in memory (``Store.pipeline``): read from
+    The store keeps the last committed state in memory (``Store.pipeline_state``): read from
     the file at open, then each batch's row added to it after its COMMIT, as the view
     adds the rows (``after``). The ``pipeline`` query, refreshed after every batch for
     each live subscription to it, then reads nothing from the file, where the view's
@@ -258,6 +259,7 @@ def rebuild(history: History) -> None:
     )
 
 
+#: The view's columns in ``State``'s order, then the gap totals (its last two fields).
 _STATE = (
     f"SELECT {', '.join(f's.{f.name}' for f in dataclasses.fields(State)[:-2])},"
     f" g.gap_count, g.events_missing FROM pipeline_state s"
