@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from materializer import archive, backup, rebuild, replay
+from materializer.aggregates import pipeline
 from materializer.app import Materializer
 from materializer.settings import Settings, SettingsError
 from pulse_bi.natsserver import LocalNatsServer, free_port
@@ -204,6 +205,12 @@ async def test_rebuild_runs_beside_a_live_materializer_which_then_swaps_the_file
         await running.wait_for_sequence(final, timeout=60)
         assert running.health()[0] == "ok"
         assert running.stats()["archive_horizon"] == last
+        # /stats and /health show the swapped-in file's counters, not the replaced one's.
+        assert running.store is not None
+        on_file = running.store.read(pipeline.state)
+        shown = running.stats()
+        for key in ("events_applied", "events_rejected", "events_duplicate", "batches"):
+            assert shown[key] == on_file[key], key
     assert list(tmp_path.glob("live.duckdb.replaced-*"))
     plain = await reference(nats_server.url, tmp_path / "plain.duckdb")
     assert_same(contents(settings.duckdb_path, raw=False), contents(plain, raw=False))
