@@ -145,10 +145,10 @@ class Store:
         #: DuckDB's optimizer on ``conn``, off while a batch runs plain statements and
         #: left off after it, until a statement that needs it switches it on.
         self._optimizer = Optimizer(conn)
-        #: The pipeline state as last committed (``pipeline.State``): the ``pipeline``
-        #: query reads it here, and each commit adds its batch's row.
+        #: The pipeline state as last committed (``pipeline.State``), the last applied
+        #: sequence in it: the ``pipeline`` query reads it here, and each commit adds
+        #: its batch's row.
         self._pipeline = self.read(pipeline.read_state)
-        self._last_sequence = self._pipeline.last_sequence
         #: Rows in the aggregate deltas, folded into their bases at ``deltas.COMPACT_ROWS``.
         self._delta_rows = self.read(lambda cursor: deltas.pending_rows(cursor, FOLDED))
         #: Raw rows in ``raw_staged``, folded into their bases at ``staged.FOLD_ROWS``.
@@ -191,7 +191,7 @@ class Store:
 
     def last_sequence(self) -> int:
         """Last applied stream sequence (0 when empty)."""
-        return self._last_sequence
+        return self._pipeline.last_sequence
 
     def apply_batch(self, messages: Sequence[RawMessage]) -> BatchResult:
         """Apply messages newer than ``last_sequence()``: one transaction, or several when
@@ -199,7 +199,7 @@ class Store:
         faults (``materializer.faults.is_infrastructure``) unchanged; any other error only
         if even storing the failing message as rejected fails.
         """
-        last = self._last_sequence
+        last = self._pipeline.last_sequence
         fresh = [m for m in messages if m.sequence > last]
         if not fresh:
             return BatchResult(last, last, 0, 0, 0, {"pipeline"})
@@ -260,7 +260,7 @@ class Store:
                 raise
             failed = error
         # Whatever did commit (a failure after COMMIT) must not be applied twice.
-        last = self._last_sequence
+        last = self._pipeline.last_sequence
         messages = [m for m in messages if m.sequence > last]
         if not messages:
             return BatchResult(last, last, 0, 0, 0, {"pipeline"})
@@ -283,7 +283,7 @@ class Store:
         the statements that need it (``Batch.cur``), and a batch that starts with plain
         statements saves two ``SET``s."""
         cur = self._optimizer.conn
-        last = self._last_sequence
+        last = self._pipeline.last_sequence
         cur.execute("BEGIN")
         try:
             # A gap before these messages is recorded with them (docs/OPERATIONS.md).
@@ -299,7 +299,6 @@ class Store:
             db.rollback(cur)  # a failed ROLLBACK must not hide why the batch failed
             self._optimizer_on_after_failure()
             raise
-        self._last_sequence = result.last_sequence
         self._pipeline = self._pipeline.after(row.with_gaps(gaps))
         self._delta_rows += delta_rows
         self._staged_rows += staged_rows
@@ -331,7 +330,7 @@ class Store:
         self, message: RawMessage, reason: str, event_id: str | None, event_type: str | None
     ) -> list[continuity.Gap]:
         cur = self._optimizer.conn
-        last = self._last_sequence
+        last = self._pipeline.last_sequence
         cur.execute("BEGIN")
         try:
             gaps = continuity.record_gaps(cur, last, [message.sequence])
@@ -360,7 +359,6 @@ class Store:
             db.rollback(cur)
             self._optimizer_on_after_failure()
             raise
-        self._last_sequence = message.sequence
         self._pipeline = self._pipeline.after(row.with_gaps(gaps))
         # Its row of the pipeline state waits in the deltas like any batch's (m0016).
         self._delta_rows += batch.delta_rows

@@ -109,6 +109,8 @@ class State:
 
     def with_gaps(self, gaps: Sequence[continuity.Gap]) -> State:
         """A batch's row with the gaps recorded before it."""
+        if not gaps:  # nearly every batch
+            return self
         return dataclasses.replace(
             self, gap_count=len(gaps), events_missing=sum(gap.events for gap in gaps)
         )
