@@ -250,8 +250,10 @@ def _read_load(rows: list[dict[str, Any]], before: dict[str, Any]) -> dict[str, 
         return {"queries s/s": None, "slowest query": None}
     last, totals = timed[-1], before["totals"]
     seconds = last["t"] - before["t"]
+    # A total below the last one is a materializer started again: it counts from zero.
     spent = {
-        name: value - totals.get(name, 0.0) for name, value in last["query_seconds_by_name"].items()
+        name: value if value < totals.get(name, 0.0) else value - totals.get(name, 0.0)
+        for name, value in last["query_seconds_by_name"].items()
     }
     before |= {"t": last["t"], "totals": last["query_seconds_by_name"]}
     name = max(spent, key=spent.__getitem__)
@@ -289,6 +291,18 @@ def main(argv: list[str] | None = None) -> None:
             t = sample.get("t") if isinstance(sample, dict) else None
             if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
                 parser.error(f"line {number} is not a soak sample: no number 't'")
+            reads = sample.get("query_seconds_by_name")
+            if reads is not None and not (
+                isinstance(reads, dict)
+                and all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < math.inf
+                    for v in reads.values()
+                )
+            ):
+                parser.error(
+                    f"line {number}: 'query_seconds_by_name' is not an object of seconds"
+                    " (finite numbers from 0) by query"
+                )
             samples.append(sample)
     for row in by_window(samples, args.window):
         print("  ".join(f"{key} {value}" for key, value in row.items()))

@@ -121,10 +121,19 @@ def test_by_window_shows_the_named_queries_answer_time_per_second_and_the_slowes
     assert idle["queries s/s"] == 0
     (alone,) = by_window(samples[:1], 20)
     assert alone["queries s/s"] is None and alone["slowest query"] is None
+    # The materializer started again between two samples: its totals count from zero.
+    restarted = [*samples[:2], sample(25, {"pipeline": 2.0, "ar_aging": 54.5})]
+    _, after_restart = by_window(restarted, 20)
+    assert after_restart["queries s/s"] == pytest.approx((2 + 0.5) / 10)
+    assert after_restart["slowest query"] == "pipeline 0.200"
 
 
 def _sample_line(t: object) -> str:
     return json.dumps({"t": t, "batch_ms": {"n": 3, "p50": 9.5}, "checkpoints": 2})
+
+
+def _reads_line(reads: object) -> str:
+    return json.dumps({"t": 5, "query_seconds_by_name": reads})
 
 
 @pytest.mark.parametrize(
@@ -135,6 +144,11 @@ def _sample_line(t: object) -> str:
         ([_sample_line("5")], "line 1 is not a soak sample"),
         ([_sample_line(True)], "line 1 is not a soak sample"),
         ([_sample_line(None)], "line 1 is not a soak sample"),
+        ([_reads_line([1.0])], "line 1: 'query_seconds_by_name' is not an object"),
+        ([_sample_line(5), _reads_line({"pipeline": "1"})], "line 2: 'query_seconds_by_name'"),
+        ([_reads_line({"pipeline": -1})], "line 1: 'query_seconds_by_name'"),
+        ([_reads_line({"pipeline": True})], "line 1: 'query_seconds_by_name'"),
+        ([_reads_line({"pipeline": 1e309})], "line 1: 'query_seconds_by_name'"),
         (['{"t": NaN}'], "line 1 is not a soak sample"),
         (["{}"], "line 1 is not a soak sample"),
     ],
