@@ -33,7 +33,7 @@ from gateway.execution import Executor, encoder, result_payload
 from gateway.metrics import Metrics
 from gateway.schema import Context
 from gateway.settings import Settings
-from gateway.upstream import Upstream
+from gateway.upstream import CHARGE, Charge, Upstream
 from gateway.versions import Versions, relevant
 from pulse_bi.contract import CHANGES_SUBJECT, QUERIES, ChangeNotice, notice_decoder
 from pulse_bi.tasks import cancel_until_done
@@ -98,16 +98,23 @@ class Budget:
     zero: over any stretch of time the group refreshes at most ``share`` of it, plus
     ``BURST_SECONDS`` and the refresh it ends in. With no burst this would be a rest of
     ``ratio * t`` after every refresh; with ratio 0 the group never rests.
+
+    What a refresh costs may be less than the time it took: the hub charges the time
+    the gateway spent on it and the materializer's CPU time for its named queries, not
+    the time their replies took to come (``gateway.upstream.Charge``), which under load
+    is mostly waiting for the materializer's writer and query threads.
     """
 
     credit: float = BURST_SECONDS
     at: float = -math.inf
 
-    def spend(self, ratio: float, started: float, ended: float) -> float:
-        """Charge a refresh that ran from ``started`` to ``ended``; the rest it needs after."""
+    def spend(self, ratio: float, started: float, ended: float, cost: float | None = None) -> float:
+        """Charge a refresh that ran from ``started`` to ``ended`` and cost ``cost``
+        seconds (None: all of that time); the rest it needs after."""
         share = 1.0 / (1.0 + ratio)
+        took = ended - started
         filled = min(BURST_SECONDS, self.credit + (started - self.at) * share)
-        self.credit = filled - (ended - started) * (1 - share)
+        self.credit = filled + took * share - (took if cost is None else cost)
         self.at = ended
         return max(0.0, -self.credit / share)
 
@@ -330,9 +337,11 @@ class Hub:
         rest its ``Budget`` needs when that is longer."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        charge = Charge()
         try:
             async with self._semaphore:
                 started = loop.time()
+                CHARGE.set(charge)  # this task's context: its named queries add to it
                 await self._refresh(group)
         except Exception:
             # Never let one bad refresh end live updates for this group or anyone else.
@@ -340,13 +349,17 @@ class Hub:
         finally:
             ended = loop.time()
             self.metrics.live_refresh_seconds.labels(group.field_name).observe(ended - started)
+            # The gateway's own time (round trips running at once can wait longer in
+            # sum than the refresh took) and what the materializer says it spent.
+            cost = max(0.0, ended - started - charge.waited) + charge.work
+            self.metrics.live_charged_seconds.labels(group.field_name).observe(cost)
             # A failed refresh (the materializer down, its replies timing out) measured
             # waiting, not work: it is not charged, and resting after it would only delay
             # the recovery.
             rest = (
                 0.0
                 if group.failed
-                else group.budget.spend(self.settings.live_rest_ratio, started, ended)
+                else group.budget.spend(self.settings.live_rest_ratio, started, ended, cost)
             )
             group.not_before = ended + max(self.settings.live_coalesce_ms / 1000.0, rest)
             group.running = False

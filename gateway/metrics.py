@@ -53,6 +53,12 @@ class Metrics:
             "One live query's refresh (execute and encode) by its root field",
             "query",
         )
+        self.live_charged_seconds = m.histogram(
+            "live_charged_seconds",
+            "What one live query's refresh was charged to its share of the time: the"
+            " gateway's own time and the materializer's CPU time for its named queries",
+            "query",
+        )
         self.upstream_retries = m.counter(
             "upstream_retries", "Named queries asked again after no reply, by reason", "reason"
         )

@@ -134,8 +134,9 @@ class Settings:
     live_rest_ratio: float = setting(
         Float(0, 100),
         2.0,
-        "a live query spends at most 1 / (1 + ratio) of the time refreshing (2.0: a third), "
-        "resting once it is more than 0.25 s of refreshing ahead of that; 0: no rest",
+        "a live query is charged at most 1 / (1 + ratio) of the time for its refreshes "
+        "(2.0: a third; a refresh is charged the gateway's time and the materializer's CPU "
+        "time for it), resting once it is more than 0.25 s ahead of that; 0: no rest",
     )
     live_concurrency: int = setting(_POSITIVE, 32, "live-query groups refreshed at once")
     persisted_queries: str = setting(

@@ -8,6 +8,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -61,6 +63,31 @@ class Result(msgspec.Struct, frozen=True):
 
     data: Any
     version: int
+
+
+@dataclass(slots=True)
+class Charge:
+    """What the round trips of one live refresh cost, for its share of the time
+    (``gateway.live.Budget``; docs/GATEWAY.md, "A group's window")."""
+
+    #: Seconds spent waiting for replies (every round trip, answered or not).
+    waited: float = 0.0
+    #: The materializer's CPU seconds for the replies, as each says (``cpu_seconds``).
+    work: float = 0.0
+
+    def answered(self, elapsed: float, cpu_seconds: float | None) -> None:
+        """Count a reply that took ``elapsed`` seconds to come and says ``cpu_seconds``.
+
+        A reply that does not say (an older materializer), or says what cannot be (less
+        than 0, more than the round trip, not a number), counts its whole round trip.
+        """
+        if cpu_seconds is None or not 0.0 <= cpu_seconds <= elapsed:  # NaN compares false
+            cpu_seconds = elapsed
+        self.work += cpu_seconds
+
+
+#: The ``Charge`` of the live refresh running in this context (None: not a refresh).
+CHARGE: ContextVar[Charge | None] = ContextVar("gateway_live_charge", default=None)
 
 
 class Upstream:
@@ -337,6 +364,7 @@ class Upstream:
         self.requests += 1
         started = time.perf_counter()
         wait = timeout or self.settings.query_timeout
+        charge = CHARGE.get()
         try:
             msg = await nc.request(
                 query_subject(name), _params_encoder.encode(params), timeout=wait, headers=headers
@@ -359,12 +387,17 @@ class Upstream:
             self.metrics.upstream_errors.labels("nats").inc()
             raise _NoReply("nats", UpstreamUnavailable(f"NATS request failed: {exc}")) from None
         finally:
-            self.metrics.upstream_seconds.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.upstream_seconds.observe(elapsed)
+            if charge is not None:
+                charge.waited += elapsed
         try:
             reply = _DECODERS.get(name, reply_decoder).decode(msg.data)
         except msgspec.DecodeError as exc:
             self.metrics.upstream_errors.labels("bad_reply").inc()
             raise UpstreamError(f"the materializer sent an unreadable reply: {exc}") from None
+        if charge is not None:
+            charge.answered(elapsed, reply.cpu_seconds)
         if reply.error is not None:
             code, message = reply.error.code, reply.error.message
             self.metrics.upstream_errors.labels(code).inc()

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -39,6 +39,8 @@ from pulse_bi.contract.registry import QUERY_NAMES
 from pulse_bi.tracing import continued
 
 log = logging.getLogger("pulse_bi.materializer.service")
+
+_T = TypeVar("_T")
 
 _encode = wire_encoder.encode
 _decode_params = msgspec.json.Decoder(dict[str, Any]).decode
@@ -203,9 +205,14 @@ class QueryService:
             version = self._store_version()
             context = self._context() if self._context is not None else None
             query = functools.partial(self._store.query, name, params, context=context)
-            result = await loop.run_in_executor(self._pool, query)
+            result, cpu = await loop.run_in_executor(self._pool, _on_cpu, query)
             encoded = _encode(
-                QueryReply(version=version, data=result.data, next_offset=result.next_offset)
+                QueryReply(
+                    version=version,
+                    data=result.data,
+                    next_offset=result.next_offset,
+                    cpu_seconds=round(cpu, 6),
+                )
             )
             if len(encoded) <= limit:
                 return encoded
@@ -245,6 +252,14 @@ class QueryService:
         if self._answering:
             await asyncio.wait(set(self._answering), timeout=10)
         self._pool.shutdown(wait=True)
+
+
+def _on_cpu(call: Callable[[], _T]) -> tuple[_T, float]:
+    """``call()`` and the CPU seconds this thread spent on it (DuckDB runs a query on the
+    calling thread; with ``DUCKDB_THREADS`` above 1 its own threads' share is not counted)."""
+    started = time.thread_time()
+    result = call()
+    return result, time.thread_time() - started
 
 
 def _error(code: str, message: str, version: int) -> bytes:

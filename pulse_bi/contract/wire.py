@@ -135,6 +135,10 @@ class QueryReply(msgspec.Struct, Generic[Data], kw_only=True, omit_defaults=True
     data: Data | None = None
     next_offset: int | None = None
     error: QueryError | None = None
+    #: CPU seconds the answering materializer's query thread spent on this reply, not
+    #: counting the wait for a thread: what a gateway charges to a live query's share of
+    #: the time (docs/GATEWAY.md, "A group's window"). None: not said.
+    cpu_seconds: float | None = None
 
 
 class UtcTime(dt.datetime):

@@ -163,6 +163,8 @@ class Canned:
     delays: dict[str, float] = field(default_factory=dict)
     #: Named queries that answer with an `internal` error.
     failing: set[str] = field(default_factory=set)
+    #: The ``cpu_seconds`` each named query's replies say (none: not said).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     async def start(self) -> Canned:
         """Register the service and its endpoints."""
@@ -199,6 +201,8 @@ class Canned:
                     reply["next_offset"] = offset + limit
             else:
                 reply["data"] = data
+            if name in self.cpu:
+                reply["cpu_seconds"] = self.cpu[name]
             await request.respond(json.dumps(reply).encode())
 
         return handle

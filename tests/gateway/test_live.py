@@ -149,28 +149,47 @@ async def test_strawberry_subscribe_yields_current_then_changed_results(
 # -- the live groups' budget of refreshing ----------------------------------------------
 
 _RATIOS = st.sampled_from([0.0, 0.5, 2.0, 3.0, 100.0]) | st.floats(0, 100)
-#: (seconds the group waits after it may refresh again, seconds the refresh takes)
-_REFRESHES = st.lists(st.tuples(st.floats(0, 2), st.floats(0, 2)), min_size=1, max_size=40)
+#: (seconds the group waits after it may refresh again, seconds the refresh takes, the
+#: part of them it is charged: None for all)
+_REFRESHES = st.lists(
+    st.tuples(st.floats(0, 2), st.floats(0, 2), st.none() | st.floats(0, 1)),
+    min_size=1,
+    max_size=40,
+)
 
 
 @given(ratio=_RATIOS, refreshes=_REFRESHES)
 @hsettings(max_examples=300, deadline=None)
-def test_a_group_refreshes_at_most_its_share_of_the_time(
-    ratio: float, refreshes: list[tuple[float, float]]
+def test_a_group_is_charged_at_most_its_share_of_the_time(
+    ratio: float, refreshes: list[tuple[float, float, float | None]]
 ) -> None:
     # Scheduled as the hub does: the next refresh never starts before the rest is over.
     budget, share = Budget(), 1 / (1 + ratio)
     now = start = 1000.0
-    busy = 0.0
-    for wait, took in refreshes:
+    charged = 0.0
+    for wait, took, part in refreshes:
         started = now + wait
         now = started + took
-        busy += took
-        rest = budget.spend(ratio, started, now)
+        cost = None if part is None else part * took
+        charged += took if cost is None else cost
+        rest = budget.spend(ratio, started, now, cost)
         assert rest >= 0
-        # Refreshing so far: its share of the time, the burst and the refresh just run.
-        assert busy <= share * (now - start) + BURST_SECONDS + took * (1 - share) + 1e-9
+        # Charged so far: its share of the time, the burst and what the refresh just run
+        # was charged beyond what it earned while it ran.
+        last = (took if cost is None else cost) - took * share
+        assert charged <= share * (now - start) + BURST_SECONDS + last + 1e-9
         now += rest
+
+
+def test_a_refresh_charged_less_than_it_took_rests_for_what_it_was_charged() -> None:
+    # Half a second waiting on a reply, a tenth of it charged: within the burst.
+    assert Budget().spend(2.0, 10.0, 10.5, cost=0.05) == 0.0
+    # Without a burst, at ratio 3: a quarter of the 0.4 s earned while running, 0.3 s
+    # charged, the difference earned back at a quarter second a second.
+    budget = Budget(credit=0.0, at=5.0)
+    assert budget.spend(3.0, 5.0, 5.4, cost=0.3) == pytest.approx((0.3 - 0.1) / 0.25)
+    # Charged nothing, a refresh only earns.
+    assert Budget(credit=0.0, at=0.0).spend(3.0, 0.0, 2.0, cost=0.0) == 0.0
 
 
 def test_a_lone_slow_refresh_within_the_burst_does_not_rest() -> None:

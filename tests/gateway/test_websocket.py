@@ -265,6 +265,66 @@ async def test_a_slow_refresh_within_the_burst_does_not_rest(serve: Serve, canne
     await ws.close()
 
 
+async def test_a_refresh_that_waited_on_the_materializer_is_charged_its_cpu_time(
+    serve: Serve, canned: Canned
+) -> None:
+    # A reply that took 0.5 s to come but says 1 ms of the materializer's CPU: charged
+    # the gateway's own time and that millisecond, well within the burst. Charged the
+    # round trip, the rest at ratio 100 would be ~25 s (as the next test shows), and the
+    # second change would not arrive within `receive`'s 5 s.
+    server = serve(live_rest_ratio=100.0)
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    await receive(ws)
+    canned.delays["ar_aging"], canned.cpu["ar_aging"] = 0.5, 0.001
+    assert BURST_SECONDS < 0.5
+    for open_invoices in (11, 12, 13):
+        change_aging(canned, open_invoices)
+        await canned.notify(["receivables"])
+        message = await receive(ws)
+        assert message["payload"]["data"]["arAging"]["openInvoices"] == open_invoices
+    await ws.close()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        metrics = (await http.get("/metrics")).text
+    # Three refreshes after a change: each took at least 0.5 s, none was charged 0.25 s.
+    assert 'gateway_live_refresh_seconds_bucket{le="0.25",query="arAging"} 0.0' in metrics
+    assert 'gateway_live_charged_seconds_count{query="arAging"} 3.0' in metrics
+    assert 'gateway_live_charged_seconds_bucket{le="0.25",query="arAging"} 3.0' in metrics
+
+
+@pytest.mark.parametrize("said", [1e9, -1.0, 1.0], ids=["huge", "negative", "all-of-it"])
+async def test_a_reply_that_says_what_cannot_be_or_a_second_is_charged_so(
+    serve: Serve, canned: Canned, said: float
+) -> None:
+    # More than the round trip, or below zero: the whole round trip is charged, as for
+    # a materializer that says nothing; 1 s of a round trip of at least 1 s, as said.
+    loop = asyncio.get_running_loop()
+    server = serve(live_rest_ratio=3.0)
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    await receive(ws)
+    canned.delays["ar_aging"], canned.cpu["ar_aging"] = 1.0, said
+    change_aging(canned, 21)
+    await canned.notify(["receivables"])
+    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 21
+    first = loop.time()
+    change_aging(canned, 22)
+    await canned.notify(["receivables"])
+    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 22
+    if said != 1.0:
+        # Charged all of a refresh of t >= 1 s at ratio 3: the credit ends at most at
+        # BURST + t / 4 - t, and the rest earns that back at a quarter second a second;
+        # the first frame's way here may take up to 0.5 s (lower bounds: never flaky).
+        rest = (1.0 * 0.75 - BURST_SECONDS) / 0.25
+        assert loop.time() - first >= rest + 1.0 - 0.5
+    await ws.close()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        metrics = (await http.get("/metrics")).text
+    # Both refreshes after a change were charged at least a second.
+    assert 'gateway_live_charged_seconds_count{query="arAging"} 2.0' in metrics
+    assert 'gateway_live_charged_seconds_bucket{le="0.5",query="arAging"} 0.0' in metrics
+
+
 async def test_a_failed_refresh_does_not_rest(serve: Serve, canned: Canned) -> None:
     # A rest of 100 times a 0.5 s refresh would be 50 s; after a failed one there is
     # none, so the next change arrives within `receive`'s 5 s.

@@ -306,3 +306,42 @@ async def test_requests_for_the_same_named_query_are_answered_concurrently(
         store.query = query  # type: ignore[method-assign]
     assert all(result["orders"] == 0 for result in results)
     assert most == min(4, materializer.settings.query_workers)
+
+
+async def test_a_reply_says_the_cpu_time_its_query_thread_spent_not_the_time_it_took(
+    materializer: Materializer, nc: NATS
+) -> None:
+    """What a gateway charges a live query (docs/GATEWAY.md, "A group's window")."""
+    import time
+
+    store = materializer.store
+    assert store is not None
+    query = store.query
+
+    def waiting(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)  # as a query waiting on the writer would: no CPU
+        return query(*args, **kwargs)
+
+    def working(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.3:
+            pass
+        return query(*args, **kwargs)
+
+    window = json.dumps({"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"})
+    said = {}
+    for name, patched in (("waiting", waiting), ("working", working)):
+        store.query = patched  # type: ignore[method-assign]
+        try:
+            msg = await nc.request(query_subject("sales_summary"), window.encode(), timeout=10)
+        finally:
+            store.query = query  # type: ignore[method-assign]
+        reply = reply_decoder.decode(msg.data)
+        assert reply.error is None and reply.data["orders"] == 0
+        assert reply.cpu_seconds is not None
+        said[name] = reply.cpu_seconds
+    assert 0 <= said["waiting"] < 0.25
+    assert said["working"] >= 0.3
+    # An error reply says nothing: no query ran.
+    msg = await nc.request(query_subject("sales_by_hour"), b'{"from": "yesterday"}', timeout=10)
+    assert reply_decoder.decode(msg.data).cpu_seconds is None
