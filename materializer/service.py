@@ -201,17 +201,19 @@ class QueryService:
     async def _run(self, name: str, params: dict[str, Any]) -> bytes:
         loop = asyncio.get_running_loop()
         limit = self._nc.max_payload - 1024
+        spent = 0.0  # CPU seconds, a page too large to send included
         while True:
             version = self._store_version()
             context = self._context() if self._context is not None else None
             query = functools.partial(self._store.query, name, params, context=context)
             result, cpu = await loop.run_in_executor(self._pool, _on_cpu, query)
+            spent += cpu
             encoded = _encode(
                 QueryReply(
                     version=version,
                     data=result.data,
                     next_offset=result.next_offset,
-                    cpu_seconds=round(cpu, 6),
+                    cpu_seconds=round(spent, 6),
                 )
             )
             if len(encoded) <= limit:

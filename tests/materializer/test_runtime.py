@@ -345,3 +345,37 @@ async def test_a_reply_says_the_cpu_time_its_query_thread_spent_not_the_time_it_
     # An error reply says nothing: no query ran.
     msg = await nc.request(query_subject("sales_by_hour"), b'{"from": "yesterday"}', timeout=10)
     assert reply_decoder.decode(msg.data).cpu_seconds is None
+
+
+async def test_a_result_too_large_for_nats_is_asked_again_smaller_and_says_all_its_cpu(
+    materializer: Materializer, nc: NATS
+) -> None:
+    import time
+
+    from materializer.queries import QueryResult
+
+    store = materializer.store
+    assert store is not None
+    query = store.query
+    asked: list[Any] = []
+
+    def oversized_first(name: str, params: dict[str, Any], **kwargs: Any) -> Any:
+        asked.append(params.get("limit"))
+        if len(asked) == 1:
+            started = time.thread_time()
+            while time.thread_time() - started < 0.2:
+                pass
+            # More than the server's max_payload (1 MiB) once encoded.
+            return QueryResult([{"sku": "x" * 1000}] * 2000)
+        return query(name, params, **kwargs)
+
+    store.query = oversized_first  # type: ignore[method-assign]
+    try:
+        msg = await nc.request(query_subject("stock_levels"), b"{}", timeout=10)
+    finally:
+        store.query = query  # type: ignore[method-assign]
+    reply = reply_decoder.decode(msg.data)
+    assert reply.error is None and reply.data == []
+    # The page halved (from the default 1000), and the discarded answer's CPU counted.
+    assert asked == [None, 500]
+    assert reply.cpu_seconds is not None and reply.cpu_seconds >= 0.2
