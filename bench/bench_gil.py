@@ -13,7 +13,10 @@ Each step runs alone, then beside a thread that only counts (``bench_sql_decode.
 it never blocks, the worst case): wall and thread CPU of each, and the hand-backs that
 waited, estimated as the extra wall time over the switch interval. Steps: ``SELECT 1``;
 an INSERT of a frame of two numeric columns; an INSERT of a frame of one column of
-strings; and the store applying the simulated stream in batches (``Store.apply_batch``, per batch).
+strings (an object array, as the store hands them over), the same strings built into an
+Arrow array and as one list parameter (two ways of handing them over measured and not
+taken, docs/BENCHMARKS.md); and the store applying the simulated stream in batches
+(``Store.apply_batch``, per batch).
 """
 
 from __future__ import annotations
@@ -66,10 +69,27 @@ def statements(rows: int) -> dict[str, Callable[[], object]]:
         frame = texts  # noqa: F841 - read by DuckDB by its name
         return conn.execute("INSERT INTO texts SELECT a FROM frame")
 
+    listed = words.tolist()
+
+    def insert_arrow_texts() -> object:
+        # Built each time, as a batch would build it: Arrow's strings are read without
+        # the GIL, but importing pyarrow costs the materializer ~25 MB of RSS
+        # (docs/OPERATIONS.md, "Memory").
+        import pyarrow as pa
+
+        frame = pa.table({"a": pa.array(listed, pa.string())})  # noqa: F841 - read by DuckDB
+        return conn.execute("INSERT INTO texts SELECT a FROM frame")
+
+    def insert_listed_texts() -> object:
+        # One parameter: the list is converted in one go, under the GIL.
+        return conn.execute("INSERT INTO texts SELECT unnest(?::VARCHAR[])", [listed])
+
     return {
         "SELECT 1": select_one,
         f"INSERT of {rows:,} rows, 2 numeric columns": insert_numbers,
         f"INSERT of {rows:,} rows, 1 string column": insert_texts,
+        f"INSERT of {rows:,} rows, 1 string column built as Arrow": insert_arrow_texts,
+        f"INSERT of {rows:,} rows, 1 string column as one list parameter": insert_listed_texts,
     }
 
 

@@ -26,12 +26,14 @@ def test_each_step_is_measured_alone_and_beside_the_busy_thread(
         "SELECT 1",
         "INSERT of 200 rows, 2 numeric columns",
         "INSERT of 200 rows, 1 string column",
+        "INSERT of 200 rows, 1 string column built as Arrow",
+        "INSERT of 200 rows, 1 string column as one list parameter",
         "Store.apply_batch, 400 events in batches of 200",
     ]
     assert all(count >= 0 for count in waits.values())
     out = capsys.readouterr().out
     assert out.startswith("switch interval 0.5 ms")
-    assert out.count("beside the busy thread") == 4 and out.count("hand-backs waited") == 4
+    assert out.count("beside the busy thread") == 6 and out.count("hand-backs waited") == 6
     assert threading.active_count() == before  # the busy thread stopped
 
 
