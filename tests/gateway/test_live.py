@@ -16,7 +16,7 @@ from gateway.live import BURST_SECONDS, Budget
 from gateway.metrics import Metrics
 from gateway.schema import Context, schema
 from gateway.settings import Settings
-from gateway.upstream import Upstream
+from gateway.upstream import Charge, Upstream
 from gateway.versions import Versions, relevant
 from pulse_bi.contract import ChangeNotice, Changes
 from tests.gateway.conftest import Canned
@@ -179,6 +179,36 @@ def test_a_group_is_charged_at_most_its_share_of_the_time(
         last = (took if cost is None else cost) - took * share
         assert charged <= share * (now - start) + BURST_SECONDS + last + 1e-9
         now += rest
+
+
+@given(
+    replies=st.lists(
+        st.tuples(
+            st.floats(0, 30),
+            st.none() | st.floats(allow_nan=True, allow_infinity=True),
+        ),
+        max_size=20,
+    )
+)
+@hsettings(max_examples=300, deadline=None)
+def test_what_replies_say_is_charged_within_their_round_trips(
+    replies: list[tuple[float, float | None]],
+) -> None:
+    # Whatever a materializer says (nothing, NaN, infinities, below zero, beyond the
+    # round trip), a reply is charged between nothing and its round trip, and exactly
+    # what it says when that lies between.
+    total = Charge()
+    for elapsed, said in replies:
+        one = Charge()
+        one.answered(elapsed, said)
+        assert 0.0 <= one.work <= elapsed
+        if said is not None and 0.0 <= said <= elapsed:
+            assert one.work == said
+        else:
+            assert one.work == elapsed
+        total.answered(elapsed, said)
+        total.waited += elapsed
+    assert total.work <= total.waited * (1 + 1e-9)
 
 
 def test_a_refresh_charged_less_than_it_took_rests_for_what_it_was_charged() -> None:
