@@ -190,6 +190,27 @@ def change_aging(canned: Canned, open_invoices: int) -> None:
     canned.data["ar_aging"] = {**canned.data["ar_aging"], "open_invoices": open_invoices}
 
 
+async def watch_aging(server: Server) -> ClientConnection:
+    """A socket subscribed to ``AR_AGING``, its first result read."""
+    ws = await connect(server, "graphql-transport-ws")
+    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
+    await receive(ws)
+    return ws
+
+
+async def change_and_receive_aging(canned: Canned, ws: ClientConnection, open_invoices: int) -> int:
+    """Change the open invoices, send one notice; the ``openInvoices`` the socket gets next."""
+    change_aging(canned, open_invoices)
+    await canned.notify(["receivables"])
+    return int((await receive(ws))["payload"]["data"]["arAging"]["openInvoices"])
+
+
+async def metrics_of(server: Server) -> str:
+    """The gateway's /metrics text."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        return (await http.get("/metrics")).text
+
+
 async def test_a_slow_live_query_does_not_hold_back_a_fast_one(
     server: Server, canned: Canned
 ) -> None:
@@ -219,17 +240,11 @@ async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
 ) -> None:
     loop = asyncio.get_running_loop()
     server = serve(live_rest_ratio=3.0)
-    ws = await connect(server, "graphql-transport-ws")
-    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
-    await receive(ws)
+    ws = await watch_aging(server)
     canned.delays["ar_aging"] = 1.0  # under the 2 s query timeout
-    change_aging(canned, 4)
-    await canned.notify(["receivables"])
-    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 4
+    assert await change_and_receive_aging(canned, ws, 4) == 4
     first = loop.time()
-    change_aging(canned, 5)
-    await canned.notify(["receivables"])
-    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 5
+    assert await change_and_receive_aging(canned, ws, 5) == 5
     # At ratio 3 a group may refresh a quarter of the time. The first refresh took at
     # least 1 s, three quarters of it beyond what it earned meanwhile, against the
     # burst's credit: the rest earns back the difference at a quarter second a second,
@@ -241,8 +256,7 @@ async def test_a_slow_live_query_rests_in_proportion_to_its_cost(
     assert loop.time() - first >= rest + 1.0 - 0.5
     await ws.close()
     # Both refreshes after a change are counted, each at least the 0.5 s it took.
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        metrics = (await http.get("/metrics")).text
+    metrics = await metrics_of(server)
     count = 'gateway_live_refresh_seconds_count{query="arAging"} 2.0'
     assert count in metrics
     assert 'gateway_live_refresh_seconds_bucket{le="0.25",query="arAging"} 0.0' in metrics
@@ -252,16 +266,11 @@ async def test_a_slow_refresh_within_the_burst_does_not_rest(serve: Serve, canne
     # At ratio 100 a rest after every refresh would be 100 times it: 20 s after a 0.2 s
     # one. Within the burst there is none, so the next change arrives within
     # `receive`'s 5 s.
-    ws = await connect(serve(live_rest_ratio=100.0), "graphql-transport-ws")
-    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
-    await receive(ws)
+    ws = await watch_aging(serve(live_rest_ratio=100.0))
     canned.delays["ar_aging"] = 0.2
     assert BURST_SECONDS > 0.2
     for open_invoices in (7, 8):
-        change_aging(canned, open_invoices)
-        await canned.notify(["receivables"])
-        message = await receive(ws)
-        assert message["payload"]["data"]["arAging"]["openInvoices"] == open_invoices
+        assert await change_and_receive_aging(canned, ws, open_invoices) == open_invoices
     await ws.close()
 
 
@@ -270,22 +279,16 @@ async def test_a_refresh_that_waited_on_the_materializer_is_charged_its_cpu_time
 ) -> None:
     # A reply that took 0.5 s to come but says 1 ms of the materializer's CPU: charged
     # the gateway's own time and that millisecond, well within the burst. Charged the
-    # round trip, the rest at ratio 100 would be ~25 s (as the next test shows), and the
-    # second change would not arrive within `receive`'s 5 s.
+    # round trip, the rest at ratio 100 would be ~25 s, and the second change would not
+    # arrive within `receive`'s 5 s.
     server = serve(live_rest_ratio=100.0)
-    ws = await connect(server, "graphql-transport-ws")
-    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
-    await receive(ws)
+    ws = await watch_aging(server)
     canned.delays["ar_aging"], canned.cpu["ar_aging"] = 0.5, 0.001
     assert BURST_SECONDS < 0.5
     for open_invoices in (11, 12, 13):
-        change_aging(canned, open_invoices)
-        await canned.notify(["receivables"])
-        message = await receive(ws)
-        assert message["payload"]["data"]["arAging"]["openInvoices"] == open_invoices
+        assert await change_and_receive_aging(canned, ws, open_invoices) == open_invoices
     await ws.close()
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        metrics = (await http.get("/metrics")).text
+    metrics = await metrics_of(server)
     # Three refreshes after a change: each took at least 0.5 s, none was charged 0.25 s.
     assert 'gateway_live_refresh_seconds_bucket{le="0.25",query="arAging"} 0.0' in metrics
     assert 'gateway_live_charged_seconds_count{query="arAging"} 3.0' in metrics
@@ -300,17 +303,11 @@ async def test_a_reply_that_says_what_cannot_be_or_a_second_is_charged_so(
     # a materializer that says nothing; 1 s of a round trip of at least 1 s, as said.
     loop = asyncio.get_running_loop()
     server = serve(live_rest_ratio=3.0)
-    ws = await connect(server, "graphql-transport-ws")
-    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
-    await receive(ws)
+    ws = await watch_aging(server)
     canned.delays["ar_aging"], canned.cpu["ar_aging"] = 1.0, said
-    change_aging(canned, 21)
-    await canned.notify(["receivables"])
-    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 21
+    assert await change_and_receive_aging(canned, ws, 21) == 21
     first = loop.time()
-    change_aging(canned, 22)
-    await canned.notify(["receivables"])
-    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 22
+    assert await change_and_receive_aging(canned, ws, 22) == 22
     if said != 1.0:
         # Charged all of a refresh of t >= 1 s at ratio 3: the credit ends at most at
         # BURST + t / 4 - t, and the rest earns that back at a quarter second a second;
@@ -318,8 +315,7 @@ async def test_a_reply_that_says_what_cannot_be_or_a_second_is_charged_so(
         rest = (1.0 * 0.75 - BURST_SECONDS) / 0.25
         assert loop.time() - first >= rest + 1.0 - 0.5
     await ws.close()
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        metrics = (await http.get("/metrics")).text
+    metrics = await metrics_of(server)
     # Both refreshes after a change were charged at least a second.
     assert 'gateway_live_charged_seconds_count{query="arAging"} 2.0' in metrics
     assert 'gateway_live_charged_seconds_bucket{le="0.5",query="arAging"} 0.0' in metrics
@@ -328,16 +324,12 @@ async def test_a_reply_that_says_what_cannot_be_or_a_second_is_charged_so(
 async def test_a_failed_refresh_does_not_rest(serve: Serve, canned: Canned) -> None:
     # A rest of 100 times a 0.5 s refresh would be 50 s; after a failed one there is
     # none, so the next change arrives within `receive`'s 5 s.
-    ws = await connect(serve(live_rest_ratio=100.0), "graphql-transport-ws")
-    await ws.send(start_message("graphql-transport-ws", "a", AR_AGING))
-    await receive(ws)
+    ws = await watch_aging(serve(live_rest_ratio=100.0))
     canned.delays["ar_aging"], canned.failing = 0.5, {"ar_aging"}
     await canned.notify(["receivables"])
     assert (await receive(ws))["payload"]["errors"]
     canned.failing = set()
-    change_aging(canned, 6)
-    await canned.notify(["receivables"])
-    assert (await receive(ws))["payload"]["data"]["arAging"]["openInvoices"] == 6
+    assert await change_and_receive_aging(canned, ws, 6) == 6
     await ws.close()
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -32,6 +36,28 @@ async def ask(nc: NATS, name: str, **params: Any) -> Any:
     reply = reply_decoder.decode(msg.data)
     assert reply.error is None, reply.error
     return reply.data
+
+
+@contextlib.contextmanager
+def answering_through(
+    materializer: Materializer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> Iterator[None]:
+    """Inside the block the store answers named queries through ``wrap(its query)``."""
+    store = materializer.store
+    assert store is not None
+    query = store.query
+    store.query = wrap(query)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        store.query = query  # type: ignore[method-assign]
+
+
+def burn_cpu(seconds: float) -> None:
+    """Keep this thread on the CPU for ``seconds`` of its own CPU time."""
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
 
 
 def order(order_id: str, total: str, *, time: str, channel: str = "web", **extra: Any) -> dict:
@@ -276,34 +302,28 @@ async def test_requests_for_the_same_named_query_are_answered_concurrently(
     materializer: Materializer, nc: NATS
 ) -> None:
     """One slow query must not hold every other request for that query behind it."""
-    import threading
-    import time
-
-    store = materializer.store
-    assert store is not None
-    query = store.query
     running = 0
     most = 0
     lock = threading.Lock()
 
-    def slow_query(*args: Any, **kwargs: Any) -> Any:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        try:
-            time.sleep(0.3)
-            return query(*args, **kwargs)
-        finally:
+    def slow(query: Callable[..., Any]) -> Callable[..., Any]:
+        def slow_query(*args: Any, **kwargs: Any) -> Any:
+            nonlocal running, most
             with lock:
-                running -= 1
+                running += 1
+                most = max(most, running)
+            try:
+                time.sleep(0.3)
+                return query(*args, **kwargs)
+            finally:
+                with lock:
+                    running -= 1
 
-    store.query = slow_query  # type: ignore[method-assign]
-    try:
+        return slow_query
+
+    with answering_through(materializer, slow):
         window = {"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"}
         results = await asyncio.gather(*(ask(nc, "sales_summary", **window) for _ in range(4)))
-    finally:
-        store.query = query  # type: ignore[method-assign]
     assert all(result["orders"] == 0 for result in results)
     assert most == min(4, materializer.settings.query_workers)
 
@@ -312,30 +332,26 @@ async def test_a_reply_says_the_cpu_time_its_query_thread_spent_not_the_time_it_
     materializer: Materializer, nc: NATS
 ) -> None:
     """What a gateway charges a live query (docs/GATEWAY.md, "A group's window")."""
-    import time
 
-    store = materializer.store
-    assert store is not None
-    query = store.query
+    def waiting(query: Callable[..., Any]) -> Callable[..., Any]:
+        def answer(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.5)  # as a query waiting on the writer would: no CPU
+            return query(*args, **kwargs)
 
-    def waiting(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.5)  # as a query waiting on the writer would: no CPU
-        return query(*args, **kwargs)
+        return answer
 
-    def working(*args: Any, **kwargs: Any) -> Any:
-        started = time.thread_time()
-        while time.thread_time() - started < 0.3:
-            pass
-        return query(*args, **kwargs)
+    def working(query: Callable[..., Any]) -> Callable[..., Any]:
+        def answer(*args: Any, **kwargs: Any) -> Any:
+            burn_cpu(0.3)
+            return query(*args, **kwargs)
+
+        return answer
 
     window = json.dumps({"from": "2026-11-25T00:00:00Z", "to": "2026-11-26T00:00:00Z"})
     said = {}
-    for name, patched in (("waiting", waiting), ("working", working)):
-        store.query = patched  # type: ignore[method-assign]
-        try:
+    for name, wrap in (("waiting", waiting), ("working", working)):
+        with answering_through(materializer, wrap):
             msg = await nc.request(query_subject("sales_summary"), window.encode(), timeout=10)
-        finally:
-            store.query = query  # type: ignore[method-assign]
         reply = reply_decoder.decode(msg.data)
         assert reply.error is None and reply.data["orders"] == 0
         assert reply.cpu_seconds is not None
@@ -350,30 +366,23 @@ async def test_a_reply_says_the_cpu_time_its_query_thread_spent_not_the_time_it_
 async def test_a_result_too_large_for_nats_is_asked_again_smaller_and_says_all_its_cpu(
     materializer: Materializer, nc: NATS
 ) -> None:
-    import time
-
     from materializer.queries import QueryResult
 
-    store = materializer.store
-    assert store is not None
-    query = store.query
     asked: list[Any] = []
 
-    def oversized_first(name: str, params: dict[str, Any], **kwargs: Any) -> Any:
-        asked.append(params.get("limit"))
-        if len(asked) == 1:
-            started = time.thread_time()
-            while time.thread_time() - started < 0.2:
-                pass
-            # More than the server's max_payload (1 MiB) once encoded.
-            return QueryResult([{"sku": "x" * 1000}] * 2000)
-        return query(name, params, **kwargs)
+    def oversized_first(query: Callable[..., Any]) -> Callable[..., Any]:
+        def answer(name: str, params: dict[str, Any], **kwargs: Any) -> Any:
+            asked.append(params.get("limit"))
+            if len(asked) == 1:
+                burn_cpu(0.2)
+                # More than the server's max_payload (1 MiB) once encoded.
+                return QueryResult([{"sku": "x" * 1000}] * 2000)
+            return query(name, params, **kwargs)
 
-    store.query = oversized_first  # type: ignore[method-assign]
-    try:
+        return answer
+
+    with answering_through(materializer, oversized_first):
         msg = await nc.request(query_subject("stock_levels"), b"{}", timeout=10)
-    finally:
-        store.query = query  # type: ignore[method-assign]
     reply = reply_decoder.decode(msg.data)
     assert reply.error is None and reply.data == []
     # The page halved (from the default 1000), and the discarded answer's CPU counted.
